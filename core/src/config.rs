@@ -1,0 +1,79 @@
+//! Every bound and timeout core enforces, each with a name, a default, and
+//! (for bounds on what the peer sends) the status it produces.
+
+use std::time::Duration;
+
+/// Limits and timeouts for one [`Server`](crate::Server).
+///
+/// `Config::default()` gives the documented defaults; change fields as needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest request head (request line and headers), in bytes. Over it: 431.
+    pub max_head_bytes: usize,
+    /// Most header fields in one request head. Over it: 431.
+    pub max_headers: usize,
+    /// Longest request target, in bytes. Over it: 414.
+    pub max_target_bytes: usize,
+    /// Largest request body, in bytes, however it is framed. Over it: 413.
+    pub max_body_bytes: u64,
+    /// Longest chunk-size line of a chunked body, extensions included. Over it: 400.
+    pub max_chunk_line_bytes: usize,
+    /// Largest trailer section of a chunked body. Over it: 431.
+    pub max_trailer_bytes: usize,
+    /// Pipelined input core buffers behind the request being answered before it
+    /// asks the driver to stop reading (see [`Server::wants_read`](crate::Server::wants_read)).
+    pub max_pipelined_bytes: usize,
+    /// Most bytes discarded while lingering before the connection is closed anyway.
+    pub max_linger_bytes: u64,
+
+    /// From the first byte of a request to the end of its head (absolute, so
+    /// slowloris cannot extend it). Expired: 408 and close.
+    pub header_read_timeout: Duration,
+    /// Longest wait for more body bytes. Expired: 408 and close.
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection (or a new one that has sent
+    /// nothing) is kept while serving.
+    pub keep_alive_timeout: Duration,
+    /// Longest wait for the driver to report progress writing a response.
+    /// Expired: the connection is closed and the response is lost.
+    pub write_stall_timeout: Duration,
+    /// How long a closing connection reads and discards input, waiting for the
+    /// client's FIN, before it is closed regardless (absolute from the half-close).
+    pub linger_timeout: Duration,
+
+    /// After `terminate`, how long the server keeps accepting and serving while
+    /// reporting that it is stopping (so a readiness probe can fail first).
+    pub pre_stop: Duration,
+    /// From the start of the drain to the forced exit.
+    pub drain_timeout: Duration,
+    /// During the drain, how long a newly accepted connection may stay silent.
+    pub first_byte_grace: Duration,
+    /// During the drain, how long a keep-alive connection must have been quiet
+    /// before it is closed.
+    pub idle_close_after: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_target_bytes: 8 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_chunk_line_bytes: 1024,
+            max_trailer_bytes: 8 * 1024,
+            max_pipelined_bytes: 64 * 1024,
+            max_linger_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            write_stall_timeout: Duration::from_secs(30),
+            linger_timeout: Duration::from_secs(2),
+            pre_stop: Duration::ZERO,
+            drain_timeout: Duration::from_secs(30),
+            first_byte_grace: Duration::from_secs(1),
+            idle_close_after: Duration::from_millis(250),
+        }
+    }
+}

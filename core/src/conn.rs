@@ -1,0 +1,184 @@
+//! One connection: its state, its buffers, its timer link.
+//!
+//! ```text
+//!  Idle ──first byte──▶ Head ──head done──▶ Body ──body done──▶ Dispatched
+//!   ▲                    │                   │                     │ response
+//!   │                    └──── rejected ─────┴──▶ Writing ◀────────┘
+//!   └─────────────── sent, keep-alive ──────────────┘ │ sent, close
+//!                                                     ▼
+//!                                      Lingering ──EOF/timeout──▶ closed
+//! ```
+//! A connection is *active* from a request's first byte until its response
+//! has been handed to the kernel: in `Head`, `Body`, `Dispatched` and
+//! `Writing`. `Idle` and `Lingering` are not active.
+
+use bytes::Bytes;
+
+use crate::chunked::ChunkedDecoder;
+use crate::parse::{FieldSpan, Head, HeadScan};
+use crate::time::Time;
+use crate::timers::Link;
+
+/// How much of a body is still to come.
+#[derive(Clone, Debug)]
+pub(crate) enum BodyProgress {
+    /// A `Content-Length` body, kept in place in the input buffer after the head.
+    Length(u64),
+    /// A chunked body, decoded into [`Buffers::body`] as it arrives.
+    Chunked(ChunkedDecoder),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum State {
+    /// No request begun: a keep-alive connection between requests, or a new one.
+    Idle,
+    /// Reading a request head (its deadline runs from its first byte).
+    Head { scan: HeadScan },
+    /// Reading the body of a request whose head is complete.
+    Body { head: Head, body: BodyProgress },
+    /// The application has the request `seq`; `len` input bytes belong to it.
+    Dispatched { head: Head, seq: u32, len: usize },
+    /// A final response is queued. `len` input bytes belong to its request
+    /// (none for a rejection, whose input is discarded). With `close`, the
+    /// connection closes once the response is written and nothing more is
+    /// read; `client_done` says the client will send nothing more (it asked
+    /// to close, or sent FIN), so no linger is needed.
+    Writing {
+        close: bool,
+        client_done: bool,
+        len: usize,
+    },
+    /// The write side is shut; input is read and discarded until the client's
+    /// FIN or the linger deadline, so closing cannot reset unread responses.
+    Lingering { discarded: u64 },
+}
+
+impl State {
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            State::Head { .. }
+                | State::Body { .. }
+                | State::Dispatched { .. }
+                | State::Writing { .. }
+        )
+    }
+}
+
+/// The heap a busy connection uses. An idle connection gives its buffers back
+/// to the server's pool, so 10,000 idle keep-alive connections cost only their
+/// table entries, and a busy one reuses capacity without allocating.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    /// Received bytes not yet consumed; the current request starts at 0.
+    pub input: Vec<u8>,
+    /// Header spans of the current request.
+    pub fields: Vec<FieldSpan>,
+    /// The decoded body of a chunked request.
+    pub body: Vec<u8>,
+    /// Bytes queued for the driver to write, from `out_pos` on.
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+    /// A large response body, written after `out` without being copied.
+    pub out_tail: Bytes,
+}
+
+impl Buffers {
+    pub fn pending_out(&self) -> usize {
+        self.out.len() - self.out_pos + self.out_tail.len()
+    }
+
+    /// Empties the buffers, keeping capacity for reuse.
+    pub fn reset(&mut self) {
+        self.input.clear();
+        self.fields.clear();
+        self.body.clear();
+        self.out.clear();
+        self.out_pos = 0;
+        self.out_tail = Bytes::new();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// Distinguishes this connection from earlier ones in the same slot.
+    pub generation: u32,
+    pub state: State,
+    pub bufs: Option<Box<Buffers>>,
+    pub link: Link,
+    /// Sequence number of the next request, for [`RequestId`](crate::RequestId).
+    pub next_seq: u32,
+    /// Input bytes received before the drain began, counted from the start of
+    /// the current input buffer; `None` while serving. Requests that begin
+    /// within them were begun before the drain and are answered.
+    pub pre_drain_input: Option<usize>,
+    /// When the connection last finished a response (or was accepted).
+    pub last_active: Time,
+    pub peer_eof: bool,
+    /// Whether any response bytes were queued on this connection.
+    pub sent_any: bool,
+    /// Whether core told the driver to stop reading.
+    pub read_paused: bool,
+    /// Whether an [`Event::Transmit`](crate::Event::Transmit) is queued.
+    pub transmit_queued: bool,
+}
+
+impl Conn {
+    pub fn new(generation: u32, now: Time) -> Conn {
+        Conn {
+            generation,
+            state: State::Idle,
+            bufs: None,
+            link: Link::default(),
+            next_seq: 0,
+            pre_drain_input: None,
+            last_active: now,
+            peer_eof: false,
+            sent_any: false,
+            read_paused: false,
+            transmit_queued: false,
+        }
+    }
+
+    pub fn pending_out(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |b| b.pending_out())
+    }
+
+    pub fn buffered_input(&self) -> usize {
+        self.bufs.as_ref().map_or(0, |b| b.input.len())
+    }
+}
+
+/// Buffers of idle connections, kept for reuse. Bounded in count and in the
+/// capacity each may keep, so a burst of large requests does not pin memory.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    free: Vec<Box<Buffers>>,
+}
+
+/// Most buffer sets kept for reuse.
+const POOL_MAX: usize = 64;
+/// Most capacity a pooled vector keeps.
+const POOL_KEEP_BYTES: usize = 64 * 1024;
+
+impl Pool {
+    pub fn take(&mut self) -> Box<Buffers> {
+        self.free.pop().unwrap_or_default()
+    }
+
+    pub fn give(&mut self, mut bufs: Box<Buffers>) {
+        if self.free.len() >= POOL_MAX {
+            return;
+        }
+        bufs.reset();
+        for v in [&mut bufs.input, &mut bufs.body, &mut bufs.out] {
+            if v.capacity() > POOL_KEEP_BYTES {
+                *v = Vec::new();
+            }
+        }
+        if bufs.fields.capacity() > 256 {
+            bufs.fields = Vec::new();
+        }
+        self.free.push(bufs);
+    }
+}

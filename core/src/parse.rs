@@ -1,0 +1,602 @@
+//! Request heads: finding their end without rescanning, parsing them with
+//! httparse, and the header rules of RFC 9110/9112 that decide framing and
+//! persistence.
+//!
+//! Slow input must cost O(bytes): [`HeadScan`] remembers how far the buffer has
+//! been searched, so httparse runs at most three times per request — when the
+//! first bytes arrive, when the request line is complete (to reject a bad one
+//! early), and when the blank line ending the head has arrived.
+
+use std::mem::MaybeUninit;
+
+use crate::config::Config;
+use crate::reject::Reject;
+
+/// A byte range inside the connection's input buffer, relative to the start of
+/// the request.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Span {
+    fn of(base: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        Span {
+            start: start as u32,
+            len: part.len() as u32,
+        }
+    }
+
+    pub fn get<'a>(&self, base: &'a [u8]) -> &'a [u8] {
+        &base[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
+/// One header field, as spans.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FieldSpan {
+    pub name: Span,
+    pub value: Span,
+}
+
+/// How the request body is delimited.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// The chunked transfer coding.
+    Chunked,
+}
+
+/// What the rest of core needs to know about a parsed head; the header fields
+/// themselves are stored as spans by the caller.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub method: Span,
+    pub target: Span,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    pub framing: Framing,
+    /// Whether the client asked to keep the connection (before server policy).
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub is_head_method: bool,
+}
+
+/// Where the search for the end of a head has got to. Reset for every request.
+#[derive(Copy, Clone, Debug, Default)]
+pub(crate) struct HeadScan {
+    /// Bytes already searched for the blank line.
+    searched: usize,
+    /// Where the request line ends, once its LF has arrived.
+    line_end: Option<usize>,
+}
+
+/// Most header fields parsed with a stack array; a configured `max_headers`
+/// beyond this costs one allocation per head.
+const STACK_HEADERS: usize = 128;
+
+/// Tries to parse the head at the start of `buf` (which begins at the request's
+/// first byte). `Ok(None)` means more bytes are needed.
+pub(crate) fn parse_head(
+    buf: &[u8],
+    scan: &mut HeadScan,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
+    let first_look = scan.searched == 0;
+    let from = scan.searched.saturating_sub(3);
+    let end = find_blank_line(&buf[from..]).map(|e| from + e);
+    let line_was_known = scan.line_end.is_some();
+    if !line_was_known {
+        scan.line_end = buf[scan.searched..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| scan.searched + i);
+    }
+    scan.searched = buf.len();
+    match end {
+        Some(end) if end > config.max_head_bytes => return Err(Reject::HeadTooLarge),
+        Some(_) => return parse_complete(buf, config, fields).map(Some),
+        None => {}
+    }
+    // No complete head yet: reject what can already be rejected.
+    let line_len = scan.line_end.unwrap_or(buf.len());
+    if line_len > config.max_target_bytes + MAX_LINE_OVERHEAD {
+        return Err(Reject::TargetTooLong);
+    }
+    if buf.len() > config.max_head_bytes {
+        return Err(Reject::HeadTooLarge);
+    }
+    let line_just_ended = !line_was_known && scan.line_end.is_some();
+    if first_look || line_just_ended {
+        check_partial(buf, config)?;
+    }
+    Ok(None)
+}
+
+/// Allowance for method, spaces and version around a target of the largest
+/// permitted length, so the early 414 never fires on a request that would pass.
+const MAX_LINE_OVERHEAD: usize = 64;
+
+/// Finds the end of a head: the index just past an empty line (CRLF CRLF or, as
+/// RFC 9112 §2.2 lets a recipient accept, LF LF).
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+        let lf = i + off;
+        if lf >= 1 && buf[lf - 1] == b'\n' {
+            return Some(lf + 1);
+        }
+        if lf >= 2 && buf[lf - 1] == b'\r' && buf[lf - 2] == b'\n' {
+            return Some(lf + 1);
+        }
+        i = lf + 1;
+    }
+    None
+}
+
+fn with_headers<'b, R>(
+    config: &Config,
+    f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
+) -> R {
+    if config.max_headers <= STACK_HEADERS {
+        let mut stack = [const { MaybeUninit::<httparse::Header<'b>>::uninit() }; STACK_HEADERS];
+        f(&mut stack[..config.max_headers])
+    } else {
+        let mut heap = Vec::with_capacity(config.max_headers);
+        heap.resize_with(config.max_headers, MaybeUninit::uninit);
+        f(&mut heap)
+    }
+}
+
+/// Runs httparse on an incomplete head to catch a bad request line early.
+fn check_partial(buf: &[u8], config: &Config) -> Result<(), Reject> {
+    with_headers(config, |headers| {
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(buf, headers) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(reject_for(e, buf)),
+        }
+    })
+}
+
+fn reject_for(e: httparse::Error, buf: &[u8]) -> Reject {
+    match e {
+        httparse::Error::TooManyHeaders => Reject::TooManyHeaders,
+        httparse::Error::Version if names_other_http_version(buf) => Reject::VersionNotSupported,
+        _ => Reject::Malformed("malformed request head"),
+    }
+}
+
+/// Whether the request line ends in a well-formed `HTTP/x.y` other than 1.0/1.1,
+/// which deserves 505 rather than 400.
+fn names_other_http_version(buf: &[u8]) -> bool {
+    let line = match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => &buf[..end],
+        None => return false,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+fn parse_complete(
+    buf: &[u8],
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Head, Reject> {
+    with_headers(config, |headers| {
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, headers) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => {
+                return Err(Reject::Malformed("malformed request head"))
+            }
+            Err(e) => return Err(reject_for(e, buf)),
+        };
+        let method = req.method.unwrap_or_default();
+        let target = req.path.unwrap_or_default();
+        let minor_version = req.version.unwrap_or(1);
+        if target.len() > config.max_target_bytes {
+            return Err(Reject::TargetTooLong);
+        }
+        check_target(method, target)?;
+        fields.clear();
+        let mut rules = HeaderRules::default();
+        for h in req.headers.iter() {
+            rules.observe(h.name, h.value)?;
+            fields.push(FieldSpan {
+                name: Span::of(buf, h.name.as_bytes()),
+                value: Span::of(buf, h.value),
+            });
+        }
+        let framing = rules.framing(minor_version, config)?;
+        Ok(Head {
+            method: Span::of(buf, method.as_bytes()),
+            target: Span::of(buf, target.as_bytes()),
+            minor_version,
+            len,
+            framing,
+            keep_alive: if minor_version == 0 {
+                rules.keep_alive_token
+            } else {
+                !rules.close_token
+            },
+            expect_continue: rules.expect_continue && minor_version == 1,
+            is_head_method: method == "HEAD",
+        })
+    })
+}
+
+/// Request-target forms (RFC 9112 §3.2): origin-form, absolute-form, and
+/// asterisk-form with OPTIONS only. CONNECT (authority-form) is not served.
+fn check_target(method: &str, target: &str) -> Result<(), Reject> {
+    if method == "CONNECT" {
+        return Err(Reject::NotImplemented("CONNECT is not supported"));
+    }
+    if target.starts_with('/') {
+        return Ok(());
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(())
+        } else {
+            Err(Reject::Malformed(
+                "asterisk-form target is only allowed with OPTIONS",
+            ))
+        };
+    }
+    if is_absolute_form(target) {
+        return Ok(());
+    }
+    Err(Reject::Malformed(
+        "request target is not origin-form or absolute-form",
+    ))
+}
+
+/// `scheme "://" ...` with a scheme of ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+fn is_absolute_form(target: &str) -> bool {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.bytes();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+}
+
+/// What the framing and persistence headers said, gathered in one pass.
+#[derive(Default)]
+struct HeaderRules {
+    hosts: u32,
+    content_length: Option<u64>,
+    content_length_too_large: bool,
+    transfer_encoding: bool,
+    last_coding_chunked: bool,
+    chunked_count: u32,
+    unknown_coding: bool,
+    close_token: bool,
+    keep_alive_token: bool,
+    expect_continue: bool,
+}
+
+impl HeaderRules {
+    fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
+        if name.eq_ignore_ascii_case("host") {
+            self.hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            self.content_length(value)?;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.transfer_encoding = true;
+            for coding in tokens(value) {
+                // Parameters on a coding are ignored; only its name matters here.
+                let name = coding
+                    .split(|&b| b == b';')
+                    .next()
+                    .unwrap_or(&[])
+                    .trim_ascii();
+                let chunked = name.eq_ignore_ascii_case(b"chunked");
+                self.chunked_count += u32::from(chunked);
+                self.unknown_coding |= !chunked;
+                self.last_coding_chunked = chunked;
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens(value) {
+                self.close_token |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+        Ok(())
+    }
+
+    fn content_length(&mut self, value: &[u8]) -> Result<(), Reject> {
+        let digits = value.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(Reject::Malformed("Content-Length is not a number"));
+        }
+        let parsed = digits.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        let Some(n) = parsed else {
+            // Syntactically valid but beyond any body we would accept.
+            self.content_length_too_large = true;
+            return Ok(());
+        };
+        match self.content_length {
+            Some(seen) if seen != n => Err(Reject::Malformed("conflicting Content-Length values")),
+            _ => {
+                self.content_length = Some(n);
+                Ok(())
+            }
+        }
+    }
+
+    fn framing(&self, minor_version: u8, config: &Config) -> Result<Framing, Reject> {
+        if minor_version == 1 && self.hosts != 1 {
+            return Err(Reject::Malformed("HTTP/1.1 request needs exactly one Host"));
+        }
+        if self.hosts > 1 {
+            return Err(Reject::Malformed("more than one Host"));
+        }
+        let has_length = self.content_length.is_some() || self.content_length_too_large;
+        if self.transfer_encoding {
+            if has_length {
+                return Err(Reject::Malformed(
+                    "both Transfer-Encoding and Content-Length",
+                ));
+            }
+            if minor_version == 0 {
+                return Err(Reject::Malformed(
+                    "Transfer-Encoding in an HTTP/1.0 request",
+                ));
+            }
+            if !self.last_coding_chunked || self.chunked_count != 1 {
+                return Err(Reject::Malformed(
+                    "Transfer-Encoding must end in a single chunked",
+                ));
+            }
+            if self.unknown_coding {
+                return Err(Reject::NotImplemented("unsupported transfer coding"));
+            }
+            return Ok(Framing::Chunked);
+        }
+        if self.content_length_too_large {
+            return Err(Reject::BodyTooLarge);
+        }
+        match self.content_length {
+            Some(n) if n > config.max_body_bytes => Err(Reject::BodyTooLarge),
+            Some(0) | None => Ok(Framing::Empty),
+            Some(n) => Ok(Framing::Length(n)),
+        }
+    }
+}
+
+/// The non-empty elements of a comma-separated list, trimmed of whitespace.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &[u8]) -> Result<Option<Head>, Reject> {
+        parse_with(input, &Config::default())
+    }
+
+    fn parse_with(input: &[u8], config: &Config) -> Result<Option<Head>, Reject> {
+        parse_head(input, &mut HeadScan::default(), config, &mut Vec::new())
+    }
+
+    /// Whole, byte by byte, and with trailing bytes: all three must agree.
+    fn parse_three_ways(input: &[u8]) -> Result<Option<Head>, Reject> {
+        let whole = parse(input);
+        let mut scan = HeadScan::default();
+        let mut fields = Vec::new();
+        let mut bytewise = Ok(None);
+        for end in 1..=input.len() {
+            bytewise = parse_head(&input[..end], &mut scan, &Config::default(), &mut fields);
+            if !matches!(bytewise, Ok(None)) {
+                break;
+            }
+        }
+        let mut trailing = input.to_vec();
+        trailing.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let with_trailing = parse(&trailing);
+        assert_eq!(whole, bytewise, "whole vs byte by byte");
+        if whole.as_ref().is_ok_and(Option::is_some) {
+            assert_eq!(whole, with_trailing, "whole vs with trailing bytes");
+        }
+        whole
+    }
+
+    fn status(input: &[u8]) -> u16 {
+        parse_three_ways(input).unwrap_err().status()
+    }
+
+    #[test]
+    fn parses_a_simple_get() {
+        let head = parse_three_ways(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.minor_version, 1);
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(head.keep_alive);
+        assert_eq!(head.len, 30);
+    }
+
+    #[test]
+    fn incomplete_head_needs_more() {
+        assert_eq!(parse_three_ways(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn accepts_lf_only_line_endings() {
+        let head = parse_three_ways(b"GET / HTTP/1.1\nHost: x\n\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.len, 24);
+    }
+
+    #[test]
+    fn rejects_http11_without_exactly_one_host() {
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
+    fn content_length_must_be_digits_and_agree() {
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            400
+        );
+        let same = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(parse(same).unwrap().unwrap().framing, Framing::Length(5));
+    }
+
+    #[test]
+    fn content_length_over_the_limit_is_413() {
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            status(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+            ),
+            413
+        );
+    }
+
+    #[test]
+    fn transfer_encoding_rules() {
+        let te = |v: &str| {
+            let req = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {v}\r\n\r\n");
+            parse_three_ways(req.as_bytes()).map(|h| h.unwrap().framing)
+        };
+        assert_eq!(te("chunked"), Ok(Framing::Chunked));
+        assert_eq!(te("Chunked"), Ok(Framing::Chunked));
+        assert_eq!(te("gzip").unwrap_err().status(), 400);
+        assert_eq!(te("chunked, gzip").unwrap_err().status(), 400);
+        assert_eq!(te("chunked, chunked").unwrap_err().status(), 400);
+        assert_eq!(te("gzip, chunked").unwrap_err().status(), 501);
+        assert_eq!(te("x-custom, chunked").unwrap_err().status(), 501);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn versions_other_than_10_and_11_are_505() {
+        assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTQ/1.1\r\nHost: x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn a_bad_request_line_is_rejected_before_the_head_ends() {
+        assert_eq!(parse(b"GET / HTTP/2.0\r\n").unwrap_err().status(), 505);
+        assert_eq!(parse(b"G@T / HTTP/1.1\r\n").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn long_targets_are_414_and_big_heads_431() {
+        let target = "/".repeat(8 * 1024 + 1);
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(parse(req.as_bytes()).unwrap_err().status(), 414);
+        // Early, before the line ends:
+        let long = format!("GET {}", "/".repeat(9 * 1024));
+        assert_eq!(parse(long.as_bytes()).unwrap_err().status(), 414);
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "v".repeat(16 * 1024)
+        );
+        assert_eq!(parse(big.as_bytes()).unwrap_err().status(), 431);
+        let unfinished = format!("GET / HTTP/1.1\r\nX: {}", "v".repeat(16 * 1024));
+        assert_eq!(parse(unfinished.as_bytes()).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..100 {
+            req.push_str(&format!("X-{i}: v\r\n"));
+        }
+        req.push_str("\r\n");
+        assert_eq!(status(req.as_bytes()), 431);
+        let config = Config {
+            max_headers: 200,
+            ..Config::default()
+        };
+        assert!(parse_with(req.as_bytes(), &config).unwrap().is_some());
+    }
+
+    #[test]
+    fn target_forms() {
+        assert!(parse(b"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert_eq!(status(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status(b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n"), 501);
+    }
+
+    #[test]
+    fn connection_is_a_token_list() {
+        let h = parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n");
+        assert!(!h.unwrap().unwrap().keep_alive);
+        let h = parse(b"GET / HTTP/1.0\r\nConnection: Upgrade, keep-alive\r\n\r\n");
+        assert!(h.unwrap().unwrap().keep_alive);
+        assert!(
+            !parse(b"GET / HTTP/1.0\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn expect_continue_only_for_http11() {
+        let h = parse(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert!(h.unwrap().unwrap().expect_continue);
+        let h = parse(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+        assert!(!h.unwrap().unwrap().expect_continue);
+    }
+}

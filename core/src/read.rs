@@ -1,0 +1,249 @@
+//! The reading side of a connection: bytes in, through head and body, to a
+//! request handed to the application — or a rejection.
+
+use crate::chunked::ChunkedLimits;
+use crate::conn::{BodyProgress, State};
+use crate::parse::{parse_head, Framing, Head};
+use crate::reject::Reject;
+use crate::request::RequestId;
+use crate::response::{write_rejection, CONTINUE};
+use crate::server::{Event, Server};
+use crate::time::Time;
+use crate::timers::TimerKind;
+
+impl Server {
+    /// Takes bytes received on connection `key`.
+    pub(crate) fn receive(&mut self, key: usize, bytes: &[u8], now: Time) {
+        match &mut self.conns[key].state {
+            State::Lingering { discarded } => {
+                *discarded += bytes.len() as u64;
+                if *discarded > self.config.max_linger_bytes {
+                    self.count(|r| r.reset_risk_closes += 1);
+                    self.close_now(key);
+                    self.maybe_exit(now);
+                }
+                return;
+            }
+            // Input after a closing response is never read.
+            State::Writing { close: true, .. } => return,
+            State::Body { .. } => {
+                let deadline = now + self.config.body_read_timeout;
+                self.timers
+                    .set(&mut self.conns, key, TimerKind::Body, deadline);
+            }
+            _ => {}
+        }
+        let conn = &mut self.conns[key];
+        let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
+        bufs.input.extend_from_slice(bytes);
+        self.process_input(key, now);
+        if !self.wants_read_key(key) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.read_paused = true;
+            }
+        }
+    }
+
+    /// Advances connection `key` through the input it has buffered, as far as
+    /// it can go without the application.
+    pub(crate) fn process_input(&mut self, key: usize, now: Time) {
+        loop {
+            let conn = &mut self.conns[key];
+            match &mut conn.state {
+                State::Idle => {
+                    let Some(bufs) = conn.bufs.as_mut() else {
+                        break;
+                    };
+                    // RFC 9112 §2.2: empty lines before a request line are ignored.
+                    let blank = bufs
+                        .input
+                        .iter()
+                        .take_while(|&&b| b == b'\r' || b == b'\n')
+                        .count();
+                    bufs.input.drain(..blank);
+                    if let Some(pre) = &mut conn.pre_drain_input {
+                        *pre = pre.saturating_sub(blank);
+                    }
+                    if bufs.input.is_empty() {
+                        if bufs.pending_out() == 0 {
+                            let bufs = conn.bufs.take().expect("checked above");
+                            self.pool.give(bufs);
+                        }
+                        break;
+                    }
+                    self.set_state(
+                        key,
+                        State::Head {
+                            scan: Default::default(),
+                        },
+                    );
+                    let deadline = now + self.config.header_read_timeout;
+                    self.timers
+                        .set(&mut self.conns, key, TimerKind::Header, deadline);
+                }
+                State::Head { scan } => {
+                    let bufs = conn
+                        .bufs
+                        .as_mut()
+                        .expect("a request being read has buffers");
+                    match parse_head(&bufs.input, scan, &self.config, &mut bufs.fields) {
+                        Ok(None) => break,
+                        Ok(Some(head)) => self.head_complete(key, head, now),
+                        Err(reject) => {
+                            self.reject(key, reject, now);
+                            break;
+                        }
+                    }
+                }
+                State::Body { head, body } => {
+                    let head = *head;
+                    let bufs = conn
+                        .bufs
+                        .as_mut()
+                        .expect("a request being read has buffers");
+                    match body {
+                        BodyProgress::Length(n) => {
+                            let len = head.len + *n as usize;
+                            if bufs.input.len() < len {
+                                break;
+                            }
+                            self.dispatch(key, head, len);
+                        }
+                        BodyProgress::Chunked(decoder) => {
+                            let limits = ChunkedLimits {
+                                max_body_bytes: self.config.max_body_bytes,
+                                max_line_bytes: self.config.max_chunk_line_bytes,
+                                max_trailer_bytes: self.config.max_trailer_bytes,
+                            };
+                            let decoded =
+                                decoder.decode(&bufs.input[head.len..], &mut bufs.body, &limits);
+                            let done = decoder.is_done();
+                            match decoded {
+                                Ok(used) => {
+                                    // The raw chunked bytes are not needed once decoded.
+                                    bufs.input.drain(head.len..head.len + used);
+                                    if let Some(pre) = &mut conn.pre_drain_input {
+                                        *pre = pre.saturating_sub(used);
+                                    }
+                                    if !done {
+                                        break;
+                                    }
+                                    self.dispatch(key, head, head.len);
+                                }
+                                Err(e) => {
+                                    self.reject(key, chunked_reject(e), now);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                State::Dispatched { .. } | State::Writing { .. } | State::Lingering { .. } => break,
+            }
+        }
+        // An unfinished request will never be finished after the peer's FIN.
+        let conn = &self.conns[key];
+        if conn.peer_eof
+            && matches!(
+                conn.state,
+                State::Idle | State::Head { .. } | State::Body { .. }
+            )
+        {
+            self.close_now(key);
+            self.maybe_exit(now);
+        }
+    }
+
+    fn head_complete(&mut self, key: usize, head: Head, now: Time) {
+        let body = match head.framing {
+            Framing::Empty => return self.dispatch(key, head, head.len),
+            Framing::Length(n) => BodyProgress::Length(n),
+            Framing::Chunked => BodyProgress::Chunked(Default::default()),
+        };
+        let conn = &mut self.conns[key];
+        let bufs = conn
+            .bufs
+            .as_mut()
+            .expect("a request being read has buffers");
+        bufs.body.clear();
+        // 100 Continue only when the body is still to come and will be read.
+        if head.expect_continue && bufs.input.len() == head.len {
+            bufs.out.extend_from_slice(CONTINUE);
+            conn.sent_any = true;
+            self.queue_transmit(key);
+        }
+        self.set_state(key, State::Body { head, body });
+        let deadline = now + self.config.body_read_timeout;
+        self.timers
+            .set(&mut self.conns, key, TimerKind::Body, deadline);
+    }
+
+    /// Hands a complete request, `len` input bytes long, to the application.
+    fn dispatch(&mut self, key: usize, head: Head, len: usize) {
+        self.timers.clear(&mut self.conns, key);
+        let conn = &mut self.conns[key];
+        let seq = conn.next_seq;
+        conn.next_seq += 1;
+        self.set_state(key, State::Dispatched { head, seq, len });
+        let id = RequestId {
+            conn: self.id_of(key),
+            seq,
+        };
+        self.events.push_back(Event::Request(id));
+    }
+
+    /// Answers a bad request with its status and `Connection: close`, and
+    /// stops reading requests on the connection.
+    pub(crate) fn reject(&mut self, key: usize, reject: Reject, now: Time) {
+        let conn = &mut self.conns[key];
+        let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
+        bufs.input.clear();
+        write_rejection(&mut bufs.out, &reject, &self.date);
+        conn.sent_any = true;
+        self.set_state(
+            key,
+            State::Writing {
+                close: true,
+                client_done: false,
+                len: 0,
+            },
+        );
+        let deadline = now + self.config.write_stall_timeout;
+        self.timers
+            .set(&mut self.conns, key, TimerKind::Write, deadline);
+        self.queue_transmit(key);
+    }
+
+    pub(crate) fn wants_read_key(&self, key: usize) -> bool {
+        let conn = &self.conns[key];
+        if conn.peer_eof {
+            return false;
+        }
+        match conn.state {
+            State::Dispatched { len, .. }
+            | State::Writing {
+                close: false, len, ..
+            } => conn.buffered_input().saturating_sub(len) < self.config.max_pipelined_bytes,
+            _ => true,
+        }
+    }
+
+    /// Tells the driver to read again if core had paused it and now has room.
+    pub(crate) fn resume_reading_if_paused(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.read_paused) && self.wants_read_key(key) {
+            self.conns[key].read_paused = false;
+            let id = self.id_of(key);
+            self.events.push_back(Event::ResumeRead(id));
+        }
+    }
+}
+
+fn chunked_reject(e: crate::chunked::ChunkedError) -> Reject {
+    use crate::chunked::ChunkedError;
+    match e {
+        ChunkedError::Malformed => Reject::Malformed("malformed chunked body"),
+        ChunkedError::LineTooLong => Reject::Malformed("chunk-size line too long"),
+        ChunkedError::BodyTooLarge => Reject::BodyTooLarge,
+        ChunkedError::TrailersTooLarge => Reject::TrailersTooLarge,
+    }
+}

@@ -1,0 +1,54 @@
+//! Requests core refuses, each with the status it answers with. All of them
+//! are the peer's fault; every one ends the connection.
+
+/// Why core refused a request on its own, without involving the application.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// The bytes are not HTTP/1.x or break a header rule (400).
+    Malformed(&'static str),
+    /// The request target is longer than `max_target_bytes` (414).
+    TargetTooLong,
+    /// The head is larger than `max_head_bytes` (431).
+    HeadTooLarge,
+    /// More than `max_headers` header fields (431).
+    TooManyHeaders,
+    /// The chunked trailer section is larger than `max_trailer_bytes` (431).
+    TrailersTooLarge,
+    /// The body is larger than `max_body_bytes` (413).
+    BodyTooLarge,
+    /// The head or body did not arrive in time (408).
+    Timeout,
+    /// A well-formed request for something ebb does not implement (501).
+    NotImplemented(&'static str),
+    /// An HTTP version other than 1.0 and 1.1 (505).
+    VersionNotSupported,
+}
+
+impl Reject {
+    /// The status code of the response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Reject::Malformed(_) => 400,
+            Reject::Timeout => 408,
+            Reject::BodyTooLarge => 413,
+            Reject::TargetTooLong => 414,
+            Reject::HeadTooLarge | Reject::TooManyHeaders | Reject::TrailersTooLarge => 431,
+            Reject::NotImplemented(_) => 501,
+            Reject::VersionNotSupported => 505,
+        }
+    }
+
+    /// A short explanation, sent as the response body.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Reject::Malformed(why) | Reject::NotImplemented(why) => why,
+            Reject::TargetTooLong => "request target too long",
+            Reject::HeadTooLarge => "request head too large",
+            Reject::TooManyHeaders => "too many header fields",
+            Reject::TrailersTooLarge => "chunked trailers too large",
+            Reject::BodyTooLarge => "request body too large",
+            Reject::Timeout => "request not received in time",
+            Reject::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
+        }
+    }
+}

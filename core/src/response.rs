@@ -1,0 +1,323 @@
+//! Serialising responses: the status line, the headers core owns (`Date`,
+//! `Content-Length`, `Connection`), the application's headers, and the body.
+
+use crate::reject::Reject;
+
+/// Why a response from the application was not accepted.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RespondError {
+    /// The request is not waiting for a response: it was already answered, or
+    /// its connection was closed (the client aborted, or the drain deadline
+    /// passed). Nothing is written; this is normal and needs no handling.
+    UnknownRequest,
+    /// The status is not a final status (200–599). The request still waits
+    /// for a response.
+    InvalidStatus,
+    /// A header name is not a token or a value contains CR, LF or NUL. The
+    /// request still waits for a response.
+    InvalidHeader,
+}
+
+impl std::fmt::Display for RespondError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RespondError::UnknownRequest => "request is no longer waiting for a response",
+            RespondError::InvalidStatus => "status is not between 200 and 599",
+            RespondError::InvalidHeader => "invalid header name or value",
+        })
+    }
+}
+
+impl std::error::Error for RespondError {}
+
+/// Headers core writes itself; the application's copies are dropped so the
+/// framing on the wire is always the one core decided.
+const OWNED_HEADERS: [&[u8]; 5] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"connection",
+    b"date",
+    b"keep-alive",
+];
+
+/// What the head needs beyond the application's status and headers.
+pub(crate) struct Framing<'a> {
+    pub date: &'a [u8],
+    /// The body length to announce, or `None` for statuses without a body.
+    pub content_length: Option<u64>,
+    pub connection: ConnectionHeader,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnectionHeader {
+    None,
+    KeepAlive,
+    Close,
+}
+
+/// Whether a response with this status carries a body (and `Content-Length`).
+pub(crate) fn status_has_body(status: u16) -> bool {
+    !(status == 204 || status == 304)
+}
+
+/// Writes a response head into `out`. On an invalid header, `out` is left as it
+/// was and the error is returned.
+pub(crate) fn write_head<H, N, V>(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: H,
+    framing: &Framing<'_>,
+) -> Result<(), RespondError>
+where
+    H: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    if !(200..=599).contains(&status) {
+        return Err(RespondError::InvalidStatus);
+    }
+    let rollback = out.len();
+    write_status_line(out, status);
+    write_framing(out, framing);
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if !is_token(name) || !is_field_value(value) {
+            out.truncate(rollback);
+            return Err(RespondError::InvalidHeader);
+        }
+        if OWNED_HEADERS
+            .iter()
+            .any(|owned| name.eq_ignore_ascii_case(owned))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Writes the whole response core sends for a rejected request.
+pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) {
+    let status = reject.status();
+    let detail = reject.detail();
+    let body_len = 3 + 1 + reason(status).len() + 2 + detail.len() + 1;
+    write_status_line(out, status);
+    write_framing(
+        out,
+        &Framing {
+            date,
+            content_length: Some(body_len as u64),
+            connection: ConnectionHeader::Close,
+        },
+    );
+    out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n\r\n");
+    write_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(detail.as_bytes());
+    out.push(b'\n');
+}
+
+/// The interim response that tells a client waiting on `Expect: 100-continue`
+/// to send its body.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_framing(out: &mut Vec<u8>, framing: &Framing<'_>) {
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(framing.date);
+    out.extend_from_slice(b"\r\n");
+    if let Some(len) = framing.content_length {
+        out.extend_from_slice(b"Content-Length: ");
+        write_u64(out, len);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing.connection {
+        ConnectionHeader::None => {}
+        ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        ConnectionHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+}
+
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = itoa::Buffer::new();
+    out.extend_from_slice(buf.format(n).as_bytes());
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+fn is_token(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_field_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0)
+}
+
+/// The reason phrase for a status (RFC 9110 §15); empty for unregistered codes,
+/// which the grammar allows.
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn head(
+        status: u16,
+        headers: &[(&str, &str)],
+        content_length: Option<u64>,
+        connection: ConnectionHeader,
+    ) -> Result<String, RespondError> {
+        let mut out = Vec::new();
+        let framing = Framing {
+            date: DATE,
+            content_length,
+            connection,
+        };
+        write_head(
+            &mut out,
+            status,
+            headers.iter().map(|(n, v)| (n, v)),
+            &framing,
+        )?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn writes_status_date_length_and_headers() {
+        let h = head(
+            200,
+            &[("Content-Type", "text/plain")],
+            Some(5),
+            ConnectionHeader::None,
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn drops_framing_headers_from_the_application() {
+        let h = head(
+            200,
+            &[
+                ("content-length", "99"),
+                ("Transfer-Encoding", "chunked"),
+                ("Connection", "keep-alive"),
+            ],
+            Some(0),
+            ConnectionHeader::Close,
+        )
+        .unwrap();
+        assert!(
+            !h.contains("99") && !h.contains("chunked") && !h.contains("keep-alive"),
+            "{h}"
+        );
+        assert!(h.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn rejects_header_injection_and_leaves_the_buffer_alone() {
+        let mut out = b"earlier".to_vec();
+        let framing = Framing {
+            date: DATE,
+            content_length: Some(0),
+            connection: ConnectionHeader::None,
+        };
+        let bad = [("X", "a\r\nSet-Cookie: evil")];
+        let r = write_head(&mut out, 200, bad.iter().map(|(n, v)| (n, v)), &framing);
+        assert_eq!(r, Err(RespondError::InvalidHeader));
+        assert_eq!(out, b"earlier");
+        assert_eq!(
+            head(200, &[("Bad Name", "v")], None, ConnectionHeader::None),
+            Err(RespondError::InvalidHeader)
+        );
+    }
+
+    #[test]
+    fn refuses_informational_and_out_of_range_statuses() {
+        for status in [100, 101, 199, 600, 0] {
+            assert_eq!(
+                head(status, &[], None, ConnectionHeader::None),
+                Err(RespondError::InvalidStatus)
+            );
+        }
+    }
+
+    #[test]
+    fn rejection_is_a_short_text_with_close() {
+        let mut out = Vec::new();
+        write_rejection(&mut out, &Reject::TargetTooLong, DATE);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"));
+        assert!(head.contains("Connection: close"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, "414 URI Too Long: request target too long\n");
+    }
+}

@@ -1,0 +1,408 @@
+//! The central type: [`Server`], its inputs, its outputs, and its contract.
+
+use std::collections::VecDeque;
+
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Conn, Pool, State};
+use crate::drain::{DrainReport, Listener, Phase};
+use crate::request::{ConnId, Request, RequestId};
+use crate::time::Time;
+use crate::timers::{TimerKind, Timers};
+
+/// What the driver must do, pulled with [`Server::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Event {
+    /// A complete request is ready. Read it with [`Server::request`], answer
+    /// it with [`Server::handle_response`] — now or later.
+    Request(RequestId),
+    /// The connection has bytes to write: call [`Server::transmit`], write
+    /// them, report with [`Server::handle_sent`]. Write again when the socket
+    /// becomes writable while `transmit` is not empty.
+    Transmit(ConnId),
+    /// Core had asked the driver to stop reading this connection
+    /// ([`Server::wants_read`] was false); read it again now.
+    ResumeRead(ConnId),
+    /// Shut down the write half of the connection (FIN); keep reading it.
+    HalfClose(ConnId),
+    /// Close the connection's socket. Its id is dead from now on.
+    Close(ConnId),
+    /// Accept connections until accepting would block, calling
+    /// [`Server::handle_accept`] for each, then call
+    /// [`Server::handle_backlog_empty`].
+    DrainBacklog,
+    /// Close the listening socket: new connections are refused or go to a
+    /// sibling `SO_REUSEPORT` instance.
+    CloseListener,
+    /// The drain is over: every connection has been closed. Stop the loop.
+    Exit(DrainReport),
+}
+
+/// The sans-IO HTTP/1.1 server: every protocol and lifecycle decision, with
+/// no sockets, no threads and no clock.
+///
+/// # Contract for a driver
+///
+/// **Inputs** are the `handle_*` methods. Each takes `now`; time never runs
+/// backwards inside core (an earlier `now` counts as the latest seen).
+///
+/// - A connection was accepted: [`handle_accept`](Self::handle_accept) gives
+///   its [`ConnId`]. Start reading it at once.
+/// - Bytes arrived: [`handle_recv`](Self::handle_recv). Read until the socket
+///   would block, but check [`wants_read`](Self::wants_read) before each read;
+///   when it is false, stop until [`Event::ResumeRead`].
+/// - The peer sent FIN: [`handle_peer_eof`](Self::handle_peer_eof). A reset,
+///   or any read or write error: [`handle_aborted`](Self::handle_aborted).
+/// - Bytes from [`transmit`](Self::transmit) were written:
+///   [`handle_sent`](Self::handle_sent) with the count.
+/// - The application answered: [`handle_response`](Self::handle_response).
+/// - Stop was requested: [`handle_terminate`](Self::handle_terminate).
+/// - Accept would block after [`Event::DrainBacklog`]:
+///   [`handle_backlog_empty`](Self::handle_backlog_empty).
+/// - The deadline from [`poll_timeout`](Self::poll_timeout) passed:
+///   [`handle_timeout`](Self::handle_timeout) (calling it early is harmless).
+///
+/// **Outputs**: after every input, call [`poll_event`](Self::poll_event) until
+/// it returns `None` and carry out each [`Event`] in order; then call
+/// [`poll_timeout`](Self::poll_timeout) and wake no later than it says.
+/// Keep a `Date` value fresh with [`set_date`](Self::set_date) (once a second).
+///
+/// Ids of closed connections and answered requests may still reach core from
+/// a racing driver; such inputs are ignored.
+pub struct Server {
+    pub(crate) config: Config,
+    pub(crate) conns: Slab<Conn>,
+    pub(crate) timers: Timers,
+    pub(crate) pool: Pool,
+    pub(crate) events: VecDeque<Event>,
+    /// Connections with an active request; checked against a recount.
+    pub(crate) active: usize,
+    pub(crate) now: Time,
+    pub(crate) phase: Phase,
+    pub(crate) listener: Listener,
+    pub(crate) report: Option<DrainReport>,
+    pub(crate) date: Vec<u8>,
+    next_generation: u32,
+}
+
+impl Server {
+    /// A server in the `Serving` phase, with no connections.
+    pub fn new(config: Config) -> Server {
+        Server {
+            config,
+            conns: Slab::new(),
+            timers: Timers::default(),
+            pool: Pool::default(),
+            events: VecDeque::new(),
+            active: 0,
+            now: Time::ZERO,
+            phase: Phase::Serving,
+            listener: Listener::Open,
+            report: None,
+            date: b"Thu, 01 Jan 1970 00:00:00 GMT".to_vec(),
+            next_generation: 0,
+        }
+    }
+
+    /// The configuration this server was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Sets the value of the `Date` header of every response from now on (an
+    /// IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`).
+    pub fn set_date(&mut self, date: &str) {
+        self.date.clear();
+        self.date.extend_from_slice(date.as_bytes());
+    }
+
+    /// Input: a connection was accepted. Returns the id core will use for it.
+    pub fn handle_accept(&mut self, now: Time) -> ConnId {
+        let now = self.advance(now);
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let key = self.conns.insert(Conn::new(generation, now));
+        let id = self.id_of(key);
+        match self.phase {
+            Phase::Serving | Phase::PreStop { .. } => {
+                let deadline = now + self.config.keep_alive_timeout;
+                self.timers
+                    .set(&mut self.conns, key, TimerKind::Idle, deadline);
+            }
+            Phase::Draining { .. } => {
+                if self.listener == Listener::DrainingBacklog {
+                    self.count(|r| r.backlog_accepted += 1);
+                }
+                self.conns[key].pre_drain_input = Some(0);
+                let deadline = self.first_byte_deadline(now);
+                self.timers
+                    .set(&mut self.conns, key, TimerKind::FirstByte, deadline);
+            }
+            Phase::Exited => self.close_now(key),
+        }
+        self.after_input();
+        id
+    }
+
+    /// Input: bytes arrived on `conn`. Core keeps what it needs; the slice can
+    /// be reused at once.
+    pub fn handle_recv(&mut self, conn: ConnId, bytes: &[u8], now: Time) {
+        let now = self.advance(now);
+        if let Some(key) = self.key_of(conn) {
+            if !bytes.is_empty() && !self.conns[key].peer_eof {
+                self.receive(key, bytes, now);
+            }
+        }
+        self.after_input();
+    }
+
+    /// Input: the peer shut down its write half (a read returned 0).
+    pub fn handle_peer_eof(&mut self, conn: ConnId, now: Time) {
+        let now = self.advance(now);
+        if let Some(key) = self.key_of(conn) {
+            let c = &mut self.conns[key];
+            c.peer_eof = true;
+            match c.state {
+                // Nothing more can arrive: an unfinished request never will be.
+                State::Idle | State::Head { .. } | State::Body { .. } | State::Lingering { .. } => {
+                    self.close_now(key);
+                    self.maybe_exit(now);
+                }
+                // Answer what was received; the close follows the response.
+                State::Dispatched { .. } | State::Writing { .. } => {}
+            }
+        }
+        self.after_input();
+    }
+
+    /// Input: the connection failed — reset by the peer, or a read or write
+    /// error. Whatever it was doing is abandoned.
+    pub fn handle_aborted(&mut self, conn: ConnId, now: Time) {
+        let now = self.advance(now);
+        if let Some(key) = self.key_of(conn) {
+            self.close_now(key);
+            self.maybe_exit(now);
+        }
+        self.after_input();
+    }
+
+    /// Input: time has reached `now`; act on every deadline at or before it.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now = self.advance(now);
+        for kind in [
+            TimerKind::Header,
+            TimerKind::Body,
+            TimerKind::Idle,
+            TimerKind::FirstByte,
+            TimerKind::Write,
+            TimerKind::Linger,
+        ] {
+            while let Some(key) = self.timers.expired(&self.conns, kind, now) {
+                self.on_timer(key, kind, now);
+            }
+        }
+        self.handle_phase_timeout(now);
+        self.after_input();
+    }
+
+    /// Output: the next thing the driver must do.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let event = self.events.pop_front()?;
+        if let Event::Transmit(id) = event {
+            if let Some(key) = self.key_of(id) {
+                self.conns[key].transmit_queued = false;
+            }
+        }
+        Some(event)
+    }
+
+    /// Output: when to call [`handle_timeout`](Self::handle_timeout) next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let conns = self.timers.earliest(&self.conns);
+        match (conns, self.phase_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The request `id`, while it waits for its response.
+    pub fn request(&self, id: RequestId) -> Option<Request<'_>> {
+        let conn = &self.conns[self.key_of(id.conn)?];
+        let State::Dispatched { head, seq, len } = &conn.state else {
+            return None;
+        };
+        if *seq != id.seq {
+            return None;
+        }
+        let bufs = conn.bufs.as_deref()?;
+        let body = match head.framing {
+            crate::parse::Framing::Chunked => &bufs.body[..],
+            _ => &bufs.input[head.len..*len],
+        };
+        Some(Request {
+            raw: &bufs.input,
+            head,
+            fields: &bufs.fields,
+            body,
+        })
+    }
+
+    /// Whether the driver should read `conn` now. False while enough pipelined
+    /// input is buffered behind the request being answered, and for closed ids.
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        self.key_of(conn)
+            .is_some_and(|key| self.wants_read_key(key))
+    }
+
+    /// Requests begun and not yet completely handed to the driver.
+    pub fn active_requests(&self) -> usize {
+        self.active
+    }
+
+    /// Counts active requests from the connection table (O(connections)). Must
+    /// always equal [`active_requests`](Self::active_requests).
+    pub fn recount_active_requests(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.state.is_active())
+            .count()
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Checks core's internal invariants: the active count against a recount,
+    /// the timer lists, each connection on the timer its state implies, and
+    /// no buffers held by idle connections. Debug builds run it after every
+    /// input; the simulator and fuzzers call it too.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let recount = self.recount_active_requests();
+        if recount != self.active {
+            return Err(format!(
+                "active count {} but recount {}",
+                self.active, recount
+            ));
+        }
+        self.timers.check(&self.conns)?;
+        for (key, conn) in self.conns.iter() {
+            let timer = conn.link.kind();
+            let expected = match conn.state {
+                State::Idle => matches!(timer, Some(TimerKind::Idle | TimerKind::FirstByte)),
+                State::Head { .. } => timer == Some(TimerKind::Header),
+                State::Body { .. } => timer == Some(TimerKind::Body),
+                State::Dispatched { .. } => timer.is_none(),
+                State::Writing { .. } => timer == Some(TimerKind::Write),
+                State::Lingering { .. } => timer == Some(TimerKind::Linger),
+            };
+            if !expected {
+                return Err(format!(
+                    "connection {key} in {:?} has timer {timer:?}",
+                    conn.state
+                ));
+            }
+            if matches!(conn.state, State::Idle | State::Lingering { .. }) && conn.bufs.is_some() {
+                return Err(format!(
+                    "connection {key} holds buffers while {:?}",
+                    conn.state
+                ));
+            }
+        }
+        if self.phase == Phase::Exited && !self.conns.is_empty() {
+            return Err("exited with connections open".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Moves core's clock to `now`, never backwards.
+    pub(crate) fn advance(&mut self, now: Time) -> Time {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    pub(crate) fn after_input(&self) {
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.check_invariants() {
+            panic!("core invariant broken: {e}");
+        }
+    }
+
+    pub(crate) fn id_of(&self, key: usize) -> ConnId {
+        ConnId {
+            index: key as u32,
+            generation: self.conns[key].generation,
+        }
+    }
+
+    pub(crate) fn key_of(&self, id: ConnId) -> Option<usize> {
+        let key = id.index as usize;
+        self.conns
+            .get(key)
+            .is_some_and(|c| c.generation == id.generation)
+            .then_some(key)
+    }
+
+    /// Changes a connection's state, keeping the active count exact. Every
+    /// state change goes through here or [`close_now`](Self::close_now).
+    pub(crate) fn set_state(&mut self, key: usize, state: State) {
+        let conn = &mut self.conns[key];
+        let was = conn.state.is_active();
+        let is = state.is_active();
+        conn.state = state;
+        match (was, is) {
+            (false, true) => self.active += 1,
+            (true, false) => self.active -= 1,
+            _ => {}
+        }
+    }
+
+    /// Closes a connection at once and forgets it.
+    pub(crate) fn close_now(&mut self, key: usize) {
+        self.timers.clear(&mut self.conns, key);
+        let id = self.id_of(key);
+        let conn = self.conns.remove(key);
+        if conn.state.is_active() {
+            self.active -= 1;
+        }
+        if let Some(bufs) = conn.bufs {
+            self.pool.give(bufs);
+        }
+        self.events.push_back(Event::Close(id));
+    }
+
+    fn on_timer(&mut self, key: usize, kind: TimerKind, now: Time) {
+        self.timers.clear(&mut self.conns, key);
+        match kind {
+            TimerKind::Header | TimerKind::Body => self.reject(key, crate::Reject::Timeout, now),
+            TimerKind::Idle => {
+                if self.is_draining() {
+                    self.count(|r| r.idle_closed += 1);
+                }
+                self.close_cleanly(key, now);
+            }
+            TimerKind::FirstByte => {
+                // Nothing was sent on it, so a plain close cannot destroy a response.
+                self.count(|r| r.silent_closed += 1);
+                self.close_now(key);
+            }
+            TimerKind::Write | TimerKind::Linger => {
+                let risk = !self.conns[key].peer_eof;
+                self.count(|r| r.reset_risk_closes += u64::from(risk));
+                self.close_now(key);
+            }
+        }
+        self.maybe_exit(now);
+    }
+
+    /// The deadline for a connection that has become idle.
+    pub(crate) fn idle_deadline(&self, now: Time) -> Time {
+        if self.is_draining() {
+            now + self.config.idle_close_after
+        } else {
+            now + self.config.keep_alive_timeout
+        }
+    }
+}

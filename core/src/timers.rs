@@ -1,0 +1,186 @@
+//! Connection deadlines: one intrusive, deadline-ordered list per concern.
+//!
+//! Every concern has a fixed duration, so a deadline set later is never
+//! earlier than one set before it: appending at the tail keeps each list
+//! sorted, removal is O(1), and the earliest deadline of a concern is its
+//! head. The next deadline of the whole server is the minimum of a handful of
+//! heads — no scan of the connection table, no allocation, no periodic tick.
+//! A connection is on at most one list, because its state names the one
+//! concern that applies to it.
+
+use slab::Slab;
+
+use crate::conn::Conn;
+use crate::time::Time;
+
+/// Which deadline a connection is waiting on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    /// `header_read_timeout`, from a request's first byte.
+    Header = 0,
+    /// `body_read_timeout`, from the last body progress.
+    Body = 1,
+    /// `keep_alive_timeout` while serving; `idle_close_after` while draining.
+    Idle = 2,
+    /// `first_byte_grace`, for connections accepted during the drain.
+    FirstByte = 3,
+    /// `write_stall_timeout`, from the last write progress.
+    Write = 4,
+    /// `linger_timeout`, from the half-close.
+    Linger = 5,
+}
+
+const KINDS: usize = 6;
+const NIL: u32 = u32::MAX;
+
+/// A connection's place on a timer list.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Link {
+    kind: Option<TimerKind>,
+    deadline: Time,
+    prev: u32,
+    next: u32,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            kind: None,
+            deadline: Time::ZERO,
+            prev: NIL,
+            next: NIL,
+        }
+    }
+}
+
+impl Link {
+    pub fn kind(&self) -> Option<TimerKind> {
+        self.kind
+    }
+}
+
+/// Heads and tails of the per-concern lists.
+#[derive(Debug)]
+pub(crate) struct Timers {
+    head: [u32; KINDS],
+    tail: [u32; KINDS],
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            head: [NIL; KINDS],
+            tail: [NIL; KINDS],
+        }
+    }
+}
+
+impl Timers {
+    /// Puts connection `key` on the `kind` list (leaving any list it was on).
+    /// `deadline` must not be earlier than the list's tail.
+    pub fn set(&mut self, conns: &mut Slab<Conn>, key: usize, kind: TimerKind, deadline: Time) {
+        self.clear(conns, key);
+        let k = kind as usize;
+        let tail = self.tail[k];
+        if tail != NIL {
+            let tail_link = &mut conns[tail as usize].link;
+            debug_assert!(
+                tail_link.deadline <= deadline,
+                "timer list {kind:?} out of order"
+            );
+            tail_link.next = key as u32;
+        } else {
+            self.head[k] = key as u32;
+        }
+        self.tail[k] = key as u32;
+        conns[key].link = Link {
+            kind: Some(kind),
+            deadline,
+            prev: tail,
+            next: NIL,
+        };
+    }
+
+    /// Takes connection `key` off whatever list it is on.
+    pub fn clear(&mut self, conns: &mut Slab<Conn>, key: usize) {
+        let link = conns[key].link;
+        let Some(kind) = link.kind else { return };
+        let k = kind as usize;
+        match link.prev {
+            NIL => self.head[k] = link.next,
+            prev => conns[prev as usize].link.next = link.next,
+        }
+        match link.next {
+            NIL => self.tail[k] = link.prev,
+            next => conns[next as usize].link.prev = link.prev,
+        }
+        conns[key].link = Link::default();
+    }
+
+    /// The earliest deadline of any connection.
+    pub fn earliest(&self, conns: &Slab<Conn>) -> Option<Time> {
+        self.head
+            .iter()
+            .filter(|&&h| h != NIL)
+            .map(|&h| conns[h as usize].link.deadline)
+            .min()
+    }
+
+    /// A connection on the `kind` list whose deadline is at or before `now`.
+    pub fn expired(&self, conns: &Slab<Conn>, kind: TimerKind, now: Time) -> Option<usize> {
+        let head = self.head[kind as usize];
+        (head != NIL && conns[head as usize].link.deadline <= now).then_some(head as usize)
+    }
+
+    /// The first connection on the `kind` list.
+    pub fn first(&self, kind: TimerKind) -> Option<usize> {
+        let head = self.head[kind as usize];
+        (head != NIL).then_some(head as usize)
+    }
+
+    /// The connection after `key` on its list.
+    pub fn after(&self, conns: &Slab<Conn>, key: usize) -> Option<usize> {
+        let next = conns[key].link.next;
+        (next != NIL).then_some(next as usize)
+    }
+
+    /// Moves `key`'s deadline earlier in place. The caller keeps the list
+    /// ordered by moving every entry by the same amount, front to back.
+    pub fn retime_in_place(&mut self, conns: &mut Slab<Conn>, key: usize, deadline: Time) {
+        conns[key].link.deadline = deadline;
+    }
+
+    /// Checks that each list is linked both ways and ordered, and that every
+    /// connection that says it is on a list is on it. For debug builds and tests.
+    pub fn check(&self, conns: &Slab<Conn>) -> Result<(), String> {
+        let mut on_lists = 0;
+        for k in 0..KINDS {
+            let mut prev = NIL;
+            let mut at = self.head[k];
+            let mut last_deadline = Time::ZERO;
+            while at != NIL {
+                let link = &conns[at as usize].link;
+                if link.kind.map(|kind| kind as usize) != Some(k) || link.prev != prev {
+                    return Err(format!("timer list {k} is mislinked at {at}"));
+                }
+                if link.deadline < last_deadline {
+                    return Err(format!("timer list {k} is out of order at {at}"));
+                }
+                last_deadline = link.deadline;
+                on_lists += 1;
+                prev = at;
+                at = link.next;
+            }
+            if self.tail[k] != prev {
+                return Err(format!("timer list {k} has a stale tail"));
+            }
+        }
+        let claimed = conns.iter().filter(|(_, c)| c.link.kind.is_some()).count();
+        if claimed != on_lists {
+            return Err(format!(
+                "{claimed} connections claim a timer, {on_lists} are on lists"
+            ));
+        }
+        Ok(())
+    }
+}
