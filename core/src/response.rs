@@ -275,7 +275,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            !h.contains("99") && !h.contains("chunked") && !h.contains("keep-alive"),
+            !h.contains("Length: 99") && !h.contains("chunked") && !h.contains("keep-alive"),
             "{h}"
         );
         assert!(h.contains("Connection: close\r\n"));
