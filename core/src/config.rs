@@ -7,7 +7,6 @@ use std::time::Duration;
 ///
 /// `Config::default()` gives the documented defaults; change fields as needed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Config {
     /// Largest request head (request line and headers), in bytes. Over it: 431.
     pub max_head_bytes: usize,

@@ -20,6 +20,8 @@ mod chunked;
 mod config;
 mod conn;
 mod drain;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod parse;
 mod read;
 mod reject;

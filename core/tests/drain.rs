@@ -1,0 +1,385 @@
+//! The graceful drain, driven with a virtual clock: phases, the backlog and
+//! the listener, idle connections, `Connection: close`, exit at once, the
+//! deadline, and the drain report.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get, Harness};
+use ebb_core::{Config, Event, Forced, Phase, Time};
+
+fn draining() -> Harness {
+    Harness::new()
+}
+
+#[test]
+fn with_nothing_open_exit_follows_the_listener_close() {
+    let mut h = draining();
+    h.terminate();
+    assert_eq!(h.log, vec![Event::DrainBacklog]);
+    h.backlog_empty();
+    assert!(h.listener_closed && h.exited());
+    let report = h.exit.clone().unwrap();
+    assert_eq!(report.forced, None);
+    assert_eq!(report.total(), Duration::ZERO);
+}
+
+#[test]
+fn pre_stop_keeps_serving_while_reporting_stopping() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    assert!(!h.server.is_stopping());
+    h.terminate();
+    assert!(h.server.is_stopping());
+    assert!(!h.log.contains(&Event::DrainBacklog));
+    let c = h.accept();
+    h.send(c, &get("/healthz"));
+    h.respond(c, 503, b"stopping");
+    assert!(
+        !h.output(c).contains("Connection: close"),
+        "still serving normally"
+    );
+    h.advance_ms(4_999);
+    assert!(matches!(h.server.phase(), Phase::PreStop { .. }));
+    h.advance_ms(1);
+    assert!(h.log.contains(&Event::DrainBacklog));
+    assert_eq!(h.exit, None);
+    let report_drain_start = h.now;
+    h.backlog_empty();
+    h.eof(c);
+    let report = h.exit.expect("exit once the last connection is gone");
+    assert_eq!(report.draining_at, Some(report_drain_start));
+    assert_eq!(report.terminated_at, Time::ZERO);
+}
+
+#[test]
+fn the_listener_closes_after_the_backlog_is_drained() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/slow"));
+    h.terminate();
+    assert!(!h.listener_closed, "not before the backlog is empty");
+    let queued: Vec<_> = (0..3).map(|_| h.accept()).collect();
+    h.backlog_empty();
+    assert!(h.listener_closed);
+    assert_eq!(
+        h.log.iter().filter(|e| **e == Event::CloseListener).count(),
+        1
+    );
+    assert_eq!(queued.len(), 3);
+}
+
+#[test]
+fn every_backlog_connection_is_served_with_close() {
+    let mut h = draining();
+    h.terminate();
+    let queued: Vec<_> = (0..20).map(|_| h.accept()).collect();
+    h.backlog_empty();
+    for &c in &queued {
+        h.send(c, &get("/"));
+        h.respond(c, 200, b"ok");
+        assert!(h.output(c).contains("Connection: close\r\n"));
+        h.eof(c);
+    }
+    let report = h.exit.expect("all served, exit");
+    assert_eq!(report.backlog_accepted, 20);
+    assert_eq!(report.requests_completed, 20);
+}
+
+#[test]
+fn a_silent_backlog_connection_is_closed_after_the_first_byte_grace() {
+    let mut h = draining();
+    h.terminate();
+    let c = h.accept();
+    h.backlog_empty();
+    h.advance_ms(999);
+    assert!(!h.closed(c));
+    h.advance_ms(1);
+    assert!(
+        h.closed(c) && !h.half_closed(c),
+        "nothing was sent on it: plain close"
+    );
+    let report = h.exit.expect("exit right after");
+    assert_eq!(report.silent_closed, 1);
+    assert_eq!(report.exited_at, Time::from_millis(1_000));
+}
+
+#[test]
+fn the_first_byte_grace_never_runs_past_the_deadline() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_millis(300),
+        ..Config::default()
+    });
+    h.terminate();
+    let c = h.accept();
+    h.backlog_empty();
+    h.advance_ms(300);
+    assert!(h.closed(c));
+    assert_eq!(h.exit.unwrap().exited_at, Time::from_millis(300));
+}
+
+#[test]
+fn a_connection_accepted_before_the_drain_that_sent_nothing_gets_the_grace() {
+    let mut h = draining();
+    let c = h.accept();
+    h.advance_ms(5_000);
+    h.terminate();
+    h.backlog_empty();
+    assert!(!h.closed(c));
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: close"));
+}
+
+#[test]
+fn a_quiet_idle_connection_is_closed_cleanly_when_the_drain_starts() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    h.advance_ms(250);
+    h.terminate();
+    assert!(
+        h.half_closed(c) && !h.closed(c),
+        "half-close and linger, never a reset"
+    );
+    h.backlog_empty();
+    assert!(!h.exited(), "waits for the client's FIN while lingering");
+    h.eof(c);
+    let report = h.exit.clone().unwrap();
+    assert_eq!(report.idle_closed, 1);
+    assert_eq!(report.reset_risk_closes, 0);
+}
+
+#[test]
+fn a_recently_busy_connection_gets_the_rest_of_its_quiet_window() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    h.advance_ms(100);
+    h.terminate();
+    h.backlog_empty();
+    assert!(!h.half_closed(c));
+    h.advance_ms(149);
+    assert!(!h.half_closed(c));
+    h.advance_ms(1);
+    assert!(h.half_closed(c), "closed once quiet for 250 ms");
+    assert_eq!(
+        h.server.poll_timeout(),
+        Some(Time::from_millis(2_250)),
+        "linger deadline"
+    );
+}
+
+#[test]
+fn a_request_inside_the_quiet_window_is_served_with_close() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    h.respond(c, 200, b"x");
+    h.terminate();
+    h.backlog_empty();
+    h.advance_ms(100);
+    h.send(c, &get("/2"));
+    assert_eq!(h.pending.len(), 1, "served, not dropped");
+    h.respond(c, 200, b"y");
+    let responses = h.responses(c);
+    assert!(responses[1].contains("Connection: close\r\n"));
+    assert!(h.half_closed(c));
+}
+
+#[test]
+fn requests_received_before_the_drain_are_answered_in_order() {
+    let mut h = draining();
+    let c = h.accept();
+    let mut batch = get("/1");
+    batch.extend(get("/2"));
+    batch.extend(get("/3"));
+    h.send(c, &batch);
+    h.terminate();
+    h.backlog_empty();
+    for _ in 0..3 {
+        h.respond(c, 200, b"x");
+    }
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 3);
+    assert!(
+        !responses[0].contains("Connection: close") && !responses[1].contains("Connection: close")
+    );
+    assert!(
+        responses[2].contains("Connection: close\r\n"),
+        "the last one closes"
+    );
+}
+
+#[test]
+fn nothing_is_dispatched_after_the_close_response() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    h.terminate();
+    h.backlog_empty();
+    h.send(c, &get("/2")); // arrives after the drain began, behind /1
+    h.respond(c, 200, b"x");
+    assert!(h.responses(c)[0].contains("Connection: close"));
+    assert!(
+        h.pending.is_empty(),
+        "/2 is never handed over, so the client may retry it"
+    );
+    assert_eq!(
+        h.log
+            .iter()
+            .filter(|e| matches!(e, Event::Request(_)))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn exit_comes_from_the_input_that_ends_the_last_request() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    h.terminate();
+    h.backlog_empty();
+    h.now = Time::from_millis(1_234);
+    assert!(!h.exited());
+    h.respond(c, 200, b"done");
+    let report = h.exit.expect("exit with the response, not at a later tick");
+    assert_eq!(report.exited_at, Time::from_millis(1_234));
+    assert_eq!(*h.log.last().unwrap(), Event::Exit(report));
+}
+
+#[test]
+fn exit_follows_the_fin_of_a_keep_alive_client_at_once() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.terminate();
+    h.backlog_empty();
+    h.advance_ms(400);
+    h.respond(c, 200, b"x");
+    assert!(h.half_closed(c) && !h.exited());
+    h.advance_ms(7);
+    h.eof(c);
+    assert_eq!(h.exit.unwrap().exited_at, Time::from_millis(407));
+}
+
+#[test]
+fn an_over_long_request_is_cut_at_the_deadline_and_exit_happens_then() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(2),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/sleep?ms=60000"));
+    h.advance_ms(500);
+    h.terminate();
+    h.backlog_empty();
+    h.advance_ms(1_999);
+    assert!(!h.exited());
+    h.advance_ms(1);
+    let report = h.exit.clone().unwrap();
+    assert_eq!(report.exited_at, Time::from_millis(2_500));
+    assert_eq!(report.forced, Some(Forced::Deadline));
+    assert_eq!(report.requests_cut, 1);
+    assert!(h.closed(c));
+    let late = h.pending[0];
+    let none = std::iter::empty::<(&str, &str)>();
+    assert!(h
+        .server
+        .handle_response(late, 200, none, ebb_core::Bytes::new(), h.now)
+        .is_err());
+}
+
+#[test]
+fn idle_keepalive_connections_do_not_delay_exit() {
+    let mut h = draining();
+    let conns: Vec<_> = (0..50).map(|_| h.accept()).collect();
+    for &c in &conns {
+        h.send(c, &get("/"));
+        h.respond(c, 200, b"x");
+    }
+    h.advance_ms(1_000);
+    h.terminate();
+    h.backlog_empty();
+    assert!(conns.iter().all(|&c| h.half_closed(c)));
+    for &c in &conns {
+        h.eof(c);
+    }
+    let report = h.exit.clone().unwrap();
+    assert_eq!(report.idle_closed, 50);
+    assert_eq!(report.total(), Duration::ZERO);
+}
+
+#[test]
+fn a_second_terminate_exits_at_once() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.terminate();
+    h.terminate();
+    let report = h.exit.clone().unwrap();
+    assert_eq!(report.forced, Some(Forced::SecondTerminate));
+    assert_eq!(report.requests_cut, 1);
+    assert!(h.closed(c) && h.listener_closed);
+    assert_eq!(h.server.phase(), Phase::Exited);
+}
+
+#[test]
+fn the_drain_report_counts_are_exact() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(10),
+        ..Config::default()
+    });
+    // Two idle connections, one quiet and one recently busy.
+    let quiet = h.accept();
+    h.send(quiet, &get("/"));
+    h.respond(quiet, 200, b"x");
+    h.advance_ms(1_000);
+    let busy = h.accept();
+    h.send(busy, &get("/"));
+    h.respond(busy, 200, b"x");
+    // One in flight that completes, one that will be cut.
+    let done = h.accept();
+    h.send(done, &get("/done"));
+    let cut = h.accept();
+    h.send(cut, &get("/forever"));
+    h.terminate();
+    // Backlog: one that sends a request, one silent.
+    let fresh = h.accept();
+    let silent = h.accept();
+    h.backlog_empty();
+    h.send(fresh, &get("/"));
+    h.respond(fresh, 200, b"x");
+    h.respond(done, 200, b"x");
+    h.eof(quiet);
+    h.eof(fresh);
+    h.eof(done);
+    h.advance_ms(300); // busy's window ends; the silent one is still in its grace
+    h.eof(busy);
+    h.advance(Duration::from_secs(10));
+    let report = h.exit.clone().unwrap();
+    assert!(h.closed(silent) && h.closed(cut));
+    assert_eq!(report.backlog_accepted, 2);
+    assert_eq!(report.silent_closed, 1);
+    assert_eq!(report.idle_closed, 2);
+    assert_eq!(report.requests_completed, 2);
+    assert_eq!(report.requests_cut, 1);
+    assert_eq!(
+        report.reset_risk_closes, 0,
+        "the cut connection had sent nothing"
+    );
+    assert_eq!(report.forced, Some(Forced::Deadline));
+    assert_eq!(report.total(), Duration::from_secs(10));
+    assert_eq!(report.listener_closed_at, Some(report.terminated_at));
+    let line = report.to_string();
+    assert!(
+        line.starts_with("drain forced by deadline in 10000ms"),
+        "{line}"
+    );
+}

@@ -1,0 +1,412 @@
+//! The engine serving: requests in, responses out, keep-alive, limits,
+//! timeouts and clean closes — driven through an in-memory harness.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get, status_of, Harness};
+use ebb_core::{Bytes, Config, Event, RespondError};
+
+#[test]
+fn serves_a_get_and_keeps_the_connection() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/hello?x=1"));
+    let id = h.pending[0];
+    let req = h.server.request(id).unwrap();
+    assert_eq!(
+        (req.method(), req.target(), req.path(), req.query()),
+        ("GET", "/hello?x=1", "/hello", Some("x=1"))
+    );
+    assert_eq!(req.header("host"), Some(&b"example.com"[..]));
+    h.respond(c, 200, b"hi");
+    let out = h.output(c);
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{out}");
+    assert!(
+        out.contains("Content-Length: 2\r\n") && out.ends_with("\r\n\r\nhi"),
+        "{out}"
+    );
+    assert!(!out.contains("Connection:"), "{out}");
+    assert!(!h.closed(c));
+    assert_eq!(h.server.active_requests(), 0);
+    h.send(c, &get("/again"));
+    h.respond(c, 200, b"ok");
+    assert_eq!(h.responses(c).len(), 2);
+}
+
+#[test]
+fn pipelined_requests_are_dispatched_one_at_a_time_and_answered_in_order() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    let mut batch = Vec::new();
+    for i in 0..3 {
+        batch.extend_from_slice(&get(&format!("/{i}")));
+    }
+    h.send(c, &batch);
+    for i in 0..3 {
+        assert_eq!(h.pending.len(), 1, "one request at a time");
+        assert_eq!(
+            h.server.request(h.pending[0]).unwrap().target(),
+            format!("/{i}")
+        );
+        h.respond(c, 200, b"x");
+    }
+    assert_eq!(h.responses(c).len(), 3);
+}
+
+#[test]
+fn empty_lines_before_a_request_are_ignored() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"\r\n\r\n\n");
+    assert_eq!(
+        h.server.active_requests(),
+        0,
+        "blank lines do not begin a request"
+    );
+    h.send(c, &get("/"));
+    assert_eq!(h.pending.len(), 1);
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_and_then_says_so() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.0\r\n\r\n");
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: close\r\n"));
+    assert!(
+        h.closed(c),
+        "client did not ask to keep it: plain close, no linger"
+    );
+
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: keep-alive\r\n"));
+    assert!(!h.closed(c));
+}
+
+#[test]
+fn connection_close_from_the_client_is_honoured() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: close\r\n"));
+    assert!(h.closed(c));
+}
+
+#[test]
+fn head_gets_the_length_without_the_body() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    h.respond(c, 200, b"hello");
+    let out = h.output(c);
+    assert!(
+        out.contains("Content-Length: 5\r\n") && out.ends_with("\r\n\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_content_length_for_204_and_304() {
+    for status in [204, 304] {
+        let mut h = Harness::new();
+        let c = h.accept();
+        h.send(c, &get("/"));
+        h.respond(c, status, b"ignored");
+        let out = h.output(c);
+        assert!(
+            !out.contains("Content-Length") && out.ends_with("\r\n\r\n"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn upgrade_requests_are_answered_as_plain_http11() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    h.respond(c, 200, b"no");
+    assert!(h.output(c).starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn content_length_body_arrives_whole() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello",
+    );
+    assert!(h.pending.is_empty());
+    h.send(c, b" world");
+    assert_eq!(
+        h.server.request(h.pending[0]).unwrap().body(),
+        b"hello world"
+    );
+}
+
+#[test]
+fn chunked_body_arrives_decoded() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+    );
+    h.send(c, b"lo\r\n6;ext=1\r\n world\r\n0\r\nTrailer: t\r\n\r\n");
+    assert_eq!(
+        h.server.request(h.pending[0]).unwrap().body(),
+        b"hello world"
+    );
+    h.respond(c, 200, b"");
+    h.send(c, &get("/next"));
+    assert_eq!(h.server.request(h.pending[0]).unwrap().target(), "/next");
+}
+
+#[test]
+fn expect_continue_is_sent_only_when_the_body_will_be_read() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    );
+    assert_eq!(h.output(c), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.send(c, b"abc");
+    h.respond(c, 200, b"ok");
+    assert_eq!(h.responses(c).len(), 2);
+
+    // Over the limit: 413 at once, never 100.
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+    );
+    let out = h.output(c);
+    assert!(
+        out.starts_with("HTTP/1.1 413 ") && !out.contains("100 Continue"),
+        "{out}"
+    );
+
+    // Body already here: no 100 needed.
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(h.output(c), "");
+}
+
+#[test]
+fn errors_answer_with_status_and_close_through_linger() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.1\r\n\r\n"); // no Host
+    let out = h.output(c);
+    assert_eq!(status_of(&out), 400);
+    assert!(out.contains("Connection: close\r\n"));
+    assert!(
+        h.half_closed(c) && !h.closed(c),
+        "lingers rather than resetting"
+    );
+    h.send(c, b"more bytes the client was sending");
+    assert!(h.pending.is_empty(), "nothing after an error is dispatched");
+    h.eof(c);
+    assert!(h.closed(c));
+    assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn header_read_timeout_is_absolute_so_slowloris_gets_408() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.1\r\n");
+    for _ in 0..9 {
+        h.advance_ms(500);
+        h.send(c, b"X: y\r\n");
+    }
+    assert!(h.output(c).is_empty(), "4.5 s: still within the 5 s budget");
+    h.advance_ms(500);
+    assert_eq!(status_of(&h.output(c)), 408);
+}
+
+#[test]
+fn body_read_timeout_counts_from_the_last_progress() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
+    );
+    h.advance_ms(9_000);
+    h.send(c, b"12345");
+    h.advance_ms(9_000);
+    assert!(h.output(c).is_empty());
+    h.advance_ms(1_000);
+    assert_eq!(status_of(&h.output(c)), 408);
+}
+
+#[test]
+fn keep_alive_timeout_closes_the_idle_connection_cleanly() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    h.advance(Duration::from_secs(59));
+    assert!(!h.half_closed(c));
+    h.advance(Duration::from_secs(1));
+    assert!(h.half_closed(c) && !h.closed(c));
+    h.advance(Duration::from_secs(2));
+    assert!(h.closed(c), "linger timeout");
+}
+
+#[test]
+fn a_write_stall_closes_the_connection_and_releases_the_count() {
+    let mut h = Harness::new();
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    h.write(c, 10);
+    h.advance(Duration::from_secs(29));
+    h.write(c, 10);
+    h.advance(Duration::from_secs(29));
+    assert!(!h.closed(c), "progress resets the stall deadline");
+    h.advance(Duration::from_secs(1));
+    assert!(h.closed(c));
+    assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn large_bodies_are_handed_over_without_copying_into_the_head_buffer() {
+    let mut h = Harness::new();
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let body = Bytes::from(vec![b'z'; 100_000]);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_response(id, 200, std::iter::empty::<(&str, &str)>(), body, h.now)
+        .unwrap();
+    let [head, tail] = h.server.transmit(c);
+    assert!(head.ends_with(b"\r\n\r\n") && tail.len() == 100_000);
+    let total = head.len() + tail.len();
+    h.write(c, total - 1);
+    assert_eq!(
+        h.server.active_requests(),
+        1,
+        "active until the last byte is handed over"
+    );
+    h.write(c, 1);
+    assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn pipelined_input_is_bounded_and_reading_resumes() {
+    let config = Config {
+        max_pipelined_bytes: 100,
+        ..Config::default()
+    };
+    let mut h = Harness::with(config);
+    let c = h.accept();
+    let mut batch = Vec::new();
+    for _ in 0..10 {
+        batch.extend_from_slice(&get("/"));
+    }
+    h.send(c, &batch);
+    assert!(
+        !h.server.wants_read(c),
+        "too much buffered behind the request being answered"
+    );
+    for _ in 0..10 {
+        h.respond(c, 200, b"");
+    }
+    assert!(h.log.contains(&Event::ResumeRead(c)));
+    assert!(h.server.wants_read(c));
+}
+
+#[test]
+fn invalid_responses_are_refused_and_the_request_still_waits() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending[0];
+    let none = std::iter::empty::<(&str, &str)>();
+    assert_eq!(
+        h.server.handle_response(id, 101, none, Bytes::new(), h.now),
+        Err(RespondError::InvalidStatus)
+    );
+    let bad = [("X", "a\nb")];
+    assert_eq!(
+        h.server.handle_response(id, 200, bad, Bytes::new(), h.now),
+        Err(RespondError::InvalidHeader)
+    );
+    h.respond(c, 200, b"ok");
+    assert_eq!(h.responses(c).len(), 1);
+    let again = std::iter::empty::<(&str, &str)>();
+    assert_eq!(
+        h.server
+            .handle_response(id, 200, again, Bytes::new(), h.now),
+        Err(RespondError::UnknownRequest)
+    );
+}
+
+#[test]
+fn abort_mid_body_releases_the_count() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12",
+    );
+    assert_eq!(h.server.active_requests(), 1);
+    h.abort(c);
+    assert_eq!(h.server.active_requests(), 0);
+    assert!(h.closed(c));
+}
+
+#[test]
+fn peer_eof_after_a_full_request_still_gets_the_answer() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.eof(c);
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: close\r\n"));
+    assert!(h.closed(c));
+}
+
+#[test]
+fn stale_ids_are_ignored() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.abort(c);
+    let d = h.accept();
+    assert_eq!(c.index(), d.index(), "slot reused");
+    assert_ne!(c, d);
+    h.send(c, &get("/"));
+    assert!(h.pending.is_empty());
+    assert!(!h.server.wants_read(c));
+}
+
+#[test]
+fn time_never_runs_backwards() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.now = ebb_core::Time::from_millis(10_000);
+    h.send(c, b"GET / HTTP/1.1\r\n");
+    let deadline = h.server.poll_timeout().unwrap();
+    h.server.handle_timeout(ebb_core::Time::ZERO);
+    h.pump();
+    assert_eq!(h.server.poll_timeout(), Some(deadline));
+    assert_eq!(deadline, ebb_core::Time::from_millis(15_000));
+}
