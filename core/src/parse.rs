@@ -91,6 +91,12 @@ pub(crate) fn parse_head(
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<Head>, Reject> {
     let first_look = scan.searched == 0;
+    if first_look {
+        // Most heads arrive whole: one httparse pass, no separate scan.
+        if let Some(head) = parse_complete(buf, config, fields)? {
+            return Ok(Some(head));
+        }
+    }
     let from = scan.searched.saturating_sub(3);
     let end = find_blank_line(&buf[from..]).map(|e| from + e);
     let line_was_known = scan.line_end.is_some();
@@ -101,10 +107,11 @@ pub(crate) fn parse_head(
             .map(|i| scan.searched + i);
     }
     scan.searched = buf.len();
-    match end {
-        Some(end) if end > config.max_head_bytes => return Err(Reject::HeadTooLarge),
-        Some(_) => return parse_complete(buf, config, fields).map(Some),
-        None => {}
+    if end.is_some() {
+        return match parse_complete(buf, config, fields)? {
+            Some(head) => Ok(Some(head)),
+            None => Err(Reject::Malformed("malformed request head")),
+        };
     }
     // No complete head yet: reject what can already be rejected.
     let line_len = scan.line_end.unwrap_or(buf.len());
@@ -115,7 +122,7 @@ pub(crate) fn parse_head(
         return Err(Reject::HeadTooLarge);
     }
     let line_just_ended = !line_was_known && scan.line_end.is_some();
-    if first_look || line_just_ended {
+    if line_just_ended && !first_look {
         check_partial(buf, config)?;
     }
     Ok(None)
@@ -188,18 +195,20 @@ fn names_other_http_version(buf: &[u8]) -> bool {
         if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
+/// Parses a head with httparse; `Ok(None)` if it is not complete.
 fn parse_complete(
     buf: &[u8],
     config: &Config,
     fields: &mut Vec<FieldSpan>,
-) -> Result<Head, Reject> {
+) -> Result<Option<Head>, Reject> {
     with_headers(config, |headers| {
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, headers) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => {
-                return Err(Reject::Malformed("malformed request head"))
+            Ok(httparse::Status::Complete(len)) if len > config.max_head_bytes => {
+                return Err(Reject::HeadTooLarge)
             }
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(reject_for(e, buf)),
         };
         let method = req.method.unwrap_or_default();
@@ -219,7 +228,7 @@ fn parse_complete(
             });
         }
         let framing = rules.framing(minor_version, config)?;
-        Ok(Head {
+        Ok(Some(Head {
             method: Span::of(buf, method.as_bytes()),
             target: Span::of(buf, target.as_bytes()),
             minor_version,
@@ -232,7 +241,7 @@ fn parse_complete(
             },
             expect_continue: rules.expect_continue && minor_version == 1,
             is_head_method: method == "HEAD",
-        })
+        }))
     })
 }
 

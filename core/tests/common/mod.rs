@@ -148,11 +148,9 @@ impl Harness {
                 _ => {}
             }
             self.log.push(event);
-            assert_eq!(
-                self.server.active_requests(),
-                self.server.recount_active_requests(),
-                "active count diverged from recount"
-            );
+            if let Err(broken) = self.server.check_invariants() {
+                panic!("core invariant broken: {broken}");
+            }
         }
     }
 
