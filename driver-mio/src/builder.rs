@@ -1,0 +1,178 @@
+//! The embedding API's entry point: [`Builder`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use ebb_core::{Config, DrainReport};
+
+use crate::handler::Handler;
+use crate::listener::{Plan, Source};
+use crate::shutdown::ShutdownHandle;
+
+/// The listen backlog when none is set.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// Configures and runs a server.
+///
+/// ```no_run
+/// use ebb_mio::{Builder, Request, Responder, Response};
+/// use std::time::Duration;
+///
+/// let report = Builder::new()
+///     .bind("127.0.0.1:8080".parse().unwrap())
+///     .drain_timeout(Duration::from_secs(10))
+///     .serve(|_req: &Request<'_>, res: Responder| res.respond(Response::text(200, "hi")))
+///     .unwrap();
+/// println!("{report}");
+/// ```
+#[derive(Debug)]
+pub struct Builder {
+    source: Source,
+    socket_activation: bool,
+    workers: Option<usize>,
+    reuse_port: bool,
+    backlog: i32,
+    signals: bool,
+    config: Config,
+    shutdown: ShutdownHandle,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Defaults: bind `127.0.0.1:8080`, one worker per available CPU, no
+    /// `SO_REUSEPORT`, backlog 1024, SIGTERM/SIGINT handled, no socket
+    /// activation, `Config::default()`.
+    pub fn new() -> Builder {
+        Builder {
+            source: Source::Addr(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            socket_activation: false,
+            workers: None,
+            reuse_port: false,
+            backlog: DEFAULT_BACKLOG,
+            signals: true,
+            config: Config::default(),
+            shutdown: ShutdownHandle::new(),
+        }
+    }
+
+    /// Binds this address (port 0 picks a free port; the chosen address is logged).
+    pub fn bind(mut self, addr: SocketAddr) -> Builder {
+        self.source = Source::Addr(addr);
+        self
+    }
+
+    /// Serves on a listener the embedding program bound. All workers share it.
+    pub fn listener(mut self, listener: TcpListener) -> Builder {
+        self.source = Source::Std(listener);
+        self
+    }
+
+    /// When on, and systemd passed a socket (`LISTEN_PID` is this process,
+    /// `LISTEN_FDS` ≥ 1), serve on that socket instead of binding; otherwise
+    /// fall back to the bind address or listener. Off by default.
+    pub fn socket_activation(mut self, on: bool) -> Builder {
+        self.socket_activation = on;
+        self
+    }
+
+    /// Worker threads, each with its own loop and core (at least 1).
+    pub fn workers(mut self, workers: usize) -> Builder {
+        self.workers = Some(workers.max(1));
+        self
+    }
+
+    /// With `SO_REUSEPORT` each worker binds its own listener on the address,
+    /// and other processes may bind it too. Ignored for a given listener.
+    pub fn reuse_port(mut self, on: bool) -> Builder {
+        self.reuse_port = on;
+        self
+    }
+
+    /// The listen backlog of sockets bound here.
+    pub fn backlog(mut self, backlog: i32) -> Builder {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Whether SIGTERM and SIGINT start the drain (and a second one forces the
+    /// exit). On by default; turn it off when the embedding program handles
+    /// signals and uses a [`ShutdownHandle`].
+    pub fn signals(mut self, on: bool) -> Builder {
+        self.signals = on;
+        self
+    }
+
+    /// Every limit and timeout of core at once.
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
+    }
+
+    /// From the start of the drain to the forced exit.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// After a stop request, how long to keep serving while readiness
+    /// routes report stopping.
+    pub fn pre_stop(mut self, pre_stop: Duration) -> Builder {
+        self.config.pre_stop = pre_stop;
+        self
+    }
+
+    /// During the drain, how long a new connection may stay silent.
+    pub fn first_byte_grace(mut self, grace: Duration) -> Builder {
+        self.config.first_byte_grace = grace;
+        self
+    }
+
+    /// How long an idle keep-alive connection is kept while serving.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Builder {
+        self.config.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Largest request body accepted (over it: 413).
+    pub fn max_body_bytes(mut self, bytes: u64) -> Builder {
+        self.config.max_body_bytes = bytes;
+        self
+    }
+
+    /// A handle that starts the drain from code.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the drain ends, then returns its report: one report for
+    /// all workers (counts summed, the earliest start and the latest end of
+    /// each phase; each worker's own report is logged at debug level).
+    ///
+    /// Fails if the listener cannot be set up, or if a worker's loop fails.
+    pub fn serve<H: Handler>(self, handler: H) -> io::Result<DrainReport> {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
+        let listeners = crate::listener::listeners(Plan {
+            source: self.source,
+            workers,
+            reuse_port: self.reuse_port,
+            backlog: self.backlog,
+            socket_activation: self.socket_activation,
+        })?;
+        crate::serve::run(crate::serve::Setup {
+            listeners,
+            config: self.config,
+            signals: self.signals,
+            shutdown: self.shutdown,
+            handler,
+        })
+    }
+}

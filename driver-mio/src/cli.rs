@@ -1,0 +1,226 @@
+//! The `ebb` binary's command line. Hand-parsed: eight flags of three shapes
+//! do not need a parser crate.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::builder::Builder;
+use crate::demo::Demo;
+
+/// Usage text for `--help` and errors.
+pub const USAGE: &str = "\
+usage: ebb [options]
+  --bind ADDR                 listen address (default 127.0.0.1:8080; env PORT overrides the port)
+  --workers N                 worker threads (default: available CPUs)
+  --reuse-port                one SO_REUSEPORT listener per worker; other processes may share the port
+  --drain-timeout SECONDS     drain deadline, may be fractional (default 30; env SHUTDOWN_TIMEOUT_S overrides)
+  --pre-stop SECONDS          keep serving this long after SIGTERM while /healthz answers 503 (default 0)
+  --keep-alive-timeout SECONDS  idle keep-alive connections kept this long (default 60)
+  --max-body BYTES            largest request body (default 1048576)
+  -v                          more log output (-vv for trace)
+  -h, --help                  this text
+SIGTERM or SIGINT drains; a second one forces the exit.";
+
+/// The parsed command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Args {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Worker threads; `None` for one per CPU.
+    pub workers: Option<usize>,
+    /// `SO_REUSEPORT`.
+    pub reuse_port: bool,
+    /// Drain deadline, if set.
+    pub drain_timeout: Option<Duration>,
+    /// Pre-stop window, if set.
+    pub pre_stop: Option<Duration>,
+    /// Keep-alive idle timeout, if set.
+    pub keep_alive_timeout: Option<Duration>,
+    /// Body limit, if set.
+    pub max_body: Option<u64>,
+    /// 0: info, 1: debug, 2+: trace.
+    pub verbosity: u8,
+    /// `--help` was given.
+    pub help: bool,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            reuse_port: false,
+            drain_timeout: None,
+            pre_stop: None,
+            keep_alive_timeout: None,
+            max_body: None,
+            verbosity: 0,
+            help: false,
+        }
+    }
+}
+
+/// Parses flags (`--flag value` or `--flag=value`), then applies the
+/// environment through `env`: `PORT` replaces the port, `SHUTDOWN_TIMEOUT_S`
+/// the drain timeout.
+pub fn parse(
+    flags: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut flags = flags.into_iter();
+    while let Some(flag) = flags.next() {
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_owned(), Some(value.to_owned()))
+            }
+            _ => (flag, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| flags.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name.as_str() {
+            "--bind" => args.bind = parse_value(&name, &value()?)?,
+            "--workers" => args.workers = Some(parse_value(&name, &value()?)?),
+            "--reuse-port" => args.reuse_port = true,
+            "--drain-timeout" => args.drain_timeout = Some(seconds(&name, &value()?)?),
+            "--pre-stop" => args.pre_stop = Some(seconds(&name, &value()?)?),
+            "--keep-alive-timeout" => args.keep_alive_timeout = Some(seconds(&name, &value()?)?),
+            "--max-body" => args.max_body = Some(parse_value(&name, &value()?)?),
+            "-h" | "--help" => args.help = true,
+            v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
+                args.verbosity = args.verbosity.saturating_add((v.len() - 1) as u8);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if let Some(port) = env("PORT") {
+        args.bind.set_port(parse_value("PORT", &port)?);
+    }
+    if let Some(timeout) = env("SHUTDOWN_TIMEOUT_S") {
+        args.drain_timeout = Some(seconds("SHUTDOWN_TIMEOUT_S", &timeout)?);
+    }
+    Ok(args)
+}
+
+fn parse_value<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{name}: cannot parse {value:?}"))
+}
+
+fn seconds(name: &str, value: &str) -> Result<Duration, String> {
+    let secs: f64 = parse_value(name, value)?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{name}: {value:?} is not a duration in seconds"))
+}
+
+impl Args {
+    /// A builder configured from these arguments (socket activation on).
+    pub fn builder(&self) -> Builder {
+        let mut builder = Builder::new()
+            .bind(self.bind)
+            .reuse_port(self.reuse_port)
+            .socket_activation(true);
+        if let Some(workers) = self.workers {
+            builder = builder.workers(workers);
+        }
+        if let Some(t) = self.drain_timeout {
+            builder = builder.drain_timeout(t);
+        }
+        if let Some(t) = self.pre_stop {
+            builder = builder.pre_stop(t);
+        }
+        if let Some(t) = self.keep_alive_timeout {
+            builder = builder.keep_alive_timeout(t);
+        }
+        if let Some(bytes) = self.max_body {
+            builder = builder.max_body_bytes(bytes);
+        }
+        builder
+    }
+}
+
+/// The `ebb` binary: parse, log, serve the demo until drained.
+pub fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("ebb: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    crate::logger::init(args.verbosity);
+    let served = Demo::new().and_then(|demo| args.builder().serve(demo));
+    match served {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("ebb: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[&str], env: &[(&str, &str)]) -> Result<Args, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(flags.iter().map(|s| s.to_string()), |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn flags_in_both_shapes_parse() {
+        let a = args(
+            &[
+                "--bind",
+                "0.0.0.0:9000",
+                "--workers=3",
+                "--reuse-port",
+                "--drain-timeout",
+                "2.5",
+                "-vv",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.bind, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(a.workers, Some(3));
+        assert!(a.reuse_port);
+        assert_eq!(a.drain_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(a.verbosity, 2);
+    }
+
+    #[test]
+    fn environment_overrides_port_and_drain_timeout() {
+        let a = args(
+            &["--drain-timeout", "9"],
+            &[("PORT", "1234"), ("SHUTDOWN_TIMEOUT_S", "0.5")],
+        )
+        .unwrap();
+        assert_eq!(a.bind, "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(a.drain_timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(args(&["--workers"], &[]).is_err());
+        assert!(args(&["--drain-timeout", "-1"], &[]).is_err());
+        assert!(args(&["--nope"], &[]).is_err());
+    }
+}

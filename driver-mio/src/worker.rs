@@ -1,0 +1,524 @@
+//! One worker: a thread with its own mio `Poll`, its own core [`Server`] and
+//! its own listener. It maps readiness, messages and the clock onto core's
+//! inputs and core's events onto syscalls; every decision is core's.
+//!
+//! Each worker registers SIGTERM and SIGINT itself (signal-hook notifies
+//! every registration), so a signal reaches every loop directly and is seen
+//! before connections that became ready in the same wake-up.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ebb_core::{Config, ConnId, DrainReport, Event, Phase, RequestId, Server, Time};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::handler::{begin_dispatch, end_dispatch, Handler, Inbox, Message, Responder, Response};
+
+const SIGNALS: Token = Token(usize::MAX - 2);
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+/// One read buffer per worker, reused for every read.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// How long accepting pauses after EMFILE/ENFILE, unless a close comes first.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// An open connection: core's id for it and its socket.
+struct Conn {
+    id: ConnId,
+    stream: TcpStream,
+    /// The request handed to the application and not yet answered, as
+    /// `METHOD target`, to name it in the log if the drain cuts it.
+    deferred: Option<(RequestId, Box<str>)>,
+}
+
+/// Everything one worker thread owns.
+pub(crate) struct Worker<H> {
+    number: usize,
+    poll: Poll,
+    server: Server,
+    listener: Option<TcpListener>,
+    /// SIGTERM and SIGINT, when the worker handles signals.
+    signals: Option<Signals>,
+    handler: Arc<H>,
+    inbox: Arc<Inbox>,
+    rx: Receiver<Message>,
+    /// The epoch of core's clock, shared by all workers so their reports combine.
+    start: Instant,
+    conns: Vec<Option<Conn>>,
+    buf: Box<[u8]>,
+    /// Connections to read again after [`Event::ResumeRead`].
+    resume: Vec<ConnId>,
+    /// Set by [`Event::DrainBacklog`] until accept would block.
+    draining_backlog: bool,
+    /// Accepting is paused (EMFILE/ENFILE) until then, or until a close.
+    accept_paused_until: Option<Instant>,
+    /// Accept failed and the backlog has not been emptied since: the failure
+    /// is logged once, not on every retry.
+    accept_failing: bool,
+    date_second: u64,
+    exit: Option<DrainReport>,
+}
+
+impl<H: Handler> Worker<H> {
+    /// A worker ready to [`run`](Self::run), with its listener registered,
+    /// and the inbox through which other threads reach it.
+    pub(crate) fn new(
+        number: usize,
+        listener: std::net::TcpListener,
+        config: Config,
+        signals: bool,
+        handler: Arc<H>,
+        start: Instant,
+    ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
+        let poll = Poll::new()?;
+        let (tx, rx) = mpsc::channel();
+        let inbox = Arc::new(Inbox {
+            tx,
+            waker: Waker::new(poll.registry(), WAKER)?,
+        });
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signals = if signals {
+            let mut signals = Signals::new([SIGTERM, SIGINT])?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let worker = Worker {
+            number,
+            poll,
+            server: Server::new(config),
+            listener: Some(listener),
+            signals,
+            handler,
+            inbox: inbox.clone(),
+            rx,
+            start,
+            conns: Vec::new(),
+            buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            resume: Vec::new(),
+            draining_backlog: false,
+            accept_paused_until: None,
+            accept_failing: false,
+            date_second: u64::MAX,
+            exit: None,
+        };
+        Ok((worker, inbox))
+    }
+
+    /// Runs the loop until core emits [`Event::Exit`].
+    pub(crate) fn run(mut self) -> io::Result<DrainReport> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.refresh_date();
+            // A stop signal counts before the connections that arrived with it,
+            // so what was queued when it came is drained as backlog.
+            if events.iter().any(|e| e.token() == SIGNALS) {
+                self.signals();
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {}
+                    LISTENER => {
+                        self.accept();
+                        self.pump();
+                    }
+                    WAKER => self.messages(),
+                    token => self.ready(
+                        token.0,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    ),
+                }
+                self.settle();
+            }
+            if let Some(until) = self.accept_paused_until {
+                if Instant::now() >= until {
+                    self.resume_accepting();
+                    self.pump();
+                }
+            }
+            if self
+                .server
+                .poll_timeout()
+                .is_some_and(|at| at <= self.now())
+            {
+                self.server.handle_timeout(self.now());
+                self.pump();
+                self.settle();
+            }
+            if let Some(report) = self.exit.take() {
+                return Ok(report);
+            }
+        }
+    }
+
+    fn now(&self) -> Time {
+        Time::from_duration(self.start.elapsed())
+    }
+
+    /// How long mio may sleep: until core's next deadline or the end of an
+    /// accept pause.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = self.now();
+        let core = self
+            .server
+            .poll_timeout()
+            .map(|at| at.saturating_since(now));
+        let pause = self
+            .accept_paused_until
+            .map(|until| until.saturating_duration_since(Instant::now()));
+        match (core, pause) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sets core's `Date` when the wall-clock second has changed.
+    fn refresh_date(&mut self) {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.date_second {
+            self.date_second = second;
+            self.server.set_date(&httpdate::fmt_http_date(now));
+        }
+    }
+
+    /// Carries out core's events until there are none.
+    fn pump(&mut self) {
+        while let Some(event) = self.server.poll_event() {
+            match event {
+                Event::Request(id) => self.dispatch(id),
+                Event::Transmit(conn) => self.write(conn),
+                Event::ResumeRead(conn) => self.resume.push(conn),
+                Event::HalfClose(conn) => {
+                    if let Some(c) = self.conn(conn) {
+                        if let Err(e) = c.stream.shutdown(Shutdown::Write) {
+                            log::debug!("half-close of {conn:?}: {e}");
+                            self.server.handle_aborted(conn, self.now());
+                        }
+                    }
+                }
+                Event::Close(conn) => self.close(conn),
+                Event::DrainBacklog => {
+                    self.draining_backlog = true;
+                    self.accept();
+                }
+                Event::CloseListener => {
+                    if let Some(mut listener) = self.listener.take() {
+                        if let Err(e) = self.poll.registry().deregister(&mut listener) {
+                            log::debug!("deregistering the listener: {e}");
+                        }
+                    }
+                    self.draining_backlog = false;
+                    self.accept_paused_until = None;
+                }
+                Event::Exit(report) => {
+                    log::debug!("worker {} exits: {report}", self.number);
+                    self.exit = Some(report);
+                }
+            }
+        }
+    }
+
+    /// Reads the connections core asked to resume, until none is left.
+    fn settle(&mut self) {
+        while let Some(conn) = self.resume.pop() {
+            self.read(conn);
+        }
+    }
+
+    fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+            .filter(|c| c.id == id)
+    }
+
+    fn ready(&mut self, index: usize, readable: bool, writable: bool) {
+        let Some(id) = self.conns.get(index).and_then(Option::as_ref).map(|c| c.id) else {
+            return;
+        };
+        if writable {
+            self.write(id);
+            self.pump();
+        }
+        if readable {
+            self.read(id);
+        }
+    }
+
+    /// Reads until the socket would block, core stops wanting input, or the
+    /// connection ends; every read is one core input.
+    fn read(&mut self, id: ConnId) {
+        loop {
+            if !self.server.wants_read(id) {
+                return;
+            }
+            let Some(conn) = self
+                .conns
+                .get_mut(id.index())
+                .and_then(Option::as_mut)
+                .filter(|c| c.id == id)
+            else {
+                return;
+            };
+            let now = Time::from_duration(self.start.elapsed());
+            match conn.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.server.handle_peer_eof(id, now);
+                    self.pump();
+                    return;
+                }
+                Ok(n) => {
+                    self.server.handle_recv(id, &self.buf[..n], now);
+                    self.pump();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("read from {id:?}: {e}");
+                    self.server.handle_aborted(id, now);
+                    self.pump();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes what core has queued for `id`, one vectored write at a time,
+    /// until it is all written or the socket would block.
+    fn write(&mut self, id: ConnId) {
+        loop {
+            let Some(conn) = self
+                .conns
+                .get_mut(id.index())
+                .and_then(Option::as_mut)
+                .filter(|c| c.id == id)
+            else {
+                return;
+            };
+            let [head, tail] = self.server.transmit(id);
+            let slices = [IoSlice::new(head), IoSlice::new(tail)];
+            let slices = match (head.is_empty(), tail.is_empty()) {
+                (true, true) => return,
+                (false, true) => &slices[..1],
+                (true, false) => &slices[1..],
+                (false, false) => &slices[..],
+            };
+            let now = Time::from_duration(self.start.elapsed());
+            match conn.stream.write_vectored(slices) {
+                Ok(0) => {
+                    self.server.handle_aborted(id, now);
+                    return;
+                }
+                Ok(n) => self.server.handle_sent(id, n, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("write to {id:?}: {e}");
+                    self.server.handle_aborted(id, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, id: ConnId) {
+        let Some(slot) = self.conns.get_mut(id.index()) else {
+            return;
+        };
+        let Some(mut conn) = slot.take_if(|c| c.id == id) else {
+            return;
+        };
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            log::debug!("deregistering {id:?}: {e}");
+        }
+        if let Some((_, request)) = conn.deferred {
+            if self.server.phase() == Phase::Exited {
+                log::warn!("request cut at exit, unanswered: {request}");
+            } else {
+                log::debug!("client left before its answer: {request}");
+            }
+        }
+        // A closed socket frees a descriptor: try accepting again.
+        if self.accept_paused_until.is_some() {
+            self.resume_accepting();
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        self.accept_paused_until = None;
+        self.accept();
+    }
+
+    /// Accepts until accepting would block; reports the empty backlog to core
+    /// if it asked to drain it. The caller pumps the events.
+    fn accept(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        while let Some(listener) = &self.listener {
+            match listener.accept() {
+                Ok((stream, _)) => self.accepted(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.accept_failing {
+                        self.accept_failing = false;
+                        log::info!("accepting again: the backlog is empty");
+                    }
+                    break;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // EMFILE/ENFILE (or worse): the connection stays queued;
+                    // retrying now would spin.
+                    if !self.accept_failing {
+                        self.accept_failing = true;
+                        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                            log::warn!("accept paused until a connection closes: {e}");
+                        } else {
+                            log::error!("accept failed, pausing: {e}");
+                        }
+                    }
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+        if self.draining_backlog {
+            self.draining_backlog = false;
+            self.server.handle_backlog_empty(self.now());
+        }
+    }
+
+    fn accepted(&mut self, mut stream: TcpStream) {
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("TCP_NODELAY: {e}");
+        }
+        let id = self.server.handle_accept(self.now());
+        let index = id.index();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(index),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("registering a connection: {e}");
+            self.server.handle_aborted(id, self.now());
+            return;
+        }
+        if self.conns.len() <= index {
+            self.conns.resize_with(index + 1, || None);
+        }
+        self.conns[index] = Some(Conn {
+            id,
+            stream,
+            deferred: None,
+        });
+    }
+
+    /// Hands request `id` to the application; answers it at once if the
+    /// handler did.
+    fn dispatch(&mut self, id: RequestId) {
+        let Some(request) = self.server.request(id) else {
+            return;
+        };
+        let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping());
+        begin_dispatch(&self.inbox, id);
+        let handler = &self.handler;
+        let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
+        let answer = end_dispatch();
+        if result.is_err() {
+            log::error!(
+                "handler panicked on {} {}",
+                request.method(),
+                request.target()
+            );
+        }
+        match answer {
+            Some(response) => self.respond(id, response),
+            None => {
+                let name = format!("{} {}", request.method(), request.target()).into_boxed_str();
+                if let Some(conn) = self.conn(id.conn()) {
+                    conn.deferred = Some((id, name));
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, id: RequestId, response: Response) {
+        if let Some(conn) = self.conn(id.conn()) {
+            if conn.deferred.as_ref().is_some_and(|(r, _)| *r == id) {
+                conn.deferred = None;
+            }
+        }
+        let now = self.now();
+        let headers = response
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), &value[..]));
+        match self
+            .server
+            .handle_response(id, response.status, headers, response.body, now)
+        {
+            Ok(()) => {}
+            Err(ebb_core::RespondError::UnknownRequest) => {
+                log::debug!("answer to {id:?} dropped: its connection is gone");
+            }
+            Err(e) => {
+                log::error!("handler gave an invalid response ({e}); answering 500");
+                let fallback = Response::internal_error();
+                let headers = fallback
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_bytes(), &value[..]));
+                if let Err(e) =
+                    self.server
+                        .handle_response(id, fallback.status, headers, fallback.body, now)
+                {
+                    log::error!("the fallback 500 failed too: {e}");
+                }
+            }
+        }
+    }
+
+    /// Each SIGTERM or SIGINT is one terminate: the first drains, the next
+    /// forces the exit.
+    fn signals(&mut self) {
+        let count = self.signals.as_mut().map_or(0, |s| s.pending().count());
+        for _ in 0..count {
+            self.server.handle_terminate(self.now());
+            self.pump();
+        }
+    }
+
+    /// Reads the mailbox: deferred answers and stop requests.
+    fn messages(&mut self) {
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                Message::Respond(id, response) => self.respond(id, response),
+                Message::Terminate => self.server.handle_terminate(self.now()),
+            }
+            self.pump();
+        }
+    }
+}

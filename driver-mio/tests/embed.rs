@@ -1,0 +1,78 @@
+//! The embedding API in-process: a closure handler answering at once, later
+//! from another thread, by panicking and by dropping its responder; then a
+//! drain started through the `ShutdownHandle`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use ebb_mio::{Builder, Bytes, Request, Responder, Response};
+
+fn app(req: &Request<'_>, res: Responder) {
+    match req.path() {
+        "/" => res.respond(Response::new(200).body(Bytes::from_static(b"static"))),
+        "/later" => {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                res.respond(Response::text(201, "later"));
+            });
+        }
+        "/stopping" => {
+            let stopping = res.is_stopping().to_string();
+            res.respond(Response::text(200, stopping));
+        }
+        "/panic" => panic!("the handler panics"),
+        "/drop" => drop(res),
+        _ => res.respond(Response::new(404)),
+    }
+}
+
+/// One request on its own connection; the status line and body.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn handler_answers_now_later_and_after_failures_then_drains_on_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let builder = Builder::new()
+        .listener(listener)
+        .workers(2)
+        .signals(false)
+        .drain_timeout(Duration::from_secs(5));
+    let shutdown = builder.shutdown_handle();
+    let server = std::thread::spawn(move || builder.serve(app));
+
+    assert_eq!(
+        get(addr, "/"),
+        ("HTTP/1.1 200 OK".to_owned(), "static".to_owned())
+    );
+    assert_eq!(get(addr, "/later").0, "HTTP/1.1 201 Created");
+    assert_eq!(get(addr, "/panic").0, "HTTP/1.1 500 Internal Server Error");
+    assert_eq!(get(addr, "/drop").0, "HTTP/1.1 500 Internal Server Error");
+    assert_eq!(get(addr, "/stopping").1, "false");
+    assert_eq!(
+        get(addr, "/").0,
+        "HTTP/1.1 200 OK",
+        "still serving after a panic"
+    );
+
+    shutdown.shutdown();
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(report.forced, None, "{report}");
+    assert_eq!(report.requests_cut, 0, "{report}");
+    assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+}
