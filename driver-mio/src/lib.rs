@@ -12,11 +12,10 @@
 //! ```no_run
 //! use ebb_mio::{Builder, Request, Responder, Response};
 //!
-//! let shutdown = Builder::new().shutdown_handle(); // from another thread: shutdown.shutdown()
+//! let builder = Builder::new().bind("127.0.0.1:8080".parse().unwrap()).workers(2);
+//! let shutdown = builder.shutdown_handle(); // from any thread: shutdown.shutdown()
 //! # drop(shutdown);
-//! let report = Builder::new()
-//!     .bind("127.0.0.1:0".parse().unwrap())
-//!     .workers(2)
+//! let report = builder
 //!     .serve(|req: &Request<'_>, res: Responder| {
 //!         let body = format!("you asked for {}\n", req.path());
 //!         res.respond(Response::text(200, body));
@@ -42,3 +41,8 @@ pub use ebb_core::{Bytes, Config, DrainReport, Request, RequestId};
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;
 pub use shutdown::ShutdownHandle;
+
+/// The README's examples, compiled and run as doctests so it stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
