@@ -212,6 +212,7 @@ impl Server {
         self.timers
             .set(&mut self.conns, key, TimerKind::Write, deadline);
         self.queue_transmit(key);
+        self.resume_reading_if_paused(key);
     }
 
     pub(crate) fn wants_read_key(&self, key: usize) -> bool {

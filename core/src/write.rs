@@ -47,8 +47,11 @@ impl Server {
         if seq != id.seq {
             return Err(RespondError::UnknownRequest);
         }
-        let nothing_follows = conn.peer_eof && conn.buffered_input() <= len;
-        let client_done = !head.keep_alive || nothing_follows;
+        // The client will send nothing more: it asked to close or sent FIN,
+        // and nothing beyond this request is buffered. (A client that sends
+        // more after asking to close breaks RFC 9112 §9.6; lingering still
+        // keeps its response from being reset.)
+        let client_done = (!head.keep_alive || conn.peer_eof) && conn.buffered_input() <= len;
         let close = client_done || !self.request_keeps_connection(conn.pre_drain_input, len);
         let connection = match (close, head.minor_version) {
             (true, _) => ConnectionHeader::Close,
@@ -87,6 +90,8 @@ impl Server {
         self.timers
             .set(&mut self.conns, key, TimerKind::Write, deadline);
         self.queue_transmit(key);
+        // A closing connection discards input, so a paused one may read again.
+        self.resume_reading_if_paused(key);
         self.after_input();
         Ok(())
     }
@@ -202,6 +207,9 @@ impl Server {
             .set(&mut self.conns, key, TimerKind::Linger, deadline);
         let id = self.id_of(key);
         self.events.push_back(Event::HalfClose(id));
+        // Lingering reads until the client's FIN: a paused connection must
+        // read again, or the FIN and any unread input would never be seen.
+        self.resume_reading_if_paused(key);
     }
 
     pub(crate) fn queue_transmit(&mut self, key: usize) {

@@ -118,7 +118,10 @@ fn the_first_byte_grace_never_runs_past_the_deadline() {
     h.backlog_empty();
     h.advance_ms(300);
     assert!(h.closed(c));
-    assert_eq!(h.exit.unwrap().exited_at, Time::from_millis(300));
+    let report = h.exit.unwrap();
+    assert_eq!(report.exited_at, Time::from_millis(300));
+    assert_eq!(report.silent_closed, 1, "closed by its grace, not cut by the deadline");
+    assert_eq!(report.forced, None);
 }
 
 #[test]
@@ -382,4 +385,44 @@ fn the_drain_report_counts_are_exact() {
         line.starts_with("drain forced by deadline in 10000ms"),
         "{line}"
     );
+}
+
+#[test]
+fn a_paused_connection_reads_again_once_it_is_closing() {
+    let mut h = Harness::with(Config {
+        max_pipelined_bytes: 64,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    h.terminate();
+    h.backlog_empty();
+    h.send(c, &[b'x'; 200]); // arrives after the drain began, behind /1
+    assert!(!h.server.wants_read(c), "paused behind /1");
+    h.respond(c, 200, b"x");
+    assert!(h.half_closed(c));
+    assert!(h.server.wants_read(c), "lingering reads until the FIN");
+    assert!(h.log.contains(&Event::ResumeRead(c)), "and says so");
+    h.eof(c);
+    assert!(h.exited());
+}
+
+#[test]
+fn a_deadline_that_cuts_a_response_mid_write_counts_a_reset_risk() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/big"));
+    h.respond(c, 200, b"a response the client reads slowly");
+    h.write(c, 10);
+    h.terminate();
+    h.backlog_empty();
+    h.advance_ms(1_000);
+    let report = h.exit.unwrap();
+    assert_eq!(report.requests_cut, 1);
+    assert_eq!(report.reset_risk_closes, 1);
+    assert_eq!(report.forced, Some(Forced::Deadline));
 }

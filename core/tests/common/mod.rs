@@ -120,7 +120,10 @@ impl Harness {
             self.pump();
             // A deadline that handling does not move would spin a driver.
             if let Some(next) = self.server.poll_timeout() {
-                assert!(next > self.now, "deadline {next:?} still due after handle_timeout");
+                assert!(
+                    next > self.now,
+                    "deadline {next:?} still due after handle_timeout"
+                );
             }
         }
         self.now = until;
