@@ -4,8 +4,10 @@
 //!
 //! Slow input must cost O(bytes): [`HeadScan`] remembers how far the buffer has
 //! been searched, so httparse runs at most three times per request — when the
-//! first bytes arrive, when the request line is complete (to reject a bad one
-//! early), and when the blank line ending the head has arrived.
+//! first bytes arrive, on the request line once it is complete (to reject a
+//! bad one early), and when the blank line ending the head has arrived.
+//! Errors are only reported from whole lines or whole heads, so the outcome
+//! never depends on how the input was split.
 
 use std::mem::MaybeUninit;
 
@@ -90,10 +92,11 @@ pub(crate) fn parse_head(
     config: &Config,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<Head>, Reject> {
-    let first_look = scan.searched == 0;
-    if first_look {
-        // Most heads arrive whole: one httparse pass, no separate scan.
-        if let Some(head) = parse_complete(buf, config, fields)? {
+    if scan.searched == 0 {
+        // Most heads arrive whole: one httparse pass, no separate scan. An
+        // error only counts below, once the line or the head is complete, so
+        // what is rejected never depends on how the bytes were split.
+        if let Ok(Some(head)) = parse_complete(buf, config, fields) {
             return Ok(Some(head));
         }
     }
@@ -121,9 +124,8 @@ pub(crate) fn parse_head(
     if buf.len() > config.max_head_bytes {
         return Err(Reject::HeadTooLarge);
     }
-    let line_just_ended = !line_was_known && scan.line_end.is_some();
-    if line_just_ended && !first_look {
-        check_partial(buf, config)?;
+    if let (false, Some(line_end)) = (line_was_known, scan.line_end) {
+        check_request_line(&buf[..=line_end], config)?;
     }
     Ok(None)
 }
@@ -163,13 +165,14 @@ fn with_headers<'b, R>(
     }
 }
 
-/// Runs httparse on an incomplete head to catch a bad request line early.
-fn check_partial(buf: &[u8], config: &Config) -> Result<(), Reject> {
+/// Runs httparse on a complete request line (LF included) of a head still
+/// arriving, to reject a bad one before the rest of the head.
+fn check_request_line(line: &[u8], config: &Config) -> Result<(), Reject> {
     with_headers(config, |headers| {
         let mut req = httparse::Request::new(&mut []);
-        match req.parse_with_uninit_headers(buf, headers) {
+        match req.parse_with_uninit_headers(line, headers) {
             Ok(_) => Ok(()),
-            Err(e) => Err(reject_for(e, buf)),
+            Err(e) => Err(reject_for(e, line)),
         }
     })
 }
@@ -538,6 +541,18 @@ mod tests {
     fn a_bad_request_line_is_rejected_before_the_head_ends() {
         assert_eq!(parse(b"GET / HTTP/2.0\r\n").unwrap_err().status(), 505);
         assert_eq!(parse(b"G@T / HTTP/1.1\r\n").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn errors_wait_for_a_whole_line_or_head_so_splits_agree() {
+        // Unfinished line, unfinished head: judged only once complete, as a
+        // byte-by-byte arrival would be.
+        assert_eq!(parse_three_ways(b"G@T / HT"), Ok(None));
+        assert_eq!(
+            parse_three_ways(b"GET / HTTP/1.1\r\nBad@Name: x\r\n"),
+            Ok(None)
+        );
+        assert_eq!(status(b"GET / HTTP/1.1\r\nBad@Name: x\r\n\r\n"), 400);
     }
 
     #[test]
