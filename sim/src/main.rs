@@ -7,9 +7,11 @@
 //! alone starts from a clock-derived seed (printed). See the crate docs.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ebb_sim::world::run;
+use ebb_sim::world::{run, Outcome};
 
 fn usage() -> ExitCode {
     eprintln!("usage: ebb-sim --seeds N [--seed S] [--trace]");
@@ -54,16 +56,27 @@ fn main() -> ExitCode {
     // Coverage: how often the drain met each situation, summed over seeds.
     let mut cover = [0u64; 8];
     let began = Instant::now();
+    // A few seeds, or a trace: one at a time, each seed's knobs printed before
+    // its run. Many seeds: on every core at once.
+    let verbose = count <= 10 || trace;
+    let parallel = if verbose {
+        None
+    } else {
+        Some(outcomes(start, count))
+    };
+    let mut parallel = parallel.into_iter().flatten();
     for seed in start..start + count {
-        let knobs = ebb_sim::knobs::Knobs::from_seed(seed);
-        if count <= 10 || trace {
-            println!("{knobs}");
-        }
-        let out = run(seed, trace, trace);
+        let out = match parallel.next() {
+            Some(out) => out,
+            None => {
+                println!("{}", ebb_sim::knobs::Knobs::from_seed(seed));
+                run(seed, trace, trace)
+            }
+        };
         requests += out.stats.answered + out.stats.rejected;
         virtual_time += out.virtual_time;
         steps += out.stats.steps;
-        if count <= 10 || trace {
+        if verbose {
             let report = out
                 .report
                 .as_ref()
@@ -117,4 +130,30 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Runs seeds `start..start + count` on every core and returns their outcomes
+/// in seed order. Seeds are independent worlds, each as deterministic as when
+/// run alone.
+fn outcomes(start: u64, count: u64) -> Vec<Outcome> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = AtomicU64::new(start);
+    let done = Mutex::new(Vec::with_capacity(count as usize));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= start + count {
+                    break;
+                }
+                let out = run(seed, false, false);
+                done.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((seed, out));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+    done.sort_by_key(|(seed, _)| *seed);
+    done.into_iter().map(|(_, out)| out).collect()
 }
