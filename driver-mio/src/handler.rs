@@ -8,6 +8,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use ebb_core::{Bytes, Request, RequestId};
+use smallvec::SmallVec;
 use mio::Waker;
 
 /// The application: called once for every complete request, on the worker
@@ -49,7 +50,8 @@ where
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub(crate) status: u16,
-    pub(crate) headers: Vec<(Cow<'static, str>, Bytes)>,
+    /// Inline up to four headers, so a typical response allocates nothing.
+    pub(crate) headers: SmallVec<[(Cow<'static, str>, Bytes); 4]>,
     pub(crate) body: Bytes,
 }
 
@@ -58,7 +60,7 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: SmallVec::new(),
             body: Bytes::new(),
         }
     }
