@@ -8,8 +8,8 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use ebb_core::{Bytes, Request, RequestId};
-use smallvec::SmallVec;
 use mio::Waker;
+use smallvec::SmallVec;
 
 /// The application: called once for every complete request, on the worker
 /// thread that read it.
@@ -102,7 +102,7 @@ impl Response {
 /// What a worker's loop receives from other threads.
 pub(crate) enum Message {
     /// A deferred answer.
-    Respond(RequestId, Response),
+    Respond(RequestId, Box<Response>),
     /// Stop was requested (a signal or a [`ShutdownHandle`](crate::ShutdownHandle)).
     Terminate,
 }
@@ -207,7 +207,7 @@ fn deliver(inbox: &Arc<Inbox>, id: RequestId, response: Response) {
         }
     });
     if let Some(response) = response {
-        inbox.send(Message::Respond(id, response));
+        inbox.send(Message::Respond(id, Box::new(response)));
     }
 }
 

@@ -515,7 +515,7 @@ impl<H: Handler> Worker<H> {
     fn messages(&mut self) {
         while let Ok(message) = self.rx.try_recv() {
             match message {
-                Message::Respond(id, response) => self.respond(id, response),
+                Message::Respond(id, response) => self.respond(id, *response),
                 Message::Terminate => self.server.handle_terminate(self.now()),
             }
             self.pump();
