@@ -56,6 +56,20 @@ fn pre_stop_keeps_serving_while_reporting_stopping() {
 }
 
 #[test]
+fn an_early_timeout_call_does_not_end_pre_stop() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    h.terminate();
+    h.now = Time::from_millis(1_000);
+    h.server.handle_timeout(h.now); // spurious: nothing is due
+    h.pump();
+    assert!(matches!(h.server.phase(), Phase::PreStop { .. }));
+    assert!(!h.log.contains(&Event::DrainBacklog));
+}
+
+#[test]
 fn the_listener_closes_after_the_backlog_is_drained() {
     let mut h = draining();
     let c = h.accept();
@@ -120,7 +134,10 @@ fn the_first_byte_grace_never_runs_past_the_deadline() {
     assert!(h.closed(c));
     let report = h.exit.unwrap();
     assert_eq!(report.exited_at, Time::from_millis(300));
-    assert_eq!(report.silent_closed, 1, "closed by its grace, not cut by the deadline");
+    assert_eq!(
+        report.silent_closed, 1,
+        "closed by its grace, not cut by the deadline"
+    );
     assert_eq!(report.forced, None);
 }
 

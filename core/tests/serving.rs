@@ -410,3 +410,21 @@ fn time_never_runs_backwards() {
     assert_eq!(h.server.poll_timeout(), Some(deadline));
     assert_eq!(deadline, ebb_core::Time::from_millis(15_000));
 }
+
+#[test]
+fn buffers_reused_from_an_aborted_connection_carry_nothing_over() {
+    let mut h = Harness::new();
+    let a = h.accept();
+    h.send(
+        a,
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf a bo",
+    );
+    h.abort(a);
+    let b = h.accept();
+    h.send(b, &get("/b"));
+    let req = h
+        .server
+        .request(h.pending[0])
+        .expect("a clean request on fresh buffers");
+    assert_eq!((req.target(), req.body()), ("/b", &b""[..]));
+}
