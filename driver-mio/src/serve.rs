@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ebb_core::{Config, DrainReport};
-use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Poll, Token, Waker};
+use signal_hook::consts::SIGTERM;
 
 use crate::handler::{Handler, Message};
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{stop_signals, ShutdownHandle};
 use crate::worker::Worker;
 
 const WAKE: Token = Token(0);
@@ -35,10 +34,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
     let mut signals = if setup.signals {
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        Some(signals)
+        Some(stop_signals(poll.registry(), SIGNALS)?)
     } else {
         None
     };

@@ -3,7 +3,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mio::Waker;
+use mio::{Interest, Registry, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+/// SIGTERM and SIGINT, registered on `registry` under `token`: each one is a
+/// stop request (the first drains, the next forces the exit).
+pub(crate) fn stop_signals(registry: &Registry, token: Token) -> std::io::Result<Signals> {
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    registry.register(&mut signals, token, Interest::READABLE)?;
+    Ok(signals)
+}
 
 /// Starts the drain from code, like SIGTERM: the first call drains, a second
 /// forces the exit. Cheap to clone, usable from any thread, before or during

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ebb_core::{Config, ConnId, DrainReport, Event, Phase, RequestId, Server, Time};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::handler::{begin_dispatch, end_dispatch, Handler, Inbox, Message, Responder, Response};
+use crate::shutdown::stop_signals;
 
 const SIGNALS: Token = Token(usize::MAX - 2);
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -87,10 +87,7 @@ impl<H: Handler> Worker<H> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = if signals {
-            let mut signals = Signals::new([SIGTERM, SIGINT])?;
-            poll.registry()
-                .register(&mut signals, SIGNALS, Interest::READABLE)?;
-            Some(signals)
+            Some(stop_signals(poll.registry(), SIGNALS)?)
         } else {
             None
         };
@@ -245,10 +242,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.index())
-            .and_then(Option::as_mut)
-            .filter(|c| c.id == id)
+        lookup(&mut self.conns, id)
     }
 
     fn ready(&mut self, index: usize, readable: bool, writable: bool) {
@@ -271,12 +265,7 @@ impl<H: Handler> Worker<H> {
             if !self.server.wants_read(id) {
                 return;
             }
-            let Some(conn) = self
-                .conns
-                .get_mut(id.index())
-                .and_then(Option::as_mut)
-                .filter(|c| c.id == id)
-            else {
+            let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
             let now = Time::from_duration(self.start.elapsed());
@@ -306,12 +295,7 @@ impl<H: Handler> Worker<H> {
     /// until it is all written or the socket would block.
     fn write(&mut self, id: ConnId) {
         loop {
-            let Some(conn) = self
-                .conns
-                .get_mut(id.index())
-                .and_then(Option::as_mut)
-                .filter(|c| c.id == id)
-            else {
+            let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
             let [head, tail] = self.server.transmit(id);
@@ -521,4 +505,13 @@ impl<H: Handler> Worker<H> {
             self.pump();
         }
     }
+}
+
+/// The open connection `id`, if it is still the one in its slot. A free
+/// function, so a caller can hold it while borrowing the worker's other fields.
+fn lookup(conns: &mut [Option<Conn>], id: ConnId) -> Option<&mut Conn> {
+    conns
+        .get_mut(id.index())
+        .and_then(Option::as_mut)
+        .filter(|c| c.id == id)
 }
