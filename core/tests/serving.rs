@@ -428,3 +428,21 @@ fn buffers_reused_from_an_aborted_connection_carry_nothing_over() {
         .expect("a clean request on fresh buffers");
     assert_eq!((req.target(), req.body()), ("/b", &b""[..]));
 }
+
+#[test]
+fn lingering_discards_a_bounded_amount_then_closes() {
+    let mut h = Harness::with(Config {
+        max_linger_bytes: 1_000,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.1\r\n\r\n"); // no Host: 400, then linger
+    assert!(h.half_closed(c));
+    h.terminate(); // so the report counts the close
+    h.send(c, &[b'x'; 1_000]);
+    assert!(!h.closed(c), "up to the bound is read and discarded");
+    h.send(c, b"x");
+    assert!(h.closed(c), "past it, the connection is closed anyway");
+    h.backlog_empty();
+    assert_eq!(h.exit.clone().unwrap().reset_risk_closes, 1);
+}
