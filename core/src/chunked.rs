@@ -25,7 +25,8 @@ pub struct ChunkedLimits {
     pub max_body_bytes: u64,
     /// Longest chunk-size line, extensions included, CRLF excluded.
     pub max_line_bytes: usize,
-    /// Largest trailer section, CRLFs included.
+    /// Largest trailer section: its field lines, CRLFs included (the final
+    /// empty line is not counted).
     pub max_trailer_bytes: usize,
 }
 
@@ -193,9 +194,13 @@ impl ChunkedDecoder {
                 self.state = SizeStart;
             }
             TrailerStart => {
+                if b == b'\r' {
+                    // The final empty line is not part of the trailer section.
+                    self.state = EndLf;
+                    return Ok(());
+                }
                 self.count_trailer_byte(limits)?;
                 match b {
-                    b'\r' => self.state = EndLf,
                     // A trailer line may not start with whitespace (obsolete line folding).
                     b'\n' | b' ' | b'\t' | b':' => return Err(ChunkedError::Malformed),
                     _ if is_field_byte(b) => self.state = Trailer,
@@ -392,6 +397,34 @@ mod tests {
         assert_eq!(
             d.decode(b"1 \r\n", &mut Vec::new(), &LIMITS),
             Err(ChunkedError::Malformed)
+        );
+    }
+
+    #[test]
+    fn the_final_empty_line_is_not_part_of_the_trailer_limit() {
+        let none = ChunkedLimits {
+            max_trailer_bytes: 0,
+            ..LIMITS
+        };
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.decode(b"0\r\n\r\n", &mut Vec::new(), &none), Ok(5));
+        let exact = ChunkedLimits {
+            max_trailer_bytes: 6,
+            ..LIMITS
+        };
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(
+            d.decode(b"0\r\nX: y\r\n\r\n", &mut Vec::new(), &exact),
+            Ok(11)
+        );
+        let short = ChunkedLimits {
+            max_trailer_bytes: 5,
+            ..LIMITS
+        };
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(
+            d.decode(b"0\r\nX: y\r\n\r\n", &mut Vec::new(), &short),
+            Err(ChunkedError::TrailersTooLarge)
         );
     }
 

@@ -18,7 +18,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Longest chunk-size line of a chunked body, extensions included. Over it: 400.
     pub max_chunk_line_bytes: usize,
-    /// Largest trailer section of a chunked body. Over it: 431.
+    /// Largest trailer section of a chunked body (its field lines, CRLFs
+    /// included). Over it: 431.
     pub max_trailer_bytes: usize,
     /// Pipelined input core buffers behind the request being answered before it
     /// asks the driver to stop reading (see [`Server::wants_read`](crate::Server::wants_read)).

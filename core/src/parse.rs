@@ -86,17 +86,35 @@ const STACK_HEADERS: usize = 128;
 
 /// Tries to parse the head at the start of `buf` (which begins at the request's
 /// first byte). `Ok(None)` means more bytes are needed.
+///
+/// The rules apply in the order their trigger appears in the byte stream, so
+/// the verdict is the same however the input was split:
+/// 1. a request line longer than the target allows, before its LF: 414;
+/// 2. a request line that is not valid, at its LF: 400 (or 505);
+/// 3. a head larger than `max_head_bytes`, before its blank line: 431;
+/// 4. the complete head: header rules, the exact target length, and so on.
 pub(crate) fn parse_head(
     buf: &[u8],
     scan: &mut HeadScan,
     config: &Config,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<Head>, Reject> {
+    let line_limit = config.max_target_bytes + MAX_LINE_OVERHEAD;
     if scan.searched == 0 {
-        // Most heads arrive whole: one httparse pass, no separate scan. An
-        // error only counts below, once the line or the head is complete, so
-        // what is rejected never depends on how the bytes were split.
+        // Most heads arrive whole: one httparse pass, no separate scan. A
+        // valid head can still break rules 1 and 3; anything else is judged
+        // below, in rule order.
         if let Ok(Some(head)) = parse_complete(buf, config, fields) {
+            let line_len = buf[..head.len]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(head.len);
+            if line_len > line_limit {
+                return Err(Reject::TargetTooLong);
+            }
+            if head.len > config.max_head_bytes {
+                return Err(Reject::HeadTooLarge);
+            }
             return Ok(Some(head));
         }
     }
@@ -110,24 +128,22 @@ pub(crate) fn parse_head(
             .map(|i| scan.searched + i);
     }
     scan.searched = buf.len();
-    if end.is_some() {
-        return match parse_complete(buf, config, fields)? {
-            Some(head) => Ok(Some(head)),
-            None => Err(Reject::Malformed("malformed request head")),
-        };
-    }
-    // No complete head yet: reject what can already be rejected.
-    let line_len = scan.line_end.unwrap_or(buf.len());
-    if line_len > config.max_target_bytes + MAX_LINE_OVERHEAD {
+    if scan.line_end.unwrap_or(buf.len()) > line_limit {
         return Err(Reject::TargetTooLong);
-    }
-    if buf.len() > config.max_head_bytes {
-        return Err(Reject::HeadTooLarge);
     }
     if let (false, Some(line_end)) = (line_was_known, scan.line_end) {
         check_request_line(&buf[..=line_end], config)?;
     }
-    Ok(None)
+    if end.unwrap_or(buf.len()) > config.max_head_bytes {
+        return Err(Reject::HeadTooLarge);
+    }
+    if end.is_none() {
+        return Ok(None);
+    }
+    match parse_complete(buf, config, fields)? {
+        Some(head) => Ok(Some(head)),
+        None => Err(Reject::Malformed("malformed request head")),
+    }
 }
 
 /// Allowance for method, spaces and version around a target of the largest
@@ -207,9 +223,6 @@ fn parse_complete(
     with_headers(config, |headers| {
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, headers) {
-            Ok(httparse::Status::Complete(len)) if len > config.max_head_bytes => {
-                return Err(Reject::HeadTooLarge)
-            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(reject_for(e, buf)),
@@ -237,11 +250,7 @@ fn parse_complete(
             minor_version,
             len,
             framing,
-            keep_alive: if minor_version == 0 {
-                rules.keep_alive_token
-            } else {
-                !rules.close_token
-            },
+            keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
             expect_continue: rules.expect_continue && minor_version == 1,
             is_head_method: method == "HEAD",
         }))

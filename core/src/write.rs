@@ -47,12 +47,16 @@ impl Server {
         if seq != id.seq {
             return Err(RespondError::UnknownRequest);
         }
-        // The client will send nothing more: it asked to close or sent FIN,
-        // and nothing beyond this request is buffered. (A client that sends
-        // more after asking to close breaks RFC 9112 §9.6; lingering still
-        // keeps its response from being reset.)
-        let client_done = (!head.keep_alive || conn.peer_eof) && conn.buffered_input() <= len;
-        let close = client_done || !self.request_keeps_connection(conn.pre_drain_input, len);
+        // The connection closes after this response if the client asked, if
+        // its FIN came and nothing follows, or if the drain says so.
+        let nothing_follows = conn.buffered_input() <= len;
+        let close = !head.keep_alive
+            || (conn.peer_eof && nothing_follows)
+            || !self.request_keeps_connection(conn.pre_drain_input, len);
+        // Whether the client will send nothing more, so closing cannot reset
+        // anything and needs no linger. (A client that sends more after asking
+        // to close breaks RFC 9112 §9.6; lingering still protects its response.)
+        let client_done = (!head.keep_alive || conn.peer_eof) && nothing_follows;
         let connection = match (close, head.minor_version) {
             (true, _) => ConnectionHeader::Close,
             (false, 0) => ConnectionHeader::KeepAlive,

@@ -446,3 +446,32 @@ fn lingering_discards_a_bounded_amount_then_closes() {
     h.backlog_empty();
     assert_eq!(h.exit.clone().unwrap().reset_risk_closes, 1);
 }
+
+#[test]
+fn a_close_request_with_bytes_behind_it_still_closes_after_lingering() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    let mut bytes = b"GET /1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec();
+    bytes.extend(get("/2"));
+    h.send(c, &bytes);
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: close\r\n"));
+    assert!(
+        h.half_closed(c) && !h.closed(c),
+        "input is left unread: linger, not close"
+    );
+    assert!(h.pending.is_empty(), "/2 is never handed over");
+}
+
+#[test]
+fn http10_keep_alive_and_close_together_mean_close() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+    );
+    h.respond(c, 200, b"x");
+    assert!(h.output(c).contains("Connection: close\r\n"));
+    assert!(h.closed(c));
+}

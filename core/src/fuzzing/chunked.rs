@@ -1,0 +1,295 @@
+//! [`ChunkedDecoder`] against a reference decoder written for the test.
+//!
+//! Input: four control bytes, then the chunked body. The control bytes give
+//! the limits (`0xff` meaning "large") and the seed of the split points.
+//!
+//! The streaming decoder is run on the whole body and on the body split into
+//! pieces (sometimes one byte at a time); the reference decoder reads the
+//! whole body at once, one grammar production at a time. All three must give
+//! the same outcome: the same body and bytes consumed, the same body so far
+//! when the input ends first, or the same error.
+
+use crate::fuzzing::Rng;
+use crate::{ChunkedDecoder, ChunkedError, ChunkedLimits};
+
+/// Decodes the body in `data` three ways and checks that they agree.
+pub fn chunked(data: &[u8]) {
+    let [line, trailer, body_limit, split, ref input @ ..] = *data else {
+        return;
+    };
+    let limits = ChunkedLimits {
+        max_line_bytes: if line == 0xff {
+            1024
+        } else {
+            usize::from(line)
+        },
+        max_trailer_bytes: if trailer == 0xff {
+            8 * 1024
+        } else {
+            usize::from(trailer)
+        },
+        max_body_bytes: if body_limit == 0xff {
+            1 << 20
+        } else {
+            u64::from(body_limit) * 8
+        },
+    };
+    let expected = reference(input, &limits);
+    let whole = streaming(input, &[input.len()], &limits);
+    assert_eq!(whole, expected, "whole input: decoder vs reference");
+    let mut rng = Rng::from_input(data, u64::from(split));
+    let cuts: Vec<usize> = if split < 64 {
+        (1..=input.len()).collect()
+    } else {
+        let mut cuts: Vec<usize> = (0..1 + rng.below(6))
+            .map(|_| rng.below(input.len() + 1))
+            .collect();
+        cuts.push(input.len());
+        cuts.sort_unstable();
+        cuts
+    };
+    let pieces = streaming(input, &cuts, &limits);
+    assert_eq!(
+        pieces, expected,
+        "split input {cuts:?}: decoder vs reference"
+    );
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The body ended after `used` input bytes.
+    Done {
+        body: Vec<u8>,
+        used: usize,
+    },
+    /// The input ended inside the body.
+    Incomplete {
+        body: Vec<u8>,
+    },
+    Failed(ChunkedError),
+}
+
+/// The decoder under test, fed the pieces of `input` that end at `cuts`.
+fn streaming(input: &[u8], cuts: &[usize], limits: &ChunkedLimits) -> Outcome {
+    let mut decoder = ChunkedDecoder::new();
+    let mut body = Vec::new();
+    let mut used = 0;
+    let mut from = 0;
+    for &to in cuts {
+        let piece = &input[from..to];
+        match decoder.decode(piece, &mut body, limits) {
+            Err(e) => return Outcome::Failed(e),
+            Ok(n) => {
+                used += n;
+                if decoder.is_done() {
+                    return Outcome::Done { body, used };
+                }
+                assert_eq!(n, piece.len(), "stopped before the end of the body");
+            }
+        }
+        from = to;
+    }
+    Outcome::Incomplete { body }
+}
+
+/// The reference: RFC 9112 §7.1, with the strictness chunked.rs documents.
+///
+/// ```text
+/// chunked-body = *chunk last-chunk trailer-section CRLF
+/// chunk        = chunk-size [ *WS ";" chunk-ext ] CRLF chunk-data CRLF
+/// last-chunk   = 1*"0" [ *WS ";" chunk-ext ] CRLF
+/// chunk-size   = 1*HEXDIG            ; must fit in 64 bits
+/// chunk-ext    = *( HTAB / SP / VCHAR / obs-text )
+/// trailer-section = *( field-line CRLF )
+/// field-line   = a field byte other than SP, HTAB or ":", then field bytes
+/// ```
+///
+/// Limits: the chunk-size line (CRLF excluded) is at most `max_line_bytes`;
+/// the decoded body at most `max_body_bytes`, checked when a chunk-size line
+/// ends; the trailer section (its field lines with their CRLFs, not the
+/// final empty line) at most `max_trailer_bytes`. Errors are reported at the
+/// first byte that breaks a rule, limits counting the offending byte.
+fn reference(input: &[u8], limits: &ChunkedLimits) -> Outcome {
+    let mut p = Reference {
+        input,
+        pos: 0,
+        body: Vec::new(),
+        limits,
+    };
+    match p.chunked_body() {
+        Ok(true) => Outcome::Done {
+            body: p.body,
+            used: p.pos,
+        },
+        Ok(false) => Outcome::Incomplete { body: p.body },
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+struct Reference<'a> {
+    input: &'a [u8],
+    pos: usize,
+    body: Vec<u8>,
+    limits: &'a ChunkedLimits,
+}
+
+/// `Ok(None)` (or `Ok(false)`): the input ended before the production did.
+type Parsed<T> = Result<Option<T>, ChunkedError>;
+
+impl Reference<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn chunked_body(&mut self) -> Result<bool, ChunkedError> {
+        let mut total: u64 = 0;
+        loop {
+            let Some(size) = self.chunk_size_line()? else {
+                return Ok(false);
+            };
+            if size == 0 {
+                return self.trailer_section();
+            }
+            total = total
+                .checked_add(size)
+                .filter(|&t| t <= self.limits.max_body_bytes)
+                .ok_or(ChunkedError::BodyTooLarge)?;
+            let rest = (self.input.len() - self.pos) as u64;
+            let take = size.min(rest) as usize;
+            self.body
+                .extend_from_slice(&self.input[self.pos..self.pos + take]);
+            self.pos += take;
+            if (take as u64) < size || self.crlf()?.is_none() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// `chunk-size [ *WS ";" chunk-ext ] CRLF`, giving the size.
+    fn chunk_size_line(&mut self) -> Parsed<u64> {
+        let mut line_bytes = 0;
+        let max = self.limits.max_line_bytes;
+        let count = |line_bytes: &mut usize| {
+            *line_bytes += 1;
+            if *line_bytes > max {
+                Err(ChunkedError::LineTooLong)
+            } else {
+                Ok(())
+            }
+        };
+        let mut size: u64 = 0;
+        let mut digits = 0;
+        loop {
+            let Some(b) = self.input.get(self.pos).copied() else {
+                return Ok(None);
+            };
+            let Some(digit) = (b as char).to_digit(16) else {
+                break;
+            };
+            self.pos += 1;
+            count(&mut line_bytes)?;
+            size = size
+                .checked_mul(16)
+                .and_then(|s| s.checked_add(u64::from(digit)))
+                .ok_or(ChunkedError::Malformed)?;
+            digits += 1;
+        }
+        if digits == 0 {
+            return Err(ChunkedError::Malformed);
+        }
+        let mut whitespace = false;
+        while let Some(b' ' | b'\t') = self.input.get(self.pos) {
+            self.pos += 1;
+            count(&mut line_bytes)?;
+            whitespace = true;
+        }
+        match self.input.get(self.pos) {
+            None => return Ok(None),
+            Some(b';') => {
+                self.pos += 1;
+                count(&mut line_bytes)?;
+                loop {
+                    match self.input.get(self.pos) {
+                        None => return Ok(None),
+                        Some(b'\r') => break,
+                        Some(&b) if is_field_byte(b) => {
+                            self.pos += 1;
+                            count(&mut line_bytes)?;
+                        }
+                        Some(_) => return Err(ChunkedError::Malformed),
+                    }
+                }
+            }
+            // Whitespace is only allowed before an extension.
+            Some(b'\r') if !whitespace => {}
+            Some(_) => return Err(ChunkedError::Malformed),
+        }
+        Ok(self.crlf()?.map(|()| size))
+    }
+
+    fn crlf(&mut self) -> Parsed<()> {
+        for expected in [b'\r', b'\n'] {
+            match self.peek() {
+                None => return Ok(None),
+                Some(b) if b == expected => self.pos += 1,
+                Some(_) => return Err(ChunkedError::Malformed),
+            }
+        }
+        Ok(Some(()))
+    }
+
+    /// `*( field-line CRLF ) CRLF`.
+    fn trailer_section(&mut self) -> Result<bool, ChunkedError> {
+        let mut section_bytes = 0;
+        let max = self.limits.max_trailer_bytes;
+        let count = |section_bytes: &mut usize| {
+            *section_bytes += 1;
+            if *section_bytes > max {
+                Err(ChunkedError::TrailersTooLarge)
+            } else {
+                Ok(())
+            }
+        };
+        loop {
+            match self.peek() {
+                None => return Ok(false),
+                Some(b'\r') => return Ok(self.crlf()?.is_some()),
+                Some(first) => {
+                    count(&mut section_bytes)?;
+                    // No obsolete line folding; a line starts with a name.
+                    if matches!(first, b' ' | b'\t' | b':') || !is_field_byte(first) {
+                        return Err(ChunkedError::Malformed);
+                    }
+                    self.pos += 1;
+                }
+            }
+            // The rest of the field line and its CRLF, each byte counted.
+            loop {
+                let Some(b) = self.peek() else {
+                    return Ok(false);
+                };
+                count(&mut section_bytes)?;
+                self.pos += 1;
+                if b == b'\r' {
+                    break;
+                }
+                if !is_field_byte(b) {
+                    return Err(ChunkedError::Malformed);
+                }
+            }
+            let Some(b) = self.peek() else {
+                return Ok(false);
+            };
+            count(&mut section_bytes)?;
+            if b != b'\n' {
+                return Err(ChunkedError::Malformed);
+            }
+            self.pos += 1;
+        }
+    }
+}
+
+/// Visible ASCII, space, tab and obs-text.
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}

@@ -1,0 +1,344 @@
+//! Raw bytes into one connection, whole and split.
+//!
+//! The input is the byte stream a client sends; every other choice (where the
+//! stream is split, how each request is answered, how many bytes each write
+//! takes, whether the client ends with FIN) comes from a generator seeded with
+//! a hash of the input, so a seed file is just a request as sent on the wire.
+//!
+//! The application answers every request at once, and the driver writes all
+//! output at once (in pieces of random size), so nothing in the conversation
+//! depends on where the input was split. Hence the oracle:
+//! - the whole input and the split input give the same requests (method,
+//!   target, version, headers, body), the same responses on the wire (an
+//!   interim 100 Continue aside: it depends on whether the body had already
+//!   arrived), and both end with the connection closed (whether core closes
+//!   at once or lingers first may depend on whether more input had arrived,
+//!   so the half-close itself is not compared);
+//! - what is written parses as responses in request order, each with the
+//!   framing core promises; a request that asked to close (RFC 9112 §9.6)
+//!   gets `Connection: close`; nothing follows a `Connection: close` response;
+//!   a response core made itself is a 4xx/5xx with `Connection: close`;
+//! - invalid answers are refused without consuming the request;
+//! - the invariants hold, and the count equals the recount, after every input;
+//! - once the client's bytes are in, running the clock forward closes the
+//!   connection.
+
+use std::time::Duration;
+
+use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer};
+use crate::fuzzing::Rng;
+use crate::{Config, ConnId, Event, RequestId, Server, Time};
+
+/// Small limits, so that fuzz-sized inputs reach them.
+fn config() -> Config {
+    Config {
+        max_head_bytes: 2048,
+        max_headers: 32,
+        max_target_bytes: 256,
+        max_body_bytes: 2048,
+        max_chunk_line_bytes: 32,
+        max_trailer_bytes: 128,
+        max_pipelined_bytes: 256,
+        // Lingering counts discarded bytes only as they arrive, so a limit
+        // the input can reach would make the outcome depend on the split.
+        max_linger_bytes: u64::MAX,
+        ..Config::default()
+    }
+}
+
+/// Feeds `data` to one connection whole and split, and checks both runs.
+pub fn request_bytes(data: &[u8]) {
+    let mut rng = Rng::from_input(data, 0);
+    let eof = rng.one_in(2);
+    let whole = run(data, &[data.len()], eof, 1);
+    let cuts = cut_points(data.len(), &mut rng);
+    let split = run(data, &cuts, eof, 2);
+    assert_eq!(whole.requests, split.requests, "requests differ when split");
+    assert_eq!(
+        whole.responses, split.responses,
+        "responses differ when split"
+    );
+}
+
+/// Ends of the pieces the input is split into.
+fn cut_points(len: usize, rng: &mut Rng) -> Vec<usize> {
+    if len <= 1024 && rng.one_in(4) {
+        return (1..=len).collect();
+    }
+    let mut cuts: Vec<usize> = (0..1 + rng.below(8)).map(|_| rng.below(len + 1)).collect();
+    cuts.push(len);
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
+/// A request as the application saw it.
+#[derive(Debug, PartialEq, Eq)]
+struct SeenRequest {
+    method: String,
+    target: String,
+    version: crate::Version,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+/// What one run observed.
+struct Transcript {
+    requests: Vec<SeenRequest>,
+    /// The final responses on the wire (core writes ASCII; the lossy
+    /// conversion only makes a failure readable).
+    responses: Vec<String>,
+}
+
+struct Run {
+    server: Server,
+    conn: ConnId,
+    now: Time,
+    /// Chooses write sizes; differs between runs on purpose.
+    writes: Rng,
+    /// The seed of the application's choices, the same in both runs.
+    app_seed: Vec<u8>,
+    requests: Vec<SeenRequest>,
+    is_head: Vec<bool>,
+    /// By request: whether the client asked to close after it.
+    asks_to_close: Vec<bool>,
+    /// Every byte written to the connection.
+    out: Vec<u8>,
+    half_closed: bool,
+    closed: bool,
+}
+
+fn run(data: &[u8], cuts: &[usize], eof: bool, run_salt: u64) -> Transcript {
+    let mut server = Server::new(config());
+    let now = Time::from_millis(1000);
+    let conn = server.handle_accept(now);
+    let mut r = Run {
+        server,
+        conn,
+        now,
+        writes: Rng::from_input(data, run_salt),
+        app_seed: data.to_vec(),
+        requests: Vec::new(),
+        is_head: Vec::new(),
+        asks_to_close: Vec::new(),
+        out: Vec::new(),
+        half_closed: false,
+        closed: false,
+    };
+    r.drain();
+    let mut from = 0;
+    for &to in cuts {
+        if r.closed {
+            break;
+        }
+        // The application answered everything and every byte was written,
+        // so core has no reason to stop reading.
+        assert!(
+            r.server.wants_read(conn),
+            "core stopped reading a connection with nothing outstanding"
+        );
+        r.server.handle_recv(conn, &data[from..to], r.now);
+        r.drain();
+        from = to;
+    }
+    if eof && !r.closed {
+        r.server.handle_peer_eof(conn, r.now);
+        r.drain();
+    }
+    // Idle, header, linger: each deadline in turn ends the connection.
+    for _ in 0..3 {
+        r.now = r.now + Duration::from_secs(3600);
+        r.server.handle_timeout(r.now);
+        r.drain();
+    }
+    assert!(
+        r.closed,
+        "connection still open after every deadline passed"
+    );
+    assert_eq!(r.server.connections(), 0);
+    let responses = r.check_output();
+    Transcript {
+        requests: r.requests,
+        responses,
+    }
+}
+
+impl Run {
+    /// Carries out every event, as a driver does after each input.
+    fn drain(&mut self) {
+        while let Some(event) = self.server.poll_event() {
+            match event {
+                Event::Request(id) => self.answer(id),
+                Event::Transmit(c) => {
+                    assert_eq!(c, self.conn);
+                    self.write_all();
+                }
+                Event::ResumeRead(c) => assert_eq!(c, self.conn),
+                Event::HalfClose(c) => {
+                    assert_eq!(c, self.conn);
+                    assert!(!self.closed, "half-close after close");
+                    assert!(!self.half_closed, "half-closed twice");
+                    assert_eq!(
+                        self.server.transmit(c),
+                        [&[][..], &[]],
+                        "half-close with output queued"
+                    );
+                    self.half_closed = true;
+                }
+                Event::Close(c) => {
+                    assert_eq!(c, self.conn);
+                    assert!(!self.closed, "closed twice");
+                    self.closed = true;
+                }
+                e @ (Event::DrainBacklog | Event::CloseListener | Event::Exit(_)) => {
+                    panic!("{e:?} without terminate")
+                }
+            }
+            self.check();
+        }
+        self.check();
+    }
+
+    fn check(&self) {
+        if let Err(e) = self.server.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+        assert_eq!(
+            self.server.active_requests(),
+            self.server.recount_active_requests()
+        );
+    }
+
+    /// The application answers request `id` at once, sometimes after an
+    /// invalid attempt that core must refuse.
+    fn answer(&mut self, id: RequestId) {
+        assert!(!self.closed, "request on a closed connection");
+        let seq = id.seq();
+        assert_eq!(seq as usize, self.requests.len(), "request out of sequence");
+        let req = self
+            .server
+            .request(id)
+            .expect("a dispatched request can be read");
+        let seen = SeenRequest {
+            method: req.method().to_owned(),
+            target: req.target().to_owned(),
+            version: req.version(),
+            headers: req
+                .headers()
+                .map(|(n, v)| (n.to_owned(), v.to_vec()))
+                .collect(),
+            body: req.body().to_vec(),
+        };
+        self.is_head.push(seen.method == "HEAD");
+        self.asks_to_close.push(asks_to_close(&req));
+        self.requests.push(seen);
+
+        let mut app = Rng::from_input(&self.app_seed, 100 + u64::from(seq));
+        if app.one_in(4) {
+            let bad = BadAnswer::pick(app.below(6));
+            let result = self.server.handle_response(
+                id,
+                bad.status(),
+                bad.headers(),
+                bytes::Bytes::new(),
+                self.now,
+            );
+            assert_eq!(result, Err(bad.expected()));
+            self.check();
+        }
+        let status = match app.below(4) {
+            0 => 200,
+            1 => [204, 304, 201, 206][app.below(4)],
+            _ => 200 + app.below(400) as u16,
+        };
+        let body_len = match app.below(8) {
+            0 => 20_000,
+            1 | 2 => 0,
+            _ => app.below(100),
+        };
+        let answer = Answer::new(seq, status, app.next() as u8, body_len);
+        let result = self.server.handle_response(
+            id,
+            answer.status,
+            answer.headers.iter().map(|(n, v)| (*n, v.as_str())),
+            answer.body,
+            self.now,
+        );
+        assert_eq!(result, Ok(()), "a valid answer to a waiting request");
+        assert_eq!(
+            self.server
+                .handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), self.now),
+            Err(crate::RespondError::UnknownRequest),
+            "a request answered twice"
+        );
+        self.check();
+    }
+
+    /// Writes everything `transmit` offers, in pieces of random size.
+    fn write_all(&mut self) {
+        loop {
+            let [a, b] = self.server.transmit(self.conn);
+            let total = a.len() + b.len();
+            if total == 0 {
+                break;
+            }
+            let n = match self.writes.below(3) {
+                0 => total,
+                _ => 1 + self.writes.below(total),
+            };
+            let from_a = n.min(a.len());
+            self.out.extend_from_slice(&a[..from_a]);
+            self.out.extend_from_slice(&b[..n - from_a]);
+            self.server.handle_sent(self.conn, n, self.now);
+            self.check();
+        }
+    }
+
+    /// Parses everything written: responses in request order, core's own
+    /// responses only rejections that close, nothing after a close. Returns
+    /// the final responses.
+    fn check_output(&self) -> Vec<String> {
+        let mut rest = &self.out[..];
+        let mut finals = Vec::new();
+        let mut answered = 0;
+        let mut closed_by = None;
+        while !rest.is_empty() {
+            if let Some(status) = closed_by {
+                panic!("bytes written after a {status} response with Connection: close");
+            }
+            let r = parse_response(rest, |seq| self.is_head[seq as usize])
+                .expect("an incomplete response was written and the connection closed");
+            if r.status != 100 {
+                match r.seq {
+                    Some(seq) => {
+                        assert_eq!(seq, answered, "responses out of request order");
+                        assert!(
+                            r.close || !self.asks_to_close[seq as usize],
+                            "the client asked to close, the response does not say so"
+                        );
+                        answered += 1;
+                    }
+                    None => {
+                        assert!(
+                            (400..=599).contains(&r.status),
+                            "core's own response has status {}",
+                            r.status
+                        );
+                        assert!(r.close, "core's error response does not close");
+                    }
+                }
+                if r.close {
+                    closed_by = Some(r.status);
+                }
+                finals.push(String::from_utf8_lossy(&rest[..r.len]).into_owned());
+            }
+            rest = &rest[r.len..];
+        }
+        assert_eq!(
+            answered as usize,
+            self.requests.len(),
+            "a request was not answered completely"
+        );
+        finals
+    }
+}

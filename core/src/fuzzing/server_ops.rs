@@ -1,0 +1,765 @@
+//! A structured sequence of driver inputs across several connections, in the
+//! simulator's vocabulary: accept, bytes, EOF, reset, written n, respond,
+//! terminate, backlog empty, advance time.
+//!
+//! The driver model does what a driver does: after every input it carries out
+//! each event until `poll_event` returns `None`; it reads only while core
+//! wants input (keeping the rest in a model of the kernel's receive buffer);
+//! it writes only what `transmit` offers; it accepts only while the listener
+//! is open; and it stops at `Exit`.
+//!
+//! The oracle is the set of safety properties of `DESIGN.md` as far as a
+//! driver can observe them:
+//! - invariants hold and the count equals the recount after every input;
+//! - responses on a connection come in request order, each with the framing
+//!   core promises; a request that asked to close gets `Connection: close`
+//!   (RFC 9112 §9.6); nothing is written after a `Connection: close` response,
+//!   and no request is handed over on a connection after it; core's own
+//!   responses are 4xx/5xx rejections that close;
+//! - a request handed to the application is answered completely unless the
+//!   client reset the connection, the write stalled past its deadline, or the
+//!   drain was forced — and a forced exit reports as cut at least every
+//!   request still waiting for the application and at most every active one
+//!   (exactly the active ones on a second terminate);
+//! - core never closes a connection while the driver still holds unread input
+//!   for it, unless a reset, a deadline or a forced exit did it;
+//! - `Exit` comes at most once, only after terminate, last among the events,
+//!   with no connection left and the listener closed; nothing happens after
+//!   it; and while draining, once the listener is closed and no connection is
+//!   left, `Exit` has been emitted (never late);
+//! - every deadline `poll_timeout` reports is later than the driver's clock
+//!   (deadlines already due were handled), and inputs on closed connections
+//!   or answered requests change nothing.
+
+use std::time::Duration;
+
+use arbitrary::{Arbitrary, Unstructured};
+
+use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer};
+use crate::{Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time};
+
+/// The whole input: one knob, then the inputs.
+#[derive(Arbitrary, Debug)]
+struct Scenario {
+    /// `pre_stop` in units of 100 ms; 0 for none.
+    pre_stop: u8,
+    ops: Vec<Op>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Accept,
+    Bytes {
+        conn: u8,
+        piece: Piece,
+    },
+    Eof {
+        conn: u8,
+    },
+    Reset {
+        conn: u8,
+    },
+    Written {
+        conn: u8,
+        n: u16,
+    },
+    Respond {
+        nth: u8,
+        answer: AnswerChoice,
+    },
+    Terminate,
+    BacklogEmpty,
+    AdvanceTime {
+        ms: u16,
+    },
+    /// Jump to the next deadline `poll_timeout` reported.
+    Wake,
+}
+
+/// Bytes a client sends: a canned request, part of one, or anything.
+#[derive(Arbitrary, Debug)]
+enum Piece {
+    Canned(u8),
+    Slice { which: u8, start: u8, len: u8 },
+    Raw(Vec<u8>),
+}
+
+const CANNED: [&[u8]; 12] = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    b"abc",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"\r\n",
+    b"GET /slow HTTP/1.1\r\nHost: a\r\n",
+];
+
+impl Piece {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Piece::Canned(which) => CANNED[*which as usize % CANNED.len()].to_vec(),
+            Piece::Slice { which, start, len } => {
+                let req = CANNED[*which as usize % CANNED.len()];
+                let start = (*start as usize).min(req.len());
+                let end = (start + *len as usize).min(req.len());
+                req[start..end].to_vec()
+            }
+            Piece::Raw(bytes) => bytes.clone(),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct AnswerChoice {
+    /// An invalid answer tried first.
+    bad: Option<u8>,
+    status: u16,
+    extras: u8,
+    body_len: u8,
+    big_body: bool,
+}
+
+/// Small limits and the default timeouts.
+fn config(pre_stop: u8) -> Config {
+    Config {
+        max_head_bytes: 512,
+        max_headers: 16,
+        max_target_bytes: 128,
+        max_body_bytes: 256,
+        max_chunk_line_bytes: 32,
+        max_trailer_bytes: 64,
+        max_pipelined_bytes: 64,
+        max_linger_bytes: 256,
+        pre_stop: Duration::from_millis(u64::from(pre_stop) * 100),
+        ..Config::default()
+    }
+}
+
+/// Open connections at most; further accepts are skipped.
+const MAX_OPEN: usize = 8;
+
+/// Decodes `data` into a scenario and drives core through it.
+pub fn server_ops(data: &[u8]) {
+    let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let mut world = World {
+        server: Server::new(config(scenario.pre_stop)),
+        now: Time::ZERO,
+        conns: Vec::new(),
+        pending: Vec::new(),
+        answered: Vec::new(),
+        listener: Listener::Open,
+        terminates: 0,
+        exited: false,
+    };
+    for op in &scenario.ops {
+        world.apply(op);
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Listener {
+    Open,
+    DrainingBacklog,
+    Closed,
+}
+
+/// The driver's view of one connection.
+struct ConnModel {
+    id: ConnId,
+    open: bool,
+    /// We sent FIN.
+    eof: bool,
+    /// Core half-closed it.
+    write_shut: bool,
+    /// Bytes in the kernel's receive buffer the driver has not read.
+    unread: Vec<u8>,
+    /// Every byte written.
+    out: Vec<u8>,
+    /// How much of `out` has been parsed into complete responses.
+    parsed: usize,
+    /// By request seq: whether it was `HEAD`.
+    is_head: Vec<bool>,
+    /// By request seq: whether the client asked to close after it.
+    asks_to_close: Vec<bool>,
+    /// Request seqs the application answered, in order.
+    answered: Vec<u32>,
+    /// How many of `answered` are completely on the wire.
+    completed: usize,
+    last_seq_on_wire: Option<u32>,
+    /// A response with `Connection: close` is queued or written.
+    close_queued: bool,
+    /// A response with `Connection: close` is completely written.
+    close_written: bool,
+    /// Core asked the driver to read again.
+    resume: bool,
+}
+
+struct World {
+    server: Server,
+    now: Time,
+    conns: Vec<ConnModel>,
+    /// Requests handed to the application and not answered, in order.
+    pending: Vec<RequestId>,
+    /// Requests answered or dropped: core must refuse answers to them.
+    answered: Vec<RequestId>,
+    listener: Listener,
+    terminates: u32,
+    exited: bool,
+}
+
+/// What happened during one input, for the checks after it.
+struct Step {
+    active_before: usize,
+    waiting_before: usize,
+    reset: Option<usize>,
+    timeout: bool,
+    terminate: bool,
+    /// Requests dropped by a close: connection, and whether it was answered.
+    lost: Vec<(usize, bool)>,
+    /// Connections closed while the driver held unread input for them.
+    closed_with_unread: Vec<usize>,
+    exit: Option<DrainReport>,
+}
+
+impl World {
+    fn apply(&mut self, op: &Op) {
+        if self.exited {
+            self.apply_after_exit(op);
+            return;
+        }
+        let mut step = Step {
+            active_before: self.server.active_requests(),
+            waiting_before: self.pending.len(),
+            reset: None,
+            timeout: false,
+            terminate: false,
+            lost: Vec::new(),
+            closed_with_unread: Vec::new(),
+            exit: None,
+        };
+        match op {
+            Op::Accept => {
+                let open = self.conns.iter().filter(|c| c.open).count();
+                if self.listener == Listener::Closed || open >= MAX_OPEN {
+                    return;
+                }
+                let id = self.server.handle_accept(self.now);
+                assert!(
+                    self.conns.iter().all(|c| c.id != id),
+                    "connection id {id:?} reused"
+                );
+                self.conns.push(ConnModel::new(id));
+            }
+            Op::Bytes { conn, piece } => {
+                let Some(i) = self.pick(*conn) else { return };
+                let bytes = piece.bytes();
+                if !self.conns[i].open {
+                    self.server.handle_recv(self.conns[i].id, &bytes, self.now);
+                    return self.expect_quiet("bytes on a closed connection");
+                }
+                if self.conns[i].eof || bytes.is_empty() {
+                    return;
+                }
+                self.conns[i].unread.extend_from_slice(&bytes);
+                self.read(i);
+            }
+            Op::Eof { conn } => {
+                let Some(i) = self.pick(*conn) else { return };
+                let c = &mut self.conns[i];
+                if !c.open {
+                    self.server.handle_peer_eof(c.id, self.now);
+                    return self.expect_quiet("EOF on a closed connection");
+                }
+                // The driver sees FIN only after reading what came before it.
+                if c.eof || !c.unread.is_empty() {
+                    return;
+                }
+                c.eof = true;
+                self.server.handle_peer_eof(c.id, self.now);
+            }
+            Op::Reset { conn } => {
+                let Some(i) = self.pick(*conn) else { return };
+                let c = &mut self.conns[i];
+                if !c.open {
+                    self.server.handle_aborted(c.id, self.now);
+                    return self.expect_quiet("reset of a closed connection");
+                }
+                c.unread.clear();
+                step.reset = Some(i);
+                self.server.handle_aborted(c.id, self.now);
+            }
+            Op::Written { conn, n } => {
+                let Some(i) = self.pick(*conn) else { return };
+                if !self.conns[i].open {
+                    self.server
+                        .handle_sent(self.conns[i].id, usize::from(*n), self.now);
+                    return self.expect_quiet("write reported on a closed connection");
+                }
+                self.write(i, usize::from(*n));
+            }
+            Op::Respond { nth, answer } => {
+                if !self.respond(*nth, answer) {
+                    return;
+                }
+            }
+            Op::Terminate => {
+                step.terminate = true;
+                self.terminates += 1;
+                self.server.handle_terminate(self.now);
+            }
+            Op::BacklogEmpty => {
+                if self.listener != Listener::DrainingBacklog {
+                    return;
+                }
+                self.server.handle_backlog_empty(self.now);
+            }
+            Op::AdvanceTime { ms } => {
+                self.now = self.now + Duration::from_millis(u64::from(*ms));
+                if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
+                    step.timeout = true;
+                    self.server.handle_timeout(self.now);
+                }
+            }
+            Op::Wake => {
+                let Some(t) = self.server.poll_timeout() else {
+                    return;
+                };
+                self.now = self.now.max(t);
+                step.timeout = true;
+                self.server.handle_timeout(self.now);
+            }
+        }
+        self.drain(&mut step);
+        self.after_step(&step);
+    }
+
+    /// After `Exit` the driver has stopped; if inputs still came, nothing
+    /// may happen.
+    fn apply_after_exit(&mut self, op: &Op) {
+        match op {
+            // The listener is closed: there is nothing to accept.
+            Op::Accept => {}
+            Op::Bytes { conn, piece } => {
+                if let Some(i) = self.pick(*conn) {
+                    self.server
+                        .handle_recv(self.conns[i].id, &piece.bytes(), self.now);
+                }
+            }
+            Op::Eof { conn } => {
+                if let Some(i) = self.pick(*conn) {
+                    self.server.handle_peer_eof(self.conns[i].id, self.now);
+                }
+            }
+            Op::Reset { conn } => {
+                if let Some(i) = self.pick(*conn) {
+                    self.server.handle_aborted(self.conns[i].id, self.now);
+                }
+            }
+            Op::Written { conn, n } => {
+                if let Some(i) = self.pick(*conn) {
+                    self.server
+                        .handle_sent(self.conns[i].id, usize::from(*n), self.now);
+                }
+            }
+            Op::Respond { nth, answer } => {
+                self.respond(*nth, answer);
+            }
+            Op::Terminate => self.server.handle_terminate(self.now),
+            Op::BacklogEmpty => self.server.handle_backlog_empty(self.now),
+            Op::AdvanceTime { ms } => {
+                self.now = self.now + Duration::from_millis(u64::from(*ms));
+                self.server.handle_timeout(self.now);
+            }
+            Op::Wake => self.server.handle_timeout(self.now),
+        }
+        self.expect_quiet("input after Exit");
+        assert_eq!(self.server.connections(), 0, "a connection after Exit");
+        assert_eq!(self.server.poll_timeout(), None, "a deadline after Exit");
+    }
+
+    fn pick(&self, k: u8) -> Option<usize> {
+        (!self.conns.is_empty()).then(|| usize::from(k) % self.conns.len())
+    }
+
+    fn index_of(&self, id: ConnId) -> usize {
+        let i = self
+            .conns
+            .iter()
+            .position(|c| c.id == id)
+            .unwrap_or_else(|| panic!("event for unknown connection {id:?}"));
+        assert!(self.conns[i].open, "event for closed connection {id:?}");
+        i
+    }
+
+    /// Inputs that must change nothing: no event, invariants intact.
+    fn expect_quiet(&mut self, what: &str) {
+        if let Some(event) = self.server.poll_event() {
+            panic!("{what} caused {event:?}");
+        }
+        self.check_invariants();
+    }
+
+    fn check_invariants(&self) {
+        if let Err(e) = self.server.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+        assert_eq!(
+            self.server.active_requests(),
+            self.server.recount_active_requests(),
+            "active count differs from recount"
+        );
+    }
+
+    /// Reads what the kernel holds for connection `i`, if core wants it.
+    fn read(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if c.open && !c.eof && !c.unread.is_empty() && self.server.wants_read(c.id) {
+            let bytes = std::mem::take(&mut c.unread);
+            self.server.handle_recv(c.id, &bytes, self.now);
+        }
+    }
+
+    /// The kernel takes up to `n` of the bytes `transmit` offers.
+    fn write(&mut self, i: usize, n: usize) {
+        let c = &mut self.conns[i];
+        let [a, b] = self.server.transmit(c.id);
+        let n = n.min(a.len() + b.len());
+        if n == 0 {
+            return;
+        }
+        assert!(!c.write_shut, "bytes to write after the half-close");
+        let from_a = n.min(a.len());
+        c.out.extend_from_slice(&a[..from_a]);
+        c.out.extend_from_slice(&b[..n - from_a]);
+        self.server.handle_sent(c.id, n, self.now);
+        self.parse_written(i);
+    }
+
+    /// The application answers the `nth` waiting request (or, with none
+    /// waiting, one answered before, which core must refuse). Returns whether
+    /// core was given an input that needs its events carried out.
+    fn respond(&mut self, nth: u8, choice: &AnswerChoice) -> bool {
+        if self.pending.is_empty() || self.exited {
+            if self.answered.is_empty() {
+                return false;
+            }
+            let id = self.answered[usize::from(nth) % self.answered.len()];
+            let result =
+                self.server
+                    .handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), self.now);
+            assert_eq!(result, Err(crate::RespondError::UnknownRequest));
+            self.expect_quiet("an answer to an answered request");
+            return false;
+        }
+        let k = usize::from(nth) % self.pending.len();
+        let id = self.pending[k];
+        if let Some(bad) = choice.bad {
+            let bad = BadAnswer::pick(usize::from(bad));
+            let result = self.server.handle_response(
+                id,
+                bad.status(),
+                bad.headers(),
+                bytes::Bytes::new(),
+                self.now,
+            );
+            assert_eq!(result, Err(bad.expected()));
+            self.expect_quiet("an invalid answer");
+        }
+        let body_len = if choice.big_body {
+            20_000
+        } else {
+            usize::from(choice.body_len)
+        };
+        let answer = Answer::new(id.seq(), 200 + choice.status % 400, choice.extras, body_len);
+        let result = self.server.handle_response(
+            id,
+            answer.status,
+            answer.headers.iter().map(|(n, v)| (*n, v.as_str())),
+            answer.body,
+            self.now,
+        );
+        assert_eq!(result, Ok(()), "a valid answer to a waiting request");
+        self.pending.remove(k);
+        self.answered.push(id);
+        let i = self.index_of(id.conn());
+        self.conns[i].answered.push(id.seq());
+        self.note_queued_close(i);
+        true
+    }
+
+    /// Carries out every event, as a driver does after each input; then
+    /// reads again where core asked for it.
+    fn drain(&mut self, step: &mut Step) {
+        loop {
+            while let Some(event) = self.server.poll_event() {
+                assert!(step.exit.is_none(), "{event:?} after Exit");
+                self.on_event(event, step);
+            }
+            let resumed: Vec<usize> = (0..self.conns.len())
+                .filter(|&i| std::mem::take(&mut self.conns[i].resume))
+                .collect();
+            if resumed.is_empty() || step.exit.is_some() {
+                break;
+            }
+            for i in resumed {
+                self.read(i);
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, step: &mut Step) {
+        match event {
+            Event::Request(id) => {
+                let i = self.index_of(id.conn());
+                let c = &mut self.conns[i];
+                assert!(
+                    !c.close_queued,
+                    "request handed over after a Connection: close response"
+                );
+                assert_eq!(id.seq() as usize, c.is_head.len(), "request seq skipped");
+                let req = self
+                    .server
+                    .request(id)
+                    .expect("a dispatched request can be read");
+                c.is_head.push(req.method() == "HEAD");
+                c.asks_to_close.push(asks_to_close(&req));
+                self.pending.push(id);
+            }
+            Event::Transmit(id) => {
+                self.index_of(id);
+            }
+            Event::ResumeRead(id) => {
+                let i = self.index_of(id);
+                self.conns[i].resume = true;
+            }
+            Event::HalfClose(id) => {
+                let i = self.index_of(id);
+                assert!(!self.conns[i].write_shut, "half-closed twice");
+                assert_eq!(
+                    self.server.transmit(id),
+                    [&[][..], &[]],
+                    "half-close with output queued"
+                );
+                self.conns[i].write_shut = true;
+            }
+            Event::Close(id) => {
+                let i = self.index_of(id);
+                let c = &mut self.conns[i];
+                c.open = false;
+                if !c.unread.is_empty() {
+                    step.closed_with_unread.push(i);
+                }
+                let unwritten = c.answered.len() - c.completed;
+                step.lost.extend((0..unwritten).map(|_| (i, true)));
+                let answered = &mut self.answered;
+                self.pending.retain(|r| {
+                    let dropped = r.conn() == id;
+                    if dropped {
+                        step.lost.push((i, false));
+                        answered.push(*r);
+                    }
+                    !dropped
+                });
+            }
+            Event::DrainBacklog => {
+                assert!(self.terminates > 0, "DrainBacklog without terminate");
+                assert_eq!(self.listener, Listener::Open, "DrainBacklog twice");
+                self.listener = Listener::DrainingBacklog;
+            }
+            Event::CloseListener => {
+                assert_ne!(self.listener, Listener::Closed, "listener closed twice");
+                self.listener = Listener::Closed;
+            }
+            Event::Exit(report) => {
+                self.exited = true;
+                step.exit = Some(report);
+            }
+        }
+    }
+
+    fn after_step(&mut self, step: &Step) {
+        self.check_invariants();
+        let forced = step.exit.as_ref().is_some_and(|r| r.forced.is_some());
+        for &(i, answered) in &step.lost {
+            let excused = forced || step.reset == Some(i) || (answered && step.timeout);
+            assert!(
+                excused,
+                "a request handed to the application was dropped (answered: {answered})"
+            );
+        }
+        for &i in &step.closed_with_unread {
+            assert!(
+                forced || step.reset == Some(i) || step.timeout,
+                "core closed a connection whose input the driver had not read"
+            );
+        }
+        if let Some(i) = step.reset {
+            assert!(!self.conns[i].open, "a reset connection was not closed");
+        }
+        let open = self.conns.iter().filter(|c| c.open).count();
+        assert_eq!(
+            open,
+            self.server.connections(),
+            "driver and core disagree on open connections"
+        );
+        for i in 0..self.conns.len() {
+            if self.conns[i].open {
+                self.note_queued_close(i);
+            }
+        }
+        match &step.exit {
+            Some(report) => self.check_exit(report, step),
+            None => {
+                assert!(
+                    !(matches!(self.server.phase(), Phase::Draining { .. })
+                        && self.listener == Listener::Closed
+                        && open == 0),
+                    "draining with nothing left, but no Exit"
+                );
+                if let Some(t) = self.server.poll_timeout() {
+                    assert!(t > self.now, "deadline {t:?} already due at {:?}", self.now);
+                }
+            }
+        }
+    }
+
+    fn check_exit(&self, report: &DrainReport, step: &Step) {
+        assert!(self.terminates > 0, "Exit without terminate");
+        assert_eq!(self.server.phase(), Phase::Exited);
+        assert_eq!(self.server.connections(), 0, "Exit with connections open");
+        assert_eq!(
+            self.listener,
+            Listener::Closed,
+            "Exit with the listener open"
+        );
+        assert_eq!(self.server.poll_timeout(), None, "a deadline after Exit");
+        assert_eq!(report.exited_at, self.now, "Exit stamped with another time");
+        assert!(report.terminated_at <= report.exited_at);
+        for t in [report.draining_at, report.listener_closed_at]
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                report.terminated_at <= t && t <= report.exited_at,
+                "{report:?}"
+            );
+        }
+        let cut = report.requests_cut;
+        match report.forced {
+            None => {
+                assert_eq!(cut, 0, "requests cut without a forced exit");
+                assert!(report.draining_at.is_some(), "{report:?}");
+            }
+            Some(Forced::SecondTerminate) => {
+                assert!(step.terminate && self.terminates >= 2, "{report:?}");
+                assert_eq!(
+                    cut, step.active_before as u64,
+                    "requests cut differs from the active count"
+                );
+            }
+            Some(Forced::Deadline) => {
+                assert!(step.timeout, "deadline exit without a timeout");
+                assert!(
+                    step.waiting_before as u64 <= cut && cut <= step.active_before as u64,
+                    "requests cut {cut}, but {} were waiting and {} active",
+                    step.waiting_before,
+                    step.active_before
+                );
+            }
+        }
+    }
+
+    /// Parses newly written bytes on connection `i`: responses in request
+    /// order, rejections that close, nothing after a close.
+    fn parse_written(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        while c.parsed < c.out.len() {
+            assert!(
+                !c.close_written,
+                "bytes written after a Connection: close response"
+            );
+            let is_head = &c.is_head;
+            let Some(r) = parse_response(&c.out[c.parsed..], |s| is_head[s as usize]) else {
+                break;
+            };
+            if r.status != 100 {
+                match r.seq {
+                    Some(seq) => {
+                        assert!(
+                            c.last_seq_on_wire.map_or(true, |last| seq > last),
+                            "responses out of request order"
+                        );
+                        assert_eq!(
+                            Some(&seq),
+                            c.answered.get(c.completed),
+                            "a response nobody sent"
+                        );
+                        assert!(
+                            r.close || !c.asks_to_close[seq as usize],
+                            "the client asked to close, the response does not say so"
+                        );
+                        c.last_seq_on_wire = Some(seq);
+                        c.completed += 1;
+                    }
+                    None => {
+                        assert!(
+                            (400..=599).contains(&r.status) && r.close,
+                            "core's own response {} is not an error that closes",
+                            r.status
+                        );
+                    }
+                }
+                c.close_written |= r.close;
+            }
+            c.parsed += r.len;
+        }
+    }
+
+    /// Notes whether the output queued or written on connection `i` holds a
+    /// `Connection: close` response.
+    fn note_queued_close(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if c.close_queued {
+            return;
+        }
+        let [a, b] = self.server.transmit(c.id);
+        let mut all = c.out[c.parsed..].to_vec();
+        all.extend_from_slice(a);
+        all.extend_from_slice(b);
+        let mut rest = &all[..];
+        while let Some(r) = parse_response(rest, |s| c.is_head[s as usize]) {
+            c.close_queued |= r.close;
+            rest = &rest[r.len..];
+        }
+        c.close_queued |= c.close_written;
+    }
+}
+
+impl ConnModel {
+    fn new(id: ConnId) -> ConnModel {
+        ConnModel {
+            id,
+            open: true,
+            eof: false,
+            write_shut: false,
+            unread: Vec::new(),
+            out: Vec::new(),
+            parsed: 0,
+            is_head: Vec::new(),
+            asks_to_close: Vec::new(),
+            answered: Vec::new(),
+            completed: 0,
+            last_seq_on_wire: None,
+            close_queued: false,
+            close_written: false,
+            resume: false,
+        }
+    }
+}
