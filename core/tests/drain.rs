@@ -443,3 +443,23 @@ fn a_deadline_that_cuts_a_response_mid_write_counts_a_reset_risk() {
     assert_eq!(report.reset_risk_closes, 1);
     assert_eq!(report.forced, Some(Forced::Deadline));
 }
+
+#[test]
+fn a_client_that_never_sends_fin_is_closed_at_the_linger_deadline_as_a_risk() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    h.advance_ms(1_000);
+    h.terminate();
+    h.backlog_empty();
+    assert!(h.half_closed(c));
+    h.advance_ms(1_999);
+    assert!(!h.exited(), "lingering holds the exit");
+    h.advance_ms(1);
+    let report = h.exit.clone().unwrap();
+    assert!(h.closed(c));
+    assert_eq!(report.reset_risk_closes, 1);
+    assert_eq!(report.idle_closed, 1);
+    assert_eq!(report.total(), Duration::from_secs(2));
+}

@@ -475,3 +475,16 @@ fn http10_keep_alive_and_close_together_mean_close() {
     assert!(h.output(c).contains("Connection: close\r\n"));
     assert!(h.closed(c));
 }
+
+#[test]
+fn the_date_header_carries_what_the_driver_set() {
+    let mut h = Harness::new();
+    h.server.set_date("Sun, 06 Nov 1994 08:49:37 GMT");
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    assert!(h
+        .output(c)
+        .contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
+    assert_eq!(h.server.config(), &Config::default());
+}
