@@ -478,7 +478,11 @@ fn http10_keep_alive_and_close_together_mean_close() {
 
 #[test]
 fn the_date_header_carries_what_the_driver_set() {
-    let mut h = Harness::new();
+    let config = Config {
+        keep_alive_timeout: Duration::from_secs(7),
+        ..Config::default()
+    };
+    let mut h = Harness::with(config.clone());
     h.server.set_date("Sun, 06 Nov 1994 08:49:37 GMT");
     let c = h.accept();
     h.send(c, &get("/"));
@@ -486,5 +490,5 @@ fn the_date_header_carries_what_the_driver_set() {
     assert!(h
         .output(c)
         .contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
-    assert_eq!(h.server.config(), &Config::default());
+    assert_eq!(h.server.config(), &config);
 }
