@@ -61,3 +61,16 @@ impl Rng {
         self.below(n) == 0
     }
 }
+
+/// Panics if core's invariants are broken or its active count differs from a
+/// recount: the check both stateful targets make after every input.
+fn assert_invariants(server: &crate::Server) {
+    if let Err(e) = server.check_invariants() {
+        panic!("invariant broken: {e}");
+    }
+    assert_eq!(
+        server.active_requests(),
+        server.recount_active_requests(),
+        "active count differs from recount"
+    );
+}

@@ -200,13 +200,7 @@ impl Run {
     }
 
     fn check(&self) {
-        if let Err(e) = self.server.check_invariants() {
-            panic!("invariant broken: {e}");
-        }
-        assert_eq!(
-            self.server.active_requests(),
-            self.server.recount_active_requests()
-        );
+        super::assert_invariants(&self.server);
     }
 
     /// The application answers request `id` at once, sometimes after an

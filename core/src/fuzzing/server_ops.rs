@@ -407,14 +407,7 @@ impl World {
     }
 
     fn check_invariants(&self) {
-        if let Err(e) = self.server.check_invariants() {
-            panic!("invariant broken: {e}");
-        }
-        assert_eq!(
-            self.server.active_requests(),
-            self.server.recount_active_requests(),
-            "active count differs from recount"
-        );
+        super::assert_invariants(&self.server);
     }
 
     /// Reads what the kernel holds for connection `i`, if core wants it.
