@@ -229,15 +229,7 @@ impl Run {
 
         let mut app = Rng::from_input(&self.app_seed, 100 + u64::from(seq));
         if app.one_in(4) {
-            let bad = BadAnswer::pick(app.below(6));
-            let result = self.server.handle_response(
-                id,
-                bad.status(),
-                bad.headers(),
-                bytes::Bytes::new(),
-                self.now,
-            );
-            assert_eq!(result, Err(bad.expected()));
+            BadAnswer::pick(app.below(6)).attempt(&mut self.server, id, self.now);
             self.check();
         }
         let status = match app.below(4) {

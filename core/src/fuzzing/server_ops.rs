@@ -454,15 +454,7 @@ impl World {
         let k = usize::from(nth) % self.pending.len();
         let id = self.pending[k];
         if let Some(bad) = choice.bad {
-            let bad = BadAnswer::pick(usize::from(bad));
-            let result = self.server.handle_response(
-                id,
-                bad.status(),
-                bad.headers(),
-                bytes::Bytes::new(),
-                self.now,
-            );
-            assert_eq!(result, Err(bad.expected()));
+            BadAnswer::pick(usize::from(bad)).attempt(&mut self.server, id, self.now);
             self.expect_quiet("an invalid answer");
         }
         let body_len = if choice.big_body {

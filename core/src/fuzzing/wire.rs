@@ -193,14 +193,21 @@ impl BadAnswer {
         }
     }
 
-    pub fn status(&self) -> u16 {
+    /// Tries this answer to request `id` and checks core refuses it as it must.
+    pub fn attempt(&self, server: &mut crate::Server, id: crate::RequestId, now: crate::Time) {
+        let result =
+            server.handle_response(id, self.status(), self.headers(), bytes::Bytes::new(), now);
+        assert_eq!(result, Err(self.expected()));
+    }
+
+    fn status(&self) -> u16 {
         match self {
             BadAnswer::Status(s) => *s,
             _ => 200,
         }
     }
 
-    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
+    fn headers(&self) -> Vec<(&'static str, &'static str)> {
         match self {
             BadAnswer::Status(_) => vec![],
             BadAnswer::HeaderName => vec![("Bad Name", "v")],
@@ -208,7 +215,7 @@ impl BadAnswer {
         }
     }
 
-    pub fn expected(&self) -> crate::RespondError {
+    fn expected(&self) -> crate::RespondError {
         match self {
             BadAnswer::Status(_) => crate::RespondError::InvalidStatus,
             _ => crate::RespondError::InvalidHeader,
