@@ -15,9 +15,10 @@
 use bytes::Bytes;
 
 use crate::chunked::ChunkedDecoder;
+use crate::close::CloseReason;
 use crate::parse::{FieldSpan, Head, HeadScan};
 use crate::time::Time;
-use crate::timers::Link;
+use crate::timers::{Link, Linked};
 
 /// How much of a body is still to come.
 #[derive(Clone, Debug)]
@@ -39,18 +40,17 @@ pub(crate) enum State {
     /// The application has the request `seq`; `len` input bytes belong to it.
     Dispatched { head: Head, seq: u32, len: usize },
     /// A final response is queued. `len` input bytes belong to its request
-    /// (none for a rejection, whose input is discarded). With `close`, the
-    /// connection closes once the response is written and nothing more is
-    /// read; `client_done` says the client will send nothing more (it asked
-    /// to close, or sent FIN), so no linger is needed.
+    /// (none for a rejection, whose input is discarded). With a `close`
+    /// reason, the connection ends once the response is written and nothing
+    /// more is read.
     Writing {
-        close: bool,
-        client_done: bool,
         len: usize,
+        close: Option<CloseReason>,
     },
-    /// The write side is shut; input is read and discarded until the client's
-    /// FIN or the linger deadline, so closing cannot reset unread responses.
-    Lingering { discarded: u64 },
+    /// The write side is shut for `reason`; input is read and discarded until
+    /// the client's FIN or the linger deadline, so closing cannot reset
+    /// unread responses.
+    Lingering { discarded: u64, reason: CloseReason },
 }
 
 impl State {
@@ -108,10 +108,13 @@ pub(crate) struct Conn {
     pub link: Link,
     /// Sequence number of the next request, for [`RequestId`](crate::RequestId).
     pub next_seq: u32,
-    /// Input bytes received before the drain began, counted from the start of
-    /// the current input buffer; `None` while serving. Requests that begin
-    /// within them were begun before the drain and are answered.
-    pub pre_drain_input: Option<usize>,
+    /// Bytes received on the connection so far.
+    pub received: u64,
+    /// What [`received`](Self::received) was when the drain began (0 for a
+    /// connection accepted during it); `None` while serving. A request
+    /// followed by bytes received before the drain was not the last one its
+    /// client sent before the drain, so its answer keeps the connection.
+    pub received_before_drain: Option<u64>,
     /// When the connection last finished a response (or was accepted).
     pub last_active: Time,
     pub peer_eof: bool,
@@ -131,7 +134,8 @@ impl Conn {
             bufs: None,
             link: Link::default(),
             next_seq: 0,
-            pre_drain_input: None,
+            received: 0,
+            received_before_drain: None,
             last_active: now,
             peer_eof: false,
             sent_any: false,
@@ -146,6 +150,31 @@ impl Conn {
 
     pub fn buffered_input(&self) -> usize {
         self.bufs.as_ref().map_or(0, |b| b.input.len())
+    }
+
+    /// Whether a request whose `len` bytes start the input buffer may be
+    /// answered without closing the connection, as far as the drain goes:
+    /// while serving always; during the drain only if bytes after it had
+    /// been received before the drain began (its client pipelined another
+    /// request before it could know).
+    pub fn drain_keeps_open(&self, draining: bool, len: usize) -> bool {
+        match self.received_before_drain {
+            None => !draining,
+            Some(before) => {
+                let request_end = self.received - (self.buffered_input() - len) as u64;
+                before > request_end
+            }
+        }
+    }
+}
+
+impl Linked for Conn {
+    fn link(&self) -> &Link {
+        &self.link
+    }
+
+    fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
     }
 }
 

@@ -17,26 +17,32 @@
 //! HTTP/1.1), `CONNECT`, streaming bodies, and chunked responses.
 
 mod chunked;
+mod close;
 mod config;
 mod conn;
 mod drain;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod lifecycle;
 mod parse;
 mod read;
 mod reject;
+mod report;
 mod request;
 mod response;
 mod server;
 mod time;
 mod timers;
+mod transitions;
 mod write;
 
 pub use bytes::Bytes;
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits};
+pub use close::CloseReason;
 pub use config::Config;
-pub use drain::{DrainReport, Forced, Phase};
+pub use lifecycle::Phase;
 pub use reject::Reject;
+pub use report::{DrainReport, Forced};
 pub use request::{ConnId, Request, RequestId, Version};
 pub use response::RespondError;
 pub use server::{Event, Server};

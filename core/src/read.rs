@@ -2,6 +2,7 @@
 //! request handed to the application — or a rejection.
 
 use crate::chunked::ChunkedLimits;
+use crate::close::CloseReason;
 use crate::conn::{BodyProgress, State};
 use crate::parse::{parse_head, Framing, Head};
 use crate::reject::Reject;
@@ -9,28 +10,23 @@ use crate::request::RequestId;
 use crate::response::{write_rejection, CONTINUE};
 use crate::server::{Event, Server};
 use crate::time::Time;
-use crate::timers::TimerKind;
 
 impl Server {
     /// Takes bytes received on connection `key`.
     pub(crate) fn receive(&mut self, key: usize, bytes: &[u8], now: Time) {
-        match &mut self.conns[key].state {
-            State::Lingering { discarded } => {
+        let conn = &mut self.conns[key];
+        conn.received += bytes.len() as u64;
+        match &mut conn.state {
+            State::Lingering { discarded, .. } => {
                 *discarded += bytes.len() as u64;
                 if *discarded > self.config.max_linger_bytes {
-                    self.count(|r| r.reset_risk_closes += 1);
-                    self.close_now(key);
-                    self.maybe_exit(now);
+                    self.close_now(key, CloseReason::LingerOverflow);
                 }
                 return;
             }
             // Input after a closing response is never read.
-            State::Writing { close: true, .. } => return,
-            State::Body { .. } => {
-                let deadline = now + self.config.body_read_timeout;
-                self.timers
-                    .set(&mut self.conns, key, TimerKind::Body, deadline);
-            }
+            State::Writing { close: Some(_), .. } => return,
+            State::Body { .. } => self.progress(key, now),
             _ => {}
         }
         let conn = &mut self.conns[key];
@@ -61,9 +57,6 @@ impl Server {
                         .take_while(|&&b| b == b'\r' || b == b'\n')
                         .count();
                     bufs.input.drain(..blank);
-                    if let Some(pre) = &mut conn.pre_drain_input {
-                        *pre = pre.saturating_sub(blank);
-                    }
                     if bufs.input.is_empty() {
                         if bufs.pending_out() == 0 {
                             let bufs = conn.bufs.take().expect("checked above");
@@ -71,15 +64,13 @@ impl Server {
                         }
                         break;
                     }
-                    self.set_state(
+                    self.enter(
                         key,
                         State::Head {
                             scan: Default::default(),
                         },
+                        now,
                     );
-                    let deadline = now + self.config.header_read_timeout;
-                    self.timers
-                        .set(&mut self.conns, key, TimerKind::Header, deadline);
                 }
                 State::Head { scan } => {
                     let bufs = conn
@@ -107,7 +98,7 @@ impl Server {
                             if bufs.input.len() < len {
                                 break;
                             }
-                            self.dispatch(key, head, len);
+                            self.dispatch(key, head, len, now);
                         }
                         BodyProgress::Chunked(decoder) => {
                             let limits = ChunkedLimits {
@@ -122,13 +113,10 @@ impl Server {
                                 Ok(used) => {
                                     // The raw chunked bytes are not needed once decoded.
                                     bufs.input.drain(head.len..head.len + used);
-                                    if let Some(pre) = &mut conn.pre_drain_input {
-                                        *pre = pre.saturating_sub(used);
-                                    }
                                     if !done {
                                         break;
                                     }
-                                    self.dispatch(key, head, head.len);
+                                    self.dispatch(key, head, head.len, now);
                                 }
                                 Err(e) => {
                                     self.reject(key, chunked_reject(e), now);
@@ -149,14 +137,13 @@ impl Server {
                 State::Idle | State::Head { .. } | State::Body { .. }
             )
         {
-            self.close_now(key);
-            self.maybe_exit(now);
+            self.close_now(key, CloseReason::ClientClosed);
         }
     }
 
     fn head_complete(&mut self, key: usize, head: Head, now: Time) {
         let body = match head.framing {
-            Framing::Empty => return self.dispatch(key, head, head.len),
+            Framing::Empty => return self.dispatch(key, head, head.len, now),
             Framing::Length(n) => BodyProgress::Length(n),
             Framing::Chunked => BodyProgress::Chunked(Default::default()),
         };
@@ -172,19 +159,15 @@ impl Server {
             conn.sent_any = true;
             self.queue_transmit(key);
         }
-        self.set_state(key, State::Body { head, body });
-        let deadline = now + self.config.body_read_timeout;
-        self.timers
-            .set(&mut self.conns, key, TimerKind::Body, deadline);
+        self.enter(key, State::Body { head, body }, now);
     }
 
     /// Hands a complete request, `len` input bytes long, to the application.
-    fn dispatch(&mut self, key: usize, head: Head, len: usize) {
-        self.timers.clear(&mut self.conns, key);
+    fn dispatch(&mut self, key: usize, head: Head, len: usize, now: Time) {
         let conn = &mut self.conns[key];
         let seq = conn.next_seq;
         conn.next_seq += 1;
-        self.set_state(key, State::Dispatched { head, seq, len });
+        self.enter(key, State::Dispatched { head, seq, len }, now);
         let id = RequestId {
             conn: self.id_of(key),
             seq,
@@ -200,17 +183,14 @@ impl Server {
         bufs.input.clear();
         write_rejection(&mut bufs.out, &reject, &self.date);
         conn.sent_any = true;
-        self.set_state(
+        self.enter(
             key,
             State::Writing {
-                close: true,
-                client_done: false,
                 len: 0,
+                close: Some(CloseReason::Rejected(reject)),
             },
+            now,
         );
-        let deadline = now + self.config.write_stall_timeout;
-        self.timers
-            .set(&mut self.conns, key, TimerKind::Write, deadline);
         self.queue_transmit(key);
         self.resume_reading_if_paused(key);
     }
@@ -221,10 +201,9 @@ impl Server {
             return false;
         }
         match conn.state {
-            State::Dispatched { len, .. }
-            | State::Writing {
-                close: false, len, ..
-            } => conn.buffered_input().saturating_sub(len) < self.config.max_pipelined_bytes,
+            State::Dispatched { len, .. } | State::Writing { len, close: None } => {
+                conn.buffered_input().saturating_sub(len) < self.config.max_pipelined_bytes
+            }
             _ => true,
         }
     }

@@ -16,8 +16,11 @@ pub enum Reject {
     TrailersTooLarge,
     /// The body is larger than `max_body_bytes` (413).
     BodyTooLarge,
-    /// The head or body did not arrive in time (408).
-    Timeout,
+    /// The head did not arrive within `header_read_timeout` of its first
+    /// byte (408).
+    HeadTimeout,
+    /// The body made no progress for `body_read_timeout` (408).
+    BodyTimeout,
     /// A well-formed request for something ebb does not implement (501).
     NotImplemented(&'static str),
     /// An HTTP version other than 1.0 and 1.1 (505).
@@ -29,7 +32,7 @@ impl Reject {
     pub fn status(&self) -> u16 {
         match self {
             Reject::Malformed(_) => 400,
-            Reject::Timeout => 408,
+            Reject::HeadTimeout | Reject::BodyTimeout => 408,
             Reject::BodyTooLarge => 413,
             Reject::TargetTooLong => 414,
             Reject::HeadTooLarge | Reject::TooManyHeaders | Reject::TrailersTooLarge => 431,
@@ -47,7 +50,8 @@ impl Reject {
             Reject::TooManyHeaders => "too many header fields",
             Reject::TrailersTooLarge => "chunked trailers too large",
             Reject::BodyTooLarge => "request body too large",
-            Reject::Timeout => "request not received in time",
+            Reject::HeadTimeout => "request head not received in time",
+            Reject::BodyTimeout => "request body not received in time",
             Reject::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
         }
     }

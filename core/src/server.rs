@@ -4,12 +4,16 @@ use std::collections::VecDeque;
 
 use slab::Slab;
 
+use crate::close::CloseReason;
 use crate::config::Config;
 use crate::conn::{Conn, Pool, State};
-use crate::drain::{DrainReport, Listener, Phase};
+use crate::lifecycle::Lifecycle;
+use crate::reject::Reject;
+use crate::report::DrainReport;
 use crate::request::{ConnId, Request, RequestId};
 use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
+use crate::transitions::{timer_for, History};
 
 /// What the driver must do, pulled with [`Server::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,9 +30,10 @@ pub enum Event {
     /// ([`Server::wants_read`] was false); read it again now.
     ResumeRead(ConnId),
     /// Shut down the write half of the connection (FIN); keep reading it.
-    HalfClose(ConnId),
+    /// The reason says why core is ending the connection.
+    HalfClose(ConnId, CloseReason),
     /// Close the connection's socket. Its id is dead from now on.
-    Close(ConnId),
+    Close(ConnId, CloseReason),
     /// Accept connections until accepting would block, calling
     /// [`Server::handle_accept`] for each, then call
     /// [`Server::handle_backlog_empty`].
@@ -57,7 +62,9 @@ pub enum Event {
 ///   or any read or write error: [`handle_aborted`](Self::handle_aborted).
 /// - Bytes from [`transmit`](Self::transmit) were written:
 ///   [`handle_sent`](Self::handle_sent) with the count.
-/// - The application answered: [`handle_response`](Self::handle_response).
+/// - The application answered: [`handle_response`](Self::handle_response);
+///   it will never answer (it panicked, or dropped its answer):
+///   [`handle_app_failure`](Self::handle_app_failure).
 /// - Stop was requested: [`handle_terminate`](Self::handle_terminate).
 /// - Accept would block after [`Event::DrainBacklog`]:
 ///   [`handle_backlog_empty`](Self::handle_backlog_empty).
@@ -80,9 +87,7 @@ pub struct Server {
     /// Connections with an active request; checked against a recount.
     pub(crate) active: usize,
     pub(crate) now: Time,
-    pub(crate) phase: Phase,
-    pub(crate) listener: Listener,
-    pub(crate) report: Option<DrainReport>,
+    pub(crate) lifecycle: Lifecycle,
     pub(crate) date: Vec<u8>,
     next_generation: u32,
 }
@@ -98,9 +103,7 @@ impl Server {
             events: VecDeque::new(),
             active: 0,
             now: Time::ZERO,
-            phase: Phase::Serving,
-            listener: Listener::Open,
-            report: None,
+            lifecycle: Lifecycle::Serving,
             date: b"Thu, 01 Jan 1970 00:00:00 GMT".to_vec(),
             next_generation: 0,
         }
@@ -125,24 +128,18 @@ impl Server {
         self.next_generation = self.next_generation.wrapping_add(1);
         let key = self.conns.insert(Conn::new(generation, now));
         let id = self.id_of(key);
-        match self.phase {
-            Phase::Serving | Phase::PreStop { .. } => {
-                let deadline = now + self.config.keep_alive_timeout;
-                self.timers
-                    .set(&mut self.conns, key, TimerKind::Idle, deadline);
-            }
-            Phase::Draining { .. } => {
-                if self.listener == Listener::DrainingBacklog {
-                    self.count(|r| r.backlog_accepted += 1);
+        match &mut self.lifecycle {
+            Lifecycle::Exited => self.close_now(key, CloseReason::AfterExit),
+            Lifecycle::Draining(drain) => {
+                if !drain.listener_closed() {
+                    drain.report.backlog_accepted += 1;
                 }
-                self.conns[key].pre_drain_input = Some(0);
-                let deadline = self.first_byte_deadline(now);
-                self.timers
-                    .set(&mut self.conns, key, TimerKind::FirstByte, deadline);
+                self.conns[key].received_before_drain = Some(0);
+                self.arm(key, now);
             }
-            Phase::Exited => self.close_now(key),
+            Lifecycle::Serving | Lifecycle::PreStop { .. } => self.arm(key, now),
         }
-        self.after_input();
+        self.finish_input();
         id
     }
 
@@ -155,37 +152,37 @@ impl Server {
                 self.receive(key, bytes, now);
             }
         }
-        self.after_input();
+        self.finish_input();
     }
 
     /// Input: the peer shut down its write half (a read returned 0).
     pub fn handle_peer_eof(&mut self, conn: ConnId, now: Time) {
-        let now = self.advance(now);
+        self.advance(now);
         if let Some(key) = self.key_of(conn) {
             let c = &mut self.conns[key];
             c.peer_eof = true;
             match c.state {
                 // Nothing more can arrive: an unfinished request never will be.
-                State::Idle | State::Head { .. } | State::Body { .. } | State::Lingering { .. } => {
-                    self.close_now(key);
-                    self.maybe_exit(now);
+                State::Idle | State::Head { .. } | State::Body { .. } => {
+                    self.close_now(key, CloseReason::ClientClosed)
                 }
+                // The FIN the linger waited for.
+                State::Lingering { reason, .. } => self.close_now(key, reason),
                 // Answer what was received; the close follows the response.
                 State::Dispatched { .. } | State::Writing { .. } => {}
             }
         }
-        self.after_input();
+        self.finish_input();
     }
 
     /// Input: the connection failed — reset by the peer, or a read or write
     /// error. Whatever it was doing is abandoned.
     pub fn handle_aborted(&mut self, conn: ConnId, now: Time) {
-        let now = self.advance(now);
+        self.advance(now);
         if let Some(key) = self.key_of(conn) {
-            self.close_now(key);
-            self.maybe_exit(now);
+            self.close_now(key, CloseReason::Aborted);
         }
-        self.after_input();
+        self.finish_input();
     }
 
     /// Input: time has reached `now`; act on every deadline at or before it.
@@ -204,7 +201,7 @@ impl Server {
             }
         }
         self.handle_phase_timeout(now);
-        self.after_input();
+        self.finish_input();
     }
 
     /// Output: the next thing the driver must do.
@@ -221,7 +218,7 @@ impl Server {
     /// Output: when to call [`handle_timeout`](Self::handle_timeout) next.
     pub fn poll_timeout(&self) -> Option<Time> {
         let conns = self.timers.earliest(&self.conns);
-        match (conns, self.phase_deadline()) {
+        match (conns, self.lifecycle.deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -288,19 +285,17 @@ impl Server {
             ));
         }
         self.timers.check(&self.conns)?;
+        let drain = self.lifecycle.drain().map(|d| d.deadline);
         for (key, conn) in self.conns.iter() {
             let timer = conn.link.kind();
-            let expected = match conn.state {
-                State::Idle => matches!(timer, Some(TimerKind::Idle | TimerKind::FirstByte)),
-                State::Head { .. } => timer == Some(TimerKind::Header),
-                State::Body { .. } => timer == Some(TimerKind::Body),
-                State::Dispatched { .. } => timer.is_none(),
-                State::Writing { .. } => timer == Some(TimerKind::Write),
-                State::Lingering { .. } => timer == Some(TimerKind::Linger),
+            let history = History {
+                fresh: conn.next_seq == 0,
+                last_active: conn.last_active,
             };
-            if !expected {
+            let implied = timer_for(&conn.state, history, drain, &self.config, self.now);
+            if timer != implied.map(|(kind, _)| kind) {
                 return Err(format!(
-                    "connection {key} in {:?} has timer {timer:?}",
+                    "connection {key} in {:?} has timer {timer:?}, not {implied:?}",
                     conn.state
                 ));
             }
@@ -311,7 +306,7 @@ impl Server {
                 ));
             }
         }
-        if self.phase == Phase::Exited && !self.conns.is_empty() {
+        if matches!(self.lifecycle, Lifecycle::Exited) && !self.conns.is_empty() {
             return Err("exited with connections open".to_owned());
         }
         Ok(())
@@ -321,17 +316,6 @@ impl Server {
     pub(crate) fn advance(&mut self, now: Time) -> Time {
         self.now = self.now.max(now);
         self.now
-    }
-
-    /// Debug builds check the active count against a recount after every
-    /// input (the full [`check_invariants`](Self::check_invariants) is left to
-    /// tests, the simulator and the fuzzers: it walks every timer list).
-    pub(crate) fn after_input(&self) {
-        debug_assert_eq!(
-            self.active,
-            self.recount_active_requests(),
-            "active count diverged from the recount"
-        );
     }
 
     pub(crate) fn id_of(&self, key: usize) -> ConnId {
@@ -349,64 +333,22 @@ impl Server {
             .then_some(key)
     }
 
-    /// Changes a connection's state, keeping the active count exact. Every
-    /// state change goes through here or [`close_now`](Self::close_now).
-    pub(crate) fn set_state(&mut self, key: usize, state: State) {
-        let conn = &mut self.conns[key];
-        let was = conn.state.is_active();
-        let is = state.is_active();
-        conn.state = state;
-        match (was, is) {
-            (false, true) => self.active += 1,
-            (true, false) => self.active -= 1,
-            _ => {}
-        }
-    }
-
-    /// Closes a connection at once and forgets it.
-    pub(crate) fn close_now(&mut self, key: usize) {
-        self.timers.clear(&mut self.conns, key);
-        let id = self.id_of(key);
-        let conn = self.conns.remove(key);
-        if conn.state.is_active() {
-            self.active -= 1;
-        }
-        if let Some(bufs) = conn.bufs {
-            self.pool.give(bufs);
-        }
-        self.events.push_back(Event::Close(id));
-    }
-
     fn on_timer(&mut self, key: usize, kind: TimerKind, now: Time) {
-        self.timers.clear(&mut self.conns, key);
         match kind {
-            TimerKind::Header | TimerKind::Body => self.reject(key, crate::Reject::Timeout, now),
+            TimerKind::Header => self.reject(key, Reject::HeadTimeout, now),
+            TimerKind::Body => self.reject(key, Reject::BodyTimeout, now),
             TimerKind::Idle => {
-                if self.is_draining() {
-                    self.count(|r| r.idle_closed += 1);
-                }
-                self.close_cleanly(key, now);
+                let reason = if self.lifecycle.drain().is_some() {
+                    CloseReason::IdleInDrain
+                } else {
+                    CloseReason::KeepAliveTimeout
+                };
+                self.close_cleanly(key, reason, now);
             }
-            TimerKind::FirstByte => {
-                // Nothing was sent on it, so a plain close cannot destroy a response.
-                self.count(|r| r.silent_closed += 1);
-                self.close_now(key);
-            }
-            TimerKind::Write | TimerKind::Linger => {
-                let risk = !self.conns[key].peer_eof;
-                self.count(|r| r.reset_risk_closes += u64::from(risk));
-                self.close_now(key);
-            }
-        }
-        self.maybe_exit(now);
-    }
-
-    /// The deadline for a connection that has become idle.
-    pub(crate) fn idle_deadline(&self, now: Time) -> Time {
-        if self.is_draining() {
-            now + self.config.idle_close_after
-        } else {
-            now + self.config.keep_alive_timeout
+            // Nothing was sent on it, so a plain close cannot destroy a response.
+            TimerKind::FirstByte => self.close_now(key, CloseReason::FirstByteGrace),
+            TimerKind::Write => self.close_now(key, CloseReason::WriteStall),
+            TimerKind::Linger => self.close_now(key, CloseReason::LingerTimeout),
         }
     }
 }

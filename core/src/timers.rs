@@ -10,8 +10,14 @@
 
 use slab::Slab;
 
-use crate::conn::Conn;
 use crate::time::Time;
+
+/// An entry that can sit on a timer list: it holds its own [`Link`], so the
+/// lists need no storage of their own.
+pub(crate) trait Linked {
+    fn link(&self) -> &Link;
+    fn link_mut(&mut self) -> &mut Link;
+}
 
 /// Which deadline a connection is waiting on.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -78,12 +84,18 @@ impl Default for Timers {
 impl Timers {
     /// Puts connection `key` on the `kind` list (leaving any list it was on).
     /// `deadline` must not be earlier than the list's tail.
-    pub fn set(&mut self, conns: &mut Slab<Conn>, key: usize, kind: TimerKind, deadline: Time) {
+    pub fn set<C: Linked>(
+        &mut self,
+        conns: &mut Slab<C>,
+        key: usize,
+        kind: TimerKind,
+        deadline: Time,
+    ) {
         self.clear(conns, key);
         let k = kind as usize;
         let tail = self.tail[k];
         if tail != NIL {
-            let tail_link = &mut conns[tail as usize].link;
+            let tail_link = &mut conns[tail as usize].link_mut();
             debug_assert!(
                 tail_link.deadline <= deadline,
                 "timer list {kind:?} out of order"
@@ -93,7 +105,7 @@ impl Timers {
             self.head[k] = key as u32;
         }
         self.tail[k] = key as u32;
-        conns[key].link = Link {
+        *conns[key].link_mut() = Link {
             kind: Some(kind),
             deadline,
             prev: tail,
@@ -102,34 +114,34 @@ impl Timers {
     }
 
     /// Takes connection `key` off whatever list it is on.
-    pub fn clear(&mut self, conns: &mut Slab<Conn>, key: usize) {
-        let link = conns[key].link;
+    pub fn clear<C: Linked>(&mut self, conns: &mut Slab<C>, key: usize) {
+        let link = *conns[key].link();
         let Some(kind) = link.kind else { return };
         let k = kind as usize;
         match link.prev {
             NIL => self.head[k] = link.next,
-            prev => conns[prev as usize].link.next = link.next,
+            prev => conns[prev as usize].link_mut().next = link.next,
         }
         match link.next {
             NIL => self.tail[k] = link.prev,
-            next => conns[next as usize].link.prev = link.prev,
+            next => conns[next as usize].link_mut().prev = link.prev,
         }
-        conns[key].link = Link::default();
+        *conns[key].link_mut() = Link::default();
     }
 
     /// The earliest deadline of any connection.
-    pub fn earliest(&self, conns: &Slab<Conn>) -> Option<Time> {
+    pub fn earliest<C: Linked>(&self, conns: &Slab<C>) -> Option<Time> {
         self.head
             .iter()
             .filter(|&&h| h != NIL)
-            .map(|&h| conns[h as usize].link.deadline)
+            .map(|&h| conns[h as usize].link().deadline)
             .min()
     }
 
     /// A connection on the `kind` list whose deadline is at or before `now`.
-    pub fn expired(&self, conns: &Slab<Conn>, kind: TimerKind, now: Time) -> Option<usize> {
+    pub fn expired<C: Linked>(&self, conns: &Slab<C>, kind: TimerKind, now: Time) -> Option<usize> {
         let head = self.head[kind as usize];
-        (head != NIL && conns[head as usize].link.deadline <= now).then_some(head as usize)
+        (head != NIL && conns[head as usize].link().deadline <= now).then_some(head as usize)
     }
 
     /// The first connection on the `kind` list.
@@ -139,27 +151,21 @@ impl Timers {
     }
 
     /// The connection after `key` on its list.
-    pub fn after(&self, conns: &Slab<Conn>, key: usize) -> Option<usize> {
-        let next = conns[key].link.next;
+    pub fn after<C: Linked>(&self, conns: &Slab<C>, key: usize) -> Option<usize> {
+        let next = conns[key].link().next;
         (next != NIL).then_some(next as usize)
-    }
-
-    /// Moves `key`'s deadline earlier in place. The caller keeps the list
-    /// ordered by moving every entry by the same amount, front to back.
-    pub fn retime_in_place(&mut self, conns: &mut Slab<Conn>, key: usize, deadline: Time) {
-        conns[key].link.deadline = deadline;
     }
 
     /// Checks that each list is linked both ways and ordered, and that every
     /// connection that says it is on a list is on it. For debug builds and tests.
-    pub fn check(&self, conns: &Slab<Conn>) -> Result<(), String> {
+    pub fn check<C: Linked>(&self, conns: &Slab<C>) -> Result<(), String> {
         let mut on_lists = 0;
         for k in 0..KINDS {
             let mut prev = NIL;
             let mut at = self.head[k];
             let mut last_deadline = Time::ZERO;
             while at != NIL {
-                let link = &conns[at as usize].link;
+                let link = conns[at as usize].link();
                 if link.kind.map(|kind| kind as usize) != Some(k) || link.prev != prev {
                     return Err(format!("timer list {k} is mislinked at {at}"));
                 }
@@ -175,7 +181,10 @@ impl Timers {
                 return Err(format!("timer list {k} has a stale tail"));
             }
         }
-        let claimed = conns.iter().filter(|(_, c)| c.link.kind.is_some()).count();
+        let claimed = conns
+            .iter()
+            .filter(|(_, c)| c.link().kind.is_some())
+            .count();
         if claimed != on_lists {
             return Err(format!(
                 "{claimed} connections claim a timer, {on_lists} are on lists"

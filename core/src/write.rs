@@ -4,6 +4,7 @@
 
 use bytes::{Buf, Bytes};
 
+use crate::close::CloseReason;
 use crate::conn::State;
 use crate::request::{ConnId, RequestId};
 use crate::response::{
@@ -11,7 +12,6 @@ use crate::response::{
 };
 use crate::server::{Event, Server};
 use crate::time::Time;
-use crate::timers::TimerKind;
 
 /// Bodies up to this size are copied behind the head, so the driver writes one
 /// buffer; larger ones are kept as they are and written as a second slice.
@@ -25,6 +25,11 @@ impl Server {
     /// `Content-Length`, `Transfer-Encoding`, `Connection`, `Date` and
     /// `Keep-Alive` headers are dropped. A response to `HEAD` announces the
     /// body's length and omits the body.
+    ///
+    /// An invalid response (a status outside 200–599, a header that is not a
+    /// token or a value with CR, LF or NUL) is the application's fault: core
+    /// answers the request with 500 in its place and returns the error, so
+    /// the driver can log it.
     pub fn handle_response<H, N, V>(
         &mut self,
         id: RequestId,
@@ -39,28 +44,77 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let now = self.advance(now);
-        let key = self.key_of(id.conn).ok_or(RespondError::UnknownRequest)?;
-        let conn = &self.conns[key];
-        let State::Dispatched { head, seq, len } = conn.state else {
-            return Err(RespondError::UnknownRequest);
-        };
-        if seq != id.seq {
-            return Err(RespondError::UnknownRequest);
+        let key = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
+        let result = self.respond(key, status, headers, body, now);
+        if result.is_err() {
+            self.respond_internal_error(key, now);
         }
+        self.finish_input();
+        result
+    }
+
+    /// Input: the application will never answer request `id` — its handler
+    /// panicked, or dropped its means of answering. Core answers 500, like
+    /// any other response (so with `Connection: close` during the drain).
+    pub fn handle_app_failure(&mut self, id: RequestId, now: Time) {
+        let now = self.advance(now);
+        if let Some(key) = self.waiting(id) {
+            self.respond_internal_error(key, now);
+        }
+        self.finish_input();
+    }
+
+    /// The connection of request `id`, if that request waits for its answer.
+    fn waiting(&self, id: RequestId) -> Option<usize> {
+        let key = self.key_of(id.conn)?;
+        match self.conns[key].state {
+            State::Dispatched { seq, .. } if seq == id.seq => Some(key),
+            _ => None,
+        }
+    }
+
+    fn respond_internal_error(&mut self, key: usize, now: Time) {
+        let headers = [("Content-Type", "text/plain; charset=utf-8")];
+        let body = Bytes::from_static(b"500 Internal Server Error\n");
+        self.respond(key, 500, headers, body, now)
+            .expect("core's own 500 is a valid response");
+    }
+
+    /// Queues the response to the request connection `key` has dispatched.
+    fn respond<H, N, V>(
+        &mut self,
+        key: usize,
+        status: u16,
+        headers: H,
+        body: Bytes,
+        now: Time,
+    ) -> Result<(), RespondError>
+    where
+        H: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let conn = &self.conns[key];
+        let State::Dispatched { head, len, .. } = conn.state else {
+            unreachable!("only a dispatched request is answered");
+        };
         // The connection closes after this response if the client asked, if
         // its FIN came and nothing follows, or if the drain says so.
         let nothing_follows = conn.buffered_input() <= len;
-        let close = !head.keep_alive
-            || (conn.peer_eof && nothing_follows)
-            || !self.request_keeps_connection(conn.pre_drain_input, len);
-        // Whether the client will send nothing more, so closing cannot reset
-        // anything and needs no linger. (A client that sends more after asking
-        // to close breaks RFC 9112 §9.6; lingering still protects its response.)
-        let client_done = (!head.keep_alive || conn.peer_eof) && nothing_follows;
+        let draining = self.lifecycle.drain().is_some();
+        let close = if !head.keep_alive {
+            Some(CloseReason::ClientAsked)
+        } else if conn.peer_eof && nothing_follows {
+            Some(CloseReason::ClientClosed)
+        } else if !conn.drain_keeps_open(draining, len) {
+            Some(CloseReason::DrainResponse)
+        } else {
+            None
+        };
         let connection = match (close, head.minor_version) {
-            (true, _) => ConnectionHeader::Close,
-            (false, 0) => ConnectionHeader::KeepAlive,
-            (false, _) => ConnectionHeader::None,
+            (Some(_), _) => ConnectionHeader::Close,
+            (None, 0) => ConnectionHeader::KeepAlive,
+            (None, _) => ConnectionHeader::None,
         };
         let has_body = status_has_body(status);
         let framing = ResponseFraming {
@@ -82,21 +136,10 @@ impl Server {
             }
         }
         conn.sent_any = true;
-        self.set_state(
-            key,
-            State::Writing {
-                close,
-                client_done,
-                len,
-            },
-        );
-        let deadline = now + self.config.write_stall_timeout;
-        self.timers
-            .set(&mut self.conns, key, TimerKind::Write, deadline);
+        self.enter(key, State::Writing { len, close }, now);
         self.queue_transmit(key);
         // A closing connection discards input, so a paused one may read again.
         self.resume_reading_if_paused(key);
-        self.after_input();
         Ok(())
     }
 
@@ -118,7 +161,7 @@ impl Server {
         if let Some(key) = self.key_of(conn) {
             self.sent(key, n, now);
         }
-        self.after_input();
+        self.finish_input();
     }
 
     fn sent(&mut self, key: usize, n: usize, now: Time) {
@@ -134,46 +177,34 @@ impl Server {
         let from_tail = (n - from_out).min(bufs.out_tail.len());
         bufs.out_tail.advance(from_tail);
         if bufs.pending_out() > 0 {
-            if matches!(conn.state, State::Writing { .. }) {
-                let deadline = now + self.config.write_stall_timeout;
-                self.timers
-                    .set(&mut self.conns, key, TimerKind::Write, deadline);
-            }
+            self.progress(key, now);
             return;
         }
         bufs.out.clear();
         bufs.out_pos = 0;
         bufs.out_tail = Bytes::new();
-        if let State::Writing {
-            close,
-            client_done,
-            len,
-        } = conn.state
-        {
-            self.response_written(key, close, client_done, len, now);
+        if let State::Writing { len, close } = conn.state {
+            self.response_written(key, len, close, now);
         }
     }
 
     /// A final response is completely in the driver's hands.
-    fn response_written(
-        &mut self,
-        key: usize,
-        close: bool,
-        client_done: bool,
-        len: usize,
-        now: Time,
-    ) {
-        self.count(|r| r.requests_completed += 1);
+    fn response_written(&mut self, key: usize, len: usize, close: Option<CloseReason>, now: Time) {
+        if let Some(report) = self.lifecycle.report_mut() {
+            report.record_written(matches!(close, Some(CloseReason::Rejected(_))));
+        }
         let conn = &mut self.conns[key];
         conn.last_active = now;
-        if close {
-            if client_done || conn.peer_eof {
-                // The client will send nothing more, so a plain close sends FIN
-                // and cannot reset anything.
-                self.close_now(key);
-                self.maybe_exit(now);
+        if let Some(reason) = close {
+            // A client that asked to close and sent nothing more (RFC 9112
+            // §9.6), or that sent FIN, will send nothing more: a plain close
+            // sends FIN and cannot reset anything. Otherwise, linger.
+            let client_done = conn.peer_eof
+                || (reason == CloseReason::ClientAsked && conn.buffered_input() <= len);
+            if client_done {
+                self.close_now(key, reason);
             } else {
-                self.close_cleanly(key, now);
+                self.close_cleanly(key, reason, now);
             }
             return;
         }
@@ -181,38 +212,8 @@ impl Server {
         bufs.input.drain(..len);
         bufs.fields.clear();
         bufs.body.clear();
-        if let Some(pre) = &mut conn.pre_drain_input {
-            *pre = pre.saturating_sub(len);
-        }
-        self.set_state(key, State::Idle);
-        let deadline = self.idle_deadline(now);
-        self.timers
-            .set(&mut self.conns, key, TimerKind::Idle, deadline);
+        self.enter(key, State::Idle, now);
         self.process_input(key, now);
-        self.resume_reading_if_paused(key);
-    }
-
-    /// Closes a connection without risking a reset: shut the write half, then
-    /// read and discard until the client's FIN or the linger deadline.
-    pub(crate) fn close_cleanly(&mut self, key: usize, now: Time) {
-        let conn = &mut self.conns[key];
-        if conn.peer_eof {
-            self.close_now(key);
-            self.maybe_exit(now);
-            return;
-        }
-        debug_assert_eq!(conn.pending_out(), 0, "half-close with output queued");
-        if let Some(bufs) = conn.bufs.take() {
-            self.pool.give(bufs);
-        }
-        self.set_state(key, State::Lingering { discarded: 0 });
-        let deadline = now + self.config.linger_timeout;
-        self.timers
-            .set(&mut self.conns, key, TimerKind::Linger, deadline);
-        let id = self.id_of(key);
-        self.events.push_back(Event::HalfClose(id));
-        // Lingering reads until the client's FIN: a paused connection must
-        // read again, or the FIN and any unread input would never be seen.
         self.resume_reading_if_paused(key);
     }
 

@@ -335,29 +335,66 @@ fn pipelined_input_is_bounded_and_reading_resumes() {
 }
 
 #[test]
-fn invalid_responses_are_refused_and_the_request_still_waits() {
+fn an_invalid_status_is_refused_and_answered_with_500_in_its_place() {
     let mut h = Harness::new();
     let c = h.accept();
     h.send(c, &get("/"));
-    let id = h.pending[0];
+    let id = h.pending.remove(0);
     let none = std::iter::empty::<(&str, &str)>();
+    h.pump();
     assert_eq!(
         h.server.handle_response(id, 101, none, Bytes::new(), h.now),
         Err(RespondError::InvalidStatus)
     );
-    let bad = [("X", "a\nb")];
-    assert_eq!(
-        h.server.handle_response(id, 200, bad, Bytes::new(), h.now),
-        Err(RespondError::InvalidHeader)
-    );
-    h.respond(c, 200, b"ok");
-    assert_eq!(h.responses(c).len(), 1);
+    h.pump();
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(status_of(&responses[0]), 500);
+    assert!(!h.closed(c), "an application fault keeps the connection");
     let again = std::iter::empty::<(&str, &str)>();
     assert_eq!(
         h.server
             .handle_response(id, 200, again, Bytes::new(), h.now),
         Err(RespondError::UnknownRequest)
     );
+}
+
+#[test]
+fn an_invalid_header_is_refused_and_answered_with_500_in_its_place() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending.remove(0);
+    let bad = [("X", "a\nb")];
+    assert_eq!(
+        h.server.handle_response(id, 200, bad, Bytes::new(), h.now),
+        Err(RespondError::InvalidHeader)
+    );
+    h.pump();
+    let responses = h.responses(c);
+    assert_eq!(status_of(&responses[0]), 500);
+    assert!(
+        !responses[0].contains("a\nb"),
+        "nothing of the bad header is written"
+    );
+    h.send(c, &get("/next"));
+    assert_eq!(h.pending.len(), 1, "the connection serves on");
+}
+
+#[test]
+fn a_request_the_application_drops_is_answered_with_500() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending.remove(0);
+    h.server.handle_app_failure(id, h.now);
+    h.pump();
+    assert_eq!(status_of(&h.responses(c)[0]), 500);
+    assert_eq!(h.server.active_requests(), 0);
+    // A late failure for an answered request is ignored.
+    h.server.handle_app_failure(id, h.now);
+    h.pump();
+    assert_eq!(h.responses(c).len(), 1);
 }
 
 #[test]

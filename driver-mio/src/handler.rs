@@ -92,17 +92,21 @@ impl Response {
     pub fn status(&self) -> u16 {
         self.status
     }
+}
 
-    /// The 500 given for a handler that panicked or dropped its responder.
-    pub(crate) fn internal_error() -> Response {
-        Response::text(500, "Internal Server Error\n")
-    }
+/// What became of a request in the application.
+pub(crate) enum Answer {
+    /// It was answered.
+    Response(Box<Response>),
+    /// Its responder was dropped unanswered (or its handler panicked): core
+    /// answers 500.
+    Failed,
 }
 
 /// What a worker's loop receives from other threads.
 pub(crate) enum Message {
-    /// A deferred answer.
-    Respond(RequestId, Box<Response>),
+    /// A deferred answer, or the news that none will come.
+    Answer(RequestId, Answer),
     /// Stop was requested (a signal or a [`ShutdownHandle`](crate::ShutdownHandle)).
     Terminate,
 }
@@ -127,7 +131,7 @@ impl Inbox {
 
 /// The answer to one request, usable once, from any thread.
 ///
-/// Dropping it without answering answers 500, so no request hangs.
+/// Dropping it without answering makes core answer 500, so no request hangs.
 pub struct Responder {
     id: RequestId,
     inbox: Arc<Inbox>,
@@ -148,7 +152,7 @@ impl Responder {
     /// Answers the request.
     pub fn respond(mut self, response: Response) {
         self.answered = true;
-        deliver(&self.inbox, self.id, response);
+        deliver(&self.inbox, self.id, Answer::Response(Box::new(response)));
     }
 
     /// Whether the server was stopping (pre-stop or draining) when this
@@ -166,7 +170,7 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if !self.answered {
-            deliver(&self.inbox, self.id, Response::internal_error());
+            deliver(&self.inbox, self.id, Answer::Failed);
         }
     }
 }
@@ -186,7 +190,7 @@ impl std::fmt::Debug for Responder {
 struct Inline {
     /// The dispatching worker's inbox (as an address) and the request.
     dispatching: Option<(usize, RequestId)>,
-    answer: Option<Response>,
+    answer: Option<Answer>,
 }
 
 thread_local! {
@@ -195,19 +199,19 @@ thread_local! {
     };
 }
 
-fn deliver(inbox: &Arc<Inbox>, id: RequestId, response: Response) {
+fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
     let key = (Arc::as_ptr(inbox) as usize, id);
-    let response = INLINE.with(|inline| {
+    let answer = INLINE.with(|inline| {
         let mut inline = inline.borrow_mut();
         if inline.dispatching == Some(key) {
-            inline.answer = Some(response);
+            inline.answer = Some(answer);
             None
         } else {
-            Some(response)
+            Some(answer)
         }
     });
-    if let Some(response) = response {
-        inbox.send(Message::Respond(id, Box::new(response)));
+    if let Some(answer) = answer {
+        inbox.send(Message::Answer(id, answer));
     }
 }
 
@@ -222,7 +226,7 @@ pub(crate) fn begin_dispatch(inbox: &Arc<Inbox>, id: RequestId) {
 }
 
 /// Ends what [`begin_dispatch`] began; the answer, if the handler gave one.
-pub(crate) fn end_dispatch() -> Option<Response> {
+pub(crate) fn end_dispatch() -> Option<Answer> {
     INLINE.with(|inline| {
         let mut inline = inline.borrow_mut();
         inline.dispatching = None;

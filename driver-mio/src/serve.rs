@@ -147,25 +147,11 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     Ok(report)
 }
 
-/// One report for all workers: counts summed, each phase from its earliest
-/// start to its latest end (all workers share one clock epoch).
+/// One report for all workers (they share one clock epoch).
 fn combine(reports: &[DrainReport]) -> DrainReport {
     let mut all = reports[0].clone();
-    for r in &reports[1..] {
-        all.terminated_at = all.terminated_at.min(r.terminated_at);
-        all.draining_at = match (all.draining_at, r.draining_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        all.listener_closed_at = all.listener_closed_at.max(r.listener_closed_at);
-        all.exited_at = all.exited_at.max(r.exited_at);
-        all.forced = all.forced.or(r.forced);
-        all.backlog_accepted += r.backlog_accepted;
-        all.silent_closed += r.silent_closed;
-        all.idle_closed += r.idle_closed;
-        all.requests_completed += r.requests_completed;
-        all.requests_cut += r.requests_cut;
-        all.reset_risk_closes += r.reset_risk_closes;
+    for report in &reports[1..] {
+        all.merge(report);
     }
     all
 }

@@ -13,12 +13,14 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ebb_core::{Config, ConnId, DrainReport, Event, Phase, RequestId, Server, Time};
+use ebb_core::{
+    CloseReason, Config, ConnId, DrainReport, Event, RequestId, RespondError, Server, Time,
+};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::handler::{begin_dispatch, end_dispatch, Handler, Inbox, Message, Responder, Response};
+use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder};
 use crate::shutdown::stop_signals;
 
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -63,6 +65,8 @@ pub(crate) struct Worker<H> {
     /// is logged once, not on every retry.
     accept_failing: bool,
     date_second: u64,
+    /// `METHOD target` of the request being dispatched.
+    name: String,
     exit: Option<DrainReport>,
 }
 
@@ -108,6 +112,7 @@ impl<H: Handler> Worker<H> {
             accept_paused_until: None,
             accept_failing: false,
             date_second: u64::MAX,
+            name: String::new(),
             exit: None,
         };
         Ok((worker, inbox))
@@ -204,7 +209,7 @@ impl<H: Handler> Worker<H> {
                 Event::Request(id) => self.dispatch(id),
                 Event::Transmit(conn) => self.write(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
-                Event::HalfClose(conn) => {
+                Event::HalfClose(conn, _) => {
                     if let Some(c) = self.conn(conn) {
                         if let Err(e) = c.stream.shutdown(Shutdown::Write) {
                             log::debug!("half-close of {conn:?}: {e}");
@@ -212,7 +217,7 @@ impl<H: Handler> Worker<H> {
                         }
                     }
                 }
-                Event::Close(conn) => self.close(conn),
+                Event::Close(conn, reason) => self.close(conn, reason),
                 Event::DrainBacklog => {
                     self.draining_backlog = true;
                     self.accept();
@@ -324,7 +329,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn close(&mut self, id: ConnId) {
+    fn close(&mut self, id: ConnId, reason: CloseReason) {
         let Some(slot) = self.conns.get_mut(id.index()) else {
             return;
         };
@@ -335,10 +340,10 @@ impl<H: Handler> Worker<H> {
             log::debug!("deregistering {id:?}: {e}");
         }
         if let Some((_, request)) = conn.deferred {
-            if self.server.phase() == Phase::Exited {
-                log::warn!("request cut at exit, unanswered: {request}");
+            if reason.is_forced() {
+                log::warn!("request cut, unanswered ({reason}): {request}");
             } else {
-                log::debug!("client left before its answer: {request}");
+                log::debug!("request unanswered ({reason}): {request}");
             }
         }
         // A closed socket frees a descriptor: try accepting again.
@@ -431,31 +436,38 @@ impl<H: Handler> Worker<H> {
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
         let answer = end_dispatch();
+        // The request's name, for the log; kept in a reused buffer, so naming
+        // an answered request allocates nothing.
+        let mut name = std::mem::take(&mut self.name);
+        name.clear();
+        name.push_str(request.method());
+        name.push(' ');
+        name.push_str(request.target());
         if result.is_err() {
-            log::error!(
-                "handler panicked on {} {}",
-                request.method(),
-                request.target()
-            );
+            log::error!("handler panicked on {name}; answered 500");
         }
         match answer {
-            Some(response) => self.respond(id, response),
+            Some(answer) => self.answer(id, answer, &name),
             None => {
-                let name = format!("{} {}", request.method(), request.target()).into_boxed_str();
                 if let Some(conn) = self.conn(id.conn()) {
-                    conn.deferred = Some((id, name));
+                    conn.deferred = Some((id, name.as_str().into()));
                 }
             }
         }
+        self.name = name;
     }
 
-    fn respond(&mut self, id: RequestId, response: Response) {
-        if let Some(conn) = self.conn(id.conn()) {
-            if conn.deferred.as_ref().is_some_and(|(r, _)| *r == id) {
-                conn.deferred = None;
-            }
-        }
+    /// Gives core the application's answer to request `id`, named `name`
+    /// in the log.
+    fn answer(&mut self, id: RequestId, answer: Answer, name: &str) {
         let now = self.now();
+        let response = match answer {
+            Answer::Response(response) => response,
+            Answer::Failed => {
+                log::error!("handler dropped its responder for {name}; answered 500");
+                return self.server.handle_app_failure(id, now);
+            }
+        };
         let headers = response
             .headers
             .iter()
@@ -465,24 +477,20 @@ impl<H: Handler> Worker<H> {
             .handle_response(id, response.status, headers, response.body, now)
         {
             Ok(()) => {}
-            Err(ebb_core::RespondError::UnknownRequest) => {
-                log::debug!("answer to {id:?} dropped: its connection is gone");
+            Err(RespondError::UnknownRequest) => {
+                log::debug!("answer to {name} dropped: its connection is gone");
             }
-            Err(e) => {
-                log::error!("handler gave an invalid response ({e}); answering 500");
-                let fallback = Response::internal_error();
-                let headers = fallback
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.as_bytes(), &value[..]));
-                if let Err(e) =
-                    self.server
-                        .handle_response(id, fallback.status, headers, fallback.body, now)
-                {
-                    log::error!("the fallback 500 failed too: {e}");
-                }
-            }
+            Err(e) => log::error!("handler gave an invalid response to {name} ({e}); answered 500"),
         }
+    }
+
+    /// A deferred answer to request `id`.
+    fn answer_deferred(&mut self, id: RequestId, answer: Answer) {
+        let name = self
+            .conn(id.conn())
+            .and_then(|conn| conn.deferred.take_if(|(r, _)| *r == id))
+            .map_or_else(|| format!("{id:?}").into_boxed_str(), |(_, name)| name);
+        self.answer(id, answer, &name);
     }
 
     /// Each SIGTERM or SIGINT is one terminate: the first drains, the next
@@ -499,7 +507,7 @@ impl<H: Handler> Worker<H> {
     fn messages(&mut self) {
         while let Ok(message) = self.rx.try_recv() {
             match message {
-                Message::Respond(id, response) => self.respond(id, *response),
+                Message::Answer(id, answer) => self.answer_deferred(id, answer),
                 Message::Terminate => self.server.handle_terminate(self.now()),
             }
             self.pump();

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ebb_core::{DrainReport, Forced, Phase, RequestId};
+use ebb_core::{CloseReason, DrainReport, Forced, Phase, RequestId};
 
 use crate::client::Fate;
 use crate::http::{Resp, RespParser};
@@ -42,14 +42,16 @@ pub struct Ledger {
     pub handed: BTreeMap<RequestId, Handed>,
     /// Connections accepted while carrying out `DrainBacklog`.
     pub backlog_accepted: u64,
-    /// Final responses completely written after the first terminate.
+    /// Final responses from the application completely written after the
+    /// first terminate.
     pub completed_after_terminate: u64,
-    /// Silent connections closed by core in a drain step: certainly / maybe.
-    pub silent: (u64, u64),
-    /// Idle keep-alive connections closed by core in a drain step.
-    pub idle: (u64, u64),
-    step_silent: u64,
-    step_idle: u64,
+    /// Core's own error responses completely written after the first terminate.
+    pub rejected_after_terminate: u64,
+    /// Connections core closed for their first-byte grace, each checked
+    /// against what the world saw of it.
+    pub silent: u64,
+    /// Idle keep-alive connections core closed in the drain, each checked.
+    pub idle: u64,
     /// Connections whose client lost owed response bytes, closed in the drain.
     pub drain_losses: u64,
     pub listener_closed: bool,
@@ -78,6 +80,7 @@ impl World {
             let obs = &mut self.conns[k].obs;
             obs.responses += 1;
             obs.closed_resp |= resp.close;
+            let from_app = resp.token.is_some();
             match resp.token {
                 Some(t) => match obs.handed.pop_front() {
                     Some((id, want, start)) if want == t => {
@@ -108,32 +111,56 @@ impl World {
                 None => {}
             }
             if self.terminates > 0 {
-                self.ledger.completed_after_terminate += 1;
+                match from_app {
+                    true => self.ledger.completed_after_terminate += 1,
+                    false => self.ledger.rejected_after_terminate += 1,
+                }
             }
         }
     }
 
-    /// Notes a core-initiated close that the report may count as silent or
-    /// idle: only closes made by a timer or the drain's start count there.
-    pub fn classify_close(&mut self, k: usize) {
+    /// Checks the reason core gave for ending connection `k` (at its
+    /// half-close, or its close when none came first) against what the world
+    /// saw of it, and counts the ones the drain report counts.
+    pub fn classify_close(&mut self, k: usize, reason: CloseReason) {
         let c = &mut self.conns[k];
         if std::mem::replace(&mut c.classified, true) {
             return;
         }
-        if !matches!(self.cause, Cause::Timeout | Cause::Terminate)
-            || !matches!(self.server.phase(), Phase::Draining { .. } | Phase::Exited)
-        {
-            return;
-        }
         let obs = &c.obs;
-        if c.recv_bytes == 0 && obs.responses == 0 {
-            self.ledger.step_silent += 1;
-        } else if c.recv_bytes == obs.handed_bytes
+        let silent = c.recv_bytes == 0 && obs.responses == 0;
+        let idle = c.recv_bytes == obs.handed_bytes
             && obs.handed.is_empty()
             && obs.responses > 0
-            && !obs.closed_resp
-        {
-            self.ledger.step_idle += 1;
+            && !obs.closed_resp;
+        let draining = matches!(self.server.phase(), Phase::Draining { .. } | Phase::Exited);
+        let wrong = match reason {
+            CloseReason::FirstByteGrace => {
+                self.ledger.silent += 1;
+                !(silent && draining && self.cause == Cause::Timeout)
+            }
+            CloseReason::IdleInDrain => {
+                self.ledger.idle += 1;
+                !(idle && draining && matches!(self.cause, Cause::Timeout | Cause::Terminate))
+            }
+            CloseReason::KeepAliveTimeout => {
+                !((idle || silent) && !draining && self.cause == Cause::Timeout)
+            }
+            CloseReason::DeadlineCut => self.cause != Cause::Timeout || !draining,
+            CloseReason::ForcedExit => self.cause != Cause::Terminate,
+            CloseReason::Aborted => !matches!(self.cause, Cause::Aborted),
+            CloseReason::ClientClosed => !c.c2s.fin,
+            _ => false,
+        };
+        if wrong {
+            let seen = format!(
+                "received {}, handed {}, {} responses, client FIN {}",
+                c.recv_bytes, obs.handed_bytes, obs.responses, c.c2s.fin
+            );
+            self.fail(format!(
+                "k{k}: core closed it for {reason:?} on {:?}, but the world saw: {seen}",
+                self.cause
+            ));
         }
     }
 
@@ -201,22 +228,6 @@ impl World {
             );
         }
         self.check_no_stall();
-        let start = self.step_start;
-        let forced = !start.exited && self.exited.as_ref().is_some_and(|r| r.forced.is_some());
-        let (silent, idle) = (
-            std::mem::take(&mut self.ledger.step_silent),
-            std::mem::take(&mut self.ledger.step_idle),
-        );
-        let ambiguous = forced || !matches!(start.phase, Phase::Draining { .. } | Phase::Serving);
-        if start.top == Some(Cause::Terminate) && forced {
-            // A second terminate closes everything by force; none of it counts.
-        } else if ambiguous {
-            self.ledger.silent.1 += silent;
-            self.ledger.idle.1 += idle;
-        } else {
-            self.ledger.silent.0 += silent;
-            self.ledger.idle.0 += idle;
-        }
     }
 
     /// Between steps the driver has done everything core asked; so core must
@@ -281,10 +292,15 @@ impl World {
                 r.backlog_accepted, self.ledger.backlog_accepted
             ));
         }
-        if r.requests_completed != self.ledger.completed_after_terminate {
+        if r.requests_completed != self.ledger.completed_after_terminate
+            || r.requests_rejected != self.ledger.rejected_after_terminate
+        {
             self.fail(format!(
-                "report requests_completed {} but {} responses were completely written after terminate",
-                r.requests_completed, self.ledger.completed_after_terminate
+                "report requests_completed {} and rejected {}, but {} answers and {} rejections were completely written after terminate",
+                r.requests_completed,
+                r.requests_rejected,
+                self.ledger.completed_after_terminate,
+                self.ledger.rejected_after_terminate
             ));
         }
         match r.forced {
@@ -365,17 +381,10 @@ impl World {
                 return;
             }
         }
-        let (s, i) = (self.ledger.silent, self.ledger.idle);
-        if r.silent_closed < s.0 || r.silent_closed > s.0 + s.1 {
+        if (r.silent_closed, r.idle_closed) != (self.ledger.silent, self.ledger.idle) {
             self.fail(format!(
-                "report silent_closed {} but the world saw {} (+{} undecidable)",
-                r.silent_closed, s.0, s.1
-            ));
-        }
-        if r.idle_closed < i.0 || r.idle_closed > i.0 + i.1 {
-            self.fail(format!(
-                "report idle_closed {} but the world saw {} (+{} undecidable)",
-                r.idle_closed, i.0, i.1
+                "report silent_closed {} and idle_closed {}, but core closed {} silent and {} idle connections",
+                r.silent_closed, r.idle_closed, self.ledger.silent, self.ledger.idle
             ));
         }
         if self.ledger.drain_losses > r.reset_risk_closes + r.requests_cut {

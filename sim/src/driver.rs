@@ -2,7 +2,7 @@
 //! is followed by draining `poll_event` until `None`; the events are carried
 //! out in order, each tagged with the input that produced it.
 
-use ebb_core::{Event, Phase, Server, Time};
+use ebb_core::{CloseReason, Event, Phase, Server, Time};
 
 use crate::kernel::{Closing, Dir, Srv};
 use crate::trace;
@@ -58,20 +58,20 @@ impl World {
                     self.driver_read(k);
                 }
             }
-            Event::HalfClose(id) => match self.conn_of(id) {
+            Event::HalfClose(id, reason) => match self.conn_of(id) {
                 Some(k) => {
                     if self.conns[k].wr_shut {
                         self.fail(format!("HalfClose of k{k} twice"));
                     }
-                    self.classify_close(k);
+                    self.classify_close(k, reason);
                     self.srv_half_close(k);
                 }
                 None => self.fail(format!("HalfClose of unknown {id:?}")),
             },
-            Event::Close(id) => match self.by_id.remove(&id) {
+            Event::Close(id, reason) => match self.by_id.remove(&id) {
                 Some(k) => {
-                    self.classify_close(k);
-                    let closing = self.closing_now(k);
+                    self.classify_close(k, reason);
+                    let closing = self.closing_now(k, reason);
                     self.srv_close(k, closing);
                 }
                 None => self.fail(format!("Close of unknown {id:?}")),
@@ -100,23 +100,27 @@ impl World {
         }
     }
 
-    /// How a close made now by core is judged.
+    /// How a close made now by core is judged, from its reason.
     ///
     /// Losing a response to a close is allowed when the exit was forced, when
     /// linger gave up on too many bytes, and when a timer closed it — except
     /// a linger timer closing a socket with unread input: lingering reads
     /// everything, so unread input there means core stopped the reads.
-    fn closing_now(&self, k: usize) -> Closing {
-        let forced = self
-            .pending
-            .iter()
-            .any(|(e, _)| matches!(e, Event::Exit(r) if r.forced.is_some()));
+    fn closing_now(&self, k: usize, reason: CloseReason) -> Closing {
         let c = &self.conns[k];
-        let linger_gave_up = self.cause == Cause::Recv && c.wr_shut;
-        let timer = self.cause == Cause::Timeout && (!c.wr_shut || c.c2s.rx.is_empty());
+        let loss_allowed = match reason {
+            CloseReason::DeadlineCut | CloseReason::ForcedExit | CloseReason::AfterExit => true,
+            CloseReason::LingerOverflow => true,
+            CloseReason::LingerTimeout => c.c2s.rx.is_empty(),
+            CloseReason::WriteStall | CloseReason::FirstByteGrace => true,
+            CloseReason::Rejected(
+                ebb_core::Reject::HeadTimeout | ebb_core::Reject::BodyTimeout,
+            ) => true,
+            _ => false,
+        };
         Closing {
             cause: Some(self.cause),
-            loss_allowed: forced || timer || linger_gave_up,
+            loss_allowed,
             in_drain: self.terminates > 0,
             step: self.step,
         }

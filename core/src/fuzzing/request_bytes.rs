@@ -18,14 +18,15 @@
 //!   framing core promises; a request that asked to close (RFC 9112 §9.6)
 //!   gets `Connection: close`; nothing follows a `Connection: close` response;
 //!   a response core made itself is a 4xx/5xx with `Connection: close`;
-//! - invalid answers are refused without consuming the request;
+//! - an application fault (an invalid answer, or none) is answered by core
+//!   with a 500 in the request's place;
 //! - the invariants hold, and the count equals the recount, after every input;
 //! - once the client's bytes are in, running the clock forward closes the
 //!   connection.
 
 use std::time::Duration;
 
-use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer};
+use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer, APP_FAULT_STATUS};
 use crate::fuzzing::Rng;
 use crate::{Config, ConnId, Event, RequestId, Server, Time};
 
@@ -102,6 +103,8 @@ struct Run {
     is_head: Vec<bool>,
     /// By request: whether the client asked to close after it.
     asks_to_close: Vec<bool>,
+    /// By request: whether the application failed it (core answers 500).
+    faulted: Vec<bool>,
     /// Every byte written to the connection.
     out: Vec<u8>,
     half_closed: bool,
@@ -121,6 +124,7 @@ fn run(data: &[u8], cuts: &[usize], eof: bool, run_salt: u64) -> Transcript {
         requests: Vec::new(),
         is_head: Vec::new(),
         asks_to_close: Vec::new(),
+        faulted: Vec::new(),
         out: Vec::new(),
         half_closed: false,
         closed: false,
@@ -174,7 +178,7 @@ impl Run {
                     self.write_all();
                 }
                 Event::ResumeRead(c) => assert_eq!(c, self.conn),
-                Event::HalfClose(c) => {
+                Event::HalfClose(c, _) => {
                     assert_eq!(c, self.conn);
                     assert!(!self.closed, "half-close after close");
                     assert!(!self.half_closed, "half-closed twice");
@@ -185,7 +189,7 @@ impl Run {
                     );
                     self.half_closed = true;
                 }
-                Event::Close(c) => {
+                Event::Close(c, _) => {
                     assert_eq!(c, self.conn);
                     assert!(!self.closed, "closed twice");
                     self.closed = true;
@@ -203,8 +207,8 @@ impl Run {
         super::assert_invariants(&self.server);
     }
 
-    /// The application answers request `id` at once, sometimes after an
-    /// invalid attempt that core must refuse.
+    /// The application answers request `id` at once, or sometimes fails it
+    /// (an invalid answer, or none), which core must answer with 500.
     fn answer(&mut self, id: RequestId) {
         assert!(!self.closed, "request on a closed connection");
         let seq = id.seq();
@@ -228,10 +232,24 @@ impl Run {
         self.requests.push(seen);
 
         let mut app = Rng::from_input(&self.app_seed, 100 + u64::from(seq));
-        if app.one_in(4) {
-            BadAnswer::pick(app.below(6)).attempt(&mut self.server, id, self.now);
-            self.check();
+        let faulted = app.one_in(4);
+        self.faulted.push(faulted);
+        if faulted {
+            BadAnswer::pick(app.below(7)).attempt(&mut self.server, id, self.now);
+        } else {
+            self.answer_validly(id, &mut app);
         }
+        assert_eq!(
+            self.server
+                .handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), self.now),
+            Err(crate::RespondError::UnknownRequest),
+            "a request answered twice"
+        );
+        self.check();
+    }
+
+    fn answer_validly(&mut self, id: RequestId, app: &mut Rng) {
+        let seq = id.seq();
         let status = match app.below(4) {
             0 => 200,
             1 => [204, 304, 201, 206][app.below(4)],
@@ -251,13 +269,6 @@ impl Run {
             self.now,
         );
         assert_eq!(result, Ok(()), "a valid answer to a waiting request");
-        assert_eq!(
-            self.server
-                .handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), self.now),
-            Err(crate::RespondError::UnknownRequest),
-            "a request answered twice"
-        );
-        self.check();
     }
 
     /// Writes everything `transmit` offers, in pieces of random size.
@@ -295,7 +306,9 @@ impl Run {
             let r = parse_response(rest, |seq| self.is_head[seq as usize])
                 .expect("an incomplete response was written and the connection closed");
             if r.status != 100 {
-                match r.seq {
+                let app_fault = r.status == APP_FAULT_STATUS
+                    && self.faulted.get(answered as usize) == Some(&true);
+                match r.seq.or(app_fault.then_some(answered)) {
                     Some(seq) => {
                         assert_eq!(seq, answered, "responses out of request order");
                         assert!(

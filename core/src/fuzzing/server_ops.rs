@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer};
+use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer, APP_FAULT_STATUS};
 use crate::{Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time};
 
 /// The whole input: one knob, then the inputs.
@@ -116,7 +116,7 @@ impl Piece {
 
 #[derive(Arbitrary, Debug)]
 struct AnswerChoice {
-    /// An invalid answer tried first.
+    /// An application fault (an invalid answer, or none) instead of an answer.
     bad: Option<u8>,
     status: u16,
     extras: u8,
@@ -190,6 +190,8 @@ struct ConnModel {
     asks_to_close: Vec<bool>,
     /// Request seqs the application answered, in order.
     answered: Vec<u32>,
+    /// Request seqs the application failed, so core answered 500.
+    faulted: Vec<u32>,
     /// How many of `answered` are completely on the wire.
     completed: usize,
     last_seq_on_wire: Option<u32>,
@@ -453,10 +455,21 @@ impl World {
         }
         let k = usize::from(nth) % self.pending.len();
         let id = self.pending[k];
+        let i = self.index_of(id.conn());
         if let Some(bad) = choice.bad {
             BadAnswer::pick(usize::from(bad)).attempt(&mut self.server, id, self.now);
-            self.expect_quiet("an invalid answer");
+            self.conns[i].faulted.push(id.seq());
+        } else {
+            self.answer_validly(id, choice);
         }
+        self.pending.remove(k);
+        self.answered.push(id);
+        self.conns[i].answered.push(id.seq());
+        self.note_queued_close(i);
+        true
+    }
+
+    fn answer_validly(&mut self, id: RequestId, choice: &AnswerChoice) {
         let body_len = if choice.big_body {
             20_000
         } else {
@@ -471,12 +484,6 @@ impl World {
             self.now,
         );
         assert_eq!(result, Ok(()), "a valid answer to a waiting request");
-        self.pending.remove(k);
-        self.answered.push(id);
-        let i = self.index_of(id.conn());
-        self.conns[i].answered.push(id.seq());
-        self.note_queued_close(i);
-        true
     }
 
     /// Carries out every event, as a driver does after each input; then
@@ -524,7 +531,7 @@ impl World {
                 let i = self.index_of(id);
                 self.conns[i].resume = true;
             }
-            Event::HalfClose(id) => {
+            Event::HalfClose(id, _) => {
                 let i = self.index_of(id);
                 assert!(!self.conns[i].write_shut, "half-closed twice");
                 assert_eq!(
@@ -534,7 +541,7 @@ impl World {
                 );
                 self.conns[i].write_shut = true;
             }
-            Event::Close(id) => {
+            Event::Close(id, _) => {
                 let i = self.index_of(id);
                 let c = &mut self.conns[i];
                 c.open = false;
@@ -675,7 +682,10 @@ impl World {
                 break;
             };
             if r.status != 100 {
-                match r.seq {
+                let next = c.answered.get(c.completed).copied();
+                let app_fault = r.status == APP_FAULT_STATUS
+                    && next.is_some_and(|seq| c.faulted.contains(&seq));
+                match r.seq.or(next.filter(|_| app_fault)) {
                     Some(seq) => {
                         assert!(
                             c.last_seq_on_wire.map_or(true, |last| seq > last),
@@ -740,6 +750,7 @@ impl ConnModel {
             is_head: Vec::new(),
             asks_to_close: Vec::new(),
             answered: Vec::new(),
+            faulted: Vec::new(),
             completed: 0,
             last_seq_on_wire: None,
             close_queued: false,

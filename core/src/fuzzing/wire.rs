@@ -23,6 +23,10 @@ pub(super) struct WireResponse {
     pub len: usize,
 }
 
+/// The status core answers with when the application fails; core's own
+/// rejections never use it, so a 500 without `X-Seq` is such an answer.
+pub(super) const APP_FAULT_STATUS: u16 = 500;
+
 /// Parses the response at the start of `buf`; `None` while it is incomplete.
 /// `is_head(seq)` says whether request `seq` used `HEAD` (its response has no
 /// body). Panics when core wrote something that is not a well-formed response
@@ -173,28 +177,36 @@ impl Answer {
     }
 }
 
-/// Invalid responses the application might try first; core must refuse each
+/// Faults of the application: invalid responses, which core must refuse and
+/// answer with 500 in their place, and a request it drops unanswered (a
+/// panic, a lost responder), which core answers with 500 too.
 /// without consuming the request.
 pub(super) enum BadAnswer {
     Status(u16),
     HeaderName,
     HeaderValue,
+    Dropped,
 }
 
 impl BadAnswer {
     pub fn pick(choice: usize) -> BadAnswer {
-        match choice % 6 {
+        match choice % 7 {
             0 => BadAnswer::Status(100),
             1 => BadAnswer::Status(199),
             2 => BadAnswer::Status(600),
             3 => BadAnswer::Status(0),
             4 => BadAnswer::HeaderName,
-            _ => BadAnswer::HeaderValue,
+            5 => BadAnswer::HeaderValue,
+            _ => BadAnswer::Dropped,
         }
     }
 
-    /// Tries this answer to request `id` and checks core refuses it as it must.
+    /// Gives this fault as the answer to request `id`, and checks core
+    /// refuses an invalid response. Either way core answers 500 itself.
     pub fn attempt(&self, server: &mut crate::Server, id: crate::RequestId, now: crate::Time) {
+        if let BadAnswer::Dropped = self {
+            return server.handle_app_failure(id, now);
+        }
         let result =
             server.handle_response(id, self.status(), self.headers(), bytes::Bytes::new(), now);
         assert_eq!(result, Err(self.expected()));
@@ -209,7 +221,7 @@ impl BadAnswer {
 
     fn headers(&self) -> Vec<(&'static str, &'static str)> {
         match self {
-            BadAnswer::Status(_) => vec![],
+            BadAnswer::Status(_) | BadAnswer::Dropped => vec![],
             BadAnswer::HeaderName => vec![("Bad Name", "v")],
             BadAnswer::HeaderValue => vec![("X", "a\r\nSet-Cookie: evil")],
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ebb_core::{Bytes, Config, ConnId, DrainReport, Event, RequestId, Server, Time};
+use ebb_core::{Bytes, CloseReason, Config, ConnId, DrainReport, Event, RequestId, Server, Time};
 
 pub struct Harness {
     pub server: Server,
@@ -170,11 +170,27 @@ impl Harness {
     }
 
     pub fn closed(&self, conn: ConnId) -> bool {
-        self.log.contains(&Event::Close(conn))
+        self.close_reason(conn).is_some()
+    }
+
+    /// Why `conn` was closed, if it was.
+    pub fn close_reason(&self, conn: ConnId) -> Option<CloseReason> {
+        self.log.iter().find_map(|e| match e {
+            Event::Close(c, reason) if *c == conn => Some(*reason),
+            _ => None,
+        })
     }
 
     pub fn half_closed(&self, conn: ConnId) -> bool {
-        self.log.contains(&Event::HalfClose(conn))
+        self.half_close_reason(conn).is_some()
+    }
+
+    /// Why `conn` was half-closed, if it was.
+    pub fn half_close_reason(&self, conn: ConnId) -> Option<CloseReason> {
+        self.log.iter().find_map(|e| match e {
+            Event::HalfClose(c, reason) if *c == conn => Some(*reason),
+            _ => None,
+        })
     }
 
     pub fn exited(&self) -> bool {

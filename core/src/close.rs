@@ -1,0 +1,95 @@
+//! Why a connection ends. Every [`Event::HalfClose`](crate::Event::HalfClose)
+//! and [`Event::Close`](crate::Event::Close) carries one, so a driver can log
+//! it, the drain report is counted from it, and the simulator checks it
+//! against its own ledger instead of guessing.
+
+use std::fmt;
+
+use crate::reject::Reject;
+
+/// The reason core ended (or began ending) a connection.
+///
+/// A connection that half-closes and lingers carries the same reason on its
+/// final `Close` when the client's FIN ends the linger; a linger that gives up
+/// ends with [`LingerTimeout`](Self::LingerTimeout) or
+/// [`LingerOverflow`](Self::LingerOverflow) instead.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client asked to close (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive), and its response was written.
+    ClientAsked,
+    /// The client sent FIN: nothing is left to answer, or its unfinished
+    /// request never will be finished.
+    ClientClosed,
+    /// The client reset the connection, or a read or write failed.
+    Aborted,
+    /// Core refused a request with an error response (4xx/5xx, `Connection:
+    /// close`); the [`Reject`] says which.
+    Rejected(Reject),
+    /// An idle keep-alive connection reached `keep_alive_timeout` while serving.
+    KeepAliveTimeout,
+    /// An idle keep-alive connection stayed quiet for `idle_close_after`
+    /// during the drain.
+    IdleInDrain,
+    /// A connection accepted (or never used) before the drain sent nothing
+    /// within `first_byte_grace`.
+    FirstByteGrace,
+    /// The drain ended the connection after a response (which carried
+    /// `Connection: close`).
+    DrainResponse,
+    /// The driver reported no write progress for `write_stall_timeout`; the
+    /// response is lost.
+    WriteStall,
+    /// After a half-close, the client sent no FIN within `linger_timeout`.
+    LingerTimeout,
+    /// After a half-close, the client sent more than `max_linger_bytes`.
+    LingerOverflow,
+    /// The drain deadline passed with the connection still open.
+    DeadlineCut,
+    /// A second terminate forced the exit with the connection still open.
+    ForcedExit,
+    /// The server had already exited when the connection was accepted.
+    AfterExit,
+}
+
+impl CloseReason {
+    /// One line that says what happened, for a log.
+    pub fn explain(self) -> &'static str {
+        match self {
+            CloseReason::ClientAsked => "the client asked to close after its response",
+            CloseReason::ClientClosed => "the client closed its side",
+            CloseReason::Aborted => "the connection was reset or failed",
+            CloseReason::Rejected(_) => "core refused the request with an error response",
+            CloseReason::KeepAliveTimeout => "idle keep-alive connection timed out",
+            CloseReason::IdleInDrain => "idle keep-alive connection closed by the drain",
+            CloseReason::FirstByteGrace => "no request arrived within the drain's first-byte grace",
+            CloseReason::DrainResponse => "the drain closed the connection after its response",
+            CloseReason::WriteStall => "the response stopped making progress and was abandoned",
+            CloseReason::LingerTimeout => "the client sent no FIN within the linger timeout",
+            CloseReason::LingerOverflow => "the client sent too much after the half-close",
+            CloseReason::DeadlineCut => "the drain deadline cut the connection",
+            CloseReason::ForcedExit => "a second terminate forced the exit",
+            CloseReason::AfterExit => "the server had already exited",
+        }
+    }
+
+    /// Whether the close ends the server's life early: whatever was still
+    /// active on the connection was cut.
+    pub fn is_forced(self) -> bool {
+        matches!(
+            self,
+            CloseReason::DeadlineCut | CloseReason::ForcedExit | CloseReason::AfterExit
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Rejected(reject) => {
+                write!(f, "rejected with {}: {}", reject.status(), reject.detail())
+            }
+            other => f.write_str(other.explain()),
+        }
+    }
+}

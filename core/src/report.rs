@@ -1,0 +1,192 @@
+//! The drain report: everything that happened between `terminate` and exit,
+//! counted from the close reasons core emitted, so the report and the events
+//! can never disagree.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::close::CloseReason;
+use crate::time::Time;
+
+/// What ended the drain early.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Forced {
+    /// The drain deadline passed.
+    Deadline,
+    /// A second terminate arrived.
+    SecondTerminate,
+}
+
+/// Everything that happened between `terminate` and exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DrainReport {
+    /// When `terminate` arrived.
+    pub terminated_at: Time,
+    /// When the drain proper began (after PreStop); `None` if a second
+    /// terminate ended PreStop.
+    pub draining_at: Option<Time>,
+    /// When the driver was told to close the listener.
+    pub listener_closed_at: Option<Time>,
+    /// When exit was emitted.
+    pub exited_at: Time,
+    /// Why exit came before the work was done, if it did.
+    pub forced: Option<Forced>,
+    /// Connections accepted from the backlog once the drain began.
+    pub backlog_accepted: u64,
+    /// Connections accepted during the drain that sent nothing within
+    /// `first_byte_grace` ([`CloseReason::FirstByteGrace`]).
+    pub silent_closed: u64,
+    /// Idle keep-alive connections closed by the drain
+    /// ([`CloseReason::IdleInDrain`]).
+    pub idle_closed: u64,
+    /// Responses from the application completely written after `terminate`.
+    pub requests_completed: u64,
+    /// Error responses core wrote on its own after `terminate` (400, 408,
+    /// 413, …): requests refused, not completed.
+    pub requests_rejected: u64,
+    /// Requests begun but not completely answered when exit was forced.
+    pub requests_cut: u64,
+    /// Connections closed while their client might still have been sending,
+    /// so the close could have reset unread data (linger gave up, a write
+    /// stalled, or exit was forced).
+    pub reset_risk_closes: u64,
+}
+
+impl DrainReport {
+    pub(crate) fn new(terminated_at: Time) -> DrainReport {
+        DrainReport {
+            terminated_at,
+            draining_at: None,
+            listener_closed_at: None,
+            exited_at: terminated_at,
+            forced: None,
+            backlog_accepted: 0,
+            silent_closed: 0,
+            idle_closed: 0,
+            requests_completed: 0,
+            requests_rejected: 0,
+            requests_cut: 0,
+            reset_risk_closes: 0,
+        }
+    }
+
+    /// From `terminate` to exit.
+    pub fn total(&self) -> Duration {
+        self.exited_at - self.terminated_at
+    }
+
+    /// Whether the drain ended with work undone: exit was forced, or requests
+    /// were cut. A supervisor may want to treat such a stop as a failure.
+    pub fn lost_work(&self) -> bool {
+        self.forced.is_some() || self.requests_cut > 0
+    }
+
+    /// Folds in the report of another worker that shared this one's clock
+    /// epoch: counts are summed, each phase runs from its earliest start to
+    /// its latest end, and a forced exit anywhere makes the whole forced.
+    pub fn merge(&mut self, other: &DrainReport) {
+        fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        self.terminated_at = self.terminated_at.min(other.terminated_at);
+        self.draining_at = earliest(self.draining_at, other.draining_at);
+        self.listener_closed_at = self.listener_closed_at.max(other.listener_closed_at);
+        self.exited_at = self.exited_at.max(other.exited_at);
+        self.forced = self.forced.or(other.forced);
+        self.backlog_accepted += other.backlog_accepted;
+        self.silent_closed += other.silent_closed;
+        self.idle_closed += other.idle_closed;
+        self.requests_completed += other.requests_completed;
+        self.requests_rejected += other.requests_rejected;
+        self.requests_cut += other.requests_cut;
+        self.reset_risk_closes += other.reset_risk_closes;
+    }
+
+    /// Counts the decision to end a connection (its half-close, or its close
+    /// when no linger precedes it).
+    pub(crate) fn record_decision(&mut self, reason: CloseReason) {
+        match reason {
+            CloseReason::IdleInDrain => self.idle_closed += 1,
+            CloseReason::FirstByteGrace => self.silent_closed += 1,
+            _ => {}
+        }
+    }
+
+    /// Counts a connection's final close: whether it cut an active request,
+    /// and whether it risked resetting data the client was still sending.
+    pub(crate) fn record_close(&mut self, cut: bool, reset_risk: bool) {
+        self.requests_cut += u64::from(cut);
+        self.reset_risk_closes += u64::from(reset_risk);
+    }
+
+    /// Counts a response completely handed to the driver: `rejected` for one
+    /// core wrote itself.
+    pub(crate) fn record_written(&mut self, rejected: bool) {
+        if rejected {
+            self.requests_rejected += 1;
+        } else {
+            self.requests_completed += 1;
+        }
+    }
+}
+
+impl fmt::Display for DrainReport {
+    /// One line, for a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |t: Option<Time>| match t {
+            Some(t) => format!("{}ms", (t - self.terminated_at).as_millis()),
+            None => "-".to_owned(),
+        };
+        write!(
+            f,
+            "drain {} in {}ms: draining at {}, listener closed at {}, backlog accepted {}, \
+             silent closed {}, idle closed {}, completed {}, rejected {}, cut {}, \
+             reset-risk closes {}",
+            match self.forced {
+                None => "complete",
+                Some(Forced::Deadline) => "forced by deadline",
+                Some(Forced::SecondTerminate) => "forced by second terminate",
+            },
+            self.total().as_millis(),
+            ms(self.draining_at),
+            ms(self.listener_closed_at),
+            self.backlog_accepted,
+            self.silent_closed,
+            self.idle_closed,
+            self.requests_completed,
+            self.requests_rejected,
+            self.requests_cut,
+            self.reset_risk_closes,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_sums_counts_and_spans_phases() {
+        let mut a = DrainReport::new(Time::from_millis(10));
+        a.draining_at = Some(Time::from_millis(20));
+        a.exited_at = Time::from_millis(100);
+        a.requests_completed = 3;
+        let mut b = DrainReport::new(Time::from_millis(5));
+        b.listener_closed_at = Some(Time::from_millis(30));
+        b.exited_at = Time::from_millis(200);
+        b.forced = Some(Forced::Deadline);
+        b.requests_completed = 4;
+        b.requests_cut = 1;
+        a.merge(&b);
+        assert_eq!(a.terminated_at, Time::from_millis(5));
+        assert_eq!(a.draining_at, Some(Time::from_millis(20)));
+        assert_eq!(a.listener_closed_at, Some(Time::from_millis(30)));
+        assert_eq!(a.exited_at, Time::from_millis(200));
+        assert_eq!(a.forced, Some(Forced::Deadline));
+        assert_eq!((a.requests_completed, a.requests_cut), (7, 1));
+        assert!(a.lost_work());
+    }
+}
