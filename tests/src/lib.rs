@@ -346,3 +346,15 @@ impl Client {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+impl Ebb {
+    /// Waits up to `timeout` for the exit and checks its status is `code`;
+    /// when it exited.
+    pub fn expect_exit_code(&self, timeout: Duration, code: i32) -> Instant {
+        let Some((status, at)) = self.wait_exit(timeout) else {
+            panic!("ebb still running after {timeout:?}:\n{}", self.log());
+        };
+        assert_eq!(status.code(), Some(code), "{status}:\n{}", self.log());
+        at
+    }
+}
