@@ -5,9 +5,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use ebb_core::{Config, DrainReport};
+use ebb_core::{Config, DrainReport, Request};
 
-use crate::handler::Handler;
+use crate::handler::{Handler, Responder};
 use crate::listener::{Plan, Source};
 use crate::shutdown::ShutdownHandle;
 
@@ -156,7 +156,15 @@ impl Builder {
     /// each phase; each worker's own report is logged at debug level).
     ///
     /// Fails if the listener cannot be set up, or if a worker's loop fails.
-    pub fn serve<H: Handler>(self, handler: H) -> io::Result<DrainReport> {
+    ///
+    /// The handler is a closure or function; a closure's argument types are
+    /// inferred from this bound (`.serve(|req, res| ...)`), which a generic
+    /// `H: Handler` parameter cannot do. A named [`Handler`] type goes to
+    /// [`Builder::serve_handler`].
+    pub fn serve(
+        self,
+        handler: impl Fn(&Request<'_>, Responder) + Send + Sync + 'static,
+    ) -> io::Result<DrainReport> {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
@@ -174,5 +182,11 @@ impl Builder {
             shutdown: self.shutdown,
             handler,
         })
+    }
+
+    /// [`Builder::serve`] for a named type implementing [`Handler`], such as
+    /// an application that owns its state and threads.
+    pub fn serve_handler<H: Handler>(self, handler: H) -> io::Result<DrainReport> {
+        self.serve(move |req, res| handler.call(req, res))
     }
 }

@@ -1,12 +1,23 @@
-//! The `ebb` binary's command line. Hand-parsed: eight flags of three shapes
-//! do not need a parser crate.
+//! The `ebb` binary's command line. Hand-parsed: a handful of flags of three
+//! shapes do not need a parser crate.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::builder::Builder;
+use ebb_mio::{Builder, DrainReport, Forced};
+
 use crate::demo::Demo;
+
+/// The exit statuses, printed after the usage by `--help`. A supervisor or a
+/// deploy script can tell a complete drain from one that lost requests.
+pub const EXIT_STATUS: &str = "\
+exit status:
+  0  stopped after a complete drain: every request begun was answered
+  1  could not start, or a worker failed
+  2  bad usage
+  3  the drain deadline passed: what was still open was cut (the drain report names it)
+  4  a second SIGTERM or SIGINT forced the exit";
 
 /// Usage text for `--help` and errors.
 pub const USAGE: &str = "\
@@ -19,6 +30,7 @@ usage: ebb [options]
   --keep-alive-timeout SECONDS  idle keep-alive connections kept this long (default 60)
   --max-body BYTES            largest request body (default 1048576)
   -v                          more log output (-vv for trace)
+  -V, --version               print `ebb VERSION` and exit
   -h, --help                  this text
 SIGTERM or SIGINT drains; a second one forces the exit.";
 
@@ -43,6 +55,8 @@ pub struct Args {
     pub verbosity: u8,
     /// `--help` was given.
     pub help: bool,
+    /// `--version` was given.
+    pub version: bool,
 }
 
 impl Default for Args {
@@ -57,6 +71,7 @@ impl Default for Args {
             max_body: None,
             verbosity: 0,
             help: false,
+            version: false,
         }
     }
 }
@@ -92,6 +107,7 @@ pub fn parse(
             "--keep-alive-timeout" => args.keep_alive_timeout = Some(seconds(&name, &value()?)?),
             "--max-body" => args.max_body = Some(parse_value(&name, &value()?)?),
             "-h" | "--help" => args.help = true,
+            "-V" | "--version" => args.version = true,
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 args.verbosity = args.verbosity.saturating_add((v.len() - 1) as u8);
             }
@@ -156,13 +172,17 @@ pub fn main() -> ExitCode {
         }
     };
     if args.help {
-        println!("{USAGE}");
+        println!("{USAGE}\n{EXIT_STATUS}");
+        return ExitCode::SUCCESS;
+    }
+    if args.version {
+        println!("ebb {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     crate::logger::init(args.verbosity);
-    let served = Demo::new().and_then(|demo| args.builder().serve(demo));
+    let served = Demo::new().and_then(|demo| args.builder().serve_handler(demo));
     match served {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(report) => ExitCode::from(exit_status(&report)),
         Err(e) => {
             log::error!("ebb: {e}");
             ExitCode::FAILURE
@@ -170,9 +190,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The exit status after a drain that ended with `report`, as
+/// [`EXIT_STATUS`] documents: 0 only when nothing forced the exit.
+pub fn exit_status(report: &DrainReport) -> u8 {
+    match report.forced {
+        None => 0,
+        Some(Forced::Deadline) => 3,
+        Some(Forced::SecondTerminate) => 4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebb_mio::Time;
 
     fn args(flags: &[&str], env: &[(&str, &str)]) -> Result<Args, String> {
         let env: Vec<(String, String)> = env
@@ -222,5 +253,31 @@ mod tests {
         assert!(args(&["--workers"], &[]).is_err());
         assert!(args(&["--drain-timeout", "-1"], &[]).is_err());
         assert!(args(&["--nope"], &[]).is_err());
+    }
+
+    #[test]
+    fn version_flag_in_both_spellings() {
+        assert!(args(&["--version"], &[]).unwrap().version);
+        assert!(args(&["-V"], &[]).unwrap().version);
+    }
+
+    #[test]
+    fn exit_status_is_zero_only_for_a_complete_drain() {
+        let report = |forced| DrainReport {
+            terminated_at: Time::ZERO,
+            draining_at: Some(Time::ZERO),
+            listener_closed_at: Some(Time::ZERO),
+            exited_at: Time::from_millis(2000),
+            forced,
+            backlog_accepted: 0,
+            silent_closed: 0,
+            idle_closed: 0,
+            requests_completed: 3,
+            requests_cut: u64::from(forced.is_some()),
+            reset_risk_closes: 0,
+        };
+        assert_eq!(exit_status(&report(None)), 0);
+        assert_eq!(exit_status(&report(Some(Forced::Deadline))), 3);
+        assert_eq!(exit_status(&report(Some(Forced::SecondTerminate))), 4);
     }
 }

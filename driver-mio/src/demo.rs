@@ -6,16 +6,16 @@
 //!   timer thread through the deferred [`Responder`]: the worker never waits
 //! - `POST /echo` → 200 with the request body
 //! - `GET /healthz` → 200 while serving, 503 once stopping
-//! - anything else → 404
+//! - one of these paths with another method → 405, with `Allow` listing the
+//!   methods the path answers (`HEAD` wherever `GET` is)
+//! - any other path → 404
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ebb_core::{Bytes, Request};
-
-use crate::handler::{Handler, Responder, Response};
+use ebb_mio::{Bytes, Handler, Request, Responder, Response};
 
 /// Longest `/sleep` accepted.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -36,21 +36,81 @@ impl Demo {
 
 impl Handler for Demo {
     fn call(&self, req: &Request<'_>, res: Responder) {
-        let get = matches!(req.method(), "GET" | "HEAD");
-        let response = match (req.path(), get, req.method()) {
-            ("/", true, _) => Response::text(200, "Hello, World!"),
-            ("/healthz", true, _) if res.is_stopping() => Response::text(503, "stopping\n"),
-            ("/healthz", true, _) => Response::text(200, "ok\n"),
-            ("/echo", _, "POST") => Response::new(200)
-                .header("Content-Type", "application/octet-stream")
+        let response = match route(req.method(), req.path()) {
+            Err(miss) => miss.response(),
+            Ok(Route::Hello) => Response::text(200, "Hello, World!"),
+            Ok(Route::Healthz) if res.is_stopping() => Response::text(503, "stopping\n"),
+            Ok(Route::Healthz) => Response::text(200, "ok\n"),
+            Ok(Route::Echo) => Response::new(200)
+                .content_type("application/octet-stream")
                 .body(Bytes::copy_from_slice(req.body())),
-            ("/sleep", true, _) => match sleep_ms(req.query()) {
+            Ok(Route::Sleep) => match sleep_ms(req.query()) {
                 Some(delay) => return self.timer.after(delay, res, Response::text(200, "slept\n")),
                 None => Response::text(400, "expected /sleep?ms=N\n"),
             },
-            _ => Response::text(404, "Not Found\n"),
         };
         res.respond(response);
+    }
+}
+
+/// A path the demo answers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Route {
+    Hello,
+    Sleep,
+    Echo,
+    Healthz,
+}
+
+impl Route {
+    fn from_path(path: &str) -> Option<Route> {
+        match path {
+            "/" => Some(Route::Hello),
+            "/sleep" => Some(Route::Sleep),
+            "/echo" => Some(Route::Echo),
+            "/healthz" => Some(Route::Healthz),
+            _ => None,
+        }
+    }
+
+    /// The methods it answers, written as a 405's `Allow` lists them.
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Echo => "POST",
+            Route::Hello | Route::Sleep | Route::Healthz => "GET, HEAD",
+        }
+    }
+}
+
+/// Why a request names no route.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Miss {
+    /// An unknown path: 404.
+    NotFound,
+    /// A known path asked with a method it does not answer: 405, whose
+    /// `Allow` tells the client what it may send instead.
+    WrongMethod { allow: &'static str },
+}
+
+impl Miss {
+    fn response(self) -> Response {
+        match self {
+            Miss::NotFound => Response::text(404, "Not Found\n"),
+            Miss::WrongMethod { allow } => {
+                Response::text(405, "Method Not Allowed\n").header("Allow", allow)
+            }
+        }
+    }
+}
+
+/// The route a request names.
+fn route(method: &str, path: &str) -> Result<Route, Miss> {
+    let route = Route::from_path(path).ok_or(Miss::NotFound)?;
+    let allow = route.allow();
+    if allow.split(", ").any(|allowed| allowed == method) {
+        Ok(route)
+    } else {
+        Err(Miss::WrongMethod { allow })
     }
 }
 
@@ -173,5 +233,31 @@ fn run_timer(shared: &Shared) {
             }
             None => state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_path_with_another_method_is_405_listing_the_allowed_ones() {
+        let get = Err(Miss::WrongMethod { allow: "GET, HEAD" });
+        assert_eq!(route("POST", "/"), get);
+        assert_eq!(route("DELETE", "/healthz"), get);
+        assert_eq!(route("POST", "/sleep"), get);
+        assert_eq!(
+            route("GET", "/echo"),
+            Err(Miss::WrongMethod { allow: "POST" })
+        );
+    }
+
+    #[test]
+    fn allowed_methods_route_and_unknown_paths_are_404() {
+        assert_eq!(route("GET", "/"), Ok(Route::Hello));
+        assert_eq!(route("HEAD", "/healthz"), Ok(Route::Healthz));
+        assert_eq!(route("POST", "/echo"), Ok(Route::Echo));
+        assert_eq!(route("GET", "/sleep"), Ok(Route::Sleep));
+        assert_eq!(route("POST", "/nope"), Err(Miss::NotFound));
     }
 }

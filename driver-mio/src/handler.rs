@@ -18,14 +18,27 @@ use smallvec::SmallVec;
 /// straight to core, with no channel and no wake-up), or later from any
 /// thread. Never block in `call`: the worker's whole loop waits for it.
 ///
-/// Closures implement it too; name the argument types so the compiler can
-/// infer the higher-ranked signature:
+/// Implement it for a named type that carries state and is served with
+/// [`Builder::serve_handler`](crate::Builder::serve_handler). A closure or
+/// function goes to [`Builder::serve`](crate::Builder::serve) instead, which
+/// infers the closure's argument types; every closure and function of the
+/// right signature implements `Handler` too.
 ///
 /// ```
-/// use ebb_mio::{Request, Responder, Response};
-/// let hello = |_req: &Request<'_>, res: Responder| res.respond(Response::text(200, "hi"));
-/// # fn check<H: ebb_mio::Handler>(_: &H) {}
-/// # check(&hello);
+/// use ebb_mio::{Handler, Request, Responder, Response};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Counts the requests it has answered.
+/// struct Counter(AtomicU64);
+///
+/// impl Handler for Counter {
+///     fn call(&self, _req: &Request<'_>, res: Responder) {
+///         let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+///         res.respond(Response::text(200, format!("{n}\n")));
+///     }
+/// }
+/// # fn check<H: Handler>(_: &H) {}
+/// # check(&Counter(AtomicU64::new(0)));
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// Handles one request. A panic here answers the request with 500 and
@@ -68,8 +81,25 @@ impl Response {
     /// A `text/plain` response.
     pub fn text(status: u16, body: impl Into<Bytes>) -> Response {
         Response::new(status)
-            .header("Content-Type", "text/plain; charset=utf-8")
+            .content_type("text/plain; charset=utf-8")
             .body(body)
+    }
+
+    /// An `application/json` response. The body is sent as given: serialise
+    /// it with whatever the application already uses (serde_json, a
+    /// `format!`), so this crate needs no JSON dependency.
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Response {
+        Response::new(status)
+            .content_type("application/json")
+            .body(body)
+    }
+
+    /// Sets `Content-Type`, replacing one set before (by [`Response::text`],
+    /// say), since a response with two would be ambiguous.
+    pub fn content_type(mut self, value: impl Into<Bytes>) -> Response {
+        self.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+        self.header("Content-Type", value)
     }
 
     /// Adds a header field.
@@ -232,4 +262,32 @@ pub(crate) fn end_dispatch() -> Option<Answer> {
         inline.dispatching = None;
         inline.answer.take()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_types(response: &Response) -> Vec<&[u8]> {
+        response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            .map(|(_, value)| &value[..])
+            .collect()
+    }
+
+    #[test]
+    fn json_sends_the_given_bytes_as_application_json() {
+        let response = Response::json(201, r#"{"id":7}"#);
+        assert_eq!(response.status(), 201);
+        assert_eq!(content_types(&response), [b"application/json"]);
+        assert_eq!(response.body, r#"{"id":7}"#);
+    }
+
+    #[test]
+    fn content_type_replaces_the_one_set_before() {
+        let response = Response::text(200, "<p>hi</p>").content_type("text/html");
+        assert_eq!(content_types(&response), [b"text/html"]);
+    }
 }

@@ -6,17 +6,17 @@
 //! decision is core's; this crate only carries them out.
 //!
 //! It also holds the embedding API — [`Builder`], [`Handler`], [`Responder`],
-//! [`ShutdownHandle`] — and the `ebb` binary's library parts ([`cli`],
-//! [`demo`], [`logger`]).
+//! [`Response`], [`ShutdownHandle`] — and re-exports the types of `ebb-core`
+//! that API shows, so an embedder depends on this crate alone.
 //!
 //! ```no_run
-//! use ebb_mio::{Builder, Request, Responder, Response};
+//! use ebb_mio::{Builder, Response};
 //!
 //! let builder = Builder::new().bind("127.0.0.1:8080".parse().unwrap()).workers(2);
 //! let shutdown = builder.shutdown_handle(); // from any thread: shutdown.shutdown()
 //! # drop(shutdown);
 //! let report = builder
-//!     .serve(|req: &Request<'_>, res: Responder| {
+//!     .serve(|req, res| {
 //!         let body = format!("you asked for {}\n", req.path());
 //!         res.respond(Response::text(200, body));
 //!     })
@@ -26,18 +26,21 @@
 
 #![warn(missing_docs)]
 
+// The `ebb` binary's command line, demo app and logger (`cli.rs`, `demo.rs`,
+// `logger.rs`) sit beside these files but are modules of the binary
+// (`bin/ebb.rs`), not of this library: they are not API an embedder should
+// build on.
 mod builder;
-pub mod cli;
-pub mod demo;
 mod handler;
 mod listener;
-pub mod logger;
 mod serve;
 mod shutdown;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_BACKLOG};
-pub use ebb_core::{Bytes, Config, DrainReport, Request, RequestId};
+// What the API above shows: request parts, the report `serve` returns (its
+// times and why it was forced), and the config.
+pub use ebb_core::{Bytes, Config, ConnId, DrainReport, Forced, Request, RequestId, Time, Version};
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;
 pub use shutdown::ShutdownHandle;

@@ -346,3 +346,35 @@ impl Client {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+impl Ebb {
+    /// Waits up to `timeout` for the exit and checks its status is `code`;
+    /// when it exited.
+    pub fn expect_exit_code(&self, timeout: Duration, code: i32) -> Instant {
+        let Some((status, at)) = self.wait_exit(timeout) else {
+            panic!("ebb still running after {timeout:?}:\n{}", self.log());
+        };
+        assert_eq!(status.code(), Some(code), "{status}:\n{}", self.log());
+        at
+    }
+}
+
+/// Example `name` of ebb-mio (`target/<profile>/examples/<name>`), built with
+/// `$CARGO` first; cargo does nothing when it is up to date.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "ebb-mio", "--example", name]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    profile_dir.join("examples").join(file)
+}

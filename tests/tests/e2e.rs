@@ -98,7 +98,7 @@ fn drain_timeout_cuts_the_slow_request_and_names_it() {
     thread::sleep(Duration::from_millis(300));
     ebb.signal(libc::SIGTERM);
     let terminated = Instant::now();
-    let exited = ebb.expect_clean_exit(Duration::from_secs(10));
+    let exited = ebb.expect_exit_code(Duration::from_secs(10), 3);
     let took = exited - terminated;
     println!(
         "exit {:.1} ms after SIGTERM with --drain-timeout 2",
@@ -326,7 +326,7 @@ fn second_sigterm_forces_the_exit() {
     );
     ebb.signal(libc::SIGTERM);
     let terminated = Instant::now();
-    let exited = ebb.expect_clean_exit(Duration::from_secs(5));
+    let exited = ebb.expect_exit_code(Duration::from_secs(5), 4);
     println!(
         "second SIGTERM: exit {:.1} ms later",
         ms(exited - terminated)

@@ -1,0 +1,106 @@
+//! End-to-end: the `ebb` binary's command line, its demo routes' methods, and
+//! the exit status that tells a complete drain from a forced one.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use ebb_tests::{ebb_binary, serial, Client, Ebb};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `ebb` run to completion with `args`: its status and stdout.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(ebb_binary()).args(args).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    (output.status.code(), stdout)
+}
+
+#[test]
+fn version_prints_the_package_version_and_exits_0() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../driver-mio/Cargo.toml");
+    let manifest = std::fs::read_to_string(manifest).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("version in driver-mio/Cargo.toml");
+    assert_eq!(run(&["--version"]), (Some(0), format!("ebb {version}\n")));
+    assert_eq!(run(&["-V"]), (Some(0), format!("ebb {version}\n")));
+}
+
+#[test]
+fn help_lists_version_and_the_exit_statuses() {
+    let (code, help) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(help.contains("--version"), "{help}");
+    for status in ["  0  ", "  1  ", "  2  ", "  3  ", "  4  "] {
+        assert!(help.contains(status), "exit status {status:?}:\n{help}");
+    }
+}
+
+#[test]
+fn known_path_with_another_method_is_405_with_allow() {
+    let _serial = serial();
+    let ebb = Ebb::start(&[]);
+    let mut client = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    client
+        .stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: ebb\r\nContent-Length: 2\r\n\r\nhi")
+        .unwrap();
+    let response = client.read_response().unwrap();
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    let response = client.get("/echo").unwrap();
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("POST"));
+    assert_eq!(client.get("/nowhere").unwrap().status, 404);
+    drop(client);
+    ebb.signal(libc::SIGTERM);
+    ebb.expect_clean_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn complete_drain_exits_0() {
+    let _serial = serial();
+    let ebb = Ebb::start(&[]);
+    let mut client = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    client.send_get("/sleep?ms=300").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    ebb.signal(libc::SIGTERM);
+    assert_eq!(client.read_response().unwrap().status, 200);
+    drop(client);
+    ebb.expect_exit_code(Duration::from_secs(10), 0);
+}
+
+#[test]
+fn drain_deadline_cutting_a_request_exits_3() {
+    let _serial = serial();
+    let ebb = Ebb::start(&["--drain-timeout", "1"]);
+    // Sent before the signal: the request is cut however late it is read.
+    let mut slow = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    slow.send_get("/sleep?ms=5000").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    ebb.signal(libc::SIGTERM);
+    ebb.expect_exit_code(Duration::from_secs(15), 3);
+    assert!(ebb.log().contains("cut 1,"), "{}", ebb.log());
+}
+
+#[test]
+fn second_signal_forcing_the_exit_exits_4() {
+    let _serial = serial();
+    let ebb = Ebb::start(&["--drain-timeout", "30"]);
+    let mut slow = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    slow.send_get("/sleep?ms=60000").unwrap();
+    thread::sleep(Duration::from_millis(300));
+    ebb.signal(libc::SIGTERM);
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        ebb.exit().is_none(),
+        "the first SIGTERM waits for the request"
+    );
+    ebb.signal(libc::SIGTERM);
+    ebb.expect_exit_code(Duration::from_secs(10), 4);
+}
