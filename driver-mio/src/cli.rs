@@ -273,6 +273,7 @@ mod tests {
             silent_closed: 0,
             idle_closed: 0,
             requests_completed: 3,
+            requests_rejected: 0,
             requests_cut: u64::from(forced.is_some()),
             reset_risk_closes: 0,
         };
