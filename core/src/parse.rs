@@ -60,6 +60,12 @@ pub(crate) enum Framing {
 pub(crate) struct Head {
     pub method: Span,
     pub target: Span,
+    /// The part of the target that routes, found once here so that reading it
+    /// is a slice: the path of an origin-form or absolute-form target (empty
+    /// for `http://host`, which means `/`), or `*`.
+    pub path: Span,
+    /// The query of the target, without its `?`.
+    pub query: Option<Span>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Bytes of the head, blank line included.
@@ -233,7 +239,7 @@ fn parse_complete(
         if target.len() > config.max_target_bytes {
             return Err(Reject::TargetTooLong);
         }
-        check_target(method, target)?;
+        let (path, query) = split_target(method, target)?;
         fields.clear();
         let mut rules = HeaderRules::default();
         for h in req.headers.iter() {
@@ -247,6 +253,8 @@ fn parse_complete(
         Ok(Some(Head {
             method: Span::of(buf, method.as_bytes()),
             target: Span::of(buf, target.as_bytes()),
+            path: Span::of(buf, path.as_bytes()),
+            query: query.map(|q| Span::of(buf, q.as_bytes())),
             minor_version,
             len,
             framing,
@@ -257,41 +265,52 @@ fn parse_complete(
     })
 }
 
-/// Request-target forms (RFC 9112 §3.2): origin-form, absolute-form, and
-/// asterisk-form with OPTIONS only. CONNECT (authority-form) is not served.
-fn check_target(method: &str, target: &str) -> Result<(), Reject> {
+/// Checks the request-target form (RFC 9112 §3.2) and returns its path and
+/// query: origin-form, absolute-form (routed by its path: the authority is not
+/// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
+/// `*`. CONNECT (authority-form) is not served.
+fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'t str>), Reject> {
     if method == "CONNECT" {
         return Err(Reject::NotImplemented("CONNECT is not supported"));
     }
     if target.starts_with('/') {
-        return Ok(());
+        return Ok(split_query(target));
     }
     if target == "*" {
         return if method == "OPTIONS" {
-            Ok(())
+            Ok((target, None))
         } else {
             Err(Reject::Malformed(
                 "asterisk-form target is only allowed with OPTIONS",
             ))
         };
     }
-    if is_absolute_form(target) {
-        return Ok(());
+    if let Some(after_authority) = absolute_form_rest(target) {
+        return Ok(split_query(after_authority));
     }
     Err(Reject::Malformed(
         "request target is not origin-form or absolute-form",
     ))
 }
 
-/// `scheme "://" ...` with a scheme of ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
-fn is_absolute_form(target: &str) -> bool {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return false;
-    };
+/// The path and the query (without its `?`) of what follows an authority.
+fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
+    match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    }
+}
+
+/// For `scheme "://" authority rest`, with a scheme of
+/// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) and a non-empty authority, the
+/// rest: the path (possibly empty) and query.
+fn absolute_form_rest(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
     let mut chars = scheme.bytes();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-        && !rest.is_empty()
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    (scheme_ok && authority_end > 0).then(|| &rest[authority_end..])
 }
 
 /// What the framing and persistence headers said, gathered in one pass.
@@ -607,6 +626,43 @@ mod tests {
         assert_eq!(status(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status(b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n"), 501);
+    }
+
+    /// The path and query a head's spans pick out of `input`.
+    fn path_and_query(input: &[u8]) -> (String, Option<String>) {
+        let head = parse_three_ways(input).unwrap().unwrap();
+        let text = |span: Span| String::from_utf8(span.get(input).to_vec()).unwrap();
+        (text(head.path), head.query.map(text))
+    }
+
+    #[test]
+    fn path_and_query_are_found_once_in_every_target_form() {
+        let cases: [(&[u8], &str, Option<&str>); 6] = [
+            (
+                b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a/b",
+                Some("x=1"),
+            ),
+            (b"GET /a? HTTP/1.1\r\nHost: h\r\n\r\n", "/a", Some("")),
+            (
+                b"GET http://127.0.0.1:8080/a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a/b",
+                Some("x=1"),
+            ),
+            (b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "", None),
+            (b"GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n", "", Some("q")),
+            (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "*", None),
+        ];
+        for (input, path, query) in cases {
+            let expected = (path.to_owned(), query.map(str::to_owned));
+            assert_eq!(path_and_query(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_needs_an_authority() {
+        assert_eq!(status(b"GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET http://?a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
     }
 
     #[test]

@@ -69,20 +69,25 @@ impl<'a> Request<'a> {
         text(self.head.method.get(self.raw))
     }
 
-    /// The request target as sent: origin-form (`/a?b`), absolute-form, or `*`.
+    /// The request target as sent: origin-form (`/a?b`), absolute-form
+    /// (`http://host/a?b`), or `*`.
     pub fn target(&self) -> &'a str {
         text(self.head.target.get(self.raw))
     }
 
-    /// The target's path, without the query.
+    /// The target's path, without the query: what to route by. For an
+    /// absolute-form target (`http://host/a?b`) it is the path after the
+    /// authority (`/a`), or `/` when there is none; for `OPTIONS *` it is `*`.
     pub fn path(&self) -> &'a str {
-        let target = self.target();
-        target.split_once('?').map_or(target, |(path, _)| path)
+        match text(self.head.path.get(self.raw)) {
+            "" => "/",
+            path => path,
+        }
     }
 
     /// The target's query, without the `?`.
     pub fn query(&self) -> Option<&'a str> {
-        self.target().split_once('?').map(|(_, query)| query)
+        self.head.query.map(|q| text(q.get(self.raw)))
     }
 
     /// The request's HTTP version.

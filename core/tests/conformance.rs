@@ -1,0 +1,93 @@
+//! RFC 9112 request-line and Host rules, checked through the public API: one
+//! request in, and either a request handed to the application or core's own
+//! error response out.
+
+use ebb_core::{Bytes, ConnId, Event, RequestId, Server, Time};
+
+/// One connection to a fresh server with the default config, driven in
+/// memory: every event is carried out at once and all output is written.
+struct Client {
+    server: Server,
+    conn: ConnId,
+    written: Vec<u8>,
+    requests: Vec<RequestId>,
+    closed: bool,
+}
+
+impl Client {
+    fn connect() -> Client {
+        let mut server = Server::new(Default::default());
+        let conn = server.handle_accept(Time::ZERO);
+        let mut client = Client {
+            server,
+            conn,
+            written: Vec::new(),
+            requests: Vec::new(),
+            closed: false,
+        };
+        client.pump();
+        client
+    }
+
+    /// A client that has sent `bytes`.
+    fn sending(bytes: &[u8]) -> Client {
+        let mut client = Client::connect();
+        client.server.handle_recv(client.conn, bytes, Time::ZERO);
+        client.pump();
+        client
+    }
+
+    fn pump(&mut self) {
+        while let Some(event) = self.server.poll_event() {
+            match event {
+                Event::Request(id) => self.requests.push(id),
+                Event::Transmit(conn) => {
+                    let [a, b] = self.server.transmit(conn);
+                    let n = a.len() + b.len();
+                    self.written.extend_from_slice(a);
+                    self.written.extend_from_slice(b);
+                    self.server.handle_sent(conn, n, Time::ZERO);
+                }
+                Event::Close(conn) if conn == self.conn => self.closed = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers the oldest request with an empty 200.
+    fn respond(&mut self) {
+        let id = self.requests.remove(0);
+        self.server
+            .handle_response(id, 200, [("X", "y")], Bytes::new(), Time::ZERO)
+            .expect("response accepted");
+        self.pump();
+    }
+
+    /// The status of the first response written.
+    fn status(&self) -> u16 {
+        let text = String::from_utf8_lossy(&self.written);
+        assert!(text.starts_with("HTTP/1.1 "), "no response: {text:?}");
+        text[9..12].parse().unwrap()
+    }
+}
+
+#[test]
+fn absolute_form_target_is_routed_by_its_path() {
+    let mut client =
+        Client::sending(b"GET http://127.0.0.1:8080/a/b?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let req = client.server.request(client.requests[0]).unwrap();
+    assert_eq!(
+        (req.target(), req.path(), req.query()),
+        ("http://127.0.0.1:8080/a/b?x=1", "/a/b", Some("x=1"))
+    );
+    client.respond();
+    assert_eq!(client.status(), 200);
+    assert!(!client.closed);
+}
+
+#[test]
+fn absolute_form_without_a_path_has_path_slash() {
+    let client = Client::sending(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let req = client.server.request(client.requests[0]).unwrap();
+    assert_eq!((req.path(), req.query()), ("/", None));
+}
