@@ -302,15 +302,95 @@ fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
 }
 
 /// For `scheme "://" authority rest`, with a scheme of
-/// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) and a non-empty authority, the
-/// rest: the path (possibly empty) and query.
+/// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) and an authority that names a
+/// host, the rest: the path (possibly empty) and query. Userinfo (`user@`) is
+/// refused with the other bytes a host cannot hold, as RFC 9110 §4.2.4 lets a
+/// recipient do.
 fn absolute_form_rest(target: &str) -> Option<&str> {
     let (scheme, rest) = target.split_once("://")?;
     let mut chars = scheme.bytes();
     let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    (scheme_ok && authority_end > 0).then(|| &rest[authority_end..])
+    let (authority, rest) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    // RFC 9110 §4.2.1: an http URI with an empty host must be rejected.
+    let host_ok = host_of(authority.as_bytes()).is_some_and(|host| !host.is_empty());
+    (scheme_ok && host_ok).then_some(rest)
+}
+
+/// The uri-host of `value` if it is `uri-host [ ":" port ]` (RFC 9110 §7.2,
+/// RFC 3986 §3.2.2): an IP-literal in brackets, or a reg-name — which covers
+/// IPv4 addresses — of unreserved, pct-encoded and sub-delims characters; the
+/// port is digits. The host may be empty: RFC 9112 §3.2 has a client send an
+/// empty Host when the target has no authority.
+fn host_of(value: &[u8]) -> Option<&[u8]> {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(literal) => {
+            let end = literal.iter().position(|&b| b == b']')?;
+            is_ip_literal(&literal[..end]).then_some(())?;
+            (&value[..end + 2], &literal[end + 1..])
+        }
+        None => {
+            let (host, port) =
+                value.split_at(value.iter().position(|&b| b == b':').unwrap_or(value.len()));
+            is_reg_name(host).then_some(())?;
+            (host, port)
+        }
+    };
+    match port {
+        [] => Some(host),
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => Some(host),
+        _ => None,
+    }
+}
+
+/// IPv6address or IPvFuture (`v` 1*HEXDIG `.` 1*( unreserved / sub-delims /
+/// `:` )), as found between the brackets of an IP-literal.
+fn is_ip_literal(inside: &[u8]) -> bool {
+    if let [b'v' | b'V', future @ ..] = inside {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, address) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !address.is_empty()
+            && address
+                .iter()
+                .all(|&b| is_unreserved_or_sub_delim(b) || b == b':');
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )`: every `%` starts two hex digits.
+fn is_reg_name(name: &[u8]) -> bool {
+    let plain = |part: &[u8]| part.iter().copied().all(is_unreserved_or_sub_delim);
+    let mut parts = name.split(|&b| b == b'%');
+    parts.next().is_some_and(plain)
+        && parts.all(|part| {
+            part.len() >= 2 && part[..2].iter().all(u8::is_ascii_hexdigit) && plain(&part[2..])
+        })
+}
+
+/// RFC 3986 unreserved (ALPHA DIGIT `-._~`) and sub-delims (`!$&'()*+,;=`).
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 /// What the framing and persistence headers said, gathered in one pass.
@@ -332,6 +412,10 @@ impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         if name.eq_ignore_ascii_case("host") {
             self.hosts += 1;
+            // RFC 9112 §3.2: a Host with an invalid value is a 400.
+            if host_of(value.trim_ascii()).is_none() {
+                return Err(Reject::Malformed("Host is not a valid host and port"));
+            }
         } else if name.eq_ignore_ascii_case("content-length") {
             self.content_length(value)?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -663,6 +747,62 @@ mod tests {
     fn absolute_form_needs_an_authority() {
         assert_eq!(status(b"GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
         assert_eq!(status(b"GET http://?a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    }
+
+    fn host_status(host: &str) -> Option<u16> {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        parse_three_ways(req.as_bytes()).err().map(|e| e.status())
+    }
+
+    #[test]
+    fn host_must_be_a_host_and_port() {
+        for valid in [
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:80",
+            "[::ffff:10.0.0.1]",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "b%C3%BCcher.example",
+            "a_b~c!$&'()*+,;=",
+            "",
+        ] {
+            assert_eq!(host_status(valid), None, "{valid:?}");
+        }
+        for invalid in [
+            "a/b",
+            "a?b",
+            "a#b",
+            "user@example.com",
+            "a b",
+            "a\tb",
+            "example.com:80a",
+            "example.com:-1",
+            "a:1:2",
+            "::1",
+            "[::1",
+            "[::g]",
+            "[::1]x",
+            "[v.x]",
+            "%zz.example",
+            "a%4",
+            "\"quoted\"",
+            "bücher.example",
+        ] {
+            assert_eq!(host_status(invalid), Some(400), "{invalid:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_must_name_a_host() {
+        assert!(parse(b"GET http://[::1]:80/a HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert_eq!(status(b"GET http://u@h/a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET http://:80/a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
     }
 
     #[test]

@@ -11,6 +11,7 @@ struct Client {
     conn: ConnId,
     written: Vec<u8>,
     requests: Vec<RequestId>,
+    half_closed: bool,
     closed: bool,
 }
 
@@ -23,6 +24,7 @@ impl Client {
             conn,
             written: Vec::new(),
             requests: Vec::new(),
+            half_closed: false,
             closed: false,
         };
         client.pump();
@@ -48,6 +50,7 @@ impl Client {
                     self.written.extend_from_slice(b);
                     self.server.handle_sent(conn, n, Time::ZERO);
                 }
+                Event::HalfClose(conn) if conn == self.conn => self.half_closed = true,
                 Event::Close(conn) if conn == self.conn => self.closed = true,
                 _ => {}
             }
@@ -63,11 +66,22 @@ impl Client {
         self.pump();
     }
 
+    /// The client closes its side too.
+    fn peer_closes(&mut self) {
+        self.server.handle_peer_eof(self.conn, Time::ZERO);
+        self.pump();
+    }
+
     /// The status of the first response written.
     fn status(&self) -> u16 {
         let text = String::from_utf8_lossy(&self.written);
         assert!(text.starts_with("HTTP/1.1 "), "no response: {text:?}");
         text[9..12].parse().unwrap()
+    }
+
+    /// Whether the output announces that the connection ends.
+    fn says_close(&self) -> bool {
+        String::from_utf8_lossy(&self.written).contains("\r\nConnection: close\r\n")
     }
 }
 
@@ -90,4 +104,29 @@ fn absolute_form_without_a_path_has_path_slash() {
     let client = Client::sending(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
     let req = client.server.request(client.requests[0]).unwrap();
     assert_eq!((req.path(), req.query()), ("/", None));
+}
+
+#[test]
+fn invalid_host_is_400_and_closes_the_connection() {
+    let mut client = Client::sending(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n");
+    assert!(client.requests.is_empty());
+    assert_eq!(client.status(), 400);
+    assert!(client.says_close() && client.half_closed);
+    client.peer_closes();
+    assert!(client.closed);
+}
+
+#[test]
+fn valid_hosts_are_accepted() {
+    for host in [
+        "example.com",
+        "example.com:8080",
+        "[::1]:80",
+        "127.0.0.1",
+        "xn--bcher-kva.example",
+    ] {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let client = Client::sending(request.as_bytes());
+        assert_eq!(client.requests.len(), 1, "{host}");
+    }
 }
