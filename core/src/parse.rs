@@ -66,7 +66,8 @@ pub(crate) struct Head {
     pub path: Span,
     /// The query of the target, without its `?`.
     pub query: Option<Span>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 and for later HTTP/1 minor versions,
+    /// which are processed as 1.1.
     pub minor_version: u8,
     /// Bytes of the head, blank line included.
     pub len: usize,
@@ -96,7 +97,8 @@ const STACK_HEADERS: usize = 128;
 /// The rules apply in the order their trigger appears in the byte stream, so
 /// the verdict is the same however the input was split:
 /// 1. a request line longer than the target allows, before its LF: 414;
-/// 2. a request line that is not valid, at its LF: 400 (or 505);
+/// 2. a request line that is not valid, at its LF: 400, or 505 if only its
+///    version (a major version other than 1) is wrong;
 /// 3. a head larger than `max_head_bytes`, before its blank line: 431;
 /// 4. the complete head: header rules, the exact target length, and so on.
 pub(crate) fn parse_head(
@@ -194,6 +196,7 @@ fn check_request_line(line: &[u8], config: &Config) -> Result<(), Reject> {
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(line, headers) {
             Ok(_) => Ok(()),
+            Err(httparse::Error::Version) if later_minor_digit_at(line).is_some() => Ok(()),
             Err(e) => Err(reject_for(e, line)),
         }
     })
@@ -202,22 +205,46 @@ fn check_request_line(line: &[u8], config: &Config) -> Result<(), Reject> {
 fn reject_for(e: httparse::Error, buf: &[u8]) -> Reject {
     match e {
         httparse::Error::TooManyHeaders => Reject::TooManyHeaders,
-        httparse::Error::Version if names_other_http_version(buf) => Reject::VersionNotSupported,
+        httparse::Error::Version if version_word(buf).is_some_and(is_http_version) => {
+            Reject::VersionNotSupported
+        }
         _ => Reject::Malformed("malformed request head"),
     }
 }
 
-/// Whether the request line ends in a well-formed `HTTP/x.y` other than 1.0/1.1,
-/// which deserves 505 rather than 400.
-fn names_other_http_version(buf: &[u8]) -> bool {
-    let line = match buf.iter().position(|&b| b == b'\n') {
-        Some(end) => &buf[..end],
-        None => return false,
-    };
+/// The version word of a request line that httparse refused at its version.
+/// httparse gets there only after a valid method and target, each followed by
+/// one space, so the word is everything after the second space up to the end
+/// of the line: `GE T / HTTP/1.1` has the word `/ HTTP/1.1`, which is no
+/// version at all. `buf` starts with the request line (core drops the empty
+/// lines before it); `None` until the line is complete.
+fn version_word(buf: &[u8]) -> Option<&[u8]> {
+    let line = &buf[..buf.iter().position(|&b| b == b'\n')?];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+    line.splitn(3, |&b| b == b' ').nth(2)
+}
+
+/// `HTTP/x.y` as RFC 9112 §2.3 spells a version: case-sensitive, one digit
+/// each side of the dot. Such a word names a version we lack (505); anything
+/// else in its place is a malformed request line (400).
+fn is_http_version(word: &[u8]) -> bool {
+    matches!(word, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
         if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// Where in `buf` the minor digit of an `HTTP/1.x` version with x > 1 sits.
+/// RFC 9110 §2.5: a recipient should process a message with a later minor
+/// version of a major version it implements as the highest minor version it
+/// implements — here HTTP/1.1 — since minor versions are backwards-compatible
+/// by design. httparse knows only 1.0 and 1.1, so [`parse_complete`] parses a
+/// copy that says 1.1.
+fn later_minor_digit_at(buf: &[u8]) -> Option<usize> {
+    match version_word(buf)? {
+        word @ [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            Some(Span::of(buf, word).start as usize + 7)
+        }
+        _ => None,
+    }
 }
 
 /// Parses a head with httparse; `Ok(None)` if it is not complete.
@@ -231,7 +258,14 @@ fn parse_complete(
         let len = match req.parse_with_uninit_headers(buf, headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(reject_for(e, buf)),
+            Err(e) => {
+                return match (e, later_minor_digit_at(buf)) {
+                    (httparse::Error::Version, Some(at)) => {
+                        parse_as_http11(buf, at, config, fields)
+                    }
+                    _ => Err(reject_for(e, buf)),
+                };
+            }
         };
         let method = req.method.unwrap_or_default();
         let target = req.path.unwrap_or_default();
@@ -263,6 +297,21 @@ fn parse_complete(
             is_head_method: method == "HEAD",
         }))
     })
+}
+
+/// Parses a head whose version is a later HTTP/1 minor (see
+/// [`later_minor_digit_at`]) from a copy whose version reads `HTTP/1.1`. The
+/// copy has the same offsets, so the spans taken from it index `buf`. Only
+/// such rare heads pay for the copy.
+fn parse_as_http11(
+    buf: &[u8],
+    minor_digit_at: usize,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
+    let mut as_http11 = buf.to_vec();
+    as_http11[minor_digit_at] = b'1';
+    parse_complete(&as_http11, config, fields)
 }
 
 /// Checks the request-target form (RFC 9112 §3.2) and returns its path and
@@ -642,17 +691,51 @@ mod tests {
     }
 
     #[test]
-    fn versions_other_than_10_and_11_are_505() {
+    fn major_versions_other_than_1_are_505() {
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
-        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
-        assert_eq!(status(b"GET / HTTQ/1.1\r\nHost: x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn later_http1_minor_versions_are_processed_as_11() {
+        let input = b"POST /a HTTP/1.2\r\nHost: x\r\nContent-Length: 3\r\n\r\n";
+        let head = parse_three_ways(input).unwrap().unwrap();
+        assert_eq!(head.minor_version, 1);
+        assert_eq!(head.framing, Framing::Length(3));
+        assert_eq!(head.target.get(input), b"/a");
+        assert_eq!(head.len, input.len());
+        assert!(head.keep_alive);
+        // As 1.1, it needs its Host.
+        assert_eq!(status(b"GET / HTTP/1.9\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn a_request_line_that_is_not_method_target_version_is_400() {
+        for line in [
+            "GE T / HTTP/1.1",
+            "GET / / HTTP/1.1",
+            "GET / HTTP/2.0 x",
+            "GET /  HTTP/1.1",
+            "GET / HTTQ/1.1",
+            "GET / http/1.1",
+            "GET / HTTP/1.10",
+            "GET / HTTP/12.0",
+            "GET / HTTP/2",
+            "GET / HTTP/a.b",
+            "GET /",
+        ] {
+            let input = format!("{line}\r\nHost: x\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 400, "{line:?}");
+        }
     }
 
     #[test]
     fn a_bad_request_line_is_rejected_before_the_head_ends() {
         assert_eq!(parse(b"GET / HTTP/2.0\r\n").unwrap_err().status(), 505);
         assert_eq!(parse(b"G@T / HTTP/1.1\r\n").unwrap_err().status(), 400);
+        assert_eq!(parse(b"GE T / HTTP/1.1\r\n").unwrap_err().status(), 400);
+        assert_eq!(parse(b"GET / HTTP/1.2\r\n"), Ok(None));
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub enum Reject {
     Timeout,
     /// A well-formed request for something ebb does not implement (501).
     NotImplemented(&'static str),
-    /// An HTTP version other than 1.0 and 1.1 (505).
+    /// A well-formed request line naming an HTTP major version other than 1
+    /// (505). Later HTTP/1 minor versions (`HTTP/1.2`) are served as HTTP/1.1.
     VersionNotSupported,
 }
 
@@ -48,7 +49,7 @@ impl Reject {
             Reject::TrailersTooLarge => "chunked trailers too large",
             Reject::BodyTooLarge => "request body too large",
             Reject::Timeout => "request not received in time",
-            Reject::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
+            Reject::VersionNotSupported => "only HTTP/1.x is supported",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! request in, and either a request handed to the application or core's own
 //! error response out.
 
-use ebb_core::{Bytes, ConnId, Event, RequestId, Server, Time};
+use ebb_core::{Bytes, ConnId, Event, RequestId, Server, Time, Version};
 
 /// One connection to a fresh server with the default config, driven in
 /// memory: every event is carried out at once and all output is written.
@@ -129,4 +129,28 @@ fn valid_hosts_are_accepted() {
         let client = Client::sending(request.as_bytes());
         assert_eq!(client.requests.len(), 1, "{host}");
     }
+}
+
+#[test]
+fn malformed_request_line_is_400_not_505() {
+    let client = Client::sending(b"GE T / HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(client.status(), 400);
+    assert!(client.requests.is_empty());
+}
+
+#[test]
+fn http_2_0_request_line_is_505() {
+    let client = Client::sending(b"GET / HTTP/2.0\r\nHost: example.com\r\n\r\n");
+    assert_eq!(client.status(), 505);
+    assert!(client.says_close() && client.half_closed);
+}
+
+#[test]
+fn later_http1_minor_version_is_served_as_http_1_1() {
+    let mut client = Client::sending(b"GET /a HTTP/1.2\r\nHost: example.com\r\n\r\n");
+    let req = client.server.request(client.requests[0]).unwrap();
+    assert_eq!((req.path(), req.version()), ("/a", Version::Http11));
+    client.respond();
+    assert_eq!(client.status(), 200);
+    assert!(!client.says_close() && !client.closed);
 }
