@@ -37,7 +37,7 @@ pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits};
 pub use config::Config;
 pub use drain::{DrainReport, Forced, Phase};
 pub use reject::Reject;
-pub use request::{ConnId, Request, RequestId, Version};
+pub use request::{ConnId, OwnedRequest, Request, RequestId, Version};
 pub use response::RespondError;
 pub use server::{Event, Server};
 pub use time::Time;
