@@ -43,7 +43,7 @@ pub use config::Config;
 pub use lifecycle::Phase;
 pub use reject::Reject;
 pub use report::{DrainReport, Forced};
-pub use request::{ConnId, Request, RequestId, Version};
+pub use request::{ConnId, OwnedRequest, Request, RequestId, Version};
 pub use response::RespondError;
 pub use server::{Event, Server};
 pub use time::Time;

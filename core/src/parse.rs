@@ -60,7 +60,14 @@ pub(crate) enum Framing {
 pub(crate) struct Head {
     pub method: Span,
     pub target: Span,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    /// The part of the target that routes, found once here so that reading it
+    /// is a slice: the path of an origin-form or absolute-form target (empty
+    /// for `http://host`, which means `/`), or `*`.
+    pub path: Span,
+    /// The query of the target, without its `?`.
+    pub query: Option<Span>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 and for later HTTP/1 minor versions,
+    /// which are processed as 1.1.
     pub minor_version: u8,
     /// Bytes of the head, blank line included.
     pub len: usize,
@@ -90,7 +97,8 @@ const STACK_HEADERS: usize = 128;
 /// The rules apply in the order their trigger appears in the byte stream, so
 /// the verdict is the same however the input was split:
 /// 1. a request line longer than the target allows, before its LF: 414;
-/// 2. a request line that is not valid, at its LF: 400 (or 505);
+/// 2. a request line that is not valid, at its LF: 400, or 505 if only its
+///    version (a major version other than 1) is wrong;
 /// 3. a head larger than `max_head_bytes`, before its blank line: 431;
 /// 4. the complete head: header rules, the exact target length, and so on.
 pub(crate) fn parse_head(
@@ -188,6 +196,7 @@ fn check_request_line(line: &[u8], config: &Config) -> Result<(), Reject> {
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(line, headers) {
             Ok(_) => Ok(()),
+            Err(httparse::Error::Version) if later_minor_digit_at(line).is_some() => Ok(()),
             Err(e) => Err(reject_for(e, line)),
         }
     })
@@ -196,22 +205,46 @@ fn check_request_line(line: &[u8], config: &Config) -> Result<(), Reject> {
 fn reject_for(e: httparse::Error, buf: &[u8]) -> Reject {
     match e {
         httparse::Error::TooManyHeaders => Reject::TooManyHeaders,
-        httparse::Error::Version if names_other_http_version(buf) => Reject::VersionNotSupported,
+        httparse::Error::Version if version_word(buf).is_some_and(is_http_version) => {
+            Reject::VersionNotSupported
+        }
         _ => Reject::Malformed("malformed request head"),
     }
 }
 
-/// Whether the request line ends in a well-formed `HTTP/x.y` other than 1.0/1.1,
-/// which deserves 505 rather than 400.
-fn names_other_http_version(buf: &[u8]) -> bool {
-    let line = match buf.iter().position(|&b| b == b'\n') {
-        Some(end) => &buf[..end],
-        None => return false,
-    };
+/// The version word of a request line that httparse refused at its version.
+/// httparse gets there only after a valid method and target, each followed by
+/// one space, so the word is everything after the second space up to the end
+/// of the line: `GE T / HTTP/1.1` has the word `/ HTTP/1.1`, which is no
+/// version at all. `buf` starts with the request line (core drops the empty
+/// lines before it); `None` until the line is complete.
+fn version_word(buf: &[u8]) -> Option<&[u8]> {
+    let line = &buf[..buf.iter().position(|&b| b == b'\n')?];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+    line.splitn(3, |&b| b == b' ').nth(2)
+}
+
+/// `HTTP/x.y` as RFC 9112 §2.3 spells a version: case-sensitive, one digit
+/// each side of the dot. Such a word names a version we lack (505); anything
+/// else in its place is a malformed request line (400).
+fn is_http_version(word: &[u8]) -> bool {
+    matches!(word, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
         if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// Where in `buf` the minor digit of an `HTTP/1.x` version with x > 1 sits.
+/// RFC 9110 §2.5: a recipient should process a message with a later minor
+/// version of a major version it implements as the highest minor version it
+/// implements — here HTTP/1.1 — since minor versions are backwards-compatible
+/// by design. httparse knows only 1.0 and 1.1, so [`parse_complete`] parses a
+/// copy that says 1.1.
+fn later_minor_digit_at(buf: &[u8]) -> Option<usize> {
+    match version_word(buf)? {
+        word @ [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9'] => {
+            Some(Span::of(buf, word).start as usize + 7)
+        }
+        _ => None,
+    }
 }
 
 /// Parses a head with httparse; `Ok(None)` if it is not complete.
@@ -225,7 +258,14 @@ fn parse_complete(
         let len = match req.parse_with_uninit_headers(buf, headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(reject_for(e, buf)),
+            Err(e) => {
+                return match (e, later_minor_digit_at(buf)) {
+                    (httparse::Error::Version, Some(at)) => {
+                        parse_as_http11(buf, at, config, fields)
+                    }
+                    _ => Err(reject_for(e, buf)),
+                };
+            }
         };
         let method = req.method.unwrap_or_default();
         let target = req.path.unwrap_or_default();
@@ -233,7 +273,7 @@ fn parse_complete(
         if target.len() > config.max_target_bytes {
             return Err(Reject::TargetTooLong);
         }
-        check_target(method, target)?;
+        let (path, query) = split_target(method, target)?;
         fields.clear();
         let mut rules = HeaderRules::default();
         for h in req.headers.iter() {
@@ -247,6 +287,8 @@ fn parse_complete(
         Ok(Some(Head {
             method: Span::of(buf, method.as_bytes()),
             target: Span::of(buf, target.as_bytes()),
+            path: Span::of(buf, path.as_bytes()),
+            query: query.map(|q| Span::of(buf, q.as_bytes())),
             minor_version,
             len,
             framing,
@@ -257,41 +299,147 @@ fn parse_complete(
     })
 }
 
-/// Request-target forms (RFC 9112 §3.2): origin-form, absolute-form, and
-/// asterisk-form with OPTIONS only. CONNECT (authority-form) is not served.
-fn check_target(method: &str, target: &str) -> Result<(), Reject> {
+/// Parses a head whose version is a later HTTP/1 minor (see
+/// [`later_minor_digit_at`]) from a copy whose version reads `HTTP/1.1`. The
+/// copy has the same offsets, so the spans taken from it index `buf`. Only
+/// such rare heads pay for the copy.
+fn parse_as_http11(
+    buf: &[u8],
+    minor_digit_at: usize,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
+    let mut as_http11 = buf.to_vec();
+    as_http11[minor_digit_at] = b'1';
+    parse_complete(&as_http11, config, fields)
+}
+
+/// Checks the request-target form (RFC 9112 §3.2) and returns its path and
+/// query: origin-form, absolute-form (routed by its path: the authority is not
+/// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
+/// `*`. CONNECT (authority-form) is not served.
+fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'t str>), Reject> {
     if method == "CONNECT" {
         return Err(Reject::NotImplemented("CONNECT is not supported"));
     }
     if target.starts_with('/') {
-        return Ok(());
+        return Ok(split_query(target));
     }
     if target == "*" {
         return if method == "OPTIONS" {
-            Ok(())
+            Ok((target, None))
         } else {
             Err(Reject::Malformed(
                 "asterisk-form target is only allowed with OPTIONS",
             ))
         };
     }
-    if is_absolute_form(target) {
-        return Ok(());
+    if let Some(after_authority) = absolute_form_rest(target) {
+        return Ok(split_query(after_authority));
     }
     Err(Reject::Malformed(
         "request target is not origin-form or absolute-form",
     ))
 }
 
-/// `scheme "://" ...` with a scheme of ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
-fn is_absolute_form(target: &str) -> bool {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return false;
-    };
+/// The path and the query (without its `?`) of what follows an authority.
+fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
+    match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query, None),
+    }
+}
+
+/// For `scheme "://" authority rest`, with a scheme of
+/// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) and an authority that names a
+/// host, the rest: the path (possibly empty) and query. Userinfo (`user@`) is
+/// refused with the other bytes a host cannot hold, as RFC 9110 §4.2.4 lets a
+/// recipient do.
+fn absolute_form_rest(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
     let mut chars = scheme.bytes();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-        && !rest.is_empty()
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    let (authority, rest) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    // RFC 9110 §4.2.1: an http URI with an empty host must be rejected.
+    let host_ok = host_of(authority.as_bytes()).is_some_and(|host| !host.is_empty());
+    (scheme_ok && host_ok).then_some(rest)
+}
+
+/// The uri-host of `value` if it is `uri-host [ ":" port ]` (RFC 9110 §7.2,
+/// RFC 3986 §3.2.2): an IP-literal in brackets, or a reg-name — which covers
+/// IPv4 addresses — of unreserved, pct-encoded and sub-delims characters; the
+/// port is digits. The host may be empty: RFC 9112 §3.2 has a client send an
+/// empty Host when the target has no authority.
+fn host_of(value: &[u8]) -> Option<&[u8]> {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(literal) => {
+            let end = literal.iter().position(|&b| b == b']')?;
+            is_ip_literal(&literal[..end]).then_some(())?;
+            (&value[..end + 2], &literal[end + 1..])
+        }
+        None => {
+            let (host, port) =
+                value.split_at(value.iter().position(|&b| b == b':').unwrap_or(value.len()));
+            is_reg_name(host).then_some(())?;
+            (host, port)
+        }
+    };
+    match port {
+        [] => Some(host),
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => Some(host),
+        _ => None,
+    }
+}
+
+/// IPv6address or IPvFuture (`v` 1*HEXDIG `.` 1*( unreserved / sub-delims /
+/// `:` )), as found between the brackets of an IP-literal.
+fn is_ip_literal(inside: &[u8]) -> bool {
+    if let [b'v' | b'V', future @ ..] = inside {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, address) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !address.is_empty()
+            && address
+                .iter()
+                .all(|&b| is_unreserved_or_sub_delim(b) || b == b':');
+    }
+    std::str::from_utf8(inside).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )`: every `%` starts two hex digits.
+fn is_reg_name(name: &[u8]) -> bool {
+    let plain = |part: &[u8]| part.iter().copied().all(is_unreserved_or_sub_delim);
+    let mut parts = name.split(|&b| b == b'%');
+    parts.next().is_some_and(plain)
+        && parts.all(|part| {
+            part.len() >= 2 && part[..2].iter().all(u8::is_ascii_hexdigit) && plain(&part[2..])
+        })
+}
+
+/// RFC 3986 unreserved (ALPHA DIGIT `-._~`) and sub-delims (`!$&'()*+,;=`).
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 /// What the framing and persistence headers said, gathered in one pass.
@@ -313,6 +461,10 @@ impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         if name.eq_ignore_ascii_case("host") {
             self.hosts += 1;
+            // RFC 9112 §3.2: a Host with an invalid value is a 400.
+            if host_of(value.trim_ascii()).is_none() {
+                return Err(Reject::Malformed("Host is not a valid host and port"));
+            }
         } else if name.eq_ignore_ascii_case("content-length") {
             self.content_length(value)?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -539,17 +691,51 @@ mod tests {
     }
 
     #[test]
-    fn versions_other_than_10_and_11_are_505() {
+    fn major_versions_other_than_1_are_505() {
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
-        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
-        assert_eq!(status(b"GET / HTTQ/1.1\r\nHost: x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn later_http1_minor_versions_are_processed_as_11() {
+        let input = b"POST /a HTTP/1.2\r\nHost: x\r\nContent-Length: 3\r\n\r\n";
+        let head = parse_three_ways(input).unwrap().unwrap();
+        assert_eq!(head.minor_version, 1);
+        assert_eq!(head.framing, Framing::Length(3));
+        assert_eq!(head.target.get(input), b"/a");
+        assert_eq!(head.len, input.len());
+        assert!(head.keep_alive);
+        // As 1.1, it needs its Host.
+        assert_eq!(status(b"GET / HTTP/1.9\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn a_request_line_that_is_not_method_target_version_is_400() {
+        for line in [
+            "GE T / HTTP/1.1",
+            "GET / / HTTP/1.1",
+            "GET / HTTP/2.0 x",
+            "GET /  HTTP/1.1",
+            "GET / HTTQ/1.1",
+            "GET / http/1.1",
+            "GET / HTTP/1.10",
+            "GET / HTTP/12.0",
+            "GET / HTTP/2",
+            "GET / HTTP/a.b",
+            "GET /",
+        ] {
+            let input = format!("{line}\r\nHost: x\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 400, "{line:?}");
+        }
     }
 
     #[test]
     fn a_bad_request_line_is_rejected_before_the_head_ends() {
         assert_eq!(parse(b"GET / HTTP/2.0\r\n").unwrap_err().status(), 505);
         assert_eq!(parse(b"G@T / HTTP/1.1\r\n").unwrap_err().status(), 400);
+        assert_eq!(parse(b"GE T / HTTP/1.1\r\n").unwrap_err().status(), 400);
+        assert_eq!(parse(b"GET / HTTP/1.2\r\n"), Ok(None));
     }
 
     #[test]
@@ -607,6 +793,99 @@ mod tests {
         assert_eq!(status(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status(b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n"), 501);
+    }
+
+    /// The path and query a head's spans pick out of `input`.
+    fn path_and_query(input: &[u8]) -> (String, Option<String>) {
+        let head = parse_three_ways(input).unwrap().unwrap();
+        let text = |span: Span| String::from_utf8(span.get(input).to_vec()).unwrap();
+        (text(head.path), head.query.map(text))
+    }
+
+    #[test]
+    fn path_and_query_are_found_once_in_every_target_form() {
+        let cases: [(&[u8], &str, Option<&str>); 6] = [
+            (
+                b"GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a/b",
+                Some("x=1"),
+            ),
+            (b"GET /a? HTTP/1.1\r\nHost: h\r\n\r\n", "/a", Some("")),
+            (
+                b"GET http://127.0.0.1:8080/a/b?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                "/a/b",
+                Some("x=1"),
+            ),
+            (b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "", None),
+            (b"GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n", "", Some("q")),
+            (b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "*", None),
+        ];
+        for (input, path, query) in cases {
+            let expected = (path.to_owned(), query.map(str::to_owned));
+            assert_eq!(path_and_query(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_needs_an_authority() {
+        assert_eq!(status(b"GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET http://?a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    }
+
+    fn host_status(host: &str) -> Option<u16> {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        parse_three_ways(req.as_bytes()).err().map(|e| e.status())
+    }
+
+    #[test]
+    fn host_must_be_a_host_and_port() {
+        for valid in [
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:80",
+            "[::ffff:10.0.0.1]",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "b%C3%BCcher.example",
+            "a_b~c!$&'()*+,;=",
+            "",
+        ] {
+            assert_eq!(host_status(valid), None, "{valid:?}");
+        }
+        for invalid in [
+            "a/b",
+            "a?b",
+            "a#b",
+            "user@example.com",
+            "a b",
+            "a\tb",
+            "example.com:80a",
+            "example.com:-1",
+            "a:1:2",
+            "::1",
+            "[::1",
+            "[::g]",
+            "[::1]x",
+            "[v.x]",
+            "%zz.example",
+            "a%4",
+            "\"quoted\"",
+            "bücher.example",
+        ] {
+            assert_eq!(host_status(invalid), Some(400), "{invalid:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_form_authority_must_name_a_host() {
+        assert!(parse(b"GET http://[::1]:80/a HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert_eq!(status(b"GET http://u@h/a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET http://:80/a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
     }
 
     #[test]

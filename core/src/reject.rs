@@ -23,7 +23,8 @@ pub enum Reject {
     BodyTimeout,
     /// A well-formed request for something ebb does not implement (501).
     NotImplemented(&'static str),
-    /// An HTTP version other than 1.0 and 1.1 (505).
+    /// A well-formed request line naming an HTTP major version other than 1
+    /// (505). Later HTTP/1 minor versions (`HTTP/1.2`) are served as HTTP/1.1.
     VersionNotSupported,
 }
 
@@ -52,7 +53,7 @@ impl Reject {
             Reject::BodyTooLarge => "request body too large",
             Reject::HeadTimeout => "request head not received in time",
             Reject::BodyTimeout => "request body not received in time",
-            Reject::VersionNotSupported => "only HTTP/1.0 and HTTP/1.1 are supported",
+            Reject::VersionNotSupported => "only HTTP/1.x is supported",
         }
     }
 }

@@ -1,4 +1,9 @@
-//! Identifiers, and the view of a request the application reads.
+//! Identifiers, and the request the application reads: borrowed from core's
+//! buffers ([`Request`]) or copied out of them ([`OwnedRequest`]).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
 
 use crate::parse::{FieldSpan, Head};
 
@@ -54,7 +59,8 @@ pub enum Version {
 }
 
 /// A complete request, borrowed from core's buffers: reading it copies
-/// nothing. Copy out what an answer given later needs.
+/// nothing. Copy out what an answer given later needs, or all of it with
+/// [`Request::to_owned`].
 #[derive(Copy, Clone, Debug)]
 pub struct Request<'a> {
     pub(crate) raw: &'a [u8],
@@ -69,20 +75,51 @@ impl<'a> Request<'a> {
         text(self.head.method.get(self.raw))
     }
 
-    /// The request target as sent: origin-form (`/a?b`), absolute-form, or `*`.
+    /// The request target as sent: origin-form (`/a?b`), absolute-form
+    /// (`http://host/a?b`), or `*`.
     pub fn target(&self) -> &'a str {
         text(self.head.target.get(self.raw))
     }
 
-    /// The target's path, without the query.
+    /// The target's path, without the query: what to route by. For an
+    /// absolute-form target (`http://host/a?b`) it is the path after the
+    /// authority (`/a`), or `/` when there is none; for `OPTIONS *` it is `*`.
     pub fn path(&self) -> &'a str {
-        let target = self.target();
-        target.split_once('?').map_or(target, |(path, _)| path)
+        match text(self.head.path.get(self.raw)) {
+            "" => "/",
+            path => path,
+        }
     }
 
     /// The target's query, without the `?`.
     pub fn query(&self) -> Option<&'a str> {
-        self.target().split_once('?').map(|(_, query)| query)
+        self.head.query.map(|q| text(q.get(self.raw)))
+    }
+
+    /// The query's `name=value` pairs in order, decoded as an HTML form
+    /// encodes them (`+` is a space, `%XX` a byte; bytes that are not UTF-8
+    /// become U+FFFD). A pair that needed no decoding is borrowed, not copied.
+    /// Empty when there is no query.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + 'a {
+        form_urlencoded::parse(self.query().unwrap_or_default().as_bytes())
+    }
+
+    /// The decoded value of the first query pair whose decoded name is `name`,
+    /// as [`query_pairs`](Request::query_pairs) decodes it.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.query_pairs()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The path with `%XX` decoded, for looking up names that may be spelled
+    /// with escapes (`/J%C3%BCrgen` is `/Jürgen`); `+` stays a plus, as it
+    /// means nothing special in a path. Bytes that are not UTF-8 become
+    /// U+FFFD, and `%2F` becomes a `/` like any other: route by
+    /// [`path`](Request::path) where that distinction matters. Borrowed when
+    /// there is nothing to decode.
+    pub fn percent_decoded_path(&self) -> Cow<'a, str> {
+        percent_encoding::percent_decode_str(self.path()).decode_utf8_lossy()
     }
 
     /// The request's HTTP version.
@@ -109,9 +146,123 @@ impl<'a> Request<'a> {
             .map(|(_, v)| v)
     }
 
+    /// The value of the first field named `name` as text, for the common case
+    /// of a value that is ASCII or UTF-8. `None` if there is no such field or
+    /// its value is not UTF-8 (HTTP allows other bytes, opaque to it): read
+    /// those with [`header`](Request::header).
+    pub fn header_str(&self, name: &str) -> Option<&'a str> {
+        self.header(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
     /// The whole body, decoded if it was chunked.
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// Copies the request out of core's buffers, so that it can be answered
+    /// later or on another thread. One allocation for the head and body and
+    /// one for the field positions; the borrowed view costs none.
+    pub fn to_owned(self) -> OwnedRequest {
+        let head_len = self.head.len;
+        let mut bytes = Vec::with_capacity(head_len + self.body.len());
+        bytes.extend_from_slice(&self.raw[..head_len]);
+        bytes.extend_from_slice(self.body);
+        let bytes = Bytes::from(bytes);
+        OwnedRequest {
+            head_bytes: bytes.slice(..head_len),
+            body: bytes.slice(head_len..),
+            head: *self.head,
+            fields: self.fields.to_vec(),
+        }
+    }
+}
+
+/// A request copied out of core's buffers by [`Request::to_owned`]: `Send`
+/// and `'static`, so it can move to a worker thread while the connection's
+/// buffers are reused. It keeps the head as received and reads through the
+/// same code as [`Request`], so both give the same answers.
+#[derive(Clone, Debug)]
+pub struct OwnedRequest {
+    /// The head as received, blank line included; the spans index it.
+    head_bytes: Bytes,
+    /// The body, decoded if it was chunked; shares an allocation with the head.
+    body: Bytes,
+    head: Head,
+    fields: Vec<FieldSpan>,
+}
+
+impl OwnedRequest {
+    /// The borrowed view of this request, for code written against
+    /// [`Request`]; every accessor here reads through it.
+    pub fn as_request(&self) -> Request<'_> {
+        Request {
+            raw: &self.head_bytes,
+            head: &self.head,
+            fields: &self.fields,
+            body: &self.body,
+        }
+    }
+
+    /// See [`Request::method`].
+    pub fn method(&self) -> &str {
+        self.as_request().method()
+    }
+
+    /// See [`Request::target`].
+    pub fn target(&self) -> &str {
+        self.as_request().target()
+    }
+
+    /// See [`Request::path`].
+    pub fn path(&self) -> &str {
+        self.as_request().path()
+    }
+
+    /// See [`Request::query`].
+    pub fn query(&self) -> Option<&str> {
+        self.as_request().query()
+    }
+
+    /// See [`Request::query_pairs`].
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
+        self.as_request().query_pairs()
+    }
+
+    /// See [`Request::query_param`].
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.as_request().query_param(name)
+    }
+
+    /// See [`Request::percent_decoded_path`].
+    pub fn percent_decoded_path(&self) -> Cow<'_, str> {
+        self.as_request().percent_decoded_path()
+    }
+
+    /// See [`Request::version`].
+    pub fn version(&self) -> Version {
+        self.as_request().version()
+    }
+
+    /// See [`Request::headers`].
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.as_request().headers()
+    }
+
+    /// See [`Request::header`].
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.as_request().header(name)
+    }
+
+    /// See [`Request::header_str`].
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.as_request().header_str(name)
+    }
+
+    /// The whole body, decoded if it was chunked; as `Bytes`, so it can be
+    /// passed on without another copy.
+    pub fn body(&self) -> &Bytes {
+        &self.body
     }
 }
 
@@ -119,4 +270,148 @@ impl<'a> Request<'a> {
 /// this never loses anything; it avoids `unsafe` for a check that cannot fail.
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse_head, HeadScan};
+    use crate::Config;
+
+    /// Parses the head in `raw` and calls `f` with the request it makes with `body`.
+    fn with_request<R>(raw: &[u8], body: &[u8], f: impl FnOnce(Request<'_>) -> R) -> R {
+        let mut fields = Vec::new();
+        let parsed = parse_head(
+            raw,
+            &mut HeadScan::default(),
+            &Config::default(),
+            &mut fields,
+        );
+        let head = parsed.expect("valid head").expect("complete head");
+        f(Request {
+            raw,
+            head: &head,
+            fields: &fields,
+            body,
+        })
+    }
+
+    fn get(target: &str) -> Vec<u8> {
+        format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn absolute_form_reads_as_its_path_and_query() {
+        with_request(&get("http://127.0.0.1:8080/a/b?x=1"), b"", |req| {
+            assert_eq!(req.target(), "http://127.0.0.1:8080/a/b?x=1");
+            assert_eq!((req.path(), req.query()), ("/a/b", Some("x=1")));
+            assert_eq!(req.query_param("x").as_deref(), Some("1"));
+        });
+        with_request(&get("http://h"), b"", |req| {
+            assert_eq!((req.path(), req.query()), ("/", None));
+        });
+    }
+
+    #[test]
+    fn query_pairs_are_form_decoded() {
+        with_request(
+            &get("/p?name=J%C3%BCrgen&q=a+b&flag&empty=&q=2"),
+            b"",
+            |req| {
+                let pairs: Vec<(String, String)> = req
+                    .query_pairs()
+                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                    .collect();
+                let expected = [
+                    ("name", "Jürgen"),
+                    ("q", "a b"),
+                    ("flag", ""),
+                    ("empty", ""),
+                    ("q", "2"),
+                ];
+                assert_eq!(pairs, expected.map(|(n, v)| (n.to_owned(), v.to_owned())));
+                assert_eq!(req.query_param("name").as_deref(), Some("Jürgen"));
+                assert_eq!(
+                    req.query_param("q").as_deref(),
+                    Some("a b"),
+                    "the first wins"
+                );
+                assert_eq!(req.query_param("missing"), None);
+                assert!(matches!(req.query_param("empty"), Some(Cow::Borrowed(""))));
+            },
+        );
+        with_request(&get("/p?a%20b=%FF"), b"", |req| {
+            assert_eq!(req.query_param("a b").as_deref(), Some("\u{FFFD}"));
+        });
+    }
+
+    #[test]
+    fn no_query_has_no_pairs() {
+        with_request(&get("/p"), b"", |req| {
+            assert_eq!(req.query_pairs().count(), 0);
+            assert_eq!(req.query_param(""), None);
+        });
+    }
+
+    #[test]
+    fn percent_decoded_path_decodes_escapes_but_not_plus() {
+        with_request(&get("/J%C3%BCrgen/a+b?x=%41"), b"", |req| {
+            assert_eq!(req.percent_decoded_path(), "/Jürgen/a+b");
+        });
+        with_request(&get("/bad%FF"), b"", |req| {
+            assert_eq!(req.percent_decoded_path(), "/bad\u{FFFD}");
+        });
+        with_request(&get("/plain"), b"", |req| {
+            assert!(matches!(
+                req.percent_decoded_path(),
+                Cow::Borrowed("/plain")
+            ));
+        });
+    }
+
+    #[test]
+    fn header_str_is_the_value_when_it_is_text() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\nName: J\xc3\xbcrgen\r\nLatin1: J\xfcrgen\r\n\r\n";
+        with_request(head, b"", |req| {
+            assert_eq!(req.header_str("host"), Some("h"));
+            assert_eq!(req.header_str("NAME"), Some("Jürgen"));
+            assert_eq!(req.header_str("missing"), None);
+            assert_eq!(req.header("latin1"), Some(&b"J\xfcrgen"[..]));
+            assert_eq!(req.header_str("latin1"), None);
+        });
+    }
+
+    #[test]
+    fn owned_request_reads_like_the_borrowed_one_and_outlives_the_buffer() {
+        let buffer = b"POST http://h/J%C3%BCrgen?q=a+b HTTP/1.1\r\nHost: h\r\nX-Name: v\r\n\
+                       Content-Length: 4\r\n\r\nbody"
+            .to_vec();
+        let (head, body) = buffer.split_at(buffer.len() - 4);
+        let owned = with_request(head, body, |req| {
+            let owned = req.to_owned();
+            assert_eq!(
+                (owned.method(), owned.target(), owned.path(), owned.query()),
+                (req.method(), req.target(), req.path(), req.query())
+            );
+            assert_eq!(owned.version(), req.version());
+            assert!(owned.headers().eq(req.headers()));
+            assert_eq!(owned.as_request().body(), req.body());
+            owned
+        });
+        drop(buffer);
+        let owned = std::thread::spawn(move || owned).join().unwrap();
+        assert_eq!(owned.path(), "/J%C3%BCrgen");
+        assert_eq!(owned.percent_decoded_path(), "/Jürgen");
+        assert_eq!(owned.query_param("q").as_deref(), Some("a b"));
+        assert_eq!(owned.query_pairs().count(), 1);
+        assert_eq!(owned.header("x-name"), Some(&b"v"[..]));
+        assert_eq!(owned.header_str("X-NAME"), Some("v"));
+        assert_eq!(owned.body(), &Bytes::from_static(b"body"));
+    }
+
+    #[test]
+    fn owned_request_is_send_and_static() {
+        fn assert_send_static<T: Send + 'static>() {}
+        assert_send_static::<OwnedRequest>();
+    }
 }
