@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::chunked::ChunkedDecoder;
 use crate::close::CloseReason;
+use crate::finished::RequestLog;
 use crate::parse::{FieldSpan, Head, HeadScan};
 use crate::time::Time;
 use crate::timers::{Link, Linked};
@@ -117,6 +118,9 @@ pub(crate) struct Conn {
     pub received_before_drain: Option<u64>,
     /// When the connection last finished a response (or was accepted).
     pub last_active: Time,
+    /// What the current request has been through, for its
+    /// [`Finished`](crate::Finished).
+    pub log: RequestLog,
     pub peer_eof: bool,
     /// Whether any response bytes were queued on this connection.
     pub sent_any: bool,
@@ -137,6 +141,7 @@ impl Conn {
             received: 0,
             received_before_drain: None,
             last_active: now,
+            log: RequestLog::default(),
             peer_eof: false,
             sent_any: false,
             read_paused: false,

@@ -11,16 +11,67 @@
 //!
 //! Start at [`Server`]: its documentation is the contract for a driver.
 //!
-//! In scope: HTTP/1.0 and HTTP/1.1 requests with whole bodies (up to
-//! `max_body_bytes`), responses with a known length. Out of scope: TLS,
+//! ## The driver loop
+//!
+//! Every driver has this shape: make an input, then carry out events until
+//! [`Server::poll_event`] says `None`, then sleep until I/O or
+//! [`Server::poll_timeout`]. Here one client's request is answered while the
+//! server drains, with the socket played by a `Vec`:
+//!
+//! ```
+//! use ebb_core::{Bytes, CloseReason, Config, Event, Server, Time};
+//!
+//! let mut server = Server::new(Config::default());
+//! let mut now = Time::ZERO;
+//! let conn = server.handle_accept(now);
+//! server.handle_recv(conn, b"GET /hi HTTP/1.1\r\nHost: example.com\r\n\r\n", now);
+//! server.handle_terminate(now); // stop once what was begun is answered
+//! let mut wire = Vec::new();
+//! let report = loop {
+//!     match server.poll_event() {
+//!         Some(Event::Request(id)) => {
+//!             let body = Bytes::from(server.request(id).unwrap().path().to_owned());
+//!             server.handle_response(id, 200, [("Content-Type", "text/plain")], body, now).unwrap();
+//!         }
+//!         Some(Event::Transmit(c)) => {
+//!             let [head, tail] = server.transmit(c); // one vectored write
+//!             let n = head.len() + tail.len();
+//!             wire.extend_from_slice(head);
+//!             wire.extend_from_slice(tail);
+//!             server.handle_sent(c, n, now);
+//!         }
+//!         // Accept until accepting would block; here nothing is queued.
+//!         Some(Event::DrainBacklog) => server.handle_backlog_empty(now),
+//!         // shutdown(Write); this client reads its answer and closes too.
+//!         Some(Event::HalfClose(c, _)) => server.handle_peer_eof(c, now),
+//!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::DrainResponse),
+//!         Some(Event::Exit(report)) => break report,
+//!         Some(Event::ResumeRead(_) | Event::CloseListener | Event::Finished(_)) => {}
+//!         // Nothing to do: wait for I/O, or until the next deadline.
+//!         None => {
+//!             now = server.poll_timeout().expect("a drain always has a deadline");
+//!             server.handle_timeout(now);
+//!         }
+//!     }
+//! };
+//! assert!(wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//! assert!(wire.ends_with(b"/hi"));
+//! assert_eq!((report.requests_completed, report.forced), (1, None));
+//! ```
+//!
+//! In scope: HTTP/1.x requests with whole bodies (up to `max_body_bytes`),
+//! responses with a known length. Out of scope: TLS,
 //! HTTP/2, protocol upgrades (an `Upgrade` request is answered as plain
 //! HTTP/1.1), `CONNECT`, streaming bodies, and chunked responses.
+
+#![warn(missing_docs)]
 
 mod chunked;
 mod close;
 mod config;
 mod conn;
 mod drain;
+mod finished;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod lifecycle;
@@ -40,6 +91,7 @@ pub use bytes::Bytes;
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits};
 pub use close::CloseReason;
 pub use config::Config;
+pub use finished::{Finished, Outcome};
 pub use lifecycle::Phase;
 pub use reject::Reject;
 pub use report::{DrainReport, Forced};

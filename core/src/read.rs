@@ -4,6 +4,7 @@
 use crate::chunked::ChunkedLimits;
 use crate::close::CloseReason;
 use crate::conn::{BodyProgress, State};
+use crate::finished::ResponseLog;
 use crate::parse::{parse_head, Framing, Head};
 use crate::reject::Reject;
 use crate::request::RequestId;
@@ -181,7 +182,13 @@ impl Server {
         let conn = &mut self.conns[key];
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
         bufs.input.clear();
-        write_rejection(&mut bufs.out, &reject, &self.date);
+        let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
+        conn.log.response = Some(ResponseLog {
+            status: reject.status(),
+            body_bytes,
+            at: now,
+            app_fault: false,
+        });
         conn.sent_any = true;
         self.enter(
             key,

@@ -100,8 +100,9 @@ where
     Ok(())
 }
 
-/// Writes the whole response core sends for a rejected request.
-pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) {
+/// Writes the whole response core sends for a rejected request; returns the
+/// length of its body.
+pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) -> u64 {
     let status = reject.status();
     let detail = reject.detail();
     let body_len = 3 + 1 + reason(status).len() + 2 + detail.len() + 1;
@@ -121,6 +122,7 @@ pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(detail.as_bytes());
     out.push(b'\n');
+    body_len as u64
 }
 
 /// The interim response that tells a client waiting on `Expect: 100-continue`

@@ -7,6 +7,7 @@ use slab::Slab;
 use crate::close::CloseReason;
 use crate::config::Config;
 use crate::conn::{Conn, Pool, State};
+use crate::finished::Finished;
 use crate::lifecycle::Lifecycle;
 use crate::reject::Reject;
 use crate::report::DrainReport;
@@ -41,6 +42,10 @@ pub enum Event {
     /// Close the listening socket: new connections are refused or go to a
     /// sibling `SO_REUSEPORT` instance.
     CloseListener,
+    /// A request ended: its response was completely handed over, or it never
+    /// will be. One per request core began, for access logs and metrics;
+    /// nothing needs doing.
+    Finished(Finished),
     /// The drain is over: every connection has been closed. Stop the loop.
     Exit(DrainReport),
 }
@@ -205,6 +210,7 @@ impl Server {
     }
 
     /// Output: the next thing the driver must do.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         if let Event::Transmit(id) = event {
@@ -216,6 +222,7 @@ impl Server {
     }
 
     /// Output: when to call [`handle_timeout`](Self::handle_timeout) next.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let conns = self.timers.earliest(&self.conns);
         match (conns, self.lifecycle.deadline()) {
@@ -248,6 +255,7 @@ impl Server {
 
     /// Whether the driver should read `conn` now. False while enough pipelined
     /// input is buffered behind the request being answered, and for closed ids.
+    #[must_use]
     pub fn wants_read(&self, conn: ConnId) -> bool {
         self.key_of(conn)
             .is_some_and(|key| self.wants_read_key(key))

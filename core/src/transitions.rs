@@ -23,7 +23,9 @@
 use crate::close::CloseReason;
 use crate::config::Config;
 use crate::conn::State;
+use crate::finished::{Finished, Outcome, RequestLog};
 use crate::lifecycle::Lifecycle;
+use crate::request::RequestId;
 use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
@@ -75,6 +77,16 @@ impl Server {
         let conn = &mut self.conns[key];
         let was = conn.state.is_active();
         let is = state.is_active();
+        match state {
+            State::Head { .. } => {
+                conn.log = RequestLog {
+                    began_at: now,
+                    ..RequestLog::default()
+                }
+            }
+            State::Dispatched { .. } => conn.log.dispatched = true,
+            _ => {}
+        }
         conn.state = state;
         match (was, is) {
             (false, true) => self.active += 1,
@@ -114,9 +126,12 @@ impl Server {
     /// decision (unless a half-close already did) and what the close cut.
     pub(crate) fn close_now(&mut self, key: usize, reason: CloseReason) {
         self.timers.clear(&mut self.conns, key);
+        let active = self.conns[key].state.is_active();
+        if active && !self.conns[key].log.finished {
+            self.finish_request(key, Outcome::Unfinished(reason), false);
+        }
         let id = self.id_of(key);
         let conn = self.conns.remove(key);
-        let active = conn.state.is_active();
         if active {
             self.active -= 1;
         }
@@ -136,6 +151,29 @@ impl Server {
             self.pool.give(bufs);
         }
         self.events.push_back(Event::Close(id, reason));
+    }
+
+    /// Emits the [`Finished`] of connection `key`'s current request.
+    pub(crate) fn finish_request(&mut self, key: usize, outcome: Outcome, keeps_connection: bool) {
+        let id = self.id_of(key);
+        let conn = &mut self.conns[key];
+        conn.log.finished = true;
+        let log = conn.log;
+        let response = log.response;
+        self.events.push_back(Event::Finished(Finished {
+            conn: id,
+            request: log.dispatched.then(|| RequestId {
+                conn: id,
+                seq: conn.next_seq - 1,
+            }),
+            status: response.map(|r| r.status),
+            body_bytes: response.map_or(0, |r| r.body_bytes),
+            outcome,
+            began_at: log.began_at,
+            responded_at: response.map(|r| r.at),
+            finished_at: self.now,
+            keeps_connection,
+        }));
     }
 
     /// Closes connection `key` without risking a reset: shut the write half,

@@ -6,6 +6,7 @@ use bytes::{Buf, Bytes};
 
 use crate::close::CloseReason;
 use crate::conn::State;
+use crate::finished::{Outcome, ResponseLog};
 use crate::request::{ConnId, RequestId};
 use crate::response::{
     status_has_body, write_head, ConnectionHeader, Framing as ResponseFraming, RespondError,
@@ -45,7 +46,7 @@ impl Server {
     {
         let now = self.advance(now);
         let key = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
-        let result = self.respond(key, status, headers, body, now);
+        let result = self.respond(key, status, headers, body, false, now);
         if result.is_err() {
             self.respond_internal_error(key, now);
         }
@@ -76,17 +77,19 @@ impl Server {
     fn respond_internal_error(&mut self, key: usize, now: Time) {
         let headers = [("Content-Type", "text/plain; charset=utf-8")];
         let body = Bytes::from_static(b"500 Internal Server Error\n");
-        self.respond(key, 500, headers, body, now)
+        self.respond(key, 500, headers, body, true, now)
             .expect("core's own 500 is a valid response");
     }
 
-    /// Queues the response to the request connection `key` has dispatched.
+    /// Queues the response to the request connection `key` has dispatched;
+    /// `app_fault` for core's 500 in place of a faulty application's answer.
     fn respond<H, N, V>(
         &mut self,
         key: usize,
         status: u16,
         headers: H,
         body: Bytes,
+        app_fault: bool,
         now: Time,
     ) -> Result<(), RespondError>
     where
@@ -128,7 +131,14 @@ impl Server {
             .as_mut()
             .expect("a dispatched request has buffers");
         write_head(&mut bufs.out, status, headers, &framing)?;
-        if has_body && !head.is_head_method {
+        let sends_body = has_body && !head.is_head_method;
+        conn.log.response = Some(ResponseLog {
+            status,
+            body_bytes: if sends_body { body.len() as u64 } else { 0 },
+            at: now,
+            app_fault,
+        });
+        if sends_body {
             if body.len() <= COPY_BODY_MAX {
                 bufs.out.extend_from_slice(&body);
             } else {
@@ -145,6 +155,7 @@ impl Server {
 
     /// Output: the bytes queued for `conn`, as up to two slices for one
     /// vectored write. Both are empty when nothing is queued.
+    #[must_use]
     pub fn transmit(&self, conn: ConnId) -> [&[u8]; 2] {
         let bufs = self
             .key_of(conn)
@@ -193,6 +204,12 @@ impl Server {
         if let Some(report) = self.lifecycle.report_mut() {
             report.record_written(matches!(close, Some(CloseReason::Rejected(_))));
         }
+        let outcome = match close {
+            Some(CloseReason::Rejected(reject)) => Outcome::Rejected(reject),
+            _ if self.conns[key].log.response.is_some_and(|r| r.app_fault) => Outcome::AppFault,
+            _ => Outcome::Complete,
+        };
+        self.finish_request(key, outcome, close.is_none());
         let conn = &mut self.conns[key];
         conn.last_active = now;
         if let Some(reason) = close {

@@ -209,6 +209,7 @@ impl<H: Handler> Worker<H> {
                 Event::Request(id) => self.dispatch(id),
                 Event::Transmit(conn) => self.write(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
+                Event::Finished(_) => {}
                 Event::HalfClose(conn, _) => {
                     if let Some(c) = self.conn(conn) {
                         if let Err(e) = c.stream.shutdown(Shutdown::Write) {

@@ -76,6 +76,7 @@ impl World {
                 }
                 None => self.fail(format!("Close of unknown {id:?}")),
             },
+            Event::Finished(_) => {}
             Event::DrainBacklog => {
                 while let Some(k) = self.backlog.pop_front() {
                     self.ledger.backlog_accepted += 1;

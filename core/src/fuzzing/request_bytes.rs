@@ -178,6 +178,7 @@ impl Run {
                     self.write_all();
                 }
                 Event::ResumeRead(c) => assert_eq!(c, self.conn),
+                Event::Finished(f) => assert_eq!(f.conn, self.conn),
                 Event::HalfClose(c, _) => {
                     assert_eq!(c, self.conn);
                     assert!(!self.closed, "half-close after close");

@@ -531,6 +531,9 @@ impl World {
                 let i = self.index_of(id);
                 self.conns[i].resume = true;
             }
+            Event::Finished(f) => {
+                self.index_of(f.conn);
+            }
             Event::HalfClose(id, _) => {
                 let i = self.index_of(id);
                 assert!(!self.conns[i].write_shut, "half-closed twice");

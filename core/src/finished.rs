@@ -1,0 +1,85 @@
+//! What became of each request: one [`Finished`] per request core began, for
+//! access logs and metrics. Core knows every ending — a response written, a
+//! refusal, a fault of the application, a client gone, a cut at the deadline
+//! — so drivers need not guess.
+
+use crate::close::CloseReason;
+use crate::reject::Reject;
+use crate::request::{ConnId, RequestId};
+use crate::time::Time;
+
+/// How a request ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The application's response was completely handed to the driver.
+    Complete,
+    /// Core refused the request with an error response, completely handed to
+    /// the driver.
+    Rejected(Reject),
+    /// The application failed it (an invalid response, or none at all); core's
+    /// 500 was completely handed to the driver.
+    AppFault,
+    /// The connection ended before a response was completely handed over;
+    /// the reason says why (the client left, the deadline cut it, a forced
+    /// exit, a stalled write).
+    Unfinished(CloseReason),
+}
+
+impl Outcome {
+    /// A short word for logs: `complete`, `rejected`, `app-fault`, `cut`
+    /// (by the deadline or a forced exit), `client-gone` or `stalled`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::AppFault => "app-fault",
+            Outcome::Unfinished(reason) if reason.is_forced() => "cut",
+            Outcome::Unfinished(CloseReason::WriteStall) => "stalled",
+            Outcome::Unfinished(_) => "client-gone",
+        }
+    }
+}
+
+/// The end of one request, emitted as [`Event::Finished`](crate::Event::Finished).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The connection it arrived on.
+    pub conn: ConnId,
+    /// Its id, if it was handed to the application.
+    pub request: Option<RequestId>,
+    /// The status of its response, if one was queued.
+    pub status: Option<u16>,
+    /// Bytes of response body queued (none for `HEAD`, 204 and 304).
+    pub body_bytes: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// When its first byte arrived.
+    pub began_at: Time,
+    /// When its response was queued, if it was.
+    pub responded_at: Option<Time>,
+    /// When it ended.
+    pub finished_at: Time,
+    /// Whether the connection stays open for another request.
+    pub keeps_connection: bool,
+}
+
+/// What a connection remembers of its current request until it finishes.
+#[derive(Copy, Clone, Debug, Default)]
+pub(crate) struct RequestLog {
+    pub began_at: Time,
+    pub dispatched: bool,
+    pub response: Option<ResponseLog>,
+    /// Its [`Finished`] was emitted (its response is written; the
+    /// connection may still be closing).
+    pub finished: bool,
+}
+
+/// The response queued for the current request.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct ResponseLog {
+    pub status: u16,
+    pub body_bytes: u64,
+    pub at: Time,
+    /// Core wrote it in place of a faulty application's answer.
+    pub app_fault: bool,
+}
