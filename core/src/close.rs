@@ -28,15 +28,22 @@ pub enum CloseReason {
     Rejected(Reject),
     /// An idle keep-alive connection reached `keep_alive_timeout` while serving.
     KeepAliveTimeout,
+    /// `keep_alive_timeout` is zero: the response closed its connection.
+    KeepAliveOff,
+    /// A new connection sent nothing within `new_connection_timeout`.
+    NewConnectionTimeout,
+    /// The server had too many connections open (the driver reported
+    /// descriptor pressure), so the longest-idle keep-alive ones made room.
+    FdPressure,
     /// An idle keep-alive connection stayed quiet for `idle_close_after`
     /// during the drain.
     IdleInDrain,
     /// A connection accepted (or never used) before the drain sent nothing
     /// within `first_byte_grace`.
     FirstByteGrace,
-    /// The drain ended the connection after a response (which carried
-    /// `Connection: close`).
-    DrainResponse,
+    /// The server is stopping (PreStop or the drain), so the response
+    /// carried `Connection: close` and ended the connection.
+    Stopping,
     /// The driver reported no write progress for `write_stall_timeout`; the
     /// response is lost.
     WriteStall,
@@ -61,9 +68,12 @@ impl CloseReason {
             CloseReason::Aborted => "the connection was reset or failed",
             CloseReason::Rejected(_) => "core refused the request with an error response",
             CloseReason::KeepAliveTimeout => "idle keep-alive connection timed out",
+            CloseReason::KeepAliveOff => "keep-alive is off: one request per connection",
+            CloseReason::NewConnectionTimeout => "a new connection sent no request in time",
+            CloseReason::FdPressure => "idle connection closed to free a descriptor",
             CloseReason::IdleInDrain => "idle keep-alive connection closed by the drain",
             CloseReason::FirstByteGrace => "no request arrived within the drain's first-byte grace",
-            CloseReason::DrainResponse => "the drain closed the connection after its response",
+            CloseReason::Stopping => "the server is stopping: the response closed the connection",
             CloseReason::WriteStall => "the response stopped making progress and was abandoned",
             CloseReason::LingerTimeout => "the client sent no FIN within the linger timeout",
             CloseReason::LingerOverflow => "the client sent too much after the half-close",

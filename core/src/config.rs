@@ -32,9 +32,20 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// Longest wait for more body bytes. Expired: 408 and close.
     pub body_read_timeout: Duration,
-    /// How long an idle keep-alive connection (or a new one that has sent
-    /// nothing) is kept while serving.
+    /// How long an idle keep-alive connection is kept while serving. Zero
+    /// turns keep-alive off: every response closes its connection.
     pub keep_alive_timeout: Duration,
+    /// How long a new connection may stay silent before its first request
+    /// begins, while serving (during the drain, `first_byte_grace` applies).
+    pub new_connection_timeout: Duration,
+    /// The slowest a request body may arrive once `body_rate_grace` has
+    /// passed since the body began, in bytes per second (0: no minimum). A
+    /// body trickled slower is refused with 408, so a client cannot hold a
+    /// connection by sending a byte now and then (in the spirit of Apache's
+    /// `mod_reqtimeout` `MinRate`).
+    pub min_body_rate_bytes_per_sec: u64,
+    /// How long a body may take before `min_body_rate_bytes_per_sec` applies.
+    pub body_rate_grace: Duration,
     /// Longest wait for the driver to report progress writing a response.
     /// Expired: the connection is closed and the response is lost.
     pub write_stall_timeout: Duration,
@@ -68,6 +79,9 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
+            new_connection_timeout: Duration::from_secs(10),
+            min_body_rate_bytes_per_sec: 500,
+            body_rate_grace: Duration::from_secs(10),
             write_stall_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),
             pre_stop: Duration::ZERO,

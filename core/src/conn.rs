@@ -82,6 +82,10 @@ pub(crate) struct Buffers {
     pub out_pos: usize,
     /// A large response body, written after `out` without being copied.
     pub out_tail: Bytes,
+    /// What the current request has been through, for its
+    /// [`Finished`](crate::Finished). Kept here, not in [`Conn`], because
+    /// only a busy connection has a request: idle ones stay small.
+    pub log: RequestLog,
 }
 
 impl Buffers {
@@ -97,6 +101,7 @@ impl Buffers {
         self.out.clear();
         self.out_pos = 0;
         self.out_tail = Bytes::new();
+        self.log = RequestLog::default();
     }
 }
 
@@ -118,9 +123,6 @@ pub(crate) struct Conn {
     pub received_before_drain: Option<u64>,
     /// When the connection last finished a response (or was accepted).
     pub last_active: Time,
-    /// What the current request has been through, for its
-    /// [`Finished`](crate::Finished).
-    pub log: RequestLog,
     pub peer_eof: bool,
     /// Whether any response bytes were queued on this connection.
     pub sent_any: bool,
@@ -141,7 +143,6 @@ impl Conn {
             received: 0,
             received_before_drain: None,
             last_active: now,
-            log: RequestLog::default(),
             peer_eof: false,
             sent_any: false,
             read_paused: false,

@@ -8,8 +8,10 @@
 //! `terminate` exits at once.
 
 use crate::close::CloseReason;
+use crate::conn::State;
 use crate::lifecycle::{Drain, Lifecycle, Phase};
 use crate::report::{DrainReport, Forced};
+use crate::response::CUT_WHILE_RECEIVING;
 use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
@@ -84,13 +86,16 @@ impl Server {
     /// `first_byte_grace` from now, a keep-alive one the rest of
     /// `idle_close_after` since its last response — and closes now if it has
     /// been quiet that long already. The idle list is ordered by last
-    /// activity, so re-arming it front to back keeps every list ordered.
+    /// activity, so re-arming it front to back keeps every list ordered (the
+    /// never-used ones all get the same deadline).
     fn retime_idle_connections(&mut self, now: Time) {
         let mut idle = Vec::new();
-        let mut at = self.timers.first(TimerKind::Idle);
-        while let Some(key) = at {
-            idle.push(key);
-            at = self.timers.after(&self.conns, key);
+        for kind in [TimerKind::Idle, TimerKind::FirstByte] {
+            let mut at = self.timers.first(kind);
+            while let Some(key) = at {
+                idle.push(key);
+                at = self.timers.after(&self.conns, key);
+            }
         }
         // Off the list first, so each is appended to an emptied list in order.
         for &key in &idle {
@@ -131,6 +136,13 @@ impl Server {
         };
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
+            let conn = &self.conns[key];
+            let receiving = matches!(conn.state, State::Head { .. } | State::Body { .. });
+            if receiving && conn.pending_out() == 0 {
+                let id = self.id_of(key);
+                self.events
+                    .push_back(Event::Farewell(id, CUT_WHILE_RECEIVING));
+            }
             self.close_now(key, reason);
         }
         self.close_listener(now);

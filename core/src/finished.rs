@@ -67,6 +67,9 @@ pub struct Finished {
 #[derive(Copy, Clone, Debug, Default)]
 pub(crate) struct RequestLog {
     pub began_at: Time,
+    /// How many bytes the connection had received before the request's
+    /// first byte.
+    pub began_offset: u64,
     pub dispatched: bool,
     pub response: Option<ResponseLog>,
     /// Its [`Finished`] was emitted (its response is written; the

@@ -44,9 +44,10 @@
 //!         Some(Event::DrainBacklog) => server.handle_backlog_empty(now),
 //!         // shutdown(Write); this client reads its answer and closes too.
 //!         Some(Event::HalfClose(c, _)) => server.handle_peer_eof(c, now),
-//!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::DrainResponse),
+//!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::Stopping),
 //!         Some(Event::Exit(report)) => break report,
-//!         Some(Event::ResumeRead(_) | Event::CloseListener | Event::Finished(_)) => {}
+//!         Some(Event::Farewell(..) | Event::ResumeRead(_) | Event::CloseListener) => {}
+//!         Some(Event::Finished(_)) => {} // one per request: an access log's line
 //!         // Nothing to do: wait for I/O, or until the next deadline.
 //!         None => {
 //!             now = server.poll_timeout().expect("a drain always has a deadline");

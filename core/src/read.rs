@@ -27,7 +27,14 @@ impl Server {
             }
             // Input after a closing response is never read.
             State::Writing { close: Some(_), .. } => return,
-            State::Body { .. } => self.progress(key, now),
+            State::Body { .. } => {
+                let log = conn.bufs.as_ref().map(|b| b.log).unwrap_or_default();
+                let bytes = conn.received - log.began_offset;
+                if self.too_slow(log.began_at, bytes, now) {
+                    return self.reject(key, Reject::BodyTooSlow, now);
+                }
+                self.progress(key, now);
+            }
             _ => {}
         }
         let conn = &mut self.conns[key];
@@ -51,13 +58,6 @@ impl Server {
                     let Some(bufs) = conn.bufs.as_mut() else {
                         break;
                     };
-                    // RFC 9112 §2.2: empty lines before a request line are ignored.
-                    let blank = bufs
-                        .input
-                        .iter()
-                        .take_while(|&&b| b == b'\r' || b == b'\n')
-                        .count();
-                    bufs.input.drain(..blank);
                     if bufs.input.is_empty() {
                         if bufs.pending_out() == 0 {
                             let bufs = conn.bufs.take().expect("checked above");
@@ -65,6 +65,9 @@ impl Server {
                         }
                         break;
                     }
+                    // A request begins with its first byte, even an empty
+                    // line before its request line: the header timeout bounds
+                    // a client that sends nothing but empty lines.
                     self.enter(
                         key,
                         State::Head {
@@ -78,6 +81,18 @@ impl Server {
                         .bufs
                         .as_mut()
                         .expect("a request being read has buffers");
+                    // RFC 9112 §2.2: empty lines before a request line are
+                    // ignored. Only the head's first bytes can be blank, so the
+                    // scan has not begun when any are dropped.
+                    let blank = bufs
+                        .input
+                        .iter()
+                        .take_while(|&&b| b == b'\r' || b == b'\n')
+                        .count();
+                    bufs.input.drain(..blank);
+                    if bufs.input.is_empty() {
+                        break;
+                    }
                     match parse_head(&bufs.input, scan, &self.config, &mut bufs.fields) {
                         Ok(None) => break,
                         Ok(Some(head)) => self.head_complete(key, head, now),
@@ -87,7 +102,7 @@ impl Server {
                         }
                     }
                 }
-                State::Body { head, body } => {
+                State::Body { head, body, .. } => {
                     let head = *head;
                     let bufs = conn
                         .bufs
@@ -163,6 +178,15 @@ impl Server {
         self.enter(key, State::Body { head, body }, now);
     }
 
+    /// Whether a request begun at `since`, `bytes` long so far, arrives
+    /// slower than `min_body_rate_bytes_per_sec` once its `body_rate_grace`
+    /// has passed. Measured over the whole request, whose head is small.
+    fn too_slow(&self, since: Time, bytes: u64, now: Time) -> bool {
+        let rate = u128::from(self.config.min_body_rate_bytes_per_sec);
+        let measured = (now - since).saturating_sub(self.config.body_rate_grace);
+        rate > 0 && u128::from(bytes) < measured.as_millis() * rate / 1000
+    }
+
     /// Hands a complete request, `len` input bytes long, to the application.
     fn dispatch(&mut self, key: usize, head: Head, len: usize, now: Time) {
         let conn = &mut self.conns[key];
@@ -183,7 +207,7 @@ impl Server {
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
         bufs.input.clear();
         let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
-        conn.log.response = Some(ResponseLog {
+        bufs.log.response = Some(ResponseLog {
             status: reject.status(),
             body_bytes,
             at: now,

@@ -21,6 +21,9 @@ pub enum Reject {
     HeadTimeout,
     /// The body made no progress for `body_read_timeout` (408).
     BodyTimeout,
+    /// The body arrived slower than `min_body_rate_bytes_per_sec` once
+    /// `body_rate_grace` had passed (408).
+    BodyTooSlow,
     /// A well-formed request for something ebb does not implement (501).
     NotImplemented(&'static str),
     /// A well-formed request line naming an HTTP major version other than 1
@@ -33,7 +36,7 @@ impl Reject {
     pub fn status(&self) -> u16 {
         match self {
             Reject::Malformed(_) => 400,
-            Reject::HeadTimeout | Reject::BodyTimeout => 408,
+            Reject::HeadTimeout | Reject::BodyTimeout | Reject::BodyTooSlow => 408,
             Reject::BodyTooLarge => 413,
             Reject::TargetTooLong => 414,
             Reject::HeadTooLarge | Reject::TooManyHeaders | Reject::TrailersTooLarge => 431,
@@ -53,6 +56,7 @@ impl Reject {
             Reject::BodyTooLarge => "request body too large",
             Reject::HeadTimeout => "request head not received in time",
             Reject::BodyTimeout => "request body not received in time",
+            Reject::BodyTooSlow => "request body arriving too slowly",
             Reject::VersionNotSupported => "only HTTP/1.x is supported",
         }
     }

@@ -125,6 +125,18 @@ pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) -
     body_len as u64
 }
 
+/// What a client whose request was still arriving hears when the drain
+/// deadline cuts it: the server is going away, and it may retry elsewhere.
+/// Static, so it can outlive the connection's buffers; `Date` is optional on
+/// a 5xx (RFC 9110 §6.6.1).
+pub(crate) const CUT_WHILE_RECEIVING: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Connection: close\r\n\
+Retry-After: 1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 34\r\n\
+\r\n\
+503 Service Unavailable: stopping\n";
+
 /// The interim response that tells a client waiting on `Expect: 100-continue`
 /// to send its body.
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -246,6 +258,13 @@ mod tests {
             &framing,
         )?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_cut_response_announces_its_body_length() {
+        let text = std::str::from_utf8(CUT_WHILE_RECEIVING).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
 
     #[test]

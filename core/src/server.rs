@@ -16,6 +16,9 @@ use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
 use crate::transitions::{timer_for, History};
 
+/// Most idle connections [`Server::handle_fd_pressure`] closes at once.
+const FD_PRESSURE_BATCH: usize = 32;
+
 /// What the driver must do, pulled with [`Server::poll_event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
@@ -35,6 +38,13 @@ pub enum Event {
     HalfClose(ConnId, CloseReason),
     /// Close the connection's socket. Its id is dead from now on.
     Close(ConnId, CloseReason),
+    /// Write these bytes to the connection once, if the socket takes them
+    /// now, without waiting; the `Close` that follows ends it. A request
+    /// still arriving when the drain deadline cut it hears `503` with
+    /// `Connection: close` and `Retry-After`, so its client may retry
+    /// elsewhere. (Read and discard what the socket holds before closing,
+    /// or the close resets the connection and may destroy these bytes.)
+    Farewell(ConnId, &'static [u8]),
     /// Accept connections until accepting would block, calling
     /// [`Server::handle_accept`] for each, then call
     /// [`Server::handle_backlog_empty`].
@@ -71,6 +81,8 @@ pub enum Event {
 ///   it will never answer (it panicked, or dropped its answer):
 ///   [`handle_app_failure`](Self::handle_app_failure).
 /// - Stop was requested: [`handle_terminate`](Self::handle_terminate).
+/// - Accepting failed for want of file descriptors:
+///   [`handle_fd_pressure`](Self::handle_fd_pressure).
 /// - Accept would block after [`Event::DrainBacklog`]:
 ///   [`handle_backlog_empty`](Self::handle_backlog_empty).
 /// - The deadline from [`poll_timeout`](Self::poll_timeout) passed:
@@ -207,6 +219,25 @@ impl Server {
         }
         self.handle_phase_timeout(now);
         self.finish_input();
+    }
+
+    /// Input: the driver is short of file descriptors (accept failed with
+    /// `EMFILE`/`ENFILE`). Core closes, cleanly, up to 32 of the keep-alive
+    /// connections that have been idle longest (as nginx does), and returns
+    /// how many it began to close. Each frees its descriptor once its client
+    /// answers the half-close.
+    pub fn handle_fd_pressure(&mut self, now: Time) -> usize {
+        let now = self.advance(now);
+        let mut closed = 0;
+        while closed < FD_PRESSURE_BATCH {
+            let Some(key) = self.timers.first(TimerKind::Idle) else {
+                break;
+            };
+            self.close_cleanly(key, CloseReason::FdPressure, now);
+            closed += 1;
+        }
+        self.finish_input();
+        closed
     }
 
     /// Output: the next thing the driver must do.
@@ -354,7 +385,14 @@ impl Server {
                 self.close_cleanly(key, reason, now);
             }
             // Nothing was sent on it, so a plain close cannot destroy a response.
-            TimerKind::FirstByte => self.close_now(key, CloseReason::FirstByteGrace),
+            TimerKind::FirstByte => {
+                let reason = if self.lifecycle.drain().is_some() {
+                    CloseReason::FirstByteGrace
+                } else {
+                    CloseReason::NewConnectionTimeout
+                };
+                self.close_now(key, reason);
+            }
             TimerKind::Write => self.close_now(key, CloseReason::WriteStall),
             TimerKind::Linger => self.close_now(key, CloseReason::LingerTimeout),
         }

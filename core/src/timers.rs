@@ -28,7 +28,8 @@ pub(crate) enum TimerKind {
     Body = 1,
     /// `keep_alive_timeout` while serving; `idle_close_after` while draining.
     Idle = 2,
-    /// `first_byte_grace`, for connections accepted during the drain.
+    /// For a connection that has not begun a request: `new_connection_timeout`
+    /// while serving, `first_byte_grace` while draining.
     FirstByte = 3,
     /// `write_stall_timeout`, from the last write progress.
     Write = 4,

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `Idle`, never used, draining | `FirstByte` | now + `first_byte_grace`, never past the drain deadline |
 //! | `Idle`, draining | `Idle` | last activity + `idle_close_after` |
+//! | `Idle`, never used | `FirstByte` | accept + `new_connection_timeout` |
 //! | `Idle` | `Idle` | last activity + `keep_alive_timeout` |
 //! | `Head` | `Header` | first byte + `header_read_timeout` (absolute) |
 //! | `Body` | `Body` | last progress + `body_read_timeout` |
@@ -58,6 +59,9 @@ pub(crate) fn timer_for(
             TimerKind::Idle,
             history.last_active + config.idle_close_after,
         ),
+        (State::Idle, None) if history.fresh => {
+            (TimerKind::FirstByte, now + config.new_connection_timeout)
+        }
         (State::Idle, None) => (
             TimerKind::Idle,
             history.last_active + config.keep_alive_timeout,
@@ -77,15 +81,18 @@ impl Server {
         let conn = &mut self.conns[key];
         let was = conn.state.is_active();
         let is = state.is_active();
-        match state {
-            State::Head { .. } => {
-                conn.log = RequestLog {
-                    began_at: now,
-                    ..RequestLog::default()
+        if let Some(bufs) = conn.bufs.as_mut() {
+            match state {
+                State::Head { .. } => {
+                    bufs.log = RequestLog {
+                        began_at: now,
+                        began_offset: conn.received - bufs.input.len() as u64,
+                        ..RequestLog::default()
+                    }
                 }
+                State::Dispatched { .. } => bufs.log.dispatched = true,
+                _ => {}
             }
-            State::Dispatched { .. } => conn.log.dispatched = true,
-            _ => {}
         }
         conn.state = state;
         match (was, is) {
@@ -127,7 +134,12 @@ impl Server {
     pub(crate) fn close_now(&mut self, key: usize, reason: CloseReason) {
         self.timers.clear(&mut self.conns, key);
         let active = self.conns[key].state.is_active();
-        if active && !self.conns[key].log.finished {
+        if active
+            && !self.conns[key]
+                .bufs
+                .as_ref()
+                .is_some_and(|b| b.log.finished)
+        {
             self.finish_request(key, Outcome::Unfinished(reason), false);
         }
         let id = self.id_of(key);
@@ -135,10 +147,13 @@ impl Server {
         if active {
             self.active -= 1;
         }
+        // A client that may still be sending (a response went out, or its
+        // request was still arriving) can be reset by a close.
+        let receiving = matches!(conn.state, State::Head { .. } | State::Body { .. });
         let reset_risk = match reason {
             CloseReason::LingerTimeout | CloseReason::LingerOverflow => true,
             CloseReason::WriteStall => !conn.peer_eof,
-            forced if forced.is_forced() => conn.sent_any && !conn.peer_eof,
+            forced if forced.is_forced() => (conn.sent_any || receiving) && !conn.peer_eof,
             _ => false,
         };
         if let Some(report) = self.lifecycle.report_mut() {
@@ -157,8 +172,12 @@ impl Server {
     pub(crate) fn finish_request(&mut self, key: usize, outcome: Outcome, keeps_connection: bool) {
         let id = self.id_of(key);
         let conn = &mut self.conns[key];
-        conn.log.finished = true;
-        let log = conn.log;
+        let bufs = conn
+            .bufs
+            .as_mut()
+            .expect("a request in progress has buffers");
+        bufs.log.finished = true;
+        let log = bufs.log;
         let response = log.response;
         self.events.push_back(Event::Finished(Finished {
             conn: id,
@@ -250,6 +269,7 @@ mod tests {
     fn config() -> Config {
         Config {
             keep_alive_timeout: Duration::from_secs(60),
+            new_connection_timeout: Duration::from_secs(10),
             idle_close_after: Duration::from_millis(250),
             first_byte_grace: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(5),
@@ -342,11 +362,11 @@ mod tests {
     }
 
     #[test]
-    fn a_fresh_connection_waits_for_keep_alive_while_serving_and_grace_while_draining() {
+    fn a_fresh_connection_waits_for_its_first_request_while_serving_and_grace_while_draining() {
         let c = config();
         assert_eq!(
             timer_for(&State::Idle, FRESH, None, &c, NOW),
-            Some((TimerKind::Idle, at(70_000)))
+            Some((TimerKind::FirstByte, at(20_000)))
         );
         assert_eq!(
             timer_for(&State::Idle, FRESH, Some(at(40_000)), &c, NOW),

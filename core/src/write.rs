@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes};
 use crate::close::CloseReason;
 use crate::conn::State;
 use crate::finished::{Outcome, ResponseLog};
+use crate::lifecycle::Lifecycle;
 use crate::request::{ConnId, RequestId};
 use crate::response::{
     status_has_body, write_head, ConnectionHeader, Framing as ResponseFraming, RespondError,
@@ -102,15 +103,21 @@ impl Server {
             unreachable!("only a dispatched request is answered");
         };
         // The connection closes after this response if the client asked, if
-        // its FIN came and nothing follows, or if the drain says so.
+        // its FIN came and nothing follows, if keep-alive is off, or if the
+        // server is stopping (in PreStop every response closes, so clients
+        // leave before the drain and no close races a request).
         let nothing_follows = conn.buffered_input() <= len;
         let draining = self.lifecycle.drain().is_some();
         let close = if !head.keep_alive {
             Some(CloseReason::ClientAsked)
         } else if conn.peer_eof && nothing_follows {
             Some(CloseReason::ClientClosed)
-        } else if !conn.drain_keeps_open(draining, len) {
-            Some(CloseReason::DrainResponse)
+        } else if self.config.keep_alive_timeout.is_zero() {
+            Some(CloseReason::KeepAliveOff)
+        } else if matches!(self.lifecycle, Lifecycle::PreStop { .. })
+            || !conn.drain_keeps_open(draining, len)
+        {
+            Some(CloseReason::Stopping)
         } else {
             None
         };
@@ -132,7 +139,7 @@ impl Server {
             .expect("a dispatched request has buffers");
         write_head(&mut bufs.out, status, headers, &framing)?;
         let sends_body = has_body && !head.is_head_method;
-        conn.log.response = Some(ResponseLog {
+        bufs.log.response = Some(ResponseLog {
             status,
             body_bytes: if sends_body { body.len() as u64 } else { 0 },
             at: now,
@@ -206,7 +213,14 @@ impl Server {
         }
         let outcome = match close {
             Some(CloseReason::Rejected(reject)) => Outcome::Rejected(reject),
-            _ if self.conns[key].log.response.is_some_and(|r| r.app_fault) => Outcome::AppFault,
+            _ if self.conns[key]
+                .bufs
+                .as_ref()
+                .and_then(|b| b.log.response)
+                .is_some_and(|r| r.app_fault) =>
+            {
+                Outcome::AppFault
+            }
             _ => Outcome::Complete,
         };
         self.finish_request(key, outcome, close.is_none());

@@ -39,9 +39,16 @@ fn pre_stop_keeps_serving_while_reporting_stopping() {
     h.send(c, &get("/healthz"));
     h.respond(c, 503, b"stopping");
     assert!(
-        !h.output(c).contains("Connection: close"),
-        "still serving normally"
+        h.output(c).contains("Connection: close"),
+        "every response in PreStop closes, so clients leave before the drain"
     );
+    assert_eq!(
+        h.half_close_reason(c),
+        Some(ebb_core::CloseReason::Stopping)
+    );
+    let d = h.accept();
+    h.send(d, &get("/"));
+    assert_eq!(h.pending.len(), 1, "still serving new connections");
     h.advance_ms(4_999);
     assert!(matches!(h.server.phase(), Phase::PreStop { .. }));
     h.advance_ms(1);
@@ -50,6 +57,8 @@ fn pre_stop_keeps_serving_while_reporting_stopping() {
     let report_drain_start = h.now;
     h.backlog_empty();
     h.eof(c);
+    h.respond(d, 200, b"ok");
+    h.eof(d);
     let report = h.exit.expect("exit once the last connection is gone");
     assert_eq!(report.draining_at, Some(report_drain_start));
     assert_eq!(report.terminated_at, Time::ZERO);
@@ -462,4 +471,65 @@ fn a_client_that_never_sends_fin_is_closed_at_the_linger_deadline_as_a_risk() {
     assert_eq!(report.reset_risk_closes, 1);
     assert_eq!(report.idle_closed, 1);
     assert_eq!(report.total(), Duration::from_secs(2));
+}
+
+#[test]
+fn an_upload_cut_while_arriving_hears_503_and_counts_as_cut_with_reset_risk() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n12",
+    );
+    h.terminate();
+    h.backlog_empty();
+    h.advance(Duration::from_secs(1));
+    let farewell = h.log.iter().position(
+        |e| matches!(e, Event::Farewell(id, b) if *id == c && b.starts_with(b"HTTP/1.1 503 ")),
+    );
+    let close = h
+        .log
+        .iter()
+        .position(|e| matches!(e, Event::Close(id, _) if *id == c));
+    assert!(
+        farewell.is_some() && farewell < close,
+        "the 503 comes before the close"
+    );
+    assert_eq!(h.close_reason(c), Some(ebb_core::CloseReason::DeadlineCut));
+    let report = h.exit.unwrap();
+    assert_eq!((report.requests_cut, report.reset_risk_closes), (1, 1));
+}
+
+#[test]
+fn a_request_the_application_has_gets_no_farewell_when_cut() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/slow"));
+    h.terminate();
+    h.backlog_empty();
+    h.advance(Duration::from_secs(1));
+    assert!(!h.log.iter().any(|e| matches!(e, Event::Farewell(..))));
+    assert_eq!(h.exit.unwrap().requests_cut, 1);
+}
+
+#[test]
+fn a_rejection_in_the_drain_counts_as_rejected_not_completed() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.1\r\n");
+    h.terminate();
+    h.backlog_empty();
+    h.advance(Duration::from_secs(5));
+    h.eof(c);
+    let report = h.exit.expect("exit after the 408");
+    assert_eq!(
+        (report.requests_completed, report.requests_rejected),
+        (0, 1)
+    );
 }

@@ -60,13 +60,100 @@ fn empty_lines_before_a_request_are_ignored() {
     let mut h = Harness::new();
     let c = h.accept();
     h.send(c, b"\r\n\r\n\n");
-    assert_eq!(
-        h.server.active_requests(),
-        0,
-        "blank lines do not begin a request"
-    );
     h.send(c, &get("/"));
     assert_eq!(h.pending.len(), 1);
+    assert_eq!(h.server.request(h.pending[0]).unwrap().path(), "/");
+}
+
+#[test]
+fn a_client_sending_only_empty_lines_gets_408_at_the_header_timeout() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    for _ in 0..4 {
+        h.send(c, b"\r\n");
+        h.advance_ms(1_000);
+        assert!(h.responses(c).is_empty());
+    }
+    assert_eq!(h.server.active_requests(), 1, "empty lines begin a request");
+    h.advance_ms(1_000);
+    let responses = h.responses(c);
+    assert_eq!(
+        status_of(&responses[0]),
+        408,
+        "5 s after the first empty line"
+    );
+}
+
+#[test]
+fn a_body_trickled_below_the_minimum_rate_gets_408_after_the_grace() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+    );
+    // One byte a second: each is progress, so the body timeout never fires.
+    let mut seconds = 0;
+    while h.responses(c).is_empty() {
+        h.advance_ms(1_000);
+        h.send(c, b"x");
+        seconds += 1;
+        assert!(seconds < 30, "no 408 within 30 s");
+    }
+    assert_eq!(status_of(&h.responses(c)[0]), 408);
+    assert_eq!(seconds, 11, "the first byte past the 10 s grace");
+    assert!(h.pending.is_empty(), "never handed to the application");
+}
+
+#[test]
+fn a_body_at_the_minimum_rate_is_received_whole() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12000\r\n\r\n",
+    );
+    for _ in 0..20 {
+        h.advance_ms(1_000);
+        h.send(c, &[b'x'; 600]);
+    }
+    assert_eq!(h.pending.len(), 1);
+}
+
+#[test]
+fn a_silent_new_connection_is_closed_at_the_new_connection_timeout() {
+    let mut h = Harness::with(Config {
+        keep_alive_timeout: Duration::ZERO,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.advance_ms(9_999);
+    assert!(
+        !h.closed(c),
+        "keep_alive_timeout 0 does not bound the first request"
+    );
+    h.advance_ms(1);
+    assert_eq!(
+        h.close_reason(c),
+        Some(ebb_core::CloseReason::NewConnectionTimeout)
+    );
+}
+
+#[test]
+fn keep_alive_timeout_zero_closes_after_each_response() {
+    let mut h = Harness::with(Config {
+        keep_alive_timeout: Duration::ZERO,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.advance_ms(100);
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"ok");
+    assert!(h.output(c).contains("Connection: close"));
+    assert_eq!(
+        h.half_close_reason(c),
+        Some(ebb_core::CloseReason::KeepAliveOff)
+    );
 }
 
 #[test]
@@ -528,4 +615,36 @@ fn the_date_header_carries_what_the_driver_set() {
         .output(c)
         .contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"));
     assert_eq!(h.server.config(), &config);
+}
+
+#[test]
+fn fd_pressure_closes_the_longest_idle_keep_alive_connections_cleanly() {
+    let mut h = Harness::new();
+    let conns: Vec<_> = (0..40).map(|_| h.accept()).collect();
+    for &c in &conns {
+        h.advance_ms(10);
+        h.send(c, &get("/"));
+        h.respond(c, 200, b"ok");
+    }
+    let busy = h.accept();
+    h.send(busy, b"GET / HTTP/1.1\r\n");
+    let closed = h.server.handle_fd_pressure(h.now);
+    h.pump();
+    assert_eq!(closed, 32, "at most 32 at once");
+    for (i, &c) in conns.iter().enumerate() {
+        let reason = h.half_close_reason(c);
+        if i < 32 {
+            assert_eq!(
+                reason,
+                Some(ebb_core::CloseReason::FdPressure),
+                "oldest first"
+            );
+        } else {
+            assert_eq!(reason, None);
+        }
+    }
+    assert!(
+        !h.half_closed(busy),
+        "a request in progress is never closed for room"
+    );
 }

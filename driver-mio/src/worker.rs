@@ -210,6 +210,12 @@ impl<H: Handler> Worker<H> {
                 Event::Transmit(conn) => self.write(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(_) => {}
+                Event::Farewell(conn, bytes) => {
+                    if let Some(c) = self.conn(conn) {
+                        // Once, without waiting: the close follows at once.
+                        let _ = c.stream.write(bytes);
+                    }
+                }
                 Event::HalfClose(conn, _) => {
                     if let Some(c) = self.conn(conn) {
                         if let Err(e) = c.stream.shutdown(Shutdown::Write) {

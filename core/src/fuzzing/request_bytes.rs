@@ -195,7 +195,10 @@ impl Run {
                     assert!(!self.closed, "closed twice");
                     self.closed = true;
                 }
-                e @ (Event::DrainBacklog | Event::CloseListener | Event::Exit(_)) => {
+                e @ (Event::DrainBacklog
+                | Event::CloseListener
+                | Event::Farewell(..)
+                | Event::Exit(_)) => {
                     panic!("{e:?} without terminate")
                 }
             }

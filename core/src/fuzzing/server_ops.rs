@@ -534,6 +534,11 @@ impl World {
             Event::Finished(f) => {
                 self.index_of(f.conn);
             }
+            Event::Farewell(id, bytes) => {
+                self.index_of(id);
+                assert!(self.terminates > 0, "a farewell without terminate");
+                assert!(bytes.starts_with(b"HTTP/1.1 503 "), "a farewell is a 503");
+            }
             Event::HalfClose(id, _) => {
                 let i = self.index_of(id);
                 assert!(!self.conns[i].write_shut, "half-closed twice");
