@@ -2,21 +2,33 @@
 //!
 //! ```text
 //!  Idle ──first byte──▶ Head ──head done──▶ Body ──body done──▶ Dispatched
-//!   ▲                    │                   │                     │ response
-//!   │                    └──── rejected ─────┴──▶ Writing ◀────────┘
-//!   └─────────────── sent, keep-alive ──────────────┘ │ sent, close
-//!                                                     ▼
-//!                                      Lingering ──EOF/timeout──▶ closed
+//!   ▲                    │                   │                     │
+//!   │                    └──── rejected ─────┴──▶ Closing ◀────────┤ response
+//!   └──────────── response, keep-alive: next request ──────────────┘ that closes
+//!                                                   │ written
+//!                                                   ▼
+//!                                  Lingering ──EOF/timeout──▶ closed
 //! ```
+//!
+//! The reading side never waits for the writing side: once a request is
+//! answered, its response is queued and the next pipelined request is read
+//! at once, so a batch of pipelined requests answered at once leaves in one
+//! write. Responses queued and not yet handed to the driver are
+//! [`Unwritten`], in request order.
+//!
 //! A connection is *active* from a request's first byte until its response
 //! has been handed to the kernel: in `Head`, `Body`, `Dispatched` and
-//! `Writing`. `Idle` and `Lingering` are not active.
+//! `Closing`, or with responses unwritten. Otherwise (`Idle` with nothing to
+//! write, `Lingering`) it is not.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
 use crate::chunked::ChunkedDecoder;
 use crate::close::CloseReason;
-use crate::finished::RequestLog;
+use crate::finished::{Finished, RequestLog};
 use crate::parse::{FieldSpan, Head, HeadScan};
 use crate::time::Time;
 use crate::timers::{Link, Linked};
@@ -40,30 +52,27 @@ pub(crate) enum State {
     Body { head: Head, body: BodyProgress },
     /// The application has the request `seq`; `len` input bytes belong to it.
     Dispatched { head: Head, seq: u32, len: usize },
-    /// A final response is queued. `len` input bytes belong to its request
-    /// (none for a rejection, whose input is discarded). With a `close`
-    /// reason, the connection ends once the response is written and nothing
-    /// more is read.
-    Writing {
-        len: usize,
-        close: Option<CloseReason>,
+    /// A response that ends the connection (for `reason`) is queued; nothing
+    /// more is read. Once it is written the connection closes.
+    Closing { reason: CloseReason },
+    /// The write side was shut at `since` for `reason`; input is read and
+    /// discarded until the client's FIN or the linger deadline, so closing
+    /// cannot reset unread responses.
+    Lingering {
+        discarded: u64,
+        reason: CloseReason,
+        since: Time,
     },
-    /// The write side is shut for `reason`; input is read and discarded until
-    /// the client's FIN or the linger deadline, so closing cannot reset
-    /// unread responses.
-    Lingering { discarded: u64, reason: CloseReason },
 }
 
-impl State {
-    pub fn is_active(&self) -> bool {
-        matches!(
-            self,
-            State::Head { .. }
-                | State::Body { .. }
-                | State::Dispatched { .. }
-                | State::Writing { .. }
-        )
-    }
+/// A response queued and not yet completely handed to the driver.
+#[derive(Clone, Debug)]
+pub(crate) struct Unwritten {
+    /// Where it ends in the connection's output stream (see [`Buffers::handed`]).
+    pub end: u64,
+    /// What its request becomes once the last byte is handed over
+    /// (`finished_at` is filled in then).
+    pub finished: Finished,
 }
 
 /// The heap a busy connection uses. An idle connection gives its buffers back
@@ -86,6 +95,15 @@ pub(crate) struct Buffers {
     /// [`Finished`](crate::Finished). Kept here, not in [`Conn`], because
     /// only a busy connection has a request: idle ones stay small.
     pub log: RequestLog,
+    /// Responses queued and not yet completely handed over, in order.
+    pub unwritten: VecDeque<Unwritten>,
+    /// Output bytes handed to the driver over the connection's life.
+    pub handed: u64,
+    /// When the driver last reported write progress (or output became
+    /// pending): the write-stall deadline runs from here.
+    pub write_progress_at: Time,
+    /// When the body being read last made progress.
+    pub body_progress_at: Time,
 }
 
 impl Buffers {
@@ -102,6 +120,8 @@ impl Buffers {
         self.out_pos = 0;
         self.out_tail = Bytes::new();
         self.log = RequestLog::default();
+        self.unwritten.clear();
+        self.handed = 0;
     }
 }
 
@@ -126,8 +146,10 @@ pub(crate) struct Conn {
     pub peer_eof: bool,
     /// Whether any response bytes were queued on this connection.
     pub sent_any: bool,
+    /// Whether the connection is counted in the server's active count.
+    pub counted: bool,
     /// Whether core told the driver to stop reading.
-    pub read_paused: bool,
+    pub read_paused: Cell<bool>,
     /// Whether an [`Event::Transmit`](crate::Event::Transmit) is queued.
     pub transmit_queued: bool,
 }
@@ -145,7 +167,8 @@ impl Conn {
             last_active: now,
             peer_eof: false,
             sent_any: false,
-            read_paused: false,
+            counted: false,
+            read_paused: Cell::new(false),
             transmit_queued: false,
         }
     }
@@ -156,6 +179,19 @@ impl Conn {
 
     pub fn buffered_input(&self) -> usize {
         self.bufs.as_ref().map_or(0, |b| b.input.len())
+    }
+
+    /// Whether a request is in progress: begun and its response not yet
+    /// completely handed to the driver.
+    pub fn is_active(&self) -> bool {
+        match self.state {
+            State::Head { .. }
+            | State::Body { .. }
+            | State::Dispatched { .. }
+            | State::Closing { .. } => true,
+            State::Idle => self.bufs.as_ref().is_some_and(|b| !b.unwritten.is_empty()),
+            State::Lingering { .. } => false,
+        }
     }
 
     /// Whether a request whose `len` bytes start the input buffer may be

@@ -102,7 +102,7 @@ impl Server {
             self.timers.clear(&mut self.conns, key);
         }
         for key in idle {
-            self.arm(key, now);
+            self.settle(key, now);
         }
         while let Some(key) = self.timers.expired(&self.conns, TimerKind::Idle, now) {
             self.close_cleanly(key, CloseReason::IdleInDrain, now);

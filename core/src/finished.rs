@@ -63,7 +63,8 @@ pub struct Finished {
     pub keeps_connection: bool,
 }
 
-/// What a connection remembers of its current request until it finishes.
+/// What a connection remembers of the request it is reading until it is
+/// answered.
 #[derive(Copy, Clone, Debug, Default)]
 pub(crate) struct RequestLog {
     pub began_at: Time,
@@ -71,18 +72,4 @@ pub(crate) struct RequestLog {
     /// first byte.
     pub began_offset: u64,
     pub dispatched: bool,
-    pub response: Option<ResponseLog>,
-    /// Its [`Finished`] was emitted (its response is written; the
-    /// connection may still be closing).
-    pub finished: bool,
-}
-
-/// The response queued for the current request.
-#[derive(Copy, Clone, Debug)]
-pub(crate) struct ResponseLog {
-    pub status: u16,
-    pub body_bytes: u64,
-    pub at: Time,
-    /// Core wrote it in place of a faulty application's answer.
-    pub app_fault: bool,
 }

@@ -3,8 +3,9 @@
 
 use crate::chunked::ChunkedLimits;
 use crate::close::CloseReason;
+use crate::conn::Unwritten;
 use crate::conn::{BodyProgress, State};
-use crate::finished::ResponseLog;
+use crate::finished::{Finished, Outcome};
 use crate::parse::{parse_head, Framing, Head};
 use crate::reject::Reject;
 use crate::request::RequestId;
@@ -26,7 +27,7 @@ impl Server {
                 return;
             }
             // Input after a closing response is never read.
-            State::Writing { close: Some(_), .. } => return,
+            State::Closing { .. } => return,
             State::Body { .. } => {
                 let log = conn.bufs.as_ref().map(|b| b.log).unwrap_or_default();
                 let bytes = conn.received - log.began_offset;
@@ -41,11 +42,6 @@ impl Server {
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
         bufs.input.extend_from_slice(bytes);
         self.process_input(key, now);
-        if !self.wants_read_key(key) {
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.read_paused = true;
-            }
-        }
     }
 
     /// Advances connection `key` through the input it has buffered, as far as
@@ -63,6 +59,15 @@ impl Server {
                             let bufs = conn.bufs.take().expect("checked above");
                             self.pool.give(bufs);
                         }
+                        break;
+                    }
+                    // The next pipelined request waits while a large body is
+                    // being written (it goes out as its own slice, after which
+                    // nothing can be queued) or while the client leaves too
+                    // many responses unread.
+                    if !bufs.out_tail.is_empty()
+                        || bufs.pending_out() > self.config.max_pipelined_bytes
+                    {
                         break;
                     }
                     // A request begins with its first byte, even an empty
@@ -142,12 +147,14 @@ impl Server {
                         }
                     }
                 }
-                State::Dispatched { .. } | State::Writing { .. } | State::Lingering { .. } => break,
+                State::Dispatched { .. } | State::Closing { .. } | State::Lingering { .. } => break,
             }
         }
-        // An unfinished request will never be finished after the peer's FIN.
+        // An unfinished request will never be finished after the peer's FIN;
+        // the responses already queued are written first.
         let conn = &self.conns[key];
         if conn.peer_eof
+            && conn.pending_out() == 0
             && matches!(
                 conn.state,
                 State::Idle | State::Head { .. } | State::Body { .. }
@@ -203,22 +210,34 @@ impl Server {
     /// Answers a bad request with its status and `Connection: close`, and
     /// stops reading requests on the connection.
     pub(crate) fn reject(&mut self, key: usize, reject: Reject, now: Time) {
+        let id = self.id_of(key);
         let conn = &mut self.conns[key];
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
         bufs.input.clear();
+        if bufs.pending_out() == 0 {
+            bufs.write_progress_at = now;
+        }
         let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
-        bufs.log.response = Some(ResponseLog {
-            status: reject.status(),
-            body_bytes,
-            at: now,
-            app_fault: false,
+        let end = bufs.handed + bufs.pending_out() as u64;
+        bufs.unwritten.push_back(Unwritten {
+            end,
+            finished: Finished {
+                conn: id,
+                request: None,
+                status: Some(reject.status()),
+                body_bytes,
+                outcome: Outcome::Rejected(reject),
+                began_at: bufs.log.began_at,
+                responded_at: Some(now),
+                finished_at: now,
+                keeps_connection: false,
+            },
         });
         conn.sent_any = true;
         self.enter(
             key,
-            State::Writing {
-                len: 0,
-                close: Some(CloseReason::Rejected(reject)),
+            State::Closing {
+                reason: CloseReason::Rejected(reject),
             },
             now,
         );
@@ -231,18 +250,21 @@ impl Server {
         if conn.peer_eof {
             return false;
         }
+        let room = self.config.max_pipelined_bytes;
         match conn.state {
-            State::Dispatched { len, .. } | State::Writing { len, close: None } => {
-                conn.buffered_input().saturating_sub(len) < self.config.max_pipelined_bytes
-            }
+            // Pipelined input waits behind the request being answered, or
+            // behind unread responses; the head and body being read are
+            // bounded by their own limits.
+            State::Dispatched { len, .. } => conn.buffered_input() - len < room,
+            State::Idle => conn.buffered_input() < room && conn.pending_out() <= room,
             _ => true,
         }
     }
 
     /// Tells the driver to read again if core had paused it and now has room.
     pub(crate) fn resume_reading_if_paused(&mut self, key: usize) {
-        if self.conns.get(key).is_some_and(|c| c.read_paused) && self.wants_read_key(key) {
-            self.conns[key].read_paused = false;
+        if self.conns.get(key).is_some_and(|c| c.read_paused.get()) && self.wants_read_key(key) {
+            self.conns[key].read_paused.set(false);
             let id = self.id_of(key);
             self.events.push_back(Event::ResumeRead(id));
         }

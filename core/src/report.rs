@@ -115,10 +115,10 @@ impl DrainReport {
         }
     }
 
-    /// Counts a connection's final close: whether it cut an active request,
-    /// and whether it risked resetting data the client was still sending.
-    pub(crate) fn record_close(&mut self, cut: bool, reset_risk: bool) {
-        self.requests_cut += u64::from(cut);
+    /// Counts a connection's final close: how many requests it cut, and
+    /// whether it risked resetting data the client was still sending.
+    pub(crate) fn record_close(&mut self, cut: u64, reset_risk: bool) {
+        self.requests_cut += cut;
         self.reset_risk_closes += u64::from(reset_risk);
     }
 

@@ -14,7 +14,6 @@ use crate::report::DrainReport;
 use crate::request::{ConnId, Request, RequestId};
 use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
-use crate::transitions::{timer_for, History};
 
 /// Most idle connections [`Server::handle_fd_pressure`] closes at once.
 const FD_PRESSURE_BATCH: usize = 32;
@@ -152,9 +151,9 @@ impl Server {
                     drain.report.backlog_accepted += 1;
                 }
                 self.conns[key].received_before_drain = Some(0);
-                self.arm(key, now);
+                self.settle(key, now);
             }
-            Lifecycle::Serving | Lifecycle::PreStop { .. } => self.arm(key, now),
+            Lifecycle::Serving | Lifecycle::PreStop { .. } => self.settle(key, now),
         }
         self.finish_input();
         id
@@ -179,14 +178,15 @@ impl Server {
             let c = &mut self.conns[key];
             c.peer_eof = true;
             match c.state {
-                // Nothing more can arrive: an unfinished request never will be.
-                State::Idle | State::Head { .. } | State::Body { .. } => {
-                    self.close_now(key, CloseReason::ClientClosed)
-                }
                 // The FIN the linger waited for.
                 State::Lingering { reason, .. } => self.close_now(key, reason),
+                // Nothing more can arrive: an unfinished request never will
+                // be, once what is queued is written.
+                State::Idle | State::Head { .. } | State::Body { .. } => {
+                    self.process_input(key, self.now)
+                }
                 // Answer what was received; the close follows the response.
-                State::Dispatched { .. } | State::Writing { .. } => {}
+                State::Dispatched { .. } | State::Closing { .. } => {}
             }
         }
         self.finish_input();
@@ -285,11 +285,20 @@ impl Server {
     }
 
     /// Whether the driver should read `conn` now. False while enough pipelined
-    /// input is buffered behind the request being answered, and for closed ids.
+    /// input is buffered behind the request being answered, while the client
+    /// leaves too many responses unread, after its FIN, and for closed ids.
+    /// After a false, core emits [`Event::ResumeRead`] once reading may go on.
     #[must_use]
     pub fn wants_read(&self, conn: ConnId) -> bool {
-        self.key_of(conn)
-            .is_some_and(|key| self.wants_read_key(key))
+        let Some(key) = self.key_of(conn) else {
+            return false;
+        };
+        let wants = self.wants_read_key(key);
+        // Once the driver is told no, core owes it a ResumeRead.
+        if !wants {
+            self.conns[key].read_paused.set(true);
+        }
+        wants
     }
 
     /// Requests begun and not yet completely handed to the driver.
@@ -300,10 +309,7 @@ impl Server {
     /// Counts active requests from the connection table (O(connections)). Must
     /// always equal [`active_requests`](Self::active_requests).
     pub fn recount_active_requests(&self) -> usize {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.state.is_active())
-            .count()
+        self.conns.iter().filter(|(_, c)| c.is_active()).count()
     }
 
     /// Open connections.
@@ -324,21 +330,24 @@ impl Server {
             ));
         }
         self.timers.check(&self.conns)?;
-        let drain = self.lifecycle.drain().map(|d| d.deadline);
         for (key, conn) in self.conns.iter() {
-            let timer = conn.link.kind();
-            let history = History {
-                fresh: conn.next_seq == 0,
-                last_active: conn.last_active,
-            };
-            let implied = timer_for(&conn.state, history, drain, &self.config, self.now);
-            if timer != implied.map(|(kind, _)| kind) {
+            let timer = conn.link.kind().map(|kind| (kind, conn.link.deadline()));
+            let implied = self.implied_timer(key);
+            if timer != implied {
                 return Err(format!(
                     "connection {key} in {:?} has timer {timer:?}, not {implied:?}",
                     conn.state
                 ));
             }
-            if matches!(conn.state, State::Idle | State::Lingering { .. }) && conn.bufs.is_some() {
+            if conn.counted != conn.is_active() {
+                return Err(format!("connection {key} is miscounted"));
+            }
+            let idle = match conn.state {
+                State::Idle => conn.pending_out() == 0,
+                State::Lingering { .. } => true,
+                _ => false,
+            };
+            if idle && conn.bufs.is_some() {
                 return Err(format!(
                     "connection {key} holds buffers while {:?}",
                     conn.state

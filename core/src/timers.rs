@@ -64,6 +64,10 @@ impl Link {
     pub fn kind(&self) -> Option<TimerKind> {
         self.kind
     }
+
+    pub fn deadline(&self) -> Time {
+        self.deadline
+    }
 }
 
 /// Heads and tails of the per-concern lists.

@@ -3,23 +3,28 @@
 //! read and tested together. Nothing else in core assigns a state, sets a
 //! timer or emits [`Event::Exit`].
 //!
-//! The timer a state implies ([`timer_for`]):
+//! The timer a connection's state implies ([`timer_for`]), first match wins:
 //!
 //! | state | timer | deadline |
 //! |---|---|---|
-//! | `Idle`, never used, draining | `FirstByte` | now + `first_byte_grace`, never past the drain deadline |
+//! | `Lingering` | `Linger` | half-close + `linger_timeout` (absolute) |
+//! | `Head` | `Header` | first byte + `header_read_timeout` (absolute) |
+//! | `Body` | `Body` | last progress + `body_read_timeout` |
+//! | output unwritten | `Write` | last write progress + `write_stall_timeout` |
+//! | `Dispatched` | none | the application's time is its own |
+//! | `Idle`, never used, draining | `FirstByte` | the later of accept and drain start + `first_byte_grace`, never past the drain deadline |
 //! | `Idle`, draining | `Idle` | last activity + `idle_close_after` |
 //! | `Idle`, never used | `FirstByte` | accept + `new_connection_timeout` |
 //! | `Idle` | `Idle` | last activity + `keep_alive_timeout` |
-//! | `Head` | `Header` | first byte + `header_read_timeout` (absolute) |
-//! | `Body` | `Body` | last progress + `body_read_timeout` |
-//! | `Dispatched` | none | the application's time is its own |
-//! | `Writing` | `Write` | last progress + `write_stall_timeout` |
-//! | `Lingering` | `Linger` | half-close + `linger_timeout` (absolute) |
 //!
-//! *Active* states (`Head`, `Body`, `Dispatched`, `Writing`) are counted in
-//! [`Server::active`]; entering and leaving them here is the only place the
-//! count moves.
+//! Every deadline is computed from times the connection stores, never from
+//! the moment it is computed, so re-deriving it ([`Server::settle`]) after
+//! any change is harmless: an unchanged timer stays where it is on its list.
+//!
+//! *Active* connections (see [`Conn::is_active`](crate::conn::Conn)) are
+//! counted in [`Server::active`]; `settle` is the only place the count moves.
+
+use std::time::Duration;
 
 use crate::close::CloseReason;
 use crate::config::Config;
@@ -31,56 +36,82 @@ use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
 
-/// What a connection needs to know about its past to be timed.
-#[derive(Copy, Clone, Debug)]
+/// The times a connection's deadlines run from.
+#[derive(Copy, Clone, Debug, Default)]
 pub(crate) struct History {
     /// No request has begun on it yet.
     pub fresh: bool,
-    /// When it last finished a response (or was accepted).
+    /// When it last finished writing a response (or was accepted).
     pub last_active: Time,
+    /// When the request being read began.
+    pub began_at: Time,
+    /// When the body being read last made progress.
+    pub body_progress_at: Time,
+    /// Whether response bytes wait to be written, and since when the driver
+    /// last made progress writing them.
+    pub output: Option<Time>,
 }
 
-/// The timer `state` implies, entered at `now`: which list and which
-/// deadline, or `None` for a state that waits on the application. `drain` is
-/// the drain deadline while draining.
+/// The drain, as far as timers care.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct DrainTimes {
+    pub started_at: Time,
+    pub deadline: Time,
+}
+
+/// The timer `state` implies: which list and which deadline, or `None` for
+/// a connection that waits on the application.
 pub(crate) fn timer_for(
     state: &State,
     history: History,
-    drain: Option<Time>,
+    drain: Option<DrainTimes>,
     config: &Config,
-    now: Time,
 ) -> Option<(TimerKind, Time)> {
-    Some(match (state, drain) {
-        (State::Idle, Some(deadline)) if history.fresh => (
-            TimerKind::FirstByte,
-            (now + config.first_byte_grace).min(deadline),
-        ),
-        (State::Idle, Some(_)) => (
-            TimerKind::Idle,
-            history.last_active + config.idle_close_after,
-        ),
-        (State::Idle, None) if history.fresh => {
-            (TimerKind::FirstByte, now + config.new_connection_timeout)
+    let after = |from: Time, wait: Duration| from + wait;
+    Some(match (state, history.output, drain) {
+        (State::Lingering { since, .. }, _, _) => {
+            (TimerKind::Linger, after(*since, config.linger_timeout))
         }
-        (State::Idle, None) => (
-            TimerKind::Idle,
-            history.last_active + config.keep_alive_timeout,
+        (State::Head { .. }, _, _) => (
+            TimerKind::Header,
+            after(history.began_at, config.header_read_timeout),
         ),
-        (State::Head { .. }, _) => (TimerKind::Header, now + config.header_read_timeout),
-        (State::Body { .. }, _) => (TimerKind::Body, now + config.body_read_timeout),
-        (State::Dispatched { .. }, _) => return None,
-        (State::Writing { .. }, _) => (TimerKind::Write, now + config.write_stall_timeout),
-        (State::Lingering { .. }, _) => (TimerKind::Linger, now + config.linger_timeout),
+        (State::Body { .. }, _, _) => (
+            TimerKind::Body,
+            after(history.body_progress_at, config.body_read_timeout),
+        ),
+        (_, Some(progress), _) => (
+            TimerKind::Write,
+            after(progress, config.write_stall_timeout),
+        ),
+        (State::Dispatched { .. } | State::Closing { .. }, None, _) => return None,
+        (State::Idle, None, Some(drain)) if history.fresh => (
+            TimerKind::FirstByte,
+            after(
+                history.last_active.max(drain.started_at),
+                config.first_byte_grace,
+            )
+            .min(drain.deadline),
+        ),
+        (State::Idle, None, Some(_)) => (
+            TimerKind::Idle,
+            after(history.last_active, config.idle_close_after),
+        ),
+        (State::Idle, None, None) if history.fresh => (
+            TimerKind::FirstByte,
+            after(history.last_active, config.new_connection_timeout),
+        ),
+        (State::Idle, None, None) => (
+            TimerKind::Idle,
+            after(history.last_active, config.keep_alive_timeout),
+        ),
     })
 }
 
 impl Server {
-    /// Moves connection `key` into `state` at `now`: sets the state, keeps
-    /// the active count, and arms the timer the state implies.
+    /// Moves connection `key` into `state` at `now`, then [`settle`](Self::settle)s it.
     pub(crate) fn enter(&mut self, key: usize, state: State, now: Time) {
         let conn = &mut self.conns[key];
-        let was = conn.state.is_active();
-        let is = state.is_active();
         if let Some(bufs) = conn.bufs.as_mut() {
             match state {
                 State::Head { .. } => {
@@ -90,61 +121,122 @@ impl Server {
                         ..RequestLog::default()
                     }
                 }
+                State::Body { .. } => bufs.body_progress_at = now,
                 State::Dispatched { .. } => bufs.log.dispatched = true,
                 _ => {}
             }
         }
         conn.state = state;
-        match (was, is) {
-            (false, true) => self.active += 1,
-            (true, false) => self.active -= 1,
-            _ => {}
-        }
-        self.arm(key, now);
+        self.settle(key, now);
     }
 
-    /// Restarts the timer of a state whose deadline runs from the last
-    /// progress (`Body`, `Writing`); other deadlines are absolute.
+    /// Records progress of the body being read or the output being written
+    /// at `now`, then settles the connection.
     pub(crate) fn progress(&mut self, key: usize, now: Time) {
-        if matches!(
-            self.conns[key].state,
-            State::Body { .. } | State::Writing { .. }
-        ) {
-            self.arm(key, now);
+        let conn = &mut self.conns[key];
+        if let Some(bufs) = conn.bufs.as_mut() {
+            match conn.state {
+                State::Body { .. } => bufs.body_progress_at = now,
+                _ => bufs.write_progress_at = now,
+            }
         }
+        self.settle(key, now);
     }
 
-    /// Puts connection `key` on the timer its state implies, from `now`.
-    /// The only caller of `timers.set`.
-    pub(crate) fn arm(&mut self, key: usize, now: Time) {
-        let conn = &self.conns[key];
-        let history = History {
-            fresh: conn.next_seq == 0,
-            last_active: conn.last_active,
-        };
-        let drain = self.lifecycle.drain().map(|d| d.deadline);
-        match timer_for(&conn.state, history, drain, &self.config, now) {
-            Some((kind, deadline)) => self.timers.set(&mut self.conns, key, kind, deadline),
+    /// Re-derives connection `key`'s timer and its place in the active
+    /// count from its state; call after anything that may change either.
+    /// The only caller of `timers.set`, and the only place the count moves.
+    pub(crate) fn settle(&mut self, key: usize, now: Time) {
+        let drain = self.drain_times();
+        let mut timer = timer_for(
+            &self.conns[key].state,
+            self.history(key),
+            drain,
+            &self.config,
+        );
+        if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
+            // A wait measured from the last progress starts now when the
+            // connection begins to wait on it, so each list stays ordered.
+            if self.conns[key].link.kind() != Some(kind) {
+                self.restart_progress(key, kind, now);
+                timer = timer_for(
+                    &self.conns[key].state,
+                    self.history(key),
+                    drain,
+                    &self.config,
+                );
+            }
+        }
+        let link = self.conns[key].link;
+        match timer {
+            Some((kind, deadline)) if link.kind() != Some(kind) || link.deadline() != deadline => {
+                self.timers.set(&mut self.conns, key, kind, deadline)
+            }
+            Some(_) => {}
             None => self.timers.clear(&mut self.conns, key),
         }
+        let conn = &mut self.conns[key];
+        let active = conn.is_active();
+        if active != conn.counted {
+            conn.counted = active;
+            if active {
+                self.active += 1;
+            } else {
+                self.active -= 1;
+            }
+        }
     }
 
-    /// Closes connection `key` at once and forgets it. The report counts the
+    fn restart_progress(&mut self, key: usize, kind: TimerKind, now: Time) {
+        if let Some(bufs) = self.conns[key].bufs.as_mut() {
+            match kind {
+                TimerKind::Body => bufs.body_progress_at = now,
+                _ => bufs.write_progress_at = now,
+            }
+        }
+    }
+
+    fn history(&self, key: usize) -> History {
+        let conn = &self.conns[key];
+        let mut history = History {
+            fresh: conn.next_seq == 0,
+            last_active: conn.last_active,
+            ..History::default()
+        };
+        if let Some(bufs) = conn.bufs.as_deref() {
+            history.began_at = bufs.log.began_at;
+            history.body_progress_at = bufs.body_progress_at;
+            history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
+        }
+        history
+    }
+
+    pub(crate) fn drain_times(&self) -> Option<DrainTimes> {
+        self.lifecycle.drain().map(|d| DrainTimes {
+            started_at: d.report.draining_at.unwrap_or(d.deadline),
+            deadline: d.deadline,
+        })
+    }
+
+    /// The timer connection `key` should be on, for the invariant check.
+    pub(crate) fn implied_timer(&self, key: usize) -> Option<(TimerKind, Time)> {
+        timer_for(
+            &self.conns[key].state,
+            self.history(key),
+            self.drain_times(),
+            &self.config,
+        )
+    }
+
+    /// Closes connection `key` at once and forgets it. Every request on it
+    /// that had not finished finishes now, unfinished; the report counts the
     /// decision (unless a half-close already did) and what the close cut.
     pub(crate) fn close_now(&mut self, key: usize, reason: CloseReason) {
+        let cut = self.finish_unfinished(key, reason);
         self.timers.clear(&mut self.conns, key);
-        let active = self.conns[key].state.is_active();
-        if active
-            && !self.conns[key]
-                .bufs
-                .as_ref()
-                .is_some_and(|b| b.log.finished)
-        {
-            self.finish_request(key, Outcome::Unfinished(reason), false);
-        }
         let id = self.id_of(key);
         let conn = self.conns.remove(key);
-        if active {
+        if conn.counted {
             self.active -= 1;
         }
         // A client that may still be sending (a response went out, or its
@@ -160,7 +252,8 @@ impl Server {
             if !matches!(conn.state, State::Lingering { .. }) {
                 report.record_decision(reason);
             }
-            report.record_close(active && reason.is_forced(), reset_risk);
+            let cut = if reason.is_forced() { cut } else { 0 };
+            report.record_close(cut, reset_risk);
         }
         if let Some(bufs) = conn.bufs {
             self.pool.give(bufs);
@@ -168,31 +261,50 @@ impl Server {
         self.events.push_back(Event::Close(id, reason));
     }
 
-    /// Emits the [`Finished`] of connection `key`'s current request.
-    pub(crate) fn finish_request(&mut self, key: usize, outcome: Outcome, keeps_connection: bool) {
+    /// Emits a [`Finished`] for every request on connection `key` that will
+    /// now never be completely answered: responses queued and unwritten, and
+    /// the request being read or waiting for the application. Returns how
+    /// many there were.
+    fn finish_unfinished(&mut self, key: usize, reason: CloseReason) -> u64 {
+        let now = self.now;
+        let outcome = Outcome::Unfinished(reason);
         let id = self.id_of(key);
         let conn = &mut self.conns[key];
-        let bufs = conn
-            .bufs
-            .as_mut()
-            .expect("a request in progress has buffers");
-        bufs.log.finished = true;
-        let log = bufs.log;
-        let response = log.response;
-        self.events.push_back(Event::Finished(Finished {
-            conn: id,
-            request: log.dispatched.then(|| RequestId {
+        let Some(bufs) = conn.bufs.as_mut() else {
+            return 0;
+        };
+        let mut count = 0;
+        for unwritten in bufs.unwritten.drain(..) {
+            count += 1;
+            self.events.push_back(Event::Finished(Finished {
+                outcome,
+                finished_at: now,
+                keeps_connection: false,
+                ..unwritten.finished
+            }));
+        }
+        if matches!(
+            conn.state,
+            State::Head { .. } | State::Body { .. } | State::Dispatched { .. }
+        ) {
+            count += 1;
+            let log = bufs.log;
+            self.events.push_back(Event::Finished(Finished {
                 conn: id,
-                seq: conn.next_seq - 1,
-            }),
-            status: response.map(|r| r.status),
-            body_bytes: response.map_or(0, |r| r.body_bytes),
-            outcome,
-            began_at: log.began_at,
-            responded_at: response.map(|r| r.at),
-            finished_at: self.now,
-            keeps_connection,
-        }));
+                request: log.dispatched.then(|| RequestId {
+                    conn: id,
+                    seq: conn.next_seq - 1,
+                }),
+                status: None,
+                body_bytes: 0,
+                outcome,
+                began_at: log.began_at,
+                responded_at: None,
+                finished_at: now,
+                keeps_connection: false,
+            }));
+        }
+        count
     }
 
     /// Closes connection `key` without risking a reset: shut the write half,
@@ -215,6 +327,7 @@ impl Server {
             State::Lingering {
                 discarded: 0,
                 reason,
+                since: now,
             },
             now,
         );
@@ -261,10 +374,7 @@ mod tests {
     //! The state → timer table, driven directly (as h11's `test_state.py`
     //! drives its `ConnectionState`).
 
-    use std::time::Duration;
-
     use super::*;
-    use crate::close::CloseReason;
 
     fn config() -> Config {
         Config {
@@ -280,19 +390,30 @@ mod tests {
         }
     }
 
-    const NOW: Time = Time::from_millis(10_000);
-    const USED: History = History {
-        fresh: false,
-        last_active: Time::from_millis(9_900),
-    };
-    const FRESH: History = History {
-        fresh: true,
-        last_active: NOW,
-    };
-
     fn at(ms: u64) -> Time {
         Time::from_millis(ms)
     }
+
+    /// A connection that served one request, whose last response finished
+    /// at 9.9 s, now reading another that began at 9.95 s.
+    const USED: History = History {
+        fresh: false,
+        last_active: Time::from_millis(9_900),
+        began_at: Time::from_millis(9_950),
+        body_progress_at: Time::from_millis(9_960),
+        output: None,
+    };
+    const FRESH: History = History {
+        fresh: true,
+        last_active: Time::from_millis(10_000),
+        began_at: Time::ZERO,
+        body_progress_at: Time::ZERO,
+        output: None,
+    };
+    const DRAIN: DrainTimes = DrainTimes {
+        started_at: Time::from_millis(10_100),
+        deadline: Time::from_millis(40_100),
+    };
 
     fn states() -> Vec<State> {
         let head = crate::parse::parse_head(
@@ -317,68 +438,107 @@ mod tests {
                 seq: 0,
                 len: 0,
             },
-            State::Writing {
-                len: 0,
-                close: None,
+            State::Closing {
+                reason: CloseReason::ClientAsked,
             },
             State::Lingering {
                 discarded: 0,
                 reason: CloseReason::IdleInDrain,
+                since: at(9_000),
             },
         ]
     }
 
+    fn table(history: History, drain: Option<DrainTimes>) -> Vec<Option<(TimerKind, Time)>> {
+        let c = config();
+        states()
+            .iter()
+            .map(|state| timer_for(state, history, drain, &c))
+            .collect()
+    }
+
     #[test]
     fn each_state_implies_its_timer_while_serving() {
-        let c = config();
-        let expect = [
-            Some((TimerKind::Idle, at(9_900 + 60_000))),
-            Some((TimerKind::Header, at(15_000))),
-            Some((TimerKind::Body, at(20_000))),
-            None,
-            Some((TimerKind::Write, at(40_000))),
-            Some((TimerKind::Linger, at(12_000))),
-        ];
-        for (state, expect) in states().iter().zip(expect) {
-            assert_eq!(timer_for(state, USED, None, &c, NOW), expect, "{state:?}");
-        }
+        assert_eq!(
+            table(USED, None),
+            [
+                Some((TimerKind::Idle, at(9_900 + 60_000))),
+                Some((TimerKind::Header, at(9_950 + 5_000))),
+                Some((TimerKind::Body, at(9_960 + 10_000))),
+                None,
+                None,
+                Some((TimerKind::Linger, at(9_000 + 2_000))),
+            ]
+        );
     }
 
     #[test]
     fn draining_shortens_only_the_idle_wait() {
-        let c = config();
-        let drain = Some(at(40_000));
-        let expect = [
-            Some((TimerKind::Idle, at(9_900 + 250))),
-            Some((TimerKind::Header, at(15_000))),
-            Some((TimerKind::Body, at(20_000))),
-            None,
-            Some((TimerKind::Write, at(40_000))),
-            Some((TimerKind::Linger, at(12_000))),
-        ];
-        for (state, expect) in states().iter().zip(expect) {
-            assert_eq!(timer_for(state, USED, drain, &c, NOW), expect, "{state:?}");
-        }
+        assert_eq!(
+            table(USED, Some(DRAIN)),
+            [
+                Some((TimerKind::Idle, at(9_900 + 250))),
+                Some((TimerKind::Header, at(9_950 + 5_000))),
+                Some((TimerKind::Body, at(9_960 + 10_000))),
+                None,
+                None,
+                Some((TimerKind::Linger, at(9_000 + 2_000))),
+            ]
+        );
+    }
+
+    #[test]
+    fn unwritten_output_waits_on_the_write_stall_unless_a_request_is_being_read() {
+        let writing = History {
+            output: Some(at(9_990)),
+            ..USED
+        };
+        let write = Some((TimerKind::Write, at(9_990 + 30_000)));
+        assert_eq!(
+            table(writing, None),
+            [
+                write,
+                Some((TimerKind::Header, at(9_950 + 5_000))),
+                Some((TimerKind::Body, at(9_960 + 10_000))),
+                write,
+                write,
+                Some((TimerKind::Linger, at(9_000 + 2_000))),
+            ]
+        );
     }
 
     #[test]
     fn a_fresh_connection_waits_for_its_first_request_while_serving_and_grace_while_draining() {
         let c = config();
         assert_eq!(
-            timer_for(&State::Idle, FRESH, None, &c, NOW),
-            Some((TimerKind::FirstByte, at(20_000)))
+            timer_for(&State::Idle, FRESH, None, &c),
+            Some((TimerKind::FirstByte, at(10_000 + 10_000)))
         );
         assert_eq!(
-            timer_for(&State::Idle, FRESH, Some(at(40_000)), &c, NOW),
-            Some((TimerKind::FirstByte, at(11_000)))
+            timer_for(&State::Idle, FRESH, Some(DRAIN), &c),
+            Some((TimerKind::FirstByte, at(10_100 + 1_000))),
+            "accepted before the drain: the grace runs from its start"
+        );
+        let later = History {
+            last_active: at(12_000),
+            ..FRESH
+        };
+        assert_eq!(
+            timer_for(&State::Idle, later, Some(DRAIN), &c),
+            Some((TimerKind::FirstByte, at(12_000 + 1_000))),
+            "accepted during the drain: from its accept"
         );
     }
 
     #[test]
     fn first_byte_grace_never_runs_past_the_drain_deadline() {
         let c = config();
+        let drain = DrainTimes {
+            deadline: at(10_400),
+            ..DRAIN
+        };
         assert_eq!(
-            timer_for(&State::Idle, FRESH, Some(at(10_400)), &c, NOW),
+            timer_for(&State::Idle, FRESH, Some(drain), &c),
             Some((TimerKind::FirstByte, at(10_400)))
         );
     }

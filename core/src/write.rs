@@ -1,12 +1,12 @@
-//! The writing side of a connection: responses queued, bytes handed to the
-//! driver, and what follows a complete response — the next request, or a
-//! clean close.
+//! The writing side of a connection: responses queued in request order,
+//! bytes handed to the driver, and what follows the last of them — more
+//! requests, or a clean close.
 
 use bytes::{Buf, Bytes};
 
 use crate::close::CloseReason;
-use crate::conn::State;
-use crate::finished::{Outcome, ResponseLog};
+use crate::conn::{State, Unwritten};
+use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::{ConnId, RequestId};
 use crate::response::{
@@ -84,6 +84,8 @@ impl Server {
 
     /// Queues the response to the request connection `key` has dispatched;
     /// `app_fault` for core's 500 in place of a faulty application's answer.
+    /// The request's bytes are let go at once, so the next pipelined request
+    /// is read while this response waits to be written.
     fn respond<H, N, V>(
         &mut self,
         key: usize,
@@ -99,7 +101,7 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let conn = &self.conns[key];
-        let State::Dispatched { head, len, .. } = conn.state else {
+        let State::Dispatched { head, seq, len } = conn.state else {
             unreachable!("only a dispatched request is answered");
         };
         // The connection closes after this response if the client asked, if
@@ -132,19 +134,16 @@ impl Server {
             content_length: has_body.then_some(body.len() as u64),
             connection,
         };
+        let id = self.id_of(key);
         let conn = &mut self.conns[key];
         let bufs = conn
             .bufs
             .as_mut()
             .expect("a dispatched request has buffers");
+        let was_idle = bufs.pending_out() == 0;
         write_head(&mut bufs.out, status, headers, &framing)?;
         let sends_body = has_body && !head.is_head_method;
-        bufs.log.response = Some(ResponseLog {
-            status,
-            body_bytes: if sends_body { body.len() as u64 } else { 0 },
-            at: now,
-            app_fault,
-        });
+        let body_bytes = if sends_body { body.len() as u64 } else { 0 };
         if sends_body {
             if body.len() <= COPY_BODY_MAX {
                 bufs.out.extend_from_slice(&body);
@@ -152,11 +151,45 @@ impl Server {
                 bufs.out_tail = body;
             }
         }
+        let end = bufs.handed + bufs.pending_out() as u64;
+        bufs.unwritten.push_back(Unwritten {
+            end,
+            finished: Finished {
+                conn: id,
+                request: Some(RequestId { conn: id, seq }),
+                status: Some(status),
+                body_bytes,
+                outcome: if app_fault {
+                    Outcome::AppFault
+                } else {
+                    Outcome::Complete
+                },
+                began_at: bufs.log.began_at,
+                responded_at: Some(now),
+                finished_at: now,
+                keeps_connection: close.is_none(),
+            },
+        });
+        bufs.input.drain(..len);
+        bufs.fields.clear();
+        bufs.body.clear();
+        if was_idle {
+            bufs.write_progress_at = now;
+        }
         conn.sent_any = true;
-        self.enter(key, State::Writing { len, close }, now);
-        self.queue_transmit(key);
-        // A closing connection discards input, so a paused one may read again.
-        self.resume_reading_if_paused(key);
+        match close {
+            Some(reason) => self.enter(key, State::Closing { reason }, now),
+            None => {
+                self.enter(key, State::Idle, now);
+                self.process_input(key, now);
+            }
+        }
+        if self.conns.contains(key) {
+            self.queue_transmit(key);
+            // A closing connection discards input, and the next request may
+            // have room now: a paused connection may read again.
+            self.resume_reading_if_paused(key);
+        }
         Ok(())
     }
 
@@ -187,65 +220,54 @@ impl Server {
         let Some(bufs) = conn.bufs.as_mut() else {
             return;
         };
+        let n = n.min(bufs.pending_out());
         if n == 0 {
             return;
         }
         let from_out = n.min(bufs.out.len() - bufs.out_pos);
         bufs.out_pos += from_out;
-        let from_tail = (n - from_out).min(bufs.out_tail.len());
-        bufs.out_tail.advance(from_tail);
+        bufs.out_tail.advance(n - from_out);
+        bufs.handed += n as u64;
+        // Every response whose last byte is now handed over is done.
+        while bufs.unwritten.front().is_some_and(|u| u.end <= bufs.handed) {
+            let done = bufs.unwritten.pop_front().expect("checked above");
+            if let Some(report) = self.lifecycle.report_mut() {
+                report.record_written(matches!(done.finished.outcome, Outcome::Rejected(_)));
+            }
+            self.events.push_back(Event::Finished(Finished {
+                finished_at: now,
+                ..done.finished
+            }));
+        }
         if bufs.pending_out() > 0 {
-            self.progress(key, now);
-            return;
+            bufs.write_progress_at = now;
+            self.settle(key, now);
+            return self.process_input(key, now);
         }
         bufs.out.clear();
         bufs.out_pos = 0;
         bufs.out_tail = Bytes::new();
-        if let State::Writing { len, close } = conn.state {
-            self.response_written(key, len, close, now);
-        }
-    }
-
-    /// A final response is completely in the driver's hands.
-    fn response_written(&mut self, key: usize, len: usize, close: Option<CloseReason>, now: Time) {
-        if let Some(report) = self.lifecycle.report_mut() {
-            report.record_written(matches!(close, Some(CloseReason::Rejected(_))));
-        }
-        let outcome = match close {
-            Some(CloseReason::Rejected(reject)) => Outcome::Rejected(reject),
-            _ if self.conns[key]
-                .bufs
-                .as_ref()
-                .and_then(|b| b.log.response)
-                .is_some_and(|r| r.app_fault) =>
-            {
-                Outcome::AppFault
-            }
-            _ => Outcome::Complete,
-        };
-        self.finish_request(key, outcome, close.is_none());
-        let conn = &mut self.conns[key];
         conn.last_active = now;
-        if let Some(reason) = close {
-            // A client that asked to close and sent nothing more (RFC 9112
-            // §9.6), or that sent FIN, will send nothing more: a plain close
-            // sends FIN and cannot reset anything. Otherwise, linger.
-            let client_done = conn.peer_eof
-                || (reason == CloseReason::ClientAsked && conn.buffered_input() <= len);
-            if client_done {
-                self.close_now(key, reason);
-            } else {
-                self.close_cleanly(key, reason, now);
+        match conn.state {
+            State::Closing { reason } => {
+                // A client that asked to close and sent nothing more (RFC
+                // 9112 §9.6), or that sent FIN, will send nothing more: a
+                // plain close sends FIN and cannot reset anything. Otherwise,
+                // linger.
+                let client_done = conn.peer_eof
+                    || (reason == CloseReason::ClientAsked && conn.buffered_input() == 0);
+                if client_done {
+                    self.close_now(key, reason);
+                } else {
+                    self.close_cleanly(key, reason, now);
+                }
             }
-            return;
+            _ => {
+                self.settle(key, now);
+                self.process_input(key, now);
+                self.resume_reading_if_paused(key);
+            }
         }
-        let bufs = conn.bufs.as_mut().expect("a written response had buffers");
-        bufs.input.drain(..len);
-        bufs.fields.clear();
-        bufs.body.clear();
-        self.enter(key, State::Idle, now);
-        self.process_input(key, now);
-        self.resume_reading_if_paused(key);
     }
 
     pub(crate) fn queue_transmit(&mut self, key: usize) {
