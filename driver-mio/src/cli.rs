@@ -20,7 +20,7 @@ usage: ebb [options]
   --max-body BYTES            largest request body (default 1048576)
   -v                          more log output (-vv for trace)
   -h, --help                  this text
-SIGTERM or SIGINT drains; a second one forces the exit.";
+SIGTERM, SIGINT or SIGQUIT drains, a second one forces the exit; SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.";
 
 /// The parsed command line.
 #[derive(Clone, Debug, PartialEq)]

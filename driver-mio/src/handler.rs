@@ -99,28 +99,30 @@ impl Response {
     }
 }
 
-/// What a worker's loop receives from other threads.
-pub(crate) enum Message {
-    /// A deferred answer.
-    Respond(RequestId, Box<Response>),
-    /// Stop was requested (a signal or a [`ShutdownHandle`](crate::ShutdownHandle)).
-    Terminate,
-}
+/// A deferred answer on its way to the worker that read the request; boxed so
+/// the channel's slots stay small.
+pub(crate) type Deferred = (RequestId, Box<Response>);
 
-/// A worker's mailbox: a channel and the `Waker` that makes its loop look.
+/// A worker's mailbox: a channel of deferred answers, and the `Waker` that
+/// makes its loop look at them and at the stop requests.
 pub(crate) struct Inbox {
-    pub(crate) tx: Sender<Message>,
+    pub(crate) tx: Sender<Deferred>,
     pub(crate) waker: Waker,
 }
 
 impl Inbox {
-    /// Sends `message` and wakes the worker. Fails silently once the worker
-    /// has exited: nobody is left to answer.
-    pub(crate) fn send(&self, message: Message) {
-        if self.tx.send(message).is_ok() {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake a worker: {e}");
-            }
+    /// Sends a deferred answer and wakes the worker. Fails silently once the
+    /// worker has exited: nobody is left to answer.
+    pub(crate) fn send(&self, id: RequestId, response: Response) {
+        if self.tx.send((id, Box::new(response))).is_ok() {
+            self.wake();
+        }
+    }
+
+    /// Makes the worker's loop look at its mailbox and at the stop requests.
+    pub(crate) fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake a worker: {e}");
         }
     }
 }
@@ -207,7 +209,7 @@ fn deliver(inbox: &Arc<Inbox>, id: RequestId, response: Response) {
         }
     });
     if let Some(response) = response {
-        inbox.send(Message::Respond(id, Box::new(response)));
+        inbox.send(id, response);
     }
 }
 

@@ -34,6 +34,7 @@ mod listener;
 pub mod logger;
 mod serve;
 mod shutdown;
+mod signals;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_BACKLOG};

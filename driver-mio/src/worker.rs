@@ -2,9 +2,10 @@
 //! its own listener. It maps readiness, messages and the clock onto core's
 //! inputs and core's events onto syscalls; every decision is core's.
 //!
-//! Each worker registers SIGTERM and SIGINT itself (signal-hook notifies
-//! every registration), so a signal reaches every loop directly and is seen
-//! before connections that became ready in the same wake-up.
+//! Stop requests reach a worker as a shared count (see
+//! [`crate::shutdown`]), not as messages: it applies the new ones before its
+//! first poll and on every wake-up, before the connections that became ready
+//! in the same wake-up.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -16,12 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ebb_core::{Config, ConnId, DrainReport, Event, Phase, RequestId, Server, Time};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook_mio::v1_0::Signals;
 
-use crate::handler::{begin_dispatch, end_dispatch, Handler, Inbox, Message, Responder, Response};
-use crate::shutdown::stop_signals;
+use crate::handler::{begin_dispatch, end_dispatch, Deferred, Handler, Inbox, Responder, Response};
+use crate::shutdown::ShutdownHandle;
 
-const SIGNALS: Token = Token(usize::MAX - 2);
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// One read buffer per worker, reused for every read.
@@ -44,11 +43,13 @@ pub(crate) struct Worker<H> {
     poll: Poll,
     server: Server,
     listener: Option<TcpListener>,
-    /// SIGTERM and SIGINT, when the worker handles signals.
-    signals: Option<Signals>,
+    /// Where the stop requests are counted.
+    stops: ShutdownHandle,
+    /// Stop requests applied so far, each as one terminate.
+    stops_applied: usize,
     handler: Arc<H>,
     inbox: Arc<Inbox>,
-    rx: Receiver<Message>,
+    rx: Receiver<Deferred>,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
     conns: Vec<Option<Conn>>,
@@ -73,7 +74,7 @@ impl<H: Handler> Worker<H> {
         number: usize,
         listener: std::net::TcpListener,
         config: Config,
-        signals: bool,
+        stops: ShutdownHandle,
         handler: Arc<H>,
         start: Instant,
     ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
@@ -86,17 +87,13 @@ impl<H: Handler> Worker<H> {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let signals = if signals {
-            Some(stop_signals(poll.registry(), SIGNALS)?)
-        } else {
-            None
-        };
         let worker = Worker {
             number,
             poll,
             server: Server::new(config),
             listener: Some(listener),
-            signals,
+            stops,
+            stops_applied: 0,
             handler,
             inbox: inbox.clone(),
             rx,
@@ -115,23 +112,16 @@ impl<H: Handler> Worker<H> {
 
     /// Runs the loop until core emits [`Event::Exit`].
     pub(crate) fn run(mut self) -> io::Result<DrainReport> {
+        // Empty until the first poll: the first pass only applies the stop
+        // requests made before this worker existed.
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
             self.refresh_date();
-            // A stop signal counts before the connections that arrived with it,
-            // so what was queued when it came is drained as backlog.
-            if events.iter().any(|e| e.token() == SIGNALS) {
-                self.signals();
-            }
+            // A stop counts before the connection events of the same
+            // wake-up: what is queued by then is drained as backlog.
+            self.apply_stops();
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS => {}
                     LISTENER => {
                         self.accept();
                         self.pump();
@@ -162,6 +152,13 @@ impl<H: Handler> Worker<H> {
             }
             if let Some(report) = self.exit.take() {
                 return Ok(report);
+            }
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                // The next pass only looks at the stop requests and the clock.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -485,23 +482,21 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Each SIGTERM or SIGINT is one terminate: the first drains, the next
-    /// forces the exit.
-    fn signals(&mut self) {
-        let count = self.signals.as_mut().map_or(0, |s| s.pending().count());
-        for _ in 0..count {
+    /// Applies each stop request made since the last look as one terminate:
+    /// the first drains, the next forces the exit.
+    fn apply_stops(&mut self) {
+        let requests = self.stops.requests();
+        while self.stops_applied < requests {
+            self.stops_applied += 1;
             self.server.handle_terminate(self.now());
             self.pump();
         }
     }
 
-    /// Reads the mailbox: deferred answers and stop requests.
+    /// Reads the mailbox: deferred answers.
     fn messages(&mut self) {
-        while let Ok(message) = self.rx.try_recv() {
-            match message {
-                Message::Respond(id, response) => self.respond(id, *response),
-                Message::Terminate => self.server.handle_terminate(self.now()),
-            }
+        while let Ok((id, response)) = self.rx.try_recv() {
+            self.respond(id, *response);
             self.pump();
         }
     }
