@@ -47,8 +47,8 @@ impl Default for Builder {
 
 impl Builder {
     /// Defaults: bind `127.0.0.1:8080`, one worker per available CPU, no
-    /// `SO_REUSEPORT`, backlog 1024, SIGTERM/SIGINT handled, no socket
-    /// activation, `Config::default()`.
+    /// `SO_REUSEPORT`, backlog 1024, signals handled, no socket activation,
+    /// `Config::default()`.
     pub fn new() -> Builder {
         Builder {
             source: Source::Addr(SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -101,9 +101,11 @@ impl Builder {
         self
     }
 
-    /// Whether SIGTERM and SIGINT start the drain (and a second one forces the
-    /// exit). On by default; turn it off when the embedding program handles
-    /// signals and uses a [`ShutdownHandle`].
+    /// Whether ebb handles signals: SIGTERM, SIGINT and SIGQUIT start the
+    /// drain (and a second one forces the exit); SIGHUP, SIGUSR1 and SIGUSR2
+    /// are logged and ignored. On by default; turn it off when the embedding
+    /// program handles signals and uses a [`ShutdownHandle`]: then ebb
+    /// installs no signal handling at all.
     pub fn signals(mut self, on: bool) -> Builder {
         self.signals = on;
         self
@@ -155,7 +157,12 @@ impl Builder {
     /// all workers (counts summed, the earliest start and the latest end of
     /// each phase; each worker's own report is logged at debug level).
     ///
-    /// Fails if the listener cannot be set up, or if a worker's loop fails.
+    /// Signals are handled from the first thing `serve` does, before the
+    /// listener is bound: a stop signal that comes at any moment after that
+    /// is applied by every worker, even one not yet started.
+    ///
+    /// Fails if the signals or the listener cannot be set up, or if a
+    /// worker's loop fails.
     ///
     /// The handler is a closure or function; a closure's argument types are
     /// inferred from this bound (`.serve(|req, res| ...)`), which a generic
@@ -165,6 +172,11 @@ impl Builder {
         self,
         handler: impl Fn(&Request<'_>, Responder) + Send + Sync + 'static,
     ) -> io::Result<DrainReport> {
+        let signals = if self.signals {
+            Some(crate::signals::register()?)
+        } else {
+            None
+        };
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
@@ -178,7 +190,7 @@ impl Builder {
         crate::serve::run(crate::serve::Setup {
             listeners,
             config: self.config,
-            signals: self.signals,
+            signals,
             shutdown: self.shutdown,
             handler,
         })

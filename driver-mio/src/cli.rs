@@ -32,7 +32,7 @@ usage: ebb [options]
   -v                          more log output (-vv for trace)
   -V, --version               print `ebb VERSION` and exit
   -h, --help                  this text
-SIGTERM or SIGINT drains; a second one forces the exit.";
+SIGTERM, SIGINT or SIGQUIT drains, a second one forces the exit; SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.";
 
 /// The parsed command line.
 #[derive(Clone, Debug, PartialEq)]

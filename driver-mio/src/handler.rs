@@ -133,28 +133,30 @@ pub(crate) enum Answer {
     Failed,
 }
 
-/// What a worker's loop receives from other threads.
-pub(crate) enum Message {
-    /// A deferred answer, or the news that none will come.
-    Answer(RequestId, Answer),
-    /// Stop was requested (a signal or a [`ShutdownHandle`](crate::ShutdownHandle)).
-    Terminate,
-}
+/// A deferred answer on its way to the worker that read the request (or the
+/// news that none will come); boxed so the channel's slots stay small.
+pub(crate) type Deferred = (RequestId, Answer);
 
-/// A worker's mailbox: a channel and the `Waker` that makes its loop look.
+/// A worker's mailbox: a channel of deferred answers, and the `Waker` that
+/// makes its loop look at them and at the stop requests.
 pub(crate) struct Inbox {
-    pub(crate) tx: Sender<Message>,
+    pub(crate) tx: Sender<Deferred>,
     pub(crate) waker: Waker,
 }
 
 impl Inbox {
-    /// Sends `message` and wakes the worker. Fails silently once the worker
-    /// has exited: nobody is left to answer.
-    pub(crate) fn send(&self, message: Message) {
-        if self.tx.send(message).is_ok() {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake a worker: {e}");
-            }
+    /// Sends a deferred answer and wakes the worker. Fails silently once the
+    /// worker has exited: nobody is left to answer.
+    pub(crate) fn send(&self, id: RequestId, answer: Answer) {
+        if self.tx.send((id, answer)).is_ok() {
+            self.wake();
+        }
+    }
+
+    /// Makes the worker's loop look at its mailbox and at the stop requests.
+    pub(crate) fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake a worker: {e}");
         }
     }
 }
@@ -241,7 +243,7 @@ fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
         }
     });
     if let Some(answer) = answer {
-        inbox.send(Message::Answer(id, answer));
+        inbox.send(id, answer);
     }
 }
 

@@ -35,6 +35,7 @@ mod handler;
 mod listener;
 mod serve;
 mod shutdown;
+mod signals;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_BACKLOG};

@@ -1,20 +1,21 @@
-//! The coordinator: starts the workers, turns shutdown requests into a
-//! terminate for every worker, logs stop signals (each worker receives them
-//! itself), and waits until all workers have exited.
+//! The coordinator: starts the workers, turns stop signals into stop
+//! requests, logs every request once and wakes every worker to apply it, and
+//! waits until all workers have exited.
 
 use std::io;
 use std::net::TcpListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ebb_core::{Config, DrainReport};
-use mio::{Events, Poll, Token, Waker};
-use signal_hook::consts::SIGTERM;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook_mio::v1_0::Signals;
 
-use crate::handler::{Handler, Message};
-use crate::shutdown::{stop_signals, ShutdownHandle};
+use crate::handler::{Handler, Inbox};
+use crate::shutdown::ShutdownHandle;
+use crate::signals::{meaning, Action};
 use crate::worker::Worker;
 
 const WAKE: Token = Token(0);
@@ -24,7 +25,9 @@ const SIGNALS: Token = Token(1);
 pub(crate) struct Setup<H> {
     pub(crate) listeners: Vec<TcpListener>,
     pub(crate) config: Config,
-    pub(crate) signals: bool,
+    /// The handled signals, registered before the listeners were made;
+    /// `None` when the embedding program handles signals itself.
+    pub(crate) signals: Option<Signals>,
     pub(crate) shutdown: ShutdownHandle,
     pub(crate) handler: H,
 }
@@ -33,11 +36,12 @@ pub(crate) struct Setup<H> {
 pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     let mut poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-    let mut signals = if setup.signals {
-        Some(stop_signals(poll.registry(), SIGNALS)?)
-    } else {
-        None
-    };
+    let mut signals = setup.signals;
+    if let Some(signals) = &mut signals {
+        poll.registry()
+            .register(signals, SIGNALS, Interest::READABLE)?;
+    }
+    setup.shutdown.set_waker(Some(waker.clone()));
     let addr = setup.listeners[0].local_addr()?;
     let count = setup.listeners.len();
     let start = Instant::now();
@@ -50,7 +54,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             number,
             listener,
             setup.config.clone(),
-            setup.signals,
+            setup.shutdown.clone(),
             handler.clone(),
             start,
         )?;
@@ -71,54 +75,35 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         threads.push(thread);
     }
     log::info!("ebb listening on {addr} with {count} workers");
-    setup.shutdown.set_waker(Some(waker.clone()));
 
-    let pre_stop = setup.config.pre_stop;
-    let log_stop = |why: &str, stops: &mut usize| {
-        *stops += 1;
-        if *stops == 1 && pre_stop.is_zero() {
-            log::info!("{why}: draining");
-        } else if *stops == 1 {
-            log::info!("{why}: stopping, draining after the {pre_stop:?} pre-stop");
-        } else {
-            log::warn!("{why} again: forcing exit");
-        }
+    let mut stops = Stops {
+        shutdown: &setup.shutdown,
+        inboxes: &inboxes,
+        pre_stop: setup.config.pre_stop,
+        logged: 0,
     };
-    let terminate = |why: &str, stops: &mut usize| {
-        log_stop(why, stops);
-        for inbox in &inboxes {
-            inbox.send(Message::Terminate);
-        }
-    };
-    let mut stops = 0;
-    let mut handled_requests = 0;
     let mut reports = Vec::with_capacity(count);
     let mut failure = None;
     let mut events = Events::with_capacity(16);
     while reports.len() + usize::from(failure.is_some()) < count {
-        // Shutdown requests made before the waker was installed count too.
-        let requests = setup.shutdown.requests();
-        while handled_requests < requests {
-            handled_requests += 1;
-            terminate("shutdown requested", &mut stops);
-        }
+        // Signals that came before this loop first ran, even before the
+        // listeners were bound, are read here too.
         if let Some(signals) = &mut signals {
             for signal in signals.pending() {
-                let name = if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                };
-                log_stop(name, &mut stops);
+                match meaning(signal) {
+                    (name, Action::Stop) => stops.request(name),
+                    (name, Action::Ignore(why)) => log::info!("{name} ignored: {why}"),
+                }
             }
         }
+        stops.pass_on_handle_requests();
         while let Ok((number, result)) = done_rx.try_recv() {
             match result {
                 Ok(report) => reports.push(report),
                 Err(e) => {
                     log::error!("worker {number} failed: {e}");
-                    if stops == 0 {
-                        terminate("a worker failed", &mut stops);
+                    if setup.shutdown.requests() == 0 {
+                        stops.request("a worker failed");
                     }
                     failure.get_or_insert(e);
                 }
@@ -147,7 +132,57 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     Ok(report)
 }
 
-/// One report for all workers (they share one clock epoch).
+/// The coordinator's side of the stop requests: each one is logged once, and
+/// every worker is woken to apply it (each counts the requests it has applied).
+struct Stops<'a> {
+    shutdown: &'a ShutdownHandle,
+    inboxes: &'a [Arc<Inbox>],
+    pre_stop: Duration,
+    /// Requests logged so far.
+    logged: usize,
+}
+
+impl Stops<'_> {
+    /// Makes one stop request for `why` (a signal's name, or a failure).
+    fn request(&mut self, why: &str) {
+        self.shutdown.request();
+        self.log(why);
+        self.wake_workers();
+    }
+
+    /// Logs and passes on the requests made through a [`ShutdownHandle`]
+    /// since the last look.
+    fn pass_on_handle_requests(&mut self) {
+        let requests = self.shutdown.requests();
+        if self.logged < requests {
+            while self.logged < requests {
+                self.log("shutdown requested");
+            }
+            self.wake_workers();
+        }
+    }
+
+    fn log(&mut self, why: &str) {
+        self.logged += 1;
+        let pre_stop = self.pre_stop;
+        if self.logged > 1 {
+            log::warn!("{why} again: forcing exit");
+        } else if pre_stop.is_zero() {
+            log::info!("{why}: draining");
+        } else {
+            log::info!("{why}: stopping, draining after the {pre_stop:?} pre-stop");
+        }
+    }
+
+    fn wake_workers(&self) {
+        for inbox in self.inboxes {
+            inbox.wake();
+        }
+    }
+}
+
+/// One report for all workers: counts summed, each phase from its earliest
+/// start to its latest end (all workers share one clock epoch).
 fn combine(reports: &[DrainReport]) -> DrainReport {
     let mut all = reports[0].clone();
     for report in &reports[1..] {

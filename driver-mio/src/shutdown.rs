@@ -1,19 +1,15 @@
-//! Stopping from code: the [`ShutdownHandle`].
+//! Stop requests, from a signal or from code, and the [`ShutdownHandle`]
+//! that makes them.
+//!
+//! Every stop request is one increment of one shared counter. Each worker
+//! remembers how many it has applied and applies the new ones whenever it
+//! looks — before its first poll and on every wake-up — so a request is never
+//! lost, whether it comes before the worker exists or while it is busy.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mio::{Interest, Registry, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
-
-/// SIGTERM and SIGINT, registered on `registry` under `token`: each one is a
-/// stop request (the first drains, the next forces the exit).
-pub(crate) fn stop_signals(registry: &Registry, token: Token) -> std::io::Result<Signals> {
-    let mut signals = Signals::new([SIGTERM, SIGINT])?;
-    registry.register(&mut signals, token, Interest::READABLE)?;
-    Ok(signals)
-}
+use mio::Waker;
 
 /// Starts the drain from code, like SIGTERM: the first call drains, a second
 /// forces the exit. Cheap to clone, usable from any thread, before or during
@@ -25,7 +21,8 @@ pub struct ShutdownHandle {
 
 #[derive(Debug, Default)]
 struct Shared {
-    /// Calls to [`ShutdownHandle::shutdown`] so far.
+    /// Stop requests so far: calls to [`ShutdownHandle::shutdown`] and the
+    /// stop signals and failures the coordinator turned into requests.
     requests: AtomicUsize,
     /// The serving coordinator's waker, while it runs.
     waker: Mutex<Option<Arc<Waker>>>,
@@ -43,7 +40,7 @@ impl ShutdownHandle {
     /// Asks the server to stop: the first call starts the drain, the next
     /// forces the exit. Returns at once; `serve` returns when the drain ends.
     pub fn shutdown(&self) {
-        self.shared.requests.fetch_add(1, Ordering::SeqCst);
+        self.request();
         let waker = self.shared.waker.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(waker) = waker.as_ref() {
             if let Err(e) = waker.wake() {
@@ -52,7 +49,13 @@ impl ShutdownHandle {
         }
     }
 
-    /// Calls to [`shutdown`](Self::shutdown) so far.
+    /// Counts one stop request without waking anyone: for the coordinator,
+    /// which wakes the workers itself.
+    pub(crate) fn request(&self) {
+        self.shared.requests.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Stop requests so far.
     pub(crate) fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
     }

@@ -2,9 +2,10 @@
 //! its own listener. It maps readiness, messages and the clock onto core's
 //! inputs and core's events onto syscalls; every decision is core's.
 //!
-//! Each worker registers SIGTERM and SIGINT itself (signal-hook notifies
-//! every registration), so a signal reaches every loop directly and is seen
-//! before connections that became ready in the same wake-up.
+//! Stop requests reach a worker as a shared count (see
+//! [`crate::shutdown`]), not as messages: it applies the new ones before its
+//! first poll and on every wake-up, before the connections that became ready
+//! in the same wake-up.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -18,12 +19,10 @@ use ebb_core::{
 };
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook_mio::v1_0::Signals;
 
-use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder};
-use crate::shutdown::stop_signals;
+use crate::handler::{begin_dispatch, end_dispatch, Answer, Deferred, Handler, Inbox, Responder};
+use crate::shutdown::ShutdownHandle;
 
-const SIGNALS: Token = Token(usize::MAX - 2);
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// One read buffer per worker, reused for every read.
@@ -46,17 +45,21 @@ pub(crate) struct Worker<H> {
     poll: Poll,
     server: Server,
     listener: Option<TcpListener>,
-    /// SIGTERM and SIGINT, when the worker handles signals.
-    signals: Option<Signals>,
+    /// Where the stop requests are counted.
+    stops: ShutdownHandle,
+    /// Stop requests applied so far, each as one terminate.
+    stops_applied: usize,
     handler: Arc<H>,
     inbox: Arc<Inbox>,
-    rx: Receiver<Message>,
+    rx: Receiver<Deferred>,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
     conns: Vec<Option<Conn>>,
     buf: Box<[u8]>,
     /// Connections to read again after [`Event::ResumeRead`].
     resume: Vec<ConnId>,
+    /// Connections with bytes to write once the events run out.
+    to_write: Vec<ConnId>,
     /// Set by [`Event::DrainBacklog`] until accept would block.
     draining_backlog: bool,
     /// Accepting is paused (EMFILE/ENFILE) until then, or until a close.
@@ -77,7 +80,7 @@ impl<H: Handler> Worker<H> {
         number: usize,
         listener: std::net::TcpListener,
         config: Config,
-        signals: bool,
+        stops: ShutdownHandle,
         handler: Arc<H>,
         start: Instant,
     ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
@@ -90,17 +93,13 @@ impl<H: Handler> Worker<H> {
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let signals = if signals {
-            Some(stop_signals(poll.registry(), SIGNALS)?)
-        } else {
-            None
-        };
         let worker = Worker {
             number,
             poll,
             server: Server::new(config),
             listener: Some(listener),
-            signals,
+            stops,
+            stops_applied: 0,
             handler,
             inbox: inbox.clone(),
             rx,
@@ -108,6 +107,7 @@ impl<H: Handler> Worker<H> {
             conns: Vec::new(),
             buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             resume: Vec::new(),
+            to_write: Vec::new(),
             draining_backlog: false,
             accept_paused_until: None,
             accept_failing: false,
@@ -120,23 +120,16 @@ impl<H: Handler> Worker<H> {
 
     /// Runs the loop until core emits [`Event::Exit`].
     pub(crate) fn run(mut self) -> io::Result<DrainReport> {
+        // Empty until the first poll: the first pass only applies the stop
+        // requests made before this worker existed.
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
             self.refresh_date();
-            // A stop signal counts before the connections that arrived with it,
-            // so what was queued when it came is drained as backlog.
-            if events.iter().any(|e| e.token() == SIGNALS) {
-                self.signals();
-            }
+            // A stop counts before the connection events of the same
+            // wake-up: what is queued by then is drained as backlog.
+            self.apply_stops();
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS => {}
                     LISTENER => {
                         self.accept();
                         self.pump();
@@ -167,6 +160,13 @@ impl<H: Handler> Worker<H> {
             }
             if let Some(report) = self.exit.take() {
                 return Ok(report);
+            }
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                // The next pass only looks at the stop requests and the clock.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -203,11 +203,26 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Carries out core's events until there are none.
+    ///
+    /// Writes wait until the events run out, so the responses to every
+    /// pipelined request answered meanwhile leave in one vectored write.
     fn pump(&mut self) {
+        loop {
+            self.carry_out_events();
+            if self.to_write.is_empty() {
+                return;
+            }
+            while let Some(conn) = self.to_write.pop() {
+                self.write(conn);
+            }
+        }
+    }
+
+    fn carry_out_events(&mut self) {
         while let Some(event) = self.server.poll_event() {
             match event {
                 Event::Request(id) => self.dispatch(id),
-                Event::Transmit(conn) => self.write(conn),
+                Event::Transmit(conn) => self.to_write.push(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(_) => {}
                 Event::Farewell(conn, bytes) => {
@@ -500,23 +515,21 @@ impl<H: Handler> Worker<H> {
         self.answer(id, answer, &name);
     }
 
-    /// Each SIGTERM or SIGINT is one terminate: the first drains, the next
-    /// forces the exit.
-    fn signals(&mut self) {
-        let count = self.signals.as_mut().map_or(0, |s| s.pending().count());
-        for _ in 0..count {
+    /// Applies each stop request made since the last look as one terminate:
+    /// the first drains, the next forces the exit.
+    fn apply_stops(&mut self) {
+        let requests = self.stops.requests();
+        while self.stops_applied < requests {
+            self.stops_applied += 1;
             self.server.handle_terminate(self.now());
             self.pump();
         }
     }
 
-    /// Reads the mailbox: deferred answers and stop requests.
+    /// Reads the mailbox: deferred answers.
     fn messages(&mut self) {
-        while let Ok(message) = self.rx.try_recv() {
-            match message {
-                Message::Answer(id, answer) => self.answer_deferred(id, answer),
-                Message::Terminate => self.server.handle_terminate(self.now()),
-            }
+        while let Ok((id, answer)) = self.rx.try_recv() {
+            self.answer_deferred(id, answer);
             self.pump();
         }
     }

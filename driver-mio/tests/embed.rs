@@ -1,6 +1,6 @@
 //! The embedding API in-process: a closure handler answering at once, later
 //! from another thread, by panicking and by dropping its responder; then a
-//! drain started through the `ShutdownHandle`.
+//! drain started through the `ShutdownHandle`, with ebb's signal handling off.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -70,9 +70,36 @@ fn handler_answers_now_later_and_after_failures_then_drains_on_request() {
         "still serving after a panic"
     );
 
+    assert_eq!(
+        first_caught_signal(),
+        None,
+        "with signals(false) ebb installs no signal handling"
+    );
+
     shutdown.shutdown();
     let report = server.join().unwrap().unwrap();
     assert_eq!(report.forced, None, "{report}");
     assert_eq!(report.requests_cut, 0, "{report}");
     assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
+}
+
+/// The first of the signals ebb can handle that this process catches, if any
+/// (from `SigCgt` in `/proc/self/status`).
+fn first_caught_signal() -> Option<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caught = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap();
+    [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ]
+    .into_iter()
+    .find(|&signal| caught & (1 << (signal - 1)) != 0)
 }

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -74,9 +75,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// A running `ebb` process.
 pub struct Ebb {
     pid: i32,
-    /// The address it listens on, from its log.
+    /// The address it listens on, from its log (port 0 from
+    /// [`launch`](Self::launch), which does not wait for it).
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// Set when its stderr has closed: the log is complete.
+    log_complete: Arc<AtomicBool>,
     exit: Arc<Mutex<Option<(ExitStatus, Instant)>>>,
     waiter: Option<JoinHandle<()>>,
 }
@@ -85,6 +89,14 @@ impl Ebb {
     /// Starts `ebb` with `args` (plus `--bind 127.0.0.1:0` unless `args`
     /// binds) and waits for its "listening" line.
     pub fn start(args: &[&str]) -> Ebb {
+        let mut ebb = Ebb::launch(args);
+        ebb.wait_listening();
+        ebb
+    }
+
+    /// Starts `ebb` like [`start`](Self::start) but returns at once, without
+    /// waiting for it to listen: for signals at any moment of its start-up.
+    pub fn launch(args: &[&str]) -> Ebb {
         let mut command = Command::new(ebb_binary());
         if !args.contains(&"--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
@@ -95,12 +107,19 @@ impl Ebb {
             .env_remove("SHUTDOWN_TIMEOUT_S")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID");
-        Ebb::spawn(command)
+        Ebb::run(command)
     }
 
     /// Runs `command` (which starts `ebb`), capturing its log, and waits for
     /// its "listening" line.
-    pub fn spawn(mut command: Command) -> Ebb {
+    pub fn spawn(command: Command) -> Ebb {
+        let mut ebb = Ebb::run(command);
+        ebb.wait_listening();
+        ebb
+    }
+
+    /// Runs `command`, capturing its log and watching for its exit.
+    fn run(mut command: Command) -> Ebb {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -111,6 +130,8 @@ impl Ebb {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
+        let log_complete = Arc::new(AtomicBool::new(false));
+        let complete = log_complete.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -119,6 +140,7 @@ impl Ebb {
                 log.push_str(&line);
                 log.push('\n');
             }
+            complete.store(true, Ordering::SeqCst);
         });
         // A blocking wait in its own thread sees the exit the moment it happens.
         let exit = Arc::new(Mutex::new(None));
@@ -127,27 +149,49 @@ impl Ebb {
             let status = child.wait().expect("wait for ebb");
             *slot.lock().unwrap() = Some((status, Instant::now()));
         });
-        let mut ebb = Ebb {
+        Ebb {
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
+            log_complete,
             exit,
             waiter: Some(waiter),
-        };
+        }
+    }
+
+    /// Waits for the "listening" line and takes the address from it.
+    fn wait_listening(&mut self) {
         let started = Instant::now();
         loop {
-            if let Some(addr) = listening_addr(&ebb.log()) {
-                ebb.addr = addr;
-                return ebb;
+            if let Some(addr) = listening_addr(&self.log()) {
+                self.addr = addr;
+                return;
             }
-            assert!(ebb.exit().is_none(), "ebb exited at start:\n{}", ebb.log());
+            assert!(
+                self.exit().is_none(),
+                "ebb exited at start:\n{}",
+                self.log()
+            );
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "ebb did not log its address:\n{}",
-                ebb.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Whether the process catches `signal` now: a handler is installed
+    /// (bit `signal - 1` of `SigCgt` in `/proc/<pid>/status`; Linux only).
+    pub fn catches(&self, signal: i32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .unwrap_or_else(|e| panic!("/proc/{}/status: {e}", self.pid));
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .expect("a SigCgt line");
+        caught & (1 << (signal - 1)) != 0
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`).
@@ -187,17 +231,34 @@ impl Ebb {
         }
     }
 
-    /// Waits for a clean exit (status 0) within `timeout`; when it happened.
+    /// Waits for a clean exit (status 0) within `timeout`, then for the rest
+    /// of its log; when it exited.
     pub fn expect_clean_exit(&self, timeout: Duration) -> Instant {
         let Some((status, at)) = self.wait_exit(timeout) else {
             panic!("ebb still running after {timeout:?}:\n{}", self.log());
         };
+        let until = Instant::now() + Duration::from_secs(5);
+        while !self.log_complete.load(Ordering::SeqCst) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert!(
             status.success(),
             "ebb exited with {status}:\n{}",
             self.log()
         );
         at
+    }
+
+    /// Waits up to `timeout` for a log line containing `text`; whether it came.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while !self.log().contains(text) {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 }
 
