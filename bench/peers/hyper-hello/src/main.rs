@@ -1,8 +1,10 @@
-//! The peer for ebb's wrk comparison (bench/wrk.sh): hyper's HTTP/1 server
-//! answering `Hello, World!` on every path.
+//! A peer for ebb's benchmark (bench/peers.sh): hyper's HTTP/1 server
+//! answering `Hello, World!` (text/plain) on every path.
 //!
-//! Usage: `hyper-hello ADDR WORKERS` — WORKERS tokio worker threads, so it
-//! can be given the same number of threads as ebb.
+//! Usage: `hyper-hello ADDR WORKERS`. One worker is a current-thread tokio
+//! runtime — everything on the thread that calls `main`, as ebb's
+//! `--workers 1` is one event loop; more is a multi-thread runtime with that
+//! many worker threads.
 use std::convert::Infallible;
 
 use bytes::Bytes;
@@ -23,13 +25,15 @@ async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>
 fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8081".into());
-    let workers = args.next().and_then(|w| w.parse().ok()).unwrap_or(1);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_io()
-        .build()
-        .unwrap()
-        .block_on(serve(addr));
+    let workers: usize = args.next().and_then(|w| w.parse().ok()).unwrap_or(1);
+    let mut runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    runtime.enable_io().build().unwrap().block_on(serve(addr));
 }
 
 async fn serve(addr: String) {
