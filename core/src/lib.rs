@@ -10,6 +10,9 @@
 //! proves is what production runs.
 //!
 //! Start at [`Server`]: its documentation is the contract for a driver.
+//! [`ChunkedDecoder`] is public on its own too: a strict, streaming decoder
+//! of the chunked coding that clients of ebb (the test kit among them) can
+//! use, and that the fuzzers check against a reference.
 //!
 //! In scope: HTTP/1.0 and HTTP/1.1 requests with whole bodies (up to
 //! `max_body_bytes`), responses with a known length. Out of scope: TLS,
@@ -21,8 +24,6 @@ mod close;
 mod config;
 mod conn;
 mod drain;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 mod lifecycle;
 mod parse;
 mod read;

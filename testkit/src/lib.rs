@@ -10,12 +10,15 @@
 //! - [`rng`]: the one seeded generator, seeded by a number or by an input's
 //!   bytes;
 //! - [`harness`]: the in-memory driver loop — every event carried out at
-//!   once, a virtual clock that jumps to the next deadline.
+//!   once, a virtual clock that jumps to the next deadline;
+//! - [`fuzz`]: the bodies of the cargo-fuzz targets in `fuzz/`, which
+//!   ordinary builds compile and `cargo test` replays over the corpus.
 //!
 //! It uses only core's public API, as any driver does.
 
 #![warn(missing_docs)]
 
+pub mod fuzz;
 pub mod harness;
 pub mod properties;
 pub mod response;
