@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use ebb_core::{Config, ConnId, Event, RequestId, Server, Time};
 
-use super::wire::{asks_to_close, seq_of, Answer, BadAnswer, Wire, APP_FAULT_STATUS};
+use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
 use crate::properties::assert_invariants;
 use crate::rng::Rng;
 
@@ -314,20 +314,28 @@ impl Run {
     /// responses only rejections that close, nothing after a close. Returns
     /// the final responses.
     fn check_output(&self) -> Vec<String> {
+        let seqs: Vec<u32> = (0..self.requests.len() as u32).collect();
+        let faulted: Vec<u32> = seqs
+            .iter()
+            .copied()
+            .filter(|&seq| self.faulted[seq as usize])
+            .collect();
+        let app = AppLog {
+            is_head: &self.is_head,
+            answered: &seqs,
+            faulted: &faulted,
+        };
         let mut wire = Wire::new();
-        let responses = wire.feed(&self.out, |seq| self.is_head[seq as usize]);
         let mut finals = Vec::new();
         let mut answered = 0;
         let mut closed_by = None;
         let mut at = 0;
-        for r in responses {
+        for Answered { response: r, seq } in wire.feed(&self.out, &app) {
             if let Some(status) = closed_by {
                 panic!("S4: bytes written after a {status} response with Connection: close");
             }
             if r.status != 100 {
-                let app_fault = r.status == APP_FAULT_STATUS
-                    && self.faulted.get(answered as usize) == Some(&true);
-                match seq_of(&r).or(app_fault.then_some(answered)) {
+                match seq {
                     Some(seq) => {
                         assert_eq!(seq, answered, "S4: responses out of request order");
                         assert!(

@@ -40,7 +40,7 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use ebb_core::{Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time};
 
-use super::wire::{asks_to_close, seq_of, Answer, BadAnswer, Wire, APP_FAULT_STATUS};
+use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
 use crate::properties::assert_invariants;
 
 /// The whole input: one knob, then the inputs.
@@ -682,14 +682,15 @@ impl World {
         let c = &mut self.conns[i];
         let after_close = "S4: bytes written after a Connection: close response";
         assert!(!c.close_written, "{after_close}");
-        let is_head = &c.is_head;
-        for r in c.wire.feed(bytes, |s| is_head[s as usize]) {
+        let app = AppLog {
+            is_head: &c.is_head,
+            answered: &c.answered,
+            faulted: &c.faulted,
+        };
+        for Answered { response: r, seq } in c.wire.feed(bytes, &app) {
             assert!(!c.close_written, "{after_close}");
             if r.status != 100 {
-                let next = c.answered.get(c.completed).copied();
-                let app_fault = r.status == APP_FAULT_STATUS
-                    && next.is_some_and(|seq| c.faulted.contains(&seq));
-                match seq_of(&r).or(next.filter(|_| app_fault)) {
+                match seq {
                     Some(seq) => {
                         assert!(
                             c.last_seq_on_wire.map_or(true, |last| seq > last),
@@ -731,12 +732,15 @@ impl World {
         let [a, b] = self.server.transmit(c.id);
         let mut all = a.to_vec();
         all.extend_from_slice(b);
-        // What is written continues where the parser of what was written
+        // What is queued continues where the reader of what was written
         // stopped; a copy of it reads the queue.
-        let mut queued = c.wire.clone();
-        let is_head = &c.is_head;
-        let responses = queued.feed(&all, |s| is_head[s as usize]);
-        c.close_queued |= responses.iter().any(|r| r.close);
+        let app = AppLog {
+            is_head: &c.is_head,
+            answered: &c.answered,
+            faulted: &c.faulted,
+        };
+        let queued = c.wire.clone().feed(&all, &app);
+        c.close_queued |= queued.iter().any(|a| a.response.close);
         c.close_queued |= c.close_written;
     }
 }

@@ -2,6 +2,8 @@
 //! connection, the way a client would, and the application's side of the
 //! conversation.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
 use crate::response::{Response, ResponseParser};
@@ -15,13 +17,34 @@ pub(super) const SEQ_HEADER: &str = "X-Seq";
 
 /// The status core answers with when the application fails; core's own
 /// rejections never use it, so a 500 without `X-Seq` is such an answer.
-pub(super) const APP_FAULT_STATUS: u16 = 500;
+const APP_FAULT_STATUS: u16 = 500;
 
 /// The application's `X-Seq` on a response: which request it answers.
-/// `None` for core's own responses (rejections and 100 Continue).
-pub(super) fn seq_of(r: &Response) -> Option<u32> {
+/// `None` for core's own responses (rejections, 100 Continue, and the 500
+/// core writes in place of an application fault).
+fn seq_of(r: &Response) -> Option<u32> {
     r.header(SEQ_HEADER)
         .map(|v| v.parse().expect("X-Seq is a number"))
+}
+
+/// What the application did on one connection, which reading its answers
+/// back needs.
+pub(super) struct AppLog<'a> {
+    /// By request seq: whether the request was `HEAD`.
+    pub is_head: &'a [bool],
+    /// The requests it answered (validly or not), in the order answered —
+    /// which is request order, as core hands over one request at a time.
+    pub answered: &'a [u32],
+    /// The requests it failed, which core answers with 500 in their place.
+    pub faulted: &'a [u32],
+}
+
+/// One response read back, and the request it answers, if the application
+/// answered it: by its `X-Seq`, or, for a 500 without one where the next
+/// answer due was a fault, that request. `None` for core's own responses.
+pub(super) struct Answered {
+    pub response: Response,
+    pub seq: Option<u32>,
 }
 
 /// What core wrote on one connection, read back with the kit's parser and
@@ -29,38 +52,64 @@ pub(super) fn seq_of(r: &Response) -> Option<u32> {
 #[derive(Clone, Debug)]
 pub(super) struct Wire {
     parser: ResponseParser,
+    /// Application answers among the final heads read so far.
+    answers: usize,
+    /// The request each final head read answers, until its response is
+    /// complete.
+    heads: VecDeque<Option<u32>>,
 }
 
 impl Wire {
     pub fn new() -> Wire {
         Wire {
             parser: ResponseParser::without_bodies(),
+            answers: 0,
+            heads: VecDeque::new(),
         }
     }
 
     /// Feeds bytes written on the connection; returns the responses they
-    /// complete. `is_head(seq)` says whether request `seq` used `HEAD` (its
-    /// response has no body). Panics when core wrote something that is not
-    /// a well-formed response with the framing core promises.
-    pub fn feed(&mut self, bytes: &[u8], is_head: impl Fn(u32) -> bool) -> Vec<Response> {
+    /// complete. Which request a response answers decides whether it has a
+    /// body (not for `HEAD`), so it is settled as its head is read. Panics
+    /// when core wrote something that is not a well-formed response with
+    /// the framing core promises.
+    pub fn feed(&mut self, bytes: &[u8], app: &AppLog<'_>) -> Vec<Answered> {
         let mut out = Vec::new();
+        let (answers, heads) = (&mut self.answers, &mut self.heads);
         let parsed = self.parser.feed_with(bytes, &mut out, |head| {
             check_final_head(head);
-            seq_of(head).is_some_and(&is_head)
+            let next = app.answered.get(*answers).copied();
+            let app_fault = head.status == APP_FAULT_STATUS
+                && next.is_some_and(|seq| app.faulted.contains(&seq));
+            let seq = seq_of(head).or(next.filter(|_| app_fault));
+            *answers += usize::from(seq.is_some());
+            heads.push_back(seq);
+            seq.is_some_and(|seq| app.is_head[seq as usize])
         });
         if let Err(e) = parsed {
             panic!("core wrote a malformed response: {e}");
         }
-        for r in out.iter().filter(|r| r.is_interim()) {
-            // With the status line and field lines parsed strictly, this is
-            // the whole of CONTINUE, byte for byte.
-            assert!(
-                r.status == 100 && r.reason == "Continue" && r.headers.is_empty(),
-                "malformed interim response {r:?}"
-            );
-            assert_eq!(r.wire_len, CONTINUE.len());
+        let mut answered = Vec::with_capacity(out.len());
+        for response in out {
+            let seq = if response.is_interim() {
+                // With the status line and field lines parsed strictly, this
+                // is the whole of CONTINUE, byte for byte.
+                assert!(
+                    response.status == 100
+                        && response.reason == "Continue"
+                        && response.headers.is_empty(),
+                    "malformed interim response {response:?}"
+                );
+                assert_eq!(response.wire_len, CONTINUE.len());
+                None
+            } else {
+                self.heads
+                    .pop_front()
+                    .expect("a final response had its head read")
+            };
+            answered.push(Answered { response, seq });
         }
-        out
+        answered
     }
 
     /// Whether part of a response has been written but not all of it.
