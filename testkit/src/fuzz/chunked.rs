@@ -1,6 +1,4 @@
 //! [`ChunkedDecoder`] against a reference decoder written for the test.
-//! (Not a property of `DESIGN.md`: strict chunked parsing is what keeps
-//! request smuggling out.)
 //!
 //! Input: four control bytes, then the chunked body. The control bytes give
 //! the limits (`0xff` meaning "large") and the seed of the split points.
