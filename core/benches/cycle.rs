@@ -18,7 +18,11 @@ Sec-Fetch-Dest: script\r\n\r\n";
 
 const HEADERS: [(&str, &str); 1] = [("Content-Type", "text/plain")];
 
-/// Answers every request core has dispatched and writes everything it transmits.
+/// Answers every request core has dispatched and writes everything it
+/// transmits. The hot loop is written by hand rather than with
+/// `ebb_testkit::harness::Harness`, which logs every event, copies every byte
+/// written and checks the invariants (a recount of the table) after each
+/// event: that would be most of what this measures.
 fn answer_and_write(server: &mut Server, now: Time) -> usize {
     let mut answered = 0;
     while let Some(event) = server.poll_event() {

@@ -10,6 +10,9 @@
 //! proves is what production runs.
 //!
 //! Start at [`Server`]: its documentation is the contract for a driver.
+//! [`ChunkedDecoder`] is public on its own too: a strict, streaming decoder
+//! of the chunked coding that clients of ebb (the test kit among them) can
+//! use, and that the fuzzers check against a reference.
 //!
 //! ## The driver loop
 //!
@@ -73,8 +76,6 @@ mod config;
 mod conn;
 mod drain;
 mod finished;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 mod lifecycle;
 mod parse;
 mod read;

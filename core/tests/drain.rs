@@ -2,12 +2,10 @@
 //! the listener, idle connections, `Connection: close`, exit at once, the
 //! deadline, and the drain report.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{get, Harness};
 use ebb_core::{Config, Event, Forced, Phase, Time};
+use ebb_testkit::harness::{get, Harness};
 
 fn draining() -> Harness {
     Harness::new()
@@ -217,7 +215,7 @@ fn a_request_inside_the_quiet_window_is_served_with_close() {
     assert_eq!(h.pending.len(), 1, "served, not dropped");
     h.respond(c, 200, b"y");
     let responses = h.responses(c);
-    assert!(responses[1].contains("Connection: close\r\n"));
+    assert!(responses[1].close);
     assert!(h.half_closed(c));
 }
 
@@ -236,13 +234,8 @@ fn requests_received_before_the_drain_are_answered_in_order() {
     }
     let responses = h.responses(c);
     assert_eq!(responses.len(), 3);
-    assert!(
-        !responses[0].contains("Connection: close") && !responses[1].contains("Connection: close")
-    );
-    assert!(
-        responses[2].contains("Connection: close\r\n"),
-        "the last one closes"
-    );
+    assert!(!responses[0].close && !responses[1].close);
+    assert!(responses[2].close, "the last one closes");
 }
 
 #[test]
@@ -254,7 +247,7 @@ fn nothing_is_dispatched_after_the_close_response() {
     h.backlog_empty();
     h.send(c, &get("/2")); // arrives after the drain began, behind /1
     h.respond(c, 200, b"x");
-    assert!(h.responses(c)[0].contains("Connection: close"));
+    assert!(h.responses(c)[0].close);
     assert!(
         h.pending.is_empty(),
         "/2 is never handed over, so the client may retry it"

@@ -1,12 +1,10 @@
 //! One `Finished` per request core began, saying how it ended: the raw
 //! material of access logs and metrics.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{get, Harness};
 use ebb_core::{CloseReason, Config, Event, Finished, Outcome, Reject, Time};
+use ebb_testkit::harness::{get, Harness};
 
 fn finished(h: &Harness) -> Vec<Finished> {
     h.log

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ebb_core::fuzzing::request_bytes(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ebb_testkit::fuzz::request_bytes(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ebb_core::fuzzing::server_ops(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ebb_testkit::fuzz::server_ops(data));

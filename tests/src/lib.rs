@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use ebb_testkit::response::ResponseParser;
+
 /// The `ebb` binary next to the test binary's profile directory
 /// (`target/<profile>/ebb`), built with `$CARGO` when it is missing or older
 /// than the sources of ebb-mio and ebb-core (`cargo test -p ebb-tests` alone
@@ -279,38 +281,17 @@ fn listening_addr(log: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// A response as the test client read it.
-#[derive(Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// Header fields, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first value of header `name` (lower-case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether the server announced it closes the connection.
-    pub fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-}
+/// A response as the test client read it: the kit's, so the end-to-end tests
+/// read the binary's output with the same parser as every other test.
+pub use ebb_testkit::response::Response;
 
 /// A minimal HTTP/1.1 client for one connection (no pipelining).
 pub struct Client {
     /// The connection.
     pub stream: TcpStream,
-    buf: Vec<u8>,
+    parser: ResponseParser,
+    /// Responses read and not yet returned, oldest first.
+    ready: Vec<Response>,
 }
 
 impl Client {
@@ -322,7 +303,8 @@ impl Client {
         stream.set_nodelay(true)?;
         Ok(Client {
             stream,
-            buf: Vec::new(),
+            parser: ResponseParser::new(),
+            ready: Vec::new(),
         })
     }
 
@@ -338,40 +320,31 @@ impl Client {
         self.read_response()
     }
 
-    /// Reads one response with a `Content-Length` body.
+    /// Reads the next response (an interim `1xx` too), however its body is
+    /// framed; one that is not well-formed HTTP/1.1 is `InvalidData`, a
+    /// close before it is complete `UnexpectedEof`.
     pub fn read_response(&mut self) -> io::Result<Response> {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
+        while self.ready.is_empty() {
+            let mut chunk = [0; 4096];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                // A body delimited by the close ends here; any other is cut.
+                self.parser
+                    .finish(&mut self.ready)
+                    .map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e))?;
+                if self.ready.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed before a response",
+                    ));
+                }
+            } else {
+                self.parser
+                    .feed(&chunk[..n], &mut self.ready)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             }
-            self.fill()?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, head.clone()))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        while self.buf.len() < head_end + len {
-            self.fill()?;
         }
-        let body = self.buf[head_end..head_end + len].to_vec();
-        self.buf.drain(..head_end + len);
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(self.ready.remove(0))
     }
 
     /// Reads until EOF, discarding; fails on a reset or a timeout.
@@ -389,23 +362,6 @@ impl Client {
         let socket = socket2::Socket::from(self.stream);
         socket.set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
     }
-
-    fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0; 4096];
-        let n = self.stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed mid-response",
-            ));
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Ebb {

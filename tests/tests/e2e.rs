@@ -50,7 +50,7 @@ fn sigterm_refuses_new_connections_and_finishes_the_one_in_flight() {
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"slept\n");
     assert!(
-        response.closes(),
+        response.close,
         "drain responses carry Connection: close: {response:?}"
     );
     in_flight.read_to_eof().unwrap();
@@ -249,7 +249,7 @@ fn reuse_port_sibling_serves_on_when_one_instance_drains() {
                             if a_gone.load(Ordering::Relaxed) {
                                 ok_after_a.fetch_add(1, Ordering::Relaxed);
                             }
-                            if r.closes() {
+                            if r.close {
                                 conn = None;
                             }
                         }
@@ -302,13 +302,13 @@ fn healthz_fails_during_pre_stop_while_still_serving() {
     let health = late.get("/healthz").unwrap();
     assert_eq!(health.status, 503);
     assert!(
-        health.closes(),
+        health.close,
         "in pre-stop every response closes, so clients leave before the drain: {health:?}"
     );
     // A keep-alive client from before is still served, and told to leave.
     let answer = client.get("/").unwrap();
     assert_eq!(answer.status, 200);
-    assert!(answer.closes());
+    assert!(answer.close);
     let mut again = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
     assert_eq!(again.get("/").unwrap().status, 200);
     drop((client, late, again));

@@ -69,7 +69,7 @@ fn sigquit_drains_like_sigterm() {
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"slept\n");
     assert!(
-        response.closes(),
+        response.close,
         "drain responses carry Connection: close: {response:?}"
     );
     in_flight.read_to_eof().unwrap();
@@ -107,10 +107,7 @@ fn ignored_signal(signal: i32, name: &str) {
     ebb.signal(signal);
     let response = in_flight.read_response().unwrap();
     assert_eq!(response.status, 200);
-    assert!(
-        !response.closes(),
-        "not draining after {name}: {response:?}"
-    );
+    assert!(!response.close, "not draining after {name}: {response:?}");
     assert!(
         ebb.wait_for_log(&format!("{name} ignored"), IO_TIMEOUT),
         "the log says {name} is ignored:\n{}",

@@ -1,15 +1,36 @@
 //! An in-memory driver for core: it carries out every event at once, writes
-//! whatever core transmits (unless told not to), and keeps a virtual clock
-//! that jumps to the next deadline.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! whatever core transmits (unless told not to), keeps a virtual clock that
+//! jumps to the next deadline, and checks [S1](crate::properties) after every
+//! event.
+//!
+//! ```
+//! use ebb_testkit::harness::{get, Harness};
+//!
+//! let mut h = Harness::new();
+//! let c = h.accept();
+//! h.send(c, &get("/"));
+//! h.respond(c, 200, b"hi");
+//! let responses = h.responses(c);
+//! assert_eq!((responses[0].status, &responses[0].body[..]), (200, &b"hi"[..]));
+//! h.advance_ms(60_000); // the keep-alive timeout: a clean close
+//! assert!(h.half_closed(c) && !h.closed(c));
+//! h.eof(c); // the client's FIN ends the linger
+//! assert!(h.closed(c));
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ebb_core::{Bytes, CloseReason, Config, ConnId, DrainReport, Event, RequestId, Server, Time};
 
+use crate::properties::assert_invariants;
+use crate::response::{Response, ResponseParser};
+
+/// One server, its virtual clock, and everything its driver saw.
 pub struct Harness {
+    /// The server under test; call its inputs directly, then [`pump`](Self::pump).
     pub server: Server,
+    /// The virtual clock, passed to every input.
     pub now: Time,
     /// Every event polled, in order.
     pub log: Vec<Event>,
@@ -19,15 +40,27 @@ pub struct Harness {
     pub pending: Vec<RequestId>,
     /// Whether Transmit events are written at once.
     pub auto_write: bool,
+    /// Core said `CloseListener`.
     pub listener_closed: bool,
+    /// The report of `Exit`, once it came (at most once).
     pub exit: Option<DrainReport>,
+    /// By connection, for each request handed over: whether it was `HEAD`.
+    heads: BTreeMap<ConnId, Vec<bool>>,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new()
+    }
 }
 
 impl Harness {
+    /// A server with the default config, at time zero.
     pub fn new() -> Harness {
         Harness::with(Config::default())
     }
 
+    /// A server with `config`, at time zero.
     pub fn with(config: Config) -> Harness {
         Harness {
             server: Server::new(config),
@@ -38,35 +71,42 @@ impl Harness {
             auto_write: true,
             listener_closed: false,
             exit: None,
+            heads: BTreeMap::new(),
         }
     }
 
+    /// A new connection.
     pub fn accept(&mut self) -> ConnId {
         let id = self.server.handle_accept(self.now);
         self.pump();
         id
     }
 
+    /// The client sends `bytes`.
     pub fn send(&mut self, conn: ConnId, bytes: &[u8]) {
         self.server.handle_recv(conn, bytes, self.now);
         self.pump();
     }
 
+    /// The client half-closes (FIN).
     pub fn eof(&mut self, conn: ConnId) {
         self.server.handle_peer_eof(conn, self.now);
         self.pump();
     }
 
+    /// The connection is reset.
     pub fn abort(&mut self, conn: ConnId) {
         self.server.handle_aborted(conn, self.now);
         self.pump();
     }
 
+    /// The stop signal.
     pub fn terminate(&mut self) {
         self.server.handle_terminate(self.now);
         self.pump();
     }
 
+    /// The listen backlog has been accepted to the end.
     pub fn backlog_empty(&mut self) {
         self.server.handle_backlog_empty(self.now);
         self.pump();
@@ -129,15 +169,23 @@ impl Harness {
         self.now = until;
     }
 
+    /// [`advance`](Self::advance) by `ms` milliseconds.
     pub fn advance_ms(&mut self, ms: u64) {
         self.advance(Duration::from_millis(ms));
     }
 
-    /// Carries out every event core has.
+    /// Carries out every event core has, checking S1 after each.
     pub fn pump(&mut self) {
         while let Some(event) = self.server.poll_event() {
             match &event {
-                Event::Request(id) => self.pending.push(*id),
+                Event::Request(id) => {
+                    let head = self
+                        .server
+                        .request(*id)
+                        .is_some_and(|r| r.method() == "HEAD");
+                    self.heads.entry(id.conn()).or_default().push(head);
+                    self.pending.push(*id);
+                }
                 Event::Transmit(conn) if self.auto_write => {
                     let conn = *conn;
                     let [a, b] = self.server.transmit(conn);
@@ -155,20 +203,34 @@ impl Harness {
                 _ => {}
             }
             self.log.push(event);
-            if let Err(broken) = self.server.check_invariants() {
-                panic!("core invariant broken: {broken}");
-            }
+            assert_invariants(&self.server);
         }
     }
 
+    /// Everything written on `conn`, as text (lossy where it is not UTF-8).
     pub fn output(&self, conn: ConnId) -> String {
         String::from_utf8_lossy(self.written.get(&conn).map_or(&[][..], |v| &v[..])).into_owned()
     }
 
-    pub fn responses(&self, conn: ConnId) -> Vec<String> {
-        split_responses(&self.output(conn))
+    /// The complete responses written on `conn`, interim ones included;
+    /// panics if core wrote something that is not HTTP/1.1. The `n`th final
+    /// response answers the `n`th request handed over (S4), or is core's
+    /// rejection after them, so answers to `HEAD` are read without a body.
+    pub fn responses(&self, conn: ConnId) -> Vec<Response> {
+        let heads = self.heads.get(&conn).map_or(&[][..], |v| &v[..]);
+        let mut finals = 0;
+        let mut out = Vec::new();
+        let written = self.written.get(&conn).map_or(&[][..], |v| &v[..]);
+        ResponseParser::new()
+            .feed_with(written, &mut out, |_| {
+                finals += 1;
+                heads.get(finals - 1).copied().unwrap_or(false)
+            })
+            .unwrap_or_else(|e| panic!("core wrote a malformed response on {conn:?}: {e}"));
+        out
     }
 
+    /// Whether core closed `conn`.
     pub fn closed(&self, conn: ConnId) -> bool {
         self.close_reason(conn).is_some()
     }
@@ -181,6 +243,7 @@ impl Harness {
         })
     }
 
+    /// Whether core half-closed `conn`.
     pub fn half_closed(&self, conn: ConnId) -> bool {
         self.half_close_reason(conn).is_some()
     }
@@ -193,36 +256,13 @@ impl Harness {
         })
     }
 
+    /// Whether core emitted `Exit`.
     pub fn exited(&self) -> bool {
         self.exit.is_some()
     }
 }
 
-/// Splits a byte stream of responses (each with Content-Length, or none for
-/// 1xx/204/304) into whole responses.
-pub fn split_responses(mut text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(end) = text.find("\r\n\r\n") {
-        let head = &text[..end + 4];
-        let len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
-        let bodyless = head.contains(" 100 Continue")
-            || head.starts_with("HTTP/1.1 204")
-            || head.starts_with("HTTP/1.1 304");
-        let total = end + 4 + if bodyless { 0 } else { len };
-        let total = total.min(text.len());
-        out.push(text[..total].to_owned());
-        text = &text[total..];
-    }
-    out
-}
-
-pub fn status_of(response: &str) -> u16 {
-    response[9..12].parse().unwrap()
-}
-
+/// A `GET` of `path` with a `Host`, as bytes.
 pub fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").into_bytes()
 }

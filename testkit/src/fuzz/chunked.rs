@@ -9,8 +9,9 @@
 //! the same outcome: the same body and bytes consumed, the same body so far
 //! when the input ends first, or the same error.
 
-use crate::fuzzing::Rng;
-use crate::{ChunkedDecoder, ChunkedError, ChunkedLimits};
+use ebb_core::{ChunkedDecoder, ChunkedError, ChunkedLimits};
+
+use crate::rng::Rng;
 
 /// Decodes the body in `data` three ways and checks that they agree.
 pub fn chunked(data: &[u8]) {
@@ -41,8 +42,8 @@ pub fn chunked(data: &[u8]) {
     let cuts: Vec<usize> = if split < 64 {
         (1..=input.len()).collect()
     } else {
-        let mut cuts: Vec<usize> = (0..1 + rng.below(6))
-            .map(|_| rng.below(input.len() + 1))
+        let mut cuts: Vec<usize> = (0..1 + rng.index(6))
+            .map(|_| rng.index(input.len() + 1))
             .collect();
         cuts.push(input.len());
         cuts.sort_unstable();

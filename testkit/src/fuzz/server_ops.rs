@@ -8,35 +8,40 @@
 //! it writes only what `transmit` offers; it accepts only while the listener
 //! is open; and it stops at `Exit`.
 //!
-//! The oracle is the set of safety properties of `DESIGN.md` as far as a
-//! driver can observe them:
-//! - invariants hold and the count equals the recount after every input;
-//! - responses on a connection come in request order, each with the framing
-//!   core promises; a request that asked to close gets `Connection: close`
-//!   (RFC 9112 §9.6); nothing is written after a `Connection: close` response,
-//!   and no request is handed over on a connection after it; core's own
-//!   responses are 4xx/5xx rejections that close;
-//! - a request handed to the application is answered completely unless the
-//!   client reset the connection, the write stalled past its deadline, or the
-//!   drain was forced — and a forced exit reports as cut at least every
+//! The oracle is the set of safety [properties](crate::properties) as far as
+//! a driver can observe them (with no clients modelled, S7 and S8 come down
+//! to S2 and S5):
+//! - S1: invariants hold and the count equals the recount after every input;
+//! - S4: responses on a connection come in request order, each with the
+//!   framing core promises; nothing is written after a `Connection: close`
+//!   response; and (S3) no request is handed over on a connection after it;
+//!   a request that asked to close gets `Connection: close` (RFC 9112 §9.6);
+//!   core's own responses are 4xx/5xx rejections that close;
+//! - S2: a request handed to the application is answered completely unless
+//!   the client reset the connection, the write stalled past its deadline, or
+//!   the drain was forced — and a forced exit reports as cut at least every
 //!   request still waiting for the application and at most every active one
-//!   (exactly the active ones on a second terminate);
-//! - core never closes a connection while the driver still holds unread input
-//!   for it, unless a reset, a deadline or a forced exit did it;
-//! - `Exit` comes at most once, only after terminate, last among the events,
-//!   with no connection left and the listener closed; nothing happens after
-//!   it; and while draining, once the listener is closed and no connection is
-//!   left, `Exit` has been emitted (never late);
-//! - every deadline `poll_timeout` reports is later than the driver's clock
-//!   (deadlines already due were handled), and inputs on closed connections
-//!   or answered requests change nothing.
+//!   (exactly the active ones on a second terminate, which exits in the same
+//!   step: S9);
+//! - S5: core never closes a connection while the driver still holds unread
+//!   input for it, unless a reset, a deadline or a forced exit did it;
+//! - S6: `Exit` comes at most once, only after terminate, last among the
+//!   events, with no connection left and the listener closed; nothing happens
+//!   after it; and while draining, once the listener is closed and no
+//!   connection is left, `Exit` has been emitted (never late);
+//! - S9: `DrainBacklog` comes only after terminate and once;
+//! - and the driver's contract: every deadline `poll_timeout` reports is
+//!   later than the driver's clock (deadlines already due were handled), and
+//!   inputs on closed connections or answered requests change nothing.
 
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::fuzzing::wire::{asks_to_close, parse_response, Answer, BadAnswer, APP_FAULT_STATUS};
-use crate::{Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time};
+use ebb_core::{Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time};
+
+use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
+use crate::properties::assert_invariants;
 
 /// The whole input: one knob, then the inputs.
 #[derive(Arbitrary, Debug)]
@@ -180,10 +185,8 @@ struct ConnModel {
     write_shut: bool,
     /// Bytes in the kernel's receive buffer the driver has not read.
     unread: Vec<u8>,
-    /// Every byte written.
-    out: Vec<u8>,
-    /// How much of `out` has been parsed into complete responses.
-    parsed: usize,
+    /// Every byte written, read back as responses.
+    wire: Wire,
     /// By request seq: whether it was `HEAD`.
     is_head: Vec<bool>,
     /// By request seq: whether the client asked to close after it.
@@ -409,7 +412,7 @@ impl World {
     }
 
     fn check_invariants(&self) {
-        super::assert_invariants(&self.server);
+        assert_invariants(&self.server); // S1
     }
 
     /// Reads what the kernel holds for connection `i`, if core wants it.
@@ -431,10 +434,10 @@ impl World {
         }
         assert!(!c.write_shut, "bytes to write after the half-close");
         let from_a = n.min(a.len());
-        c.out.extend_from_slice(&a[..from_a]);
-        c.out.extend_from_slice(&b[..n - from_a]);
+        let mut written = a[..from_a].to_vec();
+        written.extend_from_slice(&b[..n - from_a]);
         self.server.handle_sent(c.id, n, self.now);
-        self.parse_written(i);
+        self.parse_written(i, &written);
     }
 
     /// The application answers the `nth` waiting request (or, with none
@@ -449,7 +452,7 @@ impl World {
             let result =
                 self.server
                     .handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), self.now);
-            assert_eq!(result, Err(crate::RespondError::UnknownRequest));
+            assert_eq!(result, Err(ebb_core::RespondError::UnknownRequest));
             self.expect_quiet("an answer to an answered request");
             return false;
         }
@@ -513,7 +516,7 @@ impl World {
                 let c = &mut self.conns[i];
                 assert!(
                     !c.close_queued,
-                    "request handed over after a Connection: close response"
+                    "S3: request handed over after a Connection: close response"
                 );
                 assert_eq!(id.seq() as usize, c.is_head.len(), "request seq skipped");
                 let req = self
@@ -569,8 +572,8 @@ impl World {
                 });
             }
             Event::DrainBacklog => {
-                assert!(self.terminates > 0, "DrainBacklog without terminate");
-                assert_eq!(self.listener, Listener::Open, "DrainBacklog twice");
+                assert!(self.terminates > 0, "S9: DrainBacklog without terminate");
+                assert_eq!(self.listener, Listener::Open, "S9: DrainBacklog twice");
                 self.listener = Listener::DrainingBacklog;
             }
             Event::CloseListener => {
@@ -591,13 +594,13 @@ impl World {
             let excused = forced || step.reset == Some(i) || (answered && step.timeout);
             assert!(
                 excused,
-                "a request handed to the application was dropped (answered: {answered})"
+                "S2: a request handed to the application was dropped (answered: {answered})"
             );
         }
         for &i in &step.closed_with_unread {
             assert!(
                 forced || step.reset == Some(i) || step.timeout,
-                "core closed a connection whose input the driver had not read"
+                "S5: core closed a connection whose input the driver had not read"
             );
         }
         if let Some(i) = step.reset {
@@ -621,7 +624,7 @@ impl World {
                     !(matches!(self.server.phase(), Phase::Draining { .. })
                         && self.listener == Listener::Closed
                         && open == 0),
-                    "draining with nothing left, but no Exit"
+                    "S6: draining with nothing left, but no Exit"
                 );
                 if let Some(t) = self.server.poll_timeout() {
                     assert!(t > self.now, "deadline {t:?} already due at {:?}", self.now);
@@ -631,13 +634,17 @@ impl World {
     }
 
     fn check_exit(&self, report: &DrainReport, step: &Step) {
-        assert!(self.terminates > 0, "Exit without terminate");
+        assert!(self.terminates > 0, "S6: Exit without terminate");
         assert_eq!(self.server.phase(), Phase::Exited);
-        assert_eq!(self.server.connections(), 0, "Exit with connections open");
+        assert_eq!(
+            self.server.connections(),
+            0,
+            "S6: Exit with connections open"
+        );
         assert_eq!(
             self.listener,
             Listener::Closed,
-            "Exit with the listener open"
+            "S6: Exit with the listener open"
         );
         assert_eq!(self.server.poll_timeout(), None, "a deadline after Exit");
         assert_eq!(report.exited_at, self.now, "Exit stamped with another time");
@@ -654,21 +661,22 @@ impl World {
         let cut = report.requests_cut;
         match report.forced {
             None => {
-                assert_eq!(cut, 0, "requests cut without a forced exit");
+                assert_eq!(cut, 0, "S2: requests cut without a forced exit");
                 assert!(report.draining_at.is_some(), "{report:?}");
             }
             Some(Forced::SecondTerminate) => {
+                // S9: a second terminate exits in the same step.
                 assert!(step.terminate && self.terminates >= 2, "{report:?}");
                 assert_eq!(
                     cut, step.active_before as u64,
-                    "requests cut differs from the active count"
+                    "S2: requests cut differs from the active count"
                 );
             }
             Some(Forced::Deadline) => {
                 assert!(step.timeout, "deadline exit without a timeout");
                 assert!(
                     step.waiting_before as u64 <= cut && cut <= step.active_before as u64,
-                    "requests cut {cut}, but {} were waiting and {} active",
+                    "S2: requests cut {cut}, but {} were waiting and {} active",
                     step.waiting_before,
                     step.active_before
                 );
@@ -676,28 +684,25 @@ impl World {
         }
     }
 
-    /// Parses newly written bytes on connection `i`: responses in request
+    /// Parses `bytes`, just written on connection `i`: responses in request
     /// order, rejections that close, nothing after a close.
-    fn parse_written(&mut self, i: usize) {
+    fn parse_written(&mut self, i: usize, bytes: &[u8]) {
         let c = &mut self.conns[i];
-        while c.parsed < c.out.len() {
-            assert!(
-                !c.close_written,
-                "bytes written after a Connection: close response"
-            );
-            let is_head = &c.is_head;
-            let Some(r) = parse_response(&c.out[c.parsed..], |s| is_head[s as usize]) else {
-                break;
-            };
+        let after_close = "S4: bytes written after a Connection: close response";
+        assert!(!c.close_written, "{after_close}");
+        let app = AppLog {
+            is_head: &c.is_head,
+            answered: &c.answered,
+            faulted: &c.faulted,
+        };
+        for Answered { response: r, seq } in c.wire.feed(bytes, &app) {
+            assert!(!c.close_written, "{after_close}");
             if r.status != 100 {
-                let next = c.answered.get(c.completed).copied();
-                let app_fault = r.status == APP_FAULT_STATUS
-                    && next.is_some_and(|seq| c.faulted.contains(&seq));
-                match r.seq.or(next.filter(|_| app_fault)) {
+                match seq {
                     Some(seq) => {
                         assert!(
                             c.last_seq_on_wire.map_or(true, |last| seq > last),
-                            "responses out of request order"
+                            "S4: responses out of request order"
                         );
                         assert_eq!(
                             Some(&seq),
@@ -721,8 +726,8 @@ impl World {
                 }
                 c.close_written |= r.close;
             }
-            c.parsed += r.len;
         }
+        assert!(!(c.close_written && c.wire.mid_response()), "{after_close}");
     }
 
     /// Notes whether the output queued or written on connection `i` holds a
@@ -733,14 +738,17 @@ impl World {
             return;
         }
         let [a, b] = self.server.transmit(c.id);
-        let mut all = c.out[c.parsed..].to_vec();
-        all.extend_from_slice(a);
+        let mut all = a.to_vec();
         all.extend_from_slice(b);
-        let mut rest = &all[..];
-        while let Some(r) = parse_response(rest, |s| c.is_head[s as usize]) {
-            c.close_queued |= r.close;
-            rest = &rest[r.len..];
-        }
+        // What is queued continues where the reader of what was written
+        // stopped; a copy of it reads the queue.
+        let app = AppLog {
+            is_head: &c.is_head,
+            answered: &c.answered,
+            faulted: &c.faulted,
+        };
+        let queued = c.wire.clone().feed(&all, &app);
+        c.close_queued |= queued.iter().any(|a| a.response.close);
         c.close_queued |= c.close_written;
     }
 }
@@ -753,8 +761,7 @@ impl ConnModel {
             eof: false,
             write_shut: false,
             unread: Vec::new(),
-            out: Vec::new(),
-            parsed: 0,
+            wire: Wire::new(),
             is_head: Vec::new(),
             asks_to_close: Vec::new(),
             answered: Vec::new(),

@@ -1,0 +1,526 @@
+//! Responses read back the way a client reads them: the one parser every test
+//! of ebb uses on what core wrote.
+//!
+//! It is incremental — feed it bytes as they arrive, in pieces of any size,
+//! and it hands back each response once its last byte is in — and it looks at
+//! every byte once. Framing follows RFC 9112 §6.3: no body for `1xx`, `204`,
+//! `304` and answers to `HEAD` (the caller says which, see
+//! [`ResponseParser::feed_with`]); otherwise `Transfer-Encoding: chunked`,
+//! then `Content-Length`, and failing both a body that runs until the
+//! connection closes ([`ResponseParser::finish`]).
+//!
+//! It is strict about syntax, because it reads only what core writes and a
+//! test should fail loudly on anything else: the status line is exactly
+//! `HTTP/1.1 NNN reason`, each field line `name: value` with a token for a
+//! name, the head UTF-8; two `Content-Length`s, `Content-Length` beside
+//! `Transfer-Encoding`, and codings other than chunked are errors. What core
+//! promises beyond the syntax (one `Date`, a length on every response) is for
+//! each test to check on the [`Response`]s it gets.
+
+use std::fmt;
+
+use ebb_core::{ChunkedDecoder, ChunkedLimits};
+
+/// How a response's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: an interim `1xx`, a `204` or `304`, or the answer to `HEAD`.
+    Bodiless,
+    /// `Content-Length`.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body runs until the connection closes.
+    UntilClose,
+}
+
+/// One response, as it appeared on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase.
+    pub reason: String,
+    /// The header fields in the order written, names as written.
+    pub headers: Vec<(String, String)>,
+    /// A `Connection` header carried the `close` option.
+    pub close: bool,
+    /// How the body was delimited.
+    pub framing: Framing,
+    /// The body, de-chunked; empty when the parser discards bodies.
+    pub body: Vec<u8>,
+    /// Length of the body, de-chunked, whether kept or not.
+    pub body_len: usize,
+    /// Bytes the whole response took on the wire, head and framed body.
+    pub wire_len: usize,
+}
+
+impl Response {
+    /// The value of the first header named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of every header named `name` (any case), in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An interim (`1xx`) response, which a final one follows.
+    pub fn is_interim(&self) -> bool {
+        self.status < 200
+    }
+}
+
+/// What was wrong with the bytes: always core's fault, since the parser
+/// reads only what core wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn error<T>(message: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(message.into()))
+}
+
+/// Longest response head the parser accepts.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Core writes bare chunk-size lines and no trailers; these only bound what
+/// a broken encoder could make the parser hold.
+const CHUNKED_LIMITS: ChunkedLimits = ChunkedLimits {
+    max_body_bytes: u64::MAX,
+    max_line_bytes: 1024,
+    max_trailer_bytes: 64 * 1024,
+};
+
+/// An incremental parser over one connection's byte stream from the server.
+#[derive(Clone, Debug)]
+pub struct ResponseParser {
+    /// The head so far.
+    head: Vec<u8>,
+    /// How much of `\r\n\r\n` the head ends with (0..=3).
+    crlf: u8,
+    /// A response whose head is parsed and whose body is still arriving.
+    body: Option<(Response, Rest)>,
+    keep_bodies: bool,
+    /// A `101` came: what follows is not HTTP.
+    upgraded: bool,
+}
+
+/// What is left of a body.
+#[derive(Clone, Debug)]
+enum Rest {
+    Length(usize),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+impl Default for ResponseParser {
+    fn default() -> Self {
+        ResponseParser::new()
+    }
+}
+
+impl ResponseParser {
+    /// A parser at the start of a connection that keeps each body.
+    pub fn new() -> ResponseParser {
+        ResponseParser {
+            head: Vec::new(),
+            crlf: 0,
+            body: None,
+            keep_bodies: true,
+            upgraded: false,
+        }
+    }
+
+    /// A parser that only counts body bytes ([`Response::body`] stays
+    /// empty), for runs that write large bodies often.
+    pub fn without_bodies() -> ResponseParser {
+        ResponseParser {
+            keep_bodies: false,
+            ..ResponseParser::new()
+        }
+    }
+
+    /// Whether part of a response has been seen but not all of it.
+    pub fn mid_response(&self) -> bool {
+        !self.head.is_empty() || self.body.is_some()
+    }
+
+    /// The response whose head is complete and whose body is still arriving.
+    pub fn pending(&self) -> Option<&Response> {
+        self.body.as_ref().map(|(resp, _)| resp)
+    }
+
+    /// Feeds bytes on a connection where no request was `HEAD`; complete
+    /// responses (interim `1xx` included) go to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Response>) -> Result<(), ParseError> {
+        self.feed_with(bytes, out, |_| false)
+    }
+
+    /// Feeds bytes; complete responses (interim `1xx` included) go to `out`.
+    /// `answers_head` is called once for every final response as soon as its
+    /// head is parsed (its body still empty), in order, and says whether it
+    /// answers a `HEAD` request and so has no body whatever its headers say.
+    pub fn feed_with(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut Vec<Response>,
+        mut answers_head: impl FnMut(&Response) -> bool,
+    ) -> Result<(), ParseError> {
+        while !bytes.is_empty() {
+            if self.upgraded {
+                return error(format!(
+                    "{} bytes after 101 Switching Protocols",
+                    bytes.len()
+                ));
+            }
+            if self.body.is_some() {
+                bytes = &bytes[self.read_body(bytes, out)?..];
+                continue;
+            }
+            // Look for the end of the head, each byte once across calls.
+            let mut end = None;
+            for (i, &b) in bytes.iter().enumerate() {
+                self.crlf = match (self.crlf, b) {
+                    (0 | 2, b'\r') | (1 | 3, b'\n') => self.crlf + 1,
+                    (_, b'\r') => 1,
+                    _ => 0,
+                };
+                if self.crlf == 4 {
+                    end = Some(i + 1);
+                    break;
+                }
+            }
+            let Some(end) = end else {
+                self.head.extend_from_slice(bytes);
+                if self.head.len() > MAX_HEAD_BYTES {
+                    return error("response head over 64 KiB");
+                }
+                return Ok(());
+            };
+            self.head.extend_from_slice(&bytes[..end]);
+            bytes = &bytes[end..];
+            self.crlf = 0;
+            let (mut resp, framing) = parse_head(&self.head)?;
+            self.head.clear();
+            let bodiless = resp.is_interim()
+                || answers_head(&resp)
+                || resp.status == 204
+                || resp.status == 304;
+            resp.framing = if bodiless { Framing::Bodiless } else { framing };
+            let rest = match resp.framing {
+                Framing::Bodiless | Framing::Length(0) => {
+                    self.upgraded = resp.status == 101;
+                    out.push(resp);
+                    continue;
+                }
+                Framing::Length(n) => Rest::Length(n),
+                Framing::Chunked => Rest::Chunked(ChunkedDecoder::new()),
+                Framing::UntilClose => Rest::UntilClose,
+            };
+            self.body = Some((resp, rest));
+        }
+        Ok(())
+    }
+
+    /// The connection ended (the server's FIN): completes a body that runs
+    /// until the close; an error when it cuts a response short.
+    pub fn finish(&mut self, out: &mut Vec<Response>) -> Result<(), ParseError> {
+        if !self.head.is_empty() {
+            return error(format!(
+                "connection closed after {} bytes of a response head",
+                self.head.len()
+            ));
+        }
+        match self.body.take() {
+            None => Ok(()),
+            Some((resp, Rest::UntilClose)) => {
+                out.push(resp);
+                Ok(())
+            }
+            Some((resp, _)) => error(format!(
+                "connection closed inside the body of a {} response, after {} body bytes",
+                resp.status, resp.body_len
+            )),
+        }
+    }
+
+    /// Reads body bytes of the pending response, handing it to `out` when
+    /// it is complete; returns how many of `bytes` it took (all, unless the
+    /// body ended inside them).
+    fn read_body(&mut self, bytes: &[u8], out: &mut Vec<Response>) -> Result<usize, ParseError> {
+        let (resp, rest) = self.body.as_mut().expect("a body is pending");
+        let before = resp.body.len();
+        let (used, done) = match rest {
+            Rest::Length(left) => {
+                let n = (*left).min(bytes.len());
+                *left -= n;
+                resp.body.extend_from_slice(&bytes[..n]);
+                (n, *left == 0)
+            }
+            Rest::Chunked(decoder) => {
+                let n = decoder
+                    .decode(bytes, &mut resp.body, &CHUNKED_LIMITS)
+                    .map_err(|e| ParseError(format!("malformed chunked body: {e:?}")))?;
+                (n, decoder.is_done())
+            }
+            Rest::UntilClose => {
+                resp.body.extend_from_slice(bytes);
+                (bytes.len(), false)
+            }
+        };
+        resp.body_len += resp.body.len() - before;
+        resp.wire_len += used;
+        if !self.keep_bodies {
+            resp.body.clear();
+        }
+        if done {
+            let (resp, _) = self.body.take().expect("a body is pending");
+            out.push(resp);
+        }
+        Ok(used)
+    }
+}
+
+/// Parses a complete head (its final CRLF CRLF included) into a response
+/// with an empty body, and the framing its headers announce.
+fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return error(format!(
+            "response head is not UTF-8: {:?}",
+            String::from_utf8_lossy(head)
+        ));
+    };
+    let mut lines = text[..text.len() - 4].split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .filter(|code| code.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|code| code.parse::<u16>().ok())
+        .filter(|code| (100..=599).contains(code));
+    let (Some(status), Some(b' ')) = (status, status_line.as_bytes().get(12)) else {
+        return error(format!("bad status line {status_line:?}"));
+    };
+    let mut resp = Response {
+        status,
+        reason: status_line[13..].to_owned(),
+        headers: Vec::new(),
+        close: false,
+        framing: Framing::UntilClose,
+        body: Vec::new(),
+        body_len: 0,
+        wire_len: head.len(),
+    };
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(": ") else {
+            return error(format!("bad header line {line:?}"));
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return error(format!("bad header name {name:?}"));
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return error("two Content-Length headers");
+            }
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return error(format!("bad Content-Length {value:?}"));
+            }
+            let Ok(n) = value.parse::<usize>() else {
+                return error(format!("Content-Length {value} too large"));
+            };
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = value.rsplit(',').next().unwrap_or_default().trim();
+            if chunked || !last.eq_ignore_ascii_case("chunked") {
+                return error(format!("unsupported Transfer-Encoding {value:?}"));
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            resp.close |= value
+                .split(',')
+                .any(|option| option.trim().eq_ignore_ascii_case("close"));
+        }
+        resp.headers.push((name.to_owned(), value.to_owned()));
+    }
+    let framing = match (chunked, length) {
+        (true, Some(_)) => return error("both Transfer-Encoding and Content-Length"),
+        (true, None) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::UntilClose,
+    };
+    Ok((resp, framing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An interim response, a length-delimited one, a chunked one with a
+    /// trailer, and a closing rejection.
+    const WIRE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 200 OK\r\nx-req: 1.2.0\r\nContent-Length: 3\r\n\r\nabc\
+HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n1\r\nf\r\n0\r\nX-T: 1\r\n\r\n\
+HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno";
+
+    /// Feeds `parts` in turn and then the close; the parser must not be
+    /// left mid-response.
+    fn parse_in(parts: &[&[u8]]) -> Vec<Response> {
+        let mut p = ResponseParser::new();
+        let mut out = Vec::new();
+        for part in parts {
+            p.feed(part, &mut out).unwrap();
+        }
+        assert!(!p.mid_response());
+        p.finish(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn whole_bytewise_and_split_agree() {
+        let whole = parse_in(&[WIRE]);
+        let summary: Vec<_> = whole
+            .iter()
+            .map(|r| (r.status, r.close, r.framing, &r.body[..]))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (100, false, Framing::Bodiless, &b""[..]),
+                (200, false, Framing::Length(3), b"abc"),
+                (200, false, Framing::Chunked, b"def"),
+                (413, true, Framing::Length(2), b"no"),
+            ]
+        );
+        assert_eq!(whole[1].header("X-REQ"), Some("1.2.0"));
+        assert_eq!(whole[3].reason, "Payload Too Large");
+        assert_eq!(whole.iter().map(|r| r.wire_len).sum::<usize>(), WIRE.len());
+        let bytes: Vec<&[u8]> = WIRE.chunks(1).collect();
+        assert_eq!(parse_in(&bytes), whole);
+        for cut in 0..WIRE.len() {
+            assert_eq!(
+                parse_in(&[&WIRE[..cut], &WIRE[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_stay_pending_until_they_complete_a_response() {
+        let mut p = ResponseParser::new();
+        let mut out = Vec::new();
+        p.feed(&WIRE[..WIRE.len() - 1], &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(p.mid_response());
+        assert_eq!(p.pending().map(|r| r.status), Some(413));
+        assert!(p.finish(&mut out).is_err(), "a close inside the body");
+    }
+
+    #[test]
+    fn a_body_without_length_runs_until_the_close() {
+        let mut p = ResponseParser::new();
+        let mut out = Vec::new();
+        p.feed(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall ",
+            &mut out,
+        )
+        .unwrap();
+        p.feed(b"of it", &mut out).unwrap();
+        assert!(out.is_empty() && p.mid_response());
+        p.finish(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].framing, &out[0].body[..], out[0].close),
+            (Framing::UntilClose, &b"all of it"[..], true)
+        );
+    }
+
+    #[test]
+    fn no_body_for_204_304_and_head_answers_whatever_the_length_says() {
+        let wire = b"HTTP/1.1 204 No Content\r\n\r\n\
+HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n\
+HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let mut p = ResponseParser::new();
+        let mut out = Vec::new();
+        let mut finals = 0;
+        p.feed_with(wire, &mut out, |_| {
+            finals += 1;
+            finals == 3
+        })
+        .unwrap();
+        assert_eq!(finals, 4, "asked once for every final response");
+        let bodies: Vec<_> = out.iter().map(|r| (r.framing, r.body_len)).collect();
+        assert_eq!(
+            bodies,
+            [
+                (Framing::Bodiless, 0),
+                (Framing::Bodiless, 0),
+                (Framing::Bodiless, 0),
+                (Framing::Length(5), 5)
+            ]
+        );
+        assert!(!p.mid_response());
+    }
+
+    #[test]
+    fn without_bodies_counts_but_keeps_nothing() {
+        let mut p = ResponseParser::without_bodies();
+        let mut out = Vec::new();
+        for piece in WIRE.chunks(7) {
+            p.feed(piece, &mut out).unwrap();
+        }
+        let lens: Vec<_> = out.iter().map(|r| (r.body.len(), r.body_len)).collect();
+        assert_eq!(lens, [(0, 0), (0, 3), (0, 3), (0, 2)]);
+    }
+
+    #[test]
+    fn nothing_follows_a_101() {
+        let mut p = ResponseParser::new();
+        let mut out = Vec::new();
+        p.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &mut out)
+            .unwrap();
+        assert_eq!(out[0].status, 101);
+        assert!(p.feed(b"\x81\x00", &mut out).is_err());
+    }
+
+    #[test]
+    fn anything_core_would_not_write_is_an_error() {
+        for wire in [
+            &b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 20 OK\r\n\r\n",
+            b"HTTP/1.1 200OK\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\n\r\n",
+            b"HTTP/1.1 600 High\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length:3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\na",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\na",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+            b"HTTP/1.1 200 OK\r\nX: \xff\r\n\r\n",
+        ] {
+            let mut out = Vec::new();
+            let result = ResponseParser::new().feed(wire, &mut out);
+            assert!(result.is_err(), "{:?}", String::from_utf8_lossy(wire));
+        }
+    }
+}
