@@ -2,7 +2,7 @@
 //! drain deadline (so answers come out of order across connections). Every
 //! request it gets is checked against what its client sent, and recorded.
 
-use ebb_core::{Bytes, RequestId};
+use ebb_core::{Bytes, RequestId, RespondError};
 
 use crate::check::Handed;
 use crate::http;
@@ -55,9 +55,17 @@ impl World {
         let tok = http::token(ci, no, attempt);
         trace!(self, "app got {tok} on k{k} ({} body bytes)", body.len());
         let obs = &mut self.conns[k].obs;
-        obs.handed.push_back((id, tok, obs.handed_bytes));
+        obs.handed.push_back((id, tok.clone(), obs.handed_bytes));
         obs.handed_bytes += raw_len;
         self.stats.handed += 1;
+        let fault = self
+            .rng
+            .percent(self.knobs.app_fault_percent)
+            .then(|| Fault::ALL[self.rng.below(Fault::ALL.len() as u64) as usize]);
+        if let Some(f) = fault {
+            trace!(self, "app will fail {tok}: {f:?}");
+            self.clients[ci].reqs[no].fault_attempt = Some(attempt);
+        }
         self.ledger.handed.insert(
             id,
             Handed {
@@ -65,6 +73,7 @@ impl World {
                 client: ci,
                 no,
                 attempt,
+                fault,
                 sent_fully: false,
             },
         );
@@ -83,6 +92,9 @@ impl World {
             return;
         };
         let tok = http::token(h.client, h.no, h.attempt);
+        if let Some(fault) = h.fault {
+            return self.app_fail(id, tok, fault);
+        }
         let len = if self.rng.percent(self.knobs.large_response_percent) {
             self.rng.size(16 * 1024, 64 * 1024)
         } else {
@@ -106,6 +118,60 @@ impl World {
         if live && result.is_err() {
             self.fail(format!(
                 "handle_response refused the answer to live request {id:?}: {result:?}"
+            ));
+        }
+    }
+}
+
+/// How the application fails a request; core answers 500 in its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A status outside 200–599.
+    BadStatus,
+    /// A header value with CR or LF.
+    BadHeader,
+    /// No answer at all: the handler panicked, or dropped its responder.
+    Dropped,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::BadStatus, Fault::BadHeader, Fault::Dropped];
+}
+
+impl World {
+    /// The application fails `id` in the way it chose when it got it.
+    fn app_fail(&mut self, id: RequestId, tok: String, fault: Fault) {
+        let live = self.server.request(id).is_some();
+        trace!(self, "core input app fault {tok} ({fault:?})");
+        let (status, value): (u16, &[u8]) = match fault {
+            Fault::BadStatus if self.rng.percent(50) => (99, b"ok"),
+            Fault::BadStatus => (600, b"ok"),
+            Fault::BadHeader => (200, b"split\r\nx-evil: 1"),
+            Fault::Dropped => {
+                self.input(Cause::Response, |s, now| s.handle_app_failure(id, now));
+                return;
+            }
+        };
+        // `None`: core has exited, and no input was made.
+        let mut result = None;
+        self.input(Cause::Response, |s, now| {
+            result = Some(s.handle_response(
+                id,
+                status,
+                [("x-req", tok.as_bytes()), ("x-note", value)],
+                Bytes::from_static(b"never sent"),
+                now,
+            ))
+        });
+        let Some(result) = result else { return };
+        let want = match (live, fault) {
+            (false, _) => RespondError::UnknownRequest,
+            (true, Fault::BadStatus) => RespondError::InvalidStatus,
+            (true, _) => RespondError::InvalidHeader,
+        };
+        if result != Err(want) {
+            self.fail(format!(
+                "handle_response for {tok} ({fault:?}, live {live}) returned {result:?}, not {want:?}"
             ));
         }
     }

@@ -32,6 +32,8 @@ pub struct Handed {
     pub client: usize,
     pub no: usize,
     pub attempt: u32,
+    /// The application fails it: core answers 500 without a token.
+    pub fault: Option<crate::app::Fault>,
     /// Its response was completely handed to the kernel.
     pub sent_fully: bool,
 }
@@ -80,8 +82,29 @@ impl World {
             let obs = &mut self.conns[k].obs;
             obs.responses += 1;
             obs.closed_resp |= resp.close;
-            let from_app = resp.token.is_some();
-            match resp.token {
+            // The answer to a request the application failed is core's 500,
+            // without a token, in that request's place.
+            let front_faulted = obs.handed.front().is_some_and(|(id, ..)| {
+                self.ledger
+                    .handed
+                    .get(id)
+                    .is_some_and(|h| h.fault.is_some())
+            });
+            let from_app = resp.token.is_some() || front_faulted;
+            let token = match (resp.token, front_faulted) {
+                (Some(t), _) => Some(t),
+                (None, true) if resp.status == 500 => obs.handed.front().map(|h| h.1.clone()),
+                (None, true) => {
+                    let first = obs.handed[0].1.clone();
+                    self.fail(format!(
+                        "k{k}: the application failed {first}, but core answered {} instead of 500",
+                        resp.status
+                    ));
+                    return;
+                }
+                (None, false) => None,
+            };
+            match token {
                 Some(t) => match obs.handed.pop_front() {
                     Some((id, want, start)) if want == t => {
                         if let Some(h) = self.ledger.handed.get_mut(&id) {

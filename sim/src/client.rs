@@ -100,6 +100,8 @@ pub struct Req {
     pub raw_len: usize,
     /// A byte of its response arrived.
     pub got_byte: bool,
+    /// The attempt the application failed (core answers it with 500).
+    pub fault_attempt: Option<u32>,
 }
 
 /// A client's timers.
@@ -195,6 +197,7 @@ impl Client {
                     attempt: 0,
                     raw_len: 0,
                     got_byte: false,
+                    fault_attempt: None,
                 }
             })
             .collect();
@@ -538,6 +541,12 @@ impl World {
                 }
                 r.fate = Fate::Complete;
                 self.stats.answered += 1;
+            }
+            None if resp.status == 500 && r.fault_attempt == Some(r.attempt) => {
+                // The application failed it; core's 500 is its answer.
+                r.fate = Fate::Complete;
+                self.stats.answered += 1;
+                self.stats.faulted += 1;
             }
             None => {
                 let ok = resp.status == 408

@@ -42,7 +42,12 @@
 //!   only requests with no byte of response, on a new connection, at most
 //!   three times.
 //! - [`app`]: answers at once or after a delay up to past the deadline;
-//!   checks each request's body against what its client sent.
+//!   checks each request's body against what its client sent. In some
+//!   seeds it fails a share of requests — a status outside 200–599, a header
+//!   value with CR/LF, or no answer at all (`handle_app_failure`) — and core
+//!   must answer each such request with a token-less 500 in its slot, which
+//!   the checker and the client accept as its complete answer (and the
+//!   report counts it in `requests_completed`).
 //!
 //! ## The checks ([`check`])
 //! After every step (safety):

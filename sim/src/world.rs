@@ -53,6 +53,8 @@ pub enum Cause {
 pub struct Stats {
     /// Requests whose client read a complete application response.
     pub answered: u64,
+    /// Of `answered`: requests the application failed, answered by core's 500.
+    pub faulted: u64,
     /// Requests rejected by core with a 4xx/5xx.
     pub rejected: u64,
     /// Requests handed to the application.
@@ -199,7 +201,11 @@ impl World {
     }
 
     fn run(&mut self) {
-        trace!(self, "knobs {}", self.knobs);
+        if self.trace.on() {
+            for line in self.knobs.to_string().lines() {
+                trace!(self, "knob {}", line.trim_start());
+            }
+        }
         let rush_from = self
             .knobs
             .terminate_at
