@@ -316,14 +316,16 @@ impl Client {
         matches!(&self.life, Life::Connected(link) if link.k == k)
     }
 
-    /// The client (re)connects and starts writing.
-    pub fn start(&mut self, kernel: &mut Kernel, env: &mut Env) {
+    /// The client (re)connects and starts writing. Returns the connection
+    /// it made, if the kernel did not refuse it.
+    pub fn start(&mut self, kernel: &mut Kernel, env: &mut Env) -> Option<usize> {
         if matches!(self.life, Life::Done) {
-            return;
+            return None;
         }
         self.conns_left = self.conns_left.saturating_sub(1);
         let Some(k) = kernel.connect(self.id, env) else {
-            return self.reconnect_or_finish(kernel, env);
+            self.reconnect_or_finish(kernel, env);
+            return None;
         };
         self.life = Life::Connected(Link {
             k,
@@ -340,6 +342,7 @@ impl Client {
         }
         self.fill(kernel, env);
         self.flush(kernel, env);
+        Some(k)
     }
 
     /// Queues as many requests as the client's pipelining depth allows.

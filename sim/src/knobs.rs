@@ -61,8 +61,9 @@ pub struct Knobs {
 
 impl Knobs {
     /// Derives every knob from `seed`.
-    // Every field is drawn in turn from one stream, so `Config` is built from
-    // `default()` field by field rather than as one struct literal.
+    // `Config` is made by `default()` and then set field by field, each value
+    // drawn in turn from the seed's stream: the draw order reads top to
+    // bottom, and fields this does not vary keep their defaults.
     #[allow(clippy::field_reassign_with_default)]
     pub fn from_seed(seed: u64) -> Knobs {
         let mut rng = Rng::new(seed ^ 0x6b6e_6f62_735f_6562);

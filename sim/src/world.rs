@@ -123,55 +123,24 @@ impl World {
         );
         let mut same_time_steps = 0u32;
         while !self.env.failed() {
-            let ev_at = self.env.next_at();
-            let core_at = match self.driver.exit() {
-                None => self.core.poll_timeout(),
-                Some(_) => None,
-            };
-            let (t, core_first) = match (ev_at, core_at) {
-                (None, None) => break,
-                (Some(e), Some(c)) if c <= e => (c, true),
-                (None, Some(c)) => (c, true),
-                (Some(e), _) => (e, false),
+            let Some((t, core_first)) = self.next_step() else {
+                break;
             };
             if t > bound {
                 break;
             }
-            if t <= self.env.now {
+            if t > self.env.now {
+                same_time_steps = 0;
+            } else {
                 same_time_steps += 1;
                 if same_time_steps > 100_000 {
-                    self.env.fail(Failure::Liveness(format!(
-                        "no progress: 100000 steps at one instant (core deadline {core_at:?})"
-                    )));
+                    self.env.fail(Failure::Liveness(
+                        "no progress: 100000 steps at one instant".into(),
+                    ));
                     break;
                 }
-            } else {
-                same_time_steps = 0;
             }
-            self.env.now = self.env.now.max(t);
-            self.env.step += 1;
-            self.checker.begin_step(&self.core);
-            let inputs = self.driver.inputs();
-            if core_first {
-                trace!(self.env, "core timeout");
-                self.input(Cause::Timeout, |s, now| s.handle_timeout(now));
-            } else if let Some(ev) = self.env.pop() {
-                self.world_event(ev);
-            }
-            self.settle();
-            // A step that made no core input (a refused connect, a client's
-            // timer) cannot change what the checks look at.
-            if self.driver.inputs() != inputs {
-                let World {
-                    env,
-                    core,
-                    kernel,
-                    driver,
-                    checker,
-                    ..
-                } = &mut self;
-                checker.check_step(core, driver, kernel, env);
-            }
+            self.step(t, core_first);
         }
         let World {
             env,
@@ -183,6 +152,56 @@ impl World {
             ..
         } = &mut self;
         checker.check_end(core, driver, clients, kernel, env);
+        self.outcome()
+    }
+
+    /// When the next step happens, and whether it is core's deadline (which
+    /// goes first at a tie) rather than a world event.
+    fn next_step(&self) -> Option<(Time, bool)> {
+        let ev_at = self.env.next_at();
+        let core_at = match self.driver.exit() {
+            None => self.core.poll_timeout(),
+            Some(_) => None,
+        };
+        match (ev_at, core_at) {
+            (None, None) => None,
+            (Some(e), Some(c)) if c <= e => Some((c, true)),
+            (None, Some(c)) => Some((c, true)),
+            (Some(e), _) => Some((e, false)),
+        }
+    }
+
+    /// One step at `t`: core's deadline or the next world event, then
+    /// everything it sets off, then the checks.
+    fn step(&mut self, t: Time, core_first: bool) {
+        self.env.now = self.env.now.max(t);
+        self.env.step += 1;
+        self.checker.begin_step(&self.core);
+        let inputs = self.driver.inputs();
+        if core_first {
+            trace!(self.env, "core timeout");
+            self.input(Cause::Timeout, |s, now| s.handle_timeout(now));
+        } else if let Some(ev) = self.env.pop() {
+            self.world_event(ev);
+        }
+        self.settle();
+        // A step that made no core input (a refused connect, a client's
+        // timer) cannot change what the step checks look at.
+        if self.driver.inputs() != inputs {
+            let World {
+                env,
+                core,
+                kernel,
+                driver,
+                checker,
+                ..
+            } = self;
+            checker.check_step(core, driver, kernel, env);
+        }
+    }
+
+    /// What the run came to.
+    fn outcome(self) -> Outcome {
         let (answered, faulted) = self.clients.answered();
         Outcome {
             failure: self.env.failure().cloned(),
@@ -242,10 +261,8 @@ impl World {
         } = self;
         match ev {
             Ev::ClientStart(c) => {
-                let before = kernel.stats().connections;
-                clients.get(c).start(kernel, env);
-                if kernel.stats().connections != before {
-                    checker.on_connect(before as usize);
+                if let Some(k) = clients.get(c).start(kernel, env) {
+                    checker.on_connect(k);
                 }
             }
             Ev::ClientWake(c, k, wake) => clients.get(c).wake(k, wake, kernel, env),
