@@ -1,112 +1,210 @@
 //! The application: answers at once, or after a delay that may pass the
 //! drain deadline (so answers come out of order across connections). Every
-//! request it gets is checked against what its client sent, and recorded.
+//! request it gets is checked against what its client sent. In some seeds it
+//! fails a share of requests — an invalid response, or none at all — and core
+//! must answer those with 500 in their place.
 
-use ebb_core::{Bytes, RequestId};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::check::Handed;
+use ebb_core::{Bytes, Request, RequestId, RespondError};
+
+use crate::client::Clients;
+use crate::env::Env;
+use crate::failure::Failure;
 use crate::http;
+use crate::knobs::Knobs;
 use crate::trace;
-use crate::world::{Cause, Ev, World};
 
-impl World {
-    /// `Event::Request`: read the request, check it, answer now or later.
-    pub fn app_request(&mut self, id: RequestId) {
-        let Some(k) = self.by_id.get(&id.conn()).copied() else {
-            self.fail(format!("Request {id:?} on a connection the driver closed"));
-            return;
-        };
-        let Some(req) = self.server.request(id) else {
-            self.fail(format!("Request {id:?} that core cannot show"));
-            return;
-        };
-        let path = req.path().to_owned();
-        let body = req.body().to_vec();
-        let Some((ci, no, attempt)) = path
-            .strip_prefix("/r/")
-            .and_then(http::parse_token)
-            .filter(|&(ci, no, _)| ci < self.clients.len() && no < self.clients[ci].reqs.len())
-        else {
-            self.fail(format!(
-                "k{k}: the application got a request no client sent: {path:?}"
-            ));
-            return;
-        };
-        let want = &self.clients[ci].reqs[no];
-        if ci != self.conns[k].client || want.garbage {
-            self.fail(format!(
-                "k{k}: request {path} arrived on another client's connection"
-            ));
-            return;
+/// How the application fails a request; core answers 500 in its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A status outside 200–599.
+    BadStatus,
+    /// A header value with CR and LF.
+    BadHeader,
+    /// No answer at all: the handler panicked, or dropped its responder
+    /// (`handle_app_failure`).
+    Dropped,
+}
+
+impl Fault {
+    const ALL: [Fault; 3] = [Fault::BadStatus, Fault::BadHeader, Fault::Dropped];
+}
+
+/// A request the application accepted: whose it is and how it will answer.
+#[derive(Clone, Debug)]
+pub struct Got {
+    pub client: usize,
+    pub no: usize,
+    pub attempt: u32,
+    pub token: String,
+    /// Bytes its client wrote for it (head and framed body).
+    pub raw_len: usize,
+    /// How the application will fail it, if it will.
+    pub fault: Option<Fault>,
+    /// When it answers: now, or after this delay.
+    pub delay: Option<Duration>,
+}
+
+/// What the application gives core for one request.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub token: String,
+    /// `None`: no answer at all (`handle_app_failure`).
+    pub response: Option<Response>,
+    pub fault: Option<Fault>,
+}
+
+/// A response, valid or not.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// What `handle_response` must return for this answer, given whether the
+    /// request still waited for one (`live`).
+    pub fn expected(&self, live: bool) -> Result<(), RespondError> {
+        match (live, self.fault) {
+            (false, _) if self.response.is_some() => Err(RespondError::UnknownRequest),
+            (_, Some(Fault::BadStatus)) => Err(RespondError::InvalidStatus),
+            (_, Some(Fault::BadHeader)) => Err(RespondError::InvalidHeader),
+            _ => Ok(()),
         }
-        if !http::is_body(no, want.shape.body_len, &body) {
-            self.fail(format!(
-                "k{k}: request {path} body corrupted ({} bytes)",
-                body.len()
-            ));
-            return;
-        }
-        let raw_len = want.raw_len;
-        let obs = &self.conns[k].obs;
-        if obs.closed_resp || self.conns[k].wr_shut {
-            self.fail(format!("k{k}: request {path} handed to the application after the connection's close response"));
-            return;
-        }
-        let tok = http::token(ci, no, attempt);
-        trace!(self, "app got {tok} on k{k} ({} body bytes)", body.len());
-        let obs = &mut self.conns[k].obs;
-        obs.handed.push_back((id, tok, obs.handed_bytes));
-        obs.handed_bytes += raw_len;
-        self.stats.handed += 1;
-        self.ledger.handed.insert(
-            id,
-            Handed {
-                k,
-                client: ci,
-                no,
-                attempt,
-                sent_fully: false,
-            },
-        );
-        if self.rng.percent(self.knobs.app_instant_percent) {
-            self.app_answer(id);
-        } else {
-            let d = self.rng.upto(self.knobs.app_delay);
-            self.after(d, Ev::AppAnswer(id));
+    }
+}
+
+/// The application: the requests it holds, and how it answers.
+pub struct App {
+    holding: BTreeMap<RequestId, (String, Option<Fault>)>,
+    instant_percent: u64,
+    delay: Duration,
+    large_percent: u64,
+    fault_percent: u64,
+    handed: u64,
+}
+
+impl App {
+    /// An application shaped by `knobs`.
+    pub fn new(knobs: &Knobs) -> App {
+        App {
+            holding: BTreeMap::new(),
+            instant_percent: knobs.app_instant_percent,
+            delay: knobs.app_delay,
+            large_percent: knobs.large_response_percent,
+            fault_percent: knobs.app_fault_percent,
+            handed: 0,
         }
     }
 
-    /// The application answers `id` (status 200, or now and then 204 without
-    /// a body; its token in `x-req`).
-    pub fn app_answer(&mut self, id: RequestId) {
-        let Some(h) = self.ledger.handed.get(&id) else {
-            return;
+    /// Requests core handed to the application.
+    pub fn handed(&self) -> u64 {
+        self.handed
+    }
+
+    /// `Event::Request`: checks the request core shows against what client
+    /// `owner` (who made connection `k`) sent, and decides how and when to
+    /// answer. `None` when the request is not one a client sent (a failure).
+    pub fn receive(
+        &mut self,
+        id: RequestId,
+        k: usize,
+        owner: usize,
+        req: Request<'_>,
+        clients: &Clients,
+        env: &mut Env,
+    ) -> Option<Got> {
+        let path = req.path();
+        let body = req.body();
+        let Some((client, no, attempt)) = path
+            .strip_prefix("/r/")
+            .and_then(http::parse_token)
+            .filter(|&(ci, no, _)| clients.req(ci, no).is_some())
+        else {
+            env.fail(Failure::Safety(format!(
+                "integrity: k{k}: the application got a request no client sent: {path:?}"
+            )));
+            return None;
         };
-        let tok = http::token(h.client, h.no, h.attempt);
-        let len = if self.rng.percent(self.knobs.large_response_percent) {
-            self.rng.size(16 * 1024, 64 * 1024)
-        } else {
-            self.rng.size(0, 200)
-        };
-        let status = if self.rng.percent(5) { 204 } else { 200 };
-        let mut body = tok.clone().into_bytes();
-        body.resize(body.len() + len, b'.');
-        let live = self.server.request(id).is_some();
-        let mut result = Ok(());
-        trace!(self, "core input respond {tok} ({} bytes)", body.len());
-        self.input(Cause::Response, |s, now| {
-            result = s.handle_response(
-                id,
-                status,
-                [("x-req", tok.as_bytes())],
-                Bytes::from(body),
-                now,
-            )
-        });
-        if live && result.is_err() {
-            self.fail(format!(
-                "handle_response refused the answer to live request {id:?}: {result:?}"
-            ));
+        let want = clients.req(client, no).expect("filtered above");
+        if client != owner || want.garbage {
+            env.fail(Failure::Safety(format!(
+                "integrity: k{k}: request {path} arrived on another client's connection"
+            )));
+            return None;
         }
+        if !http::is_body(no, want.shape.body_len, body) {
+            env.fail(Failure::Safety(format!(
+                "integrity: k{k}: request {path} body corrupted ({} bytes)",
+                body.len()
+            )));
+            return None;
+        }
+        let token = http::token(client, no, attempt);
+        trace!(env, "app got {token} on k{k} ({} body bytes)", body.len());
+        self.handed += 1;
+        let fault = env
+            .rng
+            .percent(self.fault_percent)
+            .then(|| Fault::ALL[env.rng.below(Fault::ALL.len() as u64) as usize]);
+        if let Some(f) = fault {
+            trace!(env, "app will fail {token}: {f:?}");
+        }
+        let delay = (!env.rng.percent(self.instant_percent)).then(|| env.rng.upto(self.delay));
+        self.holding.insert(id, (token.clone(), fault));
+        Some(Got {
+            client,
+            no,
+            attempt,
+            token,
+            raw_len: want.raw_len,
+            fault,
+            delay,
+        })
+    }
+
+    /// The answer to `id` (status 200, or now and then 204 without a body;
+    /// its token in `x-req`) — or the failure chosen for it.
+    pub fn answer(&mut self, id: RequestId, env: &mut Env) -> Option<Answer> {
+        let (token, fault) = self.holding.remove(&id)?;
+        let response = match fault {
+            None => {
+                let len = if env.rng.percent(self.large_percent) {
+                    env.rng.size(16 * 1024, 64 * 1024)
+                } else {
+                    env.rng.size(0, 200)
+                };
+                let status = if env.rng.percent(5) { 204 } else { 200 };
+                let mut body = token.clone().into_bytes();
+                body.resize(body.len() + len, b'.');
+                Some(Response {
+                    status,
+                    headers: vec![("x-req", token.clone().into_bytes())],
+                    body: Bytes::from(body),
+                })
+            }
+            Some(Fault::BadStatus) => Some(Response {
+                status: if env.rng.percent(50) { 99 } else { 600 },
+                headers: vec![("x-req", token.clone().into_bytes())],
+                body: Bytes::from_static(b"never sent"),
+            }),
+            Some(Fault::BadHeader) => Some(Response {
+                status: 200,
+                headers: vec![
+                    ("x-req", token.clone().into_bytes()),
+                    ("x-note", b"split\r\nx-evil: 1".to_vec()),
+                ],
+                body: Bytes::from_static(b"never sent"),
+            }),
+            Some(Fault::Dropped) => None,
+        };
+        Some(Answer {
+            token,
+            response,
+            fault,
+        })
     }
 }

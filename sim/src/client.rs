@@ -3,16 +3,24 @@
 //! rudely, or not at all. A request is retried (on a new connection, a
 //! bounded number of times) only when no byte of its response arrived
 //! (RFC 9112 §9.3.1).
+//!
+//! A client's life is a [`Life`]: waiting to (re)connect, on a connection —
+//! where its [`Turn`] says whether it may send, waits for `100 Continue`,
+//! thinks between keep-alive requests, or waits for the server to close —
+//! and done.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::Duration;
 
+use crate::check::Checker;
+use crate::env::{Env, Ev};
+use crate::failure::Failure;
 use crate::http::{self, Resp, RespParser, Shape};
-use crate::kernel::Dir;
+use crate::kernel::{take_front, Dir, Kernel};
 use crate::knobs::Knobs;
 use crate::rng::Rng;
 use crate::trace;
-use crate::world::{Ev, World};
 
 /// The kinds of client; each seed weighs them differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +76,8 @@ pub enum AbortAt {
 pub enum Fate {
     Unsent,
     Sent,
-    /// The application's complete answer arrived.
+    /// Its complete answer arrived: the application's, or core's 500 for an
+    /// attempt the application failed.
     Complete,
     /// Core refused it with this status.
     Rejected(u16),
@@ -99,7 +108,17 @@ pub struct Req {
     /// Bytes of the current attempt.
     pub raw_len: usize,
     /// A byte of its response arrived.
-    pub got_byte: bool,
+    got_byte: bool,
+    /// The attempt the application failed (core answers it with 500).
+    fault_attempt: Option<u32>,
+}
+
+impl Req {
+    /// Whether the current attempt was completed by core's 500 for an
+    /// application fault.
+    pub fn completed_by_fault(&self) -> bool {
+        self.fate == Fate::Complete && self.fault_attempt == Some(self.attempt)
+    }
 }
 
 /// A client's timers.
@@ -116,28 +135,64 @@ pub enum Wake {
     SilentEnd,
 }
 
-/// One client.
+/// Where a client is in its life.
+#[derive(Debug)]
+pub enum Life {
+    /// Not connected; a (re)connect is scheduled.
+    Waiting,
+    /// On a connection.
+    Connected(Link),
+    /// Every request resolved, or the client gave up or aborted.
+    Done,
+}
+
+/// What a connected client may do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Writes requests, up to its pipelining depth.
+    Sending,
+    /// Sent a head with `Expect: 100-continue`; holds its body until `100`
+    /// (or a timer).
+    AwaitingContinue(Vec<u8>),
+    /// Keep-alive think time between requests.
+    Thinking,
+    /// A response said `Connection: close`: sends nothing more, waits for
+    /// the server to close.
+    Closing,
+}
+
+/// A client's connection.
+#[derive(Debug)]
+pub struct Link {
+    pub k: usize,
+    turn: Turn,
+    /// Bytes written by the client, not yet accepted by the socket.
+    outbox: VecDeque<u8>,
+    /// Requests sent on this connection and not yet answered, oldest first.
+    inflight: VecDeque<usize>,
+    parser: RespParser,
+    /// A delayed read is scheduled.
+    read_armed: bool,
+    /// A slowloris's next write is scheduled.
+    flush_armed: bool,
+}
+
+/// One client: its script, how it behaves, and where it is.
 #[derive(Debug)]
 pub struct Client {
-    pub kind: Kind,
-    pub reqs: Vec<Req>,
+    id: usize,
+    kind: Kind,
+    reqs: Vec<Req>,
+    life: Life,
     depth: usize,
     pace: Option<(Duration, usize)>,
     abort: Option<AbortAt>,
+    abort_within: Duration,
     half_close: bool,
     silent_for: Duration,
     read_delay: Duration,
     read_chunk: usize,
-    pub sock: Option<usize>,
-    outbox: VecDeque<u8>,
-    held_body: Option<Vec<u8>>,
-    inflight: VecDeque<usize>,
-    parser: RespParser,
-    closing: bool,
-    thinking: bool,
-    read_scheduled: bool,
-    flush_scheduled: bool,
-    pub done: bool,
+    think: Duration,
     conns_left: u32,
     retries_left: u32,
 }
@@ -156,8 +211,8 @@ fn small_shape(rng: &mut Rng) -> Shape {
 }
 
 impl Client {
-    /// A client of `kind`, its script drawn from `rng`.
-    pub fn new(kind: Kind, rng: &mut Rng, knobs: &Knobs) -> Client {
+    /// Client `id` of `kind`, its script drawn from `rng`.
+    pub fn new(id: usize, kind: Kind, rng: &mut Rng, knobs: &Knobs) -> Client {
         let max_body = knobs.config.max_body_bytes as usize;
         let count = match kind {
             Kind::Normal | Kind::Aborting => rng.size(1, 4),
@@ -195,6 +250,7 @@ impl Client {
                     attempt: 0,
                     raw_len: 0,
                     got_byte: false,
+                    fault_attempt: None,
                 }
             })
             .collect();
@@ -212,14 +268,17 @@ impl Client {
             (rng.micros(100, per.max(200)), rng.size(1, 4))
         });
         Client {
+            id,
             kind,
             depth: match kind {
                 Kind::Pipelined | Kind::HalfClosing => count,
                 _ => 1,
             },
             reqs,
+            life: Life::Waiting,
             pace,
             abort,
+            abort_within: knobs.latency.1 * 4 + Duration::from_millis(10),
             half_close: kind == Kind::HalfClosing,
             silent_for: rng.upto(knobs.config.keep_alive_timeout * 2),
             read_delay: rng.upto(knobs.client_read_delay),
@@ -228,19 +287,15 @@ impl Client {
             } else {
                 rng.log(512, 64 * 1024) as usize
             },
-            sock: None,
-            outbox: VecDeque::new(),
-            held_body: None,
-            inflight: VecDeque::new(),
-            parser: RespParser::default(),
-            closing: false,
-            thinking: false,
-            read_scheduled: false,
-            flush_scheduled: false,
-            done: false,
+            think: knobs.think,
             conns_left: count as u32 + 3,
             retries_left: 3,
         }
+    }
+
+    /// Whether the client's life is over.
+    pub fn is_done(&self) -> bool {
+        matches!(self.life, Life::Done)
     }
 
     fn unresolved(&self) -> bool {
@@ -248,53 +303,72 @@ impl Client {
             .iter()
             .any(|r| matches!(r.fate, Fate::Unsent | Fate::Sent))
     }
-}
 
-impl World {
-    /// The client (re)connects and starts writing.
-    pub fn client_start(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        if c.done {
-            return;
+    /// The link to connection `k`, if the client is on it.
+    fn link_to(&mut self, k: usize) -> Option<&mut Link> {
+        match &mut self.life {
+            Life::Connected(link) if link.k == k => Some(link),
+            _ => None,
         }
-        c.conns_left = c.conns_left.saturating_sub(1);
-        let Some(k) = self.connect(ci) else {
-            self.client_reconnect_or_finish(ci);
-            return;
+    }
+
+    fn on(&self, k: usize) -> bool {
+        matches!(&self.life, Life::Connected(link) if link.k == k)
+    }
+
+    /// The client (re)connects and starts writing. Returns the connection
+    /// it made, if the kernel did not refuse it.
+    pub fn start(&mut self, kernel: &mut Kernel, env: &mut Env) -> Option<usize> {
+        if matches!(self.life, Life::Done) {
+            return None;
+        }
+        self.conns_left = self.conns_left.saturating_sub(1);
+        let Some(k) = kernel.connect(self.id, env) else {
+            self.reconnect_or_finish(kernel, env);
+            return None;
         };
-        let c = &mut self.clients[ci];
-        c.sock = Some(k);
-        trace!(self, "client {ci} {:?} on k{k}", self.clients[ci].kind);
-        if self.clients[ci].kind == Kind::Silent {
-            let d = self.clients[ci].silent_for;
-            self.after(d, Ev::ClientWake(ci, k, Wake::SilentEnd));
+        self.life = Life::Connected(Link {
+            k,
+            turn: Turn::Sending,
+            outbox: VecDeque::new(),
+            inflight: VecDeque::new(),
+            parser: RespParser::default(),
+            read_armed: false,
+            flush_armed: false,
+        });
+        trace!(env, "client {} {:?} on k{k}", self.id, self.kind);
+        if self.kind == Kind::Silent {
+            env.after(self.silent_for, Ev::ClientWake(self.id, k, Wake::SilentEnd));
         }
-        self.client_fill(ci);
-        self.client_flush(ci);
+        self.fill(kernel, env);
+        self.flush(kernel, env);
+        Some(k)
     }
 
     /// Queues as many requests as the client's pipelining depth allows.
-    fn client_fill(&mut self, ci: usize) {
-        let c = &self.clients[ci];
-        let Some(k) = c.sock else { return };
-        if c.closing || c.thinking || c.held_body.is_some() || self.conns[k].cli_wr_shut {
+    fn fill(&mut self, kernel: &Kernel, env: &mut Env) {
+        let ci = self.id;
+        let Life::Connected(link) = &mut self.life else {
+            return;
+        };
+        let k = link.k;
+        if link.turn != Turn::Sending || !kernel.client_can_send(k) {
             return;
         }
-        while self.clients[ci].inflight.len() < self.clients[ci].depth {
-            let c = &mut self.clients[ci];
+        while link.inflight.len() < self.depth {
             // RFC 9112 §9.6: nothing more after a request that closes.
-            if c.inflight.iter().any(|&i| c.reqs[i].shape.close) {
+            if link.inflight.iter().any(|&i| self.reqs[i].shape.close) {
                 break;
             }
-            let Some(i) = c.reqs.iter().position(|r| r.fate == Fate::Unsent) else {
+            let Some(i) = self.reqs.iter().position(|r| r.fate == Fate::Unsent) else {
                 break;
             };
-            let r = &mut c.reqs[i];
+            let r = &mut self.reqs[i];
             let tok = http::token(ci, i, r.attempt);
             let (head, body) = if r.garbage {
                 let mut g = vec![1u8];
-                let n = self.rng.size(0, 100);
-                g.extend((0..n).map(|_| b' ' + self.rng.below(95) as u8));
+                let n = env.rng.size(0, 100);
+                g.extend((0..n).map(|_| b' ' + env.rng.below(95) as u8));
                 g.extend_from_slice(b"\r\n\r\n");
                 (g, Vec::new())
             } else {
@@ -303,241 +377,249 @@ impl World {
             r.raw_len = head.len() + body.len();
             r.fate = Fate::Sent;
             r.got_byte = false;
-            c.inflight.push_back(i);
+            link.inflight.push_back(i);
             trace!(
-                self,
+                env,
                 "client {ci} sends {tok} ({} bytes)",
                 head.len() + body.len()
             );
-            let c = &mut self.clients[ci];
-            let plan = c.abort.filter(|a| *a != AbortAt::MidResponse);
-            let body_empty = body.is_empty();
+            let plan = self.abort.filter(|a| *a != AbortAt::MidResponse);
             match plan {
                 Some(AbortAt::MidHead) | Some(AbortAt::MidBody)
-                    if body_empty || plan == Some(AbortAt::MidHead) =>
+                    if body.is_empty() || plan == Some(AbortAt::MidHead) =>
                 {
-                    c.abort = None;
-                    let cut = self.rng.size(1, head.len() - 1);
-                    self.clients[ci].outbox.extend(&head[..cut]);
-                    self.arm_abort(ci, k);
+                    self.abort = None;
+                    let cut = env.rng.size(1, head.len() - 1);
+                    link.outbox.extend(&head[..cut]);
+                    let d = env.rng.upto(self.abort_within);
+                    env.after(d, Ev::ClientWake(ci, k, Wake::Abort));
                     break;
                 }
                 Some(AbortAt::MidBody) => {
-                    c.abort = None;
-                    let cut = self.rng.size(0, body.len() - 1);
-                    let c = &mut self.clients[ci];
-                    c.outbox.extend(&head);
-                    c.outbox.extend(&body[..cut]);
-                    self.arm_abort(ci, k);
+                    self.abort = None;
+                    let cut = env.rng.size(0, body.len() - 1);
+                    link.outbox.extend(&head);
+                    link.outbox.extend(&body[..cut]);
+                    let d = env.rng.upto(self.abort_within);
+                    env.after(d, Ev::ClientWake(ci, k, Wake::Abort));
                     break;
                 }
                 _ => {}
             }
-            let c = &mut self.clients[ci];
-            c.outbox.extend(&head);
-            if c.reqs[i].shape.expect_continue && !body_empty {
-                c.held_body = Some(body);
-                let d = self.rng.micros(1_000, 1_000_000);
-                self.after(d, Ev::ClientWake(ci, k, Wake::Continue));
+            link.outbox.extend(&head);
+            if r.shape.expect_continue && !body.is_empty() {
+                link.turn = Turn::AwaitingContinue(body);
+                let d = env.rng.micros(1_000, 1_000_000);
+                env.after(d, Ev::ClientWake(ci, k, Wake::Continue));
                 break;
             }
-            c.outbox.extend(&body);
+            link.outbox.extend(&body);
             if plan == Some(AbortAt::AfterRequest) {
-                c.abort = None;
-                self.arm_abort(ci, k);
+                self.abort = None;
+                let d = env.rng.upto(self.abort_within);
+                env.after(d, Ev::ClientWake(ci, k, Wake::Abort));
             }
         }
-    }
-
-    fn arm_abort(&mut self, ci: usize, k: usize) {
-        let d = self
-            .rng
-            .upto(self.knobs.latency.1 * 4 + Duration::from_millis(10));
-        self.after(d, Ev::ClientWake(ci, k, Wake::Abort));
     }
 
     /// Writes queued bytes while there is room (a slowloris: a few at a time).
-    fn client_flush(&mut self, ci: usize) {
-        let Some(k) = self.clients[ci].sock else {
+    fn flush(&mut self, kernel: &mut Kernel, env: &mut Env) {
+        let ci = self.id;
+        let Life::Connected(link) = &mut self.life else {
             return;
         };
-        if self.conns[k].cli_closed {
+        let k = link.k;
+        if kernel.client_closed(k) {
             return;
         }
-        while !self.clients[ci].outbox.is_empty() {
-            let room = self.room(k, Dir::C2s, self.clients[ci].outbox.len());
+        while !link.outbox.is_empty() {
+            let room = kernel.room(k, Dir::C2s, link.outbox.len());
             if room == 0 {
-                self.conns[k].cli_blocked = true;
+                kernel.wait_for_room(k, Dir::C2s);
                 return;
             }
-            let c = &mut self.clients[ci];
-            let mut n = c.outbox.len().min(room);
-            if let Some((_, chunk)) = c.pace {
+            let mut n = link.outbox.len().min(room);
+            if let Some((_, chunk)) = self.pace {
                 n = n.min(chunk);
             }
-            let bytes = crate::kernel::take_front(&mut c.outbox, n);
-            self.send_bytes(k, Dir::C2s, &bytes);
-            let c = &mut self.clients[ci];
-            if let Some((every, _)) = c.pace {
-                if !c.outbox.is_empty() && !c.flush_scheduled {
-                    c.flush_scheduled = true;
-                    self.after(every, Ev::ClientWake(ci, k, Wake::Flush));
-                }
-                if !self.clients[ci].outbox.is_empty() {
+            let bytes = take_front(&mut link.outbox, n);
+            kernel.send(k, Dir::C2s, &bytes, env);
+            if let Some((every, _)) = self.pace {
+                if !link.outbox.is_empty() {
+                    if !link.flush_armed {
+                        link.flush_armed = true;
+                        env.after(every, Ev::ClientWake(ci, k, Wake::Flush));
+                    }
                     return;
                 }
             }
         }
-        let c = &self.clients[ci];
-        let all_sent = !c.reqs.iter().any(|r| r.fate == Fate::Unsent);
-        if c.half_close && all_sent && c.held_body.is_none() {
-            trace!(self, "client {ci} shuts down its write half on k{k}");
-            self.cli_shutdown(k);
+        let all_sent = !self.reqs.iter().any(|r| r.fate == Fate::Unsent);
+        let holding = matches!(link.turn, Turn::AwaitingContinue(_));
+        if self.half_close && all_sent && !holding {
+            trace!(env, "client {ci} shuts down its write half on k{k}");
+            kernel.client_shutdown(k, env);
         }
     }
 
-    /// The server read from `k`: a blocked client may write again.
-    pub fn client_writable(&mut self, k: usize) {
-        let c = &mut self.conns[k];
-        if c.cli_blocked && !c.cli_closed {
-            c.cli_blocked = false;
-            let ci = c.client;
-            if !self.clients[ci].flush_scheduled {
-                self.client_flush(ci);
-            }
+    /// The server read from `k`: a client that found no room may write again.
+    pub fn writable(&mut self, k: usize, kernel: &mut Kernel, env: &mut Env) {
+        if self.link_to(k).is_some_and(|link| !link.flush_armed) {
+            self.flush(kernel, env);
         }
     }
 
     /// Bytes or FIN arrived on `k`: read now, or after the read delay.
-    pub fn client_readable(&mut self, ci: usize, k: usize) {
-        let c = &mut self.clients[ci];
-        if c.sock != Some(k) {
+    pub fn readable(
+        &mut self,
+        k: usize,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        let (ci, delay) = (self.id, self.read_delay);
+        let Some(link) = self.link_to(k) else {
             return;
-        }
-        if c.read_delay.is_zero() {
-            self.client_read(ci, k);
-        } else if !c.read_scheduled {
-            c.read_scheduled = true;
-            let d = c.read_delay;
-            self.after(d, Ev::ClientRead(ci, k));
+        };
+        if delay.is_zero() {
+            self.read(k, kernel, checker, env);
+        } else if !link.read_armed {
+            link.read_armed = true;
+            env.after(delay, Ev::ClientRead(ci, k));
         }
     }
 
     /// The client reads what it can.
-    pub fn client_read(&mut self, ci: usize, k: usize) {
-        self.clients[ci].read_scheduled = false;
+    pub fn read(&mut self, k: usize, kernel: &mut Kernel, checker: &mut Checker, env: &mut Env) {
+        let ci = self.id;
+        if let Some(link) = self.link_to(k) {
+            link.read_armed = false;
+        }
         loop {
-            if self.clients[ci].sock != Some(k) {
+            if !self.on(k) {
                 return;
             }
-            let rx = &mut self.conns[k].s2c.rx;
-            if rx.is_empty() {
+            let n = kernel.client_unread(k).min(self.read_chunk);
+            if n == 0 {
                 break;
             }
-            let n = rx.len().min(self.clients[ci].read_chunk);
-            let bytes = crate::kernel::take_front(rx, n);
-            trace!(self, "client {ci} reads {n} on k{k}");
-            self.server_writable(k);
-            self.client_bytes(ci, k, &bytes);
-            let c = &mut self.clients[ci];
-            if !c.read_delay.is_zero() && c.sock == Some(k) && !self.conns[k].s2c.rx.is_empty() {
-                c.read_scheduled = true;
-                let d = c.read_delay;
-                self.after(d, Ev::ClientRead(ci, k));
-                return;
+            let bytes = kernel.client_recv(k, n);
+            trace!(env, "client {ci} reads {n} on k{k}");
+            self.bytes(k, &bytes, kernel, env);
+            let delay = self.read_delay;
+            if let Some(link) = self.link_to(k) {
+                if !delay.is_zero() && kernel.client_unread(k) > 0 {
+                    link.read_armed = true;
+                    env.after(delay, Ev::ClientRead(ci, k));
+                    return;
+                }
             }
         }
-        if self.conns[k].s2c.fin {
-            if self.clients[ci].parser.mid_response() {
-                self.loss(k, "connection ended (FIN) mid-response");
+        if kernel.client_got_fin(k) {
+            if self
+                .link_to(k)
+                .is_some_and(|link| link.parser.mid_response())
+            {
+                checker.lost(k, "connection ended (FIN) mid-response", kernel, env);
             }
-            trace!(self, "client {ci} reads EOF on k{k}");
-            self.client_conn_ended(ci);
+            trace!(env, "client {ci} reads EOF on k{k}");
+            self.conn_ended(kernel, env);
         }
     }
 
-    fn client_bytes(&mut self, ci: usize, k: usize, bytes: &[u8]) {
-        let c = &mut self.clients[ci];
-        let Some(&front) = c.inflight.front() else {
-            self.fail(format!(
-                "client {ci}: {} response bytes with no request outstanding on k{k}",
-                bytes.len()
-            ));
+    fn bytes(&mut self, k: usize, bytes: &[u8], kernel: &mut Kernel, env: &mut Env) {
+        let ci = self.id;
+        let Life::Connected(link) = &mut self.life else {
             return;
         };
-        c.reqs[front].got_byte = true;
+        let Some(&front) = link.inflight.front() else {
+            env.fail(Failure::Safety(format!(
+                "S4: client {ci}: {} response bytes with no request outstanding on k{k}",
+                bytes.len()
+            )));
+            return;
+        };
+        self.reqs[front].got_byte = true;
         let mut out = Vec::new();
-        if let Err(e) = c.parser.feed(bytes, &mut out) {
-            self.fail(format!("client {ci}: malformed response on k{k}: {e}"));
+        if let Err(e) = link.parser.feed(bytes, &mut out) {
+            env.fail(Failure::Safety(format!(
+                "S4: client {ci}: malformed response on k{k}: {e}"
+            )));
             return;
         }
         for resp in out {
-            self.client_response(ci, k, resp);
-            if self.clients[ci].sock != Some(k) || self.failure.is_some() {
+            self.response(k, resp, kernel, env);
+            if !self.on(k) || env.failed() {
                 return;
             }
         }
-        let c = &mut self.clients[ci];
-        if c.parser.mid_response() {
-            if let Some(&f) = c.inflight.front() {
-                c.reqs[f].got_byte = true;
+        let Some(link) = self.link_to(k) else {
+            return;
+        };
+        if link.parser.mid_response() {
+            if let Some(&f) = link.inflight.front() {
+                self.reqs[f].got_byte = true;
             }
-            if c.abort == Some(AbortAt::MidResponse) {
-                c.abort = None;
-                self.client_abort(ci);
+            if self.abort == Some(AbortAt::MidResponse) {
+                self.abort = None;
+                self.abort_now(kernel, env);
             }
         }
     }
 
-    fn client_response(&mut self, ci: usize, k: usize, resp: Resp) {
-        let c = &mut self.clients[ci];
+    fn response(&mut self, k: usize, resp: Resp, kernel: &mut Kernel, env: &mut Env) {
+        let ci = self.id;
+        let Life::Connected(link) = &mut self.life else {
+            return;
+        };
         if resp.status < 200 {
-            if let Some(body) = c.held_body.take() {
-                c.outbox.extend(body);
-                self.client_flush(ci);
+            if let Turn::AwaitingContinue(body) = std::mem::replace(&mut link.turn, Turn::Sending) {
+                link.outbox.extend(body);
+                self.flush(kernel, env);
             }
             return;
         }
-        let Some(i) = c.inflight.pop_front() else {
-            self.fail(format!(
-                "client {ci}: response {} with no request outstanding",
+        let Some(i) = link.inflight.pop_front() else {
+            env.fail(Failure::Safety(format!(
+                "S4: client {ci}: response {} with no request outstanding",
                 resp.status
-            ));
+            )));
             return;
         };
-        if let Some(&f) = c.inflight.front() {
-            c.reqs[f].got_byte = false;
+        if let Some(&f) = link.inflight.front() {
+            self.reqs[f].got_byte = false;
         }
-        c.held_body = None;
-        let r = &mut c.reqs[i];
+        if matches!(link.turn, Turn::AwaitingContinue(_)) {
+            link.turn = Turn::Sending;
+        }
+        let r = &mut self.reqs[i];
         let tok = http::token(ci, i, r.attempt);
         trace!(
-            self,
+            env,
             "client {ci} got {} for {tok} on k{k}{}",
             resp.status,
             if resp.close { " (close)" } else { "" }
         );
-        let c = &mut self.clients[ci];
-        let r = &mut c.reqs[i];
         match &resp.token {
             Some(t) => {
                 if *t != tok {
-                    let t = t.clone();
-                    self.fail(format!(
-                        "client {ci}: got the answer to {t} while waiting for {tok}: out of order"
-                    ));
+                    env.fail(Failure::Safety(format!(
+                        "S4: client {ci}: got the answer to {t} while waiting for {tok}: out of order"
+                    )));
                     return;
                 }
                 if r.expect != Expect::Answer || !matches!(resp.status, 200 | 204) {
-                    let e = r.expect;
-                    self.fail(format!(
-                        "client {ci}: {tok} ({e:?}) was answered by the application with {}",
-                        resp.status
-                    ));
+                    env.fail(Failure::Safety(format!(
+                        "S3: client {ci}: {tok} ({:?}) was answered by the application with {}",
+                        r.expect, resp.status
+                    )));
                     return;
                 }
                 r.fate = Fate::Complete;
-                self.stats.answered += 1;
+            }
+            // The application failed this attempt: core's 500 is its answer.
+            None if resp.status == 500 && r.fault_attempt == Some(r.attempt) => {
+                r.fate = Fate::Complete;
             }
             None => {
                 let ok = resp.status == 408
@@ -547,139 +629,218 @@ impl World {
                         Expect::Answer => false,
                     };
                 if !ok || !resp.close {
-                    let e = r.expect;
-                    self.fail(format!(
-                        "client {ci}: {tok} ({e:?}) rejected with {} (close: {})",
-                        resp.status, resp.close
-                    ));
+                    env.fail(Failure::Safety(format!(
+                        "S2: client {ci}: {tok} ({:?}) rejected with {} (close: {})",
+                        r.expect, resp.status, resp.close
+                    )));
                     return;
                 }
                 r.fate = Fate::Rejected(resp.status);
-                self.stats.rejected += 1;
             }
         }
-        let c = &mut self.clients[ci];
-        c.closing |= resp.close;
-        if !c.unresolved() {
-            self.client_finish(ci);
-        } else if c.closing {
+        if resp.close {
+            link.turn = Turn::Closing;
+        }
+        if !self.unresolved() {
+            self.finish(kernel, env);
+            return;
+        }
+        let Life::Connected(link) = &mut self.life else {
+            return;
+        };
+        if link.turn == Turn::Closing {
             // The server closes next; what is left goes on a new connection.
-        } else if c.kind == Kind::KeepAlive && c.inflight.is_empty() {
-            c.thinking = true;
-            let d = self.rng.upto(self.knobs.think);
-            self.after(d, Ev::ClientWake(ci, k, Wake::Think));
+        } else if self.kind == Kind::KeepAlive && link.inflight.is_empty() {
+            link.turn = Turn::Thinking;
+            let d = env.rng.upto(self.think);
+            env.after(d, Ev::ClientWake(ci, k, Wake::Think));
         } else {
-            self.client_fill(ci);
-            self.client_flush(ci);
+            self.fill(kernel, env);
+            self.flush(kernel, env);
         }
     }
 
     /// A reset arrived on `k`; `destroyed` unread bytes went with it.
-    pub fn client_reset(&mut self, ci: usize, k: usize, destroyed: usize) {
-        if self.clients[ci].sock != Some(k) {
+    pub fn reset(
+        &mut self,
+        k: usize,
+        destroyed: usize,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        let Some(link) = self.link_to(k) else {
             return;
+        };
+        if destroyed > 0 || link.parser.mid_response() {
+            let what = format!("reset destroyed {destroyed} unread response bytes");
+            checker.lost(k, &what, kernel, env);
         }
-        if destroyed > 0 || self.clients[ci].parser.mid_response() {
-            self.loss(
-                k,
-                &format!("reset destroyed {destroyed} unread response bytes"),
-            );
-        }
-        self.client_conn_ended(ci);
+        self.conn_ended(kernel, env);
     }
 
     /// The connection is over (FIN read, or reset): retry what got no byte.
-    fn client_conn_ended(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        if let Some(k) = c.sock.take() {
-            self.cli_close(k);
-        }
-        let c = &mut self.clients[ci];
-        while let Some(i) = c.inflight.pop_front() {
-            let r = &mut c.reqs[i];
+    fn conn_ended(&mut self, kernel: &mut Kernel, env: &mut Env) {
+        let Life::Connected(link) = std::mem::replace(&mut self.life, Life::Waiting) else {
+            return;
+        };
+        kernel.client_close(link.k, env);
+        for i in link.inflight {
+            let r = &mut self.reqs[i];
             if r.got_byte {
                 r.fate = Fate::Lost;
-            } else if c.retries_left > 0 {
-                c.retries_left -= 1;
+            } else if self.retries_left > 0 {
+                self.retries_left -= 1;
                 r.attempt += 1;
                 r.fate = Fate::Unsent;
             } else {
                 r.fate = Fate::GaveUp;
             }
         }
-        c.parser = RespParser::default();
-        c.outbox.clear();
-        c.held_body = None;
-        c.closing = false;
-        c.thinking = false;
-        c.flush_scheduled = false;
-        self.client_reconnect_or_finish(ci);
+        self.reconnect_or_finish(kernel, env);
     }
 
-    fn client_reconnect_or_finish(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        if !c.unresolved() {
-            self.client_finish(ci);
-        } else if c.conns_left == 0 {
-            for r in c.reqs.iter_mut().filter(|r| r.fate == Fate::Unsent) {
+    fn reconnect_or_finish(&mut self, kernel: &mut Kernel, env: &mut Env) {
+        if !self.unresolved() {
+            self.finish(kernel, env);
+        } else if self.conns_left == 0 {
+            for r in self.reqs.iter_mut().filter(|r| r.fate == Fate::Unsent) {
                 r.fate = Fate::GaveUp;
             }
-            self.client_finish(ci);
+            self.finish(kernel, env);
         } else {
-            let d = self.rng.micros(1_000, 50_000);
-            self.after(d, Ev::ClientStart(ci));
+            self.life = Life::Waiting;
+            let d = env.rng.micros(1_000, 50_000);
+            env.after(d, Ev::ClientStart(self.id));
         }
     }
 
-    fn client_finish(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        c.done = true;
-        if let Some(k) = c.sock.take() {
-            trace!(self, "client {ci} done, closes k{k}");
-            self.cli_close(k);
+    fn finish(&mut self, kernel: &mut Kernel, env: &mut Env) {
+        if let Life::Connected(link) = std::mem::replace(&mut self.life, Life::Done) {
+            trace!(env, "client {} done, closes k{}", self.id, link.k);
+            kernel.client_close(link.k, env);
         }
     }
 
-    fn client_abort(&mut self, ci: usize) {
-        let c = &mut self.clients[ci];
-        let Some(k) = c.sock.take() else { return };
-        for r in c
+    fn abort_now(&mut self, kernel: &mut Kernel, env: &mut Env) {
+        let Life::Connected(link) = std::mem::replace(&mut self.life, Life::Done) else {
+            return;
+        };
+        for r in self
             .reqs
             .iter_mut()
             .filter(|r| matches!(r.fate, Fate::Unsent | Fate::Sent))
         {
             r.fate = Fate::Aborted;
         }
-        c.inflight.clear();
-        c.done = true;
-        trace!(self, "client {ci} aborts k{k}");
-        self.cli_abort(k);
+        trace!(env, "client {} aborts k{}", self.id, link.k);
+        kernel.client_abort(link.k, env);
     }
 
     /// A client timer fired (ignored if it was for an older connection).
-    pub fn client_wake(&mut self, ci: usize, k: usize, wake: Wake) {
-        let c = &mut self.clients[ci];
-        if c.done || c.sock != Some(k) {
+    pub fn wake(&mut self, k: usize, wake: Wake, kernel: &mut Kernel, env: &mut Env) {
+        let Some(link) = self.link_to(k) else {
             return;
-        }
+        };
         match wake {
             Wake::Flush => {
-                c.flush_scheduled = false;
-                self.client_flush(ci);
+                link.flush_armed = false;
+                self.flush(kernel, env);
             }
             Wake::Think => {
-                c.thinking = false;
-                self.client_fill(ci);
-                self.client_flush(ci);
+                link.turn = Turn::Sending;
+                self.fill(kernel, env);
+                self.flush(kernel, env);
             }
-            Wake::Abort => self.client_abort(ci),
+            Wake::Abort => self.abort_now(kernel, env),
             Wake::Continue => {
-                if let Some(body) = c.held_body.take() {
-                    c.outbox.extend(body);
-                    self.client_flush(ci);
+                if let Turn::AwaitingContinue(body) =
+                    std::mem::replace(&mut link.turn, Turn::Sending)
+                {
+                    link.outbox.extend(body);
+                    self.flush(kernel, env);
                 }
             }
-            Wake::SilentEnd => self.client_finish(ci),
+            Wake::SilentEnd => self.finish(kernel, env),
         }
+    }
+}
+
+impl fmt::Display for Client {
+    /// The client, its kind, its requests' fates and where it is.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fates: Vec<Fate> = self.reqs.iter().map(|r| r.fate).collect();
+        write!(
+            f,
+            "client {} ({:?}): fates {fates:?}, life {:?}",
+            self.id, self.kind, self.life
+        )
+    }
+}
+
+/// Every client of the world.
+pub struct Clients {
+    list: Vec<Client>,
+}
+
+impl Clients {
+    /// `knobs.clients` clients, their kinds weighted by the knobs.
+    pub fn new(knobs: &Knobs, rng: &mut Rng) -> Clients {
+        let list = (0..knobs.clients)
+            .map(|id| {
+                let kind = Kind::ALL[rng.weighted(&knobs.weights).unwrap_or(0)];
+                Client::new(id, kind, rng, knobs)
+            })
+            .collect();
+        Clients { list }
+    }
+
+    /// How many clients there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Client `ci`.
+    pub fn get(&mut self, ci: usize) -> &mut Client {
+        &mut self.list[ci]
+    }
+
+    /// Every client.
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.list.iter()
+    }
+
+    /// Request `no` of client `ci`'s script, if there is one.
+    pub fn req(&self, ci: usize, no: usize) -> Option<&Req> {
+        self.list.get(ci).and_then(|c| c.reqs.get(no))
+    }
+
+    /// The application will fail `attempt` of request `no` of client `ci`:
+    /// core's 500 will be its complete answer.
+    pub fn app_fails(&mut self, ci: usize, no: usize, attempt: u32) {
+        self.list[ci].reqs[no].fault_attempt = Some(attempt);
+    }
+
+    /// Requests whose client read a complete answer, and of those, how many
+    /// were core's 500 for an application fault.
+    pub fn answered(&self) -> (u64, u64) {
+        let reqs = self.list.iter().flat_map(|c| &c.reqs);
+        let complete = reqs.clone().filter(|r| r.fate == Fate::Complete).count();
+        let faulted = reqs.filter(|r| r.completed_by_fault()).count();
+        (complete as u64, faulted as u64)
+    }
+
+    /// Requests core refused, as their clients saw.
+    pub fn rejected(&self) -> u64 {
+        self.list
+            .iter()
+            .flat_map(|c| &c.reqs)
+            .filter(|r| matches!(r.fate, Fate::Rejected(_)))
+            .count() as u64
     }
 }

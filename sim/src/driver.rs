@@ -1,240 +1,396 @@
-//! The sim's socket driver: the same calls the mio driver makes. Every input
-//! is followed by draining `poll_event` until `None`; the events are carried
-//! out in order, each tagged with the input that produced it.
+//! The sim's socket driver: the same calls the mio driver makes, and nothing
+//! else. Every core input is followed by draining `poll_event` until `None`;
+//! the events are queued and carried out in order, each tagged with the
+//! input that produced it. Reads stop when core says `wants_read` is false
+//! and start again on `ResumeRead`; writes go as far as the socket has room.
 
-use ebb_core::{CloseReason, Event, Phase, Server, Time};
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::kernel::{Closing, Dir, Srv};
+use ebb_core::{Bytes, ConnId, DrainReport, Event, Phase, RequestId, RespondError, Server, Time};
+
+use crate::app::{Answer, Response};
+use crate::check::Checker;
+use crate::env::Env;
+use crate::failure::Failure;
+use crate::kernel::{Dir, Kernel, Recv, ServerEnd};
 use crate::trace;
-use crate::world::{Cause, World};
 
-impl World {
-    /// Makes one core input, then drains its events into `pending`. Inputs
-    /// stop once core has exited (the driver's loop ends there).
-    pub fn input(&mut self, cause: Cause, f: impl FnOnce(&mut Server, Time)) {
-        if self.exited.is_some() || self.server.phase() == Phase::Exited {
-            return;
+/// Which core input produced an event (so closes can be attributed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Accept,
+    Recv,
+    Eof,
+    Aborted,
+    Sent,
+    Response,
+    Terminate,
+    BacklogEmpty,
+    Timeout,
+}
+
+/// The driver's record of one accepted socket.
+#[derive(Clone, Copy, Debug)]
+struct Sock {
+    id: ConnId,
+    /// Core said `wants_read` false; reads wait for `ResumeRead`.
+    paused: bool,
+    /// `handle_peer_eof` was called.
+    eof_reported: bool,
+}
+
+/// The driver: which socket is which connection, what is paused, and the
+/// events core has asked it to carry out.
+#[derive(Default)]
+pub struct DriverModel {
+    by_id: BTreeMap<ConnId, usize>,
+    /// By kernel connection number; `None` until accepted and after close.
+    socks: Vec<Option<Sock>>,
+    pending: VecDeque<(Event, Cause)>,
+    inputs: u64,
+    exit: Option<DrainReport>,
+    read_buf: usize,
+}
+
+impl DriverModel {
+    /// A driver reading at most `read_buf` bytes at a time.
+    pub fn new(read_buf: usize) -> DriverModel {
+        DriverModel {
+            read_buf,
+            ..DriverModel::default()
         }
-        f(&mut self.server, self.now);
+    }
+
+    /// Core inputs made so far.
+    pub fn inputs(&self) -> u64 {
+        self.inputs
+    }
+
+    /// The report of core's `Exit`, once carried out (the loop ends there).
+    pub fn exit(&self) -> Option<&DrainReport> {
+        self.exit.as_ref()
+    }
+
+    /// Core's `Exit` was carried out.
+    pub fn exited(&mut self, report: DrainReport) {
+        self.exit = Some(report);
+    }
+
+    /// The connection of `id`, while its socket is open.
+    pub fn conn_of(&self, id: ConnId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Every open socket: its id, connection and whether reads are paused.
+    pub fn socks(&self) -> impl Iterator<Item = (ConnId, usize, bool)> + '_ {
+        self.by_id
+            .iter()
+            .map(|(&id, &k)| (id, k, self.sock(k).is_some_and(|s| s.paused)))
+    }
+
+    fn sock(&self, k: usize) -> Option<&Sock> {
+        self.socks.get(k).and_then(Option::as_ref)
+    }
+
+    fn sock_mut(&mut self, k: usize) -> Option<&mut Sock> {
+        self.socks.get_mut(k).and_then(Option::as_mut)
+    }
+
+    /// The next event to carry out.
+    pub fn pop_event(&mut self) -> Option<(Event, Cause)> {
+        self.pending.pop_front()
+    }
+
+    /// Makes one core input, then drains its events into the queue. Inputs
+    /// stop once core has exited (the driver's loop ends there). Tells the
+    /// checker when the input began the drain. Returns whether the input was
+    /// made.
+    pub fn input(
+        &mut self,
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+        cause: Cause,
+        f: impl FnOnce(&mut Server, Time),
+    ) -> bool {
+        let before = core.phase();
+        if self.exit.is_some() || before == Phase::Exited {
+            return false;
+        }
+        f(core, env.now);
         self.inputs += 1;
         let mut exit_seen = false;
-        while let Some(ev) = self.server.poll_event() {
+        while let Some(ev) = core.poll_event() {
             if exit_seen {
-                self.fail(format!("event {ev:?} after Exit"));
+                env.fail(Failure::Safety(format!("S6: event {ev:?} after Exit")));
             }
             exit_seen |= matches!(ev, Event::Exit(_));
             self.pending.push_back((ev, cause));
         }
-    }
-
-    /// Carries out every pending event, in order.
-    pub fn run_pending(&mut self) {
-        while let Some((ev, cause)) = self.pending.pop_front() {
-            self.cause = cause;
-            self.on_event(ev);
+        let draining = |p: Phase| matches!(p, Phase::Draining { .. });
+        if !draining(before) && draining(core.phase()) {
+            checker.drain_began(env);
         }
+        true
     }
 
-    fn conn_of(&self, id: ebb_core::ConnId) -> Option<usize> {
-        self.by_id.get(&id).copied()
-    }
-
-    fn on_event(&mut self, ev: Event) {
-        trace!(self, "core event {ev:?} (from {:?})", self.cause);
-        if self.exited.is_some() {
-            self.fail(format!("event {ev:?} carried out after Exit"));
-            return;
-        }
+    /// Carries out one of core's socket events (not `Request` or `Exit`,
+    /// which belong to the application and the world).
+    pub fn carry_out(
+        &mut self,
+        ev: Event,
+        cause: Cause,
+        core: &mut Server,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         match ev {
-            Event::Request(id) => self.app_request(id),
+            Event::Request(_) | Event::Exit(_) => unreachable!("the world carries these out"),
             Event::Transmit(id) => {
                 if let Some(k) = self.conn_of(id) {
-                    self.driver_write(k);
+                    self.write(k, core, kernel, checker, env);
                 }
             }
             Event::ResumeRead(id) => {
                 if let Some(k) = self.conn_of(id) {
-                    self.conns[k].paused = false;
-                    self.driver_read(k);
+                    if let Some(s) = self.sock_mut(k) {
+                        s.paused = false;
+                    }
+                    self.read(k, core, kernel, checker, env);
                 }
             }
             Event::HalfClose(id, reason) => match self.conn_of(id) {
                 Some(k) => {
-                    if self.conns[k].wr_shut {
-                        self.fail(format!("HalfClose of k{k} twice"));
+                    if kernel.server_end(k) == ServerEnd::WriteShut {
+                        env.fail(Failure::Safety(format!(
+                            "driver contract: HalfClose of k{k} twice"
+                        )));
                     }
-                    self.classify_close(k, reason);
-                    self.srv_half_close(k);
+                    checker.on_half_close(k, reason, cause, core.phase(), kernel, env);
+                    kernel.server_half_close(k, env);
                 }
-                None => self.fail(format!("HalfClose of unknown {id:?}")),
+                None => env.fail(Failure::Safety(format!(
+                    "driver contract: HalfClose of unknown {id:?}"
+                ))),
             },
             Event::Close(id, reason) => match self.by_id.remove(&id) {
                 Some(k) => {
-                    self.classify_close(k, reason);
-                    let closing = self.closing_now(k, reason);
-                    self.srv_close(k, closing);
+                    self.socks[k] = None;
+                    checker.on_close(k, reason, cause, core.phase(), kernel, env);
+                    kernel.server_close(k, env);
                 }
-                None => self.fail(format!("Close of unknown {id:?}")),
+                None => env.fail(Failure::Safety(format!(
+                    "driver contract: Close of unknown {id:?}"
+                ))),
             },
             Event::Finished(_) => {}
             // Written only if the socket takes it at once; this driver
             // models the socket as having no room for it.
             Event::Farewell(..) => {}
             Event::DrainBacklog => {
-                while let Some(k) = self.backlog.pop_front() {
-                    self.ledger.backlog_accepted += 1;
-                    self.accept(k);
+                while let Some(k) = kernel.accept() {
+                    checker.on_backlog_accept();
+                    self.accept(k, core, kernel, checker, env);
                 }
-                trace!(self, "core input backlog_empty");
-                self.input(Cause::BacklogEmpty, |s, now| s.handle_backlog_empty(now));
+                trace!(env, "core input backlog_empty");
+                self.input(core, checker, env, Cause::BacklogEmpty, |s, now| {
+                    s.handle_backlog_empty(now)
+                });
             }
             Event::CloseListener => {
-                self.listener_open = false;
-                self.ledger.listener_closed = true;
-                while let Some(k) = self.backlog.pop_front() {
-                    trace!(self, "net k{k} reset in backlog");
-                    self.srv_reset_queued(k);
-                }
+                let reset = kernel.close_listener(env);
+                checker.on_listener_closed(cause, &reset, env);
             }
-            Event::Exit(report) => {
-                trace!(self, "exit report: {report}");
-                self.check_exit(&report);
-                self.exited = Some(report);
-            }
-        }
-    }
-
-    /// How a close made now by core is judged, from its reason.
-    ///
-    /// Losing a response to a close is allowed when the exit was forced, when
-    /// linger gave up on too many bytes, and when a timer closed it — except
-    /// a linger timer closing a socket with unread input: lingering reads
-    /// everything, so unread input there means core stopped the reads.
-    fn closing_now(&self, k: usize, reason: CloseReason) -> Closing {
-        let c = &self.conns[k];
-        let loss_allowed = match reason {
-            CloseReason::DeadlineCut | CloseReason::ForcedExit | CloseReason::AfterExit => true,
-            CloseReason::LingerOverflow => true,
-            CloseReason::LingerTimeout => c.c2s.rx.is_empty(),
-            CloseReason::WriteStall | CloseReason::FirstByteGrace => true,
-            CloseReason::Rejected(
-                ebb_core::Reject::HeadTimeout | ebb_core::Reject::BodyTimeout,
-            ) => true,
-            _ => false,
-        };
-        Closing {
-            cause: Some(self.cause),
-            loss_allowed,
-            in_drain: self.terminates > 0,
-            step: self.step,
         }
     }
 
     /// The listener is readable: accept everything queued.
-    pub fn accept_ready(&mut self) {
-        self.accept_scheduled = false;
-        if !self.listener_open {
-            return;
-        }
-        while let Some(k) = self.backlog.pop_front() {
-            self.accept(k);
+    pub fn accept_all(
+        &mut self,
+        core: &mut Server,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        while let Some(k) = kernel.accept() {
+            self.accept(k, core, kernel, checker, env);
         }
     }
 
-    fn accept(&mut self, k: usize) {
+    fn accept(
+        &mut self,
+        k: usize,
+        core: &mut Server,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         let mut accepted = None;
-        trace!(self, "core input accept k{k}");
-        self.input(Cause::Accept, |s, now| {
+        trace!(env, "core input accept k{k}");
+        self.input(core, checker, env, Cause::Accept, |s, now| {
             accepted = Some(s.handle_accept(now))
         });
         let Some(id) = accepted else {
             // Core has exited: the process is gone, and so is the socket.
-            self.srv_reset_queued(k);
+            kernel.reset_accepted(k, env);
+            checker.on_reset_unaccepted(k, true, env);
             return;
         };
-        self.conns[k].srv = Srv::Accepted(id);
-        if self.ledger.drain_started {
-            self.conns[k].recv_at_drain = Some(0);
+        checker.on_accepted(k, env);
+        if self.socks.len() <= k {
+            self.socks.resize(k + 1, None);
         }
+        self.socks[k] = Some(Sock {
+            id,
+            paused: false,
+            eof_reported: false,
+        });
         self.by_id.insert(id, k);
-        self.driver_read(k);
+        self.read(k, core, kernel, checker, env);
     }
 
     /// Reads until the socket is empty, asking `wants_read` before each read.
-    pub fn driver_read(&mut self, k: usize) {
+    pub fn read(
+        &mut self,
+        k: usize,
+        core: &mut Server,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         loop {
-            let Srv::Accepted(id) = self.conns[k].srv else {
+            let Some(&Sock {
+                id,
+                paused,
+                eof_reported,
+            }) = self.sock(k)
+            else {
                 return;
             };
-            if self.conns[k].c2s.rst {
-                self.driver_aborted(k);
+            if paused {
                 return;
             }
-            if !self.server.wants_read(id) {
-                self.conns[k].paused = true;
-                return;
-            }
-            let c = &mut self.conns[k];
-            if c.c2s.rx.is_empty() {
-                if c.c2s.fin && !c.eof_reported {
-                    c.eof_reported = true;
-                    trace!(self, "core input peer_eof k{k}");
-                    self.input(Cause::Eof, |s, now| s.handle_peer_eof(id, now));
+            if !core.wants_read(id) {
+                if let Some(s) = self.sock_mut(k) {
+                    s.paused = true;
                 }
                 return;
             }
-            let n = c.c2s.rx.len().min(self.knobs.read_buf);
-            let bytes = crate::kernel::take_front(&mut c.c2s.rx, n);
-            c.recv_bytes += n;
-            trace!(self, "core input recv k{k} {n}");
-            self.input(Cause::Recv, |s, now| s.handle_recv(id, &bytes, now));
-            self.client_writable(k);
+            match kernel.server_recv(k, self.read_buf) {
+                Recv::WouldBlock => return,
+                Recv::Reset => return self.aborted(k, core, checker, env),
+                Recv::Eof => {
+                    if !eof_reported {
+                        if let Some(s) = self.sock_mut(k) {
+                            s.eof_reported = true;
+                        }
+                        trace!(env, "core input peer_eof k{k}");
+                        self.input(core, checker, env, Cause::Eof, |s, now| {
+                            s.handle_peer_eof(id, now)
+                        });
+                    }
+                    return;
+                }
+                Recv::Data(bytes) => {
+                    checker.on_received(k, bytes.len(), env);
+                    trace!(env, "core input recv k{k} {}", bytes.len());
+                    self.input(core, checker, env, Cause::Recv, |s, now| {
+                        s.handle_recv(id, &bytes, now)
+                    });
+                }
+            }
         }
     }
 
     /// Writes what `transmit` gives while the socket has room.
-    pub fn driver_write(&mut self, k: usize) {
+    pub fn write(
+        &mut self,
+        k: usize,
+        core: &mut Server,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         loop {
-            let Srv::Accepted(id) = self.conns[k].srv else {
+            let Some(&Sock { id, .. }) = self.sock(k) else {
                 return;
             };
-            let [a, b] = self.server.transmit(id);
+            let [a, b] = core.transmit(id);
             let total = a.len() + b.len();
             if total == 0 {
                 return;
             }
-            if self.conns[k].wr_shut {
-                self.fail(format!(
-                    "k{k}: core has {total} bytes to write after HalfClose"
-                ));
+            if kernel.server_end(k) == ServerEnd::WriteShut {
+                env.fail(Failure::Safety(format!(
+                    "S4: k{k}: core has {total} bytes to write after HalfClose"
+                )));
                 return;
             }
-            let n = total.min(self.room(k, Dir::S2c, total));
+            let n = total.min(kernel.room(k, Dir::S2c, total));
             if n == 0 {
+                kernel.wait_for_room(k, Dir::S2c);
                 return;
             }
             let mut bytes = Vec::with_capacity(n);
             bytes.extend_from_slice(&a[..a.len().min(n)]);
             bytes.extend_from_slice(&b[..n - bytes.len()]);
-            self.send_bytes(k, Dir::S2c, &bytes);
-            self.observe_sent(k, &bytes);
-            trace!(self, "core input sent k{k} {n} of {total}");
-            self.input(Cause::Sent, |s, now| s.handle_sent(id, n, now));
-        }
-    }
-
-    /// The socket can take more bytes (the client read some).
-    pub fn server_writable(&mut self, k: usize) {
-        if matches!(self.conns[k].srv, Srv::Accepted(_)) {
-            self.driver_write(k);
+            kernel.send(k, Dir::S2c, &bytes, env);
+            checker.on_written(k, &bytes, env);
+            trace!(env, "core input sent k{k} {n} of {total}");
+            self.input(core, checker, env, Cause::Sent, |s, now| {
+                s.handle_sent(id, n, now)
+            });
         }
     }
 
     /// A read or write failed with a reset.
-    pub fn driver_aborted(&mut self, k: usize) {
-        if let Srv::Accepted(id) = self.conns[k].srv {
-            trace!(self, "core input aborted k{k}");
-            self.input(Cause::Aborted, |s, now| s.handle_aborted(id, now));
+    pub fn aborted(&mut self, k: usize, core: &mut Server, checker: &mut Checker, env: &mut Env) {
+        if let Some(&Sock { id, .. }) = self.sock(k) {
+            trace!(env, "core input aborted k{k}");
+            self.input(core, checker, env, Cause::Aborted, |s, now| {
+                s.handle_aborted(id, now)
+            });
         }
+    }
+
+    /// Hands the application's answer to core. `None` when core has exited
+    /// (no input was made); else what `handle_response` returned.
+    pub fn respond(
+        &mut self,
+        id: RequestId,
+        answer: &Answer,
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) -> Option<Result<(), RespondError>> {
+        let mut result = None;
+        let token = &answer.token;
+        match &answer.response {
+            Some(Response {
+                status,
+                headers,
+                body,
+            }) => {
+                trace!(
+                    env,
+                    "core input respond {token} ({status}, {} bytes)",
+                    body.len()
+                );
+                let body = Bytes::clone(body);
+                self.input(core, checker, env, Cause::Response, |s, now| {
+                    let headers = headers.iter().map(|(n, v)| (*n, v.as_slice()));
+                    result = Some(s.handle_response(id, *status, headers, body, now));
+                });
+            }
+            None => {
+                trace!(env, "core input app_failure {token}");
+                self.input(core, checker, env, Cause::Response, |s, now| {
+                    s.handle_app_failure(id, now);
+                    result = Some(Ok(()));
+                });
+            }
+        }
+        result
     }
 }

@@ -3,16 +3,22 @@
 //!
 //! A reset does what it really does: the receiver's received-but-unread
 //! bytes are destroyed. A socket closed with unread input — or one that
-//! receives data after it was closed — sends a reset to its peer.
+//! receives data after it was closed — sends a reset to its peer. Closing the
+//! listener resets what is still queued (Linux without `tcp_migrate_req`).
+//!
+//! The kernel calls no one. What the endpoints must learn (readable,
+//! writable, reset) it queues as [`Notice`]s, which the world hands to the
+//! driver and the clients once the current operation is over — as a real
+//! kernel wakes a poller.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use ebb_core::{ConnId, Time};
+use ebb_core::Time;
 
-use crate::check::Observer;
+use crate::env::{Env, Ev};
+use crate::knobs::Knobs;
 use crate::trace;
-use crate::world::{Cause, Ev, World};
 
 /// Removes the first `n` bytes of `q` (copied slice-wise, not byte by byte).
 pub fn take_front(q: &mut VecDeque<u8>, n: usize) -> Vec<u8> {
@@ -34,6 +40,24 @@ pub enum Dir {
     S2c,
 }
 
+/// What the kernel tells an endpoint (the world routes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Data or FIN reached the server's socket of connection `k`.
+    ServerReadable(usize),
+    /// Connection `k`'s server-to-client buffer has room again.
+    ServerWritable(usize),
+    /// A reset reached the server's socket of connection `k`.
+    ServerReset(usize),
+    /// Data or FIN reached client `.0`'s socket of connection `.1`.
+    ClientReadable(usize, usize),
+    /// Client `.0`'s connection `.1` has room again.
+    ClientWritable(usize, usize),
+    /// A reset reached client `.0` on connection `.1`, destroying `.2` unread
+    /// bytes.
+    ClientReset(usize, usize, usize),
+}
+
 #[derive(Debug)]
 enum Seg {
     Data(Vec<u8>),
@@ -43,154 +67,250 @@ enum Seg {
 
 /// One direction: segments on the wire, then the receiver's unread bytes.
 #[derive(Debug, Default)]
-pub struct Pipe {
+struct Pipe {
     wire: VecDeque<(Time, Seg)>,
     wire_bytes: usize,
     /// Delivered, not yet read.
-    pub rx: VecDeque<u8>,
+    rx: VecDeque<u8>,
     /// FIN delivered (a read returns 0 once `rx` is empty).
-    pub fin: bool,
+    fin: bool,
     /// RST delivered.
-    pub rst: bool,
+    rst: bool,
+    /// The sender has put a RST on this pipe (a socket resets its peer once).
+    rst_sent: bool,
+    /// The sender found no room and waits to be told there is.
+    writer_waits: bool,
     last_arrival: Time,
 }
 
 impl Pipe {
     /// Bytes held in this direction: on the wire plus unread.
-    pub fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.wire_bytes + self.rx.len()
     }
 }
 
 /// The server's end of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Srv {
+pub enum ServerEnd {
     /// In the listen backlog.
     Queued,
-    Accepted(ConnId),
+    /// Accepted, both halves open.
+    Open,
+    /// Accepted, write half shut (FIN sent); still reading.
+    WriteShut,
+    /// Closed (or reset while queued).
     Closed,
 }
 
-/// How the server's socket was closed, for judging lost responses.
-#[derive(Clone, Copy, Debug)]
-pub struct Closing {
-    /// The core input whose `Close` event closed it (`None`: the listener
-    /// closed with it in the backlog).
-    pub cause: Option<Cause>,
-    /// Whether losing a response to this close is allowed: a deadline
-    /// (timer) or a forced exit, or linger giving up on too many bytes.
-    pub loss_allowed: bool,
-    /// Closed after the first terminate (so the drain report covers it).
-    pub in_drain: bool,
-    /// The world step it was closed in.
-    pub step: u64,
+/// The client's end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientEnd {
+    Open,
+    /// `shutdown(SHUT_WR)`: FIN sent, still reading.
+    WriteShut,
+    /// Closed by the client, or by a reset from the server.
+    Closed,
+    /// The client aborted (`SO_LINGER` 0 and close: a reset).
+    Aborted,
 }
 
 /// A connection in the kernel, both ends.
 #[derive(Debug)]
-pub struct KConn {
-    pub client: usize,
-    pub latency: Duration,
-    pub c2s: Pipe,
-    pub s2c: Pipe,
-    pub srv: Srv,
-    /// The server shut its write half.
-    pub wr_shut: bool,
-    pub srv_rst_sent: bool,
-    /// The driver stopped reading (core said `wants_read` false).
-    pub paused: bool,
-    pub eof_reported: bool,
-    /// Bytes passed to `handle_recv`.
-    pub recv_bytes: usize,
-    /// `recv_bytes` when the drain began (0 if accepted during the drain).
-    pub recv_at_drain: Option<usize>,
-    pub closing: Option<Closing>,
-    pub cli_closed: bool,
-    pub cli_aborted: bool,
-    pub cli_wr_shut: bool,
-    pub cli_rst_sent: bool,
-    /// The client could not write for lack of room.
-    pub cli_blocked: bool,
-    /// What core wrote on this connection, parsed.
-    pub obs: Observer,
-    /// A core-initiated close of this connection was classified already.
-    pub classified: bool,
-    /// A lost response on this connection was already judged.
-    pub loss_judged: bool,
+struct KConn {
+    client: usize,
+    latency: Duration,
+    c2s: Pipe,
+    s2c: Pipe,
+    server: ServerEnd,
+    client_end: ClientEnd,
 }
 
-impl World {
+impl KConn {
+    fn pipe(&mut self, dir: Dir) -> &mut Pipe {
+        match dir {
+            Dir::C2s => &mut self.c2s,
+            Dir::S2c => &mut self.s2c,
+        }
+    }
+
+    fn client_closed(&self) -> bool {
+        matches!(self.client_end, ClientEnd::Closed | ClientEnd::Aborted)
+    }
+}
+
+/// What a server read found.
+#[derive(Debug)]
+pub enum Recv {
+    Data(Vec<u8>),
+    /// No bytes left and the client's FIN arrived.
+    Eof,
+    /// A reset arrived.
+    Reset,
+    /// Nothing to read now.
+    WouldBlock,
+}
+
+/// Connections counted by the kernel, for the run's summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetStats {
+    /// Connections made (queued in the backlog).
+    pub connections: u64,
+    /// Connections refused (backlog full, or listener closed).
+    pub refused: u64,
+    /// Connections reset in the backlog when the listener closed.
+    pub backlog_reset: u64,
+}
+
+/// The listening socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listener {
+    /// Open; `armed` when a wake-up of the driver is already scheduled.
+    Open {
+        armed: bool,
+    },
+    Closed,
+}
+
+/// Every socket of the world, and the wire between them.
+pub struct Kernel {
+    conns: Vec<KConn>,
+    backlog: VecDeque<usize>,
+    listener: Listener,
+    notices: VecDeque<Notice>,
+    capacity: usize,
+    latency: (Duration, Duration),
+    mss: usize,
+    pipe_bytes: usize,
+    accept_delay: Duration,
+    stats: NetStats,
+}
+
+impl Kernel {
+    /// A kernel with an open listener, shaped by `knobs`.
+    pub fn new(knobs: &Knobs) -> Kernel {
+        Kernel {
+            conns: Vec::new(),
+            backlog: VecDeque::new(),
+            listener: Listener::Open { armed: false },
+            notices: VecDeque::new(),
+            capacity: knobs.backlog,
+            latency: knobs.latency,
+            mss: knobs.mss,
+            pipe_bytes: knobs.pipe_bytes,
+            accept_delay: knobs.accept_delay,
+            stats: NetStats::default(),
+        }
+    }
+
+    /// What the kernel counted.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// The next thing an endpoint must be told, if any.
+    pub fn pop_notice(&mut self) -> Option<Notice> {
+        self.notices.pop_front()
+    }
+
+    /// The client that made connection `k`.
+    pub fn client_of(&self, k: usize) -> usize {
+        self.conns[k].client
+    }
+
+    // The listener.
+
     /// A client connects: `None` when refused (backlog full or listener
     /// closed), else the new connection, queued in the backlog.
-    pub fn connect(&mut self, client: usize) -> Option<usize> {
-        if !self.listener_open || self.backlog.len() >= self.knobs.backlog {
-            self.stats.refused += 1;
-            trace!(self, "net refuse client {client}");
-            return None;
+    pub fn connect(&mut self, client: usize, env: &mut Env) -> Option<usize> {
+        let Listener::Open { armed } = self.listener else {
+            return self.refuse(client, env);
+        };
+        if self.backlog.len() >= self.capacity {
+            return self.refuse(client, env);
         }
-        let (lo, hi) = self.knobs.latency;
-        let latency = lo + self.rng.upto(hi - lo);
+        let (lo, hi) = self.latency;
+        let latency = lo + env.rng.upto(hi - lo);
         let k = self.conns.len();
         self.conns.push(KConn {
             client,
             latency,
             c2s: Pipe::default(),
             s2c: Pipe::default(),
-            srv: Srv::Queued,
-            wr_shut: false,
-            srv_rst_sent: false,
-            paused: false,
-            eof_reported: false,
-            recv_bytes: 0,
-            recv_at_drain: None,
-            closing: None,
-            cli_closed: false,
-            cli_aborted: false,
-            cli_wr_shut: false,
-            cli_rst_sent: false,
-            cli_blocked: false,
-            obs: Observer::default(),
-            classified: false,
-            loss_judged: false,
+            server: ServerEnd::Queued,
+            client_end: ClientEnd::Open,
         });
         self.stats.connections += 1;
         self.backlog.push_back(k);
-        trace!(self, "net connect k{k} client {client} latency {latency:?}");
-        if !self.accept_scheduled {
-            self.accept_scheduled = true;
-            let d = self.rng.upto(self.knobs.accept_delay);
-            self.after(d, Ev::AcceptReady);
+        trace!(env, "net connect k{k} client {client} latency {latency:?}");
+        if !armed {
+            self.listener = Listener::Open { armed: true };
+            let d = env.rng.upto(self.accept_delay);
+            env.after(d, Ev::AcceptReady);
         }
         Some(k)
     }
 
-    fn push(&mut self, k: usize, dir: Dir, seg: Seg) {
+    fn refuse(&mut self, client: usize, env: &mut Env) -> Option<usize> {
+        self.stats.refused += 1;
+        trace!(env, "net refuse client {client}");
+        None
+    }
+
+    /// The scheduled wake-up of the listener fired: whether the driver
+    /// should accept (the listener is still open).
+    pub fn listener_woke(&mut self) -> bool {
+        match self.listener {
+            Listener::Open { .. } => {
+                self.listener = Listener::Open { armed: false };
+                true
+            }
+            Listener::Closed => false,
+        }
+    }
+
+    /// `accept`: the oldest queued connection, if any.
+    pub fn accept(&mut self) -> Option<usize> {
+        let k = self.backlog.pop_front()?;
+        self.conns[k].server = ServerEnd::Open;
+        Some(k)
+    }
+
+    /// Closes the listener: what is still queued is reset. Returns those
+    /// connections.
+    pub fn close_listener(&mut self, env: &mut Env) -> Vec<usize> {
+        self.listener = Listener::Closed;
+        let queued: Vec<usize> = self.backlog.drain(..).collect();
+        for &k in &queued {
+            trace!(env, "net k{k} reset in backlog");
+            self.conns[k].server = ServerEnd::Closed;
+            self.stats.backlog_reset += 1;
+            self.send_reset(k, Dir::S2c, env);
+        }
+        queued
+    }
+
+    /// Whether the listener is open.
+    pub fn listener_open(&self) -> bool {
+        matches!(self.listener, Listener::Open { .. })
+    }
+
+    // The wire.
+
+    fn push(&mut self, k: usize, dir: Dir, seg: Seg, env: &mut Env) {
         let c = &mut self.conns[k];
-        let jitter = Duration::from_nanos(self.rng.below(c.latency.as_nanos() as u64 / 4 + 1));
-        let pipe = match dir {
-            Dir::C2s => &mut c.c2s,
-            Dir::S2c => &mut c.s2c,
-        };
-        let at = (self.now + c.latency + jitter)
+        let latency = c.latency;
+        let jitter = Duration::from_nanos(env.rng.below(latency.as_nanos() as u64 / 4 + 1));
+        let pipe = c.pipe(dir);
+        let at = (env.now + latency + jitter)
             .max(pipe.last_arrival)
-            .max(self.now + Duration::from_nanos(1));
+            .max(env.now + Duration::from_nanos(1));
         pipe.last_arrival = at;
         if let Seg::Data(d) = &seg {
             pipe.wire_bytes += d.len();
         }
         pipe.wire.push_back((at, seg));
-        self.at(at, Ev::Arrive(k, dir));
-    }
-
-    /// Puts bytes on the wire, cut into segments of at most `mss` — but at
-    /// most about 8 segments per write, so a tiny `mss` stays affordable.
-    pub fn send_bytes(&mut self, k: usize, dir: Dir, mut bytes: &[u8]) {
-        let floor = bytes.len() / 8;
-        while !bytes.is_empty() {
-            let n = self.rng.size(1, self.knobs.mss).max(floor).min(bytes.len());
-            self.push(k, dir, Seg::Data(bytes[..n].to_vec()));
-            bytes = &bytes[n..];
-        }
+        env.at(at, Ev::Arrive(k, dir));
     }
 
     /// Room a writer of `want` bytes may use now. Like TCP's silly-window
@@ -202,21 +322,54 @@ impl World {
             Dir::C2s => &c.c2s,
             Dir::S2c => &c.s2c,
         };
-        let room = self.knobs.pipe_bytes.saturating_sub(pipe.held());
-        if room < want && room < self.knobs.pipe_bytes / 4 {
+        let room = self.pipe_bytes.saturating_sub(pipe.held());
+        if room < want && room < self.pipe_bytes / 4 {
             0
         } else {
             room
         }
     }
 
-    /// The next segment of a direction arrives.
-    pub fn on_arrive(&mut self, k: usize, dir: Dir) {
+    /// The writer of `dir` found no room: tell it when there is.
+    pub fn wait_for_room(&mut self, k: usize, dir: Dir) {
+        self.conns[k].pipe(dir).writer_waits = true;
+    }
+
+    /// Bytes of `dir` left the buffer: a waiting writer may write again.
+    fn freed(&mut self, k: usize, dir: Dir) {
         let c = &mut self.conns[k];
-        let pipe = match dir {
-            Dir::C2s => &mut c.c2s,
-            Dir::S2c => &mut c.s2c,
-        };
+        let client = c.client;
+        let pipe = c.pipe(dir);
+        if std::mem::take(&mut pipe.writer_waits) {
+            self.notices.push_back(match dir {
+                Dir::C2s => Notice::ClientWritable(client, k),
+                Dir::S2c => Notice::ServerWritable(k),
+            });
+        }
+    }
+
+    /// Puts bytes on the wire, cut into segments of at most `mss` — but at
+    /// most about 8 segments per write, so a tiny `mss` stays affordable.
+    pub fn send(&mut self, k: usize, dir: Dir, mut bytes: &[u8], env: &mut Env) {
+        let floor = bytes.len() / 8;
+        while !bytes.is_empty() {
+            let n = env.rng.size(1, self.mss).max(floor).min(bytes.len());
+            self.push(k, dir, Seg::Data(bytes[..n].to_vec()), env);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// A socket resets its peer (once).
+    fn send_reset(&mut self, k: usize, dir: Dir, env: &mut Env) {
+        let pipe = self.conns[k].pipe(dir);
+        if !std::mem::replace(&mut pipe.rst_sent, true) {
+            self.push(k, dir, Seg::Rst, env);
+        }
+    }
+
+    /// The next segment of a direction arrives.
+    pub fn arrive(&mut self, k: usize, dir: Dir, env: &mut Env) {
+        let pipe = self.conns[k].pipe(dir);
         let Some((_, seg)) = pipe.wire.pop_front() else {
             return;
         };
@@ -224,176 +377,224 @@ impl World {
             pipe.wire_bytes -= d.len();
         }
         match dir {
-            Dir::C2s => self.arrive_at_server(k, seg),
-            Dir::S2c => self.arrive_at_client(k, seg),
+            Dir::C2s => self.arrive_at_server(k, seg, env),
+            Dir::S2c => self.arrive_at_client(k, seg, env),
         }
     }
 
-    fn arrive_at_server(&mut self, k: usize, seg: Seg) {
-        let closed = self.conns[k].srv == Srv::Closed;
+    fn arrive_at_server(&mut self, k: usize, seg: Seg, env: &mut Env) {
+        let c = &mut self.conns[k];
+        let closed = c.server == ServerEnd::Closed;
+        // Queued connections take data too; the driver reads it once accepted.
+        let accepted = matches!(c.server, ServerEnd::Open | ServerEnd::WriteShut);
         match seg {
             Seg::Data(d) => {
-                trace!(self, "net k{k} c2s data {}", d.len());
+                trace!(env, "net k{k} c2s data {}", d.len());
                 if closed {
-                    self.srv_reset(k);
+                    self.freed(k, Dir::C2s);
+                    self.send_reset(k, Dir::S2c, env);
                     return;
                 }
-                self.conns[k].c2s.rx.extend(d);
+                c.c2s.rx.extend(d);
             }
             Seg::Fin => {
-                trace!(self, "net k{k} c2s fin");
+                trace!(env, "net k{k} c2s fin");
                 if closed {
                     return;
                 }
-                self.conns[k].c2s.fin = true;
+                c.c2s.fin = true;
             }
             Seg::Rst => {
-                trace!(self, "net k{k} c2s rst");
+                trace!(env, "net k{k} c2s rst");
                 if closed {
                     return;
                 }
-                let c = &mut self.conns[k];
                 c.c2s.rst = true;
                 c.c2s.rx.clear();
-                if matches!(c.srv, Srv::Accepted(_)) {
-                    // A reset is reported even to a driver that stopped reading.
-                    self.driver_aborted(k);
+                self.freed(k, Dir::C2s);
+                if accepted {
+                    self.notices.push_back(Notice::ServerReset(k));
                 }
                 return;
             }
         }
-        if matches!(self.conns[k].srv, Srv::Accepted(_)) && !self.conns[k].paused {
-            self.driver_read(k);
+        if accepted {
+            self.notices.push_back(Notice::ServerReadable(k));
         }
     }
 
-    fn arrive_at_client(&mut self, k: usize, seg: Seg) {
-        let client = self.conns[k].client;
+    fn arrive_at_client(&mut self, k: usize, seg: Seg, env: &mut Env) {
+        let c = &mut self.conns[k];
+        let client = c.client;
         match seg {
             Seg::Data(d) => {
-                trace!(self, "net k{k} s2c data {}", d.len());
-                if self.conns[k].cli_closed {
-                    self.cli_reset(k);
+                trace!(env, "net k{k} s2c data {}", d.len());
+                if c.client_closed() {
                     // The dropped bytes no longer fill the server's buffer.
-                    self.server_writable(k);
+                    self.freed(k, Dir::S2c);
+                    self.send_reset(k, Dir::C2s, env);
                     return;
                 }
-                self.conns[k].s2c.rx.extend(d);
-                self.client_readable(client, k);
+                c.s2c.rx.extend(d);
+                self.notices.push_back(Notice::ClientReadable(client, k));
             }
             Seg::Fin => {
-                trace!(self, "net k{k} s2c fin");
-                if self.conns[k].cli_closed {
+                trace!(env, "net k{k} s2c fin");
+                if c.client_closed() {
                     return;
                 }
-                self.conns[k].s2c.fin = true;
-                self.client_readable(client, k);
+                c.s2c.fin = true;
+                self.notices.push_back(Notice::ClientReadable(client, k));
             }
             Seg::Rst => {
-                let c = &mut self.conns[k];
-                if c.cli_closed {
-                    trace!(self, "net k{k} s2c rst (client closed)");
+                if c.client_closed() {
+                    trace!(env, "net k{k} s2c rst (client closed)");
                     return;
                 }
                 let destroyed = c.s2c.rx.len();
                 c.s2c.rx.clear();
                 c.s2c.rst = true;
-                c.cli_closed = true;
-                trace!(self, "net k{k} s2c rst destroys {destroyed} unread bytes");
-                self.client_reset(client, k, destroyed);
-                self.server_writable(k);
+                c.client_end = ClientEnd::Closed;
+                trace!(env, "net k{k} s2c rst destroys {destroyed} unread bytes");
+                self.notices
+                    .push_back(Notice::ClientReset(client, k, destroyed));
+                self.freed(k, Dir::S2c);
             }
         }
     }
 
-    /// The server's socket sends a reset (once).
-    fn srv_reset(&mut self, k: usize) {
-        if !self.conns[k].srv_rst_sent {
-            self.conns[k].srv_rst_sent = true;
-            self.push(k, Dir::S2c, Seg::Rst);
-        }
+    // The server's socket of a connection.
+
+    /// The state of the server's end of `k`.
+    pub fn server_end(&self, k: usize) -> ServerEnd {
+        self.conns[k].server
     }
 
-    /// The client's socket sends a reset (once).
-    fn cli_reset(&mut self, k: usize) {
-        if !self.conns[k].cli_rst_sent {
-            self.conns[k].cli_rst_sent = true;
-            self.push(k, Dir::C2s, Seg::Rst);
+    /// A read of at most `max` bytes on the server's socket.
+    pub fn server_recv(&mut self, k: usize, max: usize) -> Recv {
+        let pipe = &mut self.conns[k].c2s;
+        if pipe.rst {
+            return Recv::Reset;
         }
+        if pipe.rx.is_empty() {
+            return if pipe.fin {
+                Recv::Eof
+            } else {
+                Recv::WouldBlock
+            };
+        }
+        let n = pipe.rx.len().min(max);
+        let bytes = take_front(&mut pipe.rx, n);
+        self.freed(k, Dir::C2s);
+        Recv::Data(bytes)
+    }
+
+    /// Bytes that reached the server's socket and were not read.
+    pub fn server_unread(&self, k: usize) -> usize {
+        self.conns[k].c2s.rx.len()
+    }
+
+    /// Whether the client's FIN reached the server's socket.
+    pub fn server_got_fin(&self, k: usize) -> bool {
+        self.conns[k].c2s.fin
     }
 
     /// `shutdown(SHUT_WR)` on the server's socket.
-    pub fn srv_half_close(&mut self, k: usize) {
-        let c = &mut self.conns[k];
-        if c.srv == Srv::Closed || c.wr_shut {
+    pub fn server_half_close(&mut self, k: usize, env: &mut Env) {
+        if self.conns[k].server != ServerEnd::Open {
             return;
         }
-        c.wr_shut = true;
-        self.push(k, Dir::S2c, Seg::Fin);
+        self.conns[k].server = ServerEnd::WriteShut;
+        self.push(k, Dir::S2c, Seg::Fin, env);
     }
 
     /// `close` on the server's socket: a reset if input is unread, else FIN.
-    pub fn srv_close(&mut self, k: usize, closing: Closing) {
+    pub fn server_close(&mut self, k: usize, env: &mut Env) {
         let c = &mut self.conns[k];
-        c.srv = Srv::Closed;
-        c.closing = Some(closing);
+        let was = std::mem::replace(&mut c.server, ServerEnd::Closed);
         let unread = c.c2s.rx.len();
-        trace!(self, "net k{k} server close, {unread} bytes unread");
+        trace!(env, "net k{k} server close, {unread} bytes unread");
         if unread > 0 {
-            self.conns[k].c2s.rx.clear();
-            self.srv_reset(k);
-        } else if !self.conns[k].wr_shut {
-            self.conns[k].wr_shut = true;
-            self.push(k, Dir::S2c, Seg::Fin);
+            c.c2s.rx.clear();
+            self.freed(k, Dir::C2s);
+            self.send_reset(k, Dir::S2c, env);
+        } else if was != ServerEnd::WriteShut {
+            self.push(k, Dir::S2c, Seg::Fin, env);
         }
     }
 
-    /// The listener closes with `k` still queued: Linux resets it.
-    pub fn srv_reset_queued(&mut self, k: usize) {
-        self.conns[k].srv = Srv::Closed;
-        self.conns[k].closing = Some(Closing {
-            cause: None,
-            loss_allowed: false,
-            in_drain: self.terminates > 0,
-            step: self.step,
-        });
-        self.stats.backlog_reset += 1;
-        self.srv_reset(k);
+    /// A queued connection whose accept found the process gone: its socket
+    /// dies with the process, and the client gets a reset.
+    pub fn reset_accepted(&mut self, k: usize, env: &mut Env) {
+        self.conns[k].server = ServerEnd::Closed;
+        self.send_reset(k, Dir::S2c, env);
+    }
+
+    // The client's socket of a connection.
+
+    /// Bytes that reached the client's socket and were not read.
+    pub fn client_unread(&self, k: usize) -> usize {
+        self.conns[k].s2c.rx.len()
+    }
+
+    /// Reads `n` bytes (at most what is unread) on the client's socket.
+    pub fn client_recv(&mut self, k: usize, n: usize) -> Vec<u8> {
+        let rx = &mut self.conns[k].s2c.rx;
+        let bytes = take_front(rx, n.min(rx.len()));
+        self.freed(k, Dir::S2c);
+        bytes
+    }
+
+    /// Whether the server's FIN reached the client's socket.
+    pub fn client_got_fin(&self, k: usize) -> bool {
+        self.conns[k].s2c.fin
+    }
+
+    /// Whether the client's socket is closed (by the client, or by a reset).
+    pub fn client_closed(&self, k: usize) -> bool {
+        self.conns[k].client_closed()
+    }
+
+    /// Whether the client aborted connection `k`.
+    pub fn client_aborted(&self, k: usize) -> bool {
+        self.conns[k].client_end == ClientEnd::Aborted
+    }
+
+    /// Whether the client may still send on `k` (open and not shut down).
+    pub fn client_can_send(&self, k: usize) -> bool {
+        self.conns[k].client_end == ClientEnd::Open
     }
 
     /// The client closes its socket: a reset if it left bytes unread, else FIN.
-    pub fn cli_close(&mut self, k: usize) {
+    pub fn client_close(&mut self, k: usize, env: &mut Env) {
         let c = &mut self.conns[k];
-        if c.cli_closed {
+        if c.client_closed() {
             return;
         }
-        c.cli_closed = true;
+        let was = std::mem::replace(&mut c.client_end, ClientEnd::Closed);
         if !c.s2c.rx.is_empty() {
             c.s2c.rx.clear();
-            self.cli_reset(k);
-            self.server_writable(k);
-        } else if !c.cli_wr_shut {
-            c.cli_wr_shut = true;
-            self.push(k, Dir::C2s, Seg::Fin);
+            self.freed(k, Dir::S2c);
+            self.send_reset(k, Dir::C2s, env);
+        } else if was == ClientEnd::Open {
+            self.push(k, Dir::C2s, Seg::Fin, env);
         }
     }
 
     /// The client aborts (`SO_LINGER` 0, then close): a reset.
-    pub fn cli_abort(&mut self, k: usize) {
+    pub fn client_abort(&mut self, k: usize, env: &mut Env) {
         let c = &mut self.conns[k];
-        c.cli_aborted = true;
-        c.cli_closed = true;
+        c.client_end = ClientEnd::Aborted;
         c.s2c.rx.clear();
-        self.cli_reset(k);
-        self.server_writable(k);
+        self.freed(k, Dir::S2c);
+        self.send_reset(k, Dir::C2s, env);
     }
 
     /// `shutdown(SHUT_WR)` on the client's socket.
-    pub fn cli_shutdown(&mut self, k: usize) {
-        let c = &mut self.conns[k];
-        if !c.cli_wr_shut && !c.cli_closed {
-            c.cli_wr_shut = true;
-            self.push(k, Dir::C2s, Seg::Fin);
+    pub fn client_shutdown(&mut self, k: usize, env: &mut Env) {
+        if self.conns[k].client_end == ClientEnd::Open {
+            self.conns[k].client_end = ClientEnd::WriteShut;
+            self.push(k, Dir::C2s, Seg::Fin, env);
         }
     }
 }

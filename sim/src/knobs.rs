@@ -39,6 +39,9 @@ pub struct Knobs {
     pub app_instant_percent: u64,
     /// Longest application delay (may pass the drain deadline).
     pub app_delay: Duration,
+    /// Percent of requests the application fails (an invalid response, or
+    /// no answer at all); 0 in about half the seeds.
+    pub app_fault_percent: u64,
     /// Percent of responses with a large body (written as a second slice).
     pub large_response_percent: u64,
     /// Listen backlog; connections beyond it are refused.
@@ -58,8 +61,9 @@ pub struct Knobs {
 
 impl Knobs {
     /// Derives every knob from `seed`.
-    // `Config` is `#[non_exhaustive]`: outside core it can only be made by
-    // `default()` and then changed field by field.
+    // `Config` is made by `default()` and then set field by field, each value
+    // drawn in turn from the seed's stream: the draw order reads top to
+    // bottom, and fields this does not vary keep their defaults.
     #[allow(clippy::field_reassign_with_default)]
     pub fn from_seed(seed: u64) -> Knobs {
         let mut rng = Rng::new(seed ^ 0x6b6e_6f62_735f_6562);
@@ -120,6 +124,7 @@ impl Knobs {
             },
             app_instant_percent: rng.below(101),
             app_delay: rng.micros(1, (config.drain_timeout * 3 / 2).as_micros() as u64),
+            app_fault_percent: if rng.percent(50) { 0 } else { rng.range(1, 20) },
             large_response_percent: rng.below(10),
             backlog: rng.log(1, 128) as usize,
             accept_delay: rng.micros(1, 50_000),
@@ -132,51 +137,62 @@ impl Knobs {
 }
 
 impl fmt::Display for Knobs {
+    /// One knob per line, `name value`, the seed first.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
-        write!(
-            f,
-            "seed {} clients {} (rush {}%) kinds",
-            self.seed, self.clients, self.rush_percent
-        )?;
-        for (kind, w) in Kind::ALL.iter().zip(self.weights) {
-            if w > 0 {
-                write!(f, " {kind:?}={w}")?;
+        writeln!(f, "seed {}", self.seed)?;
+        /// Prints a string as it is, among `Debug` values.
+        struct Plain(String);
+        impl fmt::Debug for Plain {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
             }
         }
-        write!(
-            f,
-            " | latency {:?}..{:?} mss {} pipe {} read_buf {} client_read_delay {:?} \
-             app instant {}% delay<={:?} large {}% backlog {} accept_delay<={:?} think<={:?} \
-             terminate {:?} second {:?} | max_body {} max_pipelined {} max_linger {} \
-             header {:?} body {:?} keep_alive {:?} write_stall {:?} linger {:?} pre_stop {:?} \
-             drain {:?} first_byte_grace {:?} idle_close_after {:?}",
-            self.latency.0,
-            self.latency.1,
-            self.mss,
-            self.pipe_bytes,
-            self.read_buf,
-            self.client_read_delay,
-            self.app_instant_percent,
-            self.app_delay,
-            self.large_response_percent,
-            self.backlog,
-            self.accept_delay,
-            self.think,
-            self.terminate_at,
-            self.second_terminate_at,
-            c.max_body_bytes,
-            c.max_pipelined_bytes,
-            c.max_linger_bytes,
-            c.header_read_timeout,
-            c.body_read_timeout,
-            c.keep_alive_timeout,
-            c.write_stall_timeout,
-            c.linger_timeout,
-            c.pre_stop,
-            c.drain_timeout,
-            c.first_byte_grace,
-            c.idle_close_after,
-        )
+        let kinds: Vec<String> = Kind::ALL
+            .iter()
+            .zip(self.weights)
+            .filter(|(_, w)| *w > 0)
+            .map(|(kind, w)| format!("{kind:?}={w}"))
+            .collect();
+        let kinds = Plain(kinds.join(" "));
+        let lines: [(&str, &dyn fmt::Debug); 30] = [
+            ("clients", &self.clients),
+            ("client_kinds", &kinds),
+            ("arrival_span", &self.arrival_span),
+            ("rush_percent", &self.rush_percent),
+            ("latency", &(self.latency.0..self.latency.1)),
+            ("mss", &self.mss),
+            ("pipe_bytes", &self.pipe_bytes),
+            ("read_buf", &self.read_buf),
+            ("client_read_delay", &self.client_read_delay),
+            ("app_instant_percent", &self.app_instant_percent),
+            ("app_delay", &self.app_delay),
+            ("app_fault_percent", &self.app_fault_percent),
+            ("large_response_percent", &self.large_response_percent),
+            ("backlog", &self.backlog),
+            ("accept_delay", &self.accept_delay),
+            ("think", &self.think),
+            ("terminate_at", &self.terminate_at),
+            ("second_terminate_at", &self.second_terminate_at),
+            ("max_body_bytes", &c.max_body_bytes),
+            ("max_pipelined_bytes", &c.max_pipelined_bytes),
+            ("max_linger_bytes", &c.max_linger_bytes),
+            ("header_read_timeout", &c.header_read_timeout),
+            ("body_read_timeout", &c.body_read_timeout),
+            ("keep_alive_timeout", &c.keep_alive_timeout),
+            ("write_stall_timeout", &c.write_stall_timeout),
+            ("linger_timeout", &c.linger_timeout),
+            ("pre_stop", &c.pre_stop),
+            ("drain_timeout", &c.drain_timeout),
+            ("first_byte_grace", &c.first_byte_grace),
+            ("idle_close_after", &c.idle_close_after),
+        ];
+        for (i, (name, value)) in lines.iter().enumerate() {
+            write!(f, "  {name:<22} {value:?}")?;
+            if i + 1 < lines.len() {
+                writeln!(f)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -9,79 +9,137 @@
 //! ```text
 //! cargo run -p ebb-sim --release -- --seeds N [--seed S] [--trace]
 //! ```
-//! prints the seed and its knobs first (for up to 10 seeds, or with
-//! `--trace`), one line per failure with its replay command
+//! prints the seed and its knobs first, one per line (for up to 10 seeds, or
+//! with `--trace`), one line per failure with its kind and replay command
 //! (`cargo run -p ebb-sim --release -- --seed S`), the throughput, and last
-//! `N passed, M failed`.
+//! `N passed, M failed`. In code: [`run_seed`]`(seed, `[`TraceMode`]`::Off)`.
 //!
-//! ## The world
-//! - [`world`]: the event queue (a `BTreeMap` keyed by `(time, sequence)`),
-//!   the run loop that interleaves world events with core's
-//!   [`poll_timeout`](ebb_core::Server::poll_timeout), and the liveness bound.
+//! **Exit status**: 0 every seed passed; 1 a safety property failed (or core
+//! panicked); 2 usage; 3 liveness; 4 the drain report disagreed with the
+//! world; 5 a seed was not deterministic. When seeds fail in different ways,
+//! the smallest of their codes. A run of a few seeds (up to 10, or a trace)
+//! runs each seed twice and compares the traces; a sweep does so for its
+//! first seed.
+//!
+//! ## The properties
+//! DESIGN.md's "Safety properties the simulator must hold on every seed",
+//! numbered as the checks cite them:
+//!
+//! - **S1** The active count always equals the recount; it returns to zero
+//!   when the connections it counted end, however they end.
+//! - **S2** A request handed to the application is answered completely,
+//!   unless the client aborted or the drain deadline cut it — and the drain
+//!   report counts every such cut.
+//! - **S3** A request that the server will not answer is never handed to the
+//!   application (so a client may safely retry it).
+//! - **S4** Responses on one connection come in request order; no bytes are
+//!   written after the response that carried `Connection: close`.
+//! - **S5** No response is destroyed by a reset the server caused:
+//!   connections with unread input are closed through lingering close.
+//! - **S6** Shutdown ends by the deadline, and within one step of the last
+//!   active request ending.
+//! - **S7** No request is lost: every request completely sent before the
+//!   drain began (or accepted from the backlog, or sent on a connection the
+//!   server had not yet half-closed) gets a complete response, or is counted
+//!   as cut by the deadline or a forced exit.
+//! - **S8** No reset reaches a client that did nothing wrong, outside a
+//!   forced or deadline close; nothing queued in the backlog is reset when
+//!   the listener closes after the backlog was drained.
+//! - **S9** The drain keeps time: idle connections close within
+//!   `idle_close_after`, silent ones within `first_byte_grace` (then
+//!   linger), a second terminate exits in the same step, `CloseListener`
+//!   comes only after the backlog.
+//!
+//! ## The world, in parts
+//! [`world`] holds the parts and the run loop; the parts do not call each
+//! other, and the world routes between them:
+//! - [`env`](mod@env): what all share — the virtual clock, the seeded [`rng`], the
+//!   queue of timed events (a `BTreeMap` keyed by `(time, sequence)`), the
+//!   [`trace`](mod@trace), and the first [`failure`].
 //! - [`knobs`]: swarm testing — per seed some client kinds are off and the
 //!   rest skewed; latency, segment size, buffer sizes, read delays,
-//!   application delays, backlog, timeouts, `pre_stop`, `drain_timeout`,
-//!   signal times all vary.
+//!   application delays and faults, backlog, timeouts, `pre_stop`,
+//!   `drain_timeout`, signal times all vary.
 //! - [`kernel`]: a bounded listen backlog (beyond it: refused); connections
 //!   as two byte pipes with latency, arbitrary segmentation and bounded
 //!   buffers; FIN each way; RST that destroys the receiver's unread bytes. A
 //!   server socket closed with unread input, or receiving data after close,
 //!   resets the client. Closing the listener resets what is queued (Linux
-//!   without `tcp_migrate_req`).
+//!   without `tcp_migrate_req`). It tells endpoints what happened through
+//!   queued notices (readable, writable, reset).
 //! - [`driver`]: the sim's driver — reads until empty asking `wants_read`
 //!   before each read, pauses until `ResumeRead`, writes what `transmit` gives
 //!   as far as the socket has room, accepts the backlog on `DrainBacklog`.
-//!   After every input it drains `poll_event` until `None` and carries the
-//!   events out in order, each tagged with the input that produced it.
+//!   After every input it drains `poll_event` until `None`; the events are
+//!   carried out in order, each tagged with the input that produced it.
 //! - [`client`]: normal, pipelined, keep-alive with think time, slowloris,
 //!   aborting (mid-head, mid-body, after the request, mid-response),
 //!   half-closing, silent, large bodies (413 expected over `max_body_bytes`),
 //!   `Expect: 100-continue`, garbage (4xx/5xx and close expected); some
 //!   requests are HTTP/1.0, some close the connection, and no client sends
-//!   more after a closing request (RFC 9112 §9.6). Retries
-//!   only requests with no byte of response, on a new connection, at most
-//!   three times.
+//!   more after a closing request (RFC 9112 §9.6). Retries only requests with
+//!   no byte of response, on a new connection, at most three times. Each
+//!   client's life is one enum (waiting, connected with a turn, done).
 //! - [`app`]: answers at once or after a delay up to past the deadline;
-//!   checks each request's body against what its client sent.
+//!   checks each request's body against what its client sent. In some seeds
+//!   it fails a share of requests — a status outside 200–599, a header value
+//!   with CR/LF, or no answer at all (`handle_app_failure`) — and core must
+//!   answer each with a token-less 500 in its slot, which the checker and the
+//!   client accept as its complete answer (and the report counts in
+//!   `requests_completed`).
+//! - [`check`]: the checker — a ledger of what the world saw, and the
+//!   judgements below.
 //!
 //! ## The checks ([`check`])
-//! After every step (safety):
-//! - `check_invariants()` holds and `active_requests() == recount_active_requests()`;
-//! - core never holds bytes for a socket with room without having said
-//!   `Transmit`, nor wants to read a connection it paused without having
+//! After every step that made a core input (safety):
+//! - S1: `check_invariants()` holds and `active_requests() ==
+//!   recount_active_requests()`;
+//! - S2/S7: core never holds bytes for a socket with room without having
+//!   said `Transmit`, nor wants to read a connection it paused without having
 //!   said `ResumeRead` (either would stall until a deadline, where the cut
 //!   would look legitimate);
-//! - what core writes parses as HTTP/1.1, responses come in request order,
-//!   no byte follows a `Connection: close` response, nothing is written
-//!   after `HalfClose`, and nothing is handed to the application after the
-//!   close response; a request whose first byte core received after the
-//!   drain began is answered with `Connection: close`;
-//! - no client that did not abort loses owed response bytes to a reset (or
-//!   to a close mid-response) unless core closed that connection at a
-//!   forced exit, on a timer (write stall, linger with nothing unread), or
-//!   because linger exceeded `max_linger_bytes`;
-//! - draining with the listener closed and no connection left means Exit in
-//!   this very step; the exit is no later than the deadline.
+//! - S4: what core writes parses as HTTP/1.1, responses come in request
+//!   order, no byte follows a `Connection: close` response, nothing is
+//!   written after `HalfClose`; S3: nothing is handed to the application
+//!   after the close response; a request whose first byte core received
+//!   after the drain began is answered with `Connection: close`;
+//! - S5, S8: no client that did not abort loses owed response bytes to a
+//!   reset (or to a close mid-response), nor receives a reset at all, unless
+//!   core closed that connection at a forced exit, on a timer (write stall,
+//!   first-byte grace, linger with nothing unread), or because linger
+//!   exceeded `max_linger_bytes`; the listener closed after the backlog
+//!   drained resets nothing;
+//! - S6: draining with the listener closed and no connection left means Exit
+//!   in this very step; the exit is no later than the deadline;
+//! - S9: each close's reason matches what the world saw (idle, silent,
+//!   client FIN, abort, deadline, second terminate), an idle connection is
+//!   ended within `idle_close_after` of its last response (or at the drain's
+//!   start), a silent one within `first_byte_grace` of its accept or the
+//!   drain's start, a second terminate exits in its step, and
+//!   `CloseListener` before the backlog only in a forced exit.
 //!
-//! At exit, the drain report against what the world saw:
-//! - `backlog_accepted`, `requests_completed`: **exact** (accepts made while
-//!   carrying out `DrainBacklog`; final responses whose last byte was handed
+//! At exit, the drain report against what the world saw (report):
+//! - `backlog_accepted`, `requests_completed`, `requests_rejected`:
+//!   **exact** (accepts made while carrying out `DrainBacklog`; final
+//!   responses to handed requests — the application's, or core's 500 for one
+//!   it failed — and core's own error responses, whose last byte was handed
 //!   to the kernel after the first terminate);
 //! - `requests_cut`: 0 unless forced; when forced, at least the handed
 //!   requests not completely written on connections the forced exit closed,
 //!   at most the active count before that step (a connection cut while its
 //!   head or body is still arriving is invisible from outside);
-//! - `silent_closed`, `idle_closed`: exact except in the steps where a timer
-//!   and the phase change (end of PreStop, or a forced exit) coincide — the
-//!   world cannot tell which of the two closed a connection there, so those
-//!   are an allowed range;
+//! - `silent_closed`, `idle_closed`: exact, from the close reasons;
 //! - `reset_risk_closes`: only a bound — connections whose client lost
 //!   response bytes in the drain are at most `reset_risk_closes + requests_cut`.
 //!
-//! At the end (liveness, bounded by terminate + `pre_stop` +
-//! `drain_timeout` + 60 s of virtual time): core exited; every request handed
-//! to the application was answered completely, unless its client aborted or
-//! its loss is allowed as above; every client finished.
+//! At the end (liveness, bounded by terminate, `pre_stop`, `drain_timeout`
+//! and 60 s more of virtual time): core exited; every request handed to the
+//! application was answered completely, unless its client aborted or its
+//! loss is allowed as above (S2); every client finished.
+//!
+//! Not checked: S7 for a request core never received whole — one in flight
+//! when an idle connection closes is retried by its client (S3 makes that
+//! safe), which is HTTP/1.1's inherent race.
 //!
 //! ## Trace format
 //! `--trace` prints one line per event, and tests hash the same lines:
@@ -103,6 +161,8 @@ pub mod app;
 pub mod check;
 pub mod client;
 pub mod driver;
+pub mod env;
+pub mod failure;
 pub mod http;
 pub mod kernel;
 pub mod knobs;
@@ -110,4 +170,6 @@ pub mod rng;
 pub mod trace;
 pub mod world;
 
-pub use world::{run, Outcome};
+pub use failure::Failure;
+pub use trace::TraceMode;
+pub use world::{run_seed, Outcome};

@@ -1,11 +1,23 @@
 //! The one-line-per-event trace, and its hash (same seed, same hash).
 
 use std::fmt::{self, Write as _};
+use std::io::Write as _;
 
 use ebb_core::Time;
 
-/// Where trace lines go: printed (`--trace`), hashed, both, or nowhere.
-#[derive(Debug, Default)]
+/// What to do with a run's trace lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceMode {
+    /// Nothing: lines are not even formatted (sweeps).
+    Off,
+    /// Hash every line (FNV-1a), for determinism checks.
+    Hash,
+    /// Print every line to stdout, and hash it.
+    Print,
+}
+
+/// Where trace lines go.
+#[derive(Debug)]
 pub struct Trace {
     print: bool,
     hash: Option<u64>,
@@ -16,18 +28,18 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
 impl Trace {
-    /// A trace that prints each line when `print`, and hashes when `hash`.
-    pub fn new(print: bool, hash: bool) -> Trace {
+    /// A trace that does what `mode` says.
+    pub fn new(mode: TraceMode) -> Trace {
         Trace {
-            print,
-            hash: hash.then_some(FNV_OFFSET),
+            print: mode == TraceMode::Print,
+            hash: (mode != TraceMode::Off).then_some(FNV_OFFSET),
             line: String::new(),
         }
     }
 
     /// Whether lines are wanted at all (formatting is skipped otherwise).
     pub fn on(&self) -> bool {
-        self.print || self.hash.is_some()
+        self.hash.is_some()
     }
 
     /// Records one line: the virtual time in microseconds, then `what`.
@@ -41,7 +53,8 @@ impl Trace {
             }
         }
         if self.print {
-            println!("{}", self.line);
+            // A closed pipe (`| head`) is not the run's failure.
+            let _ = writeln!(std::io::stdout().lock(), "{}", self.line);
         }
     }
 
@@ -51,7 +64,8 @@ impl Trace {
     }
 }
 
-/// Records a trace line if tracing is on: `trace!(world, "fmt", args...)`.
+/// Records a trace line if tracing is on: `trace!(env, "fmt", args...)`,
+/// where `env` has `trace` and `now` fields (an [`Env`](crate::env::Env)).
 #[macro_export]
 macro_rules! trace {
     ($w:expr, $($arg:tt)*) => {

@@ -1,68 +1,40 @@
-//! The world: a virtual clock that jumps to the next timed event, the event
-//! queue, and the run loop that interleaves world events with core's own
-//! deadline.
+//! The world: core and the parts around it — kernel, driver, clients,
+//! application, checker — and the run loop that moves the virtual clock to
+//! the next timed event or core deadline, whichever is first.
+//!
+//! The parts do not call each other. The kernel queues [`Notice`]s, the
+//! driver queues core's events; after each step's own event the world hands
+//! both out until neither has anything left, then the checker judges the
+//! step.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use ebb_core::{ConnId, DrainReport, Event, Phase, RequestId, Server, Time};
+use ebb_core::{DrainReport, Event, RequestId, Server, Time};
 
-use crate::check::Ledger;
-use crate::client::{Client, Kind, Wake};
-use crate::kernel::{Dir, KConn};
+use crate::app::App;
+use crate::check::Checker;
+use crate::client::Clients;
+use crate::driver::{Cause, DriverModel};
+use crate::env::{Env, Ev};
+use crate::failure::Failure;
+use crate::kernel::{Kernel, NetStats, Notice};
 use crate::knobs::Knobs;
-use crate::rng::Rng;
 use crate::trace;
-use crate::trace::Trace;
-
-/// Something that happens at a point in virtual time.
-#[derive(Clone, Copy, Debug)]
-pub enum Ev {
-    /// A client (re)connects.
-    ClientStart(usize),
-    /// A client's own timer, for its connection `k`.
-    ClientWake(usize, usize, Wake),
-    /// A slow client reads connection `k`.
-    ClientRead(usize, usize),
-    /// The next segment of a direction of connection `k` arrives.
-    Arrive(usize, Dir),
-    /// The listener is readable: the driver accepts what is queued.
-    AcceptReady,
-    /// The application answers.
-    AppAnswer(RequestId),
-    /// SIGTERM.
-    Terminate,
-}
-
-/// Which core input produced an event (so closes can be attributed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
-    Accept,
-    Recv,
-    Eof,
-    Aborted,
-    Sent,
-    Response,
-    Terminate,
-    BacklogEmpty,
-    Timeout,
-}
+use crate::trace::{Trace, TraceMode};
 
 /// Counters reported at the end of a run.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
-    /// Requests whose client read a complete application response.
+    /// Requests whose client read a complete answer.
     pub answered: u64,
+    /// Of `answered`: requests the application failed, answered by core's 500.
+    pub faulted: u64,
     /// Requests rejected by core with a 4xx/5xx.
     pub rejected: u64,
     /// Requests handed to the application.
     pub handed: u64,
-    /// Connections made (accepted into the backlog).
-    pub connections: u64,
-    /// Connections refused (backlog full, or listener closed).
-    pub refused: u64,
-    /// Connections reset in the backlog when the listener closed.
-    pub backlog_reset: u64,
+    /// What the kernel counted: connections, refusals, backlog resets.
+    pub net: NetStats,
     /// Responses lost for reasons the properties allow (deadline, timeouts).
     pub allowed_losses: u64,
     /// World steps taken.
@@ -74,149 +46,75 @@ pub struct Stats {
 pub struct Outcome {
     pub knobs: Knobs,
     /// The first property violated, if any.
-    pub failure: Option<String>,
+    pub failure: Option<Failure>,
     pub stats: Stats,
     /// The drain report core emitted.
     pub report: Option<DrainReport>,
     /// Virtual time simulated.
     pub virtual_time: Duration,
-    /// FNV-1a of the trace, when hashing was asked for.
+    /// FNV-1a of the trace, unless tracing was off.
     pub trace_hash: Option<u64>,
 }
 
-/// State captured before a top-level step, for the checks after it.
-#[derive(Clone, Copy, Debug)]
-pub struct StepStart {
-    pub phase: Phase,
-    pub active: usize,
-    pub top: Option<Cause>,
-    pub exited: bool,
-}
-
-pub struct World {
-    pub now: Time,
-    pub rng: Rng,
-    pub knobs: Knobs,
-    pub server: Server,
-    queue: BTreeMap<(Time, u64), Ev>,
-    seq: u64,
-    pub conns: Vec<KConn>,
-    pub by_id: BTreeMap<ConnId, usize>,
-    pub backlog: VecDeque<usize>,
-    pub listener_open: bool,
-    pub accept_scheduled: bool,
-    pub clients: Vec<Client>,
-    /// Core events drained after each input, carried out in order.
-    pub pending: VecDeque<(Event, Cause)>,
-    /// The input whose event is being carried out.
-    pub cause: Cause,
-    pub exited: Option<DrainReport>,
-    pub terminates: u32,
-    pub ledger: Ledger,
-    pub trace: Trace,
-    pub failure: Option<String>,
-    pub stats: Stats,
-    pub step: u64,
-    pub step_start: StepStart,
-    /// Core inputs made so far.
-    pub inputs: u64,
-}
-
-/// Runs one seed. `print` prints the trace; `hash` hashes it.
-pub fn run(seed: u64, print: bool, hash: bool) -> Outcome {
+/// Runs one seed: derives its knobs, builds its world, runs it to the end
+/// and judges it. A panic (in core, or in the world) is a safety failure of
+/// the seed, not of the whole run.
+pub fn run_seed(seed: u64, mode: TraceMode) -> Outcome {
     let knobs = Knobs::from_seed(seed);
-    let mut w = World::new(knobs, Trace::new(print, hash));
-    w.run();
-    Outcome {
-        knobs: w.knobs.clone(),
-        failure: w.failure.clone(),
-        stats: w.stats.clone(),
-        report: w.exited.clone(),
-        virtual_time: w.now.since_epoch(),
-        trace_hash: w.trace.hash(),
-    }
+    let world = World::new(knobs.clone(), Trace::new(mode));
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run())).unwrap_or_else(
+        |payload| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Outcome {
+                knobs,
+                failure: Some(Failure::Safety(format!("panicked: {what}"))),
+                stats: Stats::default(),
+                report: None,
+                virtual_time: Duration::ZERO,
+                trace_hash: None,
+            }
+        },
+    )
+}
+
+struct World {
+    env: Env,
+    knobs: Knobs,
+    core: Server,
+    kernel: Kernel,
+    driver: DriverModel,
+    clients: Clients,
+    app: App,
+    checker: Checker,
 }
 
 impl World {
     fn new(knobs: Knobs, trace: Trace) -> World {
-        let mut rng = Rng::new(knobs.seed);
-        let server = Server::new(knobs.config.clone());
-        let clients = (0..knobs.clients)
-            .map(|_| {
-                let kind = Kind::ALL[rng.weighted(&knobs.weights).unwrap_or(0)];
-                Client::new(kind, &mut rng, &knobs)
-            })
-            .collect();
+        let mut env = Env::new(knobs.seed, trace);
+        let clients = Clients::new(&knobs, &mut env.rng);
         World {
-            now: Time::ZERO,
-            rng,
-            knobs,
-            server,
-            queue: BTreeMap::new(),
-            seq: 0,
-            conns: Vec::new(),
-            by_id: BTreeMap::new(),
-            backlog: VecDeque::new(),
-            listener_open: true,
-            accept_scheduled: false,
+            core: Server::new(knobs.config.clone()),
+            kernel: Kernel::new(&knobs),
+            driver: DriverModel::new(knobs.read_buf),
+            app: App::new(&knobs),
+            checker: Checker::new(knobs.config.clone()),
             clients,
-            pending: VecDeque::new(),
-            cause: Cause::Timeout,
-            exited: None,
-            terminates: 0,
-            ledger: Ledger::default(),
-            trace,
-            failure: None,
-            stats: Stats::default(),
-            step: 0,
-            step_start: StepStart {
-                phase: Phase::Serving,
-                active: 0,
-                top: None,
-                exited: false,
-            },
-            inputs: 0,
+            knobs,
+            env,
         }
     }
 
-    /// Schedules `ev` at `at` (never before now).
-    pub fn at(&mut self, at: Time, ev: Ev) {
-        self.seq += 1;
-        self.queue.insert((at.max(self.now), self.seq), ev);
-    }
-
-    /// Schedules `ev` after `d`.
-    pub fn after(&mut self, d: Duration, ev: Ev) {
-        self.at(self.now + d, ev);
-    }
-
-    /// Records the first property violation; the run stops after this step.
-    pub fn fail(&mut self, what: String) {
-        trace!(self, "FAIL {what}");
-        if self.failure.is_none() {
-            self.failure = Some(format!("at {:?} (step {}): {what}", self.now, self.step));
+    fn run(mut self) -> Outcome {
+        if self.env.trace.on() {
+            for line in self.knobs.to_string().lines() {
+                trace!(self.env, "knob {}", line.trim_start());
+            }
         }
-    }
-
-    fn run(&mut self) {
-        trace!(self, "knobs {}", self.knobs);
-        let rush_from = self
-            .knobs
-            .terminate_at
-            .saturating_sub(Duration::from_millis(20));
-        let rush_span = Duration::from_millis(25) + self.knobs.config.pre_stop;
-        for c in 0..self.clients.len() {
-            let at = if self.rng.percent(self.knobs.rush_percent) {
-                rush_from + self.rng.upto(rush_span)
-            } else {
-                self.rng.upto(self.knobs.arrival_span)
-            };
-            self.at(Time::from_duration(at), Ev::ClientStart(c));
-        }
-        self.at(Time::from_duration(self.knobs.terminate_at), Ev::Terminate);
-        if let Some(t) = self.knobs.second_terminate_at {
-            self.at(Time::from_duration(t), Ev::Terminate);
-        }
+        self.schedule_arrivals_and_signals();
         let c = &self.knobs.config;
         // Liveness bound: the server must have exited, and the world gone
         // quiet, well within this.
@@ -224,78 +122,291 @@ impl World {
             self.knobs.terminate_at + c.pre_stop + c.drain_timeout + Duration::from_secs(60),
         );
         let mut same_time_steps = 0u32;
-        while self.failure.is_none() {
-            let ev_at = self.queue.first_key_value().map(|(k, _)| k.0);
-            let core_at = if self.exited.is_none() {
-                self.server.poll_timeout()
-            } else {
-                None
-            };
-            let (t, core_first) = match (ev_at, core_at) {
-                (None, None) => break,
-                (Some(e), Some(c)) if c <= e => (c, true),
-                (None, Some(c)) => (c, true),
-                (Some(e), _) => (e, false),
+        while !self.env.failed() {
+            let Some((t, core_first)) = self.next_step() else {
+                break;
             };
             if t > bound {
                 break;
             }
-            if t <= self.now {
+            if t > self.env.now {
+                same_time_steps = 0;
+            } else {
                 same_time_steps += 1;
                 if same_time_steps > 100_000 {
-                    self.fail(format!(
-                        "no progress: 100000 steps at one instant (core deadline {core_at:?})"
+                    self.env.fail(Failure::Liveness(
+                        "no progress: 100000 steps at one instant".into(),
                     ));
                     break;
                 }
-            } else {
-                same_time_steps = 0;
             }
-            self.now = self.now.max(t);
-            self.step += 1;
-            self.step_start = StepStart {
-                phase: self.server.phase(),
-                active: self.server.active_requests(),
-                top: None,
-                exited: self.exited.is_some(),
-            };
-            let inputs = self.inputs;
-            if core_first {
-                self.step_start.top = Some(Cause::Timeout);
-                trace!(self, "core timeout");
-                self.input(Cause::Timeout, |s, now| s.handle_timeout(now));
-            } else {
-                let (_, ev) = self.queue.pop_first().expect("peeked above");
-                self.world_event(ev);
-            }
-            // Only the step's own input (terminate, or the end of PreStop)
-            // can begin the drain; no recv has happened since.
-            self.note_drain_start(self.step_start.phase);
-            self.run_pending();
-            // A step that made no core input (a refused connect, a client's
-            // timer) cannot change what the checks look at.
-            if self.inputs != inputs {
-                self.check_step();
-            }
+            self.step(t, core_first);
         }
-        self.stats.steps = self.step;
-        self.check_end();
+        let World {
+            env,
+            core,
+            kernel,
+            driver,
+            clients,
+            checker,
+            ..
+        } = &mut self;
+        checker.check_end(core, driver, clients, kernel, env);
+        self.outcome()
+    }
+
+    /// When the next step happens, and whether it is core's deadline (which
+    /// goes first at a tie) rather than a world event.
+    fn next_step(&self) -> Option<(Time, bool)> {
+        let ev_at = self.env.next_at();
+        let core_at = match self.driver.exit() {
+            None => self.core.poll_timeout(),
+            Some(_) => None,
+        };
+        match (ev_at, core_at) {
+            (None, None) => None,
+            (Some(e), Some(c)) if c <= e => Some((c, true)),
+            (None, Some(c)) => Some((c, true)),
+            (Some(e), _) => Some((e, false)),
+        }
+    }
+
+    /// One step at `t`: core's deadline or the next world event, then
+    /// everything it sets off, then the checks.
+    fn step(&mut self, t: Time, core_first: bool) {
+        self.env.now = self.env.now.max(t);
+        self.env.step += 1;
+        self.checker.begin_step(&self.core);
+        let inputs = self.driver.inputs();
+        if core_first {
+            trace!(self.env, "core timeout");
+            self.input(Cause::Timeout, |s, now| s.handle_timeout(now));
+        } else if let Some(ev) = self.env.pop() {
+            self.world_event(ev);
+        }
+        self.settle();
+        // A step that made no core input (a refused connect, a client's
+        // timer) cannot change what the step checks look at.
+        if self.driver.inputs() != inputs {
+            let World {
+                env,
+                core,
+                kernel,
+                driver,
+                checker,
+                ..
+            } = self;
+            checker.check_step(core, driver, kernel, env);
+        }
+    }
+
+    /// What the run came to.
+    fn outcome(self) -> Outcome {
+        let (answered, faulted) = self.clients.answered();
+        Outcome {
+            failure: self.env.failure().cloned(),
+            stats: Stats {
+                answered,
+                faulted,
+                rejected: self.clients.rejected(),
+                handed: self.app.handed(),
+                net: self.kernel.stats(),
+                allowed_losses: self.checker.allowed_losses(),
+                steps: self.env.step,
+            },
+            report: self.driver.exit().cloned(),
+            virtual_time: self.env.now.since_epoch(),
+            trace_hash: self.env.trace.hash(),
+            knobs: self.knobs,
+        }
+    }
+
+    /// Clients arrive spread over the arrival span, some in a rush around
+    /// the terminate (so the backlog is full when the drain begins); the
+    /// signals come when the knobs say.
+    fn schedule_arrivals_and_signals(&mut self) {
+        let k = &self.knobs;
+        let rush_from = k.terminate_at.saturating_sub(Duration::from_millis(20));
+        let rush_span = Duration::from_millis(25) + k.config.pre_stop;
+        for c in 0..self.clients.len() {
+            let at = if self.env.rng.percent(k.rush_percent) {
+                rush_from + self.env.rng.upto(rush_span)
+            } else {
+                self.env.rng.upto(k.arrival_span)
+            };
+            self.env.at(Time::from_duration(at), Ev::ClientStart(c));
+        }
+        self.env
+            .at(Time::from_duration(k.terminate_at), Ev::Terminate);
+        if let Some(t) = k.second_terminate_at {
+            self.env.at(Time::from_duration(t), Ev::Terminate);
+        }
+    }
+
+    /// One core input, through the driver.
+    fn input(&mut self, cause: Cause, f: impl FnOnce(&mut Server, Time)) {
+        self.driver
+            .input(&mut self.core, &mut self.checker, &mut self.env, cause, f);
     }
 
     fn world_event(&mut self, ev: Ev) {
+        let World {
+            env,
+            core,
+            kernel,
+            driver,
+            clients,
+            checker,
+            ..
+        } = self;
         match ev {
-            Ev::ClientStart(c) => self.client_start(c),
-            Ev::ClientWake(c, k, wake) => self.client_wake(c, k, wake),
-            Ev::ClientRead(c, k) => self.client_read(c, k),
-            Ev::Arrive(k, dir) => self.on_arrive(k, dir),
-            Ev::AcceptReady => self.accept_ready(),
+            Ev::ClientStart(c) => {
+                if let Some(k) = clients.get(c).start(kernel, env) {
+                    checker.on_connect(k);
+                }
+            }
+            Ev::ClientWake(c, k, wake) => clients.get(c).wake(k, wake, kernel, env),
+            Ev::ClientRead(c, k) => clients.get(c).read(k, kernel, checker, env),
+            Ev::Arrive(k, dir) => kernel.arrive(k, dir, env),
+            Ev::AcceptReady => {
+                if kernel.listener_woke() {
+                    driver.accept_all(core, kernel, checker, env);
+                }
+            }
             Ev::AppAnswer(id) => self.app_answer(id),
             Ev::Terminate => {
-                self.terminates += 1;
-                self.step_start.top = Some(Cause::Terminate);
-                trace!(self, "signal terminate #{}", self.terminates);
+                let n = checker.on_terminate();
+                trace!(env, "signal terminate #{n}");
                 self.input(Cause::Terminate, |s, now| s.handle_terminate(now));
             }
+        }
+    }
+
+    /// Hands out what the kernel has to tell and what core asked the driver
+    /// to do, until neither has anything left.
+    fn settle(&mut self) {
+        loop {
+            if let Some(notice) = self.kernel.pop_notice() {
+                self.notice(notice);
+            } else if let Some((ev, cause)) = self.driver.pop_event() {
+                self.carry_out(ev, cause);
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        let World {
+            env,
+            core,
+            kernel,
+            driver,
+            clients,
+            checker,
+            ..
+        } = self;
+        match notice {
+            Notice::ServerReadable(k) => driver.read(k, core, kernel, checker, env),
+            Notice::ServerWritable(k) => driver.write(k, core, kernel, checker, env),
+            Notice::ServerReset(k) => driver.aborted(k, core, checker, env),
+            Notice::ClientReadable(c, k) => clients.get(c).readable(k, kernel, checker, env),
+            Notice::ClientWritable(c, k) => clients.get(c).writable(k, kernel, env),
+            Notice::ClientReset(c, k, destroyed) => {
+                checker.reset_reached(k, kernel, env);
+                clients.get(c).reset(k, destroyed, kernel, checker, env);
+            }
+        }
+    }
+
+    /// Carries out one of core's events.
+    fn carry_out(&mut self, ev: Event, cause: Cause) {
+        trace!(self.env, "core event {ev:?} (from {cause:?})");
+        if self.driver.exit().is_some() {
+            return self.env.fail(Failure::Safety(format!(
+                "S6: event {ev:?} carried out after Exit"
+            )));
+        }
+        let World {
+            env,
+            core,
+            kernel,
+            driver,
+            checker,
+            ..
+        } = self;
+        match ev {
+            Event::Request(id) => self.app_request(id),
+            Event::Exit(report) => {
+                trace!(env, "exit report: {report}");
+                checker.check_exit(&report, core, env);
+                driver.exited(report);
+            }
+            other => driver.carry_out(other, cause, core, kernel, checker, env),
+        }
+    }
+
+    /// `Event::Request`: the application takes the request; the checker
+    /// records it as handed; the answer comes now or later.
+    fn app_request(&mut self, id: RequestId) {
+        let World {
+            env,
+            core,
+            kernel,
+            driver,
+            clients,
+            app,
+            checker,
+            ..
+        } = self;
+        let Some(k) = driver.conn_of(id.conn()) else {
+            return env.fail(Failure::Safety(format!(
+                "driver contract: Request {id:?} on a connection the driver closed"
+            )));
+        };
+        let Some(req) = core.request(id) else {
+            return env.fail(Failure::Safety(format!(
+                "driver contract: Request {id:?} that core cannot show"
+            )));
+        };
+        let Some(got) = app.receive(id, k, kernel.client_of(k), req, clients, env) else {
+            return;
+        };
+        if !checker.on_handed(k, id, &got, env) {
+            return;
+        }
+        if got.fault.is_some() {
+            clients.app_fails(got.client, got.no, got.attempt);
+        }
+        match got.delay {
+            None => self.app_answer(id),
+            Some(d) => env.after(d, Ev::AppAnswer(id)),
+        }
+    }
+
+    /// The application answers `id`; `handle_response` must return what the
+    /// answer calls for (an invalid one is refused, and core answers 500).
+    fn app_answer(&mut self, id: RequestId) {
+        let Some(answer) = self.app.answer(id, &mut self.env) else {
+            return;
+        };
+        let live = self.core.request(id).is_some();
+        let World {
+            env,
+            core,
+            driver,
+            checker,
+            ..
+        } = self;
+        let Some(result) = driver.respond(id, &answer, core, checker, env) else {
+            return;
+        };
+        let want = answer.expected(live);
+        if result != want {
+            env.fail(Failure::Safety(format!(
+                "app contract: handle_response for {} ({:?}, live {live}) returned {result:?}, not {want:?}",
+                answer.token, answer.fault
+            )));
         }
     }
 }

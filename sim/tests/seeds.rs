@@ -1,6 +1,6 @@
 //! A fixed set of seeds, and determinism.
 
-use ebb_sim::run;
+use ebb_sim::{run_seed, TraceMode};
 
 /// A fixed run of seeds: every kind of client, drain and signal timing occurs
 /// among them, and seeds 654 and 795 (which caught a connection paused behind
@@ -12,7 +12,7 @@ const SEEDS: std::ops::Range<u64> = 600..1900;
 fn fixed_seeds_hold_every_property() {
     let mut failures = Vec::new();
     for seed in SEEDS {
-        if let Some(why) = run(seed, false, false).failure {
+        if let Some(why) = run_seed(seed, TraceMode::Off).failure {
             failures.push(format!("seed {seed}: {why}"));
         }
     }
@@ -21,16 +21,17 @@ fn fixed_seeds_hold_every_property() {
 
 #[test]
 fn same_seed_same_trace_hash() {
+    let hash = |seed| {
+        run_seed(seed, TraceMode::Hash)
+            .trace_hash
+            .expect("hashing was asked for")
+    };
     for seed in [3, 17] {
-        let a = run(seed, false, true)
-            .trace_hash
-            .expect("hashing was asked for");
-        let b = run(seed, false, true)
-            .trace_hash
-            .expect("hashing was asked for");
-        assert_eq!(a, b, "seed {seed} is not deterministic");
+        assert_eq!(hash(seed), hash(seed), "seed {seed} is not deterministic");
     }
-    let a = run(3, false, true).trace_hash;
-    let b = run(4, false, true).trace_hash;
-    assert_ne!(a, b, "different seeds should not give the same trace");
+    assert_ne!(
+        hash(3),
+        hash(4),
+        "different seeds should not give the same trace"
+    );
 }

@@ -1,0 +1,105 @@
+//! What every part of the world shares: the virtual clock, the one source of
+//! randomness, the queue of timed events, the trace, and the first failure.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ebb_core::{RequestId, Time};
+
+use crate::client::Wake;
+use crate::failure::Failure;
+use crate::kernel::Dir;
+use crate::rng::Rng;
+use crate::trace;
+use crate::trace::Trace;
+
+/// Something that happens at a point in virtual time.
+#[derive(Clone, Copy, Debug)]
+pub enum Ev {
+    /// A client (re)connects.
+    ClientStart(usize),
+    /// A client's own timer, for its connection `k`.
+    ClientWake(usize, usize, Wake),
+    /// A slow client reads connection `k`.
+    ClientRead(usize, usize),
+    /// The next segment of a direction of connection `k` arrives.
+    Arrive(usize, Dir),
+    /// The listener is readable: the driver accepts what is queued.
+    AcceptReady,
+    /// The application answers.
+    AppAnswer(RequestId),
+    /// SIGTERM.
+    Terminate,
+}
+
+/// The shared clock, randomness, event queue, trace and failure.
+pub struct Env {
+    /// Virtual time; it only moves forward, to the next event or deadline.
+    pub now: Time,
+    /// World steps taken (one event or core deadline each).
+    pub step: u64,
+    /// Every random choice of the run.
+    pub rng: Rng,
+    /// Trace lines (see [`trace!`](crate::trace!)).
+    pub trace: Trace,
+    queue: BTreeMap<(Time, u64), Ev>,
+    seq: u64,
+    failure: Option<Failure>,
+}
+
+impl Env {
+    /// A world at time zero whose choices all come from `seed`.
+    pub fn new(seed: u64, trace: Trace) -> Env {
+        Env {
+            now: Time::ZERO,
+            step: 0,
+            rng: Rng::new(seed),
+            trace,
+            queue: BTreeMap::new(),
+            seq: 0,
+            failure: None,
+        }
+    }
+
+    /// Schedules `ev` at `at` (never before now). Events at one instant run
+    /// in the order they were scheduled.
+    pub fn at(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), ev);
+    }
+
+    /// Schedules `ev` after `d`.
+    pub fn after(&mut self, d: Duration, ev: Ev) {
+        self.at(self.now + d, ev);
+    }
+
+    /// When the next scheduled event is due.
+    pub fn next_at(&self) -> Option<Time> {
+        self.queue.first_key_value().map(|(k, _)| k.0)
+    }
+
+    /// Takes the next scheduled event.
+    pub fn pop(&mut self) -> Option<Ev> {
+        self.queue.pop_first().map(|(_, ev)| ev)
+    }
+
+    /// Records a property violation; the first one is kept, with the time
+    /// and step, and the run stops after this step.
+    pub fn fail(&mut self, failure: Failure) {
+        trace!(self, "FAIL {failure}");
+        if self.failure.is_none() {
+            let at = format!("at {:?} (step {})", self.now, self.step);
+            self.failure = Some(failure.located(&at));
+        }
+    }
+
+    /// Whether a property has been violated.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The first violation, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+}
