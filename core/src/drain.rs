@@ -16,6 +16,16 @@ use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
 
+/// What becomes of the connections queued in the listen backlog when the
+/// drain begins.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Backlog {
+    /// Accept them all, then close the listener (a terminate).
+    Drain,
+    /// Close the listener at once: they belong to the successor (a hand-off).
+    LeaveToSuccessor,
+}
+
 impl Server {
     /// Input: the process was told to stop (SIGTERM, or the embedding program).
     ///
@@ -25,7 +35,7 @@ impl Server {
         let now = self.advance(now);
         match self.lifecycle {
             Lifecycle::Serving if self.config.pre_stop.is_zero() => {
-                self.start_draining(DrainReport::new(now), now)
+                self.start_draining(DrainReport::new(now), Backlog::Drain, now)
             }
             Lifecycle::Serving => {
                 self.lifecycle = Lifecycle::PreStop {
@@ -43,6 +53,37 @@ impl Server {
                 self.force_exit(now, Forced::SecondTerminate);
             }
             Lifecycle::Draining(_) => self.force_exit(now, Forced::SecondTerminate),
+            Lifecycle::Exited => {}
+        }
+        self.finish_input();
+    }
+
+    /// Input: the listening socket now belongs to a successor process that
+    /// serves it (a hot upgrade, or a service manager taking it back). The
+    /// drain begins at once, without PreStop and without draining the
+    /// backlog: what is queued there is the successor's. Core answers with
+    /// [`Event::CloseListener`] — close this process's copy, and never shut
+    /// the socket down, which would stop it for the successor too — then
+    /// drains its own connections as after a terminate. During a drain the
+    /// listener closes now, and the rest of the backlog is left to the
+    /// successor. A later terminate forces the exit as usual.
+    pub fn handle_handoff(&mut self, now: Time) {
+        let now = self.advance(now);
+        match self.lifecycle {
+            Lifecycle::Serving => {
+                let mut report = DrainReport::new(now);
+                report.handed_off = true;
+                self.start_draining(report, Backlog::LeaveToSuccessor, now);
+            }
+            Lifecycle::PreStop { .. } => {
+                let mut report = self.take_pre_stop_report();
+                report.handed_off = true;
+                self.start_draining(report, Backlog::LeaveToSuccessor, now);
+            }
+            Lifecycle::Draining(ref mut drain) => {
+                drain.report.handed_off = true;
+                self.close_listener(now);
+            }
             Lifecycle::Exited => {}
         }
         self.finish_input();
@@ -69,13 +110,16 @@ impl Server {
     }
 
     /// Begins the drain proper, with what `report` has recorded so far.
-    fn start_draining(&mut self, mut report: DrainReport, now: Time) {
+    fn start_draining(&mut self, mut report: DrainReport, backlog: Backlog, now: Time) {
         report.draining_at = Some(now);
         self.lifecycle = Lifecycle::Draining(Drain {
             deadline: now + self.config.drain_timeout,
             report,
         });
-        self.events.push_back(Event::DrainBacklog);
+        match backlog {
+            Backlog::Drain => self.events.push_back(Event::DrainBacklog),
+            Backlog::LeaveToSuccessor => self.close_listener(now),
+        }
         for (_, conn) in self.conns.iter_mut() {
             conn.received_before_drain = Some(conn.received);
         }
@@ -156,7 +200,7 @@ impl Server {
         match self.lifecycle {
             Lifecycle::PreStop { until, .. } if until <= now => {
                 let report = self.take_pre_stop_report();
-                self.start_draining(report, now);
+                self.start_draining(report, Backlog::Drain, now);
             }
             // Work that ended at the deadline's very instant was not cut.
             Lifecycle::Draining(Drain { deadline, .. })

@@ -31,6 +31,9 @@ pub struct DrainReport {
     pub exited_at: Time,
     /// Why exit came before the work was done, if it did.
     pub forced: Option<Forced>,
+    /// The listener was handed to a successor (a hot upgrade): its backlog
+    /// was left to the successor, not drained.
+    pub handed_off: bool,
     /// Connections accepted from the backlog once the drain began.
     pub backlog_accepted: u64,
     /// Connections accepted during the drain that sent nothing within
@@ -60,6 +63,7 @@ impl DrainReport {
             listener_closed_at: None,
             exited_at: terminated_at,
             forced: None,
+            handed_off: false,
             backlog_accepted: 0,
             silent_closed: 0,
             idle_closed: 0,
@@ -96,6 +100,7 @@ impl DrainReport {
         self.listener_closed_at = self.listener_closed_at.max(other.listener_closed_at);
         self.exited_at = self.exited_at.max(other.exited_at);
         self.forced = self.forced.or(other.forced);
+        self.handed_off |= other.handed_off;
         self.backlog_accepted += other.backlog_accepted;
         self.silent_closed += other.silent_closed;
         self.idle_closed += other.idle_closed;
@@ -142,13 +147,18 @@ impl fmt::Display for DrainReport {
         };
         write!(
             f,
-            "drain {} in {}ms: draining at {}, listener closed at {}, backlog accepted {}, \
+            "drain {}{} in {}ms: draining at {}, listener closed at {}, backlog accepted {}, \
              silent closed {}, idle closed {}, completed {}, rejected {}, cut {}, \
              reset-risk closes {}",
             match self.forced {
                 None => "complete",
                 Some(Forced::Deadline) => "forced by deadline",
                 Some(Forced::SecondTerminate) => "forced by second terminate",
+            },
+            if self.handed_off {
+                " after hand-off"
+            } else {
+                ""
             },
             self.total().as_millis(),
             ms(self.draining_at),

@@ -526,3 +526,39 @@ fn a_rejection_in_the_drain_counts_as_rejected_not_completed() {
         (0, 1)
     );
 }
+
+#[test]
+fn a_hand_off_closes_the_listener_at_once_and_leaves_the_backlog() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.server.handle_handoff(h.now);
+    h.pump();
+    assert!(h.listener_closed, "the listener closes without draining");
+    assert!(!h.log.contains(&Event::DrainBacklog));
+    assert!(
+        matches!(h.server.phase(), Phase::Draining { .. }),
+        "no pre-stop"
+    );
+    h.respond(c, 200, b"ok");
+    assert!(h.output(c).contains("Connection: close"));
+    h.eof(c);
+    let report = h.exit.expect("exit once its own connections are done");
+    assert!(report.handed_off);
+    assert_eq!((report.backlog_accepted, report.requests_completed), (0, 1));
+    assert_eq!(report.listener_closed_at, Some(Time::ZERO));
+}
+
+#[test]
+fn a_hand_off_during_the_drain_closes_the_listener_now() {
+    let mut h = draining();
+    h.terminate();
+    assert!(!h.listener_closed);
+    h.server.handle_handoff(h.now);
+    h.pump();
+    assert!(h.listener_closed && h.exited());
+    assert!(h.exit.unwrap().handed_off);
+}

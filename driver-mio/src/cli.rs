@@ -269,6 +269,7 @@ mod tests {
             listener_closed_at: Some(Time::ZERO),
             exited_at: Time::from_millis(2000),
             forced,
+            handed_off: false,
             backlog_accepted: 0,
             silent_closed: 0,
             idle_closed: 0,

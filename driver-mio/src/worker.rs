@@ -27,6 +27,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// One read buffer per worker, reused for every read.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Reads of unread input before a forced close (64 KiB each).
+const FORCED_CLOSE_READS: usize = 4;
 /// How long accepting pauses after EMFILE/ENFILE, unless a close comes first.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -361,6 +363,17 @@ impl<H: Handler> Worker<H> {
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("deregistering {id:?}: {e}");
         }
+        if reason.is_forced() {
+            // Closing with unread input resets the connection, which can
+            // destroy a farewell 503 before its client reads it: read what is
+            // there first (a bounded amount; the exit does not wait).
+            for _ in 0..FORCED_CLOSE_READS {
+                match conn.stream.read(&mut self.buf) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
         if let Some((_, request)) = conn.deferred {
             if reason.is_forced() {
                 log::warn!("request cut, unanswered ({reason}): {request}");
@@ -402,11 +415,22 @@ impl<H: Handler> Worker<H> {
                     ) => {}
                 Err(e) => {
                     // EMFILE/ENFILE (or worse): the connection stays queued;
-                    // retrying now would spin.
+                    // retrying now would spin. Out of descriptors, core makes
+                    // room by closing the longest-idle keep-alive connections
+                    // (the caller pumps the events); each close resumes
+                    // accepting.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let freeing = if out_of_fds {
+                        self.server.handle_fd_pressure(self.now())
+                    } else {
+                        0
+                    };
                     if !self.accept_failing {
                         self.accept_failing = true;
-                        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                            log::warn!("accept paused until a connection closes: {e}");
+                        if out_of_fds {
+                            log::warn!(
+                                "accept paused until a connection closes ({e}); closing {freeing} idle connections to make room"
+                            );
                         } else {
                             log::error!("accept failed, pausing: {e}");
                         }
