@@ -37,6 +37,7 @@ pub struct Builder {
     signals: bool,
     config: Config,
     shutdown: ShutdownHandle,
+    observing: crate::observer::Observing,
 }
 
 impl Default for Builder {
@@ -59,6 +60,7 @@ impl Builder {
             signals: true,
             config: Config::default(),
             shutdown: ShutdownHandle::new(),
+            observing: Default::default(),
         }
     }
 
@@ -148,6 +150,26 @@ impl Builder {
         self
     }
 
+    /// Logs one line per finished request, at info level on the `log`
+    /// target [`ACCESS_LOG_TARGET`](crate::ACCESS_LOG_TARGET) (`ebb::access`),
+    /// in logfmt: see the README's "Access log". Off by default.
+    pub fn access_log(mut self, on: bool) -> Builder {
+        self.observing.access_log = on;
+        self
+    }
+
+    /// Calls `observer` on the worker thread once per finished request and
+    /// once per change of each worker's phase (see [`Observation`](crate::Observation)).
+    /// Keep it quick: the worker's loop waits for it. A panic in it is logged
+    /// and ignored.
+    pub fn observe(
+        mut self,
+        observer: impl Fn(&crate::Observation<'_>) + Send + Sync + 'static,
+    ) -> Builder {
+        self.observing.observer = Some(std::sync::Arc::new(observer));
+        self
+    }
+
     /// A handle that starts the drain from code.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
@@ -193,6 +215,7 @@ impl Builder {
             signals,
             shutdown: self.shutdown,
             handler,
+            observing: self.observing,
         })
     }
 

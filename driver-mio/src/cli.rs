@@ -29,6 +29,7 @@ usage: ebb [options]
   --pre-stop SECONDS          keep serving this long after SIGTERM while /healthz answers 503 (default 0)
   --keep-alive-timeout SECONDS  idle keep-alive connections kept this long (default 60)
   --max-body BYTES            largest request body (default 1048576)
+  --no-access-log             no access log (by default: one logfmt line per request, marked `access`)
   -v                          more log output (-vv for trace)
   -V, --version               print `ebb VERSION` and exit
   -h, --help                  this text
@@ -51,6 +52,8 @@ pub struct Args {
     pub keep_alive_timeout: Option<Duration>,
     /// Body limit, if set.
     pub max_body: Option<u64>,
+    /// One access-log line per request (on unless `--no-access-log`).
+    pub access_log: bool,
     /// 0: info, 1: debug, 2+: trace.
     pub verbosity: u8,
     /// `--help` was given.
@@ -69,6 +72,7 @@ impl Default for Args {
             pre_stop: None,
             keep_alive_timeout: None,
             max_body: None,
+            access_log: true,
             verbosity: 0,
             help: false,
             version: false,
@@ -106,6 +110,7 @@ pub fn parse(
             "--pre-stop" => args.pre_stop = Some(seconds(&name, &value()?)?),
             "--keep-alive-timeout" => args.keep_alive_timeout = Some(seconds(&name, &value()?)?),
             "--max-body" => args.max_body = Some(parse_value(&name, &value()?)?),
+            "--no-access-log" => args.access_log = false,
             "-h" | "--help" => args.help = true,
             "-V" | "--version" => args.version = true,
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
@@ -142,6 +147,7 @@ impl Args {
         let mut builder = Builder::new()
             .bind(self.bind)
             .reuse_port(self.reuse_port)
+            .access_log(self.access_log)
             .socket_activation(true);
         if let Some(workers) = self.workers {
             builder = builder.workers(workers);
@@ -235,6 +241,8 @@ mod tests {
         assert!(a.reuse_port);
         assert_eq!(a.drain_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(a.verbosity, 2);
+        assert!(a.access_log, "on unless turned off");
+        assert!(!args(&["--no-access-log"], &[]).unwrap().access_log);
     }
 
     #[test]

@@ -30,20 +30,28 @@
 // `logger.rs`) sit beside these files but are modules of the binary
 // (`bin/ebb.rs`), not of this library: they are not API an embedder should
 // build on.
+mod access_log;
 mod builder;
 mod handler;
+mod inflight;
 mod listener;
+mod observer;
 mod serve;
 mod shutdown;
 mod signals;
 mod worker;
 
+pub use access_log::ACCESS_LOG_TARGET;
 pub use builder::{Builder, DEFAULT_BACKLOG};
 // What the API above shows: request parts, the report `serve` returns (its
-// times and why it was forced), and the config.
-pub use ebb_core::{Bytes, Config, ConnId, DrainReport, Forced, Request, RequestId, Time, Version};
+// times and why it was forced), the config, and what an observer hears.
+pub use ebb_core::{
+    Bytes, CloseReason, Config, ConnId, DrainReport, Forced, Outcome, Phase, Reject, Request,
+    RequestId, Time, Version,
+};
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;
+pub use observer::{Observation, RequestEnd};
 pub use shutdown::ShutdownHandle;
 
 /// The README's examples, compiled and run as doctests so it stays true.

@@ -1,16 +1,96 @@
 //! A minimal logger for the `ebb` binary: `[seconds LEVEL] message` lines on
-//! stderr. Hand-written because a level and a timestamp are all the binary
-//! needs; env_logger would add a dependency tree for filters nobody sets.
+//! stderr, and the access log's (target [`ebb_mio::ACCESS_LOG_TARGET`]) as
+//! `access ts=… peer=… …`: logfmt, which carries its own time, marked by the
+//! bare key `access` (`grep '^access '` selects them). Hand-written because
+//! a level and a timestamp are all the binary needs; env_logger would add a
+//! dependency tree for filters nobody sets.
 
-use std::io::Write;
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use ebb_mio::ACCESS_LOG_TARGET;
 use log::{Level, Log, Metadata, Record};
+
+/// Access-log lines gathered by one thread before they are written anyway.
+const FLUSH_BYTES: usize = 16 * 1024;
 
 struct Stderr {
     start: Instant,
     level: Level,
+}
+
+/// One thread's lines not yet written, in a buffer it reuses. Access-log
+/// lines wait here until the worker flushes the logger (before it sleeps) or
+/// `FLUSH_BYTES` have gathered, so a busy worker writes many in one write;
+/// any other line is written at once, after those before it.
+struct Pending(String);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        write_out(&mut self.0);
+    }
+}
+
+thread_local! {
+    static PENDING: RefCell<Pending> = const { RefCell::new(Pending(String::new())) };
+}
+
+/// Writes `buf` to stderr in one write, and empties it.
+fn write_out(buf: &mut String) {
+    if !buf.is_empty() {
+        // Nowhere to report a failing stderr.
+        let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+        buf.clear();
+    }
+}
+
+impl Stderr {
+    /// Appends `record` as one line. Formatted by hand (the access log's
+    /// lines come here once per request): only the message goes through
+    /// `fmt`.
+    fn format(&self, buf: &mut String, record: &Record<'_>, access: bool) {
+        if access {
+            buf.push_str("access ");
+        } else {
+            self.push_prefix(buf, record.level());
+        }
+        match record.args().as_str() {
+            Some(message) => buf.push_str(message),
+            // Writing to a String cannot fail.
+            None => {
+                let _ = buf.write_fmt(*record.args());
+            }
+        }
+        buf.push('\n');
+    }
+
+    /// Appends `[seconds LEVEL] `, the seconds since start-up to the
+    /// millisecond.
+    fn push_prefix(&self, buf: &mut String, level: Level) {
+        let elapsed = self.start.elapsed();
+        let mut digits = itoa::Buffer::new();
+        let secs = digits.format(elapsed.as_secs());
+        buf.push('[');
+        for _ in secs.len()..6 {
+            buf.push(' ');
+        }
+        buf.push_str(secs);
+        buf.push('.');
+        let millis = elapsed.subsec_millis();
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            buf.push(char::from(b'0' + digit as u8));
+        }
+        buf.push(' ');
+        let level = level.as_str();
+        buf.push_str(level);
+        for _ in level.len()..5 {
+            buf.push(' ');
+        }
+        buf.push_str("] ");
+    }
 }
 
 impl Log for Stderr {
@@ -19,16 +99,36 @@ impl Log for Stderr {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let t = self.start.elapsed().as_secs_f64();
-            // One write per line, so lines from several threads do not mix.
-            let line = format!("[{t:10.3} {:5}] {}\n", record.level(), record.args());
-            // Nowhere to report a failing stderr.
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let access = record.target() == ACCESS_LOG_TARGET;
+        let buffered = PENDING.try_with(|pending| {
+            // Busy only if formatting a line logged another: that one goes
+            // out on its own.
+            let Ok(mut pending) = pending.try_borrow_mut() else {
+                return false;
+            };
+            self.format(&mut pending.0, record, access);
+            if !access || pending.0.len() >= FLUSH_BYTES {
+                write_out(&mut pending.0);
+            }
+            true
+        });
+        if buffered != Ok(true) {
+            let mut line = String::new();
+            self.format(&mut line, record, access);
+            write_out(&mut line);
         }
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        let _ = PENDING.try_with(|pending| {
+            if let Ok(mut pending) = pending.try_borrow_mut() {
+                write_out(&mut pending.0);
+            }
+        });
+    }
 }
 
 /// Installs the logger: info and above, debug with `verbosity` 1, trace with 2

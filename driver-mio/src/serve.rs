@@ -30,6 +30,8 @@ pub(crate) struct Setup<H> {
     pub(crate) signals: Option<Signals>,
     pub(crate) shutdown: ShutdownHandle,
     pub(crate) handler: H,
+    /// The access log and the observer.
+    pub(crate) observing: crate::observer::Observing,
 }
 
 /// Runs the workers until every one has exited.
@@ -57,6 +59,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             setup.shutdown.clone(),
             handler.clone(),
             start,
+            setup.observing.clone(),
         )?;
         inboxes.push(inbox);
         let done_tx = done_tx.clone();

@@ -7,20 +7,26 @@
 //! first poll and on every wake-up, before the connections that became ready
 //! in the same wake-up.
 
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::mem::discriminant;
+use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ebb_core::{
-    CloseReason, Config, ConnId, DrainReport, Event, RequestId, RespondError, Server, Time,
+    CloseReason, Config, ConnId, DrainReport, Event, Finished, Phase, RequestId, RespondError,
+    Server, Time,
 };
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
 use crate::handler::{begin_dispatch, end_dispatch, Answer, Deferred, Handler, Inbox, Responder};
+use crate::inflight::InFlight;
+use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::ShutdownHandle;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -31,11 +37,22 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 const FORCED_CLOSE_READS: usize = 4;
 /// How long accepting pauses after EMFILE/ENFILE, unless a close comes first.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Most [`InFlight`] buffers of closed connections kept for new ones.
+const SPARE_INFLIGHT: usize = 256;
+/// Access-log lines are flushed at most this often, and no later than this
+/// after they are logged: a busy worker hands the logger many lines per
+/// flush (as nginx's `access_log … flush=` does).
+const ACCESS_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// An open connection: core's id for it and its socket.
 struct Conn {
     id: ConnId,
     stream: TcpStream,
+    /// The client's address, to name its requests in the log.
+    peer: SocketAddr,
+    /// Its requests dispatched and not yet finished, while the access log or
+    /// an observer wants them (empty, and never allocated, otherwise).
+    inflight: InFlight,
     /// The request handed to the application and not yet answered, as
     /// `METHOD target`, to name it in the log if the drain cuts it.
     deferred: Option<(RequestId, Box<str>)>,
@@ -72,6 +89,18 @@ pub(crate) struct Worker<H> {
     date_second: u64,
     /// `METHOD target` of the request being dispatched.
     name: String,
+    /// The access log and the observer, if wanted.
+    observing: Observing,
+    /// The access log's line buffer.
+    access_log: AccessLog,
+    /// Access-log lines went to the logger since it was last flushed.
+    access_logged: bool,
+    /// When the logger was last flushed for the access log.
+    access_flushed_at: Instant,
+    /// [`InFlight`] buffers of closed connections, for new ones.
+    spare_inflight: Vec<InFlight>,
+    /// The phase the observer last heard of.
+    phase: Phase,
     exit: Option<DrainReport>,
 }
 
@@ -85,6 +114,7 @@ impl<H: Handler> Worker<H> {
         stops: ShutdownHandle,
         handler: Arc<H>,
         start: Instant,
+        observing: Observing,
     ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
         let poll = Poll::new()?;
         let (tx, rx) = mpsc::channel();
@@ -115,6 +145,12 @@ impl<H: Handler> Worker<H> {
             accept_failing: false,
             date_second: u64::MAX,
             name: String::new(),
+            observing,
+            access_log: AccessLog::new(start),
+            access_logged: false,
+            access_flushed_at: start,
+            spare_inflight: Vec::new(),
+            phase: Phase::Serving,
             exit: None,
         };
         Ok((worker, inbox))
@@ -161,9 +197,14 @@ impl<H: Handler> Worker<H> {
                 self.settle();
             }
             if let Some(report) = self.exit.take() {
+                self.flush_access_log(true);
                 return Ok(report);
             }
-            let timeout = self.poll_timeout();
+            let flush_in = self.flush_access_log(false);
+            let timeout = match (self.poll_timeout(), flush_in) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 // The next pass only looks at the stop requests and the clock.
@@ -212,11 +253,14 @@ impl<H: Handler> Worker<H> {
         loop {
             self.carry_out_events();
             if self.to_write.is_empty() {
-                return;
+                break;
             }
             while let Some(conn) = self.to_write.pop() {
                 self.write(conn);
             }
+        }
+        if self.observing.observer.is_some() {
+            self.observe_phase();
         }
     }
 
@@ -226,7 +270,11 @@ impl<H: Handler> Worker<H> {
                 Event::Request(id) => self.dispatch(id),
                 Event::Transmit(conn) => self.to_write.push(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
-                Event::Finished(_) => {}
+                Event::Finished(finished) => {
+                    if self.observing.tracks_requests() {
+                        self.finished(&finished);
+                    }
+                }
                 Event::Farewell(conn, bytes) => {
                     if let Some(c) = self.conn(conn) {
                         // Once, without waiting: the close follows at once.
@@ -375,11 +423,15 @@ impl<H: Handler> Worker<H> {
             }
         }
         if let Some((_, request)) = conn.deferred {
+            let from = FromPeer(Some(conn.peer));
             if reason.is_forced() {
-                log::warn!("request cut, unanswered ({reason}): {request}");
+                log::warn!("request cut, unanswered ({reason}): {request}{from}");
             } else {
-                log::debug!("request unanswered ({reason}): {request}");
+                log::debug!("request unanswered ({reason}): {request}{from}");
             }
+        }
+        if conn.inflight.worth_keeping() && self.spare_inflight.len() < SPARE_INFLIGHT {
+            self.spare_inflight.push(conn.inflight);
         }
         // A closed socket frees a descriptor: try accepting again.
         if self.accept_paused_until.is_some() {
@@ -400,7 +452,7 @@ impl<H: Handler> Worker<H> {
         }
         while let Some(listener) = &self.listener {
             match listener.accept() {
-                Ok((stream, _)) => self.accepted(stream),
+                Ok((stream, peer)) => self.accepted(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.accept_failing {
                         self.accept_failing = false;
@@ -446,7 +498,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn accepted(&mut self, mut stream: TcpStream) {
+    fn accepted(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("TCP_NODELAY: {e}");
         }
@@ -464,9 +516,16 @@ impl<H: Handler> Worker<H> {
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
+        let mut inflight = InFlight::default();
+        if self.observing.tracks_requests() {
+            inflight = self.spare_inflight.pop().unwrap_or_default();
+            inflight.reset(peer);
+        }
         self.conns[index] = Some(Conn {
             id,
             stream,
+            peer,
+            inflight,
             deferred: None,
         });
     }
@@ -484,13 +543,21 @@ impl<H: Handler> Worker<H> {
         let answer = end_dispatch();
         // The request's name, for the log; kept in a reused buffer, so naming
         // an answered request allocates nothing.
+        let (method, target) = (request.method(), request.target());
         let mut name = std::mem::take(&mut self.name);
         name.clear();
-        name.push_str(request.method());
+        name.push_str(method);
         name.push(' ');
-        name.push_str(request.target());
+        name.push_str(target);
+        if self.observing.tracks_requests() {
+            if let Some(conn) = lookup(&mut self.conns, id.conn()) {
+                let body_bytes = request.body().len() as u64;
+                conn.inflight.push(id.seq(), method, target, body_bytes);
+            }
+        }
         if result.is_err() {
-            log::error!("handler panicked on {name}; answered 500");
+            let from = self.peer_of(id.conn());
+            log::error!("handler panicked on {name}{from}; answered 500");
         }
         match answer {
             Some(answer) => self.answer(id, answer, &name),
@@ -510,7 +577,8 @@ impl<H: Handler> Worker<H> {
         let response = match answer {
             Answer::Response(response) => response,
             Answer::Failed => {
-                log::error!("handler dropped its responder for {name}; answered 500");
+                let from = self.peer_of(id.conn());
+                log::error!("handler dropped its responder for {name}{from}; answered 500");
                 return self.server.handle_app_failure(id, now);
             }
         };
@@ -526,7 +594,10 @@ impl<H: Handler> Worker<H> {
             Err(RespondError::UnknownRequest) => {
                 log::debug!("answer to {name} dropped: its connection is gone");
             }
-            Err(e) => log::error!("handler gave an invalid response to {name} ({e}); answered 500"),
+            Err(e) => {
+                let from = self.peer_of(id.conn());
+                log::error!("handler gave an invalid response to {name}{from} ({e}); answered 500");
+            }
         }
     }
 
@@ -537,6 +608,81 @@ impl<H: Handler> Worker<H> {
             .and_then(|conn| conn.deferred.take_if(|(r, _)| *r == id))
             .map_or_else(|| format!("{id:?}").into_boxed_str(), |(_, name)| name);
         self.answer(id, answer, &name);
+    }
+
+    /// ` from ADDR`, the peer of connection `id` if it is open, to name a
+    /// request in an error line. Looked up only when there is one to log.
+    fn peer_of(&mut self, id: ConnId) -> FromPeer {
+        FromPeer(self.conn(id).map(|conn| conn.peer))
+    }
+
+    /// Logs and reports a finished request: the access log's line and the
+    /// observer's [`Observation::Request`].
+    fn finished(&mut self, finished: &Finished) {
+        let Some(conn) = lookup(&mut self.conns, finished.conn) else {
+            return;
+        };
+        let (peer, name) = match finished.request {
+            Some(id) => conn.inflight.finish(id.seq()),
+            None => (conn.inflight.peer(), None),
+        };
+        if self.observing.access_log
+            && log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
+        {
+            let method_target = name.map(|(method, target, _)| (method, target));
+            let line = self.access_log.line(peer, method_target, finished);
+            log::info!(target: ACCESS_LOG_TARGET, "{line}");
+            self.access_logged = true;
+        }
+        if let Some(observer) = &self.observing.observer {
+            let end = RequestEnd::new(self.number, conn.peer, name, finished);
+            tell(observer, &Observation::Request(end));
+        }
+    }
+
+    /// Tells the observer of a change of phase since it last heard.
+    ///
+    /// Core can pass through `Draining` within one input (a drain with
+    /// nothing to wait for ends in the input that starts it), so a drain the
+    /// exit report records is told first if it was not yet.
+    fn observe_phase(&mut self) {
+        let phase = self.server.phase();
+        if discriminant(&phase) == discriminant(&self.phase) {
+            return;
+        }
+        let Some(observer) = &self.observing.observer else {
+            return;
+        };
+        let worker = self.number;
+        let was_draining = matches!(self.phase, Phase::Draining { .. });
+        if let (Phase::Exited, false, Some(report)) = (phase, was_draining, &self.exit) {
+            if let Some(draining_at) = report.draining_at {
+                let deadline = draining_at + self.server.config().drain_timeout;
+                let phase = Phase::Draining { deadline };
+                tell(observer, &Observation::Phase { worker, phase });
+            }
+        }
+        tell(observer, &Observation::Phase { worker, phase });
+        self.phase = phase;
+    }
+
+    /// Flushes the logger if access-log lines were logged since it was last
+    /// flushed and [`ACCESS_LOG_FLUSH_INTERVAL`] has passed since then (or
+    /// `now` is set); otherwise returns how soon to come back and flush. A
+    /// logger may hold lines until it is flushed (the `ebb` binary's holds the
+    /// access log's), so a busy worker writes many lines at once.
+    fn flush_access_log(&mut self, now: bool) -> Option<Duration> {
+        if !self.access_logged {
+            return None;
+        }
+        let since = self.access_flushed_at.elapsed();
+        if !now && since < ACCESS_LOG_FLUSH_INTERVAL {
+            return Some(ACCESS_LOG_FLUSH_INTERVAL - since);
+        }
+        log::logger().flush();
+        self.access_logged = false;
+        self.access_flushed_at = Instant::now();
+        None
     }
 
     /// Applies each stop request made since the last look as one terminate:
@@ -566,4 +712,23 @@ fn lookup(conns: &mut [Option<Conn>], id: ConnId) -> Option<&mut Conn> {
         .get_mut(id.index())
         .and_then(Option::as_mut)
         .filter(|c| c.id == id)
+}
+
+/// Calls the observer; a panic in it is logged, and the worker carries on.
+fn tell(observer: &crate::observer::Observer, observation: &Observation<'_>) {
+    if catch_unwind(AssertUnwindSafe(|| observer(observation))).is_err() {
+        log::error!("the observer panicked on {observation:?}");
+    }
+}
+
+/// ` from ADDR` when the peer is known, to name a request in the log.
+struct FromPeer(Option<SocketAddr>);
+
+impl fmt::Display for FromPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(peer) => write!(f, " from {peer}"),
+            None => Ok(()),
+        }
+    }
 }
