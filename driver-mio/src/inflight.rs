@@ -8,7 +8,9 @@
 //! names, matched to `Finished` events by sequence number (they come in
 //! order). The names live back to back in one `String` kept with the
 //! connection's other state and reused: remembering a request allocates
-//! nothing once the buffer has grown to fit.
+//! nothing once the buffer has grown to fit. When the queue empties, the
+//! buffer is cleared, which (unlike a truncation) reads nothing of it: on a
+//! busy worker it is rarely in the cache when the next request comes.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -18,13 +20,13 @@ use std::net::SocketAddr;
 /// first, and its peer's address as text.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    /// The peer's address (`peer_len` bytes), then each name's method and
-    /// target back to back.
+    /// The peer's address.
+    peer: String,
+    /// Each name's method and target, back to back.
     text: String,
-    peer_len: usize,
     names: VecDeque<Name>,
-    /// Bytes after the peer of the name [`finish`](Self::finish) last
-    /// returned, removed by the next call that changes the queue.
+    /// Bytes at the start of `text` of the name [`finish`](Self::finish)
+    /// last returned, removed by the next call that changes the queue.
     taken: usize,
 }
 
@@ -42,23 +44,23 @@ const KEEP_BYTES: usize = 16 * 1024;
 impl InFlight {
     /// Empties it for a new connection from `peer`.
     pub(crate) fn reset(&mut self, peer: SocketAddr) {
+        self.peer.clear();
         self.text.clear();
         self.names.clear();
         self.taken = 0;
         // Writing to a String cannot fail.
-        let _ = write!(self.text, "{peer}");
-        self.peer_len = self.text.len();
+        let _ = write!(self.peer, "{peer}");
     }
 
     /// Whether it is worth keeping for another connection: it holds a grown
     /// buffer of reasonable size.
     pub(crate) fn worth_keeping(&self) -> bool {
-        self.text.capacity() > 0 && self.text.capacity() <= KEEP_BYTES
+        self.peer.capacity() > 0 && self.text.capacity() <= KEEP_BYTES
     }
 
     /// The peer's address, as text.
     pub(crate) fn peer(&self) -> &str {
-        &self.text[..self.peer_len]
+        &self.peer
     }
 
     /// Remembers request `seq`, just dispatched.
@@ -89,13 +91,9 @@ impl InFlight {
         }
         let name = self.names.pop_front().expect("checked above");
         self.taken = name.len;
-        let method_end = self.peer_len + name.method_len;
-        let name = (
-            &self.text[self.peer_len..method_end],
-            &self.text[method_end..self.peer_len + name.len],
-            name.body_bytes,
-        );
-        (self.peer(), Some(name))
+        let (method, rest) = self.text.split_at(name.method_len);
+        let name = (method, &rest[..name.len - name.method_len], name.body_bytes);
+        (&self.peer, Some(name))
     }
 
     /// Removes the text of the name last taken.
@@ -104,9 +102,9 @@ impl InFlight {
             return;
         }
         if self.names.is_empty() {
-            self.text.truncate(self.peer_len);
+            self.text.clear();
         } else {
-            self.text.drain(self.peer_len..self.peer_len + self.taken);
+            self.text.drain(..self.taken);
         }
         self.taken = 0;
     }

@@ -6,8 +6,10 @@
 //! decision is core's; this crate only carries them out.
 //!
 //! It also holds the embedding API — [`Builder`], [`Handler`], [`Responder`],
-//! [`Response`], [`ShutdownHandle`] — and re-exports the types of `ebb-core`
-//! that API shows, so an embedder depends on this crate alone.
+//! [`Response`], [`ShutdownHandle`], and for watching the server an access
+//! log ([`Builder::access_log`]) and an observer ([`Builder::observe`],
+//! [`Observation`]) — and re-exports the types of `ebb-core` that API shows,
+//! so an embedder depends on this crate alone.
 //!
 //! ```no_run
 //! use ebb_mio::{Builder, Response};

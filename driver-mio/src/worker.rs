@@ -1,6 +1,8 @@
 //! One worker: a thread with its own mio `Poll`, its own core [`Server`] and
 //! its own listener. It maps readiness, messages and the clock onto core's
-//! inputs and core's events onto syscalls; every decision is core's.
+//! inputs and core's events onto syscalls; every decision is core's. Core's
+//! [`Finished`] events become access-log lines and observations, named with
+//! what the worker remembers of each request ([`InFlight`]).
 //!
 //! Stop requests reach a worker as a shared count (see
 //! [`crate::shutdown`]), not as messages: it applies the new ones before its
