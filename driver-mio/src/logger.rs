@@ -14,8 +14,9 @@ use std::time::Instant;
 use ebb_mio::ACCESS_LOG_TARGET;
 use log::{Level, Log, Metadata, Record};
 
-/// Access-log lines gathered by one thread before they are written anyway.
-const FLUSH_BYTES: usize = 16 * 1024;
+/// Access-log lines gathered by one thread before they are written anyway:
+/// some 25 lines, in a buffer small enough to stay in the cache.
+const FLUSH_BYTES: usize = 4 * 1024;
 
 struct Stderr {
     start: Instant,
@@ -23,9 +24,9 @@ struct Stderr {
 }
 
 /// One thread's lines not yet written, in a buffer it reuses. Access-log
-/// lines wait here until the worker flushes the logger (before it sleeps) or
-/// `FLUSH_BYTES` have gathered, so a busy worker writes many in one write;
-/// any other line is written at once, after those before it.
+/// lines wait here until the worker flushes the logger (within 50 ms)
+/// or `FLUSH_BYTES` have gathered, so a busy worker writes many in one
+/// write; any other line is written at once, after those before it.
 struct Pending(String);
 
 impl Drop for Pending {
@@ -48,9 +49,8 @@ fn write_out(buf: &mut String) {
 }
 
 impl Stderr {
-    /// Appends `record` as one line. Formatted by hand (the access log's
-    /// lines come here once per request): only the message goes through
-    /// `fmt`.
+    /// Appends `record` as one line. An access-log line (one per request)
+    /// is the message alone, copied as it is.
     fn format(&self, buf: &mut String, record: &Record<'_>, access: bool) {
         if access {
             buf.push_str("access ");
@@ -71,25 +71,9 @@ impl Stderr {
     /// millisecond.
     fn push_prefix(&self, buf: &mut String, level: Level) {
         let elapsed = self.start.elapsed();
-        let mut digits = itoa::Buffer::new();
-        let secs = digits.format(elapsed.as_secs());
-        buf.push('[');
-        for _ in secs.len()..6 {
-            buf.push(' ');
-        }
-        buf.push_str(secs);
-        buf.push('.');
-        let millis = elapsed.subsec_millis();
-        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
-            buf.push(char::from(b'0' + digit as u8));
-        }
-        buf.push(' ');
-        let level = level.as_str();
-        buf.push_str(level);
-        for _ in level.len()..5 {
-            buf.push(' ');
-        }
-        buf.push_str("] ");
+        let (secs, millis) = (elapsed.as_secs(), elapsed.subsec_millis());
+        // Writing to a String cannot fail.
+        let _ = write!(buf, "[{secs:6}.{millis:03} {level:5}] ");
     }
 }
 
