@@ -18,9 +18,11 @@ use std::net::SocketAddr;
 
 /// The requests of one connection dispatched and not yet finished, oldest
 /// first, and its peer's address as text.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InFlight {
     /// The peer's address.
+    addr: SocketAddr,
+    /// The peer's address, as text.
     peer: String,
     /// Each name's method and target, back to back.
     text: String,
@@ -38,12 +40,25 @@ struct Name {
     body_bytes: u64,
 }
 
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peer: String::new(),
+            text: String::new(),
+            names: VecDeque::new(),
+            taken: 0,
+        }
+    }
+}
+
 /// A buffer that has grown past this is not kept for another connection.
 const KEEP_BYTES: usize = 16 * 1024;
 
 impl InFlight {
     /// Empties it for a new connection from `peer`.
     pub(crate) fn reset(&mut self, peer: SocketAddr) {
+        self.addr = peer;
         self.peer.clear();
         self.text.clear();
         self.names.clear();
@@ -56,6 +71,11 @@ impl InFlight {
     /// buffer of reasonable size.
     pub(crate) fn worth_keeping(&self) -> bool {
         self.peer.capacity() > 0 && self.text.capacity() <= KEEP_BYTES
+    }
+
+    /// The peer's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The peer's address, as text.

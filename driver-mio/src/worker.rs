@@ -50,11 +50,10 @@ const ACCESS_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 struct Conn {
     id: ConnId,
     stream: TcpStream,
-    /// The client's address, to name its requests in the log.
-    peer: SocketAddr,
-    /// Its requests dispatched and not yet finished, while the access log or
-    /// an observer wants them (empty, and never allocated, otherwise).
-    inflight: InFlight,
+    /// Its client's address and its requests dispatched and not yet
+    /// finished, while the access log or an observer wants them. Boxed, so
+    /// without them a connection's slot stays as small as it was.
+    inflight: Option<Box<InFlight>>,
     /// The request handed to the application and not yet answered, as
     /// `METHOD target`, to name it in the log if the drain cuts it.
     deferred: Option<(RequestId, Box<str>)>,
@@ -99,8 +98,10 @@ pub(crate) struct Worker<H> {
     access_logged: bool,
     /// When the logger was last flushed for the access log.
     access_flushed_at: Instant,
-    /// [`InFlight`] buffers of closed connections, for new ones.
-    spare_inflight: Vec<InFlight>,
+    /// [`InFlight`] buffers of closed connections, for new ones. Kept boxed:
+    /// a new connection takes the box as it is, allocating nothing.
+    #[allow(clippy::vec_box)]
+    spare_inflight: Vec<Box<InFlight>>,
     /// The phase the observer last heard of.
     phase: Phase,
     exit: Option<DrainReport>,
@@ -424,16 +425,18 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-        if let Some((_, request)) = conn.deferred {
-            let from = FromPeer(Some(conn.peer));
+        if let Some((_, request)) = &conn.deferred {
+            let from = FromPeer(conn.peer());
             if reason.is_forced() {
                 log::warn!("request cut, unanswered ({reason}): {request}{from}");
             } else {
                 log::debug!("request unanswered ({reason}): {request}{from}");
             }
         }
-        if conn.inflight.worth_keeping() && self.spare_inflight.len() < SPARE_INFLIGHT {
-            self.spare_inflight.push(conn.inflight);
+        if let Some(inflight) = conn.inflight.filter(|i| i.worth_keeping()) {
+            if self.spare_inflight.len() < SPARE_INFLIGHT {
+                self.spare_inflight.push(inflight);
+            }
         }
         // A closed socket frees a descriptor: try accepting again.
         if self.accept_paused_until.is_some() {
@@ -518,15 +521,14 @@ impl<H: Handler> Worker<H> {
         if self.conns.len() <= index {
             self.conns.resize_with(index + 1, || None);
         }
-        let mut inflight = InFlight::default();
-        if self.observing.tracks_requests() {
-            inflight = self.spare_inflight.pop().unwrap_or_default();
+        let inflight = self.observing.tracks_requests().then(|| {
+            let mut inflight = self.spare_inflight.pop().unwrap_or_default();
             inflight.reset(peer);
-        }
+            inflight
+        });
         self.conns[index] = Some(Conn {
             id,
             stream,
-            peer,
             inflight,
             deferred: None,
         });
@@ -552,9 +554,10 @@ impl<H: Handler> Worker<H> {
         name.push(' ');
         name.push_str(target);
         if self.observing.tracks_requests() {
-            if let Some(conn) = lookup(&mut self.conns, id.conn()) {
+            let conn = lookup(&mut self.conns, id.conn());
+            if let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) {
                 let body_bytes = request.body().len() as u64;
-                conn.inflight.push(id.seq(), method, target, body_bytes);
+                inflight.push(id.seq(), method, target, body_bytes);
             }
         }
         if result.is_err() {
@@ -615,18 +618,20 @@ impl<H: Handler> Worker<H> {
     /// ` from ADDR`, the peer of connection `id` if it is open, to name a
     /// request in an error line. Looked up only when there is one to log.
     fn peer_of(&mut self, id: ConnId) -> FromPeer {
-        FromPeer(self.conn(id).map(|conn| conn.peer))
+        FromPeer(self.conn(id).and_then(|conn| conn.peer()))
     }
 
     /// Logs and reports a finished request: the access log's line and the
     /// observer's [`Observation::Request`].
     fn finished(&mut self, finished: &Finished) {
-        let Some(conn) = lookup(&mut self.conns, finished.conn) else {
+        let conn = lookup(&mut self.conns, finished.conn);
+        let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) else {
             return;
         };
+        let addr = inflight.addr();
         let (peer, name) = match finished.request {
-            Some(id) => conn.inflight.finish(id.seq()),
-            None => (conn.inflight.peer(), None),
+            Some(id) => inflight.finish(id.seq()),
+            None => (inflight.peer(), None),
         };
         if self.observing.access_log
             && log::log_enabled!(target: ACCESS_LOG_TARGET, log::Level::Info)
@@ -637,7 +642,7 @@ impl<H: Handler> Worker<H> {
             self.access_logged = true;
         }
         if let Some(observer) = &self.observing.observer {
-            let end = RequestEnd::new(self.number, conn.peer, name, finished);
+            let end = RequestEnd::new(self.number, addr, name, finished);
             tell(observer, &Observation::Request(end));
         }
     }
@@ -703,6 +708,17 @@ impl<H: Handler> Worker<H> {
         while let Ok((id, answer)) = self.rx.try_recv() {
             self.answer_deferred(id, answer);
             self.pump();
+        }
+    }
+}
+
+impl Conn {
+    /// The client's address: remembered when requests are tracked, else
+    /// asked of the socket (only to name a request in an error line).
+    fn peer(&self) -> Option<SocketAddr> {
+        match &self.inflight {
+            Some(inflight) => Some(inflight.addr()),
+            None => self.stream.peer_addr().ok(),
         }
     }
 }

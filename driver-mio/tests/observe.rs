@@ -275,28 +275,55 @@ impl Log for Capture {
 
 static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
 
-#[test]
-fn embedded_access_log_and_error_lines_name_the_client() {
-    log::set_logger(&CAPTURE).expect("the only logger of this test binary");
-    log::set_max_level(log::LevelFilter::Debug);
+/// The records captured so far; installs the capture first.
+fn captured() -> Vec<(String, Level, String)> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&CAPTURE).expect("the only logger of this test binary");
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+    CAPTURE.0.lock().unwrap().clone()
+}
+
+/// Serves `app` on one worker with the access log on or off, sends each
+/// path on a connection of its own, and stops; the client address of each.
+fn serve_paths(access_log: bool, paths: &[&str]) -> Vec<SocketAddr> {
+    captured();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let builder = Builder::new()
         .listener(listener)
         .workers(1)
         .signals(false)
-        .access_log(true);
+        .access_log(access_log);
     let shutdown = builder.shutdown_handle();
     let server = std::thread::spawn(move || builder.serve(app));
-
-    let (ok, _) = exchange(addr, &closing_get("/"));
-    let (panicked, _) = exchange(addr, &closing_get("/panic"));
-    let (dropped, _) = exchange(addr, &closing_get("/drop"));
-    let (invalid, _) = exchange(addr, &closing_get("/invalid"));
+    let peers = paths
+        .iter()
+        .map(|path| exchange(addr, &closing_get(path)).0)
+        .collect();
     shutdown.shutdown();
     server.join().unwrap().unwrap();
+    peers
+}
 
-    let records = CAPTURE.0.lock().unwrap().clone();
+const FAILING: [&str; 3] = ["/panic", "/drop", "/invalid"];
+
+/// Checks that an error line names `GET path from peer`.
+fn error_line_names(records: &[(String, Level, String)], path: &str, peer: SocketAddr) {
+    let named = format!("GET {path} from {peer}");
+    assert!(
+        records
+            .iter()
+            .any(|(_, level, line)| *level == Level::Error && line.contains(&named)),
+        "an error line names {named}: {records:#?}"
+    );
+}
+
+#[test]
+fn embedded_access_log_and_error_lines_name_the_client() {
+    let peers = serve_paths(true, &["/", FAILING[0], FAILING[1], FAILING[2]]);
+    let records = captured();
     let access = |peer: SocketAddr| {
         let peer = format!(" peer={peer} ");
         let lines: Vec<_> = records
@@ -307,7 +334,7 @@ fn embedded_access_log_and_error_lines_name_the_client() {
         assert_eq!(lines[0].1, Level::Info);
         lines[0].2.clone()
     };
-    let line = access(ok);
+    let line = access(peers[0]);
     assert!(line.starts_with("ts="), "{line}");
     assert!(
         line.contains(" method=GET target=/ status=200 bytes=2 dur_ms="),
@@ -317,23 +344,27 @@ fn embedded_access_log_and_error_lines_name_the_client() {
         line.ends_with(" keep_alive=false outcome=complete"),
         "{line}"
     );
-    for (peer, path) in [
-        (panicked, "/panic"),
-        (dropped, "/drop"),
-        (invalid, "/invalid"),
-    ] {
+    for (&peer, path) in peers[1..].iter().zip(FAILING) {
         let line = access(peer);
         assert!(
             line.contains(&format!(" target={path} status=500 ")),
             "{line}"
         );
         assert!(line.ends_with(" outcome=app-fault"), "{line}");
-        let named = format!("GET {path} from {peer}");
+        error_line_names(&records, path, peer);
+    }
+}
+
+#[test]
+fn without_the_access_log_error_lines_still_name_the_client() {
+    let peers = serve_paths(false, &FAILING);
+    let records = captured();
+    for (&peer, path) in peers.iter().zip(FAILING) {
+        error_line_names(&records, path, peer);
+        let peer = format!(" peer={peer} ");
         assert!(
-            records
-                .iter()
-                .any(|(_, level, line)| *level == Level::Error && line.contains(&named)),
-            "an error line names {named}: {records:#?}"
+            !records.iter().any(|(_, _, line)| line.contains(&peer)),
+            "no access log: {records:#?}"
         );
     }
 }
