@@ -38,7 +38,9 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use ebb_core::{Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time};
+use ebb_core::{
+    CloseReason, Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time,
+};
 
 use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
 use crate::properties::assert_invariants;
@@ -163,7 +165,12 @@ pub fn server_ops(data: &[u8]) {
         terminates: 0,
         exited: false,
     };
+    // `EBB_FUZZ_TRACE=1` prints each op, to read a failing input's story.
+    let trace = std::env::var_os("EBB_FUZZ_TRACE").is_some();
     for op in &scenario.ops {
+        if trace {
+            eprintln!("op {op:?}");
+        }
         world.apply(op);
     }
 }
@@ -226,8 +233,9 @@ struct Step {
     reset: Option<usize>,
     timeout: bool,
     terminate: bool,
-    /// Requests dropped by a close: connection, and whether it was answered.
-    lost: Vec<(usize, bool)>,
+    /// Requests dropped by a close: connection, whether it was answered,
+    /// and why core closed it.
+    lost: Vec<(usize, bool, CloseReason)>,
     /// Connections closed while the driver held unread input for them.
     closed_with_unread: Vec<usize>,
     exit: Option<DrainReport>,
@@ -552,7 +560,7 @@ impl World {
                 );
                 self.conns[i].write_shut = true;
             }
-            Event::Close(id, _) => {
+            Event::Close(id, reason) => {
                 let i = self.index_of(id);
                 let c = &mut self.conns[i];
                 c.open = false;
@@ -560,12 +568,12 @@ impl World {
                     step.closed_with_unread.push(i);
                 }
                 let unwritten = c.answered.len() - c.completed;
-                step.lost.extend((0..unwritten).map(|_| (i, true)));
+                step.lost.extend((0..unwritten).map(|_| (i, true, reason)));
                 let answered = &mut self.answered;
                 self.pending.retain(|r| {
                     let dropped = r.conn() == id;
                     if dropped {
-                        step.lost.push((i, false));
+                        step.lost.push((i, false, reason));
                         answered.push(*r);
                     }
                     !dropped
@@ -590,8 +598,13 @@ impl World {
     fn after_step(&mut self, step: &Step) {
         self.check_invariants();
         let forced = step.exit.as_ref().is_some_and(|r| r.forced.is_some());
-        for &(i, answered) in &step.lost {
-            let excused = forced || step.reset == Some(i) || (answered && step.timeout);
+        for &(i, answered, reason) in &step.lost {
+            // A client that stopped reading (a stalled write) can be given
+            // nothing more: the requests behind the stalled answer go too.
+            let excused = forced
+                || step.reset == Some(i)
+                || (answered && step.timeout)
+                || reason == CloseReason::WriteStall;
             assert!(
                 excused,
                 "S2: a request handed to the application was dropped (answered: {answered})"
