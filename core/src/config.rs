@@ -26,6 +26,10 @@ pub struct Config {
     pub max_pipelined_bytes: usize,
     /// Most bytes discarded while lingering before the connection is closed anyway.
     pub max_linger_bytes: u64,
+    /// Most bytes of a streamed response buffered per connection: an
+    /// application streaming faster than the client reads is given no more
+    /// room until the driver has written some (back-pressure).
+    pub max_stream_buffer_bytes: usize,
 
     /// From the first byte of a request to the end of its head (absolute, so
     /// slowloris cannot extend it). Expired: 408 and close.
@@ -76,6 +80,7 @@ impl Default for Config {
             max_trailer_bytes: 8 * 1024,
             max_pipelined_bytes: 64 * 1024,
             max_linger_bytes: 1024 * 1024,
+            max_stream_buffer_bytes: 256 * 1024,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),

@@ -76,6 +76,9 @@ pub(crate) struct Head {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub is_head_method: bool,
+    /// The client asks to switch protocols (`Connection: upgrade` and an
+    /// `Upgrade` field, HTTP/1.1 only, RFC 9110 §7.8).
+    pub upgrade: bool,
 }
 
 /// Where the search for the end of a head has got to. Reset for every request.
@@ -295,6 +298,7 @@ fn parse_complete(
             keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
             expect_continue: rules.expect_continue && minor_version == 1,
             is_head_method: method == "HEAD",
+            upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
         }))
     })
 }
@@ -454,6 +458,8 @@ struct HeaderRules {
     unknown_coding: bool,
     close_token: bool,
     keep_alive_token: bool,
+    upgrade_token: bool,
+    upgrade_field: bool,
     expect_continue: bool,
 }
 
@@ -485,7 +491,10 @@ impl HeaderRules {
             for token in tokens(value) {
                 self.close_token |= token.eq_ignore_ascii_case(b"close");
                 self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                self.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            self.upgrade_field |= !value.trim_ascii().is_empty();
         } else if name.eq_ignore_ascii_case("expect") {
             self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }

@@ -26,8 +26,9 @@ impl Server {
                 }
                 return;
             }
-            // Input after a closing response is never read.
-            State::Closing { .. } => return,
+            // Input after a closing response is never read, and an upgraded
+            // connection's input is the application's.
+            State::Closing { .. } | State::Upgraded => return,
             State::Body { .. } => {
                 let log = conn.bufs.as_ref().map(|b| b.log).unwrap_or_default();
                 let bytes = conn.received - log.began_offset;
@@ -147,7 +148,12 @@ impl Server {
                         }
                     }
                 }
-                State::Dispatched { .. } | State::Closing { .. } | State::Lingering { .. } => break,
+                State::Dispatched { .. }
+                | State::Streaming(_)
+                | State::Closing { .. }
+                | State::Lingering { .. }
+                | State::Switching
+                | State::Upgraded => break,
             }
         }
         // An unfinished request will never be finished after the peer's FIN;
@@ -255,8 +261,14 @@ impl Server {
             // Pipelined input waits behind the request being answered, or
             // behind unread responses; the head and body being read are
             // bounded by their own limits.
+            State::Dispatched { .. } | State::Streaming(_) if conn.buffered_input() >= room => {
+                false
+            }
             State::Dispatched { len, .. } => conn.buffered_input() - len < room,
             State::Idle => conn.buffered_input() < room && conn.pending_out() <= room,
+            // Input for the new protocol waits for the application.
+            State::Switching => conn.buffered_input() < room,
+            State::Upgraded => false,
             _ => true,
         }
     }

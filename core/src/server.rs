@@ -29,6 +29,17 @@ pub enum Event {
     /// them, report with [`Server::handle_sent`]. Write again when the socket
     /// becomes writable while `transmit` is not empty.
     Transmit(ConnId),
+    /// A streamed response that was given less room than offered may take
+    /// more now: see [`Server::stream_room`].
+    StreamWritable(RequestId),
+    /// The connection has left HTTP (its `101` is written): hand its socket
+    /// and [`Server::take_upgraded_input`] to the application, stop reading
+    /// and writing it here, and report its end with
+    /// [`Server::handle_upgraded_closed`].
+    Upgraded(ConnId),
+    /// The drain began: tell the application owning this upgraded
+    /// connection to wind it down; the deadline closes it otherwise.
+    StopUpgraded(ConnId),
     /// Core had asked the driver to stop reading this connection
     /// ([`Server::wants_read`] was false); read it again now.
     ResumeRead(ConnId),
@@ -186,7 +197,12 @@ impl Server {
                     self.process_input(key, self.now)
                 }
                 // Answer what was received; the close follows the response.
-                State::Dispatched { .. } | State::Closing { .. } => {}
+                // An upgraded connection's end is the application's to see.
+                State::Dispatched { .. }
+                | State::Streaming(_)
+                | State::Closing { .. }
+                | State::Switching
+                | State::Upgraded => {}
             }
         }
         self.finish_input();

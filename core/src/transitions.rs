@@ -11,7 +11,7 @@
 //! | `Head` | `Header` | first byte + `header_read_timeout` (absolute) |
 //! | `Body` | `Body` | last progress + `body_read_timeout` |
 //! | output unwritten | `Write` | last write progress + `write_stall_timeout` |
-//! | `Dispatched` | none | the application's time is its own |
+//! | `Dispatched`, `Streaming`, `Upgraded` | none | the application's time is its own |
 //! | `Idle`, never used, draining | `FirstByte` | the later of accept and drain start + `first_byte_grace`, never past the drain deadline |
 //! | `Idle`, draining | `Idle` | last activity + `idle_close_after` |
 //! | `Idle`, never used | `FirstByte` | accept + `new_connection_timeout` |
@@ -84,7 +84,15 @@ pub(crate) fn timer_for(
             TimerKind::Write,
             after(progress, config.write_stall_timeout),
         ),
-        (State::Dispatched { .. } | State::Closing { .. }, None, _) => return None,
+        (
+            State::Dispatched { .. }
+            | State::Streaming(_)
+            | State::Closing { .. }
+            | State::Switching
+            | State::Upgraded,
+            None,
+            _,
+        ) => return None,
         (State::Idle, None, Some(drain)) if history.fresh => (
             TimerKind::FirstByte,
             after(
@@ -254,6 +262,9 @@ impl Server {
             }
             let cut = if reason.is_forced() { cut } else { 0 };
             report.record_close(cut, reset_risk);
+            if reason.is_forced() && matches!(conn.state, State::Upgraded) {
+                report.upgraded_cut += 1;
+            }
         }
         if let Some(bufs) = conn.bufs {
             self.pool.give(bufs);
@@ -283,7 +294,23 @@ impl Server {
                 ..unwritten.finished
             }));
         }
-        if matches!(
+        if let State::Streaming(stream) = &conn.state {
+            count += 1;
+            self.events.push_back(Event::Finished(Finished {
+                conn: id,
+                request: Some(RequestId {
+                    conn: id,
+                    seq: stream.seq,
+                }),
+                status: Some(stream.status),
+                body_bytes: stream.sent,
+                outcome,
+                began_at: stream.began_at,
+                responded_at: Some(stream.started_at),
+                finished_at: now,
+                keeps_connection: false,
+            }));
+        } else if matches!(
             conn.state,
             State::Head { .. } | State::Body { .. } | State::Dispatched { .. }
         ) {

@@ -263,20 +263,11 @@ mod tests {
 
     #[test]
     fn exit_status_is_zero_only_for_a_complete_drain() {
-        let report = |forced| DrainReport {
-            terminated_at: Time::ZERO,
-            draining_at: Some(Time::ZERO),
-            listener_closed_at: Some(Time::ZERO),
-            exited_at: Time::from_millis(2000),
+        let report = |forced: Option<Forced>| DrainReport {
             forced,
-            handed_off: false,
-            backlog_accepted: 0,
-            silent_closed: 0,
-            idle_closed: 0,
             requests_completed: 3,
-            requests_rejected: 0,
             requests_cut: u64::from(forced.is_some()),
-            reset_risk_closes: 0,
+            ..DrainReport::new(Time::ZERO)
         };
         assert_eq!(exit_status(&report(None)), 0);
         assert_eq!(exit_status(&report(Some(Forced::Deadline))), 3);

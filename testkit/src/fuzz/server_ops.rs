@@ -545,6 +545,9 @@ impl World {
             Event::Finished(f) => {
                 self.index_of(f.conn);
             }
+            e @ (Event::StreamWritable(_) | Event::Upgraded(_) | Event::StopUpgraded(_)) => {
+                panic!("{e:?}, but this application neither streams nor upgrades")
+            }
             Event::Farewell(id, bytes) => {
                 self.index_of(id);
                 assert!(self.terminates > 0, "a farewell without terminate");
