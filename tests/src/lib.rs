@@ -395,3 +395,10 @@ pub fn example_binary(name: &str) -> PathBuf {
     let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     profile_dir.join("examples").join(file)
 }
+
+impl Ebb {
+    /// Its process id, for what `/proc` says about it (its open descriptors).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
