@@ -70,6 +70,8 @@ pub(crate) struct Worker<H> {
     /// is logged once, not on every retry.
     accept_failing: bool,
     date_second: u64,
+    /// See [`spare_fd`].
+    spare_fd: Option<std::fs::File>,
     /// `METHOD target` of the request being dispatched.
     name: String,
     exit: Option<DrainReport>,
@@ -114,6 +116,7 @@ impl<H: Handler> Worker<H> {
             accept_paused_until: None,
             accept_failing: false,
             date_second: u64::MAX,
+            spare_fd: spare_fd(),
             name: String::new(),
             exit: None,
         };
@@ -376,14 +379,19 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-        if let Some((_, request)) = conn.deferred {
+        if let Some((_, request)) = &conn.deferred {
             if reason.is_forced() {
                 log::warn!("request cut, unanswered ({reason}): {request}");
             } else {
                 log::debug!("request unanswered ({reason}): {request}");
             }
         }
-        // A closed socket frees a descriptor: try accepting again.
+        // A closed socket frees a descriptor: keep it spare, and try
+        // accepting again.
+        drop(conn);
+        if self.spare_fd.is_none() {
+            self.spare_fd = spare_fd();
+        }
         if self.accept_paused_until.is_some() {
             self.resume_accepting();
         }
@@ -415,37 +423,48 @@ impl<H: Handler> Worker<H> {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) => {
-                    // EMFILE/ENFILE (or worse): the connection stays queued;
-                    // retrying now would spin. Out of descriptors, core makes
-                    // room by closing the longest-idle keep-alive connections
-                    // (the caller pumps the events); each close resumes
-                    // accepting.
-                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                    let freeing = if out_of_fds {
-                        self.server.handle_fd_pressure(self.now())
-                    } else {
-                        0
-                    };
-                    if !self.accept_failing {
-                        self.accept_failing = true;
-                        if out_of_fds {
-                            log::warn!(
-                                "accept paused until a connection closes ({e}); closing {freeing} idle connections to make room"
-                            );
-                        } else {
-                            log::error!("accept failed, pausing: {e}");
+                Err(e) if is_out_of_fds(&e) && self.spare_fd.is_some() => {
+                    // Linux says EMFILE even when nobody waits. The spare
+                    // descriptor tells: with it freed, accept again.
+                    self.spare_fd = None;
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            // Somebody waits, and there is no room for the
+                            // next one: core closes the longest-idle
+                            // keep-alive connections (the caller pumps).
+                            let freeing = self.server.handle_fd_pressure(self.now());
+                            log::warn!("out of descriptors: closing {freeing} idle connections to make room");
+                            self.accepted(stream);
                         }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.spare_fd = spare_fd();
+                            break;
+                        }
+                        Err(e) => return self.pause_accepting(e),
                     }
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                    return;
                 }
+                Err(e) => return self.pause_accepting(e),
             }
         }
         if self.draining_backlog {
             self.draining_backlog = false;
             self.server.handle_backlog_empty(self.now());
         }
+    }
+
+    /// Accept failed (EMFILE/ENFILE with no spare descriptor left, or
+    /// worse): the connection stays queued, and retrying now would spin, so
+    /// accepting pauses until a connection closes or `ACCEPT_PAUSE` passes.
+    fn pause_accepting(&mut self, e: io::Error) {
+        if !self.accept_failing {
+            self.accept_failing = true;
+            if is_out_of_fds(&e) {
+                log::warn!("accept paused until a connection closes: {e}");
+            } else {
+                log::error!("accept failed, pausing: {e}");
+            }
+        }
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
     }
 
     fn accepted(&mut self, mut stream: TcpStream) {
@@ -559,6 +578,18 @@ impl<H: Handler> Worker<H> {
             self.pump();
         }
     }
+}
+
+/// Whether accepting failed for want of file descriptors.
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A descriptor held in reserve, so that when accept fails with EMFILE,
+/// freeing it shows whether a client is really waiting (as nginx and libuv
+/// do). `None` when even this one cannot be had.
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 /// The open connection `id`, if it is still the one in its slot. A free
