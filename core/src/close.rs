@@ -66,6 +66,9 @@ pub enum CloseReason {
     CloseDelimited,
     /// The application closed a connection that had left HTTP (an upgrade).
     UpgradedClosed,
+    /// The response came before the streamed request body was read to its
+    /// end: the rest is discarded with the connection.
+    BodyUnread,
 }
 
 impl CloseReason {
@@ -92,6 +95,7 @@ impl CloseReason {
             CloseReason::StreamMismatch => "the streamed body did not match its declared length",
             CloseReason::CloseDelimited => "the body's end is the connection's end (HTTP/1.0)",
             CloseReason::UpgradedClosed => "the application closed the upgraded connection",
+            CloseReason::BodyUnread => "the response came before the request body was read",
         }
     }
 

@@ -52,6 +52,17 @@ pub(crate) enum State {
     Body { head: Head, body: BodyProgress },
     /// The application has the request `seq`; `len` input bytes belong to it.
     Dispatched { head: Head, seq: u32, len: usize },
+    /// The application has the request `seq` while its body still arrives
+    /// (`stream_request_bodies`): decoded body bytes wait in
+    /// [`Buffers::body`] until it consumes them; `done` once the last one is
+    /// there. The head stays at the start of the input.
+    Receiving {
+        head: Head,
+        seq: u32,
+        body: BodyProgress,
+        done: bool,
+        continue_sent: bool,
+    },
     /// The application streams the response to the request it was handed:
     /// the head is queued and body pieces follow until it ends the stream.
     Streaming(Stream),
@@ -238,6 +249,7 @@ impl Conn {
             State::Head { .. }
             | State::Body { .. }
             | State::Dispatched { .. }
+            | State::Receiving { .. }
             | State::Streaming(_)
             | State::Closing { .. }
             | State::Switching => true,

@@ -54,6 +54,7 @@
 //!             Event::Farewell(..)
 //!             | Event::ResumeRead(_)
 //!             | Event::CloseListener
+//!             | Event::BodyReady(_)
 //!             | Event::StreamWritable(_)
 //!             | Event::Upgraded(_)
 //!             | Event::StopUpgraded(_),
@@ -74,8 +75,8 @@
 //! In scope: HTTP/1.x requests with whole bodies (up to `max_body_bytes`),
 //! pipelining, responses whole or streamed (chunked, with back-pressure),
 //! protocol upgrades (`101`, after which the byte stream is the
-//! application's). Out of scope: TLS, HTTP/2, `CONNECT`, and request bodies
-//! that stream (a body is handed over whole, up to `max_body_bytes`).
+//! application's), request bodies whole or streamed. Out of scope: TLS,
+//! HTTP/2, `CONNECT`.
 
 #![warn(missing_docs)]
 
@@ -110,5 +111,5 @@ pub use report::{DrainReport, Forced};
 pub use request::{ConnId, OwnedRequest, Request, RequestId, Version};
 pub use response::RespondError;
 pub use server::{Event, Server};
-pub use stream::{BodyLength, StreamError};
+pub use stream::{BodyLength, RequestBody, StreamError};
 pub use time::Time;

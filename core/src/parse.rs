@@ -583,7 +583,7 @@ impl HeaderRules {
             return Err(Reject::BodyTooLarge);
         }
         match self.content_length {
-            Some(n) if n > config.max_body_bytes => Err(Reject::BodyTooLarge),
+            Some(n) if n > config.body_limit() => Err(Reject::BodyTooLarge),
             Some(0) | None => Ok(Framing::Empty),
             Some(n) => Ok(Framing::Length(n)),
         }

@@ -1,5 +1,7 @@
-//! Responses whose body the application streams, with back-pressure, and
-//! connections that leave HTTP with a `101 Switching Protocols`.
+//! Bodies that stream — request bodies handed to the application as they
+//! arrive, responses whose body the application streams, both with
+//! back-pressure — and connections that leave HTTP with a `101 Switching
+//! Protocols`.
 //!
 //! A streamed response is *active* until its end is written: the drain
 //! waits for it, and the deadline cuts it — a cut chunked body ends without
@@ -15,7 +17,7 @@ use crate::finished::{Finished, Outcome};
 use crate::request::{ConnId, RequestId};
 use crate::response::{
     chunk_overhead, status_has_body, write_chunk, write_head, write_last_chunk, ConnectionHeader,
-    Framing, RespondError,
+    Framing, RespondError, CONTINUE,
 };
 use crate::server::{Event, Server};
 use crate::time::Time;
@@ -57,7 +59,94 @@ impl std::fmt::Display for StreamError {
 
 impl std::error::Error for StreamError {}
 
+/// What has arrived of a request body that streams: the bytes waiting for
+/// the application, and whether the body has ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RequestBody<'a> {
+    /// Body bytes (decoded, if chunked) not yet consumed.
+    pub data: &'a [u8],
+    /// The last byte of the body is among them (or was consumed).
+    pub done: bool,
+}
+
 impl Server {
+    /// Output: what has arrived of the body of request `id`, when its body
+    /// streams (`stream_request_bodies`). Read `data`, then report how much
+    /// was used with [`handle_body_consumed`](Self::handle_body_consumed);
+    /// [`Event::BodyReady`] says when more has come.
+    #[must_use]
+    pub fn request_body(&self, id: RequestId) -> Option<RequestBody<'_>> {
+        let key = self.receiving(id)?;
+        let conn = &self.conns[key];
+        let State::Receiving { done, .. } = conn.state else {
+            return None;
+        };
+        let bufs = conn.bufs.as_deref()?;
+        Some(RequestBody {
+            data: &bufs.body,
+            done,
+        })
+    }
+
+    /// Input: the application used the first `n` bytes of
+    /// [`request_body`](Self::request_body). Core reads on.
+    pub fn handle_body_consumed(&mut self, id: RequestId, n: usize, now: Time) {
+        let now = self.advance(now);
+        if let Some(key) = self.receiving(id) {
+            if let Some(bufs) = self.conns[key].bufs.as_mut() {
+                let n = n.min(bufs.body.len());
+                bufs.body.drain(..n);
+            }
+            self.process_input(key, now);
+            self.settle(key, now);
+            self.resume_reading_if_paused(key);
+        }
+        self.finish_input();
+    }
+
+    /// Input: the application begins to read the body of request `id`. A
+    /// client waiting on `Expect: 100-continue` is told to send it now, not
+    /// before (so a request answered without its body costs no upload).
+    pub fn handle_body_wanted(&mut self, id: RequestId, now: Time) {
+        let now = self.advance(now);
+        if let Some(key) = self.receiving(id) {
+            let conn = &mut self.conns[key];
+            if let State::Receiving {
+                head,
+                continue_sent,
+                done: false,
+                ..
+            } = &mut conn.state
+            {
+                let bufs = conn
+                    .bufs
+                    .as_mut()
+                    .expect("a request being read has buffers");
+                let nothing_arrived = conn.received - bufs.log.began_offset == head.len as u64;
+                if head.expect_continue && !*continue_sent && nothing_arrived {
+                    *continue_sent = true;
+                    if bufs.pending_out() == 0 {
+                        bufs.write_progress_at = now;
+                    }
+                    bufs.out.extend_from_slice(CONTINUE);
+                    conn.sent_any = true;
+                    self.settle(key, now);
+                    self.queue_transmit(key);
+                }
+            }
+        }
+        self.finish_input();
+    }
+
+    /// The connection of request `id`, if its body streams.
+    fn receiving(&self, id: RequestId) -> Option<usize> {
+        let key = self.key_of(id.conn)?;
+        match self.conns[key].state {
+            State::Receiving { seq, .. } if seq == id.seq => Some(key),
+            _ => None,
+        }
+    }
+
     /// Input: the application answers request `id` with `status` and
     /// `headers`, and will stream the body with
     /// [`handle_stream_data`](Self::handle_stream_data) and end it with
@@ -104,9 +193,7 @@ impl Server {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let State::Dispatched { head, seq, len } = self.conns[key].state else {
-            unreachable!("only a dispatched request is answered");
-        };
+        let (head, seq, len) = self.answering(key);
         let mut close = self.close_after(key);
         let has_body = status_has_body(status);
         let framing = match length {
@@ -357,13 +444,14 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let id = self.id_of(key);
-        let conn = &mut self.conns[key];
-        let State::Dispatched { head, seq, len } = conn.state else {
-            unreachable!("only a dispatched request is answered");
+        let State::Dispatched { head, seq, len } = self.conns[key].state else {
+            // A request whose body still streams cannot switch protocols.
+            return Err(RespondError::NotAnUpgrade);
         };
         if !head.upgrade {
             return Err(RespondError::NotAnUpgrade);
         }
+        let conn = &mut self.conns[key];
         let framing = Framing {
             date: &self.date,
             content_length: None,

@@ -50,6 +50,8 @@ pub(crate) struct History {
     /// Whether response bytes wait to be written, and since when the driver
     /// last made progress writing them.
     pub output: Option<Time>,
+    /// A streamed request body fills its buffer: the application is behind.
+    pub body_full: bool,
 }
 
 /// The drain, as far as timers care.
@@ -80,12 +82,19 @@ pub(crate) fn timer_for(
             TimerKind::Body,
             after(history.body_progress_at, config.body_read_timeout),
         ),
+        // A streamed body waits on its client, unless the application has
+        // not read what came (then the client waits on it).
+        (State::Receiving { done: false, .. }, _, _) if !history.body_full => (
+            TimerKind::Body,
+            after(history.body_progress_at, config.body_read_timeout),
+        ),
         (_, Some(progress), _) => (
             TimerKind::Write,
             after(progress, config.write_stall_timeout),
         ),
         (
             State::Dispatched { .. }
+            | State::Receiving { .. }
             | State::Streaming(_)
             | State::Closing { .. }
             | State::Switching
@@ -131,6 +140,10 @@ impl Server {
                 }
                 State::Body { .. } => bufs.body_progress_at = now,
                 State::Dispatched { .. } => bufs.log.dispatched = true,
+                State::Receiving { .. } => {
+                    bufs.log.dispatched = true;
+                    bufs.body_progress_at = now;
+                }
                 _ => {}
             }
         }
@@ -144,7 +157,7 @@ impl Server {
         let conn = &mut self.conns[key];
         if let Some(bufs) = conn.bufs.as_mut() {
             match conn.state {
-                State::Body { .. } => bufs.body_progress_at = now,
+                State::Body { .. } | State::Receiving { .. } => bufs.body_progress_at = now,
                 _ => bufs.write_progress_at = now,
             }
         }
@@ -215,6 +228,7 @@ impl Server {
             history.began_at = bufs.log.began_at;
             history.body_progress_at = bufs.body_progress_at;
             history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
+            history.body_full = bufs.body.len() >= self.config.max_stream_buffer_bytes;
         }
         history
     }
@@ -312,7 +326,10 @@ impl Server {
             }));
         } else if matches!(
             conn.state,
-            State::Head { .. } | State::Body { .. } | State::Dispatched { .. }
+            State::Head { .. }
+                | State::Body { .. }
+                | State::Dispatched { .. }
+                | State::Receiving { .. }
         ) {
             count += 1;
             let log = bufs.log;
@@ -429,6 +446,7 @@ mod tests {
         began_at: Time::from_millis(9_950),
         body_progress_at: Time::from_millis(9_960),
         output: None,
+        body_full: false,
     };
     const FRESH: History = History {
         fresh: true,
@@ -436,6 +454,7 @@ mod tests {
         began_at: Time::ZERO,
         body_progress_at: Time::ZERO,
         output: None,
+        body_full: false,
     };
     const DRAIN: DrainTimes = DrainTimes {
         started_at: Time::from_millis(10_100),

@@ -8,6 +8,7 @@ use crate::close::CloseReason;
 use crate::conn::{State, Unwritten};
 use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
+use crate::parse::Head;
 use crate::request::{ConnId, RequestId};
 use crate::response::{
     status_has_body, write_head, ConnectionHeader, Framing as ResponseFraming, RespondError,
@@ -70,7 +71,9 @@ impl Server {
     pub(crate) fn waiting(&self, id: RequestId) -> Option<usize> {
         let key = self.key_of(id.conn)?;
         match self.conns[key].state {
-            State::Dispatched { seq, .. } if seq == id.seq => Some(key),
+            State::Dispatched { seq, .. } | State::Receiving { seq, .. } if seq == id.seq => {
+                Some(key)
+            }
             _ => None,
         }
     }
@@ -100,9 +103,7 @@ impl Server {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let State::Dispatched { head, seq, len } = self.conns[key].state else {
-            unreachable!("only a dispatched request is answered");
-        };
+        let (head, seq, len) = self.answering(key);
         let close = self.close_after(key);
         let connection = connection_header(close, head.minor_version);
         let has_body = status_has_body(status);
@@ -169,6 +170,17 @@ impl Server {
         Ok(())
     }
 
+    /// The request connection `key` has handed to the application: its
+    /// head, its number, and how many input bytes belong to it (its head
+    /// alone while its body streams: the body is consumed as it comes).
+    pub(crate) fn answering(&self, key: usize) -> (Head, u32, usize) {
+        match self.conns[key].state {
+            State::Dispatched { head, seq, len } => (head, seq, len),
+            State::Receiving { head, seq, .. } => (head, seq, head.len),
+            _ => unreachable!("only a request handed to the application is answered"),
+        }
+    }
+
     /// Why the connection of the request `key` has dispatched closes after
     /// its response, if it does: the client asked, its FIN came and nothing
     /// follows, keep-alive is off, or the server is stopping (in PreStop
@@ -176,13 +188,19 @@ impl Server {
     /// races a request).
     pub(crate) fn close_after(&self, key: usize) -> Option<CloseReason> {
         let conn = &self.conns[key];
-        let State::Dispatched { head, len, .. } = conn.state else {
-            unreachable!("only a dispatched request is answered");
+        let (head, _, len) = self.answering(key);
+        let unread = match &conn.state {
+            State::Receiving { done, .. } => {
+                !done || conn.bufs.as_ref().is_some_and(|b| !b.body.is_empty())
+            }
+            _ => false,
         };
         let nothing_follows = conn.buffered_input() <= len;
         let draining = self.lifecycle.drain().is_some();
         if !head.keep_alive {
             Some(CloseReason::ClientAsked)
+        } else if unread {
+            Some(CloseReason::BodyUnread)
         } else if conn.peer_eof && nothing_follows {
             Some(CloseReason::ClientClosed)
         } else if self.config.keep_alive_timeout.is_zero() {

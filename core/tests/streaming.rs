@@ -346,3 +346,181 @@ fn an_upgraded_connection_closed_by_the_application_lets_the_drain_exit() {
     let report = h.exit.expect("nothing left");
     assert_eq!((report.upgraded_open, report.upgraded_cut), (1, 0));
 }
+
+fn streaming_bodies() -> Harness {
+    Harness::with(Config {
+        stream_request_bodies: true,
+        ..Config::default()
+    })
+}
+
+fn body(h: &Harness, id: ebb_core::RequestId) -> (Vec<u8>, bool) {
+    let piece = h.server.request_body(id).expect("a streaming body");
+    (piece.data.to_vec(), piece.done)
+}
+
+const UPLOAD_HEAD: &[u8] = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
+
+#[test]
+fn a_request_body_streams_to_the_application_as_it_arrives() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    let id = h.pending[0];
+    assert_eq!(
+        h.server.request(id).unwrap().path(),
+        "/upload",
+        "handed over at its head"
+    );
+    assert_eq!(body(&h, id), (vec![], false));
+    h.send(c, b"abc");
+    assert!(h.log.contains(&Event::BodyReady(id)));
+    assert_eq!(body(&h, id), (b"abc".to_vec(), false));
+    h.server.handle_body_consumed(id, 3, h.now);
+    h.pump();
+    h.send(c, b"defghij");
+    assert_eq!(body(&h, id), (b"defghij".to_vec(), true));
+    h.server.handle_body_consumed(id, 7, h.now);
+    h.respond(c, 200, b"10 bytes");
+    assert!(
+        !h.output(c).contains("Connection: close"),
+        "read to its end: kept"
+    );
+    h.send(c, &get("/next"));
+    assert_eq!(h.pending.len(), 1);
+}
+
+#[test]
+fn a_chunked_request_body_streams_decoded() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    );
+    let id = h.pending[0];
+    assert_eq!(body(&h, id), (b"abc".to_vec(), false));
+    h.send(c, b"2\r\nde\r\n0\r\n\r\n");
+    assert_eq!(body(&h, id), (b"abcde".to_vec(), true));
+}
+
+#[test]
+fn a_streamed_body_stops_being_read_while_the_application_is_behind() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_stream_buffer_bytes: 100,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+    );
+    let id = h.pending[0];
+    h.send(c, &[b'x'; 300]);
+    assert_eq!(body(&h, id).0.len(), 100, "at most the buffer waits for it");
+    assert!(!h.server.wants_read(c), "reading pauses");
+    h.advance(Duration::from_secs(60));
+    assert!(!h.closed(c), "the client is not at fault: no body timeout");
+    for _ in 0..2 {
+        h.server.handle_body_consumed(id, 100, h.now);
+        h.pump();
+        assert_eq!(body(&h, id).0.len(), 100, "more comes from what was read");
+        assert!(!h.log.contains(&Event::ResumeRead(c)));
+    }
+    h.server.handle_body_consumed(id, 100, h.now);
+    h.pump();
+    assert!(
+        h.log.contains(&Event::ResumeRead(c)),
+        "all read: reading resumes"
+    );
+}
+
+#[test]
+fn continue_is_sent_when_the_application_first_wants_the_body() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert!(h.output(c).is_empty(), "not before the application asks");
+    let id = h.pending[0];
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    assert_eq!(h.output(c), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    assert_eq!(h.output(c).matches("100 Continue").count(), 1, "once");
+}
+
+#[test]
+fn answering_before_the_body_is_read_closes_the_connection() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    h.send(c, b"abc");
+    h.respond(c, 413, b"too big for me");
+    assert!(h.output(c).contains("Connection: close"));
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::BodyUnread));
+}
+
+#[test]
+fn a_streamed_body_has_its_own_bound() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_body_bytes: 10,
+        max_streamed_body_bytes: 1_000_000,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n",
+    );
+    assert_eq!(
+        h.pending.len(),
+        1,
+        "max_body_bytes bounds whole bodies only"
+    );
+    let d = h.accept();
+    h.send(
+        d,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000001\r\n\r\n",
+    );
+    assert_eq!(h.responses(d)[0].status, 413);
+}
+
+#[test]
+fn a_client_gone_mid_body_ends_the_streamed_request() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    h.send(c, b"abc");
+    h.eof(c);
+    assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
+    assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn the_deadline_cuts_an_upload_the_application_is_reading() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    h.terminate();
+    h.backlog_empty();
+    h.advance_ms(500);
+    h.send(c, b"abc");
+    assert!(!h.exited(), "the drain waits for it");
+    h.advance_ms(500);
+    assert_eq!(h.close_reason(c), Some(CloseReason::DeadlineCut));
+    assert_eq!(h.exit.as_ref().unwrap().requests_cut, 1);
+    assert!(
+        !h.log.iter().any(|e| matches!(e, Event::Farewell(..))),
+        "the application has it: no farewell"
+    );
+}

@@ -231,7 +231,10 @@ impl<H: Handler> Worker<H> {
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(_) => {}
                 // The handler API neither streams nor upgrades yet.
-                Event::StreamWritable(_) | Event::Upgraded(_) | Event::StopUpgraded(_) => {}
+                Event::BodyReady(_)
+                | Event::StreamWritable(_)
+                | Event::Upgraded(_)
+                | Event::StopUpgraded(_) => {}
                 Event::Farewell(conn, bytes) => {
                     if let Some(c) = self.conn(conn) {
                         // Once, without waiting: the close follows at once.

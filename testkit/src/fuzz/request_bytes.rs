@@ -214,7 +214,10 @@ impl Run {
                     assert!(!self.closed, "closed twice");
                     self.closed = true;
                 }
-                e @ (Event::StreamWritable(_) | Event::Upgraded(_) | Event::StopUpgraded(_)) => {
+                e @ (Event::BodyReady(_)
+                | Event::StreamWritable(_)
+                | Event::Upgraded(_)
+                | Event::StopUpgraded(_)) => {
                     panic!("{e:?}, but this application neither streams nor upgrades")
                 }
                 e @ (Event::DrainBacklog

@@ -545,7 +545,10 @@ impl World {
             Event::Finished(f) => {
                 self.index_of(f.conn);
             }
-            e @ (Event::StreamWritable(_) | Event::Upgraded(_) | Event::StopUpgraded(_)) => {
+            e @ (Event::BodyReady(_)
+            | Event::StreamWritable(_)
+            | Event::Upgraded(_)
+            | Event::StopUpgraded(_)) => {
                 panic!("{e:?}, but this application neither streams nor upgrades")
             }
             Event::Farewell(id, bytes) => {
