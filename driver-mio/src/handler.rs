@@ -125,9 +125,12 @@ impl Response {
 }
 
 /// What became of a request in the application.
+// Unboxed on purpose: the common answer, given during the handler's call,
+// moves on the stack to core without an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Answer {
     /// It was answered.
-    Response(Box<Response>),
+    Response(Response),
     /// Its responder was dropped unanswered (or its handler panicked): core
     /// answers 500.
     Failed,
@@ -135,7 +138,7 @@ pub(crate) enum Answer {
 
 /// A deferred answer on its way to the worker that read the request (or the
 /// news that none will come); boxed so the channel's slots stay small.
-pub(crate) type Deferred = (RequestId, Answer);
+pub(crate) type Deferred = (RequestId, Box<Answer>);
 
 /// A worker's mailbox: a channel of deferred answers, and the `Waker` that
 /// makes its loop look at them and at the stop requests.
@@ -148,7 +151,7 @@ impl Inbox {
     /// Sends a deferred answer and wakes the worker. Fails silently once the
     /// worker has exited: nobody is left to answer.
     pub(crate) fn send(&self, id: RequestId, answer: Answer) {
-        if self.tx.send((id, answer)).is_ok() {
+        if self.tx.send((id, Box::new(answer))).is_ok() {
             self.wake();
         }
     }
@@ -184,7 +187,9 @@ impl Responder {
     /// Answers the request.
     pub fn respond(mut self, response: Response) {
         self.answered = true;
-        deliver(&self.inbox, self.id, Answer::Response(Box::new(response)));
+        // Unboxed: an answer given during the handler's call goes straight
+        // to core; only one sent from another thread is boxed, for the channel.
+        deliver(&self.inbox, self.id, Answer::Response(response));
     }
 
     /// Whether the server was stopping (pre-stop or draining) when this

@@ -577,7 +577,7 @@ impl<H: Handler> Worker<H> {
     /// Reads the mailbox: deferred answers.
     fn messages(&mut self) {
         while let Ok((id, answer)) = self.rx.try_recv() {
-            self.answer_deferred(id, answer);
+            self.answer_deferred(id, *answer);
             self.pump();
         }
     }
