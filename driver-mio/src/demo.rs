@@ -107,7 +107,10 @@ impl Miss {
 fn route(method: &str, path: &str) -> Result<Route, Miss> {
     let route = Route::from_path(path).ok_or(Miss::NotFound)?;
     let allow = route.allow();
-    if allow.split(", ").any(|allowed| allowed == method) {
+    if allow
+        .split(',')
+        .any(|allowed| allowed.trim_start() == method)
+    {
         Ok(route)
     } else {
         Err(Miss::WrongMethod { allow })
