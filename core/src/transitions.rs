@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::close::CloseReason;
 use crate::config::Config;
-use crate::conn::State;
+use crate::conn::{Conn, State};
 use crate::finished::{Finished, Outcome, RequestLog};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
@@ -125,6 +125,22 @@ pub(crate) fn timer_for(
     })
 }
 
+/// The times `conn`'s deadlines run from.
+fn history(conn: &Conn, config: &Config) -> History {
+    let mut history = History {
+        fresh: conn.next_seq == 0,
+        last_active: conn.last_active,
+        ..History::default()
+    };
+    if let Some(bufs) = conn.bufs.as_deref() {
+        history.began_at = bufs.log.began_at;
+        history.body_progress_at = bufs.body_progress_at;
+        history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
+        history.body_full = bufs.body.len() >= config.max_stream_buffer_bytes;
+    }
+    history
+}
+
 impl Server {
     /// Moves connection `key` into `state` at `now`, then [`settle`](Self::settle)s it.
     pub(crate) fn enter(&mut self, key: usize, state: State, now: Time) {
@@ -169,34 +185,22 @@ impl Server {
     /// The only caller of `timers.set`, and the only place the count moves.
     pub(crate) fn settle(&mut self, key: usize, now: Time) {
         let drain = self.drain_times();
-        let mut timer = timer_for(
-            &self.conns[key].state,
-            self.history(key),
-            drain,
-            &self.config,
-        );
+        let config = &self.config;
+        let conn = &mut self.conns[key];
+        let mut timer = timer_for(&conn.state, history(conn, config), drain, config);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
-            if self.conns[key].link.kind() != Some(kind) {
-                self.restart_progress(key, kind, now);
-                timer = timer_for(
-                    &self.conns[key].state,
-                    self.history(key),
-                    drain,
-                    &self.config,
-                );
+            if conn.link.kind() != Some(kind) {
+                if let Some(bufs) = conn.bufs.as_mut() {
+                    match kind {
+                        TimerKind::Body => bufs.body_progress_at = now,
+                        _ => bufs.write_progress_at = now,
+                    }
+                }
+                timer = timer_for(&conn.state, history(conn, config), drain, config);
             }
         }
-        let link = self.conns[key].link;
-        match timer {
-            Some((kind, deadline)) if link.kind() != Some(kind) || link.deadline() != deadline => {
-                self.timers.set(&mut self.conns, key, kind, deadline)
-            }
-            Some(_) => {}
-            None => self.timers.clear(&mut self.conns, key),
-        }
-        let conn = &mut self.conns[key];
         let active = conn.is_active();
         if active != conn.counted {
             conn.counted = active;
@@ -206,31 +210,15 @@ impl Server {
                 self.active -= 1;
             }
         }
-    }
-
-    fn restart_progress(&mut self, key: usize, kind: TimerKind, now: Time) {
-        if let Some(bufs) = self.conns[key].bufs.as_mut() {
-            match kind {
-                TimerKind::Body => bufs.body_progress_at = now,
-                _ => bufs.write_progress_at = now,
+        let link = conn.link;
+        match timer {
+            Some((kind, deadline)) if link.kind() != Some(kind) || link.deadline() != deadline => {
+                self.timers.set(&mut self.conns, key, kind, deadline)
             }
+            Some(_) => {}
+            None if link.kind().is_some() => self.timers.clear(&mut self.conns, key),
+            None => {}
         }
-    }
-
-    fn history(&self, key: usize) -> History {
-        let conn = &self.conns[key];
-        let mut history = History {
-            fresh: conn.next_seq == 0,
-            last_active: conn.last_active,
-            ..History::default()
-        };
-        if let Some(bufs) = conn.bufs.as_deref() {
-            history.began_at = bufs.log.began_at;
-            history.body_progress_at = bufs.body_progress_at;
-            history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
-            history.body_full = bufs.body.len() >= self.config.max_stream_buffer_bytes;
-        }
-        history
     }
 
     pub(crate) fn drain_times(&self) -> Option<DrainTimes> {
@@ -242,9 +230,10 @@ impl Server {
 
     /// The timer connection `key` should be on, for the invariant check.
     pub(crate) fn implied_timer(&self, key: usize) -> Option<(TimerKind, Time)> {
+        let conn = &self.conns[key];
         timer_for(
-            &self.conns[key].state,
-            self.history(key),
+            &conn.state,
+            history(conn, &self.config),
             self.drain_times(),
             &self.config,
         )
