@@ -28,7 +28,9 @@ impl PidFile {
         let written = (|| {
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(format!("{pid}\n").as_bytes())?;
-            file.sync_all()?;
+            // No fsync: a pid file means nothing after a crash (it usually
+            // lives in /run), and on a busy disk an fsync can take seconds
+            // a successor's readiness would wait for.
             std::fs::rename(&temporary, &self.path)
         })();
         if written.is_err() {
