@@ -309,4 +309,26 @@ mod tests {
         assert_eq!(exit_status(&report(Some(Forced::Deadline))), 3);
         assert_eq!(exit_status(&report(Some(Forced::SecondTerminate))), 4);
     }
+
+    #[test]
+    fn upgrade_flags_parse() {
+        let a = args(
+            &[
+                "--pid-file",
+                "/run/ebb.pid",
+                "--upgrade-timeout=2.5",
+                "--upgrade-command",
+                "/opt/ebb/current/ebb",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.pid_file, Some(PathBuf::from("/run/ebb.pid")));
+        assert_eq!(a.upgrade_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            a.upgrade_command,
+            Some(PathBuf::from("/opt/ebb/current/ebb"))
+        );
+        assert!(args(&["--upgrade-timeout", "soon"], &[]).is_err());
+    }
 }

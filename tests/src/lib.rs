@@ -418,21 +418,25 @@ pub fn kill(pid: i32, signal: i32) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
-/// Whether process `pid` has exited: reaped here (its status), or gone, or a
-/// zombie its parent has yet to reap (status unknown).
+/// Whether process `pid` has exited, looked at without reaping it (so an
+/// [`Ebb`]'s own waiter still reaps its process): its exit code if it is a
+/// child of this process that exited normally, `None` inside if it is not a
+/// child or a signal ended it.
 fn exited(pid: i32) -> Option<Option<i32>> {
-    let mut status = 0;
-    // SAFETY: waitpid writes the status it is given.
-    let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    if rc == pid {
-        return Some(libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)));
+    // SAFETY: waitid writes the siginfo it is given; WNOWAIT leaves the
+    // child to be reaped later.
+    unsafe {
+        let mut info = std::mem::zeroed::<libc::siginfo_t>();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        if libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) == 0 {
+            if info.si_pid() != pid {
+                // A child of this process, still running.
+                return None;
+            }
+            return Some((info.si_code == libc::CLD_EXITED).then(|| info.si_status()));
+        }
     }
-    if rc == 0 {
-        // A child of this process, still running (or exited just now: the
-        // next look reaps it).
-        return None;
-    }
-    // Not a child of this process.
+    // Not a child of this process (or reaped already).
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => Some(None),
         // The state follows the parenthesised name.
@@ -483,7 +487,8 @@ pub fn wait_pid_file_change(path: &Path, old: Option<i32>, timeout: Duration) ->
 }
 
 /// Processes a test started indirectly (successors): killed with SIGKILL
-/// when dropped if still running, so a failed test leaves none behind.
+/// when dropped if still running, so a failed test leaves none behind, and
+/// reaped if they are this process's children by then.
 #[derive(Default)]
 pub struct Strays(pub Vec<i32>);
 
@@ -494,6 +499,9 @@ impl Drop for Strays {
                 kill(pid, libc::SIGKILL);
                 let _ = wait_gone(pid, Duration::from_secs(5));
             }
+            // SAFETY: waitpid on a pid this test started; fails harmlessly
+            // if it is not a child of this process.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
         }
     }
 }

@@ -169,6 +169,8 @@ fn hot_upgrade_three_times_under_load_loses_nothing() {
     assert!(kill(last, libc::SIGTERM));
     let (code, _) = wait_gone(last, EXIT_BOUND).expect("the last process exits on SIGTERM");
     assert_eq!(code, Some(0));
+    wait_logged(&ebb, "drain complete after hand-off", 3);
+    wait_logged(&ebb, "drain complete in", 1);
     let log = ebb.log();
     assert_eq!(
         log.matches("upgrade report: handed off").count(),
@@ -210,13 +212,7 @@ fn failed_upgrades_leave_the_old_process_serving() {
     let pid = wait_pid_file_change(&pid_file, None, READY_BOUND).expect("the pid file");
     let load = Load::start(ebb.addr, shape());
     thread::sleep(Duration::from_millis(300));
-    let logged = |text: &str, n: usize| {
-        let until = Instant::now() + READY_BOUND;
-        while ebb.log().matches(text).count() < n {
-            assert!(Instant::now() < until, "no {text:?} {n}:\n{}", ebb.log());
-            thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let logged = |text: &str, n: usize| wait_logged(&ebb, text, n);
     let failed = |n: usize| logged("upgrade report: failed", n);
 
     // A successor that exits at once.
@@ -297,6 +293,16 @@ fn failed_upgrades_leave_the_old_process_serving() {
     assert_eq!(wait_gone(new, EXIT_BOUND).expect("exits").0, Some(0));
 }
 
+/// Waits until `text` appears `n` times in the log (the processes after the
+/// first share its log, which is read on a thread of its own).
+fn wait_logged(ebb: &Ebb, text: &str, n: usize) {
+    let until = Instant::now() + READY_BOUND;
+    while ebb.log().matches(text).count() < n {
+        assert!(Instant::now() < until, "no {text:?} {n}:\n{}", ebb.log());
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The pid in the `n`th "started successor N" line of `log`.
 fn successor_pid(log: &str, n: usize) -> i32 {
     let line = log
@@ -336,7 +342,8 @@ fn sigterm_during_an_upgrade_abandons_it_and_drains() {
     assert_eq!((response.status, response.close), (200, true));
     in_flight.read_to_eof().unwrap();
     drop(in_flight);
-    ebb.expect_exit_code(EXIT_BOUND, 0);
+    // Status 0, and the whole log.
+    ebb.expect_clean_exit(EXIT_BOUND);
     assert!(
         wait_gone(successor, EXIT_BOUND).is_some(),
         "the successor was stopped"
