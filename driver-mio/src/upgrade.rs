@@ -177,11 +177,13 @@ impl Successor {
         unsafe {
             command.pre_exec(move || exec.run());
         }
+        // Registered before the child exists, so no failure can leave a
+        // successor running unwatched (the receiver's close unregisters it).
+        registry.register(&mut receiver, token, Interest::READABLE)?;
         let child = command.spawn()?;
         // The child has its copies now; ours would keep the pipe from
         // reporting the child's exit.
         drop(sources);
-        registry.register(&mut receiver, token, Interest::READABLE)?;
         let started = Instant::now();
         Ok(Successor {
             child,
@@ -215,18 +217,16 @@ impl Successor {
                 Ok(0) => break self.exit_failure(),
                 Ok(n) => {
                     self.said.extend_from_slice(&buf[..n]);
-                    if let Some(line) = self.said.split(|&b| b == b'\n').next() {
-                        if self.said.contains(&b'\n') {
-                            let pid = std::str::from_utf8(line)
-                                .ok()
-                                .and_then(|s| s.trim().parse().ok())
-                                .unwrap_or_else(|| self.child.id());
-                            let _ = registry.deregister(&mut self.ready);
-                            return Progress::Ready {
-                                pid,
-                                after: self.started.elapsed(),
-                            };
-                        }
+                    if let Some(end) = self.said.iter().position(|&b| b == b'\n') {
+                        let said = std::str::from_utf8(&self.said[..end]).ok();
+                        let Some(pid) = said.and_then(|s| s.trim().parse().ok()) else {
+                            break format!("it said {:?}, not its pid", said.unwrap_or("?"));
+                        };
+                        let _ = registry.deregister(&mut self.ready);
+                        return Progress::Ready {
+                            pid,
+                            after: self.started.elapsed(),
+                        };
                     }
                     if self.said.len() > 64 {
                         break "it wrote something other than its pid".to_owned();

@@ -104,6 +104,7 @@ fn hot_upgrade_three_times_under_load_loses_nothing() {
         let ready = signalled.elapsed();
         strays.0.push(new);
         pids.push(new);
+        check_inherited_descriptors(new);
         let exe = std::fs::read_link(format!("/proc/{new}/exe")).unwrap();
         assert_eq!(
             exe, binary,
@@ -291,6 +292,49 @@ fn failed_upgrades_leave_the_old_process_serving() {
     drop(client);
     assert!(kill(new, libc::SIGTERM));
     assert_eq!(wait_gone(new, EXIT_BOUND).expect("exits").0, Some(0));
+}
+
+/// The successor's inherited listening socket (descriptor 3) is
+/// non-blocking and close-on-exec, and its readiness pipe is closed once used.
+fn check_inherited_descriptors(pid: i32) {
+    let fdinfo = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/3")).unwrap();
+    let flags = fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .expect("flags in fdinfo");
+    assert_ne!(
+        flags & libc::O_NONBLOCK as u32,
+        0,
+        "fd 3 non-blocking: {flags:o}"
+    );
+    assert_ne!(
+        flags & libc::O_CLOEXEC as u32,
+        0,
+        "fd 3 close-on-exec: {flags:o}"
+    );
+    let target = |fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok();
+    assert!(
+        target("3").is_some_and(|t| t.to_string_lossy().starts_with("socket:")),
+        "fd 3 is the socket"
+    );
+    // The readiness pipe, named in its environment, is closed once used
+    // (its number may since hold something else, but not a pipe).
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let ready_fd = environ
+        .split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(b"EBB_UPGRADE_READY_FD="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("EBB_UPGRADE_READY_FD in the successor's environment");
+    assert_eq!(ready_fd, "4", "after the one socket");
+    let until = Instant::now() + READY_BOUND;
+    while target(&ready_fd).is_some_and(|t| t.to_string_lossy().starts_with("pipe:")) {
+        assert!(
+            Instant::now() < until,
+            "{pid} keeps its readiness pipe open"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Waits until `text` appears `n` times in the log (the processes after the
