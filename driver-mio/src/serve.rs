@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ebb_core::{Config, DrainReport};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::handler::{Handler, Inbox};
@@ -19,7 +19,7 @@ use crate::notify::notify;
 use crate::pidfile::PidFile;
 use crate::shutdown::{ShutdownHandle, Stop};
 use crate::signals::{meaning, Action};
-use crate::upgrade::{Outcome, Program, Progress, Successor};
+use crate::upgrade::{Program, Upgrader};
 use crate::worker::Worker;
 
 const WAKE: Token = Token(0);
@@ -55,13 +55,13 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     setup.shutdown.set_waker(Some(waker.clone()));
     let addr = setup.listeners[0].local_addr()?;
     let (program, upgrade_timeout) = setup.upgrade;
-    let mut upgrader = Upgrader {
+    let mut upgrader = Upgrader::new(
         program,
-        timeout: upgrade_timeout,
-        sockets: crate::listener::distinct_sockets(&setup.listeners)?,
-        state: UpgradeState::Idle,
-        pid_file: setup.pid_file.clone(),
-    };
+        upgrade_timeout,
+        crate::listener::distinct_sockets(&setup.listeners)?,
+        setup.pid_file.clone(),
+        UPGRADE,
+    );
     let count = setup.listeners.len();
     let start = Instant::now();
     let handler = Arc::new(setup.handler);
@@ -192,140 +192,6 @@ fn announce_ready(pid_file: Option<&PidFile>, ready: Option<OwnedFd>) {
         match pipe.write_all(format!("{pid}\n").as_bytes()) {
             Ok(()) => log::info!("told the previous process that this one ({pid}) serves"),
             Err(e) => log::warn!("cannot tell the previous process that this one serves: {e}"),
-        }
-    }
-}
-
-/// The coordinator's side of hot upgrades: one at a time.
-struct Upgrader {
-    program: io::Result<Program>,
-    timeout: Duration,
-    /// The distinct listening sockets (descriptor, inode) to pass on.
-    sockets: Vec<(std::os::fd::RawFd, u64)>,
-    state: UpgradeState,
-    pid_file: Option<PidFile>,
-}
-
-enum UpgradeState {
-    Idle,
-    Starting(Successor),
-    /// The listeners belong to this successor now.
-    HandedOff(u32),
-}
-
-impl Upgrader {
-    /// An upgrade requested by `why` (a signal's name, or a call): starts
-    /// the successor, unless an upgrade is under way or the server stops.
-    fn request(&mut self, why: &str, shutdown: &ShutdownHandle, registry: &Registry) {
-        match &self.state {
-            UpgradeState::Starting(successor) => {
-                let pid = successor.pid();
-                return log::warn!(
-                    "{why} ignored: an upgrade is already under way (successor {pid})"
-                );
-            }
-            UpgradeState::HandedOff(pid) => {
-                return log::warn!("{why} ignored: already handed off to successor {pid}");
-            }
-            UpgradeState::Idle if shutdown.is_stopping() => {
-                return log::warn!("{why} ignored: the server is stopping");
-            }
-            UpgradeState::Idle => {}
-        }
-        let started = match &self.program {
-            Ok(program) => {
-                Successor::start(program, &self.sockets, self.timeout, registry, UPGRADE)
-                    .map_err(|e| format!("cannot start {}: {e}", program.path.display()))
-            }
-            Err(e) => Err(format!("the successor's command is unknown: {e}")),
-        };
-        match started {
-            Ok(successor) => {
-                log::info!(
-                    "{why}: upgrading: started successor {} ({}), waiting up to {:?} for it to serve",
-                    successor.pid(),
-                    self.program.as_ref().map_or("?".into(), |p| p.path.display().to_string()),
-                    self.timeout,
-                );
-                self.state = UpgradeState::Starting(successor);
-            }
-            Err(why) => {
-                log::error!("upgrade failed: {why}; still serving");
-                log::info!(
-                    "{}",
-                    Outcome::Failed {
-                        after: Duration::ZERO,
-                        why,
-                    }
-                );
-            }
-        }
-    }
-
-    /// Follows a starting successor; true when it serves and the listeners
-    /// were handed to it (the workers must be woken to apply the hand-off).
-    fn progress(&mut self, shutdown: &ShutdownHandle, registry: &Registry) -> bool {
-        let UpgradeState::Starting(successor) = &mut self.state else {
-            return false;
-        };
-        let (pid, after) = match successor.progress(registry) {
-            Progress::Waiting => return false,
-            Progress::Ready { pid, after } => (pid, after),
-            Progress::Failed(why) => {
-                let child = successor.pid();
-                let after = successor.age();
-                self.fail(after, format!("successor {child}: {why}"));
-                return false;
-            }
-        };
-        if !shutdown.hand_off() {
-            // A stop came first: it wins (and normally abandoned the upgrade).
-            self.abandon("a stop request");
-            return false;
-        }
-        self.state = UpgradeState::HandedOff(pid);
-        notify(&format!("MAINPID={pid}"));
-        log::info!(
-            "upgrade: successor {pid} serves after {}ms; handing the listeners over and draining",
-            after.as_millis()
-        );
-        log::info!("{}", Outcome::HandedOff { pid, after });
-        true
-    }
-
-    /// Gives up a starting successor because of `why` (a stop request).
-    fn abandon(&mut self, why: &str) {
-        if let UpgradeState::Starting(successor) = &self.state {
-            let after = successor.age();
-            self.fail(after, format!("abandoned: {why} came during it"));
-        }
-    }
-
-    /// Ends the attempt: the successor is stopped, the pid file names this
-    /// process again, and the log says why.
-    fn fail(&mut self, after: Duration, why: String) {
-        let UpgradeState::Starting(successor) =
-            std::mem::replace(&mut self.state, UpgradeState::Idle)
-        else {
-            return;
-        };
-        let pid = successor.pid();
-        let done = successor.dismiss();
-        log::warn!("upgrade failed: {why}; successor {pid}: {done}; still serving");
-        if let Some(pid_file) = &self.pid_file {
-            // The successor may have taken it just before it failed.
-            if pid_file.read() != Some(std::process::id()) {
-                pid_file.write_or_log(std::process::id());
-            }
-        }
-        log::info!("{}", Outcome::Failed { after, why });
-    }
-
-    /// How long the coordinator may sleep: until a starting successor's deadline.
-    fn timeout(&self) -> Option<Duration> {
-        match &self.state {
-            UpgradeState::Starting(successor) => Some(successor.timeout()),
-            _ => None,
         }
     }
 }

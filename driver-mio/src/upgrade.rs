@@ -43,9 +43,12 @@ use mio::unix::pipe;
 use mio::{Interest, Registry, Token};
 
 use crate::listener::{inode, READY_FD_VAR};
+use crate::notify::notify;
+use crate::pidfile::PidFile;
+use crate::shutdown::ShutdownHandle;
 
 /// How long a failed successor has, after SIGTERM, before SIGKILL.
-pub(crate) const KILL_AFTER: Duration = Duration::from_secs(10);
+const KILL_AFTER: Duration = Duration::from_secs(10);
 /// The default readiness timeout.
 pub(crate) const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The name of each passed socket in `LISTEN_FDNAMES`.
@@ -101,7 +104,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// A successor started and not yet ready.
-pub(crate) struct Successor {
+struct Successor {
     child: Child,
     ready: pipe::Receiver,
     /// What it has written so far.
@@ -111,7 +114,7 @@ pub(crate) struct Successor {
 }
 
 /// Where a starting successor is.
-pub(crate) enum Progress {
+enum Progress {
     /// Not ready yet: poll again on readiness of the pipe or at the deadline.
     Waiting,
     /// It serves: its pid (the one it wrote), and how long it took.
@@ -124,7 +127,7 @@ impl Successor {
     /// Starts `program` with the `sockets` (descriptor and inode of each
     /// listening socket to pass) as descriptors 3…, and registers the
     /// readiness pipe on `registry` under `token`.
-    pub(crate) fn start(
+    fn start(
         program: &Program,
         sockets: &[(RawFd, u64)],
         timeout: Duration,
@@ -194,23 +197,23 @@ impl Successor {
         })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// How long since it was started.
-    pub(crate) fn age(&self) -> Duration {
+    fn age(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// How long until the deadline.
-    pub(crate) fn timeout(&self) -> Duration {
+    fn timeout(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// Reads the pipe and checks the clock; a successor that failed is told
     /// to stop.
-    pub(crate) fn progress(&mut self, registry: &Registry) -> Progress {
+    fn progress(&mut self, registry: &Registry) -> Progress {
         let mut buf = [0; 64];
         let failure = loop {
             match self.ready.read(&mut buf) {
@@ -264,7 +267,7 @@ impl Successor {
     /// Stops a successor that will not take over: SIGTERM, and SIGKILL
     /// after [`KILL_AFTER`] if it has not exited; reaped on a thread of its
     /// own so the server is not held up. Returns what was done, for the log.
-    pub(crate) fn dismiss(mut self) -> &'static str {
+    fn dismiss(mut self) -> &'static str {
         if let Ok(Some(_)) = self.child.try_wait() {
             return "it has exited";
         }
@@ -412,7 +415,7 @@ impl Exec {
 }
 
 /// One upgrade attempt's outcome, for its report line.
-pub(crate) enum Outcome {
+enum Outcome {
     HandedOff { pid: u32, after: Duration },
     Failed { after: Duration, why: String },
 }
@@ -430,6 +433,158 @@ impl fmt::Display for Outcome {
                 "upgrade report: failed after {}ms ({why}); still serving",
                 after.as_millis()
             ),
+        }
+    }
+}
+
+/// The coordinator's side of hot upgrades, one at a time: it starts the
+/// successor on request, follows it, and hands over or gives up.
+pub(crate) struct Upgrader {
+    program: io::Result<Program>,
+    timeout: Duration,
+    /// The distinct listening sockets (descriptor, inode) to pass on.
+    sockets: Vec<(RawFd, u64)>,
+    state: UpgradeState,
+    pid_file: Option<PidFile>,
+    /// The readiness pipe's token on the coordinator's poll.
+    token: Token,
+}
+
+enum UpgradeState {
+    Idle,
+    Starting(Successor),
+    /// The listeners belong to this successor now.
+    HandedOff(u32),
+}
+
+impl Upgrader {
+    pub(crate) fn new(
+        program: io::Result<Program>,
+        timeout: Duration,
+        sockets: Vec<(RawFd, u64)>,
+        pid_file: Option<PidFile>,
+        token: Token,
+    ) -> Upgrader {
+        Upgrader {
+            program,
+            timeout,
+            sockets,
+            state: UpgradeState::Idle,
+            pid_file,
+            token,
+        }
+    }
+
+    /// An upgrade requested by `why` (a signal's name, or a call): starts
+    /// the successor, unless an upgrade is under way or the server stops.
+    pub(crate) fn request(&mut self, why: &str, shutdown: &ShutdownHandle, registry: &Registry) {
+        let busy = match &self.state {
+            UpgradeState::Starting(successor) => Some(format!(
+                "an upgrade is already under way (successor {})",
+                successor.pid()
+            )),
+            UpgradeState::HandedOff(pid) => Some(format!("already handed off to successor {pid}")),
+            UpgradeState::Idle if shutdown.is_stopping() => Some("the server is stopping".into()),
+            UpgradeState::Idle => None,
+        };
+        if let Some(busy) = busy {
+            log::warn!("{why} ignored: {busy}");
+            return;
+        }
+        let started = match &self.program {
+            Ok(program) => {
+                Successor::start(program, &self.sockets, self.timeout, registry, self.token)
+                    .map_err(|e| format!("cannot start {}: {e}", program.path.display()))
+            }
+            Err(e) => Err(format!("the successor's command is unknown: {e}")),
+        };
+        match started {
+            Ok(successor) => {
+                log::info!(
+                    "{why}: upgrading: started successor {} ({}), waiting up to {:?} for it to serve",
+                    successor.pid(),
+                    self.program.as_ref().map_or("?".into(), |p| p.path.display().to_string()),
+                    self.timeout,
+                );
+                self.state = UpgradeState::Starting(successor);
+            }
+            Err(why) => {
+                log::error!("upgrade failed: {why}; still serving");
+                log::info!(
+                    "{}",
+                    Outcome::Failed {
+                        after: Duration::ZERO,
+                        why,
+                    }
+                );
+            }
+        }
+    }
+
+    /// Follows a starting successor; true when it serves and the listeners
+    /// were handed to it (the workers must be woken to apply the hand-off).
+    pub(crate) fn progress(&mut self, shutdown: &ShutdownHandle, registry: &Registry) -> bool {
+        let UpgradeState::Starting(successor) = &mut self.state else {
+            return false;
+        };
+        let (pid, after) = match successor.progress(registry) {
+            Progress::Waiting => return false,
+            Progress::Ready { pid, after } => (pid, after),
+            Progress::Failed(why) => {
+                let child = successor.pid();
+                let after = successor.age();
+                self.fail(after, format!("successor {child}: {why}"));
+                return false;
+            }
+        };
+        if !shutdown.hand_off() {
+            // A stop came first: it wins (and normally abandoned the upgrade).
+            self.abandon("a stop request");
+            return false;
+        }
+        self.state = UpgradeState::HandedOff(pid);
+        notify(&format!("MAINPID={pid}"));
+        log::info!(
+            "upgrade: successor {pid} serves after {}ms; handing the listeners over and draining",
+            after.as_millis()
+        );
+        log::info!("{}", Outcome::HandedOff { pid, after });
+        true
+    }
+
+    /// Gives up a starting successor because of `why` (a stop request).
+    pub(crate) fn abandon(&mut self, why: &str) {
+        if let UpgradeState::Starting(successor) = &self.state {
+            let after = successor.age();
+            self.fail(after, format!("abandoned: {why} came during it"));
+        }
+    }
+
+    /// Ends the attempt: the successor is stopped, the pid file names this
+    /// process again, and the log says why.
+    fn fail(&mut self, after: Duration, why: String) {
+        let UpgradeState::Starting(successor) =
+            std::mem::replace(&mut self.state, UpgradeState::Idle)
+        else {
+            return;
+        };
+        let pid = successor.pid();
+        let done = successor.dismiss();
+        log::warn!("upgrade failed: {why}; successor {pid}: {done}; still serving");
+        if let Some(pid_file) = &self.pid_file {
+            // The successor may have taken it just before it failed.
+            if pid_file.read() != Some(std::process::id()) {
+                pid_file.write_or_log(std::process::id());
+            }
+        }
+        log::info!("{}", Outcome::Failed { after, why });
+    }
+
+    /// How long the coordinator may sleep: until a starting successor's deadline.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        match &self.state {
+            UpgradeState::Starting(successor) => Some(successor.timeout()),
+            _ => None,
         }
     }
 }
