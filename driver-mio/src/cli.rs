@@ -2,6 +2,7 @@
 //! shapes do not need a parser crate.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,7 +37,11 @@ usage: ebb [options]
   -v                          more log output (-vv for trace)
   -V, --version               print `ebb VERSION` and exit
   -h, --help                  this text
-SIGTERM, SIGINT or SIGQUIT drains, a second one forces the exit; SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.";
+  --pid-file PATH             write the pid here once serving (a successor rewrites it)
+  --upgrade-timeout SECONDS   how long a hot upgrade waits for the successor to serve (default 30)
+  --upgrade-command PATH      the successor a hot upgrade starts, with the same arguments (default: this binary)
+SIGTERM, SIGINT or SIGQUIT drains, a second one forces the exit; SIGUSR2 starts a hot upgrade;
+SIGHUP and SIGUSR1 are logged and ignored.";
 
 /// The parsed command line.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +74,12 @@ pub struct Args {
     pub help: bool,
     /// `--version` was given.
     pub version: bool,
+    /// Where to write the pid, if set.
+    pub pid_file: Option<PathBuf>,
+    /// How long a hot upgrade waits for the successor, if set.
+    pub upgrade_timeout: Option<Duration>,
+    /// The successor's program, if not this binary.
+    pub upgrade_command: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -88,6 +99,9 @@ impl Default for Args {
             verbosity: 0,
             help: false,
             version: false,
+            pid_file: None,
+            upgrade_timeout: None,
+            upgrade_command: None,
         }
     }
 }
@@ -130,6 +144,9 @@ pub fn parse(
             }
             "-h" | "--help" => args.help = true,
             "-V" | "--version" => args.version = true,
+            "--pid-file" => args.pid_file = Some(value()?.into()),
+            "--upgrade-timeout" => args.upgrade_timeout = Some(seconds(&name, &value()?)?),
+            "--upgrade-command" => args.upgrade_command = Some(value()?.into()),
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 args.verbosity = args.verbosity.saturating_add((v.len() - 1) as u8);
             }
@@ -198,6 +215,16 @@ impl Args {
             .config(self.config());
         if let Some(workers) = self.workers {
             builder = builder.workers(workers);
+        }
+        if let Some(path) = &self.pid_file {
+            builder = builder.pid_file(path);
+        }
+        if let Some(t) = self.upgrade_timeout {
+            builder = builder.upgrade_timeout(t);
+        }
+        if let Some(program) = &self.upgrade_command {
+            // The same arguments as this process.
+            builder = builder.upgrade_command(program, std::env::args_os().skip(1));
         }
         builder
     }
@@ -349,5 +376,27 @@ mod tests {
         assert_eq!(exit_status(&report(None)), 0);
         assert_eq!(exit_status(&report(Some(Forced::Deadline))), 3);
         assert_eq!(exit_status(&report(Some(Forced::SecondTerminate))), 4);
+    }
+
+    #[test]
+    fn upgrade_flags_parse() {
+        let a = args(
+            &[
+                "--pid-file",
+                "/run/ebb.pid",
+                "--upgrade-timeout=2.5",
+                "--upgrade-command",
+                "/opt/ebb/current/ebb",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.pid_file, Some(PathBuf::from("/run/ebb.pid")));
+        assert_eq!(a.upgrade_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            a.upgrade_command,
+            Some(PathBuf::from("/opt/ebb/current/ebb"))
+        );
+        assert!(args(&["--upgrade-timeout", "soon"], &[]).is_err());
     }
 }

@@ -33,9 +33,12 @@
 mod builder;
 mod handler;
 mod listener;
+mod notify;
+mod pidfile;
 mod serve;
 mod shutdown;
 mod signals;
+mod upgrade;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_BACKLOG};

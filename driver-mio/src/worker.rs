@@ -21,7 +21,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::handler::{begin_dispatch, end_dispatch, Answer, Deferred, Handler, Inbox, Responder};
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{Applied, ShutdownHandle, StopInput};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -49,8 +49,8 @@ pub(crate) struct Worker<H> {
     listener: Option<TcpListener>,
     /// Where the stop requests are counted.
     stops: ShutdownHandle,
-    /// Stop requests applied so far, each as one terminate.
-    stops_applied: usize,
+    /// The stop requests and hand-off applied so far.
+    stops_applied: Applied,
     handler: Arc<H>,
     inbox: Arc<Inbox>,
     rx: Receiver<Deferred>,
@@ -103,7 +103,7 @@ impl<H: Handler> Worker<H> {
             server: Server::new(config),
             listener: Some(listener),
             stops,
-            stops_applied: 0,
+            stops_applied: Applied::default(),
             handler,
             inbox: inbox.clone(),
             rx,
@@ -563,13 +563,14 @@ impl<H: Handler> Worker<H> {
         self.answer(id, answer, &name);
     }
 
-    /// Applies each stop request made since the last look as one terminate:
-    /// the first drains, the next forces the exit.
+    /// Applies a hand-off and each stop request made since the last look
+    /// (one terminate each: the first drains, the next forces the exit).
     fn apply_stops(&mut self) {
-        let requests = self.stops.requests();
-        while self.stops_applied < requests {
-            self.stops_applied += 1;
-            self.server.handle_terminate(self.now());
+        while let Some(input) = self.stops.next_input(&mut self.stops_applied) {
+            match input {
+                StopInput::HandOff => self.server.handle_handoff(self.now()),
+                StopInput::Terminate => self.server.handle_terminate(self.now()),
+            }
             self.pump();
         }
     }
