@@ -70,7 +70,10 @@ impl Handler for Demo {
                     let body = res.stream(stream_head(), BodyLength::Unknown);
                     return spawn("ebb-demo-stream", move || send_pattern(body, bytes, chunk));
                 }
-                None => Response::text(400, "expected /stream?bytes=N&chunk=K (K from 1 to 16 MiB)\n"),
+                None => Response::text(
+                    400,
+                    "expected /stream?bytes=N&chunk=K (K from 1 to 16 MiB)\n",
+                ),
             },
             Ok(Route::Sse) => match sse_params(req) {
                 Some((events, interval)) => {
@@ -149,7 +152,12 @@ fn send_pattern(mut body: BodyWriter, bytes: u64, chunk: usize) {
     let pattern = pattern();
     let period = pattern.len();
     // Enough of the pattern to start a chunk at any phase of it.
-    let buf: Vec<u8> = pattern.iter().copied().cycle().take(chunk + period).collect();
+    let buf: Vec<u8> = pattern
+        .iter()
+        .copied()
+        .cycle()
+        .take(chunk + period)
+        .collect();
     let mut sent = 0u64;
     while sent < bytes {
         let phase = (sent % period as u64) as usize;

@@ -372,7 +372,8 @@ impl Streams {
             .headers
             .iter()
             .map(|(name, value)| (name.as_bytes(), &value[..]));
-        if let Err(e) = server.handle_stream_start(id, start.head.status, headers, start.length, now)
+        if let Err(e) =
+            server.handle_stream_start(id, start.head.status, headers, start.length, now)
         {
             let gone = match e {
                 RespondError::UnknownRequest => Gone::Closed,
@@ -451,6 +452,17 @@ impl Streams {
         drop(state);
         if let Some(notify) = notify {
             notify();
+        }
+    }
+
+    /// Everything core had queued for `conn` is written: feeds the stream
+    /// open on it, if there is one (see `Worker::written_out`).
+    pub(crate) fn written_out(&mut self, server: &mut Server, conn: ConnId, now: Time) {
+        if let Some(Some((id, _))) = self.open.get(conn.index()) {
+            if id.conn() == conn {
+                let id = *id;
+                self.feed(server, id, false, now);
+            }
         }
     }
 

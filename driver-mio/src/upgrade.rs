@@ -276,13 +276,7 @@ impl Upgrades {
             return Err(e);
         }
         let conn = id.conn();
-        self.put(
-            conn,
-            Entry::Switching {
-                conn,
-                tx: start.tx,
-            },
-        );
+        self.put(conn, Entry::Switching { conn, tx: start.tx });
         Ok(())
     }
 
@@ -342,7 +336,10 @@ impl Upgrades {
     /// The drain began ([`Event::StopUpgraded`](ebb_core::Event)): tells the
     /// application owning `conn`.
     pub(crate) fn stop(&mut self, conn: ConnId) {
-        if let Some(Some(Entry::Open { conn: open, stop, .. })) = self.table.get(conn.index()) {
+        if let Some(Some(Entry::Open {
+            conn: open, stop, ..
+        })) = self.table.get(conn.index())
+        {
             if *open == conn {
                 stop.notify();
             }

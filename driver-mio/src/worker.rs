@@ -352,7 +352,7 @@ impl<H: Handler> Worker<H> {
             let [head, tail] = self.server.transmit(id);
             let slices = [IoSlice::new(head), IoSlice::new(tail)];
             let slices = match (head.is_empty(), tail.is_empty()) {
-                (true, true) => return,
+                (true, true) => return self.written_out(id),
                 (false, true) => &slices[..1],
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
@@ -609,7 +609,9 @@ impl<H: Handler> Worker<H> {
         let now = self.now();
         match self.streams.start(&mut self.server, id, start, now) {
             Ok(()) | Err(RespondError::UnknownRequest) => {}
-            Err(e) => log::error!("handler gave an invalid stream head to {name} ({e}); answered 500"),
+            Err(e) => {
+                log::error!("handler gave an invalid stream head to {name} ({e}); answered 500")
+            }
         }
     }
 
@@ -618,6 +620,15 @@ impl<H: Handler> Worker<H> {
     fn feed_stream(&mut self, id: RequestId, posted: bool) {
         let now = self.now();
         self.streams.feed(&mut self.server, id, posted, now);
+    }
+
+    /// Everything core queued for `conn` is written. Core tells a stream it
+    /// held back that it has room again only while output is still pending
+    /// (`Event::StreamWritable` is not emitted once the output has drained
+    /// completely), so a stream on `conn` is fed here too.
+    fn written_out(&mut self, conn: ConnId) {
+        let now = self.now();
+        self.streams.written_out(&mut self.server, conn, now);
     }
 
     /// Queues the `101` switching request `id`, named `name` in the log.
