@@ -455,14 +455,11 @@ impl Streams {
         }
     }
 
-    /// Everything core had queued for `conn` is written: feeds the stream
-    /// open on it, if there is one (see `Worker::written_out`).
-    pub(crate) fn written_out(&mut self, server: &mut Server, conn: ConnId, now: Time) {
-        if let Some(Some((id, _))) = self.open.get(conn.index()) {
-            if id.conn() == conn {
-                let id = *id;
-                self.feed(server, id, false, now);
-            }
+    /// The request whose response streams on `conn`, if one does.
+    pub(crate) fn open_on(&self, conn: ConnId) -> Option<RequestId> {
+        match self.open.get(conn.index()) {
+            Some(Some((id, _))) if id.conn() == conn => Some(*id),
+            _ => None,
         }
     }
 

@@ -627,8 +627,9 @@ impl<H: Handler> Worker<H> {
     /// (`Event::StreamWritable` is not emitted once the output has drained
     /// completely), so a stream on `conn` is fed here too.
     fn written_out(&mut self, conn: ConnId) {
-        let now = self.now();
-        self.streams.written_out(&mut self.server, conn, now);
+        if let Some(id) = self.streams.open_on(conn) {
+            self.feed_stream(id, false);
+        }
     }
 
     /// Queues the `101` switching request `id`, named `name` in the log.
