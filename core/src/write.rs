@@ -269,18 +269,18 @@ impl Server {
                 ..done.finished
             }));
         }
-        if bufs.pending_out() > 0 {
-            if let State::Streaming(stream) = &mut conn.state {
-                // The application was held back: tell it once there is room
-                // for half the buffer again.
-                let low = self.config.max_stream_buffer_bytes / 2;
-                if stream.blocked && bufs.pending_out() <= low {
-                    stream.blocked = false;
-                    let seq = stream.seq;
-                    self.events
-                        .push_back(Event::StreamWritable(RequestId { conn: id, seq }));
-                }
+        if let State::Streaming(stream) = &mut conn.state {
+            // The application was held back: tell it once there is room for
+            // half the buffer again (or all of it: everything was written).
+            let low = self.config.max_stream_buffer_bytes / 2;
+            if stream.blocked && bufs.pending_out() <= low {
+                stream.blocked = false;
+                let seq = stream.seq;
+                self.events
+                    .push_back(Event::StreamWritable(RequestId { conn: id, seq }));
             }
+        }
+        if bufs.pending_out() > 0 {
             self.settle(key, now);
             return self.process_input(key, now);
         }

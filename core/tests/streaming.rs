@@ -524,3 +524,27 @@ fn the_deadline_cuts_an_upload_the_application_is_reading() {
         "the application has it: no farewell"
     );
 }
+
+#[test]
+fn a_producer_held_back_hears_it_may_go_on_when_everything_is_written_at_once() {
+    let mut h = Harness::with(Config {
+        max_stream_buffer_bytes: 1000,
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending.remove(0);
+    h.server
+        .handle_stream_start(id, 200, NONE, BodyLength::Unknown, h.now)
+        .unwrap();
+    h.pump();
+    let offered = [b'x'; 5000];
+    let taken = data(&mut h, id, &offered).unwrap();
+    assert!(taken < offered.len());
+    h.write(c, usize::MAX);
+    assert!(
+        h.log.contains(&Event::StreamWritable(id)),
+        "the socket took it all: room again"
+    );
+}

@@ -6,7 +6,8 @@
 //! decision is core's; this crate only carries them out.
 //!
 //! It also holds the embedding API — [`Builder`], [`Handler`], [`Responder`],
-//! [`Response`], [`ShutdownHandle`] — and re-exports the types of `ebb-core`
+//! [`Response`], [`BodyWriter`] for streamed bodies, [`Upgraded`] for
+//! connections that switch protocols, [`ShutdownHandle`] — and re-exports the types of `ebb-core`
 //! that API shows, so an embedder depends on this crate alone.
 //!
 //! ```no_run
@@ -38,16 +39,22 @@ mod pidfile;
 mod serve;
 mod shutdown;
 mod signals;
+mod stream;
 mod upgrade;
+mod upgraded;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_BACKLOG};
 // What the API above shows: request parts, the report `serve` returns (its
 // times and why it was forced), and the config.
-pub use ebb_core::{Bytes, Config, ConnId, DrainReport, Forced, Request, RequestId, Time, Version};
+pub use ebb_core::{
+    BodyLength, Bytes, Config, ConnId, DrainReport, Forced, Request, RequestId, Time, Version,
+};
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;
 pub use shutdown::ShutdownHandle;
+pub use stream::BodyWriter;
+pub use upgraded::{PendingUpgrade, Upgraded};
 
 /// The README's examples, compiled and run as doctests so it stays true.
 #[doc = include_str!("../../README.md")]

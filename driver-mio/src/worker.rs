@@ -20,8 +20,10 @@ use ebb_core::{
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::handler::{begin_dispatch, end_dispatch, Answer, Deferred, Handler, Inbox, Responder};
+use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
+use crate::stream::Streams;
+use crate::upgraded::Upgrades;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -53,7 +55,7 @@ pub(crate) struct Worker<H> {
     stops_applied: Applied,
     handler: Arc<H>,
     inbox: Arc<Inbox>,
-    rx: Receiver<Deferred>,
+    rx: Receiver<Message>,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
     conns: Vec<Option<Conn>>,
@@ -74,6 +76,10 @@ pub(crate) struct Worker<H> {
     spare_fd: Option<std::fs::File>,
     /// `METHOD target` of the request being dispatched.
     name: String,
+    /// Responses whose body the application streams.
+    streams: Streams,
+    /// Connections switching, or switched, to another protocol.
+    upgrades: Upgrades,
     exit: Option<DrainReport>,
 }
 
@@ -93,6 +99,8 @@ impl<H: Handler> Worker<H> {
         let inbox = Arc::new(Inbox {
             tx,
             waker: Waker::new(poll.registry(), WAKER)?,
+            stream_buffer_bytes: config.max_stream_buffer_bytes,
+            stops: stops.clone(),
         });
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -118,6 +126,8 @@ impl<H: Handler> Worker<H> {
             date_second: u64::MAX,
             spare_fd: spare_fd(),
             name: String::new(),
+            streams: Streams::default(),
+            upgrades: Upgrades::default(),
             exit: None,
         };
         Ok((worker, inbox))
@@ -230,11 +240,11 @@ impl<H: Handler> Worker<H> {
                 Event::Transmit(conn) => self.to_write.push(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(_) => {}
-                // The handler API neither streams nor upgrades yet.
-                Event::BodyReady(_)
-                | Event::StreamWritable(_)
-                | Event::Upgraded(_)
-                | Event::StopUpgraded(_) => {}
+                // Request bodies are handed over whole (streaming them is off).
+                Event::BodyReady(_) => {}
+                Event::StreamWritable(id) => self.feed_stream(id, false),
+                Event::Upgraded(conn) => self.hand_over(conn),
+                Event::StopUpgraded(conn) => self.upgrades.stop(conn),
                 Event::Farewell(conn, bytes) => {
                     if let Some(c) = self.conn(conn) {
                         // Once, without waiting: the close follows at once.
@@ -249,7 +259,11 @@ impl<H: Handler> Worker<H> {
                         }
                     }
                 }
-                Event::Close(conn, reason) => self.close(conn, reason),
+                Event::Close(conn, reason) => {
+                    self.streams.closed(conn);
+                    self.upgrades.closed(conn, reason);
+                    self.close(conn, reason);
+                }
                 Event::DrainBacklog => {
                     self.draining_backlog = true;
                     self.accept();
@@ -533,6 +547,8 @@ impl<H: Handler> Worker<H> {
         let now = self.now();
         let response = match answer {
             Answer::Response(response) => response,
+            Answer::Stream(start) => return self.start_stream(id, *start, name),
+            Answer::Upgrade(start) => return self.start_upgrade(id, *start, name),
             Answer::Failed => {
                 log::error!("handler dropped its responder for {name}; answered 500");
                 return self.server.handle_app_failure(id, now);
@@ -575,12 +591,63 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Reads the mailbox: deferred answers.
+    /// Reads the mailbox: deferred answers, stream data, closed upgrades.
     fn messages(&mut self) {
-        while let Ok((id, answer)) = self.rx.try_recv() {
-            self.answer_deferred(id, *answer);
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                Message::Answer(id, answer) => self.answer_deferred(id, *answer),
+                Message::Stream(id) => self.feed_stream(id, true),
+                Message::UpgradedClosed(conn) => {
+                    self.server.handle_upgraded_closed(conn, self.now());
+                }
+            }
             self.pump();
         }
+    }
+
+    /// Starts the streamed response to request `id`, named `name` in the log.
+    fn start_stream(&mut self, id: RequestId, start: crate::stream::StreamStart, name: &str) {
+        let now = self.now();
+        match self.streams.start(&mut self.server, id, start, now) {
+            Ok(()) | Err(RespondError::UnknownRequest) => {}
+            Err(e) => {
+                log::error!("handler gave an invalid stream head to {name} ({e}); answered 500")
+            }
+        }
+    }
+
+    /// Hands core what the application has written to the stream answering
+    /// `id`; `posted` when the application asked for it.
+    fn feed_stream(&mut self, id: RequestId, posted: bool) {
+        let now = self.now();
+        self.streams.feed(&mut self.server, id, posted, now);
+    }
+
+    /// Queues the `101` switching request `id`, named `name` in the log.
+    fn start_upgrade(&mut self, id: RequestId, start: crate::upgraded::UpgradeStart, name: &str) {
+        let now = self.now();
+        match self.upgrades.start(&mut self.server, id, start, now) {
+            Ok(()) | Err(RespondError::UnknownRequest) => {}
+            Err(e) => log::error!("handler could not upgrade {name} ({e}); answered 500"),
+        }
+    }
+
+    /// The `101` on `conn` is written: its socket leaves this worker's poll
+    /// for the application.
+    fn hand_over(&mut self, conn: ConnId) {
+        let now = self.now();
+        let taken = self
+            .conns
+            .get_mut(conn.index())
+            .and_then(|slot| slot.take_if(|c| c.id == conn));
+        let Some(mut taken) = taken else {
+            return self.server.handle_upgraded_closed(conn, now);
+        };
+        if let Err(e) = self.poll.registry().deregister(&mut taken.stream) {
+            log::debug!("deregistering upgraded {conn:?}: {e}");
+        }
+        self.upgrades
+            .handed_over(&mut self.server, conn, taken.stream, &self.inbox, now);
     }
 }
 

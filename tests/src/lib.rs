@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ebb_testkit::response::ResponseParser;
 
+pub mod stream;
+
 /// The `ebb` binary next to the test binary's profile directory
 /// (`target/<profile>/ebb`), built with `$CARGO` when it is missing or older
 /// than the sources of ebb-mio and ebb-core (`cargo test -p ebb-tests` alone
