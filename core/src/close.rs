@@ -57,6 +57,18 @@ pub enum CloseReason {
     ForcedExit,
     /// The server had already exited when the connection was accepted.
     AfterExit,
+    /// The application's streamed body did not match the length it declared
+    /// (too many bytes, or it ended short): the response is broken, so the
+    /// connection ends rather than corrupt the next response.
+    StreamMismatch,
+    /// A streamed body of unknown length to an HTTP/1.0 client: its end is
+    /// the connection's end.
+    CloseDelimited,
+    /// The application closed a connection that had left HTTP (an upgrade).
+    UpgradedClosed,
+    /// The response came before the streamed request body was read to its
+    /// end: the rest is discarded with the connection.
+    BodyUnread,
 }
 
 impl CloseReason {
@@ -80,6 +92,10 @@ impl CloseReason {
             CloseReason::DeadlineCut => "the drain deadline cut the connection",
             CloseReason::ForcedExit => "a second terminate forced the exit",
             CloseReason::AfterExit => "the server had already exited",
+            CloseReason::StreamMismatch => "the streamed body did not match its declared length",
+            CloseReason::CloseDelimited => "the body's end is the connection's end (HTTP/1.0)",
+            CloseReason::UpgradedClosed => "the application closed the upgraded connection",
+            CloseReason::BodyUnread => "the response came before the request body was read",
         }
     }
 

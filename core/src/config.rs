@@ -14,8 +14,19 @@ pub struct Config {
     pub max_headers: usize,
     /// Longest request target, in bytes. Over it: 414.
     pub max_target_bytes: usize,
-    /// Largest request body, in bytes, however it is framed. Over it: 413.
+    /// Largest request body handed over whole, in bytes, however it is
+    /// framed. Over it: 413.
     pub max_body_bytes: u64,
+    /// Hand a request with a body to the application as soon as its head is
+    /// complete, and its body in pieces as they arrive
+    /// ([`Event::BodyReady`](crate::Event::BodyReady),
+    /// [`Server::request_body`](crate::Server::request_body)), instead of
+    /// whole. Reading pauses while `max_stream_buffer_bytes` of it wait for
+    /// the application.
+    pub stream_request_bodies: bool,
+    /// Largest request body streamed to the application (with
+    /// `stream_request_bodies`). Over it: 413. Unlimited by default.
+    pub max_streamed_body_bytes: u64,
     /// Longest chunk-size line of a chunked body, extensions included. Over it: 400.
     pub max_chunk_line_bytes: usize,
     /// Largest trailer section of a chunked body (its field lines, CRLFs
@@ -26,6 +37,12 @@ pub struct Config {
     pub max_pipelined_bytes: usize,
     /// Most bytes discarded while lingering before the connection is closed anyway.
     pub max_linger_bytes: u64,
+    /// Most bytes of a streamed body buffered per connection, each way: an
+    /// application streaming a response faster than its client reads is
+    /// given no more room until the driver has written some, and a request
+    /// body streamed faster than the application reads it stops being read
+    /// (back-pressure).
+    pub max_stream_buffer_bytes: usize,
 
     /// From the first byte of a request to the end of its head (absolute, so
     /// slowloris cannot extend it). Expired: 408 and close.
@@ -65,6 +82,18 @@ pub struct Config {
     pub idle_close_after: Duration,
 }
 
+impl Config {
+    /// The largest request body this configuration accepts: whole, or
+    /// streamed.
+    pub(crate) fn body_limit(&self) -> u64 {
+        if self.stream_request_bodies {
+            self.max_streamed_body_bytes
+        } else {
+            self.max_body_bytes
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -72,10 +101,13 @@ impl Default for Config {
             max_headers: 100,
             max_target_bytes: 8 * 1024,
             max_body_bytes: 1024 * 1024,
+            stream_request_bodies: false,
+            max_streamed_body_bytes: u64::MAX,
             max_chunk_line_bytes: 1024,
             max_trailer_bytes: 8 * 1024,
             max_pipelined_bytes: 64 * 1024,
             max_linger_bytes: 1024 * 1024,
+            max_stream_buffer_bytes: 256 * 1024,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),

@@ -52,9 +52,30 @@ pub(crate) enum State {
     Body { head: Head, body: BodyProgress },
     /// The application has the request `seq`; `len` input bytes belong to it.
     Dispatched { head: Head, seq: u32, len: usize },
+    /// The application has the request `seq` while its body still arrives
+    /// (`stream_request_bodies`): decoded body bytes wait in
+    /// [`Buffers::body`] until it consumes them; `done` once the last one is
+    /// there. The head stays at the start of the input.
+    Receiving {
+        head: Head,
+        seq: u32,
+        body: BodyProgress,
+        done: bool,
+        continue_sent: bool,
+    },
+    /// The application streams the response to the request it was handed:
+    /// the head is queued and body pieces follow until it ends the stream.
+    Streaming(Stream),
     /// A response that ends the connection (for `reason`) is queued; nothing
     /// more is read. Once it is written the connection closes.
     Closing { reason: CloseReason },
+    /// A `101 Switching Protocols` is queued; once it is written the
+    /// connection leaves HTTP. Input that arrives meanwhile is kept for the
+    /// new protocol.
+    Switching,
+    /// The connection has left HTTP: its byte stream is the application's.
+    /// Core only waits for the driver to report it closed.
+    Upgraded,
     /// The write side was shut at `since` for `reason`; input is read and
     /// discarded until the client's FIN or the linger deadline, so closing
     /// cannot reset unread responses.
@@ -63,6 +84,38 @@ pub(crate) enum State {
         reason: CloseReason,
         since: Time,
     },
+}
+
+/// A response whose body the application streams.
+#[derive(Clone, Debug)]
+pub(crate) struct Stream {
+    /// The request it answers.
+    pub seq: u32,
+    pub status: u16,
+    pub framing: StreamFraming,
+    /// Body bytes taken from the application so far.
+    pub sent: u64,
+    /// When the request began, and when the stream started.
+    pub began_at: Time,
+    pub started_at: Time,
+    /// Why the connection closes once the stream ends, if it does.
+    pub close: Option<CloseReason>,
+    /// The application was given less room than it offered: tell it when
+    /// there is room again.
+    pub blocked: bool,
+}
+
+/// How a streamed body is delimited on the wire.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StreamFraming {
+    /// `Content-Length`: exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (HTTP/1.1, length unknown).
+    Chunked,
+    /// The body ends when the connection closes (HTTP/1.0, length unknown).
+    CloseDelimited,
+    /// No body on the wire (`HEAD`, 204, 304): the pieces are counted, not sent.
+    Bodiless,
 }
 
 /// A response queued and not yet completely handed to the driver.
@@ -109,6 +162,14 @@ pub(crate) struct Buffers {
 impl Buffers {
     pub fn pending_out(&self) -> usize {
         self.out.len() - self.out_pos + self.out_tail.len()
+    }
+
+    /// Drops the `len` bytes of the request just answered, and what was
+    /// parsed of it: the next pipelined request starts the input.
+    pub fn let_go_of_request(&mut self, len: usize) {
+        self.input.drain(..len);
+        self.fields.clear();
+        self.body.clear();
     }
 
     /// Empties the buffers, keeping capacity for reuse.
@@ -188,9 +249,12 @@ impl Conn {
             State::Head { .. }
             | State::Body { .. }
             | State::Dispatched { .. }
-            | State::Closing { .. } => true,
+            | State::Receiving { .. }
+            | State::Streaming(_)
+            | State::Closing { .. }
+            | State::Switching => true,
             State::Idle => self.bufs.as_ref().is_some_and(|b| !b.unwritten.is_empty()),
-            State::Lingering { .. } => false,
+            State::Lingering { .. } | State::Upgraded => false,
         }
     }
 

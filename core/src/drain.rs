@@ -11,6 +11,7 @@ use crate::close::CloseReason;
 use crate::conn::State;
 use crate::lifecycle::{Drain, Lifecycle, Phase};
 use crate::report::{DrainReport, Forced};
+use crate::request::ConnId;
 use crate::response::CUT_WHILE_RECEIVING;
 use crate::server::{Event, Server};
 use crate::time::Time;
@@ -120,8 +121,20 @@ impl Server {
             Backlog::Drain => self.events.push_back(Event::DrainBacklog),
             Backlog::LeaveToSuccessor => self.close_listener(now),
         }
-        for (_, conn) in self.conns.iter_mut() {
+        let mut upgraded = 0;
+        for (key, conn) in self.conns.iter_mut() {
             conn.received_before_drain = Some(conn.received);
+            if matches!(conn.state, State::Upgraded) {
+                upgraded += 1;
+                let id = ConnId {
+                    index: key as u32,
+                    generation: conn.generation,
+                };
+                self.events.push_back(Event::StopUpgraded(id));
+            }
+        }
+        if let Some(drain) = self.lifecycle.drain_mut() {
+            drain.report.upgraded_open += upgraded;
         }
         self.retime_idle_connections(now);
     }

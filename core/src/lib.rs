@@ -49,7 +49,16 @@
 //!         Some(Event::HalfClose(c, _)) => server.handle_peer_eof(c, now),
 //!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::Stopping),
 //!         Some(Event::Exit(report)) => break report,
-//!         Some(Event::Farewell(..) | Event::ResumeRead(_) | Event::CloseListener) => {}
+//!         // Nothing this example needs: reads resume, no stream, no upgrade.
+//!         Some(
+//!             Event::Farewell(..)
+//!             | Event::ResumeRead(_)
+//!             | Event::CloseListener
+//!             | Event::BodyReady(_)
+//!             | Event::StreamWritable(_)
+//!             | Event::Upgraded(_)
+//!             | Event::StopUpgraded(_),
+//!         ) => {}
 //!         Some(Event::Finished(_)) => {} // one per request: an access log's line
 //!         // Nothing to do: wait for I/O, or until the next deadline.
 //!         None => {
@@ -64,9 +73,10 @@
 //! ```
 //!
 //! In scope: HTTP/1.x requests with whole bodies (up to `max_body_bytes`),
-//! responses with a known length. Out of scope: TLS,
-//! HTTP/2, protocol upgrades (an `Upgrade` request is answered as plain
-//! HTTP/1.1), `CONNECT`, streaming bodies, and chunked responses.
+//! pipelining, responses whole or streamed (chunked, with back-pressure),
+//! protocol upgrades (`101`, after which the byte stream is the
+//! application's), request bodies whole or streamed. Out of scope: TLS,
+//! HTTP/2, `CONNECT`.
 
 #![warn(missing_docs)]
 
@@ -84,6 +94,7 @@ mod report;
 mod request;
 mod response;
 mod server;
+mod stream;
 mod time;
 mod timers;
 mod transitions;
@@ -100,4 +111,5 @@ pub use report::{DrainReport, Forced};
 pub use request::{ConnId, OwnedRequest, Request, RequestId, Version};
 pub use response::RespondError;
 pub use server::{Event, Server};
+pub use stream::{BodyLength, RequestBody, StreamError};
 pub use time::Time;

@@ -76,6 +76,9 @@ pub(crate) struct Head {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub is_head_method: bool,
+    /// The client asks to switch protocols (`Connection: upgrade` and an
+    /// `Upgrade` field, HTTP/1.1 only, RFC 9110 §7.8).
+    pub upgrade: bool,
 }
 
 /// Where the search for the end of a head has got to. Reset for every request.
@@ -295,6 +298,7 @@ fn parse_complete(
             keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
             expect_continue: rules.expect_continue && minor_version == 1,
             is_head_method: method == "HEAD",
+            upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
         }))
     })
 }
@@ -412,35 +416,56 @@ fn is_ip_literal(inside: &[u8]) -> bool {
 
 /// `*( unreserved / pct-encoded / sub-delims )`: every `%` starts two hex digits.
 fn is_reg_name(name: &[u8]) -> bool {
-    let plain = |part: &[u8]| part.iter().copied().all(is_unreserved_or_sub_delim);
-    let mut parts = name.split(|&b| b == b'%');
-    parts.next().is_some_and(plain)
-        && parts.all(|part| {
-            part.len() >= 2 && part[..2].iter().all(u8::is_ascii_hexdigit) && plain(&part[2..])
-        })
+    let mut at = 0;
+    while at < name.len() {
+        if name[at] == b'%' {
+            match name.get(at + 1..at + 3) {
+                Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => at += 3,
+                _ => return false,
+            }
+        } else if is_unreserved_or_sub_delim(name[at]) {
+            at += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// RFC 3986 unreserved (ALPHA DIGIT `-._~`) and sub-delims (`!$&'()*+,;=`).
 fn is_unreserved_or_sub_delim(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    REG_NAME_BYTES[usize::from(b)]
 }
+
+/// [`is_unreserved_or_sub_delim`] as a table: every request's Host is
+/// checked byte by byte, so one lookup each.
+const REG_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 /// What the framing and persistence headers said, gathered in one pass.
 #[derive(Default)]
@@ -454,40 +479,51 @@ struct HeaderRules {
     unknown_coding: bool,
     close_token: bool,
     keep_alive_token: bool,
+    upgrade_token: bool,
+    upgrade_field: bool,
     expect_continue: bool,
 }
 
 impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
-        if name.eq_ignore_ascii_case("host") {
-            self.hosts += 1;
-            // RFC 9112 §3.2: a Host with an invalid value is a 400.
-            if host_of(value.trim_ascii()).is_none() {
-                return Err(Reject::Malformed("Host is not a valid host and port"));
+        // Most fields are none of these: the length tells at once.
+        let is = |field: &str| name.len() == field.len() && name.eq_ignore_ascii_case(field);
+        match name.len() {
+            4 if is("host") => {
+                self.hosts += 1;
+                // RFC 9112 §3.2: a Host with an invalid value is a 400.
+                if host_of(value.trim_ascii()).is_none() {
+                    return Err(Reject::Malformed("Host is not a valid host and port"));
+                }
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            self.content_length(value)?;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            self.transfer_encoding = true;
-            for coding in tokens(value) {
-                // Parameters on a coding are ignored; only its name matters here.
-                let name = coding
-                    .split(|&b| b == b';')
-                    .next()
-                    .unwrap_or(&[])
-                    .trim_ascii();
-                let chunked = name.eq_ignore_ascii_case(b"chunked");
-                self.chunked_count += u32::from(chunked);
-                self.unknown_coding |= !chunked;
-                self.last_coding_chunked = chunked;
+            14 if is("content-length") => self.content_length(value)?,
+            17 if is("transfer-encoding") => {
+                self.transfer_encoding = true;
+                for coding in tokens(value) {
+                    // Parameters on a coding are ignored; only its name matters here.
+                    let name = coding
+                        .split(|&b| b == b';')
+                        .next()
+                        .unwrap_or(&[])
+                        .trim_ascii();
+                    let chunked = name.eq_ignore_ascii_case(b"chunked");
+                    self.chunked_count += u32::from(chunked);
+                    self.unknown_coding |= !chunked;
+                    self.last_coding_chunked = chunked;
+                }
             }
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in tokens(value) {
-                self.close_token |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            10 if is("connection") => {
+                for token in tokens(value) {
+                    self.close_token |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                    self.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+                }
             }
-        } else if name.eq_ignore_ascii_case("expect") {
-            self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
+            6 if is("expect") => {
+                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -547,7 +583,7 @@ impl HeaderRules {
             return Err(Reject::BodyTooLarge);
         }
         match self.content_length {
-            Some(n) if n > config.max_body_bytes => Err(Reject::BodyTooLarge),
+            Some(n) if n > config.body_limit() => Err(Reject::BodyTooLarge),
             Some(0) | None => Ok(Framing::Empty),
             Some(n) => Ok(Framing::Length(n)),
         }

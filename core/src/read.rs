@@ -26,9 +26,10 @@ impl Server {
                 }
                 return;
             }
-            // Input after a closing response is never read.
-            State::Closing { .. } => return,
-            State::Body { .. } => {
+            // Input after a closing response is never read, and an upgraded
+            // connection's input is the application's.
+            State::Closing { .. } | State::Upgraded => return,
+            State::Body { .. } | State::Receiving { done: false, .. } => {
                 let log = conn.bufs.as_ref().map(|b| b.log).unwrap_or_default();
                 let bytes = conn.received - log.began_offset;
                 if self.too_slow(log.began_at, bytes, now) {
@@ -147,7 +148,81 @@ impl Server {
                         }
                     }
                 }
-                State::Dispatched { .. } | State::Closing { .. } | State::Lingering { .. } => break,
+                State::Receiving {
+                    head,
+                    seq,
+                    body,
+                    done: false,
+                    ..
+                } => {
+                    let (head, seq) = (*head, *seq);
+                    let bufs = conn
+                        .bufs
+                        .as_mut()
+                        .expect("a request being read has buffers");
+                    // At most the stream buffer waits for the application;
+                    // the rest stays unread (back-pressure).
+                    let room = self
+                        .config
+                        .max_stream_buffer_bytes
+                        .saturating_sub(bufs.body.len());
+                    let arrived = (bufs.input.len() - head.len).min(room);
+                    let before = bufs.body.len();
+                    let finished = match body {
+                        BodyProgress::Length(remaining) => {
+                            let n = arrived.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                            bufs.body
+                                .extend_from_slice(&bufs.input[head.len..head.len + n]);
+                            bufs.input.drain(head.len..head.len + n);
+                            *remaining -= n as u64;
+                            *remaining == 0
+                        }
+                        BodyProgress::Chunked(decoder) => {
+                            let limits = ChunkedLimits {
+                                max_body_bytes: self.config.body_limit(),
+                                max_line_bytes: self.config.max_chunk_line_bytes,
+                                max_trailer_bytes: self.config.max_trailer_bytes,
+                            };
+                            let slice = &bufs.input[head.len..head.len + arrived];
+                            match decoder.decode(slice, &mut bufs.body, &limits) {
+                                Ok(used) => {
+                                    bufs.input.drain(head.len..head.len + used);
+                                    decoder.is_done()
+                                }
+                                Err(e) => {
+                                    self.reject(key, chunked_reject(e), now);
+                                    break;
+                                }
+                            }
+                        }
+                    };
+                    let grew = bufs.body.len() > before;
+                    // Told once the body has bytes to read, and at its end.
+                    if (grew && before == 0) || finished {
+                        let id = RequestId {
+                            conn: self.id_of(key),
+                            seq,
+                        };
+                        self.events.push_back(Event::BodyReady(id));
+                    }
+                    if finished {
+                        if let State::Receiving { done, .. } = &mut self.conns[key].state {
+                            *done = true;
+                        }
+                    }
+                    if grew || finished {
+                        // A full buffer stops the body clock; an end ends it.
+                        self.settle(key, now);
+                    }
+                    break;
+                }
+                State::Dispatched { .. }
+                | State::Receiving { .. }
+                | State::Streaming(_)
+                | State::Closing { .. }
+                | State::Lingering { .. }
+                | State::Switching
+                | State::Upgraded => break,
             }
         }
         // An unfinished request will never be finished after the peer's FIN;
@@ -170,6 +245,22 @@ impl Server {
             Framing::Length(n) => BodyProgress::Length(n),
             Framing::Chunked => BodyProgress::Chunked(Default::default()),
         };
+        if self.config.stream_request_bodies {
+            // The application gets the request now and its body in pieces;
+            // 100 Continue waits until it asks for the body.
+            if let Some(bufs) = self.conns[key].bufs.as_mut() {
+                bufs.body.clear();
+            }
+            let seq = self.conns[key].next_seq;
+            let receiving = State::Receiving {
+                head,
+                seq,
+                body,
+                done: false,
+                continue_sent: false,
+            };
+            return self.hand_over(key, receiving, now);
+        }
         let conn = &mut self.conns[key];
         let bufs = conn
             .bufs
@@ -196,10 +287,17 @@ impl Server {
 
     /// Hands a complete request, `len` input bytes long, to the application.
     fn dispatch(&mut self, key: usize, head: Head, len: usize, now: Time) {
+        let seq = self.conns[key].next_seq;
+        self.hand_over(key, State::Dispatched { head, seq, len }, now);
+    }
+
+    /// Hands the request numbered `next_seq` to the application, entering
+    /// `state` (`Dispatched`, or `Receiving` for a streamed body).
+    fn hand_over(&mut self, key: usize, state: State, now: Time) {
         let conn = &mut self.conns[key];
         let seq = conn.next_seq;
         conn.next_seq += 1;
-        self.enter(key, State::Dispatched { head, seq, len }, now);
+        self.enter(key, state, now);
         let id = RequestId {
             conn: self.id_of(key),
             seq,
@@ -219,11 +317,16 @@ impl Server {
         }
         let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
         let end = bufs.handed + bufs.pending_out() as u64;
+        // A streamed body's request is the application's already.
+        let request = bufs.log.dispatched.then(|| RequestId {
+            conn: id,
+            seq: conn.next_seq - 1,
+        });
         bufs.unwritten.push_back(Unwritten {
             end,
             finished: Finished {
                 conn: id,
-                request: None,
+                request,
                 status: Some(reject.status()),
                 body_bytes,
                 outcome: Outcome::Rejected(reject),
@@ -255,8 +358,20 @@ impl Server {
             // Pipelined input waits behind the request being answered, or
             // behind unread responses; the head and body being read are
             // bounded by their own limits.
+            State::Dispatched { .. } | State::Streaming(_) if conn.buffered_input() >= room => {
+                false
+            }
             State::Dispatched { len, .. } => conn.buffered_input() - len < room,
+            // A streamed body is read while the application keeps up.
+            State::Receiving { head, .. } => {
+                let waiting = conn.bufs.as_deref().map_or(0, |b| b.body.len());
+                waiting < self.config.max_stream_buffer_bytes
+                    && conn.buffered_input() - head.len < room
+            }
             State::Idle => conn.buffered_input() < room && conn.pending_out() <= room,
+            // Input for the new protocol waits for the application.
+            State::Switching => conn.buffered_input() < room,
+            State::Upgraded => false,
             _ => true,
         }
     }

@@ -49,6 +49,10 @@ pub struct DrainReport {
     pub requests_rejected: u64,
     /// Requests begun but not completely answered when exit was forced.
     pub requests_cut: u64,
+    /// Upgraded connections (which left HTTP) open during the drain.
+    pub upgraded_open: u64,
+    /// Upgraded connections the deadline (or a forced exit) closed.
+    pub upgraded_cut: u64,
     /// Connections closed while their client might still have been sending,
     /// so the close could have reset unread data (linger gave up, a write
     /// stalled, or exit was forced).
@@ -56,7 +60,10 @@ pub struct DrainReport {
 }
 
 impl DrainReport {
-    pub(crate) fn new(terminated_at: Time) -> DrainReport {
+    /// A report of a stop that began at `terminated_at`, with nothing
+    /// counted yet. Core fills its own in; this is for tools and tests that
+    /// need one to hand.
+    pub fn new(terminated_at: Time) -> DrainReport {
         DrainReport {
             terminated_at,
             draining_at: None,
@@ -70,6 +77,8 @@ impl DrainReport {
             requests_completed: 0,
             requests_rejected: 0,
             requests_cut: 0,
+            upgraded_open: 0,
+            upgraded_cut: 0,
             reset_risk_closes: 0,
         }
     }
@@ -107,6 +116,8 @@ impl DrainReport {
         self.requests_completed += other.requests_completed;
         self.requests_rejected += other.requests_rejected;
         self.requests_cut += other.requests_cut;
+        self.upgraded_open += other.upgraded_open;
+        self.upgraded_cut += other.upgraded_cut;
         self.reset_risk_closes += other.reset_risk_closes;
     }
 
@@ -149,7 +160,7 @@ impl fmt::Display for DrainReport {
             f,
             "drain {}{} in {}ms: draining at {}, listener closed at {}, backlog accepted {}, \
              silent closed {}, idle closed {}, completed {}, rejected {}, cut {}, \
-             reset-risk closes {}",
+             upgraded {} (cut {}), reset-risk closes {}",
             match self.forced {
                 None => "complete",
                 Some(Forced::Deadline) => "forced by deadline",
@@ -169,6 +180,8 @@ impl fmt::Display for DrainReport {
             self.requests_completed,
             self.requests_rejected,
             self.requests_cut,
+            self.upgraded_open,
+            self.upgraded_cut,
             self.reset_risk_closes,
         )
     }

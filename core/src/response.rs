@@ -3,19 +3,21 @@
 
 use crate::reject::Reject;
 
-/// Why a response from the application was not accepted.
+/// Why a response from the application was not accepted. For every error
+/// but [`UnknownRequest`](Self::UnknownRequest), core has answered the
+/// request with 500 in its place.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum RespondError {
     /// The request is not waiting for a response: it was already answered, or
     /// its connection was closed (the client aborted, or the drain deadline
     /// passed). Nothing is written; this is normal and needs no handling.
     UnknownRequest,
-    /// The status is not a final status (200–599). The request still waits
-    /// for a response.
+    /// The status is not a final status (200–599).
     InvalidStatus,
-    /// A header name is not a token or a value contains CR, LF or NUL. The
-    /// request still waits for a response.
+    /// A header name is not a token or a value contains CR, LF or NUL.
     InvalidHeader,
+    /// A `101 Switching Protocols` for a request that did not ask to upgrade.
+    NotAnUpgrade,
 }
 
 impl std::fmt::Display for RespondError {
@@ -24,6 +26,7 @@ impl std::fmt::Display for RespondError {
             RespondError::UnknownRequest => "request is no longer waiting for a response",
             RespondError::InvalidStatus => "status is not between 200 and 599",
             RespondError::InvalidHeader => "invalid header name or value",
+            RespondError::NotAnUpgrade => "the request did not ask to upgrade",
         })
     }
 }
@@ -43,8 +46,11 @@ const OWNED_HEADERS: [&[u8]; 5] = [
 /// What the head needs beyond the application's status and headers.
 pub(crate) struct Framing<'a> {
     pub date: &'a [u8],
-    /// The body length to announce, or `None` for statuses without a body.
+    /// The body length to announce, or `None` for statuses without a body
+    /// and for bodies of unknown length.
     pub content_length: Option<u64>,
+    /// The body is sent in chunks (`Transfer-Encoding: chunked`).
+    pub chunked: bool,
     pub connection: ConnectionHeader,
 }
 
@@ -53,6 +59,8 @@ pub(crate) enum ConnectionHeader {
     None,
     KeepAlive,
     Close,
+    /// A `101 Switching Protocols`: the connection leaves HTTP.
+    Upgrade,
 }
 
 /// Whether a response with this status carries a body (and `Content-Length`).
@@ -73,7 +81,8 @@ where
     N: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    if !(200..=599).contains(&status) {
+    let switching = status == 101 && framing.connection == ConnectionHeader::Upgrade;
+    if !(200..=599).contains(&status) && !switching {
         return Err(RespondError::InvalidStatus);
     }
     let rollback = out.len();
@@ -112,6 +121,7 @@ pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) -
         &Framing {
             date,
             content_length: Some(body_len as u64),
+            chunked: false,
             connection: ConnectionHeader::Close,
         },
     );
@@ -158,11 +168,75 @@ fn write_framing(out: &mut Vec<u8>, framing: &Framing<'_>) {
         write_u64(out, len);
         out.extend_from_slice(b"\r\n");
     }
+    if framing.chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
     match framing.connection {
         ConnectionHeader::None => {}
         ConnectionHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         ConnectionHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        ConnectionHeader::Upgrade => out.extend_from_slice(b"Connection: Upgrade\r\n"),
     }
+}
+
+/// Writes one chunk of a chunked body: its size in hex, the data, CRLFs.
+pub(crate) fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let mut size = [0u8; 16];
+    let digits = hex_digits(data.len() as u64, &mut size);
+    out.extend_from_slice(digits);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Bytes a chunk adds around its data.
+pub(crate) fn chunk_overhead(len: usize) -> usize {
+    let mut size = [0u8; 16];
+    hex_digits(len as u64, &mut size).len() + 4
+}
+
+fn hex_digits(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[(n % 16) as usize];
+        n /= 16;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// Writes the end of a chunked body: the last chunk, the trailer fields,
+/// the blank line. On an invalid trailer `out` is left as it was. Trailers
+/// that would change framing or routing are dropped (RFC 9110 §6.5.1).
+pub(crate) fn write_last_chunk<H, N, V>(out: &mut Vec<u8>, trailers: H) -> Result<(), RespondError>
+where
+    H: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let rollback = out.len();
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if !is_token(name) || !is_field_value(value) {
+            out.truncate(rollback);
+            return Err(RespondError::InvalidHeader);
+        }
+        if OWNED_HEADERS
+            .iter()
+            .any(|owned| name.eq_ignore_ascii_case(owned))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 fn write_u64(out: &mut Vec<u8>, n: u64) {
@@ -187,6 +261,7 @@ fn is_field_value(value: &[u8]) -> bool {
 pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -249,6 +324,7 @@ mod tests {
         let framing = Framing {
             date: DATE,
             content_length,
+            chunked: false,
             connection,
         };
         write_head(
@@ -258,6 +334,19 @@ mod tests {
             &framing,
         )?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn chunks_carry_their_size_in_hex() {
+        let mut out = Vec::new();
+        write_chunk(&mut out, &[b'x'; 300]);
+        assert!(out.starts_with(b"12c\r\nxxx") && out.ends_with(b"x\r\n"));
+        assert_eq!(out.len(), 300 + chunk_overhead(300));
+        write_last_chunk(&mut out, [("X-Sum", "7"), ("Content-Length", "9")]).unwrap();
+        assert!(out.ends_with(b"x\r\n0\r\nX-Sum: 7\r\n\r\n"));
+        let mut empty = Vec::new();
+        write_chunk(&mut empty, b"");
+        assert_eq!(empty, b"0\r\n\r\n");
     }
 
     #[test]
@@ -308,6 +397,7 @@ mod tests {
         let framing = Framing {
             date: DATE,
             content_length: Some(0),
+            chunked: false,
             connection: ConnectionHeader::None,
         };
         let bad = [("X", "a\r\nSet-Cookie: evil")];

@@ -29,6 +29,20 @@ pub enum Event {
     /// them, report with [`Server::handle_sent`]. Write again when the socket
     /// becomes writable while `transmit` is not empty.
     Transmit(ConnId),
+    /// A request whose body streams (`stream_request_bodies`) has body bytes
+    /// to read, or its body ended: see [`Server::request_body`].
+    BodyReady(RequestId),
+    /// A streamed response that was given less room than offered may take
+    /// more now: see [`Server::stream_room`].
+    StreamWritable(RequestId),
+    /// The connection has left HTTP (its `101` is written): hand its socket
+    /// and [`Server::take_upgraded_input`] to the application, stop reading
+    /// and writing it here, and report its end with
+    /// [`Server::handle_upgraded_closed`].
+    Upgraded(ConnId),
+    /// The drain began: tell the application owning this upgraded
+    /// connection to wind it down; the deadline closes it otherwise.
+    StopUpgraded(ConnId),
     /// Core had asked the driver to stop reading this connection
     /// ([`Server::wants_read`] was false); read it again now.
     ResumeRead(ConnId),
@@ -185,8 +199,18 @@ impl Server {
                 State::Idle | State::Head { .. } | State::Body { .. } => {
                     self.process_input(key, self.now)
                 }
+                // A streamed body that will never end.
+                State::Receiving { done: false, .. } => {
+                    self.close_now(key, CloseReason::ClientClosed)
+                }
                 // Answer what was received; the close follows the response.
-                State::Dispatched { .. } | State::Closing { .. } => {}
+                // An upgraded connection's end is the application's to see.
+                State::Receiving { .. }
+                | State::Dispatched { .. }
+                | State::Streaming(_)
+                | State::Closing { .. }
+                | State::Switching
+                | State::Upgraded => {}
             }
         }
         self.finish_input();
@@ -265,16 +289,15 @@ impl Server {
     /// The request `id`, while it waits for its response.
     pub fn request(&self, id: RequestId) -> Option<Request<'_>> {
         let conn = &self.conns[self.key_of(id.conn)?];
-        let State::Dispatched { head, seq, len } = &conn.state else {
-            return None;
-        };
-        if *seq != id.seq {
-            return None;
-        }
         let bufs = conn.bufs.as_deref()?;
-        let body = match head.framing {
-            crate::parse::Framing::Chunked => &bufs.body[..],
-            _ => &bufs.input[head.len..*len],
+        let (head, body) = match &conn.state {
+            State::Dispatched { head, seq, len } if *seq == id.seq => match head.framing {
+                crate::parse::Framing::Chunked => (head, &bufs.body[..]),
+                _ => (head, &bufs.input[head.len..*len]),
+            },
+            // The body comes in pieces: see `request_body`.
+            State::Receiving { head, seq, .. } if *seq == id.seq => (head, &[][..]),
+            _ => return None,
         };
         Some(Request {
             raw: &bufs.input,

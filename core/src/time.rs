@@ -10,36 +10,44 @@ use std::time::Duration;
 /// Core only compares and offsets these values, so any monotonic source works.
 /// Inputs that carry a `Time` earlier than one core has already seen are
 /// treated as that later time: time never runs backwards inside core.
+///
+/// Kept as nanoseconds in a `u64` (good for 584 years): every deadline is
+/// one addition and one comparison, and a timer link stays small.
 #[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Time(Duration);
+pub struct Time(u64);
 
 impl Time {
     /// The epoch.
-    pub const ZERO: Time = Time(Duration::ZERO);
+    pub const ZERO: Time = Time(0);
 
-    /// The time `since` after the epoch.
+    /// The time `since` after the epoch (saturating past 584 years).
     pub const fn from_duration(since: Duration) -> Time {
-        Time(since)
+        let nanos = since.as_nanos();
+        Time(if nanos > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            nanos as u64
+        })
     }
 
     /// The time `ms` milliseconds after the epoch.
     pub const fn from_millis(ms: u64) -> Time {
-        Time(Duration::from_millis(ms))
+        Time(ms.saturating_mul(1_000_000))
     }
 
     /// The time `ns` nanoseconds after the epoch.
     pub const fn from_nanos(ns: u64) -> Time {
-        Time(Duration::from_nanos(ns))
+        Time(ns)
     }
 
     /// How long after the epoch this is.
     pub const fn since_epoch(self) -> Duration {
-        self.0
+        Duration::from_nanos(self.0)
     }
 
     /// How long after `earlier` this is; zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Time) -> Duration {
-        self.0.saturating_sub(earlier.0)
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 }
 
@@ -47,7 +55,8 @@ impl Add<Duration> for Time {
     type Output = Time;
     /// Saturates instead of overflowing, so a huge configured timeout means "never".
     fn add(self, rhs: Duration) -> Time {
-        Time(self.0.saturating_add(rhs))
+        let nanos = u64::try_from(rhs.as_nanos()).unwrap_or(u64::MAX);
+        Time(self.0.saturating_add(nanos))
     }
 }
 
@@ -60,6 +69,6 @@ impl Sub<Time> for Time {
 
 impl fmt::Debug for Time {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t+{:.6}s", self.0.as_secs_f64())
+        write!(f, "t+{:.6}s", self.since_epoch().as_secs_f64())
     }
 }

@@ -11,7 +11,7 @@
 //! | `Head` | `Header` | first byte + `header_read_timeout` (absolute) |
 //! | `Body` | `Body` | last progress + `body_read_timeout` |
 //! | output unwritten | `Write` | last write progress + `write_stall_timeout` |
-//! | `Dispatched` | none | the application's time is its own |
+//! | `Dispatched`, `Streaming`, `Upgraded` | none | the application's time is its own |
 //! | `Idle`, never used, draining | `FirstByte` | the later of accept and drain start + `first_byte_grace`, never past the drain deadline |
 //! | `Idle`, draining | `Idle` | last activity + `idle_close_after` |
 //! | `Idle`, never used | `FirstByte` | accept + `new_connection_timeout` |
@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::close::CloseReason;
 use crate::config::Config;
-use crate::conn::State;
+use crate::conn::{Conn, State};
 use crate::finished::{Finished, Outcome, RequestLog};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
@@ -50,6 +50,8 @@ pub(crate) struct History {
     /// Whether response bytes wait to be written, and since when the driver
     /// last made progress writing them.
     pub output: Option<Time>,
+    /// A streamed request body fills its buffer: the application is behind.
+    pub body_full: bool,
 }
 
 /// The drain, as far as timers care.
@@ -80,11 +82,26 @@ pub(crate) fn timer_for(
             TimerKind::Body,
             after(history.body_progress_at, config.body_read_timeout),
         ),
+        // A streamed body waits on its client, unless the application has
+        // not read what came (then the client waits on it).
+        (State::Receiving { done: false, .. }, _, _) if !history.body_full => (
+            TimerKind::Body,
+            after(history.body_progress_at, config.body_read_timeout),
+        ),
         (_, Some(progress), _) => (
             TimerKind::Write,
             after(progress, config.write_stall_timeout),
         ),
-        (State::Dispatched { .. } | State::Closing { .. }, None, _) => return None,
+        (
+            State::Dispatched { .. }
+            | State::Receiving { .. }
+            | State::Streaming(_)
+            | State::Closing { .. }
+            | State::Switching
+            | State::Upgraded,
+            None,
+            _,
+        ) => return None,
         (State::Idle, None, Some(drain)) if history.fresh => (
             TimerKind::FirstByte,
             after(
@@ -108,6 +125,22 @@ pub(crate) fn timer_for(
     })
 }
 
+/// The times `conn`'s deadlines run from.
+fn history(conn: &Conn, config: &Config) -> History {
+    let mut history = History {
+        fresh: conn.next_seq == 0,
+        last_active: conn.last_active,
+        ..History::default()
+    };
+    if let Some(bufs) = conn.bufs.as_deref() {
+        history.began_at = bufs.log.began_at;
+        history.body_progress_at = bufs.body_progress_at;
+        history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
+        history.body_full = bufs.body.len() >= config.max_stream_buffer_bytes;
+    }
+    history
+}
+
 impl Server {
     /// Moves connection `key` into `state` at `now`, then [`settle`](Self::settle)s it.
     pub(crate) fn enter(&mut self, key: usize, state: State, now: Time) {
@@ -123,6 +156,10 @@ impl Server {
                 }
                 State::Body { .. } => bufs.body_progress_at = now,
                 State::Dispatched { .. } => bufs.log.dispatched = true,
+                State::Receiving { .. } => {
+                    bufs.log.dispatched = true;
+                    bufs.body_progress_at = now;
+                }
                 _ => {}
             }
         }
@@ -136,7 +173,7 @@ impl Server {
         let conn = &mut self.conns[key];
         if let Some(bufs) = conn.bufs.as_mut() {
             match conn.state {
-                State::Body { .. } => bufs.body_progress_at = now,
+                State::Body { .. } | State::Receiving { .. } => bufs.body_progress_at = now,
                 _ => bufs.write_progress_at = now,
             }
         }
@@ -148,34 +185,22 @@ impl Server {
     /// The only caller of `timers.set`, and the only place the count moves.
     pub(crate) fn settle(&mut self, key: usize, now: Time) {
         let drain = self.drain_times();
-        let mut timer = timer_for(
-            &self.conns[key].state,
-            self.history(key),
-            drain,
-            &self.config,
-        );
+        let config = &self.config;
+        let conn = &mut self.conns[key];
+        let mut timer = timer_for(&conn.state, history(conn, config), drain, config);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
-            if self.conns[key].link.kind() != Some(kind) {
-                self.restart_progress(key, kind, now);
-                timer = timer_for(
-                    &self.conns[key].state,
-                    self.history(key),
-                    drain,
-                    &self.config,
-                );
+            if conn.link.kind() != Some(kind) {
+                if let Some(bufs) = conn.bufs.as_mut() {
+                    match kind {
+                        TimerKind::Body => bufs.body_progress_at = now,
+                        _ => bufs.write_progress_at = now,
+                    }
+                }
+                timer = timer_for(&conn.state, history(conn, config), drain, config);
             }
         }
-        let link = self.conns[key].link;
-        match timer {
-            Some((kind, deadline)) if link.kind() != Some(kind) || link.deadline() != deadline => {
-                self.timers.set(&mut self.conns, key, kind, deadline)
-            }
-            Some(_) => {}
-            None => self.timers.clear(&mut self.conns, key),
-        }
-        let conn = &mut self.conns[key];
         let active = conn.is_active();
         if active != conn.counted {
             conn.counted = active;
@@ -185,30 +210,15 @@ impl Server {
                 self.active -= 1;
             }
         }
-    }
-
-    fn restart_progress(&mut self, key: usize, kind: TimerKind, now: Time) {
-        if let Some(bufs) = self.conns[key].bufs.as_mut() {
-            match kind {
-                TimerKind::Body => bufs.body_progress_at = now,
-                _ => bufs.write_progress_at = now,
+        let link = conn.link;
+        match timer {
+            Some((kind, deadline)) if link.kind() != Some(kind) || link.deadline() != deadline => {
+                self.timers.set(&mut self.conns, key, kind, deadline)
             }
+            Some(_) => {}
+            None if link.kind().is_some() => self.timers.clear(&mut self.conns, key),
+            None => {}
         }
-    }
-
-    fn history(&self, key: usize) -> History {
-        let conn = &self.conns[key];
-        let mut history = History {
-            fresh: conn.next_seq == 0,
-            last_active: conn.last_active,
-            ..History::default()
-        };
-        if let Some(bufs) = conn.bufs.as_deref() {
-            history.began_at = bufs.log.began_at;
-            history.body_progress_at = bufs.body_progress_at;
-            history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
-        }
-        history
     }
 
     pub(crate) fn drain_times(&self) -> Option<DrainTimes> {
@@ -220,9 +230,10 @@ impl Server {
 
     /// The timer connection `key` should be on, for the invariant check.
     pub(crate) fn implied_timer(&self, key: usize) -> Option<(TimerKind, Time)> {
+        let conn = &self.conns[key];
         timer_for(
-            &self.conns[key].state,
-            self.history(key),
+            &conn.state,
+            history(conn, &self.config),
             self.drain_times(),
             &self.config,
         )
@@ -254,6 +265,9 @@ impl Server {
             }
             let cut = if reason.is_forced() { cut } else { 0 };
             report.record_close(cut, reset_risk);
+            if reason.is_forced() && matches!(conn.state, State::Upgraded) {
+                report.upgraded_cut += 1;
+            }
         }
         if let Some(bufs) = conn.bufs {
             self.pool.give(bufs);
@@ -283,9 +297,28 @@ impl Server {
                 ..unwritten.finished
             }));
         }
-        if matches!(
+        if let State::Streaming(stream) = &conn.state {
+            count += 1;
+            self.events.push_back(Event::Finished(Finished {
+                conn: id,
+                request: Some(RequestId {
+                    conn: id,
+                    seq: stream.seq,
+                }),
+                status: Some(stream.status),
+                body_bytes: stream.sent,
+                outcome,
+                began_at: stream.began_at,
+                responded_at: Some(stream.started_at),
+                finished_at: now,
+                keeps_connection: false,
+            }));
+        } else if matches!(
             conn.state,
-            State::Head { .. } | State::Body { .. } | State::Dispatched { .. }
+            State::Head { .. }
+                | State::Body { .. }
+                | State::Dispatched { .. }
+                | State::Receiving { .. }
         ) {
             count += 1;
             let log = bufs.log;
@@ -402,6 +435,7 @@ mod tests {
         began_at: Time::from_millis(9_950),
         body_progress_at: Time::from_millis(9_960),
         output: None,
+        body_full: false,
     };
     const FRESH: History = History {
         fresh: true,
@@ -409,6 +443,7 @@ mod tests {
         began_at: Time::ZERO,
         body_progress_at: Time::ZERO,
         output: None,
+        body_full: false,
     };
     const DRAIN: DrainTimes = DrainTimes {
         started_at: Time::from_millis(10_100),

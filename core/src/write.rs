@@ -8,6 +8,7 @@ use crate::close::CloseReason;
 use crate::conn::{State, Unwritten};
 use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
+use crate::parse::Head;
 use crate::request::{ConnId, RequestId};
 use crate::response::{
     status_has_body, write_head, ConnectionHeader, Framing as ResponseFraming, RespondError,
@@ -67,15 +68,17 @@ impl Server {
     }
 
     /// The connection of request `id`, if that request waits for its answer.
-    fn waiting(&self, id: RequestId) -> Option<usize> {
+    pub(crate) fn waiting(&self, id: RequestId) -> Option<usize> {
         let key = self.key_of(id.conn)?;
         match self.conns[key].state {
-            State::Dispatched { seq, .. } if seq == id.seq => Some(key),
+            State::Dispatched { seq, .. } | State::Receiving { seq, .. } if seq == id.seq => {
+                Some(key)
+            }
             _ => None,
         }
     }
 
-    fn respond_internal_error(&mut self, key: usize, now: Time) {
+    pub(crate) fn respond_internal_error(&mut self, key: usize, now: Time) {
         let headers = [("Content-Type", "text/plain; charset=utf-8")];
         let body = Bytes::from_static(b"500 Internal Server Error\n");
         self.respond(key, 500, headers, body, true, now)
@@ -100,38 +103,14 @@ impl Server {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let conn = &self.conns[key];
-        let State::Dispatched { head, seq, len } = conn.state else {
-            unreachable!("only a dispatched request is answered");
-        };
-        // The connection closes after this response if the client asked, if
-        // its FIN came and nothing follows, if keep-alive is off, or if the
-        // server is stopping (in PreStop every response closes, so clients
-        // leave before the drain and no close races a request).
-        let nothing_follows = conn.buffered_input() <= len;
-        let draining = self.lifecycle.drain().is_some();
-        let close = if !head.keep_alive {
-            Some(CloseReason::ClientAsked)
-        } else if conn.peer_eof && nothing_follows {
-            Some(CloseReason::ClientClosed)
-        } else if self.config.keep_alive_timeout.is_zero() {
-            Some(CloseReason::KeepAliveOff)
-        } else if matches!(self.lifecycle, Lifecycle::PreStop { .. })
-            || !conn.drain_keeps_open(draining, len)
-        {
-            Some(CloseReason::Stopping)
-        } else {
-            None
-        };
-        let connection = match (close, head.minor_version) {
-            (Some(_), _) => ConnectionHeader::Close,
-            (None, 0) => ConnectionHeader::KeepAlive,
-            (None, _) => ConnectionHeader::None,
-        };
+        let (head, seq, len) = self.answering(key);
+        let close = self.close_after(key);
+        let connection = connection_header(close, head.minor_version);
         let has_body = status_has_body(status);
         let framing = ResponseFraming {
             date: &self.date,
             content_length: has_body.then_some(body.len() as u64),
+            chunked: false,
             connection,
         };
         let id = self.id_of(key);
@@ -170,9 +149,7 @@ impl Server {
                 keeps_connection: close.is_none(),
             },
         });
-        bufs.input.drain(..len);
-        bufs.fields.clear();
-        bufs.body.clear();
+        bufs.let_go_of_request(len);
         if was_idle {
             bufs.write_progress_at = now;
         }
@@ -191,6 +168,50 @@ impl Server {
             self.resume_reading_if_paused(key);
         }
         Ok(())
+    }
+
+    /// The request connection `key` has handed to the application: its
+    /// head, its number, and how many input bytes belong to it (its head
+    /// alone while its body streams: the body is consumed as it comes).
+    pub(crate) fn answering(&self, key: usize) -> (Head, u32, usize) {
+        match self.conns[key].state {
+            State::Dispatched { head, seq, len } => (head, seq, len),
+            State::Receiving { head, seq, .. } => (head, seq, head.len),
+            _ => unreachable!("only a request handed to the application is answered"),
+        }
+    }
+
+    /// Why the connection of the request `key` has dispatched closes after
+    /// its response, if it does: the client asked, its FIN came and nothing
+    /// follows, keep-alive is off, or the server is stopping (in PreStop
+    /// every response closes, so clients leave before the drain and no close
+    /// races a request).
+    pub(crate) fn close_after(&self, key: usize) -> Option<CloseReason> {
+        let conn = &self.conns[key];
+        let (head, _, len) = self.answering(key);
+        let unread = match &conn.state {
+            State::Receiving { done, .. } => {
+                !done || conn.bufs.as_ref().is_some_and(|b| !b.body.is_empty())
+            }
+            _ => false,
+        };
+        let nothing_follows = conn.buffered_input() <= len;
+        let draining = self.lifecycle.drain().is_some();
+        if !head.keep_alive {
+            Some(CloseReason::ClientAsked)
+        } else if unread {
+            Some(CloseReason::BodyUnread)
+        } else if conn.peer_eof && nothing_follows {
+            Some(CloseReason::ClientClosed)
+        } else if self.config.keep_alive_timeout.is_zero() {
+            Some(CloseReason::KeepAliveOff)
+        } else if matches!(self.lifecycle, Lifecycle::PreStop { .. })
+            || !conn.drain_keeps_open(draining, len)
+        {
+            Some(CloseReason::Stopping)
+        } else {
+            None
+        }
     }
 
     /// Output: the bytes queued for `conn`, as up to two slices for one
@@ -216,8 +237,7 @@ impl Server {
     }
 
     fn sent(&mut self, key: usize, n: usize, now: Time) {
-        let conn = &mut self.conns[key];
-        let Some(bufs) = conn.bufs.as_mut() else {
+        let Some(bufs) = self.conns[key].bufs.as_mut() else {
             return;
         };
         let n = n.min(bufs.pending_out());
@@ -228,7 +248,17 @@ impl Server {
         bufs.out_pos += from_out;
         bufs.out_tail.advance(n - from_out);
         bufs.handed += n as u64;
-        // Every response whose last byte is now handed over is done.
+        bufs.write_progress_at = now;
+        self.output_progress(key, now);
+    }
+
+    /// After output was handed over (or a stream ended): every response whose
+    /// last byte is handed over is done; with nothing left to write, what
+    /// follows — the next request, the close, the new protocol.
+    pub(crate) fn output_progress(&mut self, key: usize, now: Time) {
+        let id = self.id_of(key);
+        let conn = &mut self.conns[key];
+        let bufs = conn.bufs.as_mut().expect("output was queued in buffers");
         while bufs.unwritten.front().is_some_and(|u| u.end <= bufs.handed) {
             let done = bufs.unwritten.pop_front().expect("checked above");
             if let Some(report) = self.lifecycle.report_mut() {
@@ -239,8 +269,18 @@ impl Server {
                 ..done.finished
             }));
         }
+        if let State::Streaming(stream) = &mut conn.state {
+            // The application was held back: tell it once there is room for
+            // half the buffer again (or all of it: everything was written).
+            let low = self.config.max_stream_buffer_bytes / 2;
+            if stream.blocked && bufs.pending_out() <= low {
+                stream.blocked = false;
+                let seq = stream.seq;
+                self.events
+                    .push_back(Event::StreamWritable(RequestId { conn: id, seq }));
+            }
+        }
         if bufs.pending_out() > 0 {
-            bufs.write_progress_at = now;
             self.settle(key, now);
             return self.process_input(key, now);
         }
@@ -262,6 +302,7 @@ impl Server {
                     self.close_cleanly(key, reason, now);
                 }
             }
+            State::Switching => self.upgraded(key, now),
             _ => {
                 self.settle(key, now);
                 self.process_input(key, now);
@@ -271,11 +312,24 @@ impl Server {
     }
 
     pub(crate) fn queue_transmit(&mut self, key: usize) {
+        if self.conns[key].pending_out() == 0 {
+            return;
+        }
         let conn = &mut self.conns[key];
         if !conn.transmit_queued {
             conn.transmit_queued = true;
             let id = self.id_of(key);
             self.events.push_back(Event::Transmit(id));
         }
+    }
+}
+
+/// The `Connection` header of a response that closes its connection for
+/// `close`, or keeps it, to a client speaking HTTP/1.`minor_version`.
+pub(crate) fn connection_header(close: Option<CloseReason>, minor_version: u8) -> ConnectionHeader {
+    match (close, minor_version) {
+        (Some(_), _) => ConnectionHeader::Close,
+        (None, 0) => ConnectionHeader::KeepAlive,
+        (None, _) => ConnectionHeader::None,
     }
 }

@@ -1,15 +1,19 @@
 //! The embedding API's entry point: [`Builder`].
 
+use std::ffi::OsString;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ebb_core::{Config, DrainReport, Request};
 
 use crate::handler::{Handler, Responder};
 use crate::listener::{Plan, Source};
+use crate::pidfile::PidFile;
 use crate::shutdown::ShutdownHandle;
+use crate::upgrade::{Program, DEFAULT_UPGRADE_TIMEOUT};
 
 /// The listen backlog when none is set.
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -37,6 +41,9 @@ pub struct Builder {
     signals: bool,
     config: Config,
     shutdown: ShutdownHandle,
+    upgrade_command: Option<Program>,
+    upgrade_timeout: Duration,
+    pid_file: Option<PathBuf>,
     observing: crate::observer::Observing,
 }
 
@@ -49,7 +56,8 @@ impl Default for Builder {
 impl Builder {
     /// Defaults: bind `127.0.0.1:8080`, one worker per available CPU, no
     /// `SO_REUSEPORT`, backlog 1024, signals handled, no socket activation,
-    /// `Config::default()`.
+    /// `Config::default()`, no pid file; a hot upgrade runs this program
+    /// again and waits 30 s for it to serve.
     pub fn new() -> Builder {
         Builder {
             source: Source::Addr(SocketAddr::from(([127, 0, 0, 1], 8080))),
@@ -60,6 +68,9 @@ impl Builder {
             signals: true,
             config: Config::default(),
             shutdown: ShutdownHandle::new(),
+            upgrade_command: None,
+            upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            pid_file: None,
             observing: Default::default(),
         }
     }
@@ -76,9 +87,12 @@ impl Builder {
         self
     }
 
-    /// When on, and systemd passed a socket (`LISTEN_PID` is this process,
-    /// `LISTEN_FDS` ≥ 1), serve on that socket instead of binding; otherwise
-    /// fall back to the bind address or listener. Off by default.
+    /// When on, and systemd passed sockets (`LISTEN_PID` is this process,
+    /// `LISTEN_FDS` ≥ 1), serve on them instead of binding; otherwise fall
+    /// back to the bind address or listener. Off by default.
+    ///
+    /// Sockets passed by a hot upgrade (the same variables, plus
+    /// `EBB_UPGRADE_READY_FD`) are taken whether this is on or not.
     pub fn socket_activation(mut self, on: bool) -> Builder {
         self.socket_activation = on;
         self
@@ -104,10 +118,10 @@ impl Builder {
     }
 
     /// Whether ebb handles signals: SIGTERM, SIGINT and SIGQUIT start the
-    /// drain (and a second one forces the exit); SIGHUP, SIGUSR1 and SIGUSR2
-    /// are logged and ignored. On by default; turn it off when the embedding
-    /// program handles signals and uses a [`ShutdownHandle`]: then ebb
-    /// installs no signal handling at all.
+    /// drain (and a second one forces the exit); SIGUSR2 starts a hot
+    /// upgrade; SIGHUP and SIGUSR1 are logged and ignored. On by default;
+    /// turn it off when the embedding program handles signals and uses a
+    /// [`ShutdownHandle`]: then ebb installs no signal handling at all.
     pub fn signals(mut self, on: bool) -> Builder {
         self.signals = on;
         self
@@ -170,9 +184,45 @@ impl Builder {
         self
     }
 
-    /// A handle that starts the drain from code.
+    /// A handle that starts the drain, or a hot upgrade, from code.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// The successor a hot upgrade starts: `program` (a path, or a name
+    /// looked up in `PATH` at the upgrade) with `args` (not including
+    /// argv\[0\]). By default this program again — the path it was started
+    /// as, so a binary replaced there is what runs — with the same
+    /// arguments. The successor gets the listening sockets as `LISTEN_FDS`
+    /// and must say it serves on `EBB_UPGRADE_READY_FD` (an ebb server does
+    /// both by itself); a wrapper script must `exec` it, so that the pid
+    /// stays the one in `LISTEN_PID`.
+    pub fn upgrade_command<I, A>(mut self, program: impl Into<PathBuf>, args: I) -> Builder
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        self.upgrade_command = Some(Program {
+            path: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        });
+        self
+    }
+
+    /// How long a hot upgrade waits for the successor to serve before it
+    /// gives up, stops the successor and keeps serving (30 s by default).
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
+        self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// Writes this process's pid to `path` (atomically: a temporary file,
+    /// then a rename) once it serves; a successor rewrites it once it
+    /// serves, so `kill -USR2 $(cat path)` always reaches the process
+    /// serving. Removed at exit if it still names this process.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Builder {
+        self.pid_file = Some(path.into());
+        self
     }
 
     /// Serves until the drain ends, then returns its report: one report for
@@ -199,10 +249,15 @@ impl Builder {
         } else {
             None
         };
+        // Resolved now, before the binary can be replaced on disk.
+        let program = match self.upgrade_command {
+            Some(program) => Ok(program),
+            None => Program::this_process(),
+        };
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
-        let listeners = crate::listener::listeners(Plan {
+        let (listeners, ready) = crate::listener::listeners(Plan {
             source: self.source,
             workers,
             reuse_port: self.reuse_port,
@@ -215,6 +270,9 @@ impl Builder {
             signals,
             shutdown: self.shutdown,
             handler,
+            upgrade: (program, self.upgrade_timeout),
+            pid_file: self.pid_file.map(PidFile::new),
+            ready,
             observing: self.observing,
         })
     }

@@ -2,10 +2,11 @@
 //! shapes do not need a parser crate.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ebb_mio::{Builder, DrainReport, Forced};
+use ebb_mio::{Builder, Config, DrainReport, Forced};
 
 use crate::demo::Demo;
 
@@ -27,13 +28,21 @@ usage: ebb [options]
   --reuse-port                one SO_REUSEPORT listener per worker; other processes may share the port
   --drain-timeout SECONDS     drain deadline, may be fractional (default 30; env SHUTDOWN_TIMEOUT_S overrides)
   --pre-stop SECONDS          keep serving this long after SIGTERM while /healthz answers 503 (default 0)
-  --keep-alive-timeout SECONDS  idle keep-alive connections kept this long (default 60)
+  --keep-alive-timeout SECONDS  idle keep-alive connections kept this long (default 60; 0: close after each response)
   --max-body BYTES            largest request body (default 1048576)
+  --header-timeout SECONDS    from a request's first byte to the end of its head, else 408 (default 5)
+  --min-body-rate BYTES       slowest body in bytes/s once the grace has passed, else 408 (default 500; 0: off)
+  --body-rate-grace SECONDS   how long a request may take before the body rate applies (default 10)
+  --new-connection-timeout SECONDS  how long a new connection may stay silent (default 10)
   --no-access-log             no access log (by default: one logfmt line per request, marked `access`)
   -v                          more log output (-vv for trace)
   -V, --version               print `ebb VERSION` and exit
   -h, --help                  this text
-SIGTERM, SIGINT or SIGQUIT drains, a second one forces the exit; SIGHUP, SIGUSR1 and SIGUSR2 are logged and ignored.";
+  --pid-file PATH             write the pid here once serving (a successor rewrites it)
+  --upgrade-timeout SECONDS   how long a hot upgrade waits for the successor to serve (default 30)
+  --upgrade-command PATH      the successor a hot upgrade starts, with the same arguments (default: this binary)
+SIGTERM, SIGINT or SIGQUIT drains, a second one forces the exit; SIGUSR2 starts a hot upgrade;
+SIGHUP and SIGUSR1 are logged and ignored.";
 
 /// The parsed command line.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +61,14 @@ pub struct Args {
     pub keep_alive_timeout: Option<Duration>,
     /// Body limit, if set.
     pub max_body: Option<u64>,
+    /// Head read timeout, if set.
+    pub header_timeout: Option<Duration>,
+    /// Minimum body rate in bytes per second, if set.
+    pub min_body_rate: Option<u64>,
+    /// Grace before the body rate applies, if set.
+    pub body_rate_grace: Option<Duration>,
+    /// Silence allowed before a new connection's first request, if set.
+    pub new_connection_timeout: Option<Duration>,
     /// One access-log line per request (on unless `--no-access-log`).
     pub access_log: bool,
     /// 0: info, 1: debug, 2+: trace.
@@ -60,6 +77,12 @@ pub struct Args {
     pub help: bool,
     /// `--version` was given.
     pub version: bool,
+    /// Where to write the pid, if set.
+    pub pid_file: Option<PathBuf>,
+    /// How long a hot upgrade waits for the successor, if set.
+    pub upgrade_timeout: Option<Duration>,
+    /// The successor's program, if not this binary.
+    pub upgrade_command: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -72,10 +95,17 @@ impl Default for Args {
             pre_stop: None,
             keep_alive_timeout: None,
             max_body: None,
+            header_timeout: None,
+            min_body_rate: None,
+            body_rate_grace: None,
+            new_connection_timeout: None,
             access_log: true,
             verbosity: 0,
             help: false,
             version: false,
+            pid_file: None,
+            upgrade_timeout: None,
+            upgrade_command: None,
         }
     }
 }
@@ -110,9 +140,18 @@ pub fn parse(
             "--pre-stop" => args.pre_stop = Some(seconds(&name, &value()?)?),
             "--keep-alive-timeout" => args.keep_alive_timeout = Some(seconds(&name, &value()?)?),
             "--max-body" => args.max_body = Some(parse_value(&name, &value()?)?),
+            "--header-timeout" => args.header_timeout = Some(seconds(&name, &value()?)?),
+            "--min-body-rate" => args.min_body_rate = Some(parse_value(&name, &value()?)?),
+            "--body-rate-grace" => args.body_rate_grace = Some(seconds(&name, &value()?)?),
+            "--new-connection-timeout" => {
+                args.new_connection_timeout = Some(seconds(&name, &value()?)?)
+            }
             "--no-access-log" => args.access_log = false,
             "-h" | "--help" => args.help = true,
             "-V" | "--version" => args.version = true,
+            "--pid-file" => args.pid_file = Some(value()?.into()),
+            "--upgrade-timeout" => args.upgrade_timeout = Some(seconds(&name, &value()?)?),
+            "--upgrade-command" => args.upgrade_command = Some(value()?.into()),
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 args.verbosity = args.verbosity.saturating_add((v.len() - 1) as u8);
             }
@@ -142,27 +181,56 @@ fn seconds(name: &str, value: &str) -> Result<Duration, String> {
 }
 
 impl Args {
+    /// Core's limits and timeouts: the defaults, with what these arguments set.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        if let Some(t) = self.drain_timeout {
+            config.drain_timeout = t;
+        }
+        if let Some(t) = self.pre_stop {
+            config.pre_stop = t;
+        }
+        if let Some(t) = self.keep_alive_timeout {
+            config.keep_alive_timeout = t;
+        }
+        if let Some(bytes) = self.max_body {
+            config.max_body_bytes = bytes;
+        }
+        if let Some(t) = self.header_timeout {
+            config.header_read_timeout = t;
+        }
+        if let Some(rate) = self.min_body_rate {
+            config.min_body_rate_bytes_per_sec = rate;
+        }
+        if let Some(t) = self.body_rate_grace {
+            config.body_rate_grace = t;
+        }
+        if let Some(t) = self.new_connection_timeout {
+            config.new_connection_timeout = t;
+        }
+        config
+    }
+
     /// A builder configured from these arguments (socket activation on).
     pub fn builder(&self) -> Builder {
         let mut builder = Builder::new()
             .bind(self.bind)
             .reuse_port(self.reuse_port)
             .access_log(self.access_log)
-            .socket_activation(true);
+            .socket_activation(true)
+            .config(self.config());
         if let Some(workers) = self.workers {
             builder = builder.workers(workers);
         }
-        if let Some(t) = self.drain_timeout {
-            builder = builder.drain_timeout(t);
+        if let Some(path) = &self.pid_file {
+            builder = builder.pid_file(path);
         }
-        if let Some(t) = self.pre_stop {
-            builder = builder.pre_stop(t);
+        if let Some(t) = self.upgrade_timeout {
+            builder = builder.upgrade_timeout(t);
         }
-        if let Some(t) = self.keep_alive_timeout {
-            builder = builder.keep_alive_timeout(t);
-        }
-        if let Some(bytes) = self.max_body {
-            builder = builder.max_body_bytes(bytes);
+        if let Some(program) = &self.upgrade_command {
+            // The same arguments as this process.
+            builder = builder.upgrade_command(program, std::env::args_os().skip(1));
         }
         builder
     }
@@ -264,6 +332,42 @@ mod tests {
     }
 
     #[test]
+    fn timeout_and_rate_flags_set_their_config_fields() {
+        let a = args(
+            &[
+                "--header-timeout",
+                "1.5",
+                "--min-body-rate=100",
+                "--body-rate-grace",
+                "2",
+                "--new-connection-timeout",
+                "0.25",
+                "--keep-alive-timeout",
+                "0",
+                "--drain-timeout",
+                "3",
+            ],
+            &[],
+        )
+        .unwrap();
+        let config = a.config();
+        assert_eq!(config.header_read_timeout, Duration::from_millis(1500));
+        assert_eq!(config.min_body_rate_bytes_per_sec, 100);
+        assert_eq!(config.body_rate_grace, Duration::from_secs(2));
+        assert_eq!(config.new_connection_timeout, Duration::from_millis(250));
+        assert_eq!(config.keep_alive_timeout, Duration::ZERO);
+        assert_eq!(config.drain_timeout, Duration::from_secs(3));
+        // Fields no flag names keep their defaults.
+        assert_eq!(
+            config.body_read_timeout,
+            Config::default().body_read_timeout
+        );
+        assert_eq!(args(&[], &[]).unwrap().config(), Config::default());
+        assert!(args(&["--min-body-rate", "-1"], &[]).is_err());
+        assert!(args(&["--header-timeout", "soon"], &[]).is_err());
+    }
+
+    #[test]
     fn version_flag_in_both_spellings() {
         assert!(args(&["--version"], &[]).unwrap().version);
         assert!(args(&["-V"], &[]).unwrap().version);
@@ -271,23 +375,36 @@ mod tests {
 
     #[test]
     fn exit_status_is_zero_only_for_a_complete_drain() {
-        let report = |forced| DrainReport {
-            terminated_at: Time::ZERO,
-            draining_at: Some(Time::ZERO),
-            listener_closed_at: Some(Time::ZERO),
-            exited_at: Time::from_millis(2000),
+        let report = |forced: Option<Forced>| DrainReport {
             forced,
-            handed_off: false,
-            backlog_accepted: 0,
-            silent_closed: 0,
-            idle_closed: 0,
             requests_completed: 3,
-            requests_rejected: 0,
             requests_cut: u64::from(forced.is_some()),
-            reset_risk_closes: 0,
+            ..DrainReport::new(Time::ZERO)
         };
         assert_eq!(exit_status(&report(None)), 0);
         assert_eq!(exit_status(&report(Some(Forced::Deadline))), 3);
         assert_eq!(exit_status(&report(Some(Forced::SecondTerminate))), 4);
+    }
+
+    #[test]
+    fn upgrade_flags_parse() {
+        let a = args(
+            &[
+                "--pid-file",
+                "/run/ebb.pid",
+                "--upgrade-timeout=2.5",
+                "--upgrade-command",
+                "/opt/ebb/current/ebb",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.pid_file, Some(PathBuf::from("/run/ebb.pid")));
+        assert_eq!(a.upgrade_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(
+            a.upgrade_command,
+            Some(PathBuf::from("/opt/ebb/current/ebb"))
+        );
+        assert!(args(&["--upgrade-timeout", "soon"], &[]).is_err());
     }
 }

@@ -1,21 +1,35 @@
-//! The `ebb` binary's built-in app: a greeting, a deferred answer, an echo and
-//! a readiness route.
+//! The `ebb` binary's built-in app: a greeting, a deferred answer, an echo, a
+//! readiness route, streamed bodies and an upgrade.
 //!
 //! - `GET /` → 200 `Hello, World!`
 //! - `GET /sleep?ms=N` → 200 after N ms (at most an hour), answered from a
 //!   timer thread through the deferred [`Responder`]: the worker never waits
 //! - `POST /echo` → 200 with the request body
 //! - `GET /healthz` → 200 while serving, 503 once stopping
+//! - `GET /stream?bytes=N&chunk=K` → 200 with N bytes (default 1 MiB) of
+//!   [`pattern`] in writes of K bytes (default 64 KiB), of unknown length
+//!   (chunked), written by a thread of its own with blocking writes
+//! - `GET /sse?events=N&interval_ms=M` → 200 `text/event-stream`: N events
+//!   (default 10), M ms apart (default 1000), from a thread of its own. It
+//!   sends all N even while the server stops: the drain waits for it, and
+//!   the drain deadline cuts it.
+//! - `GET /upgrade` with `Connection: upgrade` and `Upgrade: echo` → 101,
+//!   then every byte sent is echoed, by a thread per connection, until the
+//!   client closes or the drain begins (which closes it);
+//!   `/upgrade?ignore_stop=1` echoes on through the drain until the deadline
+//!   cuts it. Without `Upgrade: echo` → 426.
 //! - one of these paths with another method → 405, with `Allow` listing the
 //!   methods the path answers (`HEAD` wherever `GET` is)
 //! - any other path → 404
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ebb_mio::{Bytes, Handler, Request, Responder, Response};
+use ebb_mio::{BodyLength, BodyWriter, Bytes, Handler, Request, Responder, Response, Upgraded};
 
 /// Longest `/sleep` accepted.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -48,9 +62,184 @@ impl Handler for Demo {
                 Some(delay) => return self.timer.after(delay, res, Response::text(200, "slept\n")),
                 None => Response::text(400, "expected /sleep?ms=N\n"),
             },
+            Ok(Route::Stream) => match stream_params(req) {
+                Some(_) if req.method() == "HEAD" => {
+                    return finish(res.stream(stream_head(), BodyLength::Unknown));
+                }
+                Some((bytes, chunk)) => {
+                    let body = res.stream(stream_head(), BodyLength::Unknown);
+                    return spawn("ebb-demo-stream", move || send_pattern(body, bytes, chunk));
+                }
+                None => Response::text(
+                    400,
+                    "expected /stream?bytes=N&chunk=K (K from 1 to 16 MiB)\n",
+                ),
+            },
+            Ok(Route::Sse) => match sse_params(req) {
+                Some((events, interval)) => {
+                    let head = Response::new(200)
+                        .content_type("text/event-stream")
+                        .header("Cache-Control", "no-cache");
+                    let body = res.stream(head, BodyLength::Unknown);
+                    return spawn("ebb-demo-sse", move || send_events(body, events, interval));
+                }
+                None => Response::text(400, "expected /sse?events=N&interval_ms=M\n"),
+            },
+            Ok(Route::Upgrade) if !asks_for_echo(req) => {
+                Response::text(426, "expected Connection: upgrade and Upgrade: echo\n")
+                    .header("Upgrade", "echo")
+            }
+            Ok(Route::Upgrade) => {
+                let ignore_stop = req.query_param("ignore_stop").is_some_and(|v| v == "1");
+                let pending = res.upgrade([("Upgrade", "echo")]);
+                return spawn("ebb-demo-echo", move || {
+                    // The connection closed before the 101 was written: nothing to echo.
+                    if let Ok(upgraded) = pending.wait() {
+                        echo(upgraded, ignore_stop);
+                    }
+                });
+            }
         };
         res.respond(response);
     }
+}
+
+/// Runs `work` on a thread of its own; if none can be made, the stream or
+/// connection it held is dropped, which ends it as broken.
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(work)
+    {
+        log::error!("cannot start a {name} thread: {e}");
+    }
+}
+
+fn finish(body: BodyWriter) {
+    if let Err(e) = body.finish() {
+        log::debug!("stream not finished: {e}");
+    }
+}
+
+/// The body of `/stream`: byte `i` of a stream is `pattern()[i % 64]`.
+pub fn pattern() -> &'static [u8; 64] {
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-\n"
+}
+
+/// The largest write `/stream` makes.
+const MAX_CHUNK: usize = 16 << 20;
+
+fn stream_head() -> Response {
+    Response::new(200).content_type("application/octet-stream")
+}
+
+/// `bytes` (default 1 MiB) and `chunk` (default 64 KiB) of `/stream`.
+fn stream_params(req: &Request<'_>) -> Option<(u64, usize)> {
+    let bytes = match req.query_param("bytes") {
+        Some(n) => n.parse().ok()?,
+        None => 1 << 20,
+    };
+    let chunk = match req.query_param("chunk") {
+        Some(n) => n.parse().ok()?,
+        None => 64 << 10,
+    };
+    (1..=MAX_CHUNK).contains(&chunk).then_some((bytes, chunk))
+}
+
+/// Writes `bytes` of [`pattern`] in writes of `chunk` bytes, blocking while
+/// the client is behind.
+fn send_pattern(mut body: BodyWriter, bytes: u64, chunk: usize) {
+    let pattern = pattern();
+    let period = pattern.len();
+    // Enough of the pattern to start a chunk at any phase of it.
+    let buf: Vec<u8> = pattern
+        .iter()
+        .copied()
+        .cycle()
+        .take(chunk + period)
+        .collect();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let phase = (sent % period as u64) as usize;
+        let n = chunk.min(usize::try_from(bytes - sent).unwrap_or(usize::MAX));
+        if let Err(e) = body.write_all(&buf[phase..phase + n]) {
+            log::debug!("stream stopped after {sent} bytes: {e}");
+            return;
+        }
+        sent += n as u64;
+    }
+    finish(body);
+}
+
+/// The longest pause between server-sent events.
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// `events` (default 10) and `interval_ms` (default 1000) of `/sse`.
+fn sse_params(req: &Request<'_>) -> Option<(u64, Duration)> {
+    let events = match req.query_param("events") {
+        Some(n) => n.parse().ok()?,
+        None => 10,
+    };
+    let interval = match req.query_param("interval_ms") {
+        Some(n) => Duration::from_millis(n.parse().ok()?),
+        None => Duration::from_secs(1),
+    };
+    Some((events, interval.min(MAX_INTERVAL)))
+}
+
+/// Sends `events` server-sent events, `interval` apart.
+fn send_events(mut body: BodyWriter, events: u64, interval: Duration) {
+    for n in 0..events {
+        if n > 0 {
+            std::thread::sleep(interval);
+        }
+        if let Err(e) = write!(body, "id: {n}\ndata: event {n} of {events}\n\n") {
+            log::debug!("event stream stopped after {n} events: {e}");
+            return;
+        }
+    }
+    finish(body);
+}
+
+/// Whether the request asks to switch to the echo protocol.
+fn asks_for_echo(req: &Request<'_>) -> bool {
+    let connection = req.header_str("connection").unwrap_or_default();
+    let upgrade = req.header_str("upgrade").unwrap_or_default();
+    connection
+        .split(',')
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && upgrade.trim().eq_ignore_ascii_case("echo")
+}
+
+/// Echoes every byte until the client closes, or — unless `ignore_stop` —
+/// until the drain begins, which shuts the socket down so the blocked read
+/// returns.
+fn echo(mut upgraded: Upgraded, ignore_stop: bool) {
+    if !ignore_stop {
+        match upgraded.get_ref().try_clone() {
+            Ok(socket) => upgraded.on_stop(move || {
+                let _ = socket.shutdown(Shutdown::Both);
+            }),
+            Err(e) => log::error!("echo cannot watch for the drain: {e}"),
+        }
+    }
+    let mut buf = vec![0; 16 << 10];
+    loop {
+        let n = match upgraded.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::debug!("echo read: {e}");
+                break;
+            }
+        };
+        if let Err(e) = upgraded.write_all(&buf[..n]) {
+            log::debug!("echo write: {e}");
+            break;
+        }
+    }
+    // Dropping `upgraded` closes the connection and tells the server.
 }
 
 /// A path the demo answers.
@@ -60,6 +249,9 @@ enum Route {
     Sleep,
     Echo,
     Healthz,
+    Stream,
+    Sse,
+    Upgrade,
 }
 
 impl Route {
@@ -69,6 +261,9 @@ impl Route {
             "/sleep" => Some(Route::Sleep),
             "/echo" => Some(Route::Echo),
             "/healthz" => Some(Route::Healthz),
+            "/stream" => Some(Route::Stream),
+            "/sse" => Some(Route::Sse),
+            "/upgrade" => Some(Route::Upgrade),
             _ => None,
         }
     }
@@ -77,7 +272,10 @@ impl Route {
     fn allow(self) -> &'static str {
         match self {
             Route::Echo => "POST",
-            Route::Hello | Route::Sleep | Route::Healthz => "GET, HEAD",
+            Route::Upgrade => "GET",
+            Route::Hello | Route::Sleep | Route::Healthz | Route::Stream | Route::Sse => {
+                "GET, HEAD"
+            }
         }
     }
 }
@@ -107,7 +305,10 @@ impl Miss {
 fn route(method: &str, path: &str) -> Result<Route, Miss> {
     let route = Route::from_path(path).ok_or(Miss::NotFound)?;
     let allow = route.allow();
-    if allow.split(", ").any(|allowed| allowed == method) {
+    if allow
+        .split(',')
+        .any(|allowed| allowed.trim_start() == method)
+    {
         Ok(route)
     } else {
         Err(Miss::WrongMethod { allow })
@@ -258,6 +459,13 @@ mod tests {
         assert_eq!(route("HEAD", "/healthz"), Ok(Route::Healthz));
         assert_eq!(route("POST", "/echo"), Ok(Route::Echo));
         assert_eq!(route("GET", "/sleep"), Ok(Route::Sleep));
+        assert_eq!(route("GET", "/stream"), Ok(Route::Stream));
+        assert_eq!(route("GET", "/sse"), Ok(Route::Sse));
+        assert_eq!(route("GET", "/upgrade"), Ok(Route::Upgrade));
+        assert_eq!(
+            route("HEAD", "/upgrade"),
+            Err(Miss::WrongMethod { allow: "GET" })
+        );
         assert_eq!(route("POST", "/nope"), Err(Miss::NotFound));
     }
 }

@@ -1,15 +1,20 @@
 //! The application's side: the [`Handler`] trait, the [`Response`] it gives,
 //! and the [`Responder`] that carries it back to the worker — at once, or later
-//! from any thread.
+//! from any thread; whole, streamed through a [`BodyWriter`], or as the switch
+//! to another protocol ([`Responder::upgrade`]).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use ebb_core::{Bytes, Request, RequestId};
+use ebb_core::{BodyLength, Bytes, ConnId, Request, RequestId};
 use mio::Waker;
 use smallvec::SmallVec;
+
+use crate::shutdown::ShutdownHandle;
+use crate::stream::{BodyWriter, StreamStart};
+use crate::upgraded::{PendingUpgrade, UpgradeStart};
 
 /// The application: called once for every complete request, on the worker
 /// thread that read it.
@@ -125,30 +130,56 @@ impl Response {
 }
 
 /// What became of a request in the application.
+// Unboxed on purpose: the common answer, given during the handler's call,
+// moves on the stack to core without an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Answer {
     /// It was answered.
-    Response(Box<Response>),
+    Response(Response),
+    /// Its body will be streamed.
+    Stream(Box<StreamStart>),
+    /// It is switched to another protocol.
+    Upgrade(Box<UpgradeStart>),
     /// Its responder was dropped unanswered (or its handler panicked): core
     /// answers 500.
     Failed,
 }
 
-/// A deferred answer on its way to the worker that read the request (or the
-/// news that none will come); boxed so the channel's slots stay small.
-pub(crate) type Deferred = (RequestId, Answer);
+/// What other threads tell a worker; answers are boxed so the channel's
+/// slots stay small.
+pub(crate) enum Message {
+    /// A deferred answer to the request (or the news that none will come).
+    Answer(RequestId, Box<Answer>),
+    /// The application put bytes into the stream answering this request, or
+    /// ended it: feed core.
+    Stream(RequestId),
+    /// The application closed this upgraded connection.
+    UpgradedClosed(ConnId),
+}
 
-/// A worker's mailbox: a channel of deferred answers, and the `Waker` that
-/// makes its loop look at them and at the stop requests.
+/// A worker's mailbox: a channel of messages, and the `Waker` that makes its
+/// loop look at them and at the stop requests.
 pub(crate) struct Inbox {
-    pub(crate) tx: Sender<Deferred>,
+    pub(crate) tx: Sender<Message>,
     pub(crate) waker: Waker,
+    /// Body bytes a stream may hold in the driver, waiting for core: core's
+    /// `max_stream_buffer_bytes`, so a stream holds at most twice that.
+    pub(crate) stream_buffer_bytes: usize,
+    /// Where the stop requests are counted, for [`BodyWriter::is_stopping`].
+    pub(crate) stops: ShutdownHandle,
 }
 
 impl Inbox {
     /// Sends a deferred answer and wakes the worker. Fails silently once the
     /// worker has exited: nobody is left to answer.
     pub(crate) fn send(&self, id: RequestId, answer: Answer) {
-        if self.tx.send((id, answer)).is_ok() {
+        self.post(Message::Answer(id, Box::new(answer)));
+    }
+
+    /// Sends a message and wakes the worker; fails silently once the worker
+    /// has exited.
+    pub(crate) fn post(&self, message: Message) {
+        if self.tx.send(message).is_ok() {
             self.wake();
         }
     }
@@ -184,7 +215,67 @@ impl Responder {
     /// Answers the request.
     pub fn respond(mut self, response: Response) {
         self.answered = true;
-        deliver(&self.inbox, self.id, Answer::Response(Box::new(response)));
+        // Unboxed: an answer given during the handler's call goes straight
+        // to core; only one sent from another thread is boxed, for the channel.
+        deliver(&self.inbox, self.id, Answer::Response(response));
+    }
+
+    /// Answers with `head` (its status and headers; its body, if any, is the
+    /// first part of the stream) and a body of `length` that the returned
+    /// [`BodyWriter`] streams, from this thread or any other.
+    ///
+    /// Core frames it: `Content-Length` for [`BodyLength::Known`], otherwise
+    /// chunked to an HTTP/1.1 client and ended by the close to an HTTP/1.0
+    /// one; `HEAD`, 204 and 304 send no body (what is written is dropped).
+    /// An invalid status or header is answered with 500, and the writer's
+    /// first write fails.
+    ///
+    /// ```
+    /// use ebb_mio::{BodyLength, Request, Responder, Response};
+    /// use std::io::Write;
+    ///
+    /// fn numbers(_req: &Request<'_>, res: Responder) {
+    ///     let mut body = res.stream(Response::new(200).content_type("text/plain"), BodyLength::Unknown);
+    ///     // Never block the worker: write from a thread of the application's.
+    ///     std::thread::spawn(move || {
+    ///         for n in 0..1000 {
+    ///             if writeln!(body, "{n}").is_err() {
+    ///                 return; // the client left, or the drain deadline cut the stream
+    ///             }
+    ///         }
+    ///         let _ = body.finish();
+    ///     });
+    /// }
+    /// # let _: fn(&Request<'_>, Responder) = numbers;
+    /// ```
+    pub fn stream(mut self, head: Response, length: BodyLength) -> BodyWriter {
+        self.answered = true;
+        let (start, writer) = crate::stream::start(self.id, self.inbox.clone(), head, length);
+        deliver(&self.inbox, self.id, Answer::Stream(Box::new(start)));
+        writer
+    }
+
+    /// Accepts the request's upgrade (it asked with `Connection: upgrade` and
+    /// `Upgrade: <protocol>`): `101 Switching Protocols` is sent with
+    /// `Connection: Upgrade` and `headers` (which should name the protocol in
+    /// `Upgrade`). Once it is written, [`PendingUpgrade::wait`] gives the
+    /// connection's byte stream to the application as an
+    /// [`Upgraded`](crate::Upgraded). A request that did not ask to upgrade
+    /// is answered with 500 and `wait` fails.
+    pub fn upgrade<I, N, V>(mut self, headers: I) -> PendingUpgrade
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<Cow<'static, str>>,
+        V: Into<Bytes>,
+    {
+        self.answered = true;
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect();
+        let (start, pending) = crate::upgraded::start(headers);
+        deliver(&self.inbox, self.id, Answer::Upgrade(Box::new(start)));
+        pending
     }
 
     /// Whether the server was stopping (pre-stop or draining) when this
@@ -229,6 +320,14 @@ thread_local! {
     static INLINE: RefCell<Inline> = const {
         RefCell::new(Inline { dispatching: None, answer: None })
     };
+    /// Set on a thread once it has dispatched a request: a worker's.
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread runs a worker's loop, where a wait for the worker
+/// would never end: blocking calls fail with `WouldBlock` here instead.
+pub(crate) fn on_worker_thread() -> bool {
+    ON_WORKER.with(Cell::get)
 }
 
 fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
@@ -250,6 +349,7 @@ fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
 /// Marks request `id` of the worker owning `inbox` as being handed to the
 /// handler on this thread; [`end_dispatch`] returns an answer given meanwhile.
 pub(crate) fn begin_dispatch(inbox: &Arc<Inbox>, id: RequestId) {
+    ON_WORKER.with(|on| on.set(true));
     INLINE.with(|inline| {
         let mut inline = inline.borrow_mut();
         inline.dispatching = Some((Arc::as_ptr(inbox) as usize, id));

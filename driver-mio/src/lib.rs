@@ -6,10 +6,11 @@
 //! decision is core's; this crate only carries them out.
 //!
 //! It also holds the embedding API — [`Builder`], [`Handler`], [`Responder`],
-//! [`Response`], [`ShutdownHandle`], and for watching the server an access
-//! log ([`Builder::access_log`]) and an observer ([`Builder::observe`],
-//! [`Observation`]) — and re-exports the types of `ebb-core` that API shows,
-//! so an embedder depends on this crate alone.
+//! [`Response`], [`BodyWriter`] for streamed bodies, [`Upgraded`] for
+//! connections that switch protocols, [`ShutdownHandle`], and for watching
+//! the server an access log ([`Builder::access_log`]) and an observer
+//! ([`Builder::observe`], [`Observation`]) — and re-exports the types of
+//! `ebb-core` that API shows, so an embedder depends on this crate alone.
 //!
 //! ```no_run
 //! use ebb_mio::{Builder, Response};
@@ -37,10 +38,15 @@ mod builder;
 mod handler;
 mod inflight;
 mod listener;
+mod notify;
 mod observer;
+mod pidfile;
 mod serve;
 mod shutdown;
 mod signals;
+mod stream;
+mod upgrade;
+mod upgraded;
 mod worker;
 
 pub use access_log::ACCESS_LOG_TARGET;
@@ -48,13 +54,15 @@ pub use builder::{Builder, DEFAULT_BACKLOG};
 // What the API above shows: request parts, the report `serve` returns (its
 // times and why it was forced), the config, and what an observer hears.
 pub use ebb_core::{
-    Bytes, CloseReason, Config, ConnId, DrainReport, Forced, Outcome, Phase, Reject, Request,
-    RequestId, Time, Version,
+    BodyLength, Bytes, CloseReason, Config, ConnId, DrainReport, Forced, Outcome, Phase, Reject,
+    Request, RequestId, Time, Version,
 };
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;
 pub use observer::{Observation, RequestEnd};
 pub use shutdown::ShutdownHandle;
+pub use stream::BodyWriter;
+pub use upgraded::{PendingUpgrade, Upgraded};
 
 /// The README's examples, compiled and run as doctests so it stays true.
 #[doc = include_str!("../../README.md")]

@@ -1,8 +1,12 @@
 //! Listening sockets: bound here (with socket2, for `SO_REUSEPORT` and the
-//! backlog), handed over by the embedding program, or inherited from systemd.
+//! backlog), handed over by the embedding program, or inherited as
+//! `LISTEN_FDS` — from systemd, or from the process this one upgrades: one
+//! receive path for both.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -26,31 +30,43 @@ pub(crate) struct Plan {
 }
 
 /// One non-blocking listener per worker: each its own socket on the same
-/// address with `reuse_port`, otherwise clones of one socket.
-pub(crate) fn listeners(plan: Plan) -> io::Result<Vec<TcpListener>> {
-    let inherited = if plan.socket_activation {
-        systemd_listener()?
-    } else {
-        None
-    };
-    let source = match inherited {
-        Some(listener) => {
-            log::info!("using the listener passed by systemd (LISTEN_FDS)");
-            Source::Std(listener)
+/// address with `reuse_port`, otherwise clones of one socket. Inherited
+/// sockets come first (see [`take_inherited`]); then the given listener or
+/// the bind address.
+pub(crate) fn listeners(plan: Plan) -> io::Result<(Vec<TcpListener>, Option<OwnedFd>)> {
+    if let Some(inherited) = take_inherited(plan.socket_activation)? {
+        let count = inherited.listeners.len();
+        match &inherited.ready {
+            Some(_) => log::info!(
+                "using {count} listener(s) inherited from the previous process (hot upgrade)"
+            ),
+            None => log::info!("using {count} listener(s) passed by systemd (LISTEN_FDS)"),
         }
-        None => plan.source,
-    };
-    let first = match source {
+        let listeners = if count == 1 {
+            if plan.reuse_port {
+                log::warn!(
+                    "reuse_port ignored: one listener was inherited, so all workers share it"
+                );
+            }
+            let [listener] = <[TcpListener; 1]>::try_from(inherited.listeners)
+                .map_err(|_| io::Error::other("one listener"))?;
+            share(listener, plan.workers)?
+        } else {
+            spread(inherited.listeners, plan.workers)?
+        };
+        return Ok((listeners, inherited.ready));
+    }
+    let first = match plan.source {
         Source::Std(listener) => {
             if plan.reuse_port {
                 log::warn!("reuse_port ignored: the listener was given, so all workers share it");
             }
-            return share(listener, plan.workers);
+            return Ok((share(listener, plan.workers)?, None));
         }
         Source::Addr(addr) => bind(addr, plan.reuse_port, plan.backlog)?,
     };
     if !plan.reuse_port {
-        return share(first, plan.workers);
+        return Ok((share(first, plan.workers)?, None));
     }
     warn_if_migrate_req_off();
     // Port 0 picks a port once; the siblings join the one picked.
@@ -59,38 +75,173 @@ pub(crate) fn listeners(plan: Plan) -> io::Result<Vec<TcpListener>> {
     for _ in 1..plan.workers {
         all.push(bind(addr, true, plan.backlog)?);
     }
-    Ok(all)
+    Ok((all, None))
 }
 
-/// The listener systemd socket activation passed to this process, if any:
-/// `LISTEN_PID` is this process and `LISTEN_FDS` is at least 1. The first
-/// passed descriptor (3) is used.
-pub fn systemd_listener() -> io::Result<Option<TcpListener>> {
-    const SD_LISTEN_FDS_START: i32 = 3;
+/// The first descriptor of the `LISTEN_FDS` protocol.
+const SD_LISTEN_FDS_START: RawFd = 3;
+/// The variable naming the descriptor on which a successor tells the
+/// process that started it that it serves (see `upgrade.rs`).
+pub(crate) const READY_FD_VAR: &str = "EBB_UPGRADE_READY_FD";
+
+/// Listening sockets passed to this process, and how it says it is ready.
+struct Inherited {
+    /// Non-blocking, close-on-exec.
+    listeners: Vec<TcpListener>,
+    /// A hot upgrade's readiness pipe; `None` under systemd.
+    ready: Option<OwnedFd>,
+}
+
+/// The sockets passed to this process as `LISTEN_FDS` (descriptors 3…),
+/// once per process: by systemd socket activation (taken only when
+/// `socket_activation` is on) or by the process it upgrades (always taken:
+/// it set `EBB_UPGRADE_READY_FD` too, and waits for this process to serve
+/// them). `LISTEN_PID` must be this process, as systemd's `sd_listen_fds`
+/// requires: the upgrading process writes its child's pid into the child's
+/// environment between fork and exec.
+fn take_inherited(socket_activation: bool) -> io::Result<Option<Inherited>> {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
     let var = |name| std::env::var(name).ok();
+    let ready_var = var(READY_FD_VAR);
+    if !socket_activation && ready_var.is_none() {
+        return Ok(None);
+    }
     let (Some(pid), Some(fds)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else {
         return Ok(None);
     };
     if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
         return Ok(None);
     }
-    match fds.trim().parse::<u32>() {
-        Ok(0) | Err(_) => return Ok(None),
-        Ok(1) => {}
-        Ok(n) => log::warn!("LISTEN_FDS={n}: only the first socket is used"),
+    let count = match fds.trim().parse::<RawFd>() {
+        Ok(n) if n > 0 => n,
+        _ => return Ok(None),
+    };
+    // Descriptors are taken once: a second `serve` in the same process
+    // must not take what may by now be another file.
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(None);
     }
-    // SAFETY: systemd guarantees descriptor 3 is open and ours when
-    // LISTEN_PID names this process; nothing else in the process owns it.
-    let socket = unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(SD_LISTEN_FDS_START) };
-    if socket.r#type()? != Type::STREAM || !socket.is_listener()? {
+    let mut listeners = Vec::with_capacity(count as usize);
+    for fd in SD_LISTEN_FDS_START..SD_LISTEN_FDS_START + count {
+        listeners.push(inherited_listener(fd)?);
+    }
+    let ready = match ready_var {
+        None => None,
+        Some(value) => {
+            let fd: RawFd = value.trim().parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{READY_FD_VAR}={value:?} is not a descriptor"),
+                )
+            })?;
+            // SAFETY: fcntl on any number is harmless; -1 means it is not open.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{READY_FD_VAR}={fd}: {}", io::Error::last_os_error()),
+                ));
+            }
+            // SAFETY: the process that started this one passed this open
+            // descriptor for this process alone, and it is taken once.
+            let ready = unsafe { OwnedFd::from_raw_fd(fd) };
+            set_cloexec(&ready)?;
+            Some(ready)
+        }
+    };
+    Ok(Some(Inherited { listeners, ready }))
+}
+
+/// Inherited descriptor `fd` as a listener, after checking it is one; made
+/// non-blocking and close-on-exec (a descriptor passed across exec has
+/// neither flag as this process needs it).
+fn inherited_listener(fd: RawFd) -> io::Result<TcpListener> {
+    // SAFETY: LISTEN_FDS and LISTEN_PID name this process, so descriptor
+    // `fd` was passed to it; nothing else in the process owns it, and the
+    // descriptors are taken once.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    let checked =
+        (|| Ok::<_, io::Error>(socket.r#type()? == Type::STREAM && socket.is_listener()?))();
+    if !matches!(checked, Ok(true)) {
         std::mem::forget(socket);
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "LISTEN_FDS: descriptor 3 is not a listening stream socket",
+            format!("LISTEN_FDS: descriptor {fd} is not a listening stream socket"),
         ));
     }
     socket.set_cloexec(true)?;
-    Ok(Some(socket.into()))
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn set_cloexec(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFD);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The listener systemd socket activation passed to this process, if any:
+/// `LISTEN_PID` is this process and `LISTEN_FDS` is at least 1. The first
+/// passed descriptor (3) is used. Returns `None` once the sockets were
+/// taken, by an earlier call or by [`Builder::serve`](crate::Builder::serve).
+pub fn systemd_listener() -> io::Result<Option<TcpListener>> {
+    let Some(inherited) = take_inherited(true)? else {
+        return Ok(None);
+    };
+    if inherited.listeners.len() > 1 {
+        log::warn!(
+            "LISTEN_FDS={}: only the first socket is used",
+            inherited.listeners.len()
+        );
+    }
+    Ok(inherited.listeners.into_iter().next())
+}
+
+/// One listener per worker from several inherited sockets (one per worker
+/// of a `reuse_port` predecessor): every socket gets a worker, so none is
+/// left unpolled; more workers than sockets share them in turn.
+fn spread(sockets: Vec<TcpListener>, workers: usize) -> io::Result<Vec<TcpListener>> {
+    if workers < sockets.len() {
+        log::info!(
+            "{} workers, one per inherited socket (not {workers})",
+            sockets.len()
+        );
+    }
+    let mut all = Vec::with_capacity(workers.max(sockets.len()));
+    for i in sockets.len()..workers {
+        all.push(sockets[i % sockets.len()].try_clone()?);
+    }
+    all.extend(sockets);
+    Ok(all)
+}
+
+/// The distinct sockets among `listeners` (clones of one socket count
+/// once), as `(descriptor, inode)`: what a hot upgrade passes on.
+pub(crate) fn distinct_sockets(listeners: &[TcpListener]) -> io::Result<Vec<(RawFd, u64)>> {
+    let mut sockets: Vec<(RawFd, u64)> = Vec::new();
+    for listener in listeners {
+        let inode = inode(listener.as_raw_fd())?;
+        if !sockets.iter().any(|&(_, i)| i == inode) {
+            sockets.push((listener.as_raw_fd(), inode));
+        }
+    }
+    Ok(sockets)
+}
+
+/// The inode of the file open as `fd`: equal for every descriptor of one socket.
+pub(crate) fn inode(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: fstat writes into the zeroed struct it is given.
+    unsafe {
+        let mut stat = std::mem::zeroed::<libc::stat>();
+        if libc::fstat(fd, &mut stat) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stat.st_ino as u64)
+    }
 }
 
 fn bind(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListener> {

@@ -1,9 +1,10 @@
 //! The coordinator: starts the workers, turns stop signals into stop
-//! requests, logs every request once and wakes every worker to apply it, and
-//! waits until all workers have exited.
+//! requests, logs every request once and wakes every worker to apply it,
+//! runs hot upgrades, and waits until all workers have exited.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,12 +15,16 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::handler::{Handler, Inbox};
-use crate::shutdown::ShutdownHandle;
+use crate::notify::notify;
+use crate::pidfile::PidFile;
+use crate::shutdown::{ShutdownHandle, Stop};
 use crate::signals::{meaning, Action};
+use crate::upgrade::{Program, Upgrader};
 use crate::worker::Worker;
 
 const WAKE: Token = Token(0);
 const SIGNALS: Token = Token(1);
+const UPGRADE: Token = Token(2);
 
 /// What [`run`] needs.
 pub(crate) struct Setup<H> {
@@ -30,6 +35,12 @@ pub(crate) struct Setup<H> {
     pub(crate) signals: Option<Signals>,
     pub(crate) shutdown: ShutdownHandle,
     pub(crate) handler: H,
+    /// The successor's command (or why there is none) and how long it has
+    /// to be ready.
+    pub(crate) upgrade: (io::Result<Program>, Duration),
+    pub(crate) pid_file: Option<PidFile>,
+    /// When this process is a successor: where to say it serves.
+    pub(crate) ready: Option<OwnedFd>,
     /// The access log and the observer.
     pub(crate) observing: crate::observer::Observing,
 }
@@ -45,6 +56,14 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     }
     setup.shutdown.set_waker(Some(waker.clone()));
     let addr = setup.listeners[0].local_addr()?;
+    let (program, upgrade_timeout) = setup.upgrade;
+    let mut upgrader = Upgrader::new(
+        program,
+        upgrade_timeout,
+        crate::listener::distinct_sockets(&setup.listeners)?,
+        setup.pid_file.clone(),
+        UPGRADE,
+    );
     let count = setup.listeners.len();
     let start = Instant::now();
     let handler = Arc::new(setup.handler);
@@ -78,13 +97,18 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         threads.push(thread);
     }
     log::info!("ebb listening on {addr} with {count} workers");
+    // Every worker's listener is registered on its poll: connections that
+    // come from now on are seen. Say so.
+    announce_ready(setup.pid_file.as_ref(), setup.ready);
 
     let mut stops = Stops {
         shutdown: &setup.shutdown,
         inboxes: &inboxes,
         pre_stop: setup.config.pre_stop,
         logged: 0,
+        handed_off: false,
     };
+    let mut upgrades_seen = 0;
     let mut reports = Vec::with_capacity(count);
     let mut failure = None;
     let mut events = Events::with_capacity(16);
@@ -94,12 +118,29 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         if let Some(signals) = &mut signals {
             for signal in signals.pending() {
                 match meaning(signal) {
-                    (name, Action::Stop) => stops.request(name),
+                    (name, Action::Stop) => {
+                        upgrader.abandon(name);
+                        stops.request(name);
+                    }
+                    (name, Action::Upgrade) => {
+                        upgrader.request(name, &setup.shutdown, poll.registry())
+                    }
                     (name, Action::Ignore(why)) => log::info!("{name} ignored: {why}"),
                 }
             }
         }
+        while upgrades_seen < setup.shutdown.upgrades() {
+            upgrades_seen += 1;
+            upgrader.request("upgrade requested", &setup.shutdown, poll.registry());
+        }
+        if setup.shutdown.requests() > 0 {
+            upgrader.abandon("shutdown requested");
+        }
         stops.pass_on_handle_requests();
+        if upgrader.progress(&setup.shutdown, poll.registry()) {
+            stops.handed_off = true;
+            stops.wake_workers();
+        }
         while let Ok((number, result)) = done_rx.try_recv() {
             match result {
                 Ok(report) => reports.push(report),
@@ -115,7 +156,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         if reports.len() + usize::from(failure.is_some()) >= count {
             break;
         }
-        match poll.poll(&mut events, None) {
+        match poll.poll(&mut events, upgrader.timeout()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -132,7 +173,30 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     }
     let report = combine(&reports);
     log::info!("{report}");
+    if let Some(pid_file) = &setup.pid_file {
+        // After a hand-off it names the successor, and stays.
+        pid_file.remove_if_names(std::process::id());
+    }
     Ok(report)
+}
+
+/// Tells whoever waits that this process serves: the pid file, the service
+/// manager (`READY=1`), and the process this one upgrades (its pid on the
+/// readiness pipe, which is then closed), in that order, so by the time the
+/// old process hands over, the pid file names this one.
+fn announce_ready(pid_file: Option<&PidFile>, ready: Option<OwnedFd>) {
+    let pid = std::process::id();
+    if let Some(pid_file) = pid_file {
+        pid_file.write_or_log(pid);
+    }
+    notify("READY=1");
+    if let Some(ready) = ready {
+        let mut pipe = std::fs::File::from(ready);
+        match pipe.write_all(format!("{pid}\n").as_bytes()) {
+            Ok(()) => log::info!("told the previous process that this one ({pid}) serves"),
+            Err(e) => log::warn!("cannot tell the previous process that this one serves: {e}"),
+        }
+    }
 }
 
 /// The coordinator's side of the stop requests: each one is logged once, and
@@ -143,13 +207,19 @@ struct Stops<'a> {
     pre_stop: Duration,
     /// Requests logged so far.
     logged: usize,
+    /// The listeners were handed to a successor: the drain is under way.
+    handed_off: bool,
 }
 
 impl Stops<'_> {
     /// Makes one stop request for `why` (a signal's name, or a failure).
     fn request(&mut self, why: &str) {
-        self.shutdown.request();
-        self.log(why);
+        match self.shutdown.request() {
+            Stop::Counted => self.log(why),
+            Stop::AlreadyDraining => {
+                log::info!("{why}: already draining after the hand-off (again to force the exit)")
+            }
+        }
         self.wake_workers();
     }
 
@@ -168,11 +238,13 @@ impl Stops<'_> {
     fn log(&mut self, why: &str) {
         self.logged += 1;
         let pre_stop = self.pre_stop;
-        if self.logged > 1 {
+        if self.logged > 1 || self.handed_off {
             log::warn!("{why} again: forcing exit");
         } else if pre_stop.is_zero() {
+            notify("STOPPING=1");
             log::info!("{why}: draining");
         } else {
+            notify("STOPPING=1");
             log::info!("{why}: stopping, draining after the {pre_stop:?} pre-stop");
         }
     }

@@ -18,13 +18,16 @@ pub(crate) enum Action {
     /// One stop request, like [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown):
     /// the first drains, the next forces the exit.
     Stop,
+    /// A hot upgrade, like [`ShutdownHandle::upgrade`](crate::ShutdownHandle::upgrade).
+    Upgrade,
     /// Logged and otherwise ignored, for this reason.
     Ignore(&'static str),
 }
 
 /// Every signal ebb handles: its number, its name and its action. SIGQUIT
-/// drains like SIGTERM, as it does for nginx; the signals other servers use
-/// for reloads and upgrades are taken only so they cannot kill ebb.
+/// drains like SIGTERM, as it does for nginx; SIGUSR2 starts a hot upgrade,
+/// as it does for nginx and unicorn; SIGHUP and SIGUSR1 are taken only so
+/// they cannot kill ebb.
 const HANDLED: [(c_int, &str, Action); 6] = [
     (SIGTERM, "SIGTERM", Action::Stop),
     (SIGINT, "SIGINT", Action::Stop),
@@ -39,11 +42,7 @@ const HANDLED: [(c_int, &str, Action); 6] = [
         "SIGUSR1",
         Action::Ignore("ebb has no log file to reopen"),
     ),
-    (
-        SIGUSR2,
-        "SIGUSR2",
-        Action::Ignore("reserved for a future hot upgrade"),
-    ),
+    (SIGUSR2, "SIGUSR2", Action::Upgrade),
 ];
 
 /// Installs the handling of every signal in [`HANDLED`]; the caller

@@ -26,10 +26,12 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
-use crate::handler::{begin_dispatch, end_dispatch, Answer, Deferred, Handler, Inbox, Responder};
+use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder};
 use crate::inflight::InFlight;
 use crate::observer::{Observation, Observing, RequestEnd};
-use crate::shutdown::ShutdownHandle;
+use crate::shutdown::{Applied, ShutdownHandle, StopInput};
+use crate::stream::Streams;
+use crate::upgraded::Upgrades;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -67,11 +69,11 @@ pub(crate) struct Worker<H> {
     listener: Option<TcpListener>,
     /// Where the stop requests are counted.
     stops: ShutdownHandle,
-    /// Stop requests applied so far, each as one terminate.
-    stops_applied: usize,
+    /// The stop requests and hand-off applied so far.
+    stops_applied: Applied,
     handler: Arc<H>,
     inbox: Arc<Inbox>,
-    rx: Receiver<Deferred>,
+    rx: Receiver<Message>,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
     conns: Vec<Option<Conn>>,
@@ -88,8 +90,14 @@ pub(crate) struct Worker<H> {
     /// is logged once, not on every retry.
     accept_failing: bool,
     date_second: u64,
+    /// See [`spare_fd`].
+    spare_fd: Option<std::fs::File>,
     /// `METHOD target` of the request being dispatched.
     name: String,
+    /// Responses whose body the application streams.
+    streams: Streams,
+    /// Connections switching, or switched, to another protocol.
+    upgrades: Upgrades,
     /// The access log and the observer, if wanted.
     observing: Observing,
     /// The access log's line buffer.
@@ -124,6 +132,8 @@ impl<H: Handler> Worker<H> {
         let inbox = Arc::new(Inbox {
             tx,
             waker: Waker::new(poll.registry(), WAKER)?,
+            stream_buffer_bytes: config.max_stream_buffer_bytes,
+            stops: stops.clone(),
         });
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
@@ -134,7 +144,7 @@ impl<H: Handler> Worker<H> {
             server: Server::new(config),
             listener: Some(listener),
             stops,
-            stops_applied: 0,
+            stops_applied: Applied::default(),
             handler,
             inbox: inbox.clone(),
             rx,
@@ -147,7 +157,10 @@ impl<H: Handler> Worker<H> {
             accept_paused_until: None,
             accept_failing: false,
             date_second: u64::MAX,
+            spare_fd: spare_fd(),
             name: String::new(),
+            streams: Streams::default(),
+            upgrades: Upgrades::default(),
             observing,
             access_log: AccessLog::new(start),
             access_logged: false,
@@ -278,6 +291,11 @@ impl<H: Handler> Worker<H> {
                         self.finished(&finished);
                     }
                 }
+                // Request bodies are handed over whole (streaming them is off).
+                Event::BodyReady(_) => {}
+                Event::StreamWritable(id) => self.feed_stream(id, false),
+                Event::Upgraded(conn) => self.hand_over(conn),
+                Event::StopUpgraded(conn) => self.upgrades.stop(conn),
                 Event::Farewell(conn, bytes) => {
                     if let Some(c) = self.conn(conn) {
                         // Once, without waiting: the close follows at once.
@@ -292,7 +310,11 @@ impl<H: Handler> Worker<H> {
                         }
                     }
                 }
-                Event::Close(conn, reason) => self.close(conn, reason),
+                Event::Close(conn, reason) => {
+                    self.streams.closed(conn);
+                    self.upgrades.closed(conn, reason);
+                    self.close(conn, reason);
+                }
                 Event::DrainBacklog => {
                     self.draining_backlog = true;
                     self.accept();
@@ -433,12 +455,17 @@ impl<H: Handler> Worker<H> {
                 log::debug!("request unanswered ({reason}): {request}{from}");
             }
         }
-        if let Some(inflight) = conn.inflight.filter(|i| i.worth_keeping()) {
+        if let Some(inflight) = conn.inflight.take().filter(|i| i.worth_keeping()) {
             if self.spare_inflight.len() < SPARE_INFLIGHT {
                 self.spare_inflight.push(inflight);
             }
         }
-        // A closed socket frees a descriptor: try accepting again.
+        // A closed socket frees a descriptor: keep it spare, and try
+        // accepting again.
+        drop(conn);
+        if self.spare_fd.is_none() {
+            self.spare_fd = spare_fd();
+        }
         if self.accept_paused_until.is_some() {
             self.resume_accepting();
         }
@@ -470,37 +497,48 @@ impl<H: Handler> Worker<H> {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) => {
-                    // EMFILE/ENFILE (or worse): the connection stays queued;
-                    // retrying now would spin. Out of descriptors, core makes
-                    // room by closing the longest-idle keep-alive connections
-                    // (the caller pumps the events); each close resumes
-                    // accepting.
-                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                    let freeing = if out_of_fds {
-                        self.server.handle_fd_pressure(self.now())
-                    } else {
-                        0
-                    };
-                    if !self.accept_failing {
-                        self.accept_failing = true;
-                        if out_of_fds {
-                            log::warn!(
-                                "accept paused until a connection closes ({e}); closing {freeing} idle connections to make room"
-                            );
-                        } else {
-                            log::error!("accept failed, pausing: {e}");
+                Err(e) if is_out_of_fds(&e) && self.spare_fd.is_some() => {
+                    // Linux says EMFILE even when nobody waits. The spare
+                    // descriptor tells: with it freed, accept again.
+                    self.spare_fd = None;
+                    match listener.accept() {
+                        Ok((stream, peer)) => {
+                            // Somebody waits, and there is no room for the
+                            // next one: core closes the longest-idle
+                            // keep-alive connections (the caller pumps).
+                            let freeing = self.server.handle_fd_pressure(self.now());
+                            log::warn!("out of descriptors: closing {freeing} idle connections to make room");
+                            self.accepted(stream, peer);
                         }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.spare_fd = spare_fd();
+                            break;
+                        }
+                        Err(e) => return self.pause_accepting(e),
                     }
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                    return;
                 }
+                Err(e) => return self.pause_accepting(e),
             }
         }
         if self.draining_backlog {
             self.draining_backlog = false;
             self.server.handle_backlog_empty(self.now());
         }
+    }
+
+    /// Accept failed (EMFILE/ENFILE with no spare descriptor left, or
+    /// worse): the connection stays queued, and retrying now would spin, so
+    /// accepting pauses until a connection closes or `ACCEPT_PAUSE` passes.
+    fn pause_accepting(&mut self, e: io::Error) {
+        if !self.accept_failing {
+            self.accept_failing = true;
+            if is_out_of_fds(&e) {
+                log::warn!("accept paused until a connection closes: {e}");
+            } else {
+                log::error!("accept failed, pausing: {e}");
+            }
+        }
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
     }
 
     fn accepted(&mut self, mut stream: TcpStream, peer: SocketAddr) {
@@ -581,6 +619,8 @@ impl<H: Handler> Worker<H> {
         let now = self.now();
         let response = match answer {
             Answer::Response(response) => response,
+            Answer::Stream(start) => return self.start_stream(id, *start, name),
+            Answer::Upgrade(start) => return self.start_upgrade(id, *start, name),
             Answer::Failed => {
                 let from = self.peer_of(id.conn());
                 log::error!("handler dropped its responder for {name}{from}; answered 500");
@@ -692,24 +732,88 @@ impl<H: Handler> Worker<H> {
         None
     }
 
-    /// Applies each stop request made since the last look as one terminate:
-    /// the first drains, the next forces the exit.
+    /// Applies a hand-off and each stop request made since the last look
+    /// (one terminate each: the first drains, the next forces the exit).
     fn apply_stops(&mut self) {
-        let requests = self.stops.requests();
-        while self.stops_applied < requests {
-            self.stops_applied += 1;
-            self.server.handle_terminate(self.now());
+        while let Some(input) = self.stops.next_input(&mut self.stops_applied) {
+            match input {
+                StopInput::HandOff => self.server.handle_handoff(self.now()),
+                StopInput::Terminate => self.server.handle_terminate(self.now()),
+            }
             self.pump();
         }
     }
 
-    /// Reads the mailbox: deferred answers.
+    /// Reads the mailbox: deferred answers, stream data, closed upgrades.
     fn messages(&mut self) {
-        while let Ok((id, answer)) = self.rx.try_recv() {
-            self.answer_deferred(id, answer);
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                Message::Answer(id, answer) => self.answer_deferred(id, *answer),
+                Message::Stream(id) => self.feed_stream(id, true),
+                Message::UpgradedClosed(conn) => {
+                    self.server.handle_upgraded_closed(conn, self.now());
+                }
+            }
             self.pump();
         }
     }
+
+    /// Starts the streamed response to request `id`, named `name` in the log.
+    fn start_stream(&mut self, id: RequestId, start: crate::stream::StreamStart, name: &str) {
+        let now = self.now();
+        match self.streams.start(&mut self.server, id, start, now) {
+            Ok(()) | Err(RespondError::UnknownRequest) => {}
+            Err(e) => {
+                log::error!("handler gave an invalid stream head to {name} ({e}); answered 500")
+            }
+        }
+    }
+
+    /// Hands core what the application has written to the stream answering
+    /// `id`; `posted` when the application asked for it.
+    fn feed_stream(&mut self, id: RequestId, posted: bool) {
+        let now = self.now();
+        self.streams.feed(&mut self.server, id, posted, now);
+    }
+
+    /// Queues the `101` switching request `id`, named `name` in the log.
+    fn start_upgrade(&mut self, id: RequestId, start: crate::upgraded::UpgradeStart, name: &str) {
+        let now = self.now();
+        match self.upgrades.start(&mut self.server, id, start, now) {
+            Ok(()) | Err(RespondError::UnknownRequest) => {}
+            Err(e) => log::error!("handler could not upgrade {name} ({e}); answered 500"),
+        }
+    }
+
+    /// The `101` on `conn` is written: its socket leaves this worker's poll
+    /// for the application.
+    fn hand_over(&mut self, conn: ConnId) {
+        let now = self.now();
+        let taken = self
+            .conns
+            .get_mut(conn.index())
+            .and_then(|slot| slot.take_if(|c| c.id == conn));
+        let Some(mut taken) = taken else {
+            return self.server.handle_upgraded_closed(conn, now);
+        };
+        if let Err(e) = self.poll.registry().deregister(&mut taken.stream) {
+            log::debug!("deregistering upgraded {conn:?}: {e}");
+        }
+        self.upgrades
+            .handed_over(&mut self.server, conn, taken.stream, &self.inbox, now);
+    }
+}
+
+/// Whether accepting failed for want of file descriptors.
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A descriptor held in reserve, so that when accept fails with EMFILE,
+/// freeing it shows whether a client is really waiting (as nginx and libuv
+/// do). `None` when even this one cannot be had.
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 impl Conn {

@@ -185,6 +185,12 @@ impl DriverModel {
                 ))),
             },
             Event::Finished(_) => {}
+            e @ (Event::BodyReady(_)
+            | Event::StreamWritable(_)
+            | Event::Upgraded(_)
+            | Event::StopUpgraded(_)) => env.fail(Failure::Safety(format!(
+                "{e:?}, but no simulated application streams or upgrades"
+            ))),
             // Written only if the socket takes it at once; this driver
             // models the socket as having no room for it.
             Event::Farewell(..) => {}

@@ -90,11 +90,6 @@ fn sigusr1_is_logged_and_ignored() {
     ignored_signal(libc::SIGUSR1, "SIGUSR1");
 }
 
-#[test]
-fn sigusr2_is_logged_and_ignored() {
-    ignored_signal(libc::SIGUSR2, "SIGUSR2");
-}
-
 /// `signal` in the middle of a request: the request is answered as if nothing
 /// happened, the log says the signal was ignored, new requests are served,
 /// and SIGTERM still stops ebb cleanly.

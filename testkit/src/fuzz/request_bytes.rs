@@ -214,6 +214,12 @@ impl Run {
                     assert!(!self.closed, "closed twice");
                     self.closed = true;
                 }
+                e @ (Event::BodyReady(_)
+                | Event::StreamWritable(_)
+                | Event::Upgraded(_)
+                | Event::StopUpgraded(_)) => {
+                    panic!("{e:?}, but this application neither streams nor upgrades")
+                }
                 e @ (Event::DrainBacklog
                 | Event::CloseListener
                 | Event::Farewell(..)

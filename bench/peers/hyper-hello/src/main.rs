@@ -1,24 +1,83 @@
-//! A peer for ebb's benchmark (bench/peers.sh): hyper's HTTP/1 server
-//! answering `Hello, World!` (text/plain) on every path.
+//! A peer for ebb's benchmarks (bench/peers.sh, bench/stream.sh): hyper's
+//! HTTP/1 server answering `Hello, World!` (text/plain) on every path but
+//! one: `GET /stream?bytes=N&chunk=K` streams N bytes of the pattern ebb's
+//! demo streams (byte `i` is `PATTERN[i % 64]`) in pieces of K bytes
+//! (default 64 KiB), with unknown length (chunked), as ebb's `/stream` does.
 //!
 //! Usage: `hyper-hello ADDR WORKERS`. One worker is a current-thread tokio
 //! runtime — everything on the thread that calls `main`, as ebb's
 //! `--workers 1` is one event loop; more is a multi-thread runtime with that
 //! many worker threads.
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body::{Body, Frame};
+use http_body_util::{Either, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The body of ebb's demo `/stream`.
+const PATTERN: &[u8; 64] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-\n";
+
+/// `left` more bytes of the pattern, handed out as slices of one buffer that
+/// holds a chunk from any phase of it (no copy per chunk).
+struct PatternBody {
+    buf: Bytes,
+    chunk: usize,
+    sent: u64,
+    left: u64,
+}
+
+impl Body for PatternBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let phase = (self.sent % PATTERN.len() as u64) as usize;
+        let n = (self.chunk as u64).min(self.left) as usize;
+        let data = self.buf.slice(phase..phase + n);
+        self.sent += n as u64;
+        self.left -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+}
+
+type AnyBody = Either<Full<Bytes>, PatternBody>;
+
+fn param(query: &str, name: &str) -> Option<u64> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
+async fn hello(req: Request<hyper::body::Incoming>) -> Result<Response<AnyBody>, Infallible> {
+    if req.uri().path() == "/stream" {
+        let query = req.uri().query().unwrap_or_default();
+        let left = param(query, "bytes").unwrap_or(1 << 20);
+        let chunk = param(query, "chunk").unwrap_or(64 << 10).clamp(1, 16 << 20) as usize;
+        let buf: Vec<u8> = PATTERN.iter().copied().cycle().take(chunk + PATTERN.len()).collect();
+        let body = PatternBody { buf: Bytes::from(buf), chunk, sent: 0, left };
+        return Ok(Response::builder()
+            .header("Content-Type", "application/octet-stream")
+            .body(Either::Right(body))
+            .unwrap());
+    }
     Ok(Response::builder()
         .header("Content-Type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from_static(b"Hello, World!")))
+        .body(Either::Left(Full::new(Bytes::from_static(b"Hello, World!"))))
         .unwrap())
 }
 

@@ -1,0 +1,550 @@
+//! Streamed responses (framing, back-pressure, lengths, the drain) and
+//! protocol upgrades, one rule per test.
+
+use std::time::Duration;
+
+use ebb_core::{BodyLength, CloseReason, Config, Event, Outcome, RespondError, StreamError};
+use ebb_testkit::harness::{get, Harness};
+
+const NONE: [(&str, &str); 0] = [];
+
+fn start(h: &mut Harness, length: BodyLength) -> ebb_core::RequestId {
+    let id = h.pending.remove(0);
+    h.server
+        .handle_stream_start(id, 200, [("Content-Type", "text/plain")], length, h.now)
+        .expect("a valid head");
+    h.pump();
+    id
+}
+
+fn data(h: &mut Harness, id: ebb_core::RequestId, bytes: &[u8]) -> Result<usize, StreamError> {
+    let taken = h.server.handle_stream_data(id, bytes, h.now);
+    h.pump();
+    taken
+}
+
+fn end(h: &mut Harness, id: ebb_core::RequestId) -> Result<(), StreamError> {
+    let ended = h.server.handle_stream_end(id, NONE, h.now);
+    h.pump();
+    ended
+}
+
+#[test]
+fn an_unknown_length_streams_chunked_to_http_1_1_and_keeps_the_connection() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/stream"));
+    let id = start(&mut h, BodyLength::Unknown);
+    assert_eq!(data(&mut h, id, b"hello "), Ok(6));
+    assert_eq!(data(&mut h, id, b"world"), Ok(5));
+    end(&mut h, id).unwrap();
+    let out = h.output(c);
+    assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+    assert!(!out.contains("Content-Length"), "{out}");
+    assert!(
+        out.ends_with("\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"),
+        "{out}"
+    );
+    let responses = h.responses(c);
+    assert_eq!(responses[0].body, b"hello world");
+    assert!(!responses[0].close);
+    h.send(c, &get("/next"));
+    assert_eq!(h.pending.len(), 1, "the connection serves on");
+}
+
+#[test]
+fn the_next_pipelined_request_waits_for_the_stream_to_end() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    let mut two = get("/a");
+    two.extend_from_slice(&get("/b"));
+    h.send(c, &two);
+    let id = start(&mut h, BodyLength::Unknown);
+    assert!(h.pending.is_empty(), "/b waits while /a streams");
+    data(&mut h, id, b"x").unwrap();
+    end(&mut h, id).unwrap();
+    assert_eq!(h.pending.len(), 1);
+    h.respond(c, 200, b"b");
+    let responses = h.responses(c);
+    assert_eq!(
+        (responses[0].body.as_slice(), responses[1].body.as_slice()),
+        (&b"x"[..], &b"b"[..])
+    );
+}
+
+#[test]
+fn an_unknown_length_to_http_1_0_is_ended_by_the_close_never_chunked() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let id = start(&mut h, BodyLength::Unknown);
+    data(&mut h, id, b"raw bytes").unwrap();
+    end(&mut h, id).unwrap();
+    let out = h.output(c);
+    assert!(
+        !out.contains("chunked") && out.contains("Connection: close\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nraw bytes"), "{out}");
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::CloseDelimited));
+}
+
+#[test]
+fn a_declared_length_is_sent_as_content_length_and_kept_exactly() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = start(&mut h, BodyLength::Known(10));
+    data(&mut h, id, b"01234").unwrap();
+    data(&mut h, id, b"56789").unwrap();
+    end(&mut h, id).unwrap();
+    let out = h.output(c);
+    assert!(out.contains("Content-Length: 10\r\n") && out.ends_with("\r\n\r\n0123456789"));
+    assert!(!h.closed(c));
+}
+
+#[test]
+fn too_many_bytes_for_the_declared_length_close_the_connection() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = start(&mut h, BodyLength::Known(4));
+    assert_eq!(data(&mut h, id, b"12345"), Err(StreamError::LengthMismatch));
+    assert_eq!(h.close_reason(c), Some(CloseReason::StreamMismatch));
+    assert_eq!(data(&mut h, id, b"1"), Err(StreamError::UnknownStream));
+    let finished = h.log.iter().find_map(|e| match e {
+        Event::Finished(f) => Some(f.outcome),
+        _ => None,
+    });
+    assert_eq!(
+        finished,
+        Some(Outcome::Unfinished(CloseReason::StreamMismatch))
+    );
+}
+
+#[test]
+fn ending_short_of_the_declared_length_closes_the_connection() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = start(&mut h, BodyLength::Known(4));
+    data(&mut h, id, b"12").unwrap();
+    assert_eq!(end(&mut h, id), Err(StreamError::LengthMismatch));
+    assert_eq!(h.close_reason(c), Some(CloseReason::StreamMismatch));
+}
+
+#[test]
+fn head_and_204_send_no_body_however_much_is_streamed() {
+    for request in [
+        &b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+    ] {
+        let mut h = Harness::new();
+        let c = h.accept();
+        h.send(c, request);
+        let id = h.pending.remove(0);
+        let status = if request.starts_with(b"HEAD") {
+            200
+        } else {
+            204
+        };
+        h.server
+            .handle_stream_start(id, status, NONE, BodyLength::Unknown, h.now)
+            .unwrap();
+        h.pump();
+        data(&mut h, id, b"never on the wire").unwrap();
+        end(&mut h, id).unwrap();
+        let out = h.output(c);
+        assert!(out.ends_with("\r\n\r\n") && !out.contains("never"), "{out}");
+        assert!(!out.contains("\r\n0\r\n"), "no last chunk either: {out}");
+    }
+}
+
+#[test]
+fn trailers_follow_a_chunked_body() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = start(&mut h, BodyLength::Unknown);
+    data(&mut h, id, b"abc").unwrap();
+    h.server
+        .handle_stream_end(id, [("X-Checksum", "900150983cd24fb0")], h.now)
+        .unwrap();
+    h.pump();
+    assert!(h
+        .output(c)
+        .ends_with("3\r\nabc\r\n0\r\nX-Checksum: 900150983cd24fb0\r\n\r\n"));
+}
+
+#[test]
+fn a_fast_producer_is_held_to_the_stream_buffer_and_told_when_it_may_go_on() {
+    let mut h = Harness::with(Config {
+        max_stream_buffer_bytes: 1000,
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending.remove(0);
+    h.server
+        .handle_stream_start(id, 200, NONE, BodyLength::Known(5000), h.now)
+        .unwrap();
+    h.pump();
+    let head = h.server.stream_room(id);
+    assert!(head < 1000, "the head takes room too");
+    let taken = data(&mut h, id, &[b'x'; 5000]).unwrap();
+    assert_eq!(taken, head, "no more than the room");
+    assert_eq!(h.server.stream_room(id), 0);
+    assert!(!h.log.iter().any(|e| matches!(e, Event::StreamWritable(_))));
+    h.write(c, 600);
+    assert!(
+        h.log.contains(&Event::StreamWritable(id)),
+        "room for half the buffer again"
+    );
+    assert_eq!(h.server.stream_room(id), 600);
+}
+
+#[test]
+fn the_drain_waits_for_a_stream_and_exits_the_moment_it_ends() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/events"));
+    let id = start(&mut h, BodyLength::Unknown);
+    h.terminate();
+    h.backlog_empty();
+    h.advance(Duration::from_secs(5));
+    data(&mut h, id, b"still going").unwrap();
+    assert!(!h.exited());
+    end(&mut h, id).unwrap();
+    h.eof(c);
+    let report = h.exit.expect("exit once the stream ended");
+    assert_eq!((report.requests_completed, report.requests_cut), (1, 0));
+}
+
+#[test]
+fn the_deadline_cuts_a_chunked_stream_without_its_last_chunk() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/events"));
+    let id = start(&mut h, BodyLength::Unknown);
+    data(&mut h, id, b"tick").unwrap();
+    h.terminate();
+    h.backlog_empty();
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.close_reason(c), Some(CloseReason::DeadlineCut));
+    assert!(
+        h.output(c).ends_with("4\r\ntick\r\n"),
+        "no terminating chunk"
+    );
+    assert_eq!(h.exit.as_ref().unwrap().requests_cut, 1);
+    assert_eq!(
+        h.server.handle_stream_data(id, b"late", h.now),
+        Err(StreamError::UnknownStream)
+    );
+}
+
+#[test]
+fn a_stream_begun_during_the_drain_closes_its_connection() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.terminate();
+    let id = start(&mut h, BodyLength::Unknown);
+    assert!(h.output(c).contains("Connection: close\r\n"));
+    end(&mut h, id).unwrap();
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::Stopping));
+}
+
+const UPGRADE: &[u8] =
+    b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly bytes";
+
+#[test]
+fn an_upgrade_is_answered_101_and_the_stream_is_handed_over_with_what_followed() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, UPGRADE);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+        .unwrap();
+    h.pump();
+    let out = h.output(c);
+    assert!(
+        out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Connection: Upgrade\r\n") && out.contains("Upgrade: echo\r\n"));
+    assert!(h.log.contains(&Event::Upgraded(c)));
+    assert_eq!(h.server.take_upgraded_input(c), b"early bytes");
+    assert_eq!(
+        h.server.active_requests(),
+        0,
+        "an upgraded connection is no request"
+    );
+    assert!(!h.server.wants_read(c), "its bytes are the application's");
+    h.server.handle_upgraded_closed(c, h.now);
+    h.pump();
+    assert_eq!(h.close_reason(c), Some(CloseReason::UpgradedClosed));
+}
+
+#[test]
+fn a_request_that_did_not_ask_to_upgrade_cannot_be_switched() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending.remove(0);
+    assert_eq!(
+        h.server.handle_upgrade(id, [("Upgrade", "echo")], h.now),
+        Err(RespondError::NotAnUpgrade)
+    );
+    h.pump();
+    assert_eq!(h.responses(c)[0].status, 500);
+}
+
+#[test]
+fn the_drain_tells_upgraded_connections_to_stop_and_the_deadline_closes_them() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(2),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, UPGRADE);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+        .unwrap();
+    h.pump();
+    h.terminate();
+    assert!(h.log.contains(&Event::StopUpgraded(c)));
+    h.backlog_empty();
+    h.advance(Duration::from_secs(1));
+    assert!(!h.exited(), "the drain waits for it");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.close_reason(c), Some(CloseReason::DeadlineCut));
+    let report = h.exit.unwrap();
+    assert_eq!((report.upgraded_open, report.upgraded_cut), (1, 1));
+    assert_eq!(report.requests_cut, 0);
+}
+
+#[test]
+fn an_upgraded_connection_closed_by_the_application_lets_the_drain_exit() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, UPGRADE);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+        .unwrap();
+    h.pump();
+    h.terminate();
+    h.backlog_empty();
+    h.server.handle_upgraded_closed(c, h.now);
+    h.pump();
+    let report = h.exit.expect("nothing left");
+    assert_eq!((report.upgraded_open, report.upgraded_cut), (1, 0));
+}
+
+fn streaming_bodies() -> Harness {
+    Harness::with(Config {
+        stream_request_bodies: true,
+        ..Config::default()
+    })
+}
+
+fn body(h: &Harness, id: ebb_core::RequestId) -> (Vec<u8>, bool) {
+    let piece = h.server.request_body(id).expect("a streaming body");
+    (piece.data.to_vec(), piece.done)
+}
+
+const UPLOAD_HEAD: &[u8] = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
+
+#[test]
+fn a_request_body_streams_to_the_application_as_it_arrives() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    let id = h.pending[0];
+    assert_eq!(
+        h.server.request(id).unwrap().path(),
+        "/upload",
+        "handed over at its head"
+    );
+    assert_eq!(body(&h, id), (vec![], false));
+    h.send(c, b"abc");
+    assert!(h.log.contains(&Event::BodyReady(id)));
+    assert_eq!(body(&h, id), (b"abc".to_vec(), false));
+    h.server.handle_body_consumed(id, 3, h.now);
+    h.pump();
+    h.send(c, b"defghij");
+    assert_eq!(body(&h, id), (b"defghij".to_vec(), true));
+    h.server.handle_body_consumed(id, 7, h.now);
+    h.respond(c, 200, b"10 bytes");
+    assert!(
+        !h.output(c).contains("Connection: close"),
+        "read to its end: kept"
+    );
+    h.send(c, &get("/next"));
+    assert_eq!(h.pending.len(), 1);
+}
+
+#[test]
+fn a_chunked_request_body_streams_decoded() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    );
+    let id = h.pending[0];
+    assert_eq!(body(&h, id), (b"abc".to_vec(), false));
+    h.send(c, b"2\r\nde\r\n0\r\n\r\n");
+    assert_eq!(body(&h, id), (b"abcde".to_vec(), true));
+}
+
+#[test]
+fn a_streamed_body_stops_being_read_while_the_application_is_behind() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_stream_buffer_bytes: 100,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+    );
+    let id = h.pending[0];
+    h.send(c, &[b'x'; 300]);
+    assert_eq!(body(&h, id).0.len(), 100, "at most the buffer waits for it");
+    assert!(!h.server.wants_read(c), "reading pauses");
+    h.advance(Duration::from_secs(60));
+    assert!(!h.closed(c), "the client is not at fault: no body timeout");
+    for _ in 0..2 {
+        h.server.handle_body_consumed(id, 100, h.now);
+        h.pump();
+        assert_eq!(body(&h, id).0.len(), 100, "more comes from what was read");
+        assert!(!h.log.contains(&Event::ResumeRead(c)));
+    }
+    h.server.handle_body_consumed(id, 100, h.now);
+    h.pump();
+    assert!(
+        h.log.contains(&Event::ResumeRead(c)),
+        "all read: reading resumes"
+    );
+}
+
+#[test]
+fn continue_is_sent_when_the_application_first_wants_the_body() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert!(h.output(c).is_empty(), "not before the application asks");
+    let id = h.pending[0];
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    assert_eq!(h.output(c), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    assert_eq!(h.output(c).matches("100 Continue").count(), 1, "once");
+}
+
+#[test]
+fn answering_before_the_body_is_read_closes_the_connection() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    h.send(c, b"abc");
+    h.respond(c, 413, b"too big for me");
+    assert!(h.output(c).contains("Connection: close"));
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::BodyUnread));
+}
+
+#[test]
+fn a_streamed_body_has_its_own_bound() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_body_bytes: 10,
+        max_streamed_body_bytes: 1_000_000,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n",
+    );
+    assert_eq!(
+        h.pending.len(),
+        1,
+        "max_body_bytes bounds whole bodies only"
+    );
+    let d = h.accept();
+    h.send(
+        d,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000001\r\n\r\n",
+    );
+    assert_eq!(h.responses(d)[0].status, 413);
+}
+
+#[test]
+fn a_client_gone_mid_body_ends_the_streamed_request() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    h.send(c, b"abc");
+    h.eof(c);
+    assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
+    assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn the_deadline_cuts_an_upload_the_application_is_reading() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    h.terminate();
+    h.backlog_empty();
+    h.advance_ms(500);
+    h.send(c, b"abc");
+    assert!(!h.exited(), "the drain waits for it");
+    h.advance_ms(500);
+    assert_eq!(h.close_reason(c), Some(CloseReason::DeadlineCut));
+    assert_eq!(h.exit.as_ref().unwrap().requests_cut, 1);
+    assert!(
+        !h.log.iter().any(|e| matches!(e, Event::Farewell(..))),
+        "the application has it: no farewell"
+    );
+}
+
+#[test]
+fn a_producer_held_back_hears_it_may_go_on_when_everything_is_written_at_once() {
+    let mut h = Harness::with(Config {
+        max_stream_buffer_bytes: 1000,
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = h.pending.remove(0);
+    h.server
+        .handle_stream_start(id, 200, NONE, BodyLength::Unknown, h.now)
+        .unwrap();
+    h.pump();
+    let offered = [b'x'; 5000];
+    let taken = data(&mut h, id, &offered).unwrap();
+    assert!(taken < offered.len());
+    h.write(c, usize::MAX);
+    assert!(
+        h.log.contains(&Event::StreamWritable(id)),
+        "the socket took it all: room again"
+    );
+}
