@@ -18,7 +18,10 @@ use crate::upgraded::{PendingUpgrade, UpgradeStart};
 use crate::upload::BodyReader;
 
 /// The application: called once for every complete request, on the worker
-/// thread that read it.
+/// thread that read it — or, when request bodies stream
+/// ([`Builder::stream_request_bodies`](crate::Builder::stream_request_bodies)),
+/// once its head is complete, its body to follow through
+/// [`Responder::body`].
 ///
 /// Answer through the [`Responder`]: at once (cheapest: the answer goes
 /// straight to core, with no channel and no wake-up), or later from any
