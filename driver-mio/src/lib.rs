@@ -6,7 +6,7 @@
 //! decision is core's; this crate only carries them out.
 //!
 //! It also holds the embedding API — [`Builder`], [`Handler`], [`Responder`],
-//! [`Response`], [`BodyWriter`] for streamed bodies, [`Upgraded`] for
+//! [`Response`], [`BodyWriter`] and [`BodyReader`] for streamed bodies, [`Upgraded`] for
 //! connections that switch protocols, [`ShutdownHandle`] — and re-exports the types of `ebb-core`
 //! that API shows, so an embedder depends on this crate alone.
 //!
@@ -42,6 +42,7 @@ mod signals;
 mod stream;
 mod upgrade;
 mod upgraded;
+mod upload;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_BACKLOG};
@@ -55,6 +56,7 @@ pub use listener::systemd_listener;
 pub use shutdown::ShutdownHandle;
 pub use stream::BodyWriter;
 pub use upgraded::{PendingUpgrade, Upgraded};
+pub use upload::BodyReader;
 
 /// The README's examples, compiled and run as doctests so it stays true.
 #[doc = include_str!("../../README.md")]

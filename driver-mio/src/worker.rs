@@ -24,6 +24,7 @@ use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Messa
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
 use crate::stream::Streams;
 use crate::upgraded::Upgrades;
+use crate::upload::Uploads;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -80,6 +81,10 @@ pub(crate) struct Worker<H> {
     streams: Streams,
     /// Connections switching, or switched, to another protocol.
     upgrades: Upgrades,
+    /// Request bodies the application reads as they arrive.
+    uploads: Uploads,
+    /// `stream_request_bodies` is on.
+    stream_bodies: bool,
     exit: Option<DrainReport>,
 }
 
@@ -94,6 +99,7 @@ impl<H: Handler> Worker<H> {
         handler: Arc<H>,
         start: Instant,
     ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
+        let stream_bodies = config.stream_request_bodies;
         let poll = Poll::new()?;
         let (tx, rx) = mpsc::channel();
         let inbox = Arc::new(Inbox {
@@ -128,6 +134,8 @@ impl<H: Handler> Worker<H> {
             name: String::new(),
             streams: Streams::default(),
             upgrades: Upgrades::default(),
+            uploads: Uploads::default(),
+            stream_bodies,
             exit: None,
         };
         Ok((worker, inbox))
@@ -240,8 +248,7 @@ impl<H: Handler> Worker<H> {
                 Event::Transmit(conn) => self.to_write.push(conn),
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(_) => {}
-                // Request bodies are handed over whole (streaming them is off).
-                Event::BodyReady(_) => {}
+                Event::BodyReady(id) => self.feed_upload(id, false),
                 Event::StreamWritable(id) => self.feed_stream(id, false),
                 Event::Upgraded(conn) => self.hand_over(conn),
                 Event::StopUpgraded(conn) => self.upgrades.stop(conn),
@@ -261,6 +268,7 @@ impl<H: Handler> Worker<H> {
                 }
                 Event::Close(conn, reason) => {
                     self.streams.closed(conn);
+                    self.uploads.closed(conn);
                     self.upgrades.closed(conn, reason);
                     self.close(conn, reason);
                 }
@@ -515,7 +523,10 @@ impl<H: Handler> Worker<H> {
         let Some(request) = self.server.request(id) else {
             return;
         };
-        let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping());
+        // Only when bodies stream: otherwise dispatch costs nothing more.
+        let streams_body = self.stream_bodies && self.server.request_body(id).is_some();
+        let body = streams_body.then(|| self.uploads.start(id, &self.inbox));
+        let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping(), body);
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
@@ -539,6 +550,10 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.name = name;
+        if streams_body {
+            // What came with the head: its `BodyReady` may be past.
+            self.feed_upload(id, false);
+        }
     }
 
     /// Gives core the application's answer to request `id`, named `name`
@@ -597,6 +612,7 @@ impl<H: Handler> Worker<H> {
             match message {
                 Message::Answer(id, answer) => self.answer_deferred(id, *answer),
                 Message::Stream(id) => self.feed_stream(id, true),
+                Message::Body(id) => self.feed_upload(id, true),
                 Message::UpgradedClosed(conn) => {
                     self.server.handle_upgraded_closed(conn, self.now());
                 }
@@ -621,6 +637,13 @@ impl<H: Handler> Worker<H> {
     fn feed_stream(&mut self, id: RequestId, posted: bool) {
         let now = self.now();
         self.streams.feed(&mut self.server, id, posted, now);
+    }
+
+    /// Moves what core holds of request `id`'s streamed body to its reader;
+    /// `posted` when the reader asked for it.
+    fn feed_upload(&mut self, id: RequestId, posted: bool) {
+        let now = self.now();
+        self.uploads.feed(&mut self.server, id, posted, now);
     }
 
     /// Queues the `101` switching request `id`, named `name` in the log.
