@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Streaming throughput over loopback: one connection downloads a long body of
-# unknown length (chunked) from ebb's demo `/stream` and from hyper serving
-# the same pattern (bench/peers/hyper-hello `/stream`), back to back.
+# Streaming throughput over loopback, ebb against hyper, back to back:
+#   download — one connection downloads a long body of unknown length
+#   (chunked) from ebb's demo `/stream` and from hyper serving the same
+#   pattern (bench/peers/hyper-hello `/stream`);
+#   upload — one connection uploads a long body (with Content-Length) to
+#   ebb's demo `/upload?hash=0`, read as it arrives through a BodyReader on
+#   the demo's thread, and to hyper's `/upload?hash=0`, read frame by frame;
+#   both only count the bytes.
 #
 #   bench/stream.sh                          # BYTES=4 GiB ROUNDS=3 CHUNK=64 KiB
 #   BYTES=1073741824 ROUNDS=5 bench/stream.sh
 #
 # Each round starts each server afresh (the order alternates) on core 0 with
-# one worker — ebb's process, its worker and the demo's producer thread, all
-# on core 0; hyper on a current-thread runtime — and downloads with curl on
-# core 1 (`-o /dev/null`). It prints the download rate in GB/s (10^9 bytes
-# per second, from curl's total time) and the server's CPU (user+sys) per
-# GB, then the medians and ebb's ratio to hyper. Upload throughput is not
-# measured: ebb's handler API does not stream request bodies yet.
+# one worker — ebb's process, its worker and the demo's producer or reader
+# thread, all on core 0; hyper on a current-thread runtime — and runs curl on
+# core 1 (`-o /dev/null` to download; `-T` a sparse file of BYTES to
+# upload). It prints the rate in GB/s (10^9 bytes per second, from curl's
+# total time) and the server's CPU (user+sys) per GB, then the medians and
+# ebb's ratio to hyper, for each direction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BYTES=${BYTES:-4294967296}
@@ -68,42 +73,63 @@ stop() {
 
 cpu_ticks() { sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'; }
 
+# measure SERVER DIRECTION: one transfer of BYTES, recorded under
+# $results/SERVER.DIRECTION.{rate,cpu}.
 measure() {
-    local server=$1 before after out size secs rate cpu
+    local server=$1 direction=$2 before after out size secs rate cpu url answer
+    url="http://127.0.0.1:${port[$server]}"
     start "$server"
     before=$(cpu_ticks)
-    out=$(taskset -c 1 curl -s -o /dev/null -w '%{size_download} %{time_total}' \
-        "http://127.0.0.1:${port[$server]}/stream?bytes=$BYTES&chunk=$CHUNK")
+    if [[ $direction == download ]]; then
+        out=$(taskset -c 1 curl -s -o /dev/null -w '%{size_download} %{time_total}' \
+            "$url/stream?bytes=$BYTES&chunk=$CHUNK")
+    else
+        out=$(taskset -c 1 curl -s -o "$results/answer" -w '%{size_upload} %{time_total}' \
+            -X POST -H 'Expect:' -T "$results/upload" "$url/upload?hash=0")
+        answer=$(cat "$results/answer")
+        [[ $answer == "bytes=$BYTES" ]] || die "$server answered '$answer' to a $BYTES-byte upload"
+    fi
     after=$(cpu_ticks)
     stop
     read -r size secs <<<"$out"
-    ((size == BYTES)) || die "$server sent $size bytes, not $BYTES"
+    ((size == BYTES)) || die "$server moved $size bytes, not $BYTES"
     rate=$(awk -v b="$size" -v s="$secs" 'BEGIN {printf "%.3f", b / s / 1e9}')
     cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v b="$size" 'BEGIN {printf "%.3f", t / hz / (b / 1e9)}')
-    echo "$rate" >>"$results/$server.rate"
-    echo "$cpu" >>"$results/$server.cpu"
-    printf '  %-6s %8s GB/s in %6.2f s, server CPU %s s/GB\n' "$server" "$rate" "$secs" "$cpu"
+    echo "$rate" >>"$results/$server.$direction.rate"
+    echo "$cpu" >>"$results/$server.$direction.cpu"
+    printf '  %-8s %-6s %8s GB/s in %6.2f s, server CPU %s s/GB\n' "$direction" "$server" "$rate" "$secs" "$cpu"
 }
 
 median() { sort -g "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
-echo "$ROUNDS rounds of one $BYTES-byte download in $CHUNK-byte writes; server on core 0, curl on core 1"
+# The upload's source: a sparse file, read as zeros without touching a disk,
+# read once first — the first reader pays for filling the page cache, which
+# would slow whichever server is measured first.
+truncate -s "$BYTES" "$results/upload"
+cat "$results/upload" >/dev/null
+
+echo "$ROUNDS rounds of one $BYTES-byte download (in $CHUNK-byte writes) and one $BYTES-byte upload; server on core 0, curl on core 1"
 for round in $(seq "$ROUNDS"); do
     echo "round $round"
-    for i in 0 1; do
-        measure "${servers[(i + round - 1) % 2]}"
+    for direction in download upload; do
+        for i in 0 1; do
+            measure "${servers[(i + round - 1) % 2]}" "$direction"
+        done
     done
 done
-echo
-echo "medians of $ROUNDS rounds"
-printf '%-10s %12s %16s\n' server "GB/s" "CPU s/GB"
 declare -A med
-for server in "${servers[@]}"; do
-    med[$server.rate]=$(median "$results/$server.rate")
-    med[$server.cpu]=$(median "$results/$server.cpu")
-    printf '%-10s %12s %16s\n' "$server" "${med[$server.rate]}" "${med[$server.cpu]}"
+for direction in download upload; do
+    echo
+    echo "$direction: medians of $ROUNDS rounds"
+    printf '%-10s %12s %16s\n' server "GB/s" "CPU s/GB"
+    for server in "${servers[@]}"; do
+        med[$server.rate]=$(median "$results/$server.$direction.rate")
+        med[$server.cpu]=$(median "$results/$server.$direction.cpu")
+        printf '%-10s %12s %16s\n' "$server" "${med[$server.rate]}" "${med[$server.cpu]}"
+    done
+    printf '%-10s %12.2f %16.2f\n' ebb/hyper \
+        "$(awk -v e="${med[ebb.rate]}" -v p="${med[hyper.rate]}" 'BEGIN {print e / p}')" \
+        "$(awk -v e="${med[ebb.cpu]}" -v p="${med[hyper.cpu]}" 'BEGIN {print e / p}')"
 done
-printf '%-10s %12.2f %16.2f\n' ebb/hyper \
-    "$(awk -v e="${med[ebb.rate]}" -v p="${med[hyper.rate]}" 'BEGIN {print e / p}')" \
-    "$(awk -v e="${med[ebb.cpu]}" -v p="${med[hyper.cpu]}" 'BEGIN {print e / p}')"
+echo
 echo "ratios: above 1 favours ebb for GB/s; below 1 favours ebb for CPU per GB"

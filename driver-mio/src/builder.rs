@@ -184,6 +184,20 @@ impl Builder {
         self
     }
 
+    /// Hand a request with a body to the handler at its head, and its body
+    /// as it arrives through [`Responder::body`](crate::Responder::body)'s
+    /// [`BodyReader`](crate::BodyReader), with back-pressure: uploads of any
+    /// size in bounded memory. Off by default (bodies come whole, in
+    /// [`Request::body`](crate::Request::body), up to
+    /// [`max_body_bytes`](Self::max_body_bytes)). A streamed body is bounded
+    /// by `Config::max_streamed_body_bytes` (unlimited by default); a handler
+    /// that wants it whole reads it with
+    /// [`BodyReader::read_to_end`](crate::BodyReader::read_to_end) and a limit.
+    pub fn stream_request_bodies(mut self, on: bool) -> Builder {
+        self.config.stream_request_bodies = on;
+        self
+    }
+
     /// A handle that starts the drain, or a hot upgrade, from code.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()

@@ -29,7 +29,8 @@ usage: ebb [options]
   --drain-timeout SECONDS     drain deadline, may be fractional (default 30; env SHUTDOWN_TIMEOUT_S overrides)
   --pre-stop SECONDS          keep serving this long after SIGTERM while /healthz answers 503 (default 0)
   --keep-alive-timeout SECONDS  idle keep-alive connections kept this long (default 60; 0: close after each response)
-  --max-body BYTES            largest request body (default 1048576)
+  --max-body BYTES            largest request body /echo answers (default 1048576)
+  --whole-bodies              hand request bodies over whole, up to --max-body (413 over it), not streamed
   --header-timeout SECONDS    from a request's first byte to the end of its head, else 408 (default 5)
   --min-body-rate BYTES       slowest body in bytes/s once the grace has passed, else 408 (default 500; 0: off)
   --body-rate-grace SECONDS   how long a request may take before the body rate applies (default 10)
@@ -53,6 +54,8 @@ pub struct Args {
     pub workers: Option<usize>,
     /// `SO_REUSEPORT`.
     pub reuse_port: bool,
+    /// Request bodies are handed over whole, not streamed.
+    pub whole_bodies: bool,
     /// Drain deadline, if set.
     pub drain_timeout: Option<Duration>,
     /// Pre-stop window, if set.
@@ -91,6 +94,7 @@ impl Default for Args {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: None,
             reuse_port: false,
+            whole_bodies: false,
             drain_timeout: None,
             pre_stop: None,
             keep_alive_timeout: None,
@@ -136,6 +140,7 @@ pub fn parse(
             "--bind" => args.bind = parse_value(&name, &value()?)?,
             "--workers" => args.workers = Some(parse_value(&name, &value()?)?),
             "--reuse-port" => args.reuse_port = true,
+            "--whole-bodies" => args.whole_bodies = true,
             "--drain-timeout" => args.drain_timeout = Some(seconds(&name, &value()?)?),
             "--pre-stop" => args.pre_stop = Some(seconds(&name, &value()?)?),
             "--keep-alive-timeout" => args.keep_alive_timeout = Some(seconds(&name, &value()?)?),
@@ -218,7 +223,9 @@ impl Args {
             .reuse_port(self.reuse_port)
             .access_log(self.access_log)
             .socket_activation(true)
-            .config(self.config());
+            .config(self.config())
+            // The demo reads bodies as they arrive (`/upload`, `/echo`).
+            .stream_request_bodies(!self.whole_bodies);
         if let Some(workers) = self.workers {
             builder = builder.workers(workers);
         }
@@ -254,7 +261,8 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     crate::logger::init(args.verbosity);
-    let served = Demo::new().and_then(|demo| args.builder().serve_handler(demo));
+    let served =
+        Demo::new(args.config().max_body_bytes).and_then(|demo| args.builder().serve_handler(demo));
     match served {
         Ok(report) => ExitCode::from(exit_status(&report)),
         Err(e) => {
@@ -297,6 +305,7 @@ mod tests {
                 "0.0.0.0:9000",
                 "--workers=3",
                 "--reuse-port",
+                "--whole-bodies",
                 "--drain-timeout",
                 "2.5",
                 "-vv",
@@ -307,6 +316,7 @@ mod tests {
         assert_eq!(a.bind, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(a.workers, Some(3));
         assert!(a.reuse_port);
+        assert!(a.whole_bodies);
         assert_eq!(a.drain_timeout, Some(Duration::from_millis(2500)));
         assert_eq!(a.verbosity, 2);
         assert!(a.access_log, "on unless turned off");

@@ -4,7 +4,12 @@
 //! - `GET /` → 200 `Hello, World!`
 //! - `GET /sleep?ms=N` → 200 after N ms (at most an hour), answered from a
 //!   timer thread through the deferred [`Responder`]: the worker never waits
-//! - `POST /echo` → 200 with the request body
+//! - `POST /echo` → 200 with the request body (up to `--max-body`; over
+//!   it, 413), read by a thread of its own: bodies stream to the demo
+//! - `POST /upload` → 200 `bytes=N fnv1a=HEX`: the streamed body's length
+//!   and FNV-1a 64 checksum, read by a thread of its own, of any size, in
+//!   bounded memory; `/upload?hash=0` → `bytes=N` only (for benchmarks:
+//!   FNV-1a runs at about a byte per nanosecond)
 //! - `GET /healthz` → 200 while serving, 503 once stopping
 //! - `GET /stream?bytes=N&chunk=K` → 200 with N bytes (default 1 MiB) of
 //!   [`pattern`] in writes of K bytes (default 64 KiB), of unknown length
@@ -29,7 +34,9 @@ use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ebb_mio::{BodyLength, BodyWriter, Bytes, Handler, Request, Responder, Response, Upgraded};
+use ebb_mio::{
+    BodyLength, BodyReader, BodyWriter, Bytes, Handler, Request, Responder, Response, Upgraded,
+};
 
 /// Longest `/sleep` accepted.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -37,27 +44,50 @@ const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// The demo app. Owns the timer thread that answers `/sleep`.
 pub struct Demo {
     timer: Timer,
+    /// Longest body `/echo` answers (`--max-body`).
+    max_echo_bytes: u64,
 }
 
 impl Demo {
-    /// The app, with its timer thread started.
-    pub fn new() -> std::io::Result<Demo> {
+    /// The app, with its timer thread started; `/echo` answers bodies of up
+    /// to `max_echo_bytes`.
+    pub fn new(max_echo_bytes: u64) -> std::io::Result<Demo> {
         Ok(Demo {
             timer: Timer::new()?,
+            max_echo_bytes,
         })
     }
 }
 
 impl Handler for Demo {
-    fn call(&self, req: &Request<'_>, res: Responder) {
+    fn call(&self, req: &Request<'_>, mut res: Responder) {
         let response = match route(req.method(), req.path()) {
             Err(miss) => miss.response(),
             Ok(Route::Hello) => Response::text(200, "Hello, World!"),
             Ok(Route::Healthz) if res.is_stopping() => Response::text(503, "stopping\n"),
             Ok(Route::Healthz) => Response::text(200, "ok\n"),
+            Ok(Route::Echo) if req.body().is_empty() => {
+                let (body, limit) = (res.body(), self.max_echo_bytes);
+                return spawn("ebb-demo-read", move || echo_body(body, limit, res));
+            }
             Ok(Route::Echo) => Response::new(200)
                 .content_type("application/octet-stream")
                 .body(Bytes::copy_from_slice(req.body())),
+            // Bodies come whole (`--whole-bodies`).
+            Ok(Route::Upload) => {
+                let hashing = req.query_param("hash").as_deref() != Some("0");
+                if !req.body().is_empty() {
+                    // Bodies come whole (`--whole-bodies`).
+                    let body = req.body();
+                    Response::text(
+                        200,
+                        upload_summary(body.len() as u64, hashing.then(|| fnv1a(FNV_OFFSET, body))),
+                    )
+                } else {
+                    let body = res.body();
+                    return spawn("ebb-demo-read", move || count_upload(body, hashing, res));
+                }
+            }
             Ok(Route::Sleep) => match sleep_ms(req.query()) {
                 Some(delay) => return self.timer.after(delay, res, Response::text(200, "slept\n")),
                 None => Response::text(400, "expected /sleep?ms=N\n"),
@@ -100,8 +130,84 @@ impl Handler for Demo {
                 });
             }
         };
+        let body = res.body();
+        if body.request_id().is_some() {
+            // A body this route does not use: read it first (up to the
+            // limit), or the answer would close the connection.
+            let limit = self.max_echo_bytes;
+            return spawn("ebb-demo-read", move || {
+                discard_then(body, limit, res, response)
+            });
+        }
         res.respond(response);
     }
+}
+
+/// Reads `body` to its end, up to `limit` bytes, then answers with `response`
+/// (which closes the connection if the body was longer).
+fn discard_then(mut body: BodyReader, limit: u64, res: Responder, response: Response) {
+    if let Err(e) = std::io::copy(&mut body.by_ref().take(limit), &mut std::io::sink()) {
+        return log::debug!("unused body: {e}");
+    }
+    res.respond(response);
+}
+
+/// Answers `/echo` with the body read whole from `body`: 413 if it is
+/// longer than `limit`.
+fn echo_body(mut body: BodyReader, limit: u64, res: Responder) {
+    let response = match body.read_to_end(limit) {
+        Ok(bytes) => Response::new(200)
+            .content_type("application/octet-stream")
+            .body(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Response::text(413, "Payload Too Large\n")
+        }
+        Err(e) => return log::debug!("echo body: {e}"),
+    };
+    res.respond(response);
+}
+
+/// Answers `/upload` with the length of `body`, and its FNV-1a 64 checksum
+/// if `hashing`.
+fn count_upload(mut body: BodyReader, hashing: bool, res: Responder) {
+    let mut buf = vec![0; 64 * 1024];
+    let mut bytes = 0u64;
+    let mut hash = FNV_OFFSET;
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                if hashing {
+                    hash = fnv1a(hash, &buf[..n]);
+                }
+            }
+            // The connection is gone: nobody to answer.
+            Err(e) => return log::debug!("upload body: {e}"),
+        }
+    }
+    let summary = upload_summary(bytes, hashing.then_some(hash));
+    res.respond(Response::text(200, summary));
+}
+
+/// The body of `/upload`'s answer.
+fn upload_summary(bytes: u64, hash: Option<u64>) -> String {
+    match hash {
+        Some(hash) => format!("bytes={bytes} fnv1a={hash:016x}\n"),
+        None => format!("bytes={bytes}\n"),
+    }
+}
+
+/// FNV-1a 64's offset basis.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 of `bytes`, continuing from `hash`.
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// Runs `work` on a thread of its own; if none can be made, the stream or
@@ -248,6 +354,7 @@ enum Route {
     Hello,
     Sleep,
     Echo,
+    Upload,
     Healthz,
     Stream,
     Sse,
@@ -260,6 +367,7 @@ impl Route {
             "/" => Some(Route::Hello),
             "/sleep" => Some(Route::Sleep),
             "/echo" => Some(Route::Echo),
+            "/upload" => Some(Route::Upload),
             "/healthz" => Some(Route::Healthz),
             "/stream" => Some(Route::Stream),
             "/sse" => Some(Route::Sse),
@@ -271,7 +379,7 @@ impl Route {
     /// The methods it answers, written as a 405's `Allow` lists them.
     fn allow(self) -> &'static str {
         match self {
-            Route::Echo => "POST",
+            Route::Echo | Route::Upload => "POST",
             Route::Upgrade => "GET",
             Route::Hello | Route::Sleep | Route::Healthz | Route::Stream | Route::Sse => {
                 "GET, HEAD"
@@ -442,6 +550,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            fnv1a(fnv1a(FNV_OFFSET, b"foo"), b"bar"),
+            fnv1a(FNV_OFFSET, b"foobar")
+        );
+    }
+
+    #[test]
     fn known_path_with_another_method_is_405_listing_the_allowed_ones() {
         let get = Err(Miss::WrongMethod { allow: "GET, HEAD" });
         assert_eq!(route("POST", "/"), get);
@@ -458,6 +576,7 @@ mod tests {
         assert_eq!(route("GET", "/"), Ok(Route::Hello));
         assert_eq!(route("HEAD", "/healthz"), Ok(Route::Healthz));
         assert_eq!(route("POST", "/echo"), Ok(Route::Echo));
+        assert_eq!(route("POST", "/upload"), Ok(Route::Upload));
         assert_eq!(route("GET", "/sleep"), Ok(Route::Sleep));
         assert_eq!(route("GET", "/stream"), Ok(Route::Stream));
         assert_eq!(route("GET", "/sse"), Ok(Route::Sse));

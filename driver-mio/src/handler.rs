@@ -15,9 +15,13 @@ use smallvec::SmallVec;
 use crate::shutdown::ShutdownHandle;
 use crate::stream::{BodyWriter, StreamStart};
 use crate::upgraded::{PendingUpgrade, UpgradeStart};
+use crate::upload::BodyReader;
 
 /// The application: called once for every complete request, on the worker
-/// thread that read it.
+/// thread that read it — or, when request bodies stream
+/// ([`Builder::stream_request_bodies`](crate::Builder::stream_request_bodies)),
+/// once its head is complete, its body to follow through
+/// [`Responder::body`].
 ///
 /// Answer through the [`Responder`]: at once (cheapest: the answer goes
 /// straight to core, with no channel and no wake-up), or later from any
@@ -155,6 +159,9 @@ pub(crate) enum Message {
     Stream(RequestId),
     /// The application closed this upgraded connection.
     UpgradedClosed(ConnId),
+    /// The application read from the body of this request, and wants it, or
+    /// more of it: move the body from core.
+    Body(RequestId),
 }
 
 /// A worker's mailbox: a channel of messages, and the `Waker` that makes its
@@ -200,16 +207,37 @@ pub struct Responder {
     inbox: Arc<Inbox>,
     stopping: bool,
     answered: bool,
+    /// The streamed body, until [`Responder::body`] takes it.
+    body: Option<BodyReader>,
 }
 
 impl Responder {
-    pub(crate) fn new(id: RequestId, inbox: Arc<Inbox>, stopping: bool) -> Responder {
+    pub(crate) fn new(
+        id: RequestId,
+        inbox: Arc<Inbox>,
+        stopping: bool,
+        body: Option<BodyReader>,
+    ) -> Responder {
         Responder {
             id,
             inbox,
             stopping,
             answered: false,
+            body,
         }
+    }
+
+    /// The request's body as it arrives, when bodies stream
+    /// ([`Builder::stream_request_bodies`](crate::Builder::stream_request_bodies)):
+    /// a [`BodyReader`] to read from any thread. Then every request with a
+    /// body is handed over at its head, with [`Request::body`] empty.
+    ///
+    /// A request without a body, a second call, or streaming being off (the
+    /// body is then whole in [`Request::body`]) gives a reader of nothing.
+    /// Answer only once the body is read to its end: an answer before it
+    /// closes the connection after the response.
+    pub fn body(&mut self) -> BodyReader {
+        self.body.take().unwrap_or_else(BodyReader::empty)
     }
 
     /// Answers the request.

@@ -37,7 +37,7 @@ struct Name {
     seq: u32,
     method_len: usize,
     len: usize,
-    body_bytes: u64,
+    body_bytes: Option<u64>,
 }
 
 impl Default for InFlight {
@@ -51,6 +51,10 @@ impl Default for InFlight {
         }
     }
 }
+
+/// A request as remembered: its method, its target, and its body's size if
+/// it came whole.
+pub(crate) type Named<'a> = (&'a str, &'a str, Option<u64>);
 
 /// A buffer that has grown past this is not kept for another connection.
 const KEEP_BYTES: usize = 16 * 1024;
@@ -83,8 +87,9 @@ impl InFlight {
         &self.peer
     }
 
-    /// Remembers request `seq`, just dispatched.
-    pub(crate) fn push(&mut self, seq: u32, method: &str, target: &str, body_bytes: u64) {
+    /// Remembers request `seq`, just dispatched, with its body's size if it
+    /// came whole.
+    pub(crate) fn push(&mut self, seq: u32, method: &str, target: &str, body_bytes: Option<u64>) {
         self.discard_taken();
         self.text.push_str(method);
         self.text.push_str(target);
@@ -99,7 +104,7 @@ impl InFlight {
     /// Forgets request `seq` and the older ones still queued (which would
     /// have finished first). Returns the peer's address, and the request's
     /// method, target and request body size if it was remembered.
-    pub(crate) fn finish(&mut self, seq: u32) -> (&str, Option<(&str, &str, u64)>) {
+    pub(crate) fn finish(&mut self, seq: u32) -> (&str, Option<Named<'_>>) {
         self.discard_taken();
         while self.names.front().is_some_and(|name| name.seq < seq) {
             let stale = self.names.pop_front().expect("checked above");
@@ -142,15 +147,15 @@ mod tests {
     fn pipelined_names_finish_in_order() {
         let mut inflight = InFlight::default();
         inflight.reset(peer());
-        inflight.push(0, "GET", "/a", 0);
-        inflight.push(1, "POST", "/echo", 5);
+        inflight.push(0, "GET", "/a", Some(0));
+        inflight.push(1, "POST", "/echo", Some(5));
         assert_eq!(
             inflight.finish(0),
-            ("127.0.0.1:5555", Some(("GET", "/a", 0)))
+            ("127.0.0.1:5555", Some(("GET", "/a", Some(0))))
         );
-        inflight.push(2, "GET", "/c?x=1", 0);
-        assert_eq!(inflight.finish(1).1, Some(("POST", "/echo", 5)));
-        assert_eq!(inflight.finish(2).1, Some(("GET", "/c?x=1", 0)));
+        inflight.push(2, "GET", "/c?x=1", Some(0));
+        assert_eq!(inflight.finish(1).1, Some(("POST", "/echo", Some(5))));
+        assert_eq!(inflight.finish(2).1, Some(("GET", "/c?x=1", Some(0))));
         assert_eq!(inflight.finish(3), ("127.0.0.1:5555", None));
     }
 
@@ -158,24 +163,24 @@ mod tests {
     fn a_finish_skips_older_names_and_an_unknown_one_is_none() {
         let mut inflight = InFlight::default();
         inflight.reset(peer());
-        inflight.push(4, "GET", "/old", 0);
-        inflight.push(5, "GET", "/new", 0);
-        assert_eq!(inflight.finish(5).1, Some(("GET", "/new", 0)));
-        inflight.push(7, "HEAD", "/", 0);
+        inflight.push(4, "GET", "/old", Some(0));
+        inflight.push(5, "GET", "/new", Some(0));
+        assert_eq!(inflight.finish(5).1, Some(("GET", "/new", Some(0))));
+        inflight.push(7, "HEAD", "/", Some(0));
         assert_eq!(inflight.finish(6).1, None, "never dispatched: no name");
-        assert_eq!(inflight.finish(7).1, Some(("HEAD", "/", 0)));
+        assert_eq!(inflight.finish(7).1, Some(("HEAD", "/", Some(0))));
     }
 
     #[test]
     fn steady_keep_alive_reuses_the_buffer() {
         let mut inflight = InFlight::default();
         inflight.reset(peer());
-        inflight.push(0, "GET", "/first", 0);
+        inflight.push(0, "GET", "/first", Some(0));
         let _ = inflight.finish(0);
         let capacity = inflight.text.capacity();
         for seq in 1..100 {
-            inflight.push(seq, "GET", "/", 0);
-            assert_eq!(inflight.finish(seq).1, Some(("GET", "/", 0)));
+            inflight.push(seq, "GET", "/", Some(0));
+            assert_eq!(inflight.finish(seq).1, Some(("GET", "/", Some(0))));
         }
         assert_eq!(inflight.text.capacity(), capacity);
         inflight.reset("[::1]:80".parse().unwrap());

@@ -6,11 +6,11 @@
 //! decision is core's; this crate only carries them out.
 //!
 //! It also holds the embedding API — [`Builder`], [`Handler`], [`Responder`],
-//! [`Response`], [`BodyWriter`] for streamed bodies, [`Upgraded`] for
-//! connections that switch protocols, [`ShutdownHandle`], and for watching
-//! the server an access log ([`Builder::access_log`]) and an observer
-//! ([`Builder::observe`], [`Observation`]) — and re-exports the types of
-//! `ebb-core` that API shows, so an embedder depends on this crate alone.
+//! [`Response`], [`BodyWriter`] and [`BodyReader`] for streamed bodies,
+//! [`Upgraded`] for connections that switch protocols, [`ShutdownHandle`],
+//! and for watching the server an access log ([`Builder::access_log`]) and an
+//! observer ([`Builder::observe`], [`Observation`]) — and re-exports the types
+//! of `ebb-core` that API shows, so an embedder depends on this crate alone.
 //!
 //! ```no_run
 //! use ebb_mio::{Builder, Response};
@@ -47,6 +47,7 @@ mod signals;
 mod stream;
 mod upgrade;
 mod upgraded;
+mod upload;
 mod worker;
 
 pub use access_log::ACCESS_LOG_TARGET;
@@ -63,6 +64,7 @@ pub use observer::{Observation, RequestEnd};
 pub use shutdown::ShutdownHandle;
 pub use stream::BodyWriter;
 pub use upgraded::{PendingUpgrade, Upgraded};
+pub use upload::BodyReader;
 
 /// The README's examples, compiled and run as doctests so it stays true.
 #[doc = include_str!("../../README.md")]

@@ -42,9 +42,11 @@ pub struct RequestEnd<'a> {
     pub target: Option<&'a str>,
     /// The status of its response, if one was queued.
     pub status: Option<u16>,
-    /// Bytes of request body the application received (after chunked
-    /// decoding), if it was dispatched. The head is not counted: core does
-    /// not report its size.
+    /// Bytes of request body the application received whole (after chunked
+    /// decoding), if it was dispatched. The head is not counted (core does
+    /// not report its size), nor a body streamed to the application
+    /// ([`Builder::stream_request_bodies`](crate::Builder::stream_request_bodies)):
+    /// `None` then.
     pub request_body_bytes: Option<u64>,
     /// Bytes of response body (none for `HEAD`, 204 and 304).
     pub response_body_bytes: u64,
@@ -72,7 +74,7 @@ impl<'a> RequestEnd<'a> {
     pub(crate) fn new(
         worker: usize,
         peer: SocketAddr,
-        name: Option<(&'a str, &'a str, u64)>,
+        name: Option<crate::inflight::Named<'a>>,
         finished: &Finished,
     ) -> RequestEnd<'a> {
         RequestEnd {
@@ -81,7 +83,7 @@ impl<'a> RequestEnd<'a> {
             method: name.map(|(method, _, _)| method),
             target: name.map(|(_, target, _)| target),
             status: finished.status,
-            request_body_bytes: name.map(|(_, _, bytes)| bytes),
+            request_body_bytes: name.and_then(|(_, _, bytes)| bytes),
             response_body_bytes: finished.body_bytes,
             time_to_response: finished.responded_at.map(|at| at - finished.began_at),
             duration: finished.finished_at - finished.began_at,

@@ -32,6 +32,7 @@ use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
 use crate::stream::Streams;
 use crate::upgraded::Upgrades;
+use crate::upload::Uploads;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -98,6 +99,10 @@ pub(crate) struct Worker<H> {
     streams: Streams,
     /// Connections switching, or switched, to another protocol.
     upgrades: Upgrades,
+    /// Request bodies the application reads as they arrive.
+    uploads: Uploads,
+    /// `stream_request_bodies` is on.
+    stream_bodies: bool,
     /// The access log and the observer, if wanted.
     observing: Observing,
     /// The access log's line buffer.
@@ -127,6 +132,7 @@ impl<H: Handler> Worker<H> {
         start: Instant,
         observing: Observing,
     ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
+        let stream_bodies = config.stream_request_bodies;
         let poll = Poll::new()?;
         let (tx, rx) = mpsc::channel();
         let inbox = Arc::new(Inbox {
@@ -161,6 +167,8 @@ impl<H: Handler> Worker<H> {
             name: String::new(),
             streams: Streams::default(),
             upgrades: Upgrades::default(),
+            uploads: Uploads::default(),
+            stream_bodies,
             observing,
             access_log: AccessLog::new(start),
             access_logged: false,
@@ -291,8 +299,7 @@ impl<H: Handler> Worker<H> {
                         self.finished(&finished);
                     }
                 }
-                // Request bodies are handed over whole (streaming them is off).
-                Event::BodyReady(_) => {}
+                Event::BodyReady(id) => self.feed_upload(id, false),
                 Event::StreamWritable(id) => self.feed_stream(id, false),
                 Event::Upgraded(conn) => self.hand_over(conn),
                 Event::StopUpgraded(conn) => self.upgrades.stop(conn),
@@ -312,6 +319,7 @@ impl<H: Handler> Worker<H> {
                 }
                 Event::Close(conn, reason) => {
                     self.streams.closed(conn);
+                    self.uploads.closed(conn);
                     self.upgrades.closed(conn, reason);
                     self.close(conn, reason);
                 }
@@ -578,7 +586,10 @@ impl<H: Handler> Worker<H> {
         let Some(request) = self.server.request(id) else {
             return;
         };
-        let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping());
+        // Only when bodies stream: otherwise dispatch costs nothing more.
+        let streams_body = self.stream_bodies && self.server.request_body(id).is_some();
+        let body = streams_body.then(|| self.uploads.start(id, &self.inbox));
+        let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping(), body);
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
@@ -594,7 +605,8 @@ impl<H: Handler> Worker<H> {
         if self.observing.tracks_requests() {
             let conn = lookup(&mut self.conns, id.conn());
             if let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) {
-                let body_bytes = request.body().len() as u64;
+                // A streamed body is the application's to read: not counted.
+                let body_bytes = (!self.stream_bodies).then(|| request.body().len() as u64);
                 inflight.push(id.seq(), method, target, body_bytes);
             }
         }
@@ -611,6 +623,10 @@ impl<H: Handler> Worker<H> {
             }
         }
         self.name = name;
+        if streams_body {
+            // What came with the head: its `BodyReady` may be past.
+            self.feed_upload(id, false);
+        }
     }
 
     /// Gives core the application's answer to request `id`, named `name`
@@ -750,6 +766,7 @@ impl<H: Handler> Worker<H> {
             match message {
                 Message::Answer(id, answer) => self.answer_deferred(id, *answer),
                 Message::Stream(id) => self.feed_stream(id, true),
+                Message::Body(id) => self.feed_upload(id, true),
                 Message::UpgradedClosed(conn) => {
                     self.server.handle_upgraded_closed(conn, self.now());
                 }
@@ -774,6 +791,13 @@ impl<H: Handler> Worker<H> {
     fn feed_stream(&mut self, id: RequestId, posted: bool) {
         let now = self.now();
         self.streams.feed(&mut self.server, id, posted, now);
+    }
+
+    /// Moves what core holds of request `id`'s streamed body to its reader;
+    /// `posted` when the reader asked for it.
+    fn feed_upload(&mut self, id: RequestId, posted: bool) {
+        let now = self.now();
+        self.uploads.feed(&mut self.server, id, posted, now);
     }
 
     /// Queues the `101` switching request `id`, named `name` in the log.
