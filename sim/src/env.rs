@@ -12,6 +12,7 @@ use crate::kernel::Dir;
 use crate::rng::Rng;
 use crate::trace;
 use crate::trace::Trace;
+use crate::world::Srv;
 
 /// Something that happens at a point in virtual time.
 #[derive(Clone, Copy, Debug)]
@@ -26,10 +27,13 @@ pub enum Ev {
     Arrive(usize, Dir),
     /// The listener is readable: the driver accepts what is queued.
     AcceptReady,
-    /// The application answers.
-    AppAnswer(RequestId),
+    /// The application (of the server under test, or of the successor)
+    /// answers.
+    AppAnswer(Srv, RequestId),
     /// SIGTERM.
     Terminate,
+    /// The listener is handed to a successor (`handle_handoff`).
+    Handoff,
 }
 
 /// The shared clock, randomness, event queue, trace and failure.
