@@ -235,6 +235,9 @@ pub struct Cover {
     pub lingered: u64,
     /// Owed requests cut by a forced exit (S7's allowance).
     pub owed_cut: u64,
+    /// Owed requests whose answers a timer's close destroyed (a linger
+    /// that gave up, a stalled write: S5's allowance).
+    pub owed_lost_to_timers: u64,
 }
 
 /// The judge of one run.
@@ -958,7 +961,7 @@ impl Checker {
     /// counts (report).
     pub fn check_exit(&mut self, r: &DrainReport, core: &Server, env: &mut Env) {
         let c = &self.config;
-        if let Err(e) = props::exit_report(r, c, env.now, self.counts.cut) {
+        if let Err(e) = props::exit_report(r, c, env.now, self.counts.cut, None) {
             let kind = if e.starts_with("S6") {
                 Failure::Safety(e)
             } else {
@@ -1102,6 +1105,10 @@ impl Checker {
             }
             let closing = w.closing();
             let cut = closing.is_some_and(|cl| cl.forced);
+            // A timer's close that may lose responses (a linger that gave
+            // up while the client still sent, a stalled write): S5 allows
+            // what it destroyed.
+            let timer_loss = closing.is_some_and(|cl| cl.loss_allowed && !cl.forced);
             for (i, s) in w.sent.iter().enumerate() {
                 let Some(arrived) = s.arrived else { continue };
                 if w.ended.is_some_and(|e| arrived > e) {
@@ -1138,6 +1145,10 @@ impl Checker {
                 }
                 if cut {
                     self.cover.owed_cut += 1;
+                    continue;
+                }
+                if timer_loss {
+                    self.cover.owed_lost_to_timers += 1;
                     continue;
                 }
                 let whose = if w.successor { "the successor" } else { "core" };

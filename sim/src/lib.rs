@@ -176,7 +176,9 @@
 //! - S7, exactly: every request whose last byte reached the server's socket
 //!   (or the socket queued in the backlog) before core half-closed or
 //!   closed it has a complete response its client read — unless its client
-//!   aborted, a forced exit cut it (the close reason says so), or its
+//!   aborted, a forced exit cut it (the close reason says so), a timer's
+//!   close that may lose responses (S5: a linger that gave up while the
+//!   client still sent, a stalled write) destroyed its answer, or its
 //!   client had pipelined it behind a request answered with `Connection:
 //!   close`. That last excuse does not hold when the drain chose the close
 //!   although the request had arrived before the drain began and core had
