@@ -349,6 +349,14 @@ impl Kernel {
         pipe.last_arrival = at;
         if let Seg::Data(d) = &seg {
             pipe.wire_bytes += d.len();
+            // Data arriving at the very instant the segment before it does
+            // arrives with it: one arrival, not two at one time.
+            if let Some((last_at, Seg::Data(last))) = pipe.wire.back_mut() {
+                if *last_at == at {
+                    last.extend_from_slice(d);
+                    return;
+                }
+            }
         }
         pipe.wire.push_back((at, seg));
         env.at(at, Ev::Arrive(k, dir));

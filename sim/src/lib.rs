@@ -67,15 +67,15 @@
 //! [`world`] holds the parts and the run loop; the parts do not call each
 //! other, and the world routes between them:
 //! - [`env`](mod@env): what all share — the virtual clock, the seeded [`rng`], the
-//!   queue of timed events (a `BTreeMap` keyed by `(time, sequence)`), the
+//!   queue of timed events (a min-heap by `(time, sequence)`), the
 //!   [`trace`](mod@trace), and the first [`failure`].
 //! - [`knobs`]: swarm testing — per seed some client kinds are off and the
 //!   rest skewed; latency, segment size, buffer sizes, read delays,
 //!   application delays and faults, backlog, timeouts, `pre_stop`,
 //!   `drain_timeout`, signal times all vary.
 //! - [`kernel`]: a bounded listen backlog (beyond it: refused); connections
-//!   as two byte pipes with latency, arbitrary segmentation and bounded
-//!   buffers; FIN each way; RST that destroys the receiver's unread bytes. A
+//!   as two byte pipes with latency, arbitrary segmentation (data due at
+//!   one instant arrives as one segment) and bounded buffers; FIN each way; RST that destroys the receiver's unread bytes. A
 //!   server socket closed with unread input, or receiving data after close,
 //!   resets the client. Closing the listener resets what is queued (Linux
 //!   without `tcp_migrate_req`) — unless it was handed to a successor, who
