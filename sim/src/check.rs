@@ -101,6 +101,8 @@ struct Watch {
     owed: VecDeque<Owed>,
     /// Request bytes of every request handed on this connection.
     handed_bytes: usize,
+    /// Requests handed on this connection.
+    handed_count: u32,
     /// Final responses completely written.
     responses: u32,
     /// A final response with `Connection: close` was completely written.
@@ -316,6 +318,7 @@ impl Checker {
             parser: RespParser::default(),
             owed: VecDeque::new(),
             handed_bytes: 0,
+            handed_count: 0,
             responses: 0,
             closed_resp: false,
             received: 0,
@@ -478,6 +481,17 @@ impl Checker {
             )));
             return false;
         }
+        // Requests on a connection are numbered in order.
+        if id.seq() != w.handed_count {
+            env.fail(Failure::Safety(format!(
+                "S4: k{k}: request {} handed as seq {}, but {} were handed before it",
+                got.token,
+                id.seq(),
+                w.handed_count
+            )));
+            return false;
+        }
+        w.handed_count += 1;
         w.owed.push_back(Owed {
             id,
             token: got.token.clone(),
@@ -647,11 +661,19 @@ impl Checker {
     /// Core's `Finished` for a request on `k`: `cut` ones (of the server
     /// under test, before its exit) are summed for the report, complete
     /// ones matched with what the client read at the end.
-    pub fn on_finished(&mut self, k: usize, f: &Finished, successor: bool) {
+    pub fn on_finished(&mut self, k: usize, f: &Finished, successor: bool, env: &mut Env) {
         let w = &mut self.watches[k];
         match f.outcome {
             Outcome::Complete | Outcome::AppFault | Outcome::Rejected(_) => {
                 w.finished_responses += 1;
+                // Finished comes once the response's last byte is handed
+                // over, never before.
+                if w.finished_responses > w.responses as usize {
+                    env.fail(Failure::Safety(format!(
+                        "S2: k{k}: Finished {:?} for response #{}, but only {} were completely written",
+                        f.outcome, w.finished_responses, w.responses
+                    )));
+                }
             }
             Outcome::Unfinished(_) => {}
         }

@@ -321,15 +321,20 @@ impl Client {
             Kind::KeepAlive => rng.size(2, 5),
             Kind::Slowloris | Kind::HalfClosing => rng.size(1, 3),
             Kind::Silent => 0,
-            Kind::LargeBody | Kind::ExpectContinue | Kind::Garbage => 1,
-            Kind::CrlfTrickler | Kind::BodyTrickler => 1,
+            Kind::LargeBody | Kind::ExpectContinue => 1,
+            Kind::CrlfTrickler => 1,
+            // Some send a request first, so the slow or bad one is not
+            // the connection's first.
+            Kind::BodyTrickler | Kind::Garbage => rng.size(1, 2),
             Kind::Racing => rng.size(2, 6),
         };
         let trickle = (kind == Kind::BodyTrickler).then(|| trickle(rng, knobs));
         // A CRLF trickler sends only empty lines in some clients.
         let crlf_only = kind == Kind::CrlfTrickler && rng.percent(40);
         let mut reqs: Vec<Req> = (0..count)
-            .map(|_| {
+            .map(|i| {
+                let trickled = kind == Kind::BodyTrickler && i + 1 == count;
+                let garbage = kind == Kind::Garbage && i + 1 == count;
                 let mut shape = small_shape(rng);
                 match kind {
                     Kind::LargeBody | Kind::ExpectContinue => {
@@ -341,24 +346,32 @@ impl Client {
                         shape.close = false;
                     }
                     Kind::Aborting => shape.body_len = shape.body_len.max(rng.size(1, 300)),
+                    Kind::Garbage => {
+                        shape.http10 = false;
+                        shape.close = false;
+                    }
                     Kind::BodyTrickler => {
-                        shape.body_len = trickle.map_or(1, |t| t.2);
-                        shape.chunks = None;
+                        if trickled {
+                            shape.body_len = trickle.map_or(1, |t| t.2);
+                            shape.chunks = None;
+                        }
                         shape.http10 = false;
                         shape.close = false;
                     }
                     _ => {}
                 }
                 let expect = match kind {
-                    Kind::Garbage => Expect::Reject,
+                    Kind::Garbage if garbage => Expect::Reject,
                     Kind::CrlfTrickler if crlf_only => Expect::HeadTimeout,
-                    Kind::BodyTrickler if trickle.is_some_and(|t| t.3) => Expect::TooSlow,
+                    Kind::BodyTrickler if trickled && trickle.is_some_and(|t| t.3) => {
+                        Expect::TooSlow
+                    }
                     _ if shape.body_len > max_body => Expect::TooLarge,
                     _ => Expect::Answer,
                 };
                 Req {
                     shape,
-                    garbage: kind == Kind::Garbage,
+                    garbage,
                     expect,
                     fate: Fate::Unsent,
                     attempt: 0,
@@ -546,6 +559,7 @@ impl Client {
             let Some(i) = self.reqs.iter().position(|r| r.fate == Fate::Unsent) else {
                 break;
             };
+            let last = i + 1 == self.reqs.len();
             let r = &mut self.reqs[i];
             let tok = http::token(ci, i, r.attempt);
             let crlf_only = r.expect == Expect::HeadTimeout;
@@ -585,7 +599,7 @@ impl Client {
                         link.outbox.extend(b"\r\n");
                     }
                 }
-                Kind::BodyTrickler => {
+                Kind::BodyTrickler if last => {
                     let from = start + head.len() as u64;
                     link.paced = (from, from + body.len() as u64);
                 }

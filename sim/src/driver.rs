@@ -208,7 +208,7 @@ impl DriverModel {
                 ))),
             },
             Event::Finished(f) => match self.conn_of(f.conn) {
-                Some(k) => checker.on_finished(k, &f, self.successor),
+                Some(k) => checker.on_finished(k, &f, self.successor, env),
                 None => env.fail(Failure::Safety(format!(
                     "driver contract: Finished on unknown {:?}",
                     f.conn
