@@ -4,6 +4,11 @@
 //! bounded number of times) only when no byte of its response arrived
 //! (RFC 9112 §9.3.1).
 //!
+//! Every request a client writes is entered in the checker's ledger with
+//! the position of its last byte in the connection's byte stream, and every
+//! final response it reads is reported there, so the checker can tell which
+//! requests reached the server whole and what became of each (S7).
+//!
 //! A client's life is a [`Life`]: waiting to (re)connect, on a connection —
 //! where its [`Turn`] says whether it may send, waits for `100 Continue`,
 //! thinks between keep-alive requests, or waits for the server to close —
@@ -45,10 +50,20 @@ pub enum Kind {
     ExpectContinue,
     /// Bytes that are not HTTP (4xx and close expected).
     Garbage,
+    /// Empty lines (`\r\n`), slowly, before a request or instead of one:
+    /// they start the head clock, so 408 at the header timeout is expected
+    /// when the request does not follow in time.
+    CrlfTrickler,
+    /// A body sent slower than `min_body_rate_bytes_per_sec` (408 expected
+    /// when a minimum rate is set).
+    BodyTrickler,
+    /// Keep-alive requests sent at moments chosen to race the server: the
+    /// drain's start, the idle close, the keep-alive timeout.
+    Racing,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Normal,
         Kind::Pipelined,
         Kind::KeepAlive,
@@ -59,6 +74,9 @@ impl Kind {
         Kind::LargeBody,
         Kind::ExpectContinue,
         Kind::Garbage,
+        Kind::CrlfTrickler,
+        Kind::BodyTrickler,
+        Kind::Racing,
     ];
 }
 
@@ -95,6 +113,10 @@ pub enum Expect {
     Answer,
     TooLarge,
     Reject,
+    /// Only empty lines: 408 at the header timeout.
+    HeadTimeout,
+    /// A body slower than the minimum rate: 408, never an answer.
+    TooSlow,
 }
 
 /// One request of a client's script.
@@ -111,6 +133,8 @@ pub struct Req {
     got_byte: bool,
     /// The attempt the application failed (core answers it with 500).
     fault_attempt: Option<u32>,
+    /// Empty lines (`\r\n` pairs) sent slowly before the request.
+    crlf: usize,
 }
 
 impl Req {
@@ -140,8 +164,8 @@ pub enum Wake {
 pub enum Life {
     /// Not connected; a (re)connect is scheduled.
     Waiting,
-    /// On a connection.
-    Connected(Link),
+    /// On a connection (boxed: a client waiting or done stays small).
+    Connected(Box<Link>),
     /// Every request resolved, or the client gave up or aborted.
     Done,
 }
@@ -175,6 +199,21 @@ pub struct Link {
     read_armed: bool,
     /// A slowloris's next write is scheduled.
     flush_armed: bool,
+    /// Bytes queued on this connection in all (the stream position after
+    /// the outbox).
+    queued: u64,
+    /// The stream positions `[from, to)` written at the client's pace, a
+    /// few bytes at a time; the rest go as fast as the socket takes them.
+    paced: (u64, u64),
+    /// When the first byte of an empty-lines-only request was written.
+    crlf_since: Option<ebb_core::Time>,
+}
+
+impl Link {
+    /// The stream position of the next byte to write.
+    fn written(&self) -> u64 {
+        self.queued - self.outbox.len() as u64
+    }
 }
 
 /// One client: its script, how it behaves, and where it is.
@@ -195,6 +234,34 @@ pub struct Client {
     think: Duration,
     conns_left: u32,
     retries_left: u32,
+    /// For a racing client: the moments worth racing (the drain's start,
+    /// and how long the server keeps an idle connection while draining and
+    /// while serving), and the slack around them.
+    race: Option<Race>,
+    /// Longest time between the first empty line and the 408 for it:
+    /// accept delay, latency both ways, and the header timeout.
+    head_timeout_bound: (Duration, Duration),
+    cover: ClientCover,
+}
+
+/// What the clients met, for the runner's coverage counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientCover {
+    /// 408s read by clients that sent empty lines slowly.
+    pub crlf_408: u64,
+    /// 408s read by clients that sent their body slowly.
+    pub slow_body_408: u64,
+    /// Racing clients' requests answered after the drain began.
+    pub racing_in_drain: u64,
+}
+
+/// What a racing client aims at.
+#[derive(Clone, Copy, Debug)]
+struct Race {
+    drain_at: Duration,
+    idle_close_after: Duration,
+    keep_alive_timeout: Duration,
+    slack: Duration,
 }
 
 fn small_shape(rng: &mut Rng) -> Shape {
@@ -210,6 +277,40 @@ fn small_shape(rng: &mut Rng) -> Shape {
     }
 }
 
+/// The pace of a body trickler: `(interval, bytes per write)` well under
+/// `min` bytes per second (or, with no minimum, merely slow), the length of
+/// its body, and whether it is long enough that core must refuse it.
+fn trickle(rng: &mut Rng, knobs: &Knobs) -> (Duration, usize, usize, bool) {
+    let c = &knobs.config;
+    let max_body = c.max_body_bytes as usize;
+    let rate = c.min_body_rate_bytes_per_sec;
+    if rate == 0 {
+        // Merely slow: some 20 writes, each well within the body timeout.
+        let len = rng.size(20, 200).min(max_body);
+        let most = (c.body_read_timeout.as_micros() as u64 / 2).min(100_000);
+        return (
+            rng.micros(1_000, most.max(1_001)),
+            (len / 20).max(1),
+            len,
+            false,
+        );
+    }
+    // Core refuses once the bytes so far, head included, fall below
+    // (elapsed - grace) * rate. Sent at an eighth to a quarter of the rate,
+    // a body is refused before it ends if it is longer than a third of
+    // (head + grace * rate); twice that leaves room for latency and an
+    // accept that comes late.
+    let need = (HEAD_BYTES + c.body_rate_grace.as_secs_f64() * rate as f64) as usize * 2 / 3 + 50;
+    let len = (need + rng.size(0, 100)).min(max_body);
+    let chunk = (len / 100).max(1);
+    let lo = chunk as u64 * 4_000_000 / rate;
+    let every = rng.micros(lo.max(1), lo * 2 + 1);
+    (every, chunk, len, len >= need)
+}
+
+/// More than the head of a body trickler's request.
+const HEAD_BYTES: f64 = 80.0;
+
 impl Client {
     /// Client `id` of `kind`, its script drawn from `rng`.
     pub fn new(id: usize, kind: Kind, rng: &mut Rng, knobs: &Knobs) -> Client {
@@ -220,10 +321,20 @@ impl Client {
             Kind::KeepAlive => rng.size(2, 5),
             Kind::Slowloris | Kind::HalfClosing => rng.size(1, 3),
             Kind::Silent => 0,
-            Kind::LargeBody | Kind::ExpectContinue | Kind::Garbage => 1,
+            Kind::LargeBody | Kind::ExpectContinue => 1,
+            Kind::CrlfTrickler => 1,
+            // Some send a request first, so the slow or bad one is not
+            // the connection's first.
+            Kind::BodyTrickler | Kind::Garbage => rng.size(1, 2),
+            Kind::Racing => rng.size(2, 6),
         };
+        let trickle = (kind == Kind::BodyTrickler).then(|| trickle(rng, knobs));
+        // A CRLF trickler sends only empty lines in some clients.
+        let crlf_only = kind == Kind::CrlfTrickler && rng.percent(40);
         let mut reqs: Vec<Req> = (0..count)
-            .map(|_| {
+            .map(|i| {
+                let trickled = kind == Kind::BodyTrickler && i + 1 == count;
+                let garbage = kind == Kind::Garbage && i + 1 == count;
                 let mut shape = small_shape(rng);
                 match kind {
                     Kind::LargeBody | Kind::ExpectContinue => {
@@ -235,22 +346,43 @@ impl Client {
                         shape.close = false;
                     }
                     Kind::Aborting => shape.body_len = shape.body_len.max(rng.size(1, 300)),
+                    Kind::Garbage => {
+                        shape.http10 = false;
+                        shape.close = false;
+                    }
+                    Kind::BodyTrickler => {
+                        if trickled {
+                            shape.body_len = trickle.map_or(1, |t| t.2);
+                            shape.chunks = None;
+                        }
+                        shape.http10 = false;
+                        shape.close = false;
+                    }
                     _ => {}
                 }
                 let expect = match kind {
-                    Kind::Garbage => Expect::Reject,
+                    Kind::Garbage if garbage => Expect::Reject,
+                    Kind::CrlfTrickler if crlf_only => Expect::HeadTimeout,
+                    Kind::BodyTrickler if trickled && trickle.is_some_and(|t| t.3) => {
+                        Expect::TooSlow
+                    }
                     _ if shape.body_len > max_body => Expect::TooLarge,
                     _ => Expect::Answer,
                 };
                 Req {
                     shape,
-                    garbage: kind == Kind::Garbage,
+                    garbage,
                     expect,
                     fate: Fate::Unsent,
                     attempt: 0,
                     raw_len: 0,
                     got_byte: false,
                     fault_attempt: None,
+                    crlf: if kind == Kind::CrlfTrickler {
+                        rng.size(1, 30)
+                    } else {
+                        0
+                    },
                 }
             })
             .collect();
@@ -263,10 +395,30 @@ impl Client {
             2 => AbortAt::AfterRequest,
             _ => AbortAt::MidResponse,
         });
-        let pace = (kind == Kind::Slowloris).then(|| {
-            let per = knobs.config.header_read_timeout.as_micros() as u64 / 10;
-            (rng.micros(100, per.max(200)), rng.size(1, 4))
+        let header = knobs.config.header_read_timeout;
+        let pace = match kind {
+            Kind::Slowloris => {
+                let per = header.as_micros() as u64 / 10;
+                Some((rng.micros(100, per.max(200)), rng.size(1, 4)))
+            }
+            // One empty line per write; some finish well within the
+            // header timeout, some do not.
+            Kind::CrlfTrickler => Some((header / rng.range(2, 60) as u32, 2)),
+            Kind::BodyTrickler => trickle.map(|(every, chunk, ..)| (every, chunk)),
+            _ => None,
+        };
+        let c = &knobs.config;
+        let race = (kind == Kind::Racing).then(|| Race {
+            drain_at: knobs.terminate_at + c.pre_stop,
+            idle_close_after: c.idle_close_after,
+            keep_alive_timeout: c.keep_alive_timeout,
+            slack: knobs.latency.1 * 3,
         });
+        let one_way = knobs.latency.1 + knobs.latency.1 / 4;
+        let head_timeout_bound = (
+            header,
+            header + knobs.accept_delay + one_way * 2 + Duration::from_millis(1),
+        );
         Client {
             id,
             kind,
@@ -290,6 +442,36 @@ impl Client {
             think: knobs.think,
             conns_left: count as u32 + 3,
             retries_left: 3,
+            race,
+            head_timeout_bound: (
+                head_timeout_bound.0,
+                head_timeout_bound.1 + knobs.client_read_delay,
+            ),
+            cover: ClientCover::default(),
+        }
+    }
+
+    /// The client's kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// How long a racing client thinks before its next request: until just
+    /// before or after a moment when the server may close the connection.
+    fn think_time(&self, env: &mut Env) -> Duration {
+        let Some(r) = self.race else {
+            return env.rng.upto(self.think);
+        };
+        let now = env.now.since_epoch();
+        let jitter = |env: &mut Env, at: Duration| {
+            let lo = at.saturating_sub(r.slack);
+            (lo + env.rng.upto(r.slack * 2)).saturating_sub(now)
+        };
+        match env.rng.below(4) {
+            0 if r.drain_at > now => jitter(env, r.drain_at),
+            1 => jitter(env, now + r.keep_alive_timeout),
+            2 => env.rng.upto(r.slack),
+            _ => jitter(env, now + r.idle_close_after),
         }
     }
 
@@ -318,7 +500,12 @@ impl Client {
 
     /// The client (re)connects and starts writing. Returns the connection
     /// it made, if the kernel did not refuse it.
-    pub fn start(&mut self, kernel: &mut Kernel, env: &mut Env) -> Option<usize> {
+    pub fn start(
+        &mut self,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) -> Option<usize> {
         if matches!(self.life, Life::Done) {
             return None;
         }
@@ -327,7 +514,7 @@ impl Client {
             self.reconnect_or_finish(kernel, env);
             return None;
         };
-        self.life = Life::Connected(Link {
+        self.life = Life::Connected(Box::new(Link {
             k,
             turn: Turn::Sending,
             outbox: VecDeque::new(),
@@ -335,18 +522,27 @@ impl Client {
             parser: RespParser::default(),
             read_armed: false,
             flush_armed: false,
-        });
+            queued: 0,
+            paced: if self.kind == Kind::Slowloris {
+                (0, u64::MAX)
+            } else {
+                (0, 0)
+            },
+            crlf_since: None,
+        }));
+        checker.on_connect(k);
         trace!(env, "client {} {:?} on k{k}", self.id, self.kind);
         if self.kind == Kind::Silent {
             env.after(self.silent_for, Ev::ClientWake(self.id, k, Wake::SilentEnd));
         }
-        self.fill(kernel, env);
+        self.fill(kernel, checker, env);
         self.flush(kernel, env);
         Some(k)
     }
 
-    /// Queues as many requests as the client's pipelining depth allows.
-    fn fill(&mut self, kernel: &Kernel, env: &mut Env) {
+    /// Queues as many requests as the client's pipelining depth allows, and
+    /// enters each in the checker's ledger.
+    fn fill(&mut self, kernel: &Kernel, checker: &mut Checker, env: &mut Env) {
         let ci = self.id;
         let Life::Connected(link) = &mut self.life else {
             return;
@@ -363,9 +559,13 @@ impl Client {
             let Some(i) = self.reqs.iter().position(|r| r.fate == Fate::Unsent) else {
                 break;
             };
+            let last = i + 1 == self.reqs.len();
             let r = &mut self.reqs[i];
             let tok = http::token(ci, i, r.attempt);
-            let (head, body) = if r.garbage {
+            let crlf_only = r.expect == Expect::HeadTimeout;
+            let (head, body) = if crlf_only {
+                (Vec::new(), Vec::new())
+            } else if r.garbage {
                 let mut g = vec![1u8];
                 let n = env.rng.size(0, 100);
                 g.extend((0..n).map(|_| b' ' + env.rng.below(95) as u8));
@@ -374,15 +574,37 @@ impl Client {
             } else {
                 http::request(&tok, i, r.shape)
             };
-            r.raw_len = head.len() + body.len();
+            // Empty lines first: they belong to the request (core drops
+            // them as it reads its head).
+            let crlf = 2 * r.crlf;
+            r.raw_len = crlf + head.len() + body.len();
             r.fate = Fate::Sent;
             r.got_byte = false;
             link.inflight.push_back(i);
-            trace!(
-                env,
-                "client {ci} sends {tok} ({} bytes)",
-                head.len() + body.len()
-            );
+            trace!(env, "client {ci} sends {tok} ({} bytes)", r.raw_len);
+            let start = link.queued;
+            // A request of empty lines only never ends.
+            let end = if crlf_only {
+                u64::MAX
+            } else {
+                start + r.raw_len as u64
+            };
+            checker.on_sent(k, end);
+            link.queued += r.raw_len as u64;
+            match self.kind {
+                Kind::CrlfTrickler => {
+                    link.paced = (start, start + crlf as u64);
+                    link.crlf_since = crlf_only.then_some(env.now);
+                    for _ in 0..r.crlf {
+                        link.outbox.extend(b"\r\n");
+                    }
+                }
+                Kind::BodyTrickler if last => {
+                    let from = start + head.len() as u64;
+                    link.paced = (from, from + body.len() as u64);
+                }
+                _ => {}
+            }
             let plan = self.abort.filter(|a| *a != AbortAt::MidResponse);
             match plan {
                 Some(AbortAt::MidHead) | Some(AbortAt::MidBody)
@@ -422,7 +644,8 @@ impl Client {
         }
     }
 
-    /// Writes queued bytes while there is room (a slowloris: a few at a time).
+    /// Writes queued bytes while there is room; bytes in the paced range a
+    /// few at a time, one write per `Flush` wake.
     fn flush(&mut self, kernel: &mut Kernel, env: &mut Env) {
         let ci = self.id;
         let Life::Connected(link) = &mut self.life else {
@@ -439,12 +662,18 @@ impl Client {
                 return;
             }
             let mut n = link.outbox.len().min(room);
-            if let Some((_, chunk)) = self.pace {
-                n = n.min(chunk);
+            let at = link.written();
+            let (from, to) = link.paced;
+            let paced = self.pace.filter(|_| from <= at && at < to);
+            if let Some((_, chunk)) = paced {
+                n = n.min(chunk).min((to - at).try_into().unwrap_or(usize::MAX));
+            } else if at < from {
+                // Up to the paced range at once; the range at its pace.
+                n = n.min((from - at).try_into().unwrap_or(usize::MAX));
             }
             let bytes = take_front(&mut link.outbox, n);
             kernel.send(k, Dir::C2s, &bytes, env);
-            if let Some((every, _)) = self.pace {
+            if let Some((every, _)) = paced {
                 if !link.outbox.is_empty() {
                     if !link.flush_armed {
                         link.flush_armed = true;
@@ -505,7 +734,7 @@ impl Client {
             }
             let bytes = kernel.client_recv(k, n);
             trace!(env, "client {ci} reads {n} on k{k}");
-            self.bytes(k, &bytes, kernel, env);
+            self.bytes(k, &bytes, kernel, checker, env);
             let delay = self.read_delay;
             if let Some(link) = self.link_to(k) {
                 if !delay.is_zero() && kernel.client_unread(k) > 0 {
@@ -527,7 +756,14 @@ impl Client {
         }
     }
 
-    fn bytes(&mut self, k: usize, bytes: &[u8], kernel: &mut Kernel, env: &mut Env) {
+    fn bytes(
+        &mut self,
+        k: usize,
+        bytes: &[u8],
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         let ci = self.id;
         let Life::Connected(link) = &mut self.life else {
             return;
@@ -548,7 +784,7 @@ impl Client {
             return;
         }
         for resp in out {
-            self.response(k, resp, kernel, env);
+            self.response(k, resp, kernel, checker, env);
             if !self.on(k) || env.failed() {
                 return;
             }
@@ -567,11 +803,21 @@ impl Client {
         }
     }
 
-    fn response(&mut self, k: usize, resp: Resp, kernel: &mut Kernel, env: &mut Env) {
+    fn response(
+        &mut self,
+        k: usize,
+        resp: Resp,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         let ci = self.id;
         let Life::Connected(link) = &mut self.life else {
             return;
         };
+        if resp.status >= 200 {
+            checker.on_client_response(k, &resp);
+        }
         if resp.status < 200 {
             if let Turn::AwaitingContinue(body) = std::mem::replace(&mut link.turn, Turn::Sending) {
                 link.outbox.extend(body);
@@ -600,11 +846,29 @@ impl Client {
             resp.status,
             if resp.close { " (close)" } else { "" }
         );
+        // Empty lines only: the head clock ran from the first of them.
+        if let Some(since) = link.crlf_since.take() {
+            let (lo, hi) = self.head_timeout_bound;
+            let took = env.now - since;
+            if resp.status == 408 && (took < lo || took > hi) {
+                env.fail(Failure::Safety(format!(
+                    "header timeout: client {ci}: 408 for {tok}, empty lines only, {took:?} after the first, not within [{lo:?}, {hi:?}]"
+                )));
+                return;
+            }
+        }
         match &resp.token {
             Some(t) => {
                 if *t != tok {
                     env.fail(Failure::Safety(format!(
                         "S4: client {ci}: got the answer to {t} while waiting for {tok}: out of order"
+                    )));
+                    return;
+                }
+                if r.expect == Expect::TooSlow {
+                    env.fail(Failure::Safety(format!(
+                        "min body rate: client {ci}: {tok}, its body sent at under half the minimum rate, was answered {}",
+                        resp.status
                     )));
                     return;
                 }
@@ -621,12 +885,23 @@ impl Client {
             None if resp.status == 500 && r.fault_attempt == Some(r.attempt) => {
                 r.fate = Fate::Complete;
             }
+            // Core's farewell to a request the drain deadline cut while it
+            // was arriving: a clean refusal, so retry it (elsewhere).
+            None if resp.is_farewell() => {
+                if self.retries_left > 0 {
+                    self.retries_left -= 1;
+                    r.attempt += 1;
+                    r.fate = Fate::Unsent;
+                } else {
+                    r.fate = Fate::GaveUp;
+                }
+            }
             None => {
                 let ok = resp.status == 408
                     || match r.expect {
                         Expect::TooLarge => resp.status == 413,
                         Expect::Reject => resp.status >= 400,
-                        Expect::Answer => false,
+                        Expect::Answer | Expect::HeadTimeout | Expect::TooSlow => false,
                     };
                 if !ok || !resp.close {
                     env.fail(Failure::Safety(format!(
@@ -641,6 +916,19 @@ impl Client {
         if resp.close {
             link.turn = Turn::Closing;
         }
+        match self.kind {
+            Kind::CrlfTrickler if resp.status == 408 => self.cover.crlf_408 += 1,
+            Kind::BodyTrickler if resp.status == 408 => self.cover.slow_body_408 += 1,
+            Kind::Racing
+                if self.reqs[i].fate == Fate::Complete
+                    && self
+                        .race
+                        .is_some_and(|r| env.now.since_epoch() >= r.drain_at) =>
+            {
+                self.cover.racing_in_drain += 1
+            }
+            _ => {}
+        }
         if !self.unresolved() {
             self.finish(kernel, env);
             return;
@@ -650,12 +938,12 @@ impl Client {
         };
         if link.turn == Turn::Closing {
             // The server closes next; what is left goes on a new connection.
-        } else if self.kind == Kind::KeepAlive && link.inflight.is_empty() {
+        } else if matches!(self.kind, Kind::KeepAlive | Kind::Racing) && link.inflight.is_empty() {
             link.turn = Turn::Thinking;
-            let d = env.rng.upto(self.think);
+            let d = self.think_time(env);
             env.after(d, Ev::ClientWake(ci, k, Wake::Think));
         } else {
-            self.fill(kernel, env);
+            self.fill(kernel, checker, env);
             self.flush(kernel, env);
         }
     }
@@ -738,7 +1026,14 @@ impl Client {
     }
 
     /// A client timer fired (ignored if it was for an older connection).
-    pub fn wake(&mut self, k: usize, wake: Wake, kernel: &mut Kernel, env: &mut Env) {
+    pub fn wake(
+        &mut self,
+        k: usize,
+        wake: Wake,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         let Some(link) = self.link_to(k) else {
             return;
         };
@@ -749,7 +1044,7 @@ impl Client {
             }
             Wake::Think => {
                 link.turn = Turn::Sending;
-                self.fill(kernel, env);
+                self.fill(kernel, checker, env);
                 self.flush(kernel, env);
             }
             Wake::Abort => self.abort_now(kernel, env),
@@ -833,6 +1128,17 @@ impl Clients {
         let complete = reqs.clone().filter(|r| r.fate == Fate::Complete).count();
         let faulted = reqs.filter(|r| r.completed_by_fault()).count();
         (complete as u64, faulted as u64)
+    }
+
+    /// What the clients met.
+    pub fn cover(&self) -> ClientCover {
+        let mut sum = ClientCover::default();
+        for c in &self.list {
+            sum.crlf_408 += c.cover.crlf_408;
+            sum.slow_body_408 += c.cover.slow_body_408;
+            sum.racing_in_drain += c.cover.racing_in_drain;
+        }
+        sum
     }
 
     /// Requests core refused, as their clients saw.

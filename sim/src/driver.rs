@@ -25,6 +25,8 @@ pub enum Cause {
     Sent,
     Response,
     Terminate,
+    /// `handle_handoff`.
+    Handoff,
     BacklogEmpty,
     Timeout,
 }
@@ -40,9 +42,11 @@ struct Sock {
 }
 
 /// The driver: which socket is which connection, what is paused, and the
-/// events core has asked it to carry out.
+/// events core has asked it to carry out. The successor's driver is another
+/// of these, driving another core.
 #[derive(Default)]
 pub struct DriverModel {
+    successor: bool,
     by_id: BTreeMap<ConnId, usize>,
     /// By kernel connection number; `None` until accepted and after close.
     socks: Vec<Option<Sock>>,
@@ -53,12 +57,24 @@ pub struct DriverModel {
 }
 
 impl DriverModel {
-    /// A driver reading at most `read_buf` bytes at a time.
-    pub fn new(read_buf: usize) -> DriverModel {
+    /// A driver reading at most `read_buf` bytes at a time; the
+    /// successor's, if `successor`.
+    pub fn new(read_buf: usize, successor: bool) -> DriverModel {
         DriverModel {
             read_buf,
+            successor,
             ..DriverModel::default()
         }
+    }
+
+    /// Whether this drives the successor.
+    pub fn is_successor(&self) -> bool {
+        self.successor
+    }
+
+    /// Whether connection `k` is one of this driver's open sockets.
+    pub fn has(&self, k: usize) -> bool {
+        self.sock(k).is_some()
     }
 
     /// Core inputs made so far.
@@ -176,25 +192,61 @@ impl DriverModel {
             },
             Event::Close(id, reason) => match self.by_id.remove(&id) {
                 Some(k) => {
+                    let eof = self.sock(k).is_some_and(|s| s.eof_reported);
                     self.socks[k] = None;
-                    checker.on_close(k, reason, cause, core.phase(), kernel, env);
+                    checker.on_close(k, reason, cause, core.phase(), eof, kernel, env);
+                    // As the mio driver does: a forced close first reads
+                    // what is unread, so it sends FIN, not a reset that
+                    // could destroy a farewell.
+                    if reason.is_forced() {
+                        kernel.server_discard(k);
+                    }
                     kernel.server_close(k, env);
                 }
                 None => env.fail(Failure::Safety(format!(
                     "driver contract: Close of unknown {id:?}"
                 ))),
             },
-            Event::Finished(_) => {}
+            Event::Finished(f) => match self.conn_of(f.conn) {
+                Some(k) => checker.on_finished(k, &f, self.successor, env),
+                None => env.fail(Failure::Safety(format!(
+                    "driver contract: Finished on unknown {:?}",
+                    f.conn
+                ))),
+            },
             e @ (Event::BodyReady(_)
             | Event::StreamWritable(_)
             | Event::Upgraded(_)
             | Event::StopUpgraded(_)) => env.fail(Failure::Safety(format!(
                 "{e:?}, but no simulated application streams or upgrades"
             ))),
-            // Written only if the socket takes it at once; this driver
-            // models the socket as having no room for it.
-            Event::Farewell(..) => {}
+            // Written once, if the socket takes all of it now; the close
+            // follows.
+            Event::Farewell(id, bytes) => match self.conn_of(id) {
+                Some(k) => {
+                    let room = kernel.server_end(k) == ServerEnd::Open
+                        && kernel.room(k, Dir::S2c, bytes.len()) >= bytes.len();
+                    trace!(
+                        env,
+                        "driver farewell k{k} ({} bytes, written {room})",
+                        bytes.len()
+                    );
+                    checker.on_farewell(k, bytes, room, env);
+                    if room {
+                        kernel.send(k, Dir::S2c, bytes, env);
+                    }
+                }
+                None => env.fail(Failure::Safety(format!(
+                    "driver contract: Farewell on unknown {id:?}"
+                ))),
+            },
             Event::DrainBacklog => {
+                if !matches!(core.phase(), Phase::Draining { .. } | Phase::Exited) {
+                    env.fail(Failure::Safety(format!(
+                        "S9: DrainBacklog in {:?}",
+                        core.phase()
+                    )));
+                }
                 while let Some(k) = kernel.accept() {
                     checker.on_backlog_accept();
                     self.accept(k, core, kernel, checker, env);
@@ -205,7 +257,13 @@ impl DriverModel {
                 });
             }
             Event::CloseListener => {
-                let reset = kernel.close_listener(env);
+                let reset = if cause == Cause::Handoff {
+                    // The socket stays open: the successor accepts from it.
+                    kernel.hand_off_listener(env);
+                    Vec::new()
+                } else {
+                    kernel.close_listener(env)
+                };
                 checker.on_listener_closed(cause, &reset, env);
             }
         }
@@ -243,7 +301,10 @@ impl DriverModel {
             checker.on_reset_unaccepted(k, true, env);
             return;
         };
-        checker.on_accepted(k, env);
+        if self.successor {
+            kernel.successor_accepted();
+        }
+        checker.on_accepted(k, self.successor, env);
         if self.socks.len() <= k {
             self.socks.resize(k + 1, None);
         }
@@ -372,6 +433,9 @@ impl DriverModel {
     ) -> Option<Result<(), RespondError>> {
         let mut result = None;
         let token = &answer.token;
+        if let Some(k) = self.conn_of(id.conn()) {
+            checker.on_app_answered(k, id, core.phase());
+        }
         match &answer.response {
             Some(Response {
                 status,

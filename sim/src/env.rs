@@ -1,7 +1,8 @@
 //! What every part of the world shares: the virtual clock, the one source of
 //! randomness, the queue of timed events, the trace, and the first failure.
 
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use ebb_core::{RequestId, Time};
@@ -12,6 +13,7 @@ use crate::kernel::Dir;
 use crate::rng::Rng;
 use crate::trace;
 use crate::trace::Trace;
+use crate::world::Srv;
 
 /// Something that happens at a point in virtual time.
 #[derive(Clone, Copy, Debug)]
@@ -26,10 +28,41 @@ pub enum Ev {
     Arrive(usize, Dir),
     /// The listener is readable: the driver accepts what is queued.
     AcceptReady,
-    /// The application answers.
-    AppAnswer(RequestId),
+    /// The application (of the server under test, or of the successor)
+    /// answers.
+    AppAnswer(Srv, RequestId),
     /// SIGTERM.
     Terminate,
+    /// The listener is handed to a successor (`handle_handoff`).
+    Handoff,
+}
+
+/// An event in the queue, ordered by time, then by when it was scheduled.
+#[derive(Debug)]
+struct Queued {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// The shared clock, randomness, event queue, trace and failure.
@@ -42,7 +75,9 @@ pub struct Env {
     pub rng: Rng,
     /// Trace lines (see [`trace!`](crate::trace!)).
     pub trace: Trace,
-    queue: BTreeMap<(Time, u64), Ev>,
+    /// A min-heap by `(time, sequence)`: the order is total, so a run is
+    /// as deterministic as with a sorted map, and cheaper.
+    queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
     failure: Option<Failure>,
 }
@@ -55,7 +90,7 @@ impl Env {
             step: 0,
             rng: Rng::new(seed),
             trace,
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             seq: 0,
             failure: None,
         }
@@ -65,7 +100,11 @@ impl Env {
     /// in the order they were scheduled.
     pub fn at(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.insert((at.max(self.now), self.seq), ev);
+        self.queue.push(Reverse(Queued {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        }));
     }
 
     /// Schedules `ev` after `d`.
@@ -75,12 +114,12 @@ impl Env {
 
     /// When the next scheduled event is due.
     pub fn next_at(&self) -> Option<Time> {
-        self.queue.first_key_value().map(|(k, _)| k.0)
+        self.queue.peek().map(|Reverse(q)| q.at)
     }
 
     /// Takes the next scheduled event.
     pub fn pop(&mut self) -> Option<Ev> {
-        self.queue.pop_first().map(|(_, ev)| ev)
+        self.queue.pop().map(|Reverse(q)| q.ev)
     }
 
     /// Records a property violation; the first one is kept, with the time

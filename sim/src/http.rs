@@ -50,7 +50,8 @@ pub struct Shape {
     pub http10: bool,
 }
 
-/// A request as bytes: the head, and the body (already framed).
+/// A request as bytes: the head, and the body (already framed). Empty lines
+/// before the request line (RFC 9112 §2.2) start the head, if `shape` says.
 pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
     let mut head = Vec::with_capacity(96);
     let method = if shape.body_len == 0 && shape.chunks.is_none() {
@@ -102,6 +103,17 @@ pub struct Resp {
     /// The `x-req` header: which request the application answered.
     pub token: Option<String>,
     pub body_len: usize,
+    /// Carried `Retry-After`: core's farewell to a request the drain
+    /// deadline cut while it was arriving.
+    pub retry_after: bool,
+}
+
+impl Resp {
+    /// Core's farewell: `503` with `Retry-After` and `Connection: close`,
+    /// a clean refusal the client may retry.
+    pub fn is_farewell(&self) -> bool {
+        self.status == 503 && self.retry_after && self.close && self.token.is_none()
+    }
 }
 
 /// An incremental response parser over one connection's byte stream.
@@ -186,6 +198,7 @@ fn parse_head(head: &[u8]) -> Result<Resp, String> {
         close: false,
         token: None,
         body_len: 0,
+        retry_after: false,
     };
     let mut length = None;
     for line in lines.filter(|l| !l.is_empty()) {
@@ -203,6 +216,8 @@ fn parse_head(head: &[u8]) -> Result<Resp, String> {
             resp.close = value.eq_ignore_ascii_case("close");
         } else if name.eq_ignore_ascii_case("x-req") {
             resp.token = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            resp.retry_after = true;
         }
     }
     let bodiless = status < 200 || status == 204 || status == 304;

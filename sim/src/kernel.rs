@@ -81,6 +81,9 @@ struct Pipe {
     /// The sender found no room and waits to be told there is.
     writer_waits: bool,
     last_arrival: Time,
+    /// Bytes ever delivered to the receiver's socket: a position in the
+    /// byte stream, which the checker's ledger of requests is kept in.
+    delivered: u64,
 }
 
 impl Pipe {
@@ -160,6 +163,8 @@ pub struct NetStats {
     pub refused: u64,
     /// Connections reset in the backlog when the listener closed.
     pub backlog_reset: u64,
+    /// Connections a successor accepted from the listener handed to it.
+    pub successor_accepted: u64,
 }
 
 /// The listening socket.
@@ -172,11 +177,22 @@ enum Listener {
     Closed,
 }
 
+/// Who accepts from the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The server under test.
+    Server,
+    /// The successor it handed the listener to: the same socket, so the
+    /// same backlog.
+    Successor,
+}
+
 /// Every socket of the world, and the wire between them.
 pub struct Kernel {
     conns: Vec<KConn>,
     backlog: VecDeque<usize>,
     listener: Listener,
+    owner: Owner,
     notices: VecDeque<Notice>,
     capacity: usize,
     latency: (Duration, Duration),
@@ -193,6 +209,7 @@ impl Kernel {
             conns: Vec::new(),
             backlog: VecDeque::new(),
             listener: Listener::Open { armed: false },
+            owner: Owner::Server,
             notices: VecDeque::new(),
             capacity: knobs.backlog,
             latency: knobs.latency,
@@ -295,6 +312,30 @@ impl Kernel {
         matches!(self.listener, Listener::Open { .. })
     }
 
+    /// Who accepts from the listener.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// The server handed the listening socket to a successor and closed its
+    /// own copy: the socket stays open, its backlog intact, and the
+    /// successor accepts from it from now on.
+    pub fn hand_off_listener(&mut self, env: &mut Env) {
+        self.owner = Owner::Successor;
+        if let Listener::Open { armed: false } = self.listener {
+            if !self.backlog.is_empty() {
+                self.listener = Listener::Open { armed: true };
+                let d = env.rng.upto(self.accept_delay);
+                env.after(d, Ev::AcceptReady);
+            }
+        }
+    }
+
+    /// Counts a connection the successor accepted.
+    pub fn successor_accepted(&mut self) {
+        self.stats.successor_accepted += 1;
+    }
+
     // The wire.
 
     fn push(&mut self, k: usize, dir: Dir, seg: Seg, env: &mut Env) {
@@ -308,6 +349,14 @@ impl Kernel {
         pipe.last_arrival = at;
         if let Seg::Data(d) = &seg {
             pipe.wire_bytes += d.len();
+            // Data arriving at the very instant the segment before it does
+            // arrives with it: one arrival, not two at one time.
+            if let Some((last_at, Seg::Data(last))) = pipe.wire.back_mut() {
+                if *last_at == at {
+                    last.extend_from_slice(d);
+                    return;
+                }
+            }
         }
         pipe.wire.push_back((at, seg));
         env.at(at, Ev::Arrive(k, dir));
@@ -367,18 +416,26 @@ impl Kernel {
         }
     }
 
-    /// The next segment of a direction arrives.
-    pub fn arrive(&mut self, k: usize, dir: Dir, env: &mut Env) {
+    /// The next segment of a direction arrives. Returns, when data reached
+    /// the server's socket, how many bytes have reached it in all.
+    pub fn arrive(&mut self, k: usize, dir: Dir, env: &mut Env) -> Option<u64> {
         let pipe = self.conns[k].pipe(dir);
-        let Some((_, seg)) = pipe.wire.pop_front() else {
-            return;
-        };
+        let (_, seg) = pipe.wire.pop_front()?;
         if let Seg::Data(d) = &seg {
             pipe.wire_bytes -= d.len();
         }
         match dir {
-            Dir::C2s => self.arrive_at_server(k, seg, env),
-            Dir::S2c => self.arrive_at_client(k, seg, env),
+            Dir::C2s => {
+                let data = matches!(seg, Seg::Data(_));
+                self.arrive_at_server(k, seg, env);
+                let pipe = &self.conns[k].c2s;
+                (data && !pipe.rst && self.conns[k].server != ServerEnd::Closed)
+                    .then_some(pipe.delivered)
+            }
+            Dir::S2c => {
+                self.arrive_at_client(k, seg, env);
+                None
+            }
         }
     }
 
@@ -395,6 +452,7 @@ impl Kernel {
                     self.send_reset(k, Dir::S2c, env);
                     return;
                 }
+                c.c2s.delivered += d.len() as u64;
                 c.c2s.rx.extend(d);
             }
             Seg::Fin => {
@@ -506,6 +564,17 @@ impl Kernel {
         }
         self.conns[k].server = ServerEnd::WriteShut;
         self.push(k, Dir::S2c, Seg::Fin, env);
+    }
+
+    /// Reads and drops what the server's socket holds, as a driver does
+    /// before a forced close so that the close sends FIN, not a reset that
+    /// could destroy a farewell.
+    pub fn server_discard(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        if !c.c2s.rx.is_empty() {
+            c.c2s.rx.clear();
+            self.freed(k, Dir::C2s);
+        }
     }
 
     /// `close` on the server's socket: a reset if input is unread, else FIN.

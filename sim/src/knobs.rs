@@ -9,6 +9,15 @@ use ebb_core::Config;
 use crate::client::Kind;
 use crate::rng::Rng;
 
+/// When the listener is handed to a successor (`handle_handoff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handoff {
+    /// At the terminate's time, in its place: a hot upgrade.
+    Instead,
+    /// This long after the terminate (in PreStop, or in the drain).
+    After(Duration),
+}
+
 /// The shape of one simulated run. Printed first, so a failure can be read
 /// against the world that produced it.
 #[derive(Clone, Debug)]
@@ -55,6 +64,8 @@ pub struct Knobs {
     pub terminate_at: Duration,
     /// When a second terminate arrives, if one does.
     pub second_terminate_at: Option<Duration>,
+    /// Whether, and when, the listener is handed to a successor.
+    pub handoff: Option<Handoff>,
     /// The server's configuration.
     pub config: Config,
 }
@@ -96,10 +107,24 @@ impl Knobs {
         config.drain_timeout = rng.micros(50_000, 5_000_000);
         config.first_byte_grace = rng.micros(1_000, 1_000_000);
         config.idle_close_after = rng.micros(1_000, 500_000);
+        config.new_connection_timeout = rng.micros(100_000, 10_000_000);
+        if rng.percent(50) {
+            config.min_body_rate_bytes_per_sec = rng.log(200, 5_000);
+            config.body_rate_grace = rng.micros(10_000, 1_000_000);
+        } else {
+            config.min_body_rate_bytes_per_sec = 0;
+        }
         let terminate_at = rng.micros(10_000, 2_000_000);
         let second_terminate_at = rng
             .percent(20)
             .then(|| terminate_at + rng.upto(config.pre_stop + config.drain_timeout * 6 / 5));
+        let handoff = match rng.below(10) {
+            0 => Some(Handoff::Instead),
+            1 => Some(Handoff::After(
+                rng.upto(config.pre_stop + config.drain_timeout / 4),
+            )),
+            _ => None,
+        };
         let latency_lo = rng.micros(1, 20_000);
         let latency_hi = latency_lo + rng.micros(1, 30_000);
         Knobs {
@@ -131,6 +156,7 @@ impl Knobs {
             think: rng.micros(1, 3_000_000),
             terminate_at,
             second_terminate_at,
+            handoff,
             config,
         }
     }
@@ -155,7 +181,7 @@ impl fmt::Display for Knobs {
             .map(|(kind, w)| format!("{kind:?}={w}"))
             .collect();
         let kinds = Plain(kinds.join(" "));
-        let lines: [(&str, &dyn fmt::Debug); 30] = [
+        let lines: [(&str, &dyn fmt::Debug); 34] = [
             ("clients", &self.clients),
             ("client_kinds", &kinds),
             ("arrival_span", &self.arrival_span),
@@ -174,12 +200,16 @@ impl fmt::Display for Knobs {
             ("think", &self.think),
             ("terminate_at", &self.terminate_at),
             ("second_terminate_at", &self.second_terminate_at),
+            ("handoff", &self.handoff),
             ("max_body_bytes", &c.max_body_bytes),
             ("max_pipelined_bytes", &c.max_pipelined_bytes),
             ("max_linger_bytes", &c.max_linger_bytes),
             ("header_read_timeout", &c.header_read_timeout),
             ("body_read_timeout", &c.body_read_timeout),
             ("keep_alive_timeout", &c.keep_alive_timeout),
+            ("new_connection_timeout", &c.new_connection_timeout),
+            ("min_body_rate", &c.min_body_rate_bytes_per_sec),
+            ("body_rate_grace", &c.body_rate_grace),
             ("write_stall_timeout", &c.write_stall_timeout),
             ("linger_timeout", &c.linger_timeout),
             ("pre_stop", &c.pre_stop),

@@ -6,6 +6,13 @@
 //! driver queues core's events; after each step's own event the world hands
 //! both out until neither has anything left, then the checker judges the
 //! step.
+//!
+//! In seeds whose knobs say so, the world hands the listener to a
+//! successor (`handle_handoff`) instead of, or after, the terminate: the
+//! successor is another core with its own driver and application, which
+//! accepts from the same listening socket — the same backlog — from then
+//! on, and serves what it accepts (checked like the server under test,
+//! except for the drain rules: it never stops).
 
 use std::time::Duration;
 
@@ -13,12 +20,14 @@ use ebb_core::{DrainReport, Event, RequestId, Server, Time};
 
 use crate::app::App;
 use crate::check::Checker;
+use crate::check::Cover;
+use crate::client::ClientCover;
 use crate::client::Clients;
 use crate::driver::{Cause, DriverModel};
 use crate::env::{Env, Ev};
 use crate::failure::Failure;
-use crate::kernel::{Kernel, NetStats, Notice};
-use crate::knobs::Knobs;
+use crate::kernel::{Dir, Kernel, NetStats, Notice, Owner};
+use crate::knobs::{Handoff, Knobs};
 use crate::trace;
 use crate::trace::{Trace, TraceMode};
 
@@ -39,6 +48,10 @@ pub struct Stats {
     pub allowed_losses: u64,
     /// World steps taken.
     pub steps: u64,
+    /// What the checker saw happen (coverage).
+    pub cover: Cover,
+    /// What the clients saw happen (coverage).
+    pub clients: ClientCover,
 }
 
 /// How one seed ended.
@@ -90,6 +103,24 @@ struct World {
     clients: Clients,
     app: App,
     checker: Checker,
+    /// The server the listener was handed to, once it was.
+    successor: Option<Successor>,
+}
+
+/// The successor: another core, driven and answered like the first.
+struct Successor {
+    core: Server,
+    driver: DriverModel,
+    app: App,
+}
+
+/// Which server a step or an event is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Srv {
+    /// The server under test.
+    Main,
+    /// The successor it handed its listener to.
+    Successor,
 }
 
 impl World {
@@ -99,9 +130,10 @@ impl World {
         World {
             core: Server::new(knobs.config.clone()),
             kernel: Kernel::new(&knobs),
-            driver: DriverModel::new(knobs.read_buf),
+            driver: DriverModel::new(knobs.read_buf, false),
             app: App::new(&knobs),
             checker: Checker::new(knobs.config.clone()),
+            successor: None,
             clients,
             knobs,
             env,
@@ -155,48 +187,79 @@ impl World {
         self.outcome()
     }
 
-    /// When the next step happens, and whether it is core's deadline (which
-    /// goes first at a tie) rather than a world event.
-    fn next_step(&self) -> Option<(Time, bool)> {
+    /// When the next step happens, and whether it is a core's deadline
+    /// (which goes first at a tie) rather than a world event.
+    fn next_step(&self) -> Option<(Time, Option<Srv>)> {
         let ev_at = self.env.next_at();
-        let core_at = match self.driver.exit() {
+        let main_at = match self.driver.exit() {
             None => self.core.poll_timeout(),
             Some(_) => None,
         };
+        let succ_at = self.successor.as_ref().and_then(|s| s.core.poll_timeout());
+        let core_at = match (main_at, succ_at) {
+            (Some(m), Some(s)) if s < m => Some((s, Srv::Successor)),
+            (Some(m), _) => Some((m, Srv::Main)),
+            (None, Some(s)) => Some((s, Srv::Successor)),
+            (None, None) => None,
+        };
         match (ev_at, core_at) {
             (None, None) => None,
-            (Some(e), Some(c)) if c <= e => Some((c, true)),
-            (None, Some(c)) => Some((c, true)),
-            (Some(e), _) => Some((e, false)),
+            (Some(e), Some((c, srv))) if c <= e => Some((c, Some(srv))),
+            (None, Some((c, srv))) => Some((c, Some(srv))),
+            (Some(e), _) => Some((e, None)),
         }
     }
 
-    /// One step at `t`: core's deadline or the next world event, then
+    /// One step at `t`: a core's deadline or the next world event, then
     /// everything it sets off, then the checks.
-    fn step(&mut self, t: Time, core_first: bool) {
+    fn step(&mut self, t: Time, core_first: Option<Srv>) {
         self.env.now = self.env.now.max(t);
         self.env.step += 1;
         self.checker.begin_step(&self.core);
         let inputs = self.driver.inputs();
-        if core_first {
-            trace!(self.env, "core timeout");
-            self.input(Cause::Timeout, |s, now| s.handle_timeout(now));
-        } else if let Some(ev) = self.env.pop() {
-            self.world_event(ev);
+        let succ_inputs = self.successor.as_ref().map(|s| s.driver.inputs());
+        match core_first {
+            Some(Srv::Main) => {
+                trace!(self.env, "core timeout");
+                self.input(Cause::Timeout, |s, now| s.handle_timeout(now));
+            }
+            Some(Srv::Successor) => {
+                trace!(self.env, "successor timeout");
+                if let Some(succ) = &mut self.successor {
+                    succ.driver.input(
+                        &mut succ.core,
+                        &mut self.checker,
+                        &mut self.env,
+                        Cause::Timeout,
+                        |s, now| s.handle_timeout(now),
+                    );
+                }
+            }
+            None => {
+                if let Some(ev) = self.env.pop() {
+                    self.world_event(ev);
+                }
+            }
         }
         self.settle();
         // A step that made no core input (a refused connect, a client's
         // timer) cannot change what the step checks look at.
-        if self.driver.inputs() != inputs {
-            let World {
-                env,
-                core,
-                kernel,
-                driver,
-                checker,
-                ..
-            } = self;
+        let World {
+            env,
+            core,
+            kernel,
+            driver,
+            checker,
+            successor,
+            ..
+        } = self;
+        if driver.inputs() != inputs {
             checker.check_step(core, driver, kernel, env);
+        }
+        if let Some(succ) = successor {
+            if Some(succ.driver.inputs()) != succ_inputs {
+                checker.check_step(&succ.core, &succ.driver, kernel, env);
+            }
         }
     }
 
@@ -213,6 +276,8 @@ impl World {
                 net: self.kernel.stats(),
                 allowed_losses: self.checker.allowed_losses(),
                 steps: self.env.step,
+                cover: self.checker.cover(),
+                clients: self.clients.cover(),
             },
             report: self.driver.exit().cloned(),
             virtual_time: self.env.now.since_epoch(),
@@ -236,8 +301,15 @@ impl World {
             };
             self.env.at(Time::from_duration(at), Ev::ClientStart(c));
         }
-        self.env
-            .at(Time::from_duration(k.terminate_at), Ev::Terminate);
+        let first = match k.handoff {
+            Some(Handoff::Instead) => Ev::Handoff,
+            _ => Ev::Terminate,
+        };
+        self.env.at(Time::from_duration(k.terminate_at), first);
+        if let Some(Handoff::After(d)) = k.handoff {
+            self.env
+                .at(Time::from_duration(k.terminate_at + d), Ev::Handoff);
+        }
         if let Some(t) = k.second_terminate_at {
             self.env.at(Time::from_duration(t), Ev::Terminate);
         }
@@ -261,35 +333,59 @@ impl World {
         } = self;
         match ev {
             Ev::ClientStart(c) => {
-                if let Some(k) = clients.get(c).start(kernel, env) {
-                    checker.on_connect(k);
+                clients.get(c).start(kernel, checker, env);
+            }
+            Ev::ClientWake(c, k, wake) => clients.get(c).wake(k, wake, kernel, checker, env),
+            Ev::ClientRead(c, k) => clients.get(c).read(k, kernel, checker, env),
+            Ev::Arrive(k, dir) => {
+                if let Some(total) = kernel.arrive(k, dir, env) {
+                    debug_assert_eq!(dir, Dir::C2s);
+                    checker.on_delivered(k, total);
                 }
             }
-            Ev::ClientWake(c, k, wake) => clients.get(c).wake(k, wake, kernel, env),
-            Ev::ClientRead(c, k) => clients.get(c).read(k, kernel, checker, env),
-            Ev::Arrive(k, dir) => kernel.arrive(k, dir, env),
             Ev::AcceptReady => {
                 if kernel.listener_woke() {
-                    driver.accept_all(core, kernel, checker, env);
+                    match (kernel.owner(), &mut self.successor) {
+                        (Owner::Successor, Some(succ)) => {
+                            succ.driver.accept_all(&mut succ.core, kernel, checker, env)
+                        }
+                        _ => driver.accept_all(core, kernel, checker, env),
+                    }
                 }
             }
-            Ev::AppAnswer(id) => self.app_answer(id),
+            Ev::AppAnswer(srv, id) => self.app_answer(srv, id),
             Ev::Terminate => {
-                let n = checker.on_terminate();
+                let n = checker.on_stop(false, core);
                 trace!(env, "signal terminate #{n}");
                 self.input(Cause::Terminate, |s, now| s.handle_terminate(now));
+            }
+            Ev::Handoff => {
+                checker.on_stop(true, core);
+                trace!(env, "hand-off to a successor");
+                // The successor is up and serving before the old server
+                // lets go of the listener.
+                self.successor.get_or_insert_with(|| Successor {
+                    core: Server::new(self.knobs.config.clone()),
+                    driver: DriverModel::new(self.knobs.read_buf, true),
+                    app: App::new(&self.knobs),
+                });
+                self.input(Cause::Handoff, |s, now| s.handle_handoff(now));
             }
         }
     }
 
-    /// Hands out what the kernel has to tell and what core asked the driver
-    /// to do, until neither has anything left.
+    /// Hands out what the kernel has to tell and what the cores asked their
+    /// drivers to do, until nothing is left.
     fn settle(&mut self) {
         loop {
             if let Some(notice) = self.kernel.pop_notice() {
                 self.notice(notice);
             } else if let Some((ev, cause)) = self.driver.pop_event() {
                 self.carry_out(ev, cause);
+            } else if let Some((ev, cause)) =
+                self.successor.as_mut().and_then(|s| s.driver.pop_event())
+            {
+                self.successor_carry_out(ev, cause);
             } else {
                 return;
             }
@@ -304,8 +400,16 @@ impl World {
             driver,
             clients,
             checker,
+            successor,
             ..
         } = self;
+        let (core, driver) = match (notice, successor) {
+            (
+                Notice::ServerReadable(k) | Notice::ServerWritable(k) | Notice::ServerReset(k),
+                Some(succ),
+            ) if succ.driver.has(k) => (&mut succ.core, &mut succ.driver),
+            _ => (core, driver),
+        };
         match notice {
             Notice::ServerReadable(k) => driver.read(k, core, kernel, checker, env),
             Notice::ServerWritable(k) => driver.write(k, core, kernel, checker, env),
@@ -336,7 +440,7 @@ impl World {
             ..
         } = self;
         match ev {
-            Event::Request(id) => self.app_request(id),
+            Event::Request(id) => self.app_request(Srv::Main, id),
             Event::Exit(report) => {
                 trace!(env, "exit report: {report}");
                 checker.check_exit(&report, core, env);
@@ -346,9 +450,36 @@ impl World {
         }
     }
 
+    /// One of the successor's events. It never stops, so it never asks
+    /// for the backlog or exits.
+    fn successor_carry_out(&mut self, ev: Event, cause: Cause) {
+        trace!(self.env, "successor event {ev:?} (from {cause:?})");
+        let World {
+            env,
+            kernel,
+            checker,
+            successor: Some(succ),
+            ..
+        } = self
+        else {
+            return;
+        };
+        match ev {
+            Event::Request(id) => self.app_request(Srv::Successor, id),
+            Event::Exit(_) | Event::DrainBacklog | Event::CloseListener | Event::Farewell(..) => {
+                env.fail(Failure::Safety(format!(
+                    "the successor, never stopped, emitted {ev:?}"
+                )))
+            }
+            other => succ
+                .driver
+                .carry_out(other, cause, &mut succ.core, kernel, checker, env),
+        }
+    }
+
     /// `Event::Request`: the application takes the request; the checker
     /// records it as handed; the answer comes now or later.
-    fn app_request(&mut self, id: RequestId) {
+    fn app_request(&mut self, srv: Srv, id: RequestId) {
         let World {
             env,
             core,
@@ -357,8 +488,13 @@ impl World {
             clients,
             app,
             checker,
+            successor,
             ..
         } = self;
+        let (core, driver, app) = match (srv, successor) {
+            (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
+            _ => (core, driver, app),
+        };
         let Some(k) = driver.conn_of(id.conn()) else {
             return env.fail(Failure::Safety(format!(
                 "driver contract: Request {id:?} on a connection the driver closed"
@@ -379,25 +515,31 @@ impl World {
             clients.app_fails(got.client, got.no, got.attempt);
         }
         match got.delay {
-            None => self.app_answer(id),
-            Some(d) => env.after(d, Ev::AppAnswer(id)),
+            None => self.app_answer(srv, id),
+            Some(d) => env.after(d, Ev::AppAnswer(srv, id)),
         }
     }
 
     /// The application answers `id`; `handle_response` must return what the
     /// answer calls for (an invalid one is refused, and core answers 500).
-    fn app_answer(&mut self, id: RequestId) {
-        let Some(answer) = self.app.answer(id, &mut self.env) else {
-            return;
-        };
-        let live = self.core.request(id).is_some();
+    fn app_answer(&mut self, srv: Srv, id: RequestId) {
         let World {
             env,
             core,
             driver,
             checker,
+            app,
+            successor,
             ..
         } = self;
+        let (core, driver, app) = match (srv, successor) {
+            (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
+            _ => (core, driver, app),
+        };
+        let Some(answer) = app.answer(id, env) else {
+            return;
+        };
+        let live = core.request(id).is_some();
         let Some(result) = driver.respond(id, &answer, core, checker, env) else {
             return;
         };

@@ -8,10 +8,22 @@ use ebb_sim::{run_seed, TraceMode};
 /// it. Wider sweeps: `cargo run -p ebb-sim --release -- --seeds N`.
 const SEEDS: std::ops::Range<u64> = 600..1900;
 
+/// The seeds to run: [`SEEDS`], or `1..=N` when `EBB_SIM_SEEDS=N` is set
+/// (`scripts/mutants.sh` runs 300 to judge each mutant quickly).
+fn seeds() -> std::ops::Range<u64> {
+    match std::env::var("EBB_SIM_SEEDS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        Some(n) => 1..n + 1,
+        None => SEEDS,
+    }
+}
+
 #[test]
 fn fixed_seeds_hold_every_property() {
     let mut failures = Vec::new();
-    for seed in SEEDS {
+    for seed in seeds() {
         if let Some(why) = run_seed(seed, TraceMode::Off).failure {
             failures.push(format!("seed {seed}: {why}"));
         }

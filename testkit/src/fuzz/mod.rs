@@ -23,6 +23,8 @@
 mod chunked;
 mod request_bytes;
 mod server_ops;
+#[cfg(test)]
+mod server_ops_seeds;
 mod wire;
 
 pub use chunked::chunked;

@@ -1,6 +1,6 @@
 //! A structured sequence of driver inputs across several connections, in the
 //! simulator's vocabulary: accept, bytes, EOF, reset, written n, respond,
-//! terminate, backlog empty, advance time.
+//! terminate, hand-off, backlog empty, advance time.
 //!
 //! The driver model does what a driver does: after every input it carries out
 //! each event until `poll_event` returns `None`; it reads only while core
@@ -20,16 +20,34 @@
 //! - S2: a request handed to the application is answered completely unless
 //!   the client reset the connection, the write stalled past its deadline, or
 //!   the drain was forced — and a forced exit reports as cut at least every
-//!   request still waiting for the application and at most every active one
-//!   (exactly the active ones on a second terminate, which exits in the same
-//!   step: S9);
+//!   handed request it dropped, and exactly as many as the `Finished` events
+//!   it labelled `cut`;
 //! - S5: core never closes a connection while the driver still holds unread
 //!   input for it, unless a reset, a deadline or a forced exit did it;
-//! - S6: `Exit` comes at most once, only after terminate, last among the
+//! - S8: core closes a connection whose client may still be sending (no
+//!   FIN seen) only after half-closing it, but for the reasons
+//!   [`may_close_without_linger`](props::may_close_without_linger) allows;
+//!   a close loses a response or a request only for the reasons
+//!   [`close_may_lose`](props::close_may_lose) allows (S2);
+//! - S7: a response to a request begun in the drain, or answered in
+//!   PreStop, carries `Connection: close`; and a response the drain closes
+//!   with never leaves behind a request the driver had passed to core whole
+//!   before the drain began (known exactly on connections that were sent
+//!   only whole canned requests);
+//! - S6: `Exit` comes at most once, only after a stop, last among the
 //!   events, with no connection left and the listener closed; nothing happens
-//!   after it; and while draining, once the listener is closed and no
-//!   connection is left, `Exit` has been emitted (never late);
-//! - S9: `DrainBacklog` comes only after terminate and once;
+//!   after it; while draining, once the listener is closed and no
+//!   connection is left, `Exit` has been emitted (never late); the report's
+//!   times are in order and the exit no later than the drain deadline (or
+//!   the first input after it: this driver may wake late);
+//! - S9: `DrainBacklog` comes only in the drain and once; `CloseListener`
+//!   only after the backlog was drained, or on a hand-off, or in a forced
+//!   exit; a terminate while stopping exits in the same step; while
+//!   draining, an idle keep-alive connection is half-closed by
+//!   [`idle_close_due`](props::idle_close_due) and a silent one closed by
+//!   [`silent_close_due`](props::silent_close_due) (judged whenever the
+//!   connections known to be active account for the whole active count,
+//!   so the rest are known idle);
 //! - and the driver's contract: every deadline `poll_timeout` reports is
 //!   later than the driver's clock (deadlines already due were handled), and
 //!   inputs on closed connections or answered requests change nothing.
@@ -38,23 +56,22 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use ebb_core::{
-    CloseReason, Config, ConnId, DrainReport, Event, Forced, Phase, RequestId, Server, Time,
-};
+use ebb_core::{CloseReason, Config, ConnId, DrainReport, Event, Forced, Phase, RequestId};
+use ebb_core::{Server, Time};
 
 use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
-use crate::properties::assert_invariants;
+use crate::properties::{self as props, assert_invariants};
 
 /// The whole input: one knob, then the inputs.
 #[derive(Arbitrary, Debug)]
-struct Scenario {
+pub(super) struct Scenario {
     /// `pre_stop` in units of 100 ms; 0 for none.
-    pre_stop: u8,
-    ops: Vec<Op>,
+    pub(super) pre_stop: u8,
+    pub(super) ops: Vec<Op>,
 }
 
 #[derive(Arbitrary, Debug)]
-enum Op {
+pub(super) enum Op {
     Accept,
     Bytes {
         conn: u8,
@@ -81,11 +98,13 @@ enum Op {
     },
     /// Jump to the next deadline `poll_timeout` reported.
     Wake,
+    /// The listener is handed to a successor (`handle_handoff`).
+    Handoff,
 }
 
 /// Bytes a client sends: a canned request, part of one, or anything.
 #[derive(Arbitrary, Debug)]
-enum Piece {
+pub(super) enum Piece {
     Canned(u8),
     Slice { which: u8, start: u8, len: u8 },
     Raw(Vec<u8>),
@@ -106,6 +125,10 @@ const CANNED: [&[u8]; 12] = [
     b"GET /slow HTTP/1.1\r\nHost: a\r\n",
 ];
 
+/// Which of [`CANNED`] are whole requests core hands to the application:
+/// on a connection sent nothing else, where each request ends is known.
+const WHOLE: usize = 7;
+
 impl Piece {
     fn bytes(&self) -> Vec<u8> {
         match self {
@@ -122,13 +145,13 @@ impl Piece {
 }
 
 #[derive(Arbitrary, Debug)]
-struct AnswerChoice {
+pub(super) struct AnswerChoice {
     /// An application fault (an invalid answer, or none) instead of an answer.
-    bad: Option<u8>,
-    status: u16,
-    extras: u8,
-    body_len: u8,
-    big_body: bool,
+    pub(super) bad: Option<u8>,
+    pub(super) status: u16,
+    pub(super) extras: u8,
+    pub(super) body_len: u8,
+    pub(super) big_body: bool,
 }
 
 /// Small limits and the default timeouts.
@@ -155,14 +178,19 @@ pub fn server_ops(data: &[u8]) {
     let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
+    let config = config(scenario.pre_stop);
     let mut world = World {
-        server: Server::new(config(scenario.pre_stop)),
+        server: Server::new(config.clone()),
+        config,
         now: Time::ZERO,
         conns: Vec::new(),
         pending: Vec::new(),
         answered: Vec::new(),
         listener: Listener::Open,
         terminates: 0,
+        handed_off: false,
+        drain: None,
+        cut: 0,
         exited: false,
     };
     // `EBB_FUZZ_TRACE=1` prints each op, to read a failing input's story.
@@ -211,10 +239,34 @@ struct ConnModel {
     close_written: bool,
     /// Core asked the driver to read again.
     resume: bool,
+    accepted_at: Time,
+    /// Bytes passed to `handle_recv`.
+    received: u64,
+    /// `received` when the drain began.
+    received_at_drain: Option<u64>,
+    /// Bytes the client sent (into `unread`) in all.
+    fed: u64,
+    /// Where each request the client sent ends in its byte stream, while it
+    /// sent only whole canned requests.
+    ends: Option<Vec<u64>>,
+    /// When its last response was completely handed over (or it was
+    /// accepted): an idle connection's deadline runs from here.
+    last_done: Time,
+    /// Bytes were passed to core since its last response was completely
+    /// handed over: a request is in progress.
+    received_since_done: bool,
+    /// Requests with this seq or later began in the drain.
+    begun_in_drain_from: Option<u32>,
+    /// By request seq: the phase the application answered in (0 serving,
+    /// 1 PreStop, 2 draining).
+    answered_in: Vec<u8>,
+    /// Responses (by seq) whose close rules were judged.
+    judged: u32,
 }
 
 struct World {
     server: Server,
+    config: Config,
     now: Time,
     conns: Vec<ConnModel>,
     /// Requests handed to the application and not answered, in order.
@@ -223,17 +275,31 @@ struct World {
     answered: Vec<RequestId>,
     listener: Listener,
     terminates: u32,
+    handed_off: bool,
+    /// The drain's start and deadline, once it began.
+    drain: Option<(Time, Time)>,
+    /// `Finished` events labelled `cut`.
+    cut: u64,
     exited: bool,
 }
 
 /// What happened during one input, for the checks after it.
 struct Step {
-    active_before: usize,
     reset: Option<usize>,
     timeout: bool,
     terminate: bool,
+    /// The input was `handle_backlog_empty`, made while draining the backlog.
+    backlog_empty: bool,
+    /// The input was `handle_handoff`.
+    handoff: bool,
+    /// The server was stopping (PreStop or draining) before the input.
+    was_stopping: bool,
+    /// The clock before the input.
+    prev_now: Time,
+    /// `CloseListener` came in this step.
+    listener_closed: bool,
     /// Requests dropped by a close: connection, whether it was answered,
-    /// and why core closed it.
+    /// and the close's reason.
     lost: Vec<(usize, bool, CloseReason)>,
     /// Connections closed while the driver held unread input for them.
     closed_with_unread: Vec<usize>,
@@ -247,10 +313,14 @@ impl World {
             return;
         }
         let mut step = Step {
-            active_before: self.server.active_requests(),
             reset: None,
             timeout: false,
             terminate: false,
+            backlog_empty: false,
+            handoff: false,
+            was_stopping: self.server.is_stopping(),
+            prev_now: self.now,
+            listener_closed: false,
             lost: Vec::new(),
             closed_with_unread: Vec::new(),
             exit: None,
@@ -266,7 +336,12 @@ impl World {
                     self.conns.iter().all(|c| c.id != id),
                     "connection id {id:?} reused"
                 );
-                self.conns.push(ConnModel::new(id));
+                let mut c = ConnModel::new(id, self.now);
+                if self.drain.is_some() {
+                    c.received_at_drain = Some(0);
+                    c.begun_in_drain_from = Some(0);
+                }
+                self.conns.push(c);
             }
             Op::Bytes { conn, piece } => {
                 let Some(i) = self.pick(*conn) else { return };
@@ -278,7 +353,18 @@ impl World {
                 if self.conns[i].eof || bytes.is_empty() {
                     return;
                 }
-                self.conns[i].unread.extend_from_slice(&bytes);
+                let c = &mut self.conns[i];
+                c.unread.extend_from_slice(&bytes);
+                c.fed += bytes.len() as u64;
+                match piece {
+                    Piece::Canned(which) if usize::from(*which) % CANNED.len() < WHOLE => {
+                        let fed = c.fed;
+                        if let Some(ends) = &mut c.ends {
+                            ends.push(fed);
+                        }
+                    }
+                    _ => c.ends = None,
+                }
                 self.read(i);
             }
             Op::Eof { conn } => {
@@ -325,10 +411,16 @@ impl World {
                 self.terminates += 1;
                 self.server.handle_terminate(self.now);
             }
+            Op::Handoff => {
+                step.handoff = true;
+                self.handed_off = true;
+                self.server.handle_handoff(self.now);
+            }
             Op::BacklogEmpty => {
                 if self.listener != Listener::DrainingBacklog {
                     return;
                 }
+                step.backlog_empty = true;
                 self.server.handle_backlog_empty(self.now);
             }
             Op::AdvanceTime { ms } => {
@@ -383,6 +475,7 @@ impl World {
                 self.respond(*nth, answer);
             }
             Op::Terminate => self.server.handle_terminate(self.now),
+            Op::Handoff => self.server.handle_handoff(self.now),
             Op::BacklogEmpty => self.server.handle_backlog_empty(self.now),
             Op::AdvanceTime { ms } => {
                 self.now = self.now + Duration::from_millis(u64::from(*ms));
@@ -426,6 +519,8 @@ impl World {
         let c = &mut self.conns[i];
         if c.open && !c.eof && !c.unread.is_empty() && self.server.wants_read(c.id) {
             let bytes = std::mem::take(&mut c.unread);
+            c.received += bytes.len() as u64;
+            c.received_since_done = true;
             self.server.handle_recv(c.id, &bytes, self.now);
         }
     }
@@ -465,6 +560,17 @@ impl World {
         let k = usize::from(nth) % self.pending.len();
         let id = self.pending[k];
         let i = self.index_of(id.conn());
+        let phase = match self.server.phase() {
+            Phase::PreStop { .. } => 1,
+            Phase::Draining { .. } | Phase::Exited => 2,
+            Phase::Serving => 0,
+        };
+        let answered_in = &mut self.conns[i].answered_in;
+        let seq = id.seq() as usize;
+        if answered_in.len() <= seq {
+            answered_in.resize(seq + 1, 0);
+        }
+        answered_in[seq] = phase;
         if let Some(bad) = choice.bad {
             BadAnswer::pick(usize::from(bad)).attempt(&mut self.server, id, self.now);
             self.conns[i].faulted.push(id.seq());
@@ -541,7 +647,15 @@ impl World {
                 self.conns[i].resume = true;
             }
             Event::Finished(f) => {
-                self.index_of(f.conn);
+                let i = self.index_of(f.conn);
+                if f.outcome.label() == "cut" {
+                    self.cut += 1;
+                }
+                if f.keeps_connection {
+                    let c = &mut self.conns[i];
+                    c.last_done = self.now;
+                    c.received_since_done = false;
+                }
             }
             e @ (Event::BodyReady(_)
             | Event::StreamWritable(_)
@@ -551,7 +665,10 @@ impl World {
             }
             Event::Farewell(id, bytes) => {
                 self.index_of(id);
-                assert!(self.terminates > 0, "a farewell without terminate");
+                assert!(
+                    self.terminates > 0 || self.handed_off,
+                    "a farewell without a stop"
+                );
                 assert!(bytes.starts_with(b"HTTP/1.1 503 "), "a farewell is a 503");
             }
             Event::HalfClose(id, _) => {
@@ -567,6 +684,12 @@ impl World {
             Event::Close(id, reason) => {
                 let i = self.index_of(id);
                 let c = &mut self.conns[i];
+                // S5, S8: a client that may still be sending is closed only
+                // after lingering, but for the reasons that allow it.
+                assert!(
+                    c.write_shut || c.eof || props::may_close_without_linger(reason),
+                    "S8: closed for {reason:?} without lingering, while the client may still be sending"
+                );
                 c.open = false;
                 if !c.unread.is_empty() {
                     step.closed_with_unread.push(i);
@@ -584,12 +707,16 @@ impl World {
                 });
             }
             Event::DrainBacklog => {
-                assert!(self.terminates > 0, "S9: DrainBacklog without terminate");
+                assert!(
+                    matches!(self.server.phase(), Phase::Draining { .. } | Phase::Exited),
+                    "S9: DrainBacklog outside the drain"
+                );
                 assert_eq!(self.listener, Listener::Open, "S9: DrainBacklog twice");
                 self.listener = Listener::DrainingBacklog;
             }
             Event::CloseListener => {
                 assert_ne!(self.listener, Listener::Closed, "listener closed twice");
+                step.listener_closed = true;
                 self.listener = Listener::Closed;
             }
             Event::Exit(report) => {
@@ -603,16 +730,33 @@ impl World {
         self.check_invariants();
         let forced = step.exit.as_ref().is_some_and(|r| r.forced.is_some());
         for &(i, answered, reason) in &step.lost {
-            // A client that stopped reading (a stalled write) can be given
-            // nothing more: the requests behind the stalled answer go too.
             let excused = forced
                 || step.reset == Some(i)
-                || (answered && step.timeout)
-                || reason == CloseReason::WriteStall;
+                || reason == CloseReason::Aborted
+                || props::close_may_lose(reason);
             assert!(
                 excused,
-                "S2: a request handed to the application was dropped (answered: {answered})"
+                "S2: a request handed to the application was dropped by a close for {reason:?} (answered: {answered})"
             );
+        }
+        // S9: the listener closes before the backlog was drained only when
+        // handed off or in a forced exit.
+        if step.listener_closed {
+            let after_backlog = step.backlog_empty;
+            assert!(
+                after_backlog || props::early_listener_close_ok(step.handoff, forced),
+                "S9: CloseListener before the backlog was drained, neither handed off nor forced"
+            );
+        }
+        // S9: a terminate while stopping exits in the same step.
+        assert!(
+            !(step.terminate && step.was_stopping) || step.exit.is_some(),
+            "S9: a second terminate, but no Exit in the same step"
+        );
+        if self.drain.is_none() && !self.exited {
+            if let Phase::Draining { deadline } = self.server.phase() {
+                self.drain_began(deadline);
+            }
         }
         for &i in &step.closed_with_unread {
             assert!(
@@ -634,6 +778,9 @@ impl World {
                 self.note_queued_close(i);
             }
         }
+        if step.exit.is_none() {
+            self.check_drain_timing();
+        }
         match &step.exit {
             Some(report) => self.check_exit(report, step),
             None => {
@@ -650,8 +797,93 @@ impl World {
         }
     }
 
+    /// The drain began (now, with `deadline`): what each connection had
+    /// received, and which are known to be idle (their next request begins
+    /// in the drain).
+    fn drain_began(&mut self, deadline: Time) {
+        let start = Time::from_duration(deadline.since_epoch() - self.config.drain_timeout);
+        self.drain = Some((start, deadline));
+        let idle = self.known_idle();
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if c.open {
+                c.received_at_drain = Some(c.received);
+                if idle.as_ref().is_some_and(|idle| idle.contains(&i)) {
+                    c.begun_in_drain_from = Some(c.is_head.len() as u32);
+                }
+            }
+        }
+    }
+
+    /// Whether a request is known to be under way on connection `i`: one
+    /// waits for the application, output waits to be written, or bytes
+    /// arrived since its last response was handed over.
+    fn known_active(&self, i: usize) -> bool {
+        let c = &self.conns[i];
+        let [a, b] = self.server.transmit(c.id);
+        c.received_since_done
+            || !a.is_empty()
+            || !b.is_empty()
+            || self.pending.iter().any(|r| r.conn() == c.id)
+    }
+
+    /// The open, not half-closed connections known to be idle (or never
+    /// used): when those known to be active account for core's whole
+    /// active count, the rest have nothing under way.
+    fn known_idle(&self) -> Option<Vec<usize>> {
+        let open: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| self.conns[i].open && !self.conns[i].write_shut)
+            .collect();
+        let active = open.iter().filter(|&&i| self.known_active(i)).count();
+        (active == self.server.active_requests()).then(|| {
+            open.into_iter()
+                .filter(|&i| !self.known_active(i))
+                .collect()
+        })
+    }
+
+    /// S9: while draining, an idle connection is half-closed by its due
+    /// time, a silent one closed by its own.
+    fn check_drain_timing(&self) {
+        let Some((start, deadline)) = self.drain else {
+            return;
+        };
+        let Some(idle) = self.known_idle() else {
+            return;
+        };
+        for i in idle {
+            let c = &self.conns[i];
+            let (what, due) = if c.received == 0 {
+                let due = props::silent_close_due(c.accepted_at, start, deadline, &self.config);
+                ("silent", due)
+            } else {
+                (
+                    "idle",
+                    props::idle_close_due(c.last_done, start, &self.config),
+                )
+            };
+            assert!(
+                self.now < due,
+                "S9: a {what} connection due to close by {due:?} is still open at {:?}",
+                self.now
+            );
+        }
+    }
+
     fn check_exit(&self, report: &DrainReport, step: &Step) {
-        assert!(self.terminates > 0, "S6: Exit without terminate");
+        assert!(
+            self.terminates > 0 || self.handed_off,
+            "S6: Exit without a stop"
+        );
+        if let Err(e) = props::exit_report(
+            report,
+            &self.config,
+            self.now,
+            self.cut,
+            Some(step.prev_now),
+        ) {
+            panic!("{e}");
+        }
+        assert_eq!(report.handed_off, self.handed_off, "report handed_off");
         assert_eq!(self.server.phase(), Phase::Exited);
         assert_eq!(
             self.server.connections(),
@@ -676,38 +908,31 @@ impl World {
             );
         }
         let cut = report.requests_cut;
-        // What a forced close dropped that the world can see: answers not
-        // yet written and requests the application held. Each connection
-        // active before may also have had a request still arriving.
+        // S2: every handed request the forced exit dropped, answered or
+        // not, is cut (the report's count equals the `Finished` events
+        // labelled `cut`: checked above).
         let dropped = step
             .lost
             .iter()
-            .filter(|&&(_, _, reason)| reason.is_forced())
+            .filter(|(_, _, reason)| reason.is_forced())
             .count() as u64;
-        let counted = dropped <= cut && cut <= dropped + step.active_before as u64;
         match report.forced {
             None => {
                 assert_eq!(cut, 0, "S2: requests cut without a forced exit");
                 assert!(report.draining_at.is_some(), "{report:?}");
             }
             Some(Forced::SecondTerminate) => {
-                // S9: a second terminate exits in the same step.
-                assert!(step.terminate && self.terminates >= 2, "{report:?}");
-                assert!(
-                    counted,
-                    "S2: requests cut {cut}, but {dropped} dropped and {} active",
-                    step.active_before
-                );
+                // S9: a second stop request exits in the same step.
+                assert!(step.terminate && step.was_stopping, "{report:?}");
             }
             Some(Forced::Deadline) => {
                 assert!(step.timeout, "deadline exit without a timeout");
-                assert!(
-                    counted,
-                    "S2: requests cut {cut}, but {dropped} dropped and {} active",
-                    step.active_before
-                );
             }
         }
+        assert!(
+            dropped <= cut,
+            "S2: the forced exit dropped {dropped} handed requests, but the report cut {cut}"
+        );
     }
 
     /// Parses `bytes`, just written on connection `i`: responses in request
@@ -774,13 +999,51 @@ impl World {
             faulted: &c.faulted,
         };
         let queued = c.wire.clone().feed(&all, &app);
+        for a in &queued {
+            if let Some(seq) = a.seq.filter(|&seq| seq >= c.judged) {
+                c.judged = seq + 1;
+                judge_close(c, seq, a.response.close);
+            }
+        }
         c.close_queued |= queued.iter().any(|a| a.response.close);
         c.close_queued |= c.close_written;
     }
 }
 
+/// S7: the response to request `seq` on `c`, queued with `Connection:
+/// close` if `close`. It must close if the application answered it in
+/// PreStop, or if the request began in the drain; and the drain must not
+/// close after it if the client had sent the next request whole, and core
+/// had received it, before the drain began (unless the client asked to
+/// close).
+fn judge_close(c: &ConnModel, seq: u32, close: bool) {
+    let n = seq as usize;
+    let answered_in = c.answered_in.get(n).copied().unwrap_or(0);
+    let begun_in_drain = c.begun_in_drain_from.is_some_and(|from| seq >= from);
+    assert!(
+        close || !props::response_must_close(answered_in == 1, begun_in_drain),
+        "S7: the response to request {seq} keeps the connection, though {}",
+        if answered_in == 1 {
+            "it was answered in PreStop"
+        } else {
+            "the request began in the drain"
+        }
+    );
+    if !close || answered_in != 2 || c.asks_to_close.get(n).copied().unwrap_or(true) {
+        return;
+    }
+    let next_end = c.ends.as_ref().and_then(|ends| ends.get(n + 1).copied());
+    if let (Some(end), Some(before)) = (next_end, c.received_at_drain) {
+        assert!(
+            end > before,
+            "S7: the drain closed the connection after request {seq}, though core had received request {} whole before the drain began",
+            seq + 1
+        );
+    }
+}
+
 impl ConnModel {
-    fn new(id: ConnId) -> ConnModel {
+    fn new(id: ConnId, now: Time) -> ConnModel {
         ConnModel {
             id,
             open: true,
@@ -797,6 +1060,16 @@ impl ConnModel {
             close_queued: false,
             close_written: false,
             resume: false,
+            accepted_at: now,
+            received: 0,
+            received_at_drain: None,
+            fed: 0,
+            ends: Some(Vec::new()),
+            last_done: now,
+            received_since_done: false,
+            begun_in_drain_from: None,
+            answered_in: Vec::new(),
+            judged: 0,
         }
     }
 }

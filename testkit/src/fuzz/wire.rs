@@ -197,13 +197,23 @@ impl Answer {
                 headers.push((name, (*value).to_owned()));
             }
         }
-        // A body that cannot be mistaken for a response head.
-        let body: Vec<u8> = (0..body_len).map(|i| b'a' + (i % 26) as u8).collect();
         Answer {
             status,
             headers,
-            body: Bytes::from(body),
+            body: body(body_len),
         }
+    }
+}
+
+/// `len` bytes of a body that cannot be mistaken for a response head: a
+/// slice of one alphabet, built once and shared.
+fn body(len: usize) -> Bytes {
+    static ALPHABET: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let all = ALPHABET.get_or_init(|| (0..32 * 1024).map(|i| b'a' + (i % 26) as u8).collect());
+    if len <= all.len() {
+        all.slice(..len)
+    } else {
+        (0..len).map(|i| b'a' + (i % 26) as u8).collect()
     }
 }
 
