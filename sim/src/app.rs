@@ -79,7 +79,8 @@ impl Answer {
 
 /// The application: the requests it holds, and how it answers.
 pub struct App {
-    holding: BTreeMap<RequestId, (String, Option<Fault>)>,
+    /// By request: its token, its fault, and whether it wants a large body.
+    holding: BTreeMap<RequestId, (String, Option<Fault>, bool)>,
     instant_percent: u64,
     delay: Duration,
     large_percent: u64,
@@ -154,7 +155,8 @@ impl App {
             trace!(env, "app will fail {token}: {f:?}");
         }
         let delay = (!env.rng.percent(self.instant_percent)).then(|| env.rng.upto(self.delay));
-        self.holding.insert(id, (token.clone(), fault));
+        self.holding
+            .insert(id, (token.clone(), fault, want.shape.big_response));
         Some(Got {
             client,
             no,
@@ -169,15 +171,15 @@ impl App {
     /// The answer to `id` (status 200, or now and then 204 without a body;
     /// its token in `x-req`) — or the failure chosen for it.
     pub fn answer(&mut self, id: RequestId, env: &mut Env) -> Option<Answer> {
-        let (token, fault) = self.holding.remove(&id)?;
+        let (token, fault, big) = self.holding.remove(&id)?;
         let response = match fault {
             None => {
-                let len = if env.rng.percent(self.large_percent) {
+                let len = if big || env.rng.percent(self.large_percent) {
                     env.rng.size(16 * 1024, 64 * 1024)
                 } else {
                     env.rng.size(0, 200)
                 };
-                let status = if env.rng.percent(5) { 204 } else { 200 };
+                let status = if !big && env.rng.percent(5) { 204 } else { 200 };
                 let mut body = token.clone().into_bytes();
                 body.resize(body.len() + len, b'.');
                 Some(Response {

@@ -137,6 +137,8 @@ struct Watch {
     finished_responses: usize,
     /// Core's `Farewell` for it: whether the driver wrote it.
     farewell: Option<bool>,
+    /// Core offered response bytes on it (`transmit` was not empty).
+    offered: bool,
 }
 
 impl Watch {
@@ -195,6 +197,11 @@ struct ReportCounts {
     idle: u64,
     /// Connections whose client lost owed response bytes, closed in the drain.
     drain_losses: u64,
+    /// Closes after the first stop that could reset what a client was still
+    /// sending: a linger that gave up, a stalled write or a forced close of
+    /// a client that had not sent FIN, and had been sent a response or was
+    /// still sending a request.
+    reset_risk: u64,
     /// `Finished` events of the server under test labelled `cut`.
     cut: u64,
 }
@@ -235,6 +242,8 @@ pub struct Cover {
     pub successor_responses: u64,
     /// Closes that lingered first (half-close, then close).
     pub lingered: u64,
+    /// Connections closed because the client left the response unread.
+    pub write_stalls: u64,
     /// Owed requests cut by a forced exit (S7's allowance).
     pub owed_cut: u64,
     /// Owed requests whose answers a timer's close destroyed (a linger
@@ -336,6 +345,7 @@ impl Checker {
             close_response: None,
             finished_responses: 0,
             farewell: None,
+            offered: false,
         });
     }
 
@@ -410,6 +420,11 @@ impl Checker {
     /// The driver accepted a connection while carrying out `DrainBacklog`.
     pub fn on_backlog_accept(&mut self) {
         self.counts.backlog_accepted += 1;
+    }
+
+    /// Core offered bytes to write on `k`.
+    pub fn on_offered(&mut self, k: usize) {
+        self.watches[k].offered = true;
     }
 
     /// The driver passed `n` bytes of `k` to `handle_recv`.
@@ -662,6 +677,26 @@ impl Checker {
     /// under test, before its exit) are summed for the report, complete
     /// ones matched with what the client read at the end.
     pub fn on_finished(&mut self, k: usize, f: &Finished, successor: bool, env: &mut Env) {
+        // What it says: when (now), about which request (one handed on this
+        // connection, if any), and that an unfinished one ends it.
+        let named = f
+            .request
+            .map_or(true, |id| self.handed.contains_key(&(k, id)));
+        let answered = matches!(f.outcome, Outcome::Complete | Outcome::AppFault);
+        let wrong = if f.finished_at != env.now {
+            Some("its time is not now")
+        } else if !named {
+            Some("it names a request never handed on the connection")
+        } else if answered && f.request.is_none() {
+            Some("an answered request without its id")
+        } else if matches!(f.outcome, Outcome::Unfinished(_)) && f.keeps_connection {
+            Some("an unfinished request keeps the connection")
+        } else {
+            None
+        };
+        if let Some(what) = wrong {
+            return env.fail(Failure::Safety(format!("Finished on k{k}: {what}: {f:?}")));
+        }
         let w = &mut self.watches[k];
         match f.outcome {
             Outcome::Complete | Outcome::AppFault | Outcome::Rejected(_) => {
@@ -749,6 +784,20 @@ impl Checker {
             CloseReason::LingerTimeout => kernel.server_unread(k) == 0,
             other => props::close_may_lose(other),
         };
+        let w = &self.watches[k];
+        let reset_risk = match reason {
+            CloseReason::LingerTimeout | CloseReason::LingerOverflow => true,
+            CloseReason::WriteStall => !eof,
+            r if r.is_forced() => {
+                let receiving = matches!(ending, Ending::Open) && w.receiving();
+                (w.offered || receiving) && !eof
+            }
+            _ => false,
+        };
+        if reset_risk && self.stops > 0 && !w.successor {
+            self.counts.reset_risk += 1;
+        }
+        self.cover.write_stalls += u64::from(reason == CloseReason::WriteStall);
         // S7: a farewell is owed to a request the forced exit cut while it
         // was arriving, when the socket could take it.
         let w = &self.watches[k];
@@ -811,6 +860,31 @@ impl Checker {
                     "S9: k{k}: a {what} connection due to close by {by:?} was ended only now, for {reason:?}"
                 )));
             }
+        }
+        // S9, the other side: no timer closes a connection before its time.
+        let early = match (reason, w.idle_since, w.accepted_at) {
+            (CloseReason::IdleInDrain, Some(t), _) => self
+                .drain_began_at
+                .map(|d| props::idle_close_due(t, d, &self.config)),
+            (CloseReason::KeepAliveTimeout, Some(t), _) if idle => {
+                Some(t + self.config.keep_alive_timeout)
+            }
+            (CloseReason::KeepAliveTimeout | CloseReason::NewConnectionTimeout, _, Some(a))
+                if silent =>
+            {
+                Some(a + self.config.new_connection_timeout)
+            }
+            (CloseReason::FirstByteGrace, _, Some(a)) => self.drain_began_at.map(|d| {
+                props::silent_close_due(a, d, d + self.config.drain_timeout, &self.config)
+            }),
+            _ => None,
+        }
+        .filter(|&due| env.now < due);
+        if let Some(due) = early {
+            return env.fail(Failure::Safety(format!(
+                "S9: k{k}: closed for {reason:?} at {:?}, before its time {due:?}",
+                env.now
+            )));
         }
         // The header timeout runs from the head's first byte: never sooner.
         if let (CloseReason::Rejected(ebb_core::Reject::HeadTimeout), Some(since)) =
@@ -1101,6 +1175,12 @@ impl Checker {
             return env.fail(Failure::Report(format!(
                 "report silent_closed {} and idle_closed {}, but core closed {} silent and {} idle connections",
                 r.silent_closed, r.idle_closed, self.counts.silent, self.counts.idle
+            )));
+        }
+        if r.reset_risk_closes != self.counts.reset_risk {
+            return env.fail(Failure::Report(format!(
+                "report reset_risk_closes {}, but {} closes could have reset a client still sending",
+                r.reset_risk_closes, self.counts.reset_risk
             )));
         }
         if self.counts.drain_losses > r.reset_risk_closes + r.requests_cut {

@@ -60,10 +60,13 @@ pub enum Kind {
     /// Keep-alive requests sent at moments chosen to race the server: the
     /// drain's start, the idle close, the keep-alive timeout.
     Racing,
+    /// Asks for large responses and does not read for a while, up to twice
+    /// `write_stall_timeout`: the server's writes stall.
+    Stalling,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Normal,
         Kind::Pipelined,
         Kind::KeepAlive,
@@ -77,6 +80,7 @@ impl Kind {
         Kind::CrlfTrickler,
         Kind::BodyTrickler,
         Kind::Racing,
+        Kind::Stalling,
     ];
 }
 
@@ -238,6 +242,11 @@ pub struct Client {
     /// and how long the server keeps an idle connection while draining and
     /// while serving), and the slack around them.
     race: Option<Race>,
+    /// How long a stalling client leaves what arrives unread, from its
+    /// first connect.
+    stall: Duration,
+    /// Until when it leaves it unread, on its present connection.
+    stall_until: ebb_core::Time,
     /// Longest time between the first empty line and the 408 for it:
     /// accept delay, latency both ways, and the header timeout.
     head_timeout_bound: (Duration, Duration),
@@ -274,6 +283,7 @@ fn small_shape(rng: &mut Rng) -> Shape {
         expect_continue: false,
         close: http10 && rng.percent(50),
         http10,
+        big_response: false,
     }
 }
 
@@ -327,6 +337,7 @@ impl Client {
             // the connection's first.
             Kind::BodyTrickler | Kind::Garbage => rng.size(1, 2),
             Kind::Racing => rng.size(2, 6),
+            Kind::Stalling => rng.size(1, 3),
         };
         let trickle = (kind == Kind::BodyTrickler).then(|| trickle(rng, knobs));
         // A CRLF trickler sends only empty lines in some clients.
@@ -350,6 +361,7 @@ impl Client {
                         shape.http10 = false;
                         shape.close = false;
                     }
+                    Kind::Stalling => shape.big_response = true,
                     Kind::BodyTrickler => {
                         if trickled {
                             shape.body_len = trickle.map_or(1, |t| t.2);
@@ -443,6 +455,13 @@ impl Client {
             conns_left: count as u32 + 3,
             retries_left: 3,
             race,
+            // Well within the liveness bound (60 s past the deadline).
+            stall: if kind == Kind::Stalling {
+                rng.upto((knobs.config.write_stall_timeout * 2).min(Duration::from_secs(20)))
+            } else {
+                Duration::ZERO
+            },
+            stall_until: ebb_core::Time::ZERO,
             head_timeout_bound: (
                 head_timeout_bound.0,
                 head_timeout_bound.1 + knobs.client_read_delay,
@@ -531,6 +550,8 @@ impl Client {
             crlf_since: None,
         }));
         checker.on_connect(k);
+        // Only its first connection stalls.
+        self.stall_until = env.now + std::mem::take(&mut self.stall);
         trace!(env, "client {} {:?} on k{k}", self.id, self.kind);
         if self.kind == Kind::Silent {
             env.after(self.silent_for, Ev::ClientWake(self.id, k, Wake::SilentEnd));
@@ -706,7 +727,8 @@ impl Client {
         checker: &mut Checker,
         env: &mut Env,
     ) {
-        let (ci, delay) = (self.id, self.read_delay);
+        let (ci, stalled) = (self.id, self.stall_until.saturating_since(env.now));
+        let delay = self.read_delay.max(stalled);
         let Some(link) = self.link_to(k) else {
             return;
         };
@@ -723,6 +745,9 @@ impl Client {
         let ci = self.id;
         if let Some(link) = self.link_to(k) {
             link.read_armed = false;
+        }
+        if env.now < self.stall_until {
+            return self.readable(k, kernel, checker, env);
         }
         loop {
             if !self.on(k) {

@@ -388,6 +388,7 @@ impl DriverModel {
             if total == 0 {
                 return;
             }
+            checker.on_offered(k);
             if kernel.server_end(k) == ServerEnd::WriteShut {
                 env.fail(Failure::Safety(format!(
                     "S4: k{k}: core has {total} bytes to write after HalfClose"

@@ -48,6 +48,9 @@ pub struct Shape {
     pub close: bool,
     /// An HTTP/1.0 request.
     pub http10: bool,
+    /// The application answers it with a large body (so a client that
+    /// does not read stalls the server's writes).
+    pub big_response: bool,
 }
 
 /// A request as bytes: the head, and the body (already framed). Empty lines
@@ -268,6 +271,7 @@ mod tests {
             expect_continue: false,
             close: false,
             http10: false,
+            big_response: false,
         };
         let (head, body) = request("1.1.0", 1, shape);
         assert!(head.ends_with(b"chunked\r\n\r\n"));

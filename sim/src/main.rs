@@ -151,6 +151,11 @@ const COUNTERS: &[Counter] = &[
         count: |o| o.stats.clients.racing_in_drain,
     },
     Counter {
+        name: "write_stalls",
+        enabled: |k| kind_on(k, Kind::Stalling),
+        count: |o| o.stats.cover.write_stalls,
+    },
+    Counter {
         name: "lingered_closes",
         enabled: |_| true,
         count: |o| o.stats.cover.lingered,

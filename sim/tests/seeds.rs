@@ -9,7 +9,7 @@ use ebb_sim::{run_seed, TraceMode};
 const SEEDS: std::ops::Range<u64> = 600..1900;
 
 /// The seeds to run: [`SEEDS`], or `1..=N` when `EBB_SIM_SEEDS=N` is set
-/// (`scripts/mutants.sh` runs 300 to judge each mutant quickly).
+/// (`scripts/mutants.sh` runs 1000 to judge each mutant quickly).
 fn seeds() -> std::ops::Range<u64> {
     match std::env::var("EBB_SIM_SEEDS")
         .ok()
