@@ -164,6 +164,13 @@ impl Buffers {
         self.out.len() - self.out_pos + self.out_tail.len()
     }
 
+    /// Notes that a response ends where the output queued so far ends: once
+    /// its last byte is handed over, its request becomes `finished`.
+    pub fn response_queued(&mut self, finished: Finished) {
+        let end = self.handed + self.pending_out() as u64;
+        self.unwritten.push_back(Unwritten { end, finished });
+    }
+
     /// Drops the `len` bytes of the request just answered, and what was
     /// parsed of it: the next pipelined request starts the input.
     pub fn let_go_of_request(&mut self, len: usize) {

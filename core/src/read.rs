@@ -3,7 +3,6 @@
 
 use crate::chunked::ChunkedLimits;
 use crate::close::CloseReason;
-use crate::conn::Unwritten;
 use crate::conn::{BodyProgress, State};
 use crate::finished::{Finished, Outcome};
 use crate::parse::{parse_head, Framing, Head};
@@ -316,25 +315,21 @@ impl Server {
             bufs.write_progress_at = now;
         }
         let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
-        let end = bufs.handed + bufs.pending_out() as u64;
         // A streamed body's request is the application's already.
         let request = bufs.log.dispatched.then(|| RequestId {
             conn: id,
             seq: conn.next_seq - 1,
         });
-        bufs.unwritten.push_back(Unwritten {
-            end,
-            finished: Finished {
-                conn: id,
-                request,
-                status: Some(reject.status()),
-                body_bytes,
-                outcome: Outcome::Rejected(reject),
-                began_at: bufs.log.began_at,
-                responded_at: Some(now),
-                finished_at: now,
-                keeps_connection: false,
-            },
+        bufs.response_queued(Finished {
+            conn: id,
+            request,
+            status: Some(reject.status()),
+            body_bytes,
+            outcome: Outcome::Rejected(reject),
+            began_at: bufs.log.began_at,
+            responded_at: Some(now),
+            finished_at: now,
+            keeps_connection: false,
         });
         conn.sent_any = true;
         self.enter(

@@ -12,7 +12,7 @@
 //! drain begins ([`Event::StopUpgraded`]), and closed at the deadline.
 
 use crate::close::CloseReason;
-use crate::conn::{State, Stream, StreamFraming, Unwritten};
+use crate::conn::{State, Stream, StreamFraming};
 use crate::finished::{Finished, Outcome};
 use crate::request::{ConnId, RequestId};
 use crate::response::{
@@ -378,26 +378,22 @@ impl Server {
             }
             _ => {}
         }
-        let end = bufs.handed + bufs.pending_out() as u64;
-        bufs.unwritten.push_back(Unwritten {
-            end,
-            finished: Finished {
+        bufs.response_queued(Finished {
+            conn: id,
+            request: Some(RequestId {
                 conn: id,
-                request: Some(RequestId {
-                    conn: id,
-                    seq: stream.seq,
-                }),
-                status: Some(stream.status),
-                body_bytes: match stream.framing {
-                    StreamFraming::Bodiless => 0,
-                    _ => stream.sent,
-                },
-                outcome: Outcome::Complete,
-                began_at: stream.began_at,
-                responded_at: Some(stream.started_at),
-                finished_at: now,
-                keeps_connection: stream.close.is_none(),
+                seq: stream.seq,
+            }),
+            status: Some(stream.status),
+            body_bytes: match stream.framing {
+                StreamFraming::Bodiless => 0,
+                _ => stream.sent,
             },
+            outcome: Outcome::Complete,
+            began_at: stream.began_at,
+            responded_at: Some(stream.started_at),
+            finished_at: now,
+            keeps_connection: stream.close.is_none(),
         });
         let next = match stream.close {
             Some(reason) => State::Closing { reason },
@@ -466,20 +462,16 @@ impl Server {
             bufs.write_progress_at = now;
         }
         write_head(&mut bufs.out, 101, headers, &framing)?;
-        let end = bufs.handed + bufs.pending_out() as u64;
-        bufs.unwritten.push_back(Unwritten {
-            end,
-            finished: Finished {
-                conn: id,
-                request: Some(RequestId { conn: id, seq }),
-                status: Some(101),
-                body_bytes: 0,
-                outcome: Outcome::Complete,
-                began_at: bufs.log.began_at,
-                responded_at: Some(now),
-                finished_at: now,
-                keeps_connection: false,
-            },
+        bufs.response_queued(Finished {
+            conn: id,
+            request: Some(RequestId { conn: id, seq }),
+            status: Some(101),
+            body_bytes: 0,
+            outcome: Outcome::Complete,
+            began_at: bufs.log.began_at,
+            responded_at: Some(now),
+            finished_at: now,
+            keeps_connection: false,
         });
         // What follows the request is the new protocol's: it stays.
         bufs.let_go_of_request(len);

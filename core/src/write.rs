@@ -5,7 +5,7 @@
 use bytes::{Buf, Bytes};
 
 use crate::close::CloseReason;
-use crate::conn::{State, Unwritten};
+use crate::conn::State;
 use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::parse::Head;
@@ -130,24 +130,20 @@ impl Server {
                 bufs.out_tail = body;
             }
         }
-        let end = bufs.handed + bufs.pending_out() as u64;
-        bufs.unwritten.push_back(Unwritten {
-            end,
-            finished: Finished {
-                conn: id,
-                request: Some(RequestId { conn: id, seq }),
-                status: Some(status),
-                body_bytes,
-                outcome: if app_fault {
-                    Outcome::AppFault
-                } else {
-                    Outcome::Complete
-                },
-                began_at: bufs.log.began_at,
-                responded_at: Some(now),
-                finished_at: now,
-                keeps_connection: close.is_none(),
+        bufs.response_queued(Finished {
+            conn: id,
+            request: Some(RequestId { conn: id, seq }),
+            status: Some(status),
+            body_bytes,
+            outcome: if app_fault {
+                Outcome::AppFault
+            } else {
+                Outcome::Complete
             },
+            began_at: bufs.log.began_at,
+            responded_at: Some(now),
+            finished_at: now,
+            keeps_connection: close.is_none(),
         });
         bufs.let_go_of_request(len);
         if was_idle {
