@@ -4,15 +4,17 @@
 #
 #   scripts/planted-run.sh [fuzz-seconds] [patch...]   (default 120, all)
 #
-# The simulator runs seeds 1..=SEEDS (default 200) and reports the first
-# failing seed; the fuzzer runs server_ops without a sanitizer from a copy
-# of its corpus and reports the seconds to the first crash. Core is restored
+# The simulator runs seeds 1..=SEEDS (default 200; 0 skips it) and reports
+# the first failing seed; the fuzzer runs server_ops without a sanitizer
+# from a copy of CORPUS (default fuzz/corpus/server_ops) and reports the
+# seconds to the first crash. Core is restored
 # with `git checkout core/` after each patch: the bugs are never committed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-120}"
 shift || true
 seeds="${SEEDS:-200}"
+corpus="${CORPUS:-fuzz/corpus/server_ops}"
 patches=("$@")
 ((${#patches[@]})) || patches=(scripts/planted/*.patch)
 if ! git diff --quiet -- core/; then
@@ -25,10 +27,15 @@ for p in "${patches[@]}"; do
     git apply "$p" || { echo "$name: does not apply"; continue; }
     cargo build -q -p ebb-sim --release 2>/dev/null
     out="$(mktemp)"
-    ./target/release/ebb-sim --seeds "$seeds" --seed 1 >"$out" || true
-    first="$(grep -m1 '^FAIL seed' "$out" || true)"
+    first=""
+    if ((seeds > 0)); then
+        ./target/release/ebb-sim --seeds "$seeds" --seed 1 >"$out" || true
+        first="$(grep -m1 '^FAIL seed' "$out" || true)"
+    fi
     rm -f "$out"
-    if [[ -n "$first" ]]; then
+    if ((seeds == 0)); then
+        sim="skipped"
+    elif [[ -n "$first" ]]; then
         seed="$(sed -E 's/^FAIL seed ([0-9]+):.*/\1/' <<<"$first")"
         sim="first failure at seed $seed ($((seed)) of $seeds)"
     else
@@ -37,7 +44,7 @@ for p in "${patches[@]}"; do
     fuzz="skipped"
     if ((seconds > 0)); then
         work="$(mktemp -d)"
-        cp -r fuzz/corpus/server_ops "$work/corpus"
+        cp -r "$corpus" "$work/corpus"
         (cd fuzz && cargo +nightly fuzz build -s none server_ops >/dev/null 2>&1)
         start=$(date +%s)
         if (cd fuzz && cargo +nightly fuzz run -s none server_ops "$work/corpus" \

@@ -731,10 +731,23 @@ impl Checker {
         if matches!(self.watches[k].ending, Ending::Open) {
             self.judge_decision(k, reason, cause, phase, kernel, env);
         }
+        self.all_finished(k, env);
         let tick = self.next_tick();
         let w = &mut self.watches[k];
         w.ended.get_or_insert(tick);
         w.ending = Ending::HalfClosed(env.now);
+    }
+
+    /// S2: when core ends a connection, every response completely written
+    /// on it has had its `Finished`.
+    fn all_finished(&self, k: usize, env: &mut Env) {
+        let w = &self.watches[k];
+        if w.finished_responses != w.responses as usize {
+            env.fail(Failure::Safety(format!(
+                "S2: k{k}: ended with {} responses completely written, but {} Finished for them",
+                w.responses, w.finished_responses
+            )));
+        }
     }
 
     /// `Close` of `k`: judged as a decision unless a half-close came first,
@@ -757,6 +770,7 @@ impl Checker {
         env: &mut Env,
     ) {
         let ending = self.watches[k].ending;
+        self.all_finished(k, env);
         match ending {
             Ending::Open => {
                 self.judge_decision(k, reason, cause, phase, kernel, env);
