@@ -22,7 +22,9 @@
 #
 # WORKERS=N with N > 1 checks only that each server runs and scales with N
 # workers: nothing is pinned, wrk shares the cores with the server, and only
-# keep-alive req/s is printed. Its figures say little about the servers.
+# keep-alive req/s is printed, with each busy thread's share of the server's
+# CPU (so a worker that starves shows). Its figures say little about the
+# servers. ebb runs without its access log, as the peers keep none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
@@ -68,7 +70,8 @@ start() {
     local addr="127.0.0.1:${port[$1]}" args
     listening "${port[$1]}" && die "port ${port[$1]} is taken by another process"
     case $1 in
-        ebb) args=(--bind "$addr" --workers "$WORKERS" --drain-timeout 1) ;;
+        # No access log: the peers keep none either.
+        ebb) args=(--bind "$addr" --workers "$WORKERS" --drain-timeout 1 --no-access-log) ;;
         *) args=("$addr" "$WORKERS") ;;
     esac
     "${server_pin[@]}" "${binary[$1]}" "${args[@]}" 2>>"$results/$1.log" &
@@ -103,6 +106,18 @@ load() {
 # utime and stime of $pid in clock ticks, all threads included.
 cpu_ticks() { sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12, $13}'; }
 
+# Each thread of $pid that used at least 2% of the process's CPU so far, as
+# name=percent, busiest first: with several workers, a worker that starves
+# (or takes every connection) shows here.
+thread_shares() {
+    local task
+    for task in /proc/"$pid"/task/*; do
+        printf '%s %s\n' "$(tr ' ' _ <"$task/comm")" "$(sed 's/.*) //' "$task/stat" | awk '{print $12 + $13}')"
+    done | awk '{name[NR] = $1; t[NR] = $2; sum += $2}
+        END {for (i = 1; i <= NR; i++) if (sum && t[i] * 50 >= sum) printf "%d %s=%d%%\n", t[i], name[i], 100 * t[i] / sum}' |
+        sort -rn | cut -d' ' -f2 | tr '\n' ' '
+}
+
 record() { echo "$3" >>"$results/$1.$2"; }
 
 # One round for server $1: a fresh process, the loads in order.
@@ -121,8 +136,10 @@ measure() {
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     record "$server" keepalive "$ka"
     if ((WORKERS > 1)); then
+        local shares
+        shares=$(thread_shares)
         stop
-        printf '  %-6s keep-alive %10s req/s\n' "$server" "$ka"
+        printf '  %-6s keep-alive %10s req/s; CPU by thread: %s\n' "$server" "$ka" "$shares"
         return
     fi
     record "$server" user "$user"
