@@ -327,3 +327,48 @@ impl Pool {
         self.free.push(bufs);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_keeps_modest_buffers_and_drops_outsized_ones() {
+        let mut pool = Pool::default();
+        let mut bufs = pool.take();
+        bufs.input.reserve_exact(POOL_KEEP_BYTES);
+        bufs.body.reserve_exact(POOL_KEEP_BYTES + 1);
+        bufs.out.reserve_exact(4 * POOL_KEEP_BYTES);
+        bufs.fields.reserve_exact(257);
+        bufs.input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        pool.give(bufs);
+        let again = pool.take();
+        assert!(again.input.is_empty(), "given back empty");
+        assert!(
+            again.input.capacity() >= POOL_KEEP_BYTES,
+            "kept at the bound"
+        );
+        assert_eq!(again.body.capacity(), 0, "dropped above the bound");
+        assert_eq!(again.out.capacity(), 0, "dropped above the bound");
+        assert_eq!(again.fields.capacity(), 0, "dropped above its bound");
+    }
+
+    #[test]
+    fn the_pool_keeps_fields_up_to_its_bound() {
+        let mut pool = Pool::default();
+        let mut bufs = pool.take();
+        bufs.fields.reserve_exact(256);
+        let kept = bufs.fields.capacity();
+        pool.give(bufs);
+        assert_eq!(pool.take().fields.capacity(), kept);
+    }
+
+    #[test]
+    fn the_pool_holds_at_most_its_bound() {
+        let mut pool = Pool::default();
+        for _ in 0..POOL_MAX + 3 {
+            pool.give(Box::default());
+        }
+        assert_eq!(pool.free.len(), POOL_MAX);
+    }
+}

@@ -430,3 +430,73 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Buffers;
+    use bytes::Bytes;
+
+    /// Runs the driver's side until core has nothing to say: answers every
+    /// request 200 and reports every transmit as written whole.
+    fn pump(server: &mut Server) {
+        while let Some(event) = server.poll_event() {
+            match event {
+                Event::Request(id) => server
+                    .handle_response(
+                        id,
+                        200,
+                        [("Content-Type", "text/plain")],
+                        Bytes::from_static(b"ok"),
+                        Time::ZERO,
+                    )
+                    .unwrap(),
+                Event::Transmit(conn) => {
+                    let n = server.transmit(conn).iter().map(|s| s.len()).sum();
+                    server.handle_sent(conn, n, Time::ZERO);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A server with one idle keep-alive connection (key 0), after one
+    /// answered request, and one lingering after a 400 (key 1).
+    fn idle_and_lingering() -> Server {
+        let mut server = Server::new(Config::default());
+        let idle = server.handle_accept(Time::ZERO);
+        server.handle_recv(idle, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Time::ZERO);
+        let lingering = server.handle_accept(Time::ZERO);
+        server.handle_recv(lingering, b"NOT HTTP\r\n\r\nmore", Time::ZERO);
+        pump(&mut server);
+        assert!(matches!(server.conns[0].state, State::Idle));
+        assert!(matches!(server.conns[1].state, State::Lingering { .. }));
+        server
+    }
+
+    #[test]
+    fn a_consistent_server_passes_its_self_check() {
+        assert_eq!(idle_and_lingering().check_invariants(), Ok(()));
+    }
+
+    #[test]
+    fn the_self_check_notices_a_wrong_active_count() {
+        let mut server = idle_and_lingering();
+        server.active += 1;
+        let err = server.check_invariants().unwrap_err();
+        assert!(err.contains("active count 1 but recount 0"), "{err}");
+    }
+
+    #[test]
+    fn the_self_check_notices_buffers_held_while_idle_or_lingering() {
+        for key in [0, 1] {
+            let mut server = idle_and_lingering();
+            server.conns[key].bufs = Some(Box::<Buffers>::default());
+            let err = server.check_invariants().unwrap_err();
+            assert!(
+                err.contains(&format!("connection {key} holds buffers")),
+                "{err}"
+            );
+        }
+    }
+}

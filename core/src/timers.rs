@@ -198,3 +198,65 @@ impl Timers {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Entry(Link);
+
+    impl Linked for Entry {
+        fn link(&self) -> &Link {
+            &self.0
+        }
+        fn link_mut(&mut self) -> &mut Link {
+            &mut self.0
+        }
+    }
+
+    /// Three entries on the `Idle` list, in deadline order.
+    fn three() -> (Timers, Slab<Entry>) {
+        let mut timers = Timers::default();
+        let mut conns = Slab::new();
+        for i in 0..3 {
+            let key = conns.insert(Entry::default());
+            timers.set(&mut conns, key, TimerKind::Idle, Time::from_millis(i));
+        }
+        (timers, conns)
+    }
+
+    #[test]
+    fn well_linked_lists_pass_the_check() {
+        let (mut timers, mut conns) = three();
+        assert_eq!(timers.check(&conns), Ok(()));
+        timers.clear(&mut conns, 1);
+        assert_eq!(timers.check(&conns), Ok(()));
+        assert_eq!(timers.first(TimerKind::Idle), Some(0));
+        assert_eq!(timers.after(&conns, 0), Some(2));
+    }
+
+    #[test]
+    fn a_wrong_back_link_fails_the_check() {
+        let (timers, mut conns) = three();
+        conns[2].0.prev = 0;
+        let err = timers.check(&conns).unwrap_err();
+        assert!(err.contains("mislinked at 2"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_claiming_another_kind_fails_the_check() {
+        let (timers, mut conns) = three();
+        conns[1].0.kind = Some(TimerKind::Header);
+        let err = timers.check(&conns).unwrap_err();
+        assert!(err.contains("mislinked at 1"), "{err}");
+    }
+
+    #[test]
+    fn a_list_out_of_order_fails_the_check() {
+        let (timers, mut conns) = three();
+        conns[2].0.deadline = Time::ZERO;
+        let err = timers.check(&conns).unwrap_err();
+        assert!(err.contains("out of order at 2"), "{err}");
+    }
+}
