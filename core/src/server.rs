@@ -435,6 +435,7 @@ impl Server {
 mod tests {
     use super::*;
     use crate::conn::Buffers;
+    use crate::lifecycle::Phase;
     use bytes::Bytes;
 
     /// Runs the driver's side until core has nothing to say: answers every
@@ -498,5 +499,19 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_self_check_passes_an_exit_and_notices_connections_left_behind() {
+        let mut server = Server::new(Config::default());
+        server.handle_terminate(Time::ZERO);
+        server.handle_backlog_empty(Time::ZERO);
+        assert_eq!(server.phase(), Phase::Exited);
+        assert_eq!(server.check_invariants(), Ok(()));
+
+        let mut server = idle_and_lingering();
+        server.lifecycle = Lifecycle::Exited;
+        let err = server.check_invariants().unwrap_err();
+        assert!(err.contains("exited with connections open"), "{err}");
     }
 }
