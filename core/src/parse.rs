@@ -116,11 +116,7 @@ pub(crate) fn parse_head(
         // valid head can still break rules 1 and 3; anything else is judged
         // below, in rule order.
         if let Ok(Some(head)) = parse_complete(buf, config, fields) {
-            let line_len = buf[..head.len]
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(head.len);
-            if line_len > line_limit {
+            if request_line_len(buf, &head) > line_limit {
                 return Err(Reject::TargetTooLong);
             }
             if head.len > config.max_head_bytes {
@@ -155,6 +151,20 @@ pub(crate) fn parse_head(
         Some(head) => Ok(Some(head)),
         None => Err(Reject::Malformed("malformed request head")),
     }
+}
+
+/// Where the LF ending the request line of a parsed `head` sits: httparse
+/// took the line as method, target and version, each followed by exactly one
+/// space or the line end, so it is found without a scan.
+fn request_line_len(buf: &[u8], head: &Head) -> usize {
+    let version_end = (head.target.start + head.target.len) as usize + b" HTTP/1.1".len();
+    let lf = if buf[version_end] == b'\r' {
+        version_end + 1
+    } else {
+        version_end
+    };
+    debug_assert_eq!(buf[lf], b'\n', "the request line ends where httparse said");
+    lf
 }
 
 /// Allowance for method, spaces and version around a target of the largest
@@ -376,6 +386,19 @@ fn absolute_form_rest(target: &str) -> Option<&str> {
 /// port is digits. The host may be empty: RFC 9112 §3.2 has a client send an
 /// empty Host when the target has no authority.
 fn host_of(value: &[u8]) -> Option<&[u8]> {
+    // Most hosts are plain reg-names, with or without a port: one pass over
+    // a table finds them. Anything else takes the general path below.
+    let plain = value
+        .iter()
+        .position(|&b| !is_unreserved_or_sub_delim(b))
+        .unwrap_or(value.len());
+    match &value[plain..] {
+        [] => return Some(value),
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => {
+            return Some(&value[..plain])
+        }
+        _ => {}
+    }
     let (host, port) = match value.strip_prefix(b"[") {
         Some(literal) => {
             let end = literal.iter().position(|&b| b == b']')?;
@@ -486,18 +509,20 @@ struct HeaderRules {
 
 impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
-        // Most fields are none of these: the length tells at once.
-        let is = |field: &str| name.len() == field.len() && name.eq_ignore_ascii_case(field);
-        match name.len() {
-            4 if is("host") => {
+        // Most fields are none of these: the length and the first letter
+        // tell at once.
+        let is = |field: &str| name.eq_ignore_ascii_case(field);
+        let first = name.as_bytes().first().map_or(0, u8::to_ascii_lowercase);
+        match (name.len(), first) {
+            (4, b'h') if is("host") => {
                 self.hosts += 1;
                 // RFC 9112 §3.2: a Host with an invalid value is a 400.
                 if host_of(value.trim_ascii()).is_none() {
                     return Err(Reject::Malformed("Host is not a valid host and port"));
                 }
             }
-            14 if is("content-length") => self.content_length(value)?,
-            17 if is("transfer-encoding") => {
+            (14, b'c') if is("content-length") => self.content_length(value)?,
+            (17, b't') if is("transfer-encoding") => {
                 self.transfer_encoding = true;
                 for coding in tokens(value) {
                     // Parameters on a coding are ignored; only its name matters here.
@@ -512,15 +537,15 @@ impl HeaderRules {
                     self.last_coding_chunked = chunked;
                 }
             }
-            10 if is("connection") => {
+            (10, b'c') if is("connection") => {
                 for token in tokens(value) {
                     self.close_token |= token.eq_ignore_ascii_case(b"close");
                     self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                     self.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
                 }
             }
-            7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
-            6 if is("expect") => {
+            (7, b'u') if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
+            (6, b'e') if is("expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
             }
             _ => {}

@@ -3,9 +3,10 @@
 
 use crate::chunked::ChunkedLimits;
 use crate::close::CloseReason;
-use crate::conn::{BodyProgress, State};
-use crate::finished::{Finished, Outcome};
-use crate::parse::{parse_head, Framing, Head};
+use crate::config::Config;
+use crate::conn::{BodyProgress, Buffers, State};
+use crate::finished::{Finished, Outcome, RequestLog};
+use crate::parse::{parse_head, Framing, Head, HeadScan};
 use crate::reject::Reject;
 use crate::request::RequestId;
 use crate::response::{write_rejection, CONTINUE};
@@ -72,33 +73,30 @@ impl Server {
                     }
                     // A request begins with its first byte, even an empty
                     // line before its request line: the header timeout bounds
-                    // a client that sends nothing but empty lines.
-                    self.enter(
-                        key,
-                        State::Head {
-                            scan: Default::default(),
-                        },
-                        now,
-                    );
+                    // a client that sends nothing but empty lines. A head
+                    // that arrived whole is parsed at once and never waits
+                    // in `Head`.
+                    let began_offset = conn.received - bufs.input.len() as u64;
+                    bufs.log = RequestLog::begun(now, began_offset);
+                    let mut scan = HeadScan::default();
+                    match next_head(bufs, &mut scan, &self.config) {
+                        Ok(Some(head)) => self.head_complete(key, head, now),
+                        Ok(None) => {
+                            self.enter(key, State::Head { scan }, now);
+                            break;
+                        }
+                        Err(reject) => {
+                            self.reject(key, reject, now);
+                            break;
+                        }
+                    }
                 }
                 State::Head { scan } => {
                     let bufs = conn
                         .bufs
                         .as_mut()
                         .expect("a request being read has buffers");
-                    // RFC 9112 §2.2: empty lines before a request line are
-                    // ignored. Only the head's first bytes can be blank, so the
-                    // scan has not begun when any are dropped.
-                    let blank = bufs
-                        .input
-                        .iter()
-                        .take_while(|&&b| b == b'\r' || b == b'\n')
-                        .count();
-                    bufs.input.drain(..blank);
-                    if bufs.input.is_empty() {
-                        break;
-                    }
-                    match parse_head(&bufs.input, scan, &self.config, &mut bufs.fields) {
+                    match next_head(bufs, scan, &self.config) {
                         Ok(None) => break,
                         Ok(Some(head)) => self.head_complete(key, head, now),
                         Err(reject) => {
@@ -379,6 +377,26 @@ impl Server {
             self.events.push_back(Event::ResumeRead(id));
         }
     }
+}
+
+/// Drops the empty lines before a request line (RFC 9112 §2.2: they are
+/// ignored), then parses the head at the start of the input. Only a head's
+/// first bytes can be blank, so the scan has not begun when any are dropped.
+fn next_head(
+    bufs: &mut Buffers,
+    scan: &mut HeadScan,
+    config: &Config,
+) -> Result<Option<Head>, Reject> {
+    let blank = bufs
+        .input
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    bufs.input.drain(..blank);
+    if bufs.input.is_empty() {
+        return Ok(None);
+    }
+    parse_head(&bufs.input, scan, config, &mut bufs.fields)
 }
 
 fn chunked_reject(e: crate::chunked::ChunkedError) -> Reject {

@@ -152,9 +152,12 @@ Content-Length: 34\r\n\
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    write_u64(out, u64::from(status));
-    out.push(b' ');
+    debug_assert!((100..=999).contains(&status), "a status has three digits");
+    let mut line = *b"HTTP/1.1 000 ";
+    for (at, unit) in [(9, 100), (10, 10), (11, 1)] {
+        line[at] = b'0' + (status / unit % 10) as u8;
+    }
+    out.extend_from_slice(&line);
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
@@ -244,16 +247,46 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(buf.format(n).as_bytes());
 }
 
-/// `tchar` of RFC 9110 §5.6.2.
+/// `1*tchar` of RFC 9110 §5.6.2.
 fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.iter().all(|&b| TCHAR[usize::from(b)])
 }
 
+/// `tchar` as a table: every header name of every response is checked byte
+/// by byte, so one lookup each.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
 fn is_field_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0)
+    // Without an early exit, so the loop compiles to a few wide compares.
+    value
+        .iter()
+        .fold(true, |ok, &b| ok & (b != b'\r') & (b != b'\n') & (b != 0))
 }
 
 /// The reason phrase for a status (RFC 9110 §15); empty for unregistered codes,

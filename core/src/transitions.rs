@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::close::CloseReason;
 use crate::config::Config;
 use crate::conn::{Conn, State};
-use crate::finished::{Finished, Outcome, RequestLog};
+use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
 use crate::server::{Event, Server};
@@ -147,13 +147,6 @@ impl Server {
         let conn = &mut self.conns[key];
         if let Some(bufs) = conn.bufs.as_mut() {
             match state {
-                State::Head { .. } => {
-                    bufs.log = RequestLog {
-                        began_at: now,
-                        began_offset: conn.received - bufs.input.len() as u64,
-                        ..RequestLog::default()
-                    }
-                }
                 State::Body { .. } => bufs.body_progress_at = now,
                 State::Dispatched { .. } => bufs.log.dispatched = true,
                 State::Receiving { .. } => {
@@ -187,18 +180,25 @@ impl Server {
         let drain = self.drain_times();
         let config = &self.config;
         let conn = &mut self.conns[key];
-        let mut timer = timer_for(&conn.state, history(conn, config), drain, config);
+        let mut history = history(conn, config);
+        let mut timer = timer_for(&conn.state, history, drain, config);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
             if conn.link.kind() != Some(kind) {
                 if let Some(bufs) = conn.bufs.as_mut() {
                     match kind {
-                        TimerKind::Body => bufs.body_progress_at = now,
-                        _ => bufs.write_progress_at = now,
+                        TimerKind::Body => {
+                            bufs.body_progress_at = now;
+                            history.body_progress_at = now;
+                        }
+                        _ => {
+                            bufs.write_progress_at = now;
+                            history.output = Some(now);
+                        }
                     }
                 }
-                timer = timer_for(&conn.state, history(conn, config), drain, config);
+                timer = timer_for(&conn.state, history, drain, config);
             }
         }
         let active = conn.is_active();
