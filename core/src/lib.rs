@@ -86,6 +86,7 @@ mod config;
 mod conn;
 mod drain;
 mod finished;
+mod input;
 mod lifecycle;
 mod parse;
 mod read;

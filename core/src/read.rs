@@ -41,7 +41,7 @@ impl Server {
         }
         let conn = &mut self.conns[key];
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
-        bufs.input.extend_from_slice(bytes);
+        bufs.input.extend(bytes);
         self.process_input(key, now);
     }
 
@@ -131,7 +131,7 @@ impl Server {
                             match decoded {
                                 Ok(used) => {
                                     // The raw chunked bytes are not needed once decoded.
-                                    bufs.input.drain(head.len..head.len + used);
+                                    bufs.input.remove(head.len..head.len + used);
                                     if !done {
                                         break;
                                     }
@@ -170,7 +170,7 @@ impl Server {
                             let n = arrived.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                             bufs.body
                                 .extend_from_slice(&bufs.input[head.len..head.len + n]);
-                            bufs.input.drain(head.len..head.len + n);
+                            bufs.input.remove(head.len..head.len + n);
                             *remaining -= n as u64;
                             *remaining == 0
                         }
@@ -183,7 +183,7 @@ impl Server {
                             let slice = &bufs.input[head.len..head.len + arrived];
                             match decoder.decode(slice, &mut bufs.body, &limits) {
                                 Ok(used) => {
-                                    bufs.input.drain(head.len..head.len + used);
+                                    bufs.input.remove(head.len..head.len + used);
                                     decoder.is_done()
                                 }
                                 Err(e) => {
@@ -392,7 +392,7 @@ fn next_head(
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
-    bufs.input.drain(..blank);
+    bufs.input.consume(blank);
     if bufs.input.is_empty() {
         return Ok(None);
     }

@@ -283,10 +283,16 @@ const TCHAR: [bool; 256] = {
 };
 
 fn is_field_value(value: &[u8]) -> bool {
-    // Without an early exit, so the loop compiles to a few wide compares.
-    value
-        .iter()
-        .fold(true, |ok, &b| ok & (b != b'\r') & (b != b'\n') & (b != 0))
+    let allowed = |b: &u8| !matches!(b, b'\r' | b'\n' | 0);
+    // Eight bytes at a time: a word with no byte below 0x0E (the usual
+    // case) holds none of CR, LF and NUL; only other words are looked into.
+    let mut words = value.chunks_exact(8);
+    let word_allowed = |word: &[u8]| {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let below_0e = x.wrapping_sub(0x0e0e_0e0e_0e0e_0e0e) & !x & 0x8080_8080_8080_8080;
+        below_0e == 0 || word.iter().all(allowed)
+    };
+    words.by_ref().all(word_allowed) && words.remainder().iter().all(allowed)
 }
 
 /// The reason phrase for a status (RFC 9110 §15); empty for unregistered codes,
@@ -441,6 +447,23 @@ mod tests {
             head(200, &[("Bad Name", "v")], None, ConnectionHeader::None),
             Err(RespondError::InvalidHeader)
         );
+    }
+
+    #[test]
+    fn field_values_with_cr_lf_or_nul_anywhere_are_refused() {
+        let value = *b"text/plain; charset=utf-8";
+        assert!(is_field_value(&value));
+        for at in 0..value.len() {
+            for bad in [b'\r', b'\n', 0] {
+                let mut v = value;
+                v[at] = bad;
+                assert!(!is_field_value(&v), "{bad} at {at}");
+            }
+            // Other control bytes below CR pass, as before.
+            let mut v = value;
+            v[at] = b'\t';
+            assert!(is_field_value(&v));
+        }
     }
 
     #[test]

@@ -267,13 +267,14 @@ impl Server {
     /// Output: the next thing the driver must do.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front()?;
-        if let Event::Transmit(id) = event {
+        // Returned as popped, so the event is copied once.
+        let event = self.events.pop_front();
+        if let Some(Event::Transmit(id)) = event {
             if let Some(key) = self.key_of(id) {
                 self.conns[key].transmit_queued = false;
             }
         }
-        Some(event)
+        event
     }
 
     /// Output: when to call [`handle_timeout`](Self::handle_timeout) next.

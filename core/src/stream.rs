@@ -194,7 +194,7 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let (head, seq, len) = self.answering(key);
-        let mut close = self.close_after(key);
+        let mut close = self.close_after(key, &head, len);
         let has_body = status_has_body(status);
         let framing = match length {
             _ if !has_body || head.is_head_method => StreamFraming::Bodiless,
@@ -506,7 +506,7 @@ impl Server {
         let Some(mut bufs) = conn.bufs.take() else {
             return Vec::new();
         };
-        let input = std::mem::take(&mut bufs.input);
+        let input = bufs.input.take();
         self.pool.give(bufs);
         input
     }

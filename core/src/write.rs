@@ -104,7 +104,7 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let (head, seq, len) = self.answering(key);
-        let close = self.close_after(key);
+        let close = self.close_after(key, &head, len);
         let connection = connection_header(close, head.minor_version);
         let has_body = status_has_body(status);
         let framing = ResponseFraming {
@@ -182,9 +182,9 @@ impl Server {
     /// follows, keep-alive is off, or the server is stopping (in PreStop
     /// every response closes, so clients leave before the drain and no close
     /// races a request).
-    pub(crate) fn close_after(&self, key: usize) -> Option<CloseReason> {
+    /// `head` and `len` are what [`answering`](Self::answering) says.
+    pub(crate) fn close_after(&self, key: usize, head: &Head, len: usize) -> Option<CloseReason> {
         let conn = &self.conns[key];
-        let (head, _, len) = self.answering(key);
         let unread = match &conn.state {
             State::Receiving { done, .. } => {
                 !done || conn.bufs.as_ref().is_some_and(|b| !b.body.is_empty())
