@@ -167,6 +167,7 @@ impl Buffers {
 
     /// Notes that a response ends where the output queued so far ends: once
     /// its last byte is handed over, its request becomes `finished`.
+    #[inline]
     pub fn response_queued(&mut self, finished: Finished) {
         let end = self.handed + self.pending_out() as u64;
         self.unwritten.push_back(Unwritten { end, finished });
@@ -174,6 +175,7 @@ impl Buffers {
 
     /// Drops the `len` bytes of the request just answered, and what was
     /// parsed of it: the next pipelined request starts the input.
+    #[inline]
     pub fn let_go_of_request(&mut self, len: usize) {
         self.input.consume(len);
         self.fields.clear();

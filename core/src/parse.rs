@@ -512,21 +512,20 @@ struct HeaderRules {
 impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         // Most fields are none of these: the length and the first letter
-        // tell at once.
-        let is = |field: &str| name.eq_ignore_ascii_case(field);
-        // Setting the 0x20 bit lowercases a letter; other bytes may change
-        // too, but the full comparison below settles those.
+        // tell at once. Setting the 0x20 bit lowercases a letter; the full
+        // comparison settles any other byte it changes.
         let first = name.as_bytes().first().map_or(0, |&b| b | 0x20);
-        match (name.len(), first) {
-            (4, b'h') if is("host") => {
+        let is = |field: &str| first == field.as_bytes()[0] && name.eq_ignore_ascii_case(field);
+        match name.len() {
+            4 if is("host") => {
                 self.hosts += 1;
                 // RFC 9112 §3.2: a Host with an invalid value is a 400.
                 if host_of(value.trim_ascii()).is_none() {
                     return Err(Reject::Malformed("Host is not a valid host and port"));
                 }
             }
-            (14, b'c') if is("content-length") => self.content_length(value)?,
-            (17, b't') if is("transfer-encoding") => {
+            14 if is("content-length") => self.content_length(value)?,
+            17 if is("transfer-encoding") => {
                 self.transfer_encoding = true;
                 for coding in tokens(value) {
                     // Parameters on a coding are ignored; only its name matters here.
@@ -541,15 +540,15 @@ impl HeaderRules {
                     self.last_coding_chunked = chunked;
                 }
             }
-            (10, b'c') if is("connection") => {
+            10 if is("connection") => {
                 for token in tokens(value) {
                     self.close_token |= is_word(token, b"close");
                     self.keep_alive_token |= is_word(token, b"keep-alive");
                     self.upgrade_token |= is_word(token, b"upgrade");
                 }
             }
-            (7, b'u') if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
-            (6, b'e') if is("expect") => {
+            7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
+            6 if is("expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
             }
             _ => {}

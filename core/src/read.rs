@@ -283,6 +283,7 @@ impl Server {
     }
 
     /// Hands a complete request, `len` input bytes long, to the application.
+    #[inline]
     fn dispatch(&mut self, key: usize, head: Head, len: usize, now: Time) {
         let seq = self.conns[key].next_seq;
         self.hand_over(key, State::Dispatched { head, seq, len }, now);
@@ -290,6 +291,7 @@ impl Server {
 
     /// Hands the request numbered `next_seq` to the application, entering
     /// `state` (`Dispatched`, or `Receiving` for a streamed body).
+    #[inline]
     fn hand_over(&mut self, key: usize, state: State, now: Time) {
         let conn = &mut self.conns[key];
         let seq = conn.next_seq;
@@ -312,7 +314,7 @@ impl Server {
         if bufs.pending_out() == 0 {
             bufs.write_progress_at = now;
         }
-        let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
+        let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date_line);
         // A streamed body's request is the application's already.
         let request = bufs.log.dispatched.then(|| RequestId {
             conn: id,
@@ -370,6 +372,7 @@ impl Server {
     }
 
     /// Tells the driver to read again if core had paused it and now has room.
+    #[inline]
     pub(crate) fn resume_reading_if_paused(&mut self, key: usize) {
         if self.conns.get(key).is_some_and(|c| c.read_paused.get()) && self.wants_read_key(key) {
             self.conns[key].read_paused.set(false);

@@ -206,7 +206,7 @@ impl Server {
             }
         };
         let head_framing = Framing {
-            date: &self.date,
+            date_line: &self.date_line,
             content_length: match length {
                 BodyLength::Known(n) if has_body => Some(n),
                 _ => None,
@@ -449,7 +449,7 @@ impl Server {
         }
         let conn = &mut self.conns[key];
         let framing = Framing {
-            date: &self.date,
+            date_line: &self.date_line,
             content_length: None,
             chunked: false,
             connection: ConnectionHeader::Upgrade,

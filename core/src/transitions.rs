@@ -63,6 +63,9 @@ pub(crate) struct DrainTimes {
 
 /// The timer `state` implies: which list and which deadline, or `None` for
 /// a connection that waits on the application.
+// Inlined, like `history`, `enter` and `settle`: they run several times per
+// request, and where a caller names the state, the table folds to its row.
+#[inline]
 pub(crate) fn timer_for(
     state: &State,
     history: History,
@@ -126,6 +129,7 @@ pub(crate) fn timer_for(
 }
 
 /// The times `conn`'s deadlines run from.
+#[inline]
 fn history(conn: &Conn, config: &Config) -> History {
     let mut history = History {
         fresh: conn.next_seq == 0,
@@ -143,6 +147,7 @@ fn history(conn: &Conn, config: &Config) -> History {
 
 impl Server {
     /// Moves connection `key` into `state` at `now`, then [`settle`](Self::settle)s it.
+    #[inline]
     pub(crate) fn enter(&mut self, key: usize, state: State, now: Time) {
         let conn = &mut self.conns[key];
         if let Some(bufs) = conn.bufs.as_mut() {
@@ -176,6 +181,7 @@ impl Server {
     /// Re-derives connection `key`'s timer and its place in the active
     /// count from its state; call after anything that may change either.
     /// The only caller of `timers.set`, and the only place the count moves.
+    #[inline]
     pub(crate) fn settle(&mut self, key: usize, now: Time) {
         let drain = self.drain_times();
         let config = &self.config;
