@@ -80,6 +80,7 @@
 
 #![warn(missing_docs)]
 
+mod byteset;
 mod chunked;
 mod close;
 mod config;

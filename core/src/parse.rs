@@ -11,6 +11,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::byteset::run_of;
 use crate::config::Config;
 use crate::reject::Reject;
 
@@ -390,10 +391,7 @@ fn absolute_form_rest(target: &str) -> Option<&str> {
 fn host_of(value: &[u8]) -> Option<&[u8]> {
     // Most hosts are plain reg-names, with or without a port: one pass over
     // a table finds them. Anything else takes the general path below.
-    let plain = value
-        .iter()
-        .position(|&b| !is_unreserved_or_sub_delim(b))
-        .unwrap_or(value.len());
+    let plain = run_of(value, &REG_NAME_BYTES);
     match &value[plain..] {
         [] => return Some(value),
         [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => {

@@ -1,6 +1,7 @@
 //! Serialising responses: the status line, the headers core owns (`Date`,
 //! `Content-Length`, `Connection`), the application's headers, and the body.
 
+use crate::byteset::run_of;
 use crate::reject::Reject;
 
 /// Why a response from the application was not accepted. For every error
@@ -249,7 +250,7 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
 
 /// `1*tchar` of RFC 9110 §5.6.2.
 fn is_token(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&b| TCHAR[usize::from(b)])
+    !name.is_empty() && run_of(name, &TCHAR) == name.len()
 }
 
 /// `tchar` as a table: every header name of every response is checked byte
