@@ -418,18 +418,18 @@ impl<H: Handler> Worker<H> {
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
             };
-            let now = Time::from_duration(self.start.elapsed());
+            // As in `read`: the clock is read only when there is news.
             match conn.stream.write_vectored(slices) {
                 Ok(0) => {
-                    self.server.handle_aborted(id, now);
+                    self.server.handle_aborted(id, self.now());
                     return;
                 }
-                Ok(n) => self.server.handle_sent(id, n, now),
+                Ok(n) => self.server.handle_sent(id, n, self.now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("write to {id:?}: {e}");
-                    self.server.handle_aborted(id, now);
+                    self.server.handle_aborted(id, self.now());
                     return;
                 }
             }
