@@ -359,13 +359,21 @@ fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'
 
 /// The path and the query (without its `?`) of what follows an authority.
 fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
-    // A byte loop, not `split_once`: targets are short, and memchr's setup
+    // A table scan, not `split_once`: targets are short, and memchr's setup
     // costs more than the scan.
-    match path_and_query.bytes().position(|b| b == b'?') {
-        Some(at) => (&path_and_query[..at], Some(&path_and_query[at + 1..])),
+    let at = run_of(path_and_query.as_bytes(), &NOT_QUESTION_MARK);
+    match path_and_query.get(at + 1..) {
+        Some(query) => (&path_and_query[..at], Some(query)),
         None => (path_and_query, None),
     }
 }
+
+/// Every byte but `?`, which ends a path.
+const NOT_QUESTION_MARK: [bool; 256] = {
+    let mut table = [true; 256];
+    table[b'?' as usize] = false;
+    table
+};
 
 /// For `scheme "://" authority rest`, with a scheme of
 /// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) and an authority that names a
