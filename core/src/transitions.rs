@@ -191,20 +191,22 @@ impl Server {
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
+            // (A response just queued has noted its progress already.)
             if conn.link.kind() != Some(kind) {
                 if let Some(bufs) = conn.bufs.as_mut() {
-                    match kind {
-                        TimerKind::Body => {
-                            bufs.body_progress_at = now;
-                            history.body_progress_at = now;
+                    let progress = match kind {
+                        TimerKind::Body => &mut bufs.body_progress_at,
+                        _ => &mut bufs.write_progress_at,
+                    };
+                    if *progress != now {
+                        *progress = now;
+                        match kind {
+                            TimerKind::Body => history.body_progress_at = now,
+                            _ => history.output = Some(now),
                         }
-                        _ => {
-                            bufs.write_progress_at = now;
-                            history.output = Some(now);
-                        }
+                        timer = timer_for(&conn.state, history, drain, config);
                     }
                 }
-                timer = timer_for(&conn.state, history, drain, config);
             }
         }
         let active = conn.is_active();
