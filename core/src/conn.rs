@@ -29,6 +29,7 @@ use bytes::Bytes;
 use crate::chunked::ChunkedDecoder;
 use crate::close::CloseReason;
 use crate::finished::{Finished, RequestLog};
+use crate::input::Input;
 use crate::parse::{FieldSpan, Head, HeadScan};
 use crate::time::Time;
 use crate::timers::{Link, Linked};
@@ -134,7 +135,7 @@ pub(crate) struct Unwritten {
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     /// Received bytes not yet consumed; the current request starts at 0.
-    pub input: Vec<u8>,
+    pub input: Input,
     /// Header spans of the current request.
     pub fields: Vec<FieldSpan>,
     /// The decoded body of a chunked request.
@@ -166,6 +167,7 @@ impl Buffers {
 
     /// Notes that a response ends where the output queued so far ends: once
     /// its last byte is handed over, its request becomes `finished`.
+    #[inline]
     pub fn response_queued(&mut self, finished: Finished) {
         let end = self.handed + self.pending_out() as u64;
         self.unwritten.push_back(Unwritten { end, finished });
@@ -173,8 +175,9 @@ impl Buffers {
 
     /// Drops the `len` bytes of the request just answered, and what was
     /// parsed of it: the next pipelined request starts the input.
+    #[inline]
     pub fn let_go_of_request(&mut self, len: usize) {
-        self.input.drain(..len);
+        self.input.consume(len);
         self.fields.clear();
         self.body.clear();
     }
@@ -316,7 +319,10 @@ impl Pool {
             return;
         }
         bufs.reset();
-        for v in [&mut bufs.input, &mut bufs.body, &mut bufs.out] {
+        if bufs.input.capacity() > POOL_KEEP_BYTES {
+            bufs.input.shrink_away();
+        }
+        for v in [&mut bufs.body, &mut bufs.out] {
             if v.capacity() > POOL_KEEP_BYTES {
                 *v = Vec::new();
             }

@@ -73,3 +73,15 @@ pub(crate) struct RequestLog {
     pub began_offset: u64,
     pub dispatched: bool,
 }
+
+impl RequestLog {
+    /// A request whose first byte arrived at `now`, after `began_offset`
+    /// bytes of the connection.
+    pub fn begun(now: Time, began_offset: u64) -> RequestLog {
+        RequestLog {
+            began_at: now,
+            began_offset,
+            dispatched: false,
+        }
+    }
+}

@@ -80,12 +80,14 @@
 
 #![warn(missing_docs)]
 
+mod byteset;
 mod chunked;
 mod close;
 mod config;
 mod conn;
 mod drain;
 mod finished;
+mod input;
 mod lifecycle;
 mod parse;
 mod read;

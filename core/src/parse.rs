@@ -11,6 +11,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::byteset::run_of;
 use crate::config::Config;
 use crate::reject::Reject;
 
@@ -116,11 +117,7 @@ pub(crate) fn parse_head(
         // valid head can still break rules 1 and 3; anything else is judged
         // below, in rule order.
         if let Ok(Some(head)) = parse_complete(buf, config, fields) {
-            let line_len = buf[..head.len]
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(head.len);
-            if line_len > line_limit {
+            if request_line_len(buf, &head) > line_limit {
                 return Err(Reject::TargetTooLong);
             }
             if head.len > config.max_head_bytes {
@@ -155,6 +152,20 @@ pub(crate) fn parse_head(
         Some(head) => Ok(Some(head)),
         None => Err(Reject::Malformed("malformed request head")),
     }
+}
+
+/// Where the LF ending the request line of a parsed `head` sits: httparse
+/// took the line as method, target and version, each followed by exactly one
+/// space or the line end, so it is found without a scan.
+fn request_line_len(buf: &[u8], head: &Head) -> usize {
+    let version_end = (head.target.start + head.target.len) as usize + b" HTTP/1.1".len();
+    let lf = if buf[version_end] == b'\r' {
+        version_end + 1
+    } else {
+        version_end
+    };
+    debug_assert_eq!(buf[lf], b'\n', "the request line ends where httparse said");
+    lf
 }
 
 /// Allowance for method, spaces and version around a target of the largest
@@ -348,11 +359,21 @@ fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'
 
 /// The path and the query (without its `?`) of what follows an authority.
 fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
-    match path_and_query.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
+    // A table scan, not `split_once`: targets are short, and memchr's setup
+    // costs more than the scan.
+    let at = run_of(path_and_query.as_bytes(), &NOT_QUESTION_MARK);
+    match path_and_query.get(at + 1..) {
+        Some(query) => (&path_and_query[..at], Some(query)),
         None => (path_and_query, None),
     }
 }
+
+/// Every byte but `?`, which ends a path.
+const NOT_QUESTION_MARK: [bool; 256] = {
+    let mut table = [true; 256];
+    table[b'?' as usize] = false;
+    table
+};
 
 /// For `scheme "://" authority rest`, with a scheme of
 /// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) and an authority that names a
@@ -376,6 +397,16 @@ fn absolute_form_rest(target: &str) -> Option<&str> {
 /// port is digits. The host may be empty: RFC 9112 §3.2 has a client send an
 /// empty Host when the target has no authority.
 fn host_of(value: &[u8]) -> Option<&[u8]> {
+    // Most hosts are plain reg-names, with or without a port: one pass over
+    // a table finds them. Anything else takes the general path below.
+    let plain = run_of(value, &REG_NAME_BYTES);
+    match &value[plain..] {
+        [] => return Some(value),
+        [b':', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => {
+            return Some(&value[..plain])
+        }
+        _ => {}
+    }
     let (host, port) = match value.strip_prefix(b"[") {
         Some(literal) => {
             let end = literal.iter().position(|&b| b == b']')?;
@@ -486,8 +517,11 @@ struct HeaderRules {
 
 impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
-        // Most fields are none of these: the length tells at once.
-        let is = |field: &str| name.len() == field.len() && name.eq_ignore_ascii_case(field);
+        // Most fields are none of these: the length and the first letter
+        // tell at once. Setting the 0x20 bit lowercases a letter; the full
+        // comparison settles any other byte it changes.
+        let first = name.as_bytes().first().map_or(0, |&b| b | 0x20);
+        let is = |field: &str| first == field.as_bytes()[0] && name.eq_ignore_ascii_case(field);
         match name.len() {
             4 if is("host") => {
                 self.hosts += 1;
@@ -514,9 +548,9 @@ impl HeaderRules {
             }
             10 if is("connection") => {
                 for token in tokens(value) {
-                    self.close_token |= token.eq_ignore_ascii_case(b"close");
-                    self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-                    self.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+                    self.close_token |= is_word(token, b"close");
+                    self.keep_alive_token |= is_word(token, b"keep-alive");
+                    self.upgrade_token |= is_word(token, b"upgrade");
                 }
             }
             7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
@@ -591,6 +625,13 @@ impl HeaderRules {
 }
 
 /// The non-empty elements of a comma-separated list, trimmed of whitespace.
+/// Whether `token` is `lower`, a lowercase word, in any case. Clients send
+/// the lowercase spelling most of the time: a plain comparison settles that
+/// first.
+fn is_word(token: &[u8], lower: &[u8]) -> bool {
+    token == lower || token.eq_ignore_ascii_case(lower)
+}
+
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')

@@ -3,9 +3,10 @@
 
 use crate::chunked::ChunkedLimits;
 use crate::close::CloseReason;
-use crate::conn::{BodyProgress, State};
-use crate::finished::{Finished, Outcome};
-use crate::parse::{parse_head, Framing, Head};
+use crate::config::Config;
+use crate::conn::{BodyProgress, Buffers, State};
+use crate::finished::{Finished, Outcome, RequestLog};
+use crate::parse::{parse_head, Framing, Head, HeadScan};
 use crate::reject::Reject;
 use crate::request::RequestId;
 use crate::response::{write_rejection, CONTINUE};
@@ -40,7 +41,7 @@ impl Server {
         }
         let conn = &mut self.conns[key];
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
-        bufs.input.extend_from_slice(bytes);
+        bufs.input.extend(bytes);
         self.process_input(key, now);
     }
 
@@ -72,33 +73,30 @@ impl Server {
                     }
                     // A request begins with its first byte, even an empty
                     // line before its request line: the header timeout bounds
-                    // a client that sends nothing but empty lines.
-                    self.enter(
-                        key,
-                        State::Head {
-                            scan: Default::default(),
-                        },
-                        now,
-                    );
+                    // a client that sends nothing but empty lines. A head
+                    // that arrived whole is parsed at once and never waits
+                    // in `Head`.
+                    let began_offset = conn.received - bufs.input.len() as u64;
+                    bufs.log = RequestLog::begun(now, began_offset);
+                    let mut scan = HeadScan::default();
+                    match next_head(bufs, &mut scan, &self.config) {
+                        Ok(Some(head)) => self.head_complete(key, head, now),
+                        Ok(None) => {
+                            self.enter(key, State::Head { scan }, now);
+                            break;
+                        }
+                        Err(reject) => {
+                            self.reject(key, reject, now);
+                            break;
+                        }
+                    }
                 }
                 State::Head { scan } => {
                     let bufs = conn
                         .bufs
                         .as_mut()
                         .expect("a request being read has buffers");
-                    // RFC 9112 §2.2: empty lines before a request line are
-                    // ignored. Only the head's first bytes can be blank, so the
-                    // scan has not begun when any are dropped.
-                    let blank = bufs
-                        .input
-                        .iter()
-                        .take_while(|&&b| b == b'\r' || b == b'\n')
-                        .count();
-                    bufs.input.drain(..blank);
-                    if bufs.input.is_empty() {
-                        break;
-                    }
-                    match parse_head(&bufs.input, scan, &self.config, &mut bufs.fields) {
+                    match next_head(bufs, scan, &self.config) {
                         Ok(None) => break,
                         Ok(Some(head)) => self.head_complete(key, head, now),
                         Err(reject) => {
@@ -133,7 +131,7 @@ impl Server {
                             match decoded {
                                 Ok(used) => {
                                     // The raw chunked bytes are not needed once decoded.
-                                    bufs.input.drain(head.len..head.len + used);
+                                    bufs.input.remove(head.len..head.len + used);
                                     if !done {
                                         break;
                                     }
@@ -172,7 +170,7 @@ impl Server {
                             let n = arrived.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                             bufs.body
                                 .extend_from_slice(&bufs.input[head.len..head.len + n]);
-                            bufs.input.drain(head.len..head.len + n);
+                            bufs.input.remove(head.len..head.len + n);
                             *remaining -= n as u64;
                             *remaining == 0
                         }
@@ -185,7 +183,7 @@ impl Server {
                             let slice = &bufs.input[head.len..head.len + arrived];
                             match decoder.decode(slice, &mut bufs.body, &limits) {
                                 Ok(used) => {
-                                    bufs.input.drain(head.len..head.len + used);
+                                    bufs.input.remove(head.len..head.len + used);
                                     decoder.is_done()
                                 }
                                 Err(e) => {
@@ -285,6 +283,7 @@ impl Server {
     }
 
     /// Hands a complete request, `len` input bytes long, to the application.
+    #[inline]
     fn dispatch(&mut self, key: usize, head: Head, len: usize, now: Time) {
         let seq = self.conns[key].next_seq;
         self.hand_over(key, State::Dispatched { head, seq, len }, now);
@@ -292,6 +291,7 @@ impl Server {
 
     /// Hands the request numbered `next_seq` to the application, entering
     /// `state` (`Dispatched`, or `Receiving` for a streamed body).
+    #[inline]
     fn hand_over(&mut self, key: usize, state: State, now: Time) {
         let conn = &mut self.conns[key];
         let seq = conn.next_seq;
@@ -314,7 +314,7 @@ impl Server {
         if bufs.pending_out() == 0 {
             bufs.write_progress_at = now;
         }
-        let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date);
+        let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date_line);
         // A streamed body's request is the application's already.
         let request = bufs.log.dispatched.then(|| RequestId {
             conn: id,
@@ -372,6 +372,7 @@ impl Server {
     }
 
     /// Tells the driver to read again if core had paused it and now has room.
+    #[inline]
     pub(crate) fn resume_reading_if_paused(&mut self, key: usize) {
         if self.conns.get(key).is_some_and(|c| c.read_paused.get()) && self.wants_read_key(key) {
             self.conns[key].read_paused.set(false);
@@ -379,6 +380,26 @@ impl Server {
             self.events.push_back(Event::ResumeRead(id));
         }
     }
+}
+
+/// Drops the empty lines before a request line (RFC 9112 §2.2: they are
+/// ignored), then parses the head at the start of the input. Only a head's
+/// first bytes can be blank, so the scan has not begun when any are dropped.
+fn next_head(
+    bufs: &mut Buffers,
+    scan: &mut HeadScan,
+    config: &Config,
+) -> Result<Option<Head>, Reject> {
+    let blank = bufs
+        .input
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    bufs.input.consume(blank);
+    if bufs.input.is_empty() {
+        return Ok(None);
+    }
+    parse_head(&bufs.input, scan, config, &mut bufs.fields)
 }
 
 fn chunked_reject(e: crate::chunked::ChunkedError) -> Reject {

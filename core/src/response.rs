@@ -1,6 +1,7 @@
 //! Serialising responses: the status line, the headers core owns (`Date`,
 //! `Content-Length`, `Connection`), the application's headers, and the body.
 
+use crate::byteset::run_of;
 use crate::reject::Reject;
 
 /// Why a response from the application was not accepted. For every error
@@ -45,7 +46,8 @@ const OWNED_HEADERS: [&[u8]; 5] = [
 
 /// What the head needs beyond the application's status and headers.
 pub(crate) struct Framing<'a> {
-    pub date: &'a [u8],
+    /// The whole `Date` field line, CRLF included.
+    pub date_line: &'a [u8],
     /// The body length to announce, or `None` for statuses without a body
     /// and for bodies of unknown length.
     pub content_length: Option<u64>,
@@ -111,7 +113,7 @@ where
 
 /// Writes the whole response core sends for a rejected request; returns the
 /// length of its body.
-pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) -> u64 {
+pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date_line: &[u8]) -> u64 {
     let status = reject.status();
     let detail = reject.detail();
     let body_len = 3 + 1 + reason(status).len() + 2 + detail.len() + 1;
@@ -119,7 +121,7 @@ pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date: &[u8]) -
     write_framing(
         out,
         &Framing {
-            date,
+            date_line,
             content_length: Some(body_len as u64),
             chunked: false,
             connection: ConnectionHeader::Close,
@@ -152,17 +154,19 @@ Content-Length: 34\r\n\
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    write_u64(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    if let Some(line) = status_line(status) {
+        return out.extend_from_slice(line.as_bytes());
+    }
+    debug_assert!((100..=999).contains(&status), "a status has three digits");
+    let mut line = *b"HTTP/1.1 000 \r\n";
+    for (at, unit) in [(9, 100), (10, 10), (11, 1)] {
+        line[at] = b'0' + (status / unit % 10) as u8;
+    }
+    out.extend_from_slice(&line);
 }
 
 fn write_framing(out: &mut Vec<u8>, framing: &Framing<'_>) {
-    out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(framing.date);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(framing.date_line);
     if let Some(len) = framing.content_length {
         out.extend_from_slice(b"Content-Length: ");
         write_u64(out, len);
@@ -244,75 +248,126 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(buf.format(n).as_bytes());
 }
 
-/// `tchar` of RFC 9110 §5.6.2.
+/// `1*tchar` of RFC 9110 §5.6.2.
 fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && run_of(name, &TCHAR) == name.len()
 }
+
+/// `tchar` as a table: every header name of every response is checked byte
+/// by byte, so one lookup each.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 fn is_field_value(value: &[u8]) -> bool {
-    value.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0)
+    let allowed = |b: &u8| !matches!(b, b'\r' | b'\n' | 0);
+    // Eight bytes at a time: a word with no byte below 0x0E (the usual
+    // case) holds none of CR, LF and NUL; only other words are looked into.
+    let mut words = value.chunks_exact(8);
+    let word_allowed = |word: &[u8]| {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let below_0e = x.wrapping_sub(0x0e0e_0e0e_0e0e_0e0e) & !x & 0x8080_8080_8080_8080;
+        below_0e == 0 || word.iter().all(allowed)
+    };
+    words.by_ref().all(word_allowed) && words.remainder().iter().all(allowed)
 }
 
-/// The reason phrase for a status (RFC 9110 §15); empty for unregistered codes,
-/// which the grammar allows.
+/// The registered statuses (RFC 9110 §15) and their reason phrases.
+macro_rules! registered_statuses {
+    ($($code:literal $reason:literal,)*) => {
+        /// The whole status line of a registered status, so writing one is a
+        /// single copy; `None` for unregistered codes.
+        fn status_line(status: u16) -> Option<&'static str> {
+            match status {
+                $($code => Some(concat!("HTTP/1.1 ", stringify!($code), " ", $reason, "\r\n")),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+registered_statuses! {
+    100 "Continue",
+    101 "Switching Protocols",
+    200 "OK",
+    201 "Created",
+    202 "Accepted",
+    203 "Non-Authoritative Information",
+    204 "No Content",
+    205 "Reset Content",
+    206 "Partial Content",
+    300 "Multiple Choices",
+    301 "Moved Permanently",
+    302 "Found",
+    303 "See Other",
+    304 "Not Modified",
+    307 "Temporary Redirect",
+    308 "Permanent Redirect",
+    400 "Bad Request",
+    401 "Unauthorized",
+    403 "Forbidden",
+    404 "Not Found",
+    405 "Method Not Allowed",
+    406 "Not Acceptable",
+    408 "Request Timeout",
+    409 "Conflict",
+    410 "Gone",
+    411 "Length Required",
+    412 "Precondition Failed",
+    413 "Content Too Large",
+    414 "URI Too Long",
+    415 "Unsupported Media Type",
+    416 "Range Not Satisfiable",
+    417 "Expectation Failed",
+    421 "Misdirected Request",
+    422 "Unprocessable Content",
+    426 "Upgrade Required",
+    428 "Precondition Required",
+    429 "Too Many Requests",
+    431 "Request Header Fields Too Large",
+    500 "Internal Server Error",
+    501 "Not Implemented",
+    502 "Bad Gateway",
+    503 "Service Unavailable",
+    504 "Gateway Timeout",
+    505 "HTTP Version Not Supported",
+}
+
+/// The reason phrase for a status; empty for unregistered codes, which the
+/// grammar allows.
 pub(crate) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        203 => "Non-Authoritative Information",
-        204 => "No Content",
-        205 => "Reset Content",
-        206 => "Partial Content",
-        300 => "Multiple Choices",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        417 => "Expectation Failed",
-        421 => "Misdirected Request",
-        422 => "Unprocessable Content",
-        426 => "Upgrade Required",
-        428 => "Precondition Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
+    status_line(status).map_or("", |line| &line["HTTP/1.1 200 ".len()..line.len() - 2])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    const DATE_LINE: &[u8] = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
 
     fn head(
         status: u16,
@@ -322,7 +377,7 @@ mod tests {
     ) -> Result<String, RespondError> {
         let mut out = Vec::new();
         let framing = Framing {
-            date: DATE,
+            date_line: DATE_LINE,
             content_length,
             chunked: false,
             connection,
@@ -395,7 +450,7 @@ mod tests {
     fn rejects_header_injection_and_leaves_the_buffer_alone() {
         let mut out = b"earlier".to_vec();
         let framing = Framing {
-            date: DATE,
+            date_line: DATE_LINE,
             content_length: Some(0),
             chunked: false,
             connection: ConnectionHeader::None,
@@ -411,6 +466,36 @@ mod tests {
     }
 
     #[test]
+    fn status_lines_carry_the_registered_reason_or_none() {
+        let line = |status| {
+            let mut out = Vec::new();
+            write_status_line(&mut out, status);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(line(200), "HTTP/1.1 200 OK\r\n");
+        assert_eq!(line(505), "HTTP/1.1 505 HTTP Version Not Supported\r\n");
+        assert_eq!(line(299), "HTTP/1.1 299 \r\n");
+        assert_eq!((reason(404), reason(299)), ("Not Found", ""));
+    }
+
+    #[test]
+    fn field_values_with_cr_lf_or_nul_anywhere_are_refused() {
+        let value = *b"text/plain; charset=utf-8";
+        assert!(is_field_value(&value));
+        for at in 0..value.len() {
+            for bad in [b'\r', b'\n', 0] {
+                let mut v = value;
+                v[at] = bad;
+                assert!(!is_field_value(&v), "{bad} at {at}");
+            }
+            // Other control bytes below CR pass, as before.
+            let mut v = value;
+            v[at] = b'\t';
+            assert!(is_field_value(&v));
+        }
+    }
+
+    #[test]
     fn refuses_informational_and_out_of_range_statuses() {
         for status in [100, 101, 199, 600, 0] {
             assert_eq!(
@@ -423,7 +508,7 @@ mod tests {
     #[test]
     fn rejection_is_a_short_text_with_close() {
         let mut out = Vec::new();
-        write_rejection(&mut out, &Reject::TargetTooLong, DATE);
+        write_rejection(&mut out, &Reject::TargetTooLong, DATE_LINE);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"));

@@ -118,7 +118,9 @@ pub struct Server {
     pub(crate) active: usize,
     pub(crate) now: Time,
     pub(crate) lifecycle: Lifecycle,
-    pub(crate) date: Vec<u8>,
+    /// The `Date` field of every response, whole (`Date: …` and its CRLF),
+    /// so writing a head copies it once.
+    pub(crate) date_line: Vec<u8>,
     next_generation: u32,
 }
 
@@ -134,7 +136,7 @@ impl Server {
             active: 0,
             now: Time::ZERO,
             lifecycle: Lifecycle::Serving,
-            date: b"Thu, 01 Jan 1970 00:00:00 GMT".to_vec(),
+            date_line: b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n".to_vec(),
             next_generation: 0,
         }
     }
@@ -147,8 +149,10 @@ impl Server {
     /// Sets the value of the `Date` header of every response from now on (an
     /// IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`).
     pub fn set_date(&mut self, date: &str) {
-        self.date.clear();
-        self.date.extend_from_slice(date.as_bytes());
+        self.date_line.clear();
+        self.date_line.extend_from_slice(b"Date: ");
+        self.date_line.extend_from_slice(date.as_bytes());
+        self.date_line.extend_from_slice(b"\r\n");
     }
 
     /// Input: a connection was accepted. Returns the id core will use for it.
@@ -267,13 +271,14 @@ impl Server {
     /// Output: the next thing the driver must do.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front()?;
-        if let Event::Transmit(id) = event {
+        // Returned as popped, so the event is copied once.
+        let event = self.events.pop_front();
+        if let Some(Event::Transmit(id)) = event {
             if let Some(key) = self.key_of(id) {
                 self.conns[key].transmit_queued = false;
             }
         }
-        Some(event)
+        event
     }
 
     /// Output: when to call [`handle_timeout`](Self::handle_timeout) next.

@@ -194,7 +194,7 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let (head, seq, len) = self.answering(key);
-        let mut close = self.close_after(key);
+        let mut close = self.close_after(key, &head, len);
         let has_body = status_has_body(status);
         let framing = match length {
             _ if !has_body || head.is_head_method => StreamFraming::Bodiless,
@@ -206,7 +206,7 @@ impl Server {
             }
         };
         let head_framing = Framing {
-            date: &self.date,
+            date_line: &self.date_line,
             content_length: match length {
                 BodyLength::Known(n) if has_body => Some(n),
                 _ => None,
@@ -449,7 +449,7 @@ impl Server {
         }
         let conn = &mut self.conns[key];
         let framing = Framing {
-            date: &self.date,
+            date_line: &self.date_line,
             content_length: None,
             chunked: false,
             connection: ConnectionHeader::Upgrade,
@@ -506,7 +506,7 @@ impl Server {
         let Some(mut bufs) = conn.bufs.take() else {
             return Vec::new();
         };
-        let input = std::mem::take(&mut bufs.input);
+        let input = bufs.input.take();
         self.pool.give(bufs);
         input
     }

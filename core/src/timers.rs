@@ -89,6 +89,9 @@ impl Default for Timers {
 impl Timers {
     /// Puts connection `key` on the `kind` list (leaving any list it was on).
     /// `deadline` must not be earlier than the list's tail.
+    // Inlined, like `clear`: `settle` moves a connection between lists
+    // several times per request, and the call costs as much as the move.
+    #[inline]
     pub fn set<C: Linked>(
         &mut self,
         conns: &mut Slab<C>,
@@ -119,6 +122,7 @@ impl Timers {
     }
 
     /// Takes connection `key` off whatever list it is on.
+    #[inline]
     pub fn clear<C: Linked>(&mut self, conns: &mut Slab<C>, key: usize) {
         let link = *conns[key].link();
         let Some(kind) = link.kind else { return };

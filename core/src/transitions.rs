@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::close::CloseReason;
 use crate::config::Config;
 use crate::conn::{Conn, State};
-use crate::finished::{Finished, Outcome, RequestLog};
+use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
 use crate::server::{Event, Server};
@@ -63,6 +63,9 @@ pub(crate) struct DrainTimes {
 
 /// The timer `state` implies: which list and which deadline, or `None` for
 /// a connection that waits on the application.
+// Inlined, like `history`, `enter` and `settle`: they run several times per
+// request, and where a caller names the state, the table folds to its row.
+#[inline]
 pub(crate) fn timer_for(
     state: &State,
     history: History,
@@ -126,6 +129,7 @@ pub(crate) fn timer_for(
 }
 
 /// The times `conn`'s deadlines run from.
+#[inline]
 fn history(conn: &Conn, config: &Config) -> History {
     let mut history = History {
         fresh: conn.next_seq == 0,
@@ -143,17 +147,11 @@ fn history(conn: &Conn, config: &Config) -> History {
 
 impl Server {
     /// Moves connection `key` into `state` at `now`, then [`settle`](Self::settle)s it.
+    #[inline]
     pub(crate) fn enter(&mut self, key: usize, state: State, now: Time) {
         let conn = &mut self.conns[key];
         if let Some(bufs) = conn.bufs.as_mut() {
             match state {
-                State::Head { .. } => {
-                    bufs.log = RequestLog {
-                        began_at: now,
-                        began_offset: conn.received - bufs.input.len() as u64,
-                        ..RequestLog::default()
-                    }
-                }
                 State::Body { .. } => bufs.body_progress_at = now,
                 State::Dispatched { .. } => bufs.log.dispatched = true,
                 State::Receiving { .. } => {
@@ -183,22 +181,32 @@ impl Server {
     /// Re-derives connection `key`'s timer and its place in the active
     /// count from its state; call after anything that may change either.
     /// The only caller of `timers.set`, and the only place the count moves.
+    #[inline]
     pub(crate) fn settle(&mut self, key: usize, now: Time) {
         let drain = self.drain_times();
         let config = &self.config;
         let conn = &mut self.conns[key];
-        let mut timer = timer_for(&conn.state, history(conn, config), drain, config);
+        let mut history = history(conn, config);
+        let mut timer = timer_for(&conn.state, history, drain, config);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
+            // (A response just queued has noted its progress already.)
             if conn.link.kind() != Some(kind) {
                 if let Some(bufs) = conn.bufs.as_mut() {
-                    match kind {
-                        TimerKind::Body => bufs.body_progress_at = now,
-                        _ => bufs.write_progress_at = now,
+                    let progress = match kind {
+                        TimerKind::Body => &mut bufs.body_progress_at,
+                        _ => &mut bufs.write_progress_at,
+                    };
+                    if *progress != now {
+                        *progress = now;
+                        match kind {
+                            TimerKind::Body => history.body_progress_at = now,
+                            _ => history.output = Some(now),
+                        }
+                        timer = timer_for(&conn.state, history, drain, config);
                     }
                 }
-                timer = timer_for(&conn.state, history(conn, config), drain, config);
             }
         }
         let active = conn.is_active();

@@ -68,6 +68,7 @@ impl Server {
     }
 
     /// The connection of request `id`, if that request waits for its answer.
+    #[inline]
     pub(crate) fn waiting(&self, id: RequestId) -> Option<usize> {
         let key = self.key_of(id.conn)?;
         match self.conns[key].state {
@@ -104,11 +105,11 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let (head, seq, len) = self.answering(key);
-        let close = self.close_after(key);
+        let close = self.close_after(key, &head, len);
         let connection = connection_header(close, head.minor_version);
         let has_body = status_has_body(status);
         let framing = ResponseFraming {
-            date: &self.date,
+            date_line: &self.date_line,
             content_length: has_body.then_some(body.len() as u64),
             chunked: false,
             connection,
@@ -169,6 +170,7 @@ impl Server {
     /// The request connection `key` has handed to the application: its
     /// head, its number, and how many input bytes belong to it (its head
     /// alone while its body streams: the body is consumed as it comes).
+    #[inline]
     pub(crate) fn answering(&self, key: usize) -> (Head, u32, usize) {
         match self.conns[key].state {
             State::Dispatched { head, seq, len } => (head, seq, len),
@@ -182,9 +184,10 @@ impl Server {
     /// follows, keep-alive is off, or the server is stopping (in PreStop
     /// every response closes, so clients leave before the drain and no close
     /// races a request).
-    pub(crate) fn close_after(&self, key: usize) -> Option<CloseReason> {
+    /// `head` and `len` are what [`answering`](Self::answering) says.
+    #[inline]
+    pub(crate) fn close_after(&self, key: usize, head: &Head, len: usize) -> Option<CloseReason> {
         let conn = &self.conns[key];
-        let (head, _, len) = self.answering(key);
         let unread = match &conn.state {
             State::Receiving { done, .. } => {
                 !done || conn.bufs.as_ref().is_some_and(|b| !b.body.is_empty())
@@ -307,6 +310,7 @@ impl Server {
         }
     }
 
+    #[inline]
     pub(crate) fn queue_transmit(&mut self, key: usize) {
         if self.conns[key].pending_out() == 0 {
             return;

@@ -1,49 +1,64 @@
 //! Idle keep-alive connections hold no heap buffers: 10,000 of them, each
-//! having completed one request, cost core less than 4 MiB in all. And a
-//! keep-alive cycle in steady state allocates nothing.
+//! having completed one request, cost core less than 4 MiB in all. And in steady state neither a
+//! keep-alive cycle nor a batch of pipelined requests allocates.
 //!
 //! Its own test binary, because it installs a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use ebb_core::{Bytes, Config, Event, Server, Time};
 
-/// Counts only what the test's own thread allocates: the test harness's
-/// other threads allocate too, at times of their own.
+/// Counts only what each test's own thread allocates, in counters of that
+/// thread: the tests run side by side, and the harness's other threads
+/// allocate too, at times of their own.
 struct Counting;
 
 thread_local! {
     static TRACKED: Cell<bool> = const { Cell::new(false) };
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn tracked() -> bool {
     TRACKED.try_with(Cell::get).unwrap_or(false)
 }
 
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Adds to a counter of this thread.
+fn count<T: Copy + std::ops::Add<Output = T>>(
+    counter: &'static std::thread::LocalKey<Cell<T>>,
+    by: T,
+) {
+    counter.with(|c| c.set(c.get() + by));
+}
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn live_bytes() -> isize {
+    LIVE_BYTES.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if tracked() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count(&LIVE_BYTES, layout.size() as isize);
+            count(&ALLOCATIONS, 1);
         }
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if tracked() {
-            LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            count(&LIVE_BYTES, -(layout.size() as isize));
         }
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if tracked() {
             let grown = new_size as isize - layout.size() as isize;
-            LIVE_BYTES.fetch_add(grown, Ordering::Relaxed);
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count(&LIVE_BYTES, grown);
+            count(&ALLOCATIONS, 1);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -85,6 +100,58 @@ fn cycle(server: &mut Server, conn: ebb_core::ConnId, now: Time) {
     }
 }
 
+/// Runs a batch of pipelined requests, received in one read, through `conn`:
+/// each answered as it is handed over, the answers written together.
+/// Returns how many were answered.
+fn pipelined_batch(server: &mut Server, conn: ebb_core::ConnId, batch: &[u8], now: Time) -> usize {
+    server.handle_recv(conn, batch, now);
+    let mut answered = 0;
+    while let Some(event) = server.poll_event() {
+        match event {
+            Event::Request(id) => {
+                server
+                    .handle_response(
+                        id,
+                        200,
+                        [("Content-Type", "text/plain")],
+                        Bytes::from_static(b"Hello, World!"),
+                        now,
+                    )
+                    .unwrap();
+                answered += 1;
+            }
+            Event::Transmit(c) => {
+                let n: usize = server.transmit(c).iter().map(|s| s.len()).sum();
+                server.handle_sent(c, n, now);
+            }
+            _ => {}
+        }
+    }
+    answered
+}
+
+#[test]
+fn pipelined_batches_in_steady_state_allocate_nothing() {
+    TRACKED.with(|t| t.set(true));
+    let mut server = Server::new(Config::default());
+    let now = Time::ZERO;
+    let batch = REQUEST.repeat(16);
+    let conn = server.handle_accept(now);
+    for _ in 0..10 {
+        assert_eq!(pipelined_batch(&mut server, conn, &batch, now), 16);
+    }
+    let before = allocations();
+    for _ in 0..100 {
+        assert_eq!(pipelined_batch(&mut server, conn, &batch, now), 16);
+    }
+    let allocations = allocations() - before;
+    assert_eq!(
+        allocations, 0,
+        "allocations in 100 steady-state batches of 16 pipelined requests"
+    );
+    ebb_testkit::properties::assert_invariants(&server);
+}
+
 #[test]
 fn idle_connections_hold_no_buffers_and_steady_state_allocates_nothing() {
     TRACKED.with(|t| t.set(true));
@@ -96,23 +163,23 @@ fn idle_connections_hold_no_buffers_and_steady_state_allocates_nothing() {
     for _ in 0..10 {
         cycle(&mut server, conn, now);
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..1_000 {
         cycle(&mut server, conn, now);
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let allocations = allocations() - before;
     assert_eq!(
         allocations, 0,
         "allocations in 1,000 steady-state keep-alive cycles"
     );
 
     // 10,000 idle connections that each completed a request.
-    let baseline = LIVE_BYTES.load(Ordering::Relaxed);
+    let baseline = live_bytes();
     let conns: Vec<_> = (0..10_000).map(|_| server.handle_accept(now)).collect();
     for &c in &conns {
         cycle(&mut server, c, now);
     }
-    let held = LIVE_BYTES.load(Ordering::Relaxed) - baseline;
+    let held = live_bytes() - baseline;
     let vec_of_ids = (conns.capacity() * std::mem::size_of::<ebb_core::ConnId>()) as isize;
     let core_bytes = held - vec_of_ids;
     eprintln!(

@@ -378,14 +378,16 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
-            let now = Time::from_duration(self.start.elapsed());
+            // The clock is read once the read says what happened: the last
+            // read of every readiness event would block and needs no time.
             match conn.stream.read(&mut self.buf) {
                 Ok(0) => {
-                    self.server.handle_peer_eof(id, now);
+                    self.server.handle_peer_eof(id, self.now());
                     self.pump();
                     return;
                 }
                 Ok(n) => {
+                    let now = self.now();
                     self.server.handle_recv(id, &self.buf[..n], now);
                     self.pump();
                 }
@@ -393,7 +395,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("read from {id:?}: {e}");
-                    self.server.handle_aborted(id, now);
+                    self.server.handle_aborted(id, self.now());
                     self.pump();
                     return;
                 }
@@ -416,18 +418,18 @@ impl<H: Handler> Worker<H> {
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
             };
-            let now = Time::from_duration(self.start.elapsed());
+            // As in `read`: the clock is read only when there is news.
             match conn.stream.write_vectored(slices) {
                 Ok(0) => {
-                    self.server.handle_aborted(id, now);
+                    self.server.handle_aborted(id, self.now());
                     return;
                 }
-                Ok(n) => self.server.handle_sent(id, n, now),
+                Ok(n) => self.server.handle_sent(id, n, self.now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("write to {id:?}: {e}");
-                    self.server.handle_aborted(id, now);
+                    self.server.handle_aborted(id, self.now());
                     return;
                 }
             }

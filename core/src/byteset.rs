@@ -1,0 +1,40 @@
+//! Byte classes kept as 256-entry tables (`tchar`, reg-name bytes), and the
+//! scan that checks a run of bytes against one. Every request's `Host` and
+//! every response's header names go through it, so it takes four bytes a
+//! step.
+
+/// How many bytes at the start of `bytes` are in `table`: four looked up
+/// per step while all are in it, as they mostly are, then one at a time.
+pub(crate) fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
+    let is_in = |b: u8| table[usize::from(b)];
+    let mut steps = bytes.chunks_exact(4);
+    let mut at = 0;
+    for step in steps.by_ref() {
+        if !(is_in(step[0]) & is_in(step[1]) & is_in(step[2]) & is_in(step[3])) {
+            break;
+        }
+        at += 4;
+    }
+    at + bytes[at..].iter().take_while(|&&b| is_in(b)).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_ends_at_the_first_byte_outside_the_table_wherever_it_is() {
+        let mut digits = [false; 256];
+        for b in b'0'..=b'9' {
+            digits[usize::from(b)] = true;
+        }
+        let all = b"0123456789012";
+        assert_eq!(run_of(all, &digits), all.len());
+        assert_eq!(run_of(b"", &digits), 0);
+        for at in 0..all.len() {
+            let mut bytes = *all;
+            bytes[at] = b'x';
+            assert_eq!(run_of(&bytes, &digits), at);
+        }
+    }
+}
