@@ -393,6 +393,8 @@ impl Run {
             is_head: &self.is_head,
             answered: &seqs,
             faulted: &faulted,
+            streamed: &[],
+            http10: &[],
         };
         let mut wire = Wire::new();
         let mut finals = Vec::new();
