@@ -56,7 +56,9 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use ebb_core::{BodyLength, CloseReason, Config, ConnId, DrainReport, Event, Forced, Phase};
+use ebb_core::{
+    BodyLength, CloseReason, Config, ConnId, DrainReport, Event, Forced, Outcome, Phase,
+};
 use ebb_core::{RequestId, RespondError, Server, StreamError, Time};
 
 use super::wire::{asks_to_close, asks_to_upgrade, body, Answer, Answered, AppLog, BadAnswer};
@@ -267,6 +269,7 @@ pub fn server_ops(data: &[u8]) {
         upgraded_open: 0,
         upgraded_cut: 0,
         trace: std::env::var_os("EBB_FUZZ_TRACE").is_some(),
+        revoked: Vec::new(),
     };
     for op in &scenario.ops {
         if world.trace {
@@ -403,6 +406,9 @@ struct World {
     /// `EBB_FUZZ_TRACE=1` prints each op and event, to read a failing
     /// input's story.
     trace: bool,
+    /// Requests core took back from the application (see
+    /// [`World::note_revoked`]).
+    revoked: Vec<RequestId>,
 }
 
 /// What happened during one input, for the checks after it.
@@ -1080,6 +1086,13 @@ impl World {
             }
             Event::Finished(f) => {
                 let i = self.index_of(f.conn);
+                if let Some(id) = f.request.filter(|id| self.revoked.contains(id)) {
+                    assert!(
+                        matches!(f.outcome, Outcome::Rejected(_) | Outcome::Unfinished(_)),
+                        "{id:?} was taken back from the application, but finished {:?}",
+                        f.outcome
+                    );
+                }
                 if f.outcome.label() == "cut" {
                     self.cut += 1;
                 }
@@ -1284,6 +1297,7 @@ impl World {
                 "a stream broke, but its connection was not closed"
             );
         }
+        self.note_revoked();
         self.check_streams_and_upgrades();
         let open = self.conns.iter().filter(|c| c.open).count();
         assert_eq!(
@@ -1355,6 +1369,32 @@ impl World {
         self.streams
             .iter()
             .any(|s| s.conn == i && !s.ended && !s.broken)
+    }
+
+    /// A request handed over with its body still to come (streamed
+    /// bodies) is taken back when core refuses the rest of the body (a
+    /// timeout, a body too large or malformed): core answers it with its
+    /// own 4xx, and refuses the application's answer from now on.
+    fn note_revoked(&mut self) {
+        let server = &self.server;
+        let conns = &self.conns;
+        let mut revoked = Vec::new();
+        self.pending.retain(|&id| {
+            let open = conns.iter().any(|c| c.id == id.conn() && c.open);
+            let gone = open && server.request(id).is_none();
+            if gone {
+                revoked.push(id);
+            }
+            !gone
+        });
+        for id in revoked {
+            assert!(
+                self.config.stream_request_bodies,
+                "a request whose body was whole was taken back from the application"
+            );
+            self.answered.push(id);
+            self.revoked.push(id);
+        }
     }
 
     /// S1 with streams and upgrades: core counts every connection with a
