@@ -5,15 +5,20 @@
 //! takes, whether the client ends with FIN) comes from a generator seeded with
 //! a hash of the input, so a seed file is just a request as sent on the wire.
 //!
-//! The application answers every request at once, and the driver writes all
-//! output at once (in pieces of random size), so nothing in the conversation
-//! depends on where the input was split. Hence the oracle:
+//! The application answers every request at once — one that asks to switch
+//! protocols, half the time with a `101`, after which it reads the rest of
+//! the input itself and then closes the connection — and the driver writes
+//! all output at once (in pieces of random size), so nothing in the
+//! conversation depends on where the input was split. Hence the oracle:
 //! - the whole input and the split input give the same requests (method,
 //!   target, version, headers, body), the same responses on the wire (an
 //!   interim 100 Continue aside: it depends on whether the body had already
 //!   arrived), and both end with the connection closed (whether core closes
 //!   at once or lingers first may depend on whether more input had arrived,
-//!   so the half-close itself is not compared);
+//!   so the half-close itself is not compared); after a switch, the
+//!   application reads the same bytes (what core had read beyond the
+//!   upgrade request, then the rest), and core neither reads nor writes the
+//!   connection again;
 //! - what is written parses as responses in request order, each with the
 //!   framing core promises; a request that asked to close (RFC 9112 §9.6)
 //!   gets `Connection: close`; nothing follows a `Connection: close` response
@@ -43,9 +48,10 @@ use std::time::Duration;
 
 use std::ops::Range;
 
-use ebb_core::{Config, ConnId, Event, RequestId, Server, Time};
+use ebb_core::{CloseReason, Config, ConnId, Event, RequestId, Server, Time};
 
-use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
+use super::wire::SEQ_HEADER;
+use super::wire::{asks_to_close, asks_to_upgrade, Answer, Answered, AppLog, BadAnswer, Wire};
 use crate::properties::assert_invariants;
 use crate::rng::Rng;
 
@@ -109,6 +115,11 @@ pub fn request_bytes_salted(data: &[u8], salt: u32) {
     let cuts = cut_points(data, &mut rng);
     let split = run(data, &cuts, eof, seed, salt, 2);
     assert_eq!(whole.requests, split.requests, "requests differ when split");
+    assert_eq!(
+        (whole.upgraded, &whole.app_input),
+        (split.upgraded, &split.app_input),
+        "the upgraded stream differs when split"
+    );
     // The same requests got the same answers, so the same bytes read back
     // as the same responses: checked once.
     if split.out == whole.out {
@@ -201,6 +212,13 @@ struct Run {
     out: Vec<u8>,
     half_closed: bool,
     closed: bool,
+    /// The application switched protocols (a `101` is queued).
+    switched: bool,
+    /// Core handed the connection over (`Upgraded`).
+    upgraded: bool,
+    /// What the application read after the switch: the bytes core had
+    /// read beyond the upgrade request, then the rest of the input.
+    app_input: Vec<u8>,
 }
 
 /// Feeds `data` in the pieces `cuts` ends, then FIN if `eof`, then runs the
@@ -223,12 +241,21 @@ fn run(data: &[u8], cuts: &[usize], eof: bool, seed: Seed, salt: u32, run: u32) 
         out: Vec::new(),
         half_closed: false,
         closed: false,
+        switched: false,
+        upgraded: false,
+        app_input: Vec::new(),
     };
     r.drain();
     let mut from = 0;
     for &to in cuts {
         if r.closed {
             break;
+        }
+        if r.upgraded {
+            // The application reads the socket now.
+            r.app_input.extend_from_slice(&data[from..to]);
+            from = to;
+            continue;
         }
         // The application answered everything and every byte was written,
         // so core has no reason to stop reading.
@@ -240,7 +267,11 @@ fn run(data: &[u8], cuts: &[usize], eof: bool, seed: Seed, salt: u32, run: u32) 
         r.drain();
         from = to;
     }
-    if eof && !r.closed {
+    if r.upgraded {
+        // The application ends the new protocol and reports it.
+        r.server.handle_upgraded_closed(conn, r.now);
+        r.drain();
+    } else if eof && !r.closed {
         r.server.handle_peer_eof(conn, r.now);
         r.drain();
     }
@@ -288,16 +319,32 @@ impl Run {
                     );
                     self.half_closed = true;
                 }
-                Event::Close(c, _) => {
+                Event::Close(c, reason) => {
                     assert_eq!(c, self.conn);
                     assert!(!self.closed, "closed twice");
+                    assert!(
+                        !self.upgraded || reason == CloseReason::UpgradedClosed,
+                        "an upgraded connection closed for {reason:?}"
+                    );
                     self.closed = true;
                 }
-                e @ (Event::BodyReady(_)
-                | Event::StreamWritable(_)
-                | Event::Upgraded(_)
-                | Event::StopUpgraded(_)) => {
-                    panic!("{e:?}, but this application neither streams nor upgrades")
+                Event::Upgraded(c) => {
+                    assert_eq!(c, self.conn);
+                    assert!(self.switched && !self.upgraded, "Upgraded without a 101");
+                    self.upgraded = true;
+                    self.app_input = self.server.take_upgraded_input(c);
+                    assert!(
+                        !self.server.wants_read(c),
+                        "core reads an upgraded connection"
+                    );
+                    assert_eq!(
+                        self.server.transmit(c),
+                        [&[][..], &[]],
+                        "core writes on an upgraded connection"
+                    );
+                }
+                e @ (Event::BodyReady(_) | Event::StreamWritable(_) | Event::StopUpgraded(_)) => {
+                    panic!("{e:?}, but this application streams nothing and never stops")
                 }
                 e @ (Event::DrainBacklog
                 | Event::CloseListener
@@ -338,6 +385,7 @@ impl Run {
         };
         self.is_head.push(seen.method == "HEAD");
         self.asks_to_close.push(asks_to_close(&req));
+        let upgrade = asks_to_upgrade(&req);
         self.requests.push(seen);
 
         let mut app = self.seed.rng(stream(self.salt, 100 + seq));
@@ -345,6 +393,17 @@ impl Run {
         self.faulted.push(faulted);
         if faulted {
             BadAnswer::pick(app.index(7)).attempt(&mut self.server, id, self.now);
+        } else if upgrade && app.one_in(2) {
+            let result = self.server.handle_upgrade(
+                id,
+                [
+                    ("Upgrade", "echo".to_owned()),
+                    (SEQ_HEADER, seq.to_string()),
+                ],
+                self.now,
+            );
+            assert_eq!(result, Ok(()), "an upgrade the request asked for");
+            self.switched = true;
         } else {
             self.answer_validly(id, &mut app);
         }
@@ -433,8 +492,9 @@ impl Run {
                 match seq {
                     Some(seq) => {
                         assert_eq!(seq, answered, "S4: responses out of request order");
+                        // A 101 leaves HTTP: there is no next request.
                         assert!(
-                            r.close || !self.asks_to_close[seq as usize],
+                            r.close || r.status == 101 || !self.asks_to_close[seq as usize],
                             "the client asked to close, the response does not say so"
                         );
                         answered += 1;

@@ -1,6 +1,14 @@
 //! A structured sequence of driver inputs across several connections, in the
 //! simulator's vocabulary: accept, bytes, EOF, reset, written n, respond,
-//! terminate, hand-off, backlog empty, advance time.
+//! terminate, hand-off, backlog empty, advance time — and the application's
+//! inputs beyond a whole answer: start a streamed response (a declared
+//! length or none, to HTTP/1.0 and 1.1 requests, with or without a body),
+//! offer a piece, end it (short of, or after overshooting, its declared
+//! length; with a valid or invalid trailer), or stop producing; with
+//! `stream_request_bodies` on (a knob of the scenario), ask for a body
+//! (100 Continue) and consume pieces of it, or answer without reading it;
+//! switch protocols (`101`), then own the connection's bytes both ways and
+//! close it, or see it reset, or be told to stop by the drain.
 //!
 //! The driver model does what a driver does: after every input it carries out
 //! each event until `poll_event` returns `None`; it reads only while core
@@ -48,6 +56,28 @@
 //!   [`silent_close_due`](props::silent_close_due) (judged whenever the
 //!   connections known to be active account for the whole active count,
 //!   so the rest are known idle);
+//! - streams and upgrades: core counts every connection with a waiting
+//!   request or a stream under way and never an upgraded or half-closed one
+//!   (S1); a stream the application has not ended ends only for the
+//!   reasons [`stream_may_be_cut`](props::stream_may_be_cut) allows (a
+//!   reset, a stalled write, the application's length mismatch, a forced
+//!   exit), so it holds the drain until it ends or the deadline (S6); a
+//!   streamed body of unknown length is complete on the wire only once the
+//!   application ended it (a cut chunked one lacks its last chunk), and
+//!   then exactly as long as what core took; nothing is chunked to
+//!   HTTP/1.0; core takes no more of a piece than `stream_room`, never more
+//!   than `max_stream_buffer_bytes`, holds no more of a streamed request
+//!   body than that, refuses bytes beyond a declared length or an end
+//!   short of it by closing, owes `StreamWritable` only to a stream it held
+//!   back, and refuses pieces of a stream that is over; a 100 Continue to a
+//!   streamed body goes out only after the application asked for the body;
+//!   a `101` answers only an HTTP/1.1 request that asked to upgrade (else
+//!   500), nothing follows it, `Upgraded` comes once it is written, and
+//!   core then neither reads nor writes the connection; every upgraded
+//!   connection open in the drain hears `StopUpgraded` once, closes only
+//!   by the application or a forced exit, and the report's `upgraded_open`
+//!   and `upgraded_cut` equal the fuzzer's count; a request whose streamed
+//!   body core refused mid-way is taken back (core answers it);
 //! - and the driver's contract: every deadline `poll_timeout` reports is
 //!   later than the driver's clock (deadlines already due were handled), and
 //!   inputs on closed connections or answered requests change nothing.

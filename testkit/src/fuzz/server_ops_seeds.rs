@@ -1471,6 +1471,19 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
                 Op::AdvanceTime { ms: 30000 },
             ]),
         ),
+        (
+            "corpus/upload-too-slow-is-taken-back",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 14),
+                raw(0, 10),
+                Op::AdvanceTime { ms: 45000 },
+                stream(None, 0),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
         // Upgrades.
         (
             "corpus/upgrade-then-app-closes",
