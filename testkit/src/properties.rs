@@ -143,6 +143,26 @@ pub fn close_may_lose(reason: CloseReason) -> bool {
     ) || reason.is_forced()
 }
 
+/// S2, S6: whether a close for `reason` may end a streamed response the
+/// application has not ended: the client reset, the write stalled, the
+/// application broke the body's declared length, or the exit was forced.
+/// Nothing else ends a stream, so one keeps the drain from exiting until
+/// it ends or the deadline.
+pub fn stream_may_be_cut(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::Aborted | CloseReason::WriteStall | CloseReason::StreamMismatch
+    ) || reason.is_forced()
+}
+
+/// S6: whether a close for `reason` may end a connection that left HTTP
+/// (an upgrade), the application having closed it (`app_closed`) or not:
+/// only the application's close, or a forced exit (the deadline), which
+/// the report counts as `upgraded_cut`.
+pub fn upgraded_close_ok(reason: CloseReason, app_closed: bool) -> bool {
+    (app_closed && reason == CloseReason::UpgradedClosed) || reason.is_forced()
+}
+
 /// S8, S9: whether `CloseListener` may come before the backlog was drained
 /// (`DrainBacklog` carried out and `handle_backlog_empty` made): only when
 /// the listener was handed to a successor (the backlog is its now), or in

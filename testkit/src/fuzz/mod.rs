@@ -6,12 +6,14 @@
 //! minimised crash through the same functions on stable `cargo test`.
 //!
 //! - [`request_bytes`]: raw bytes into one connection, whole and split, with
-//!   the application answering every request; both runs must agree, every
-//!   core-made error must be a 4xx/5xx that closes, and S1, S2 and S4 of
+//!   the application answering every request (switching protocols when
+//!   asked, sometimes); both runs must agree, every core-made error must be
+//!   a 4xx/5xx that closes, and S1, S2 and S4 of
 //!   [`properties`](crate::properties) must hold.
-//! - [`server_ops`]: a structured sequence of driver inputs across several
-//!   connections, checked against the safety properties as far as a driver
-//!   can observe them.
+//! - [`server_ops`]: a structured sequence of driver and application inputs
+//!   across several connections — streamed responses, streamed request
+//!   bodies and upgrades among them — checked against the safety properties
+//!   as far as a driver can observe them.
 //! - [`chunked`]: [`ChunkedDecoder`](ebb_core::ChunkedDecoder), whole and
 //!   split, against a small reference decoder written for the test.
 //!

@@ -1,6 +1,14 @@
 //! A structured sequence of driver inputs across several connections, in the
 //! simulator's vocabulary: accept, bytes, EOF, reset, written n, respond,
-//! terminate, hand-off, backlog empty, advance time.
+//! terminate, hand-off, backlog empty, advance time — and the application's
+//! inputs beyond a whole answer: start a streamed response (a declared
+//! length or none, to HTTP/1.0 and 1.1 requests, with or without a body),
+//! offer a piece, end it (short of, or after overshooting, its declared
+//! length; with a valid or invalid trailer), or stop producing; with
+//! `stream_request_bodies` on (a knob of the scenario), ask for a body
+//! (100 Continue) and consume pieces of it, or answer without reading it;
+//! switch protocols (`101`), then own the connection's bytes both ways and
+//! close it, or see it reset, or be told to stop by the drain.
 //!
 //! The driver model does what a driver does: after every input it carries out
 //! each event until `poll_event` returns `None`; it reads only while core
@@ -48,6 +56,28 @@
 //!   [`silent_close_due`](props::silent_close_due) (judged whenever the
 //!   connections known to be active account for the whole active count,
 //!   so the rest are known idle);
+//! - streams and upgrades: core counts every connection with a waiting
+//!   request or a stream under way and never an upgraded or half-closed one
+//!   (S1); a stream the application has not ended ends only for the
+//!   reasons [`stream_may_be_cut`](props::stream_may_be_cut) allows (a
+//!   reset, a stalled write, the application's length mismatch, a forced
+//!   exit), so it holds the drain until it ends or the deadline (S6); a
+//!   streamed body of unknown length is complete on the wire only once the
+//!   application ended it (a cut chunked one lacks its last chunk), and
+//!   then exactly as long as what core took; nothing is chunked to
+//!   HTTP/1.0; core takes no more of a piece than `stream_room`, never more
+//!   than `max_stream_buffer_bytes`, holds no more of a streamed request
+//!   body than that, refuses bytes beyond a declared length or an end
+//!   short of it by closing, owes `StreamWritable` only to a stream it held
+//!   back, and refuses pieces of a stream that is over; a 100 Continue to a
+//!   streamed body goes out only after the application asked for the body;
+//!   a `101` answers only an HTTP/1.1 request that asked to upgrade (else
+//!   500), nothing follows it, `Upgraded` comes once it is written, and
+//!   core then neither reads nor writes the connection; every upgraded
+//!   connection open in the drain hears `StopUpgraded` once, closes only
+//!   by the application or a forced exit, and the report's `upgraded_open`
+//!   and `upgraded_cut` equal the fuzzer's count; a request whose streamed
+//!   body core refused mid-way is taken back (core answers it);
 //! - and the driver's contract: every deadline `poll_timeout` reports is
 //!   later than the driver's clock (deadlines already due were handled), and
 //!   inputs on closed connections or answered requests change nothing.
@@ -56,10 +86,13 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use ebb_core::{CloseReason, Config, ConnId, DrainReport, Event, Forced, Phase, RequestId};
-use ebb_core::{Server, Time};
+use ebb_core::{
+    BodyLength, CloseReason, Config, ConnId, DrainReport, Event, Forced, Outcome, Phase,
+};
+use ebb_core::{RequestId, RespondError, Server, StreamError, Time};
 
-use super::wire::{asks_to_close, Answer, Answered, AppLog, BadAnswer, Wire};
+use super::wire::{asks_to_close, asks_to_upgrade, body, Answer, Answered, AppLog, BadAnswer};
+use super::wire::{Wire, SEQ_HEADER};
 use crate::properties::{self as props, assert_invariants};
 
 /// The whole input: one knob, then the inputs.
@@ -67,6 +100,8 @@ use crate::properties::{self as props, assert_invariants};
 pub(super) struct Scenario {
     /// `pre_stop` in units of 100 ms; 0 for none.
     pub(super) pre_stop: u8,
+    /// `stream_request_bodies`: bodies reach the application in pieces.
+    pub(super) stream_bodies: bool,
     pub(super) ops: Vec<Op>,
 }
 
@@ -100,6 +135,46 @@ pub(super) enum Op {
     Wake,
     /// The listener is handed to a successor (`handle_handoff`).
     Handoff,
+    /// The application answers the `nth` waiting request with a streamed
+    /// response: a declared length (`Some`) or not, a status from
+    /// [`STREAM_STATUSES`].
+    StreamStart {
+        nth: u8,
+        length: Option<u8>,
+        status: u8,
+    },
+    /// The application offers `len` more bytes to the `nth` stream it ever
+    /// started (ended and cut ones too, which core must refuse).
+    StreamData {
+        nth: u8,
+        len: u8,
+    },
+    /// The application ends the `nth` stream: with no trailer, a valid one,
+    /// or an invalid one (`trailer` % 3).
+    StreamEnd {
+        nth: u8,
+        trailer: u8,
+    },
+    /// The application begins to read the body of the `nth` waiting request
+    /// (`handle_body_wanted`: a 100 Continue may go out now).
+    BodyWanted {
+        nth: u8,
+    },
+    /// The application uses `n` bytes of the `nth` waiting request's
+    /// streamed body.
+    BodyConsumed {
+        nth: u8,
+        n: u16,
+    },
+    /// The application switches the `nth` waiting request's connection to
+    /// another protocol (`handle_upgrade`).
+    Upgrade {
+        nth: u8,
+    },
+    /// The application closes an upgraded connection.
+    UpgradedClose {
+        conn: u8,
+    },
 }
 
 /// Bytes a client sends: a canned request, part of one, or anything.
@@ -110,7 +185,7 @@ pub(super) enum Piece {
     Raw(Vec<u8>),
 }
 
-const CANNED: [&[u8]; 12] = [
+const CANNED: [&[u8]; 15] = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
@@ -123,11 +198,20 @@ const CANNED: [&[u8]; 12] = [
     b"GET / HTTP/1.1\r\n\r\n",
     b"\r\n",
     b"GET /slow HTTP/1.1\r\nHost: a\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    b"GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 300\r\n\r\n",
 ];
 
-/// Which of [`CANNED`] are whole requests core hands to the application:
-/// on a connection sent nothing else, where each request ends is known.
-const WHOLE: usize = 7;
+/// Whether [`CANNED`]`[k]` is a whole request core hands to the
+/// application: on a connection sent nothing else, where each request ends
+/// is known.
+fn whole(k: usize) -> bool {
+    k < 7 || k == 12 || k == 13
+}
+
+/// The statuses of streamed responses: with a body, and without.
+const STREAM_STATUSES: [u16; 5] = [200, 206, 404, 204, 304];
 
 impl Piece {
     fn bytes(&self) -> Vec<u8> {
@@ -155,8 +239,11 @@ pub(super) struct AnswerChoice {
 }
 
 /// Small limits and the default timeouts.
-fn config(pre_stop: u8) -> Config {
+fn config(pre_stop: u8, stream_bodies: bool) -> Config {
     Config {
+        stream_request_bodies: stream_bodies,
+        max_streamed_body_bytes: 4096,
+        max_stream_buffer_bytes: 256,
         max_head_bytes: 512,
         max_headers: 16,
         max_target_bytes: 128,
@@ -170,6 +257,22 @@ fn config(pre_stop: u8) -> Config {
     }
 }
 
+/// No header fields.
+const NO_FIELDS: [(&str, &str); 0] = [];
+
+/// What an application input came to.
+enum Fed {
+    /// Core was given nothing that needs events carried out.
+    Nothing,
+    /// Core was given an input.
+    Input,
+    /// The application broke the stream on this connection (a length
+    /// mismatch): core closes it.
+    Broke(usize),
+}
+
+const AFTER_CLOSE: &str = "S4: bytes written after a Connection: close response";
+
 /// Open connections at most; further accepts are skipped.
 const MAX_OPEN: usize = 8;
 
@@ -178,7 +281,7 @@ pub fn server_ops(data: &[u8]) {
     let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
-    let config = config(scenario.pre_stop);
+    let config = config(scenario.pre_stop, scenario.stream_bodies);
     let mut world = World {
         server: Server::new(config.clone()),
         config,
@@ -192,11 +295,14 @@ pub fn server_ops(data: &[u8]) {
         drain: None,
         cut: 0,
         exited: false,
+        streams: Vec::new(),
+        upgraded_open: 0,
+        upgraded_cut: 0,
+        trace: std::env::var_os("EBB_FUZZ_TRACE").is_some(),
+        revoked: Vec::new(),
     };
-    // `EBB_FUZZ_TRACE=1` prints each op, to read a failing input's story.
-    let trace = std::env::var_os("EBB_FUZZ_TRACE").is_some();
     for op in &scenario.ops {
-        if trace {
+        if world.trace {
             eprintln!("op {op:?}");
         }
         world.apply(op);
@@ -262,6 +368,45 @@ struct ConnModel {
     answered_in: Vec<u8>,
     /// Responses (by seq) whose close rules were judged.
     judged: u32,
+    /// By request seq: whether it was HTTP/1.0.
+    http10: Vec<bool>,
+    /// By request seq: whether it asked to switch protocols.
+    asks_upgrade: Vec<bool>,
+    /// Request seqs answered with a streamed response.
+    streamed: Vec<u32>,
+    /// The request whose `101` is queued or written.
+    switching: Option<u32>,
+    /// Core emitted `Upgraded`: the connection is the application's.
+    upgraded: bool,
+    /// The application closed it after the upgrade.
+    app_closed: bool,
+    /// Core emitted `StopUpgraded` for it.
+    told_to_stop: bool,
+    /// Counted among the upgraded connections open during the drain.
+    upgraded_in_drain: bool,
+    /// `handle_body_wanted` calls while a request with a body waited, and
+    /// `100 Continue` responses written: with streamed bodies, one may go
+    /// out only after the application asked for the body.
+    bodies_wanted: u32,
+    continues: u32,
+}
+
+/// The application's view of one streamed response.
+struct StreamModel {
+    id: RequestId,
+    /// Index of its connection.
+    conn: usize,
+    /// Its body's framing: `None` for no body (`HEAD`, 204, 304), else the
+    /// declared length if any.
+    body: Option<Option<u64>>,
+    /// Body bytes core took.
+    sent: u64,
+    /// The application ended it.
+    ended: bool,
+    /// Core refused a piece or the end (`LengthMismatch`).
+    broken: bool,
+    /// Core took fewer bytes than offered: `StreamWritable` is owed.
+    blocked: bool,
 }
 
 struct World {
@@ -281,6 +426,19 @@ struct World {
     /// `Finished` events labelled `cut`.
     cut: u64,
     exited: bool,
+    /// Every stream the application started, in order.
+    streams: Vec<StreamModel>,
+    /// Upgraded connections open during the drain, and those a forced
+    /// close ended: what the report's `upgraded_open` and `upgraded_cut`
+    /// must say.
+    upgraded_open: u64,
+    upgraded_cut: u64,
+    /// `EBB_FUZZ_TRACE=1` prints each op and event, to read a failing
+    /// input's story.
+    trace: bool,
+    /// Requests core took back from the application (see
+    /// [`World::note_revoked`]).
+    revoked: Vec<RequestId>,
 }
 
 /// What happened during one input, for the checks after it.
@@ -303,6 +461,9 @@ struct Step {
     lost: Vec<(usize, bool, CloseReason)>,
     /// Connections closed while the driver held unread input for them.
     closed_with_unread: Vec<usize>,
+    /// The connection whose stream the application broke (a length
+    /// mismatch): core must close it in this step.
+    broken: Option<usize>,
     exit: Option<DrainReport>,
 }
 
@@ -323,6 +484,7 @@ impl World {
             listener_closed: false,
             lost: Vec::new(),
             closed_with_unread: Vec::new(),
+            broken: None,
             exit: None,
         };
         match op {
@@ -350,14 +512,15 @@ impl World {
                     self.server.handle_recv(self.conns[i].id, &bytes, self.now);
                     return self.expect_quiet("bytes on a closed connection");
                 }
-                if self.conns[i].eof || bytes.is_empty() {
+                // An upgraded connection's bytes are the application's.
+                if self.conns[i].eof || self.conns[i].upgraded || bytes.is_empty() {
                     return;
                 }
                 let c = &mut self.conns[i];
                 c.unread.extend_from_slice(&bytes);
                 c.fed += bytes.len() as u64;
                 match piece {
-                    Piece::Canned(which) if usize::from(*which) % CANNED.len() < WHOLE => {
+                    Piece::Canned(which) if whole(usize::from(*which) % CANNED.len()) => {
                         let fed = c.fed;
                         if let Some(ends) = &mut c.ends {
                             ends.push(fed);
@@ -374,8 +537,9 @@ impl World {
                     self.server.handle_peer_eof(c.id, self.now);
                     return self.expect_quiet("EOF on a closed connection");
                 }
-                // The driver sees FIN only after reading what came before it.
-                if c.eof || !c.unread.is_empty() {
+                // The driver sees FIN only after reading what came before it;
+                // an upgraded connection's FIN is the application's to see.
+                if c.eof || c.upgraded || !c.unread.is_empty() {
                     return;
                 }
                 c.eof = true;
@@ -389,8 +553,15 @@ impl World {
                     return self.expect_quiet("reset of a closed connection");
                 }
                 c.unread.clear();
-                step.reset = Some(i);
-                self.server.handle_aborted(c.id, self.now);
+                if c.upgraded {
+                    // The application owns the socket: it sees the reset
+                    // and reports the end.
+                    c.app_closed = true;
+                    self.server.handle_upgraded_closed(c.id, self.now);
+                } else {
+                    step.reset = Some(i);
+                    self.server.handle_aborted(c.id, self.now);
+                }
             }
             Op::Written { conn, n } => {
                 let Some(i) = self.pick(*conn) else { return };
@@ -438,6 +609,56 @@ impl World {
                 step.timeout = true;
                 self.server.handle_timeout(self.now);
             }
+            Op::StreamStart {
+                nth,
+                length,
+                status,
+            } => {
+                if !self.start_stream(*nth, *length, *status) {
+                    return;
+                }
+            }
+            Op::StreamData { nth, len } => match self.stream_data(*nth, *len) {
+                Fed::Nothing => return,
+                Fed::Input => {}
+                Fed::Broke(i) => step.broken = Some(i),
+            },
+            Op::StreamEnd { nth, trailer } => match self.end_stream(*nth, *trailer) {
+                Fed::Nothing => return,
+                Fed::Input => {}
+                Fed::Broke(i) => step.broken = Some(i),
+            },
+            Op::BodyWanted { nth } => {
+                let Some((_, id, i)) = self.nth_waiting(*nth) else {
+                    return;
+                };
+                if self.server.request_body(id).is_some() {
+                    self.conns[i].bodies_wanted += 1;
+                }
+                self.server.handle_body_wanted(id, self.now);
+            }
+            Op::BodyConsumed { nth, n } => {
+                let Some((_, id, _)) = self.nth_waiting(*nth) else {
+                    return;
+                };
+                self.server
+                    .handle_body_consumed(id, usize::from(*n), self.now);
+            }
+            Op::Upgrade { nth } => {
+                if !self.upgrade(*nth) {
+                    return;
+                }
+            }
+            Op::UpgradedClose { conn } => {
+                let Some(i) = self.pick(*conn) else { return };
+                let c = &mut self.conns[i];
+                if !c.open || !c.upgraded {
+                    self.server.handle_upgraded_closed(c.id, self.now);
+                    return self.expect_quiet("closing a connection that is not upgraded");
+                }
+                c.app_closed = true;
+                self.server.handle_upgraded_closed(c.id, self.now);
+            }
         }
         self.drain(&mut step);
         self.after_step(&step);
@@ -482,6 +703,30 @@ impl World {
                 self.server.handle_timeout(self.now);
             }
             Op::Wake => self.server.handle_timeout(self.now),
+            Op::StreamStart {
+                nth,
+                length,
+                status,
+            } => {
+                self.start_stream(*nth, *length, *status);
+            }
+            Op::StreamData { nth, len } => {
+                self.stream_data(*nth, *len);
+            }
+            Op::StreamEnd { nth, trailer } => {
+                self.end_stream(*nth, *trailer);
+            }
+            // No request waits after Exit.
+            Op::BodyWanted { .. } | Op::BodyConsumed { .. } => {}
+            Op::Upgrade { nth } => {
+                self.upgrade(*nth);
+            }
+            Op::UpgradedClose { conn } => {
+                if let Some(i) = self.pick(*conn) {
+                    self.server
+                        .handle_upgraded_closed(self.conns[i].id, self.now);
+                }
+            }
         }
         self.expect_quiet("input after Exit");
         assert_eq!(self.server.connections(), 0, "a connection after Exit");
@@ -545,41 +790,259 @@ impl World {
     /// waiting, one answered before, which core must refuse). Returns whether
     /// core was given an input that needs its events carried out.
     fn respond(&mut self, nth: u8, choice: &AnswerChoice) -> bool {
-        if self.pending.is_empty() || self.exited {
-            if self.answered.is_empty() {
-                return false;
-            }
-            let id = self.answered[usize::from(nth) % self.answered.len()];
-            let result =
-                self.server
-                    .handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), self.now);
-            assert_eq!(result, Err(ebb_core::RespondError::UnknownRequest));
-            self.expect_quiet("an answer to an answered request");
+        let Some((k, id, i)) = self.nth_waiting(nth) else {
+            self.answer_answered(nth, |server, id, now| {
+                server.handle_response(id, 200, [("A", "b")], bytes::Bytes::new(), now)
+            });
             return false;
-        }
-        let k = usize::from(nth) % self.pending.len();
-        let id = self.pending[k];
-        let i = self.index_of(id.conn());
-        let phase = match self.server.phase() {
-            Phase::PreStop { .. } => 1,
-            Phase::Draining { .. } | Phase::Exited => 2,
-            Phase::Serving => 0,
         };
-        let answered_in = &mut self.conns[i].answered_in;
-        let seq = id.seq() as usize;
-        if answered_in.len() <= seq {
-            answered_in.resize(seq + 1, 0);
-        }
-        answered_in[seq] = phase;
+        self.answering(k, id, i);
         if let Some(bad) = choice.bad {
             BadAnswer::pick(usize::from(bad)).attempt(&mut self.server, id, self.now);
             self.conns[i].faulted.push(id.seq());
         } else {
             self.answer_validly(id, choice);
         }
+        self.note_queued_close(i);
+        true
+    }
+
+    /// The `nth` waiting request: its place in `pending`, its id, and its
+    /// connection.
+    fn nth_waiting(&self, nth: u8) -> Option<(usize, RequestId, usize)> {
+        if self.pending.is_empty() || self.exited {
+            return None;
+        }
+        let k = usize::from(nth) % self.pending.len();
+        let id = self.pending[k];
+        Some((k, id, self.index_of(id.conn())))
+    }
+
+    /// With no request waiting, the application answers (with `answer`)
+    /// one answered before, which core must refuse, changing nothing.
+    fn answer_answered(
+        &mut self,
+        nth: u8,
+        answer: impl FnOnce(&mut Server, RequestId, Time) -> Result<(), RespondError>,
+    ) {
+        if self.answered.is_empty() {
+            return;
+        }
+        let id = self.answered[usize::from(nth) % self.answered.len()];
+        let result = answer(&mut self.server, id, self.now);
+        assert_eq!(result, Err(RespondError::UnknownRequest));
+        self.expect_quiet("an answer to an answered request");
+    }
+
+    /// The application is about to answer `id`, the `k`th waiting request,
+    /// on connection `i`: notes the phase it answers in, and that it is
+    /// answered.
+    fn answering(&mut self, k: usize, id: RequestId, i: usize) {
+        let phase = match self.server.phase() {
+            Phase::PreStop { .. } => 1,
+            Phase::Draining { .. } | Phase::Exited => 2,
+            Phase::Serving => 0,
+        };
+        let c = &mut self.conns[i];
+        let seq = id.seq() as usize;
+        if c.answered_in.len() <= seq {
+            c.answered_in.resize(seq + 1, 0);
+        }
+        c.answered_in[seq] = phase;
+        // A streamed body not read to its end is discarded with the
+        // connection (`BodyUnread`), whatever the drain: where the next
+        // request ends no longer tells whether the drain closed it.
+        if let Some(body) = self.server.request_body(id) {
+            if !body.done || !body.data.is_empty() {
+                c.ends = None;
+            }
+        }
         self.pending.remove(k);
         self.answered.push(id);
-        self.conns[i].answered.push(id.seq());
+        c.answered.push(id.seq());
+    }
+
+    /// The application streams its answer to the `nth` waiting request.
+    /// Returns whether core was given an input.
+    fn start_stream(&mut self, nth: u8, length: Option<u8>, status: u8) -> bool {
+        let status = STREAM_STATUSES[usize::from(status) % STREAM_STATUSES.len()];
+        let length = length.map_or(BodyLength::Unknown, |n| BodyLength::Known(u64::from(n)));
+        let Some((k, id, i)) = self.nth_waiting(nth) else {
+            self.answer_answered(nth, |server, id, now| {
+                server.handle_stream_start(id, status, NO_FIELDS, length, now)
+            });
+            return false;
+        };
+        self.answering(k, id, i);
+        let seq = id.seq();
+        let result = self.server.handle_stream_start(
+            id,
+            status,
+            [(SEQ_HEADER, seq.to_string())],
+            length,
+            self.now,
+        );
+        assert_eq!(result, Ok(()), "a valid streamed head to a waiting request");
+        let c = &mut self.conns[i];
+        c.streamed.push(seq);
+        let bodiless = c.is_head[seq as usize] || status == 204 || status == 304;
+        self.streams.push(StreamModel {
+            id,
+            conn: i,
+            body: (!bodiless).then_some(match length {
+                BodyLength::Known(n) => Some(n),
+                BodyLength::Unknown => None,
+            }),
+            sent: 0,
+            ended: false,
+            broken: false,
+            blocked: false,
+        });
+        self.note_queued_close(i);
+        true
+    }
+
+    /// The `nth` stream the application started, if it is still its to
+    /// feed (not over, its connection open); for one that is not, checks
+    /// that core refuses `attempt` and changes nothing.
+    fn live_stream<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        nth: u8,
+        attempt: impl FnOnce(&mut Server, RequestId, Time) -> Result<T, StreamError>,
+    ) -> Option<usize> {
+        if self.streams.is_empty() {
+            return None;
+        }
+        let s = usize::from(nth) % self.streams.len();
+        let st = &self.streams[s];
+        if st.ended || st.broken || !self.conns[st.conn].open {
+            let result = attempt(&mut self.server, st.id, self.now);
+            assert_eq!(
+                result,
+                Err(StreamError::UnknownStream),
+                "a stream that is over"
+            );
+            self.expect_quiet("a stream that is over");
+            return None;
+        }
+        Some(s)
+    }
+
+    /// The application offers `len` bytes to the `nth` stream: core takes
+    /// what fits the stream buffer, and refuses bytes beyond a declared
+    /// length by closing the connection.
+    fn stream_data(&mut self, nth: u8, len: u8) -> Fed {
+        let data = body(usize::from(len));
+        let Some(s) = self.live_stream(nth, |server, id, now| {
+            server.handle_stream_data(id, &data, now)
+        }) else {
+            return Fed::Nothing;
+        };
+        let id = self.streams[s].id;
+        let room = self.server.stream_room(id);
+        assert!(
+            room <= self.config.max_stream_buffer_bytes,
+            "stream room {room} beyond max_stream_buffer_bytes"
+        );
+        let result = self.server.handle_stream_data(id, &data, self.now);
+        let st = &mut self.streams[s];
+        match st.body {
+            Some(Some(declared)) if st.sent + u64::from(len) > declared => {
+                assert_eq!(
+                    result,
+                    Err(StreamError::LengthMismatch),
+                    "bytes beyond the declared length"
+                );
+                st.broken = true;
+                return Fed::Broke(st.conn);
+            }
+            // No body: whatever is offered is taken and dropped.
+            None => assert_eq!(result, Ok(data.len()), "a bodiless stream"),
+            Some(_) => {
+                let taken = result.expect("a piece of a live stream");
+                assert!(
+                    taken <= room && taken <= data.len(),
+                    "core took {taken} of {len} bytes with room for {room}"
+                );
+                st.sent += taken as u64;
+                st.blocked |= taken < data.len();
+            }
+        }
+        Fed::Input
+    }
+
+    /// The application ends the `nth` stream, with `trailer` % 3 choosing
+    /// no trailer, a valid one, or an invalid one.
+    fn end_stream(&mut self, nth: u8, trailer: u8) -> Fed {
+        let trailers: &[(&str, &str)] = match trailer % 3 {
+            0 => &[],
+            1 => &[("X-Checksum", "900150983cd24fb0")],
+            _ => &[("Bad Name", "v")],
+        };
+        let Some(s) = self.live_stream(nth, |server, id, now| {
+            server.handle_stream_end(id, trailers.iter().copied(), now)
+        }) else {
+            return Fed::Nothing;
+        };
+        let id = self.streams[s].id;
+        let http10 = self.conns[self.streams[s].conn].http10[id.seq() as usize];
+        let result = self
+            .server
+            .handle_stream_end(id, trailers.iter().copied(), self.now);
+        let st = &mut self.streams[s];
+        match st.body {
+            Some(Some(declared)) if st.sent < declared => {
+                assert_eq!(
+                    result,
+                    Err(StreamError::LengthMismatch),
+                    "an end short of the declared length"
+                );
+                st.broken = true;
+                return Fed::Broke(st.conn);
+            }
+            // Trailers follow a chunked body only; elsewhere they are dropped.
+            Some(None) if !http10 && trailer % 3 == 2 => {
+                assert_eq!(result, Err(StreamError::InvalidTrailer), "a bad trailer");
+            }
+            _ => {
+                assert_eq!(result, Ok(()), "the end of a live stream");
+                st.ended = true;
+            }
+        }
+        Fed::Input
+    }
+
+    /// The application switches protocols on the `nth` waiting request's
+    /// connection: core queues a `101` if the request asked to upgrade (and
+    /// its body is not streaming), and answers 500 otherwise. Returns
+    /// whether core was given an input.
+    fn upgrade(&mut self, nth: u8) -> bool {
+        let Some((k, id, i)) = self.nth_waiting(nth) else {
+            self.answer_answered(nth, |server, id, now| {
+                server.handle_upgrade(id, NO_FIELDS, now)
+            });
+            return false;
+        };
+        let seq = id.seq();
+        let switches =
+            self.conns[i].asks_upgrade[seq as usize] && self.server.request_body(id).is_none();
+        self.answering(k, id, i);
+        let result = self.server.handle_upgrade(
+            id,
+            [
+                ("Upgrade", "echo".to_owned()),
+                (SEQ_HEADER, seq.to_string()),
+            ],
+            self.now,
+        );
+        let c = &mut self.conns[i];
+        if switches {
+            assert_eq!(result, Ok(()), "an upgrade the request asked for");
+            c.switching = Some(seq);
+        } else {
+            assert_eq!(result, Err(RespondError::NotAnUpgrade));
+            c.faulted.push(seq);
+        }
         self.note_queued_close(i);
         true
     }
@@ -622,6 +1085,9 @@ impl World {
     }
 
     fn on_event(&mut self, event: Event, step: &mut Step) {
+        if self.trace {
+            eprintln!("  {event:?}");
+        }
         match event {
             Event::Request(id) => {
                 let i = self.index_of(id.conn());
@@ -637,6 +1103,8 @@ impl World {
                     .expect("a dispatched request can be read");
                 c.is_head.push(req.method() == "HEAD");
                 c.asks_to_close.push(asks_to_close(&req));
+                c.http10.push(req.version() == ebb_core::Version::Http10);
+                c.asks_upgrade.push(asks_to_upgrade(&req));
                 self.pending.push(id);
             }
             Event::Transmit(id) => {
@@ -648,6 +1116,13 @@ impl World {
             }
             Event::Finished(f) => {
                 let i = self.index_of(f.conn);
+                if let Some(id) = f.request.filter(|id| self.revoked.contains(id)) {
+                    assert!(
+                        matches!(f.outcome, Outcome::Rejected(_) | Outcome::Unfinished(_)),
+                        "{id:?} was taken back from the application, but finished {:?}",
+                        f.outcome
+                    );
+                }
                 if f.outcome.label() == "cut" {
                     self.cut += 1;
                 }
@@ -657,11 +1132,61 @@ impl World {
                     c.received_since_done = false;
                 }
             }
-            e @ (Event::BodyReady(_)
-            | Event::StreamWritable(_)
-            | Event::Upgraded(_)
-            | Event::StopUpgraded(_)) => {
-                panic!("{e:?}, but this application neither streams nor upgrades")
+            Event::BodyReady(id) => {
+                assert!(
+                    self.config.stream_request_bodies && self.pending.contains(&id),
+                    "BodyReady for {id:?}, which is not a waiting request with a streamed body"
+                );
+            }
+            Event::StreamWritable(id) => {
+                let st = self
+                    .streams
+                    .iter_mut()
+                    .find(|s| s.id == id && !s.ended && !s.broken)
+                    .unwrap_or_else(|| panic!("StreamWritable for {id:?}, no live stream"));
+                assert!(st.blocked, "StreamWritable for a stream never held back");
+                st.blocked = false;
+            }
+            Event::Upgraded(id) => {
+                let i = self.index_of(id);
+                let draining = matches!(self.server.phase(), Phase::Draining { .. });
+                let c = &mut self.conns[i];
+                assert!(
+                    c.switching.is_some() && c.last_seq_on_wire == c.switching,
+                    "Upgraded before its 101 was written"
+                );
+                assert!(!c.upgraded, "Upgraded twice");
+                c.upgraded = true;
+                // The application reads the socket from now on: what core
+                // had read beyond the request, then what the kernel holds.
+                let _ = self.server.take_upgraded_input(id);
+                c.unread.clear();
+                assert!(
+                    self.server.take_upgraded_input(id).is_empty(),
+                    "the upgraded input handed over twice"
+                );
+                assert!(
+                    !self.server.wants_read(id),
+                    "core reads an upgraded connection"
+                );
+                if draining {
+                    c.upgraded_in_drain = true;
+                    self.upgraded_open += 1;
+                }
+            }
+            Event::StopUpgraded(id) => {
+                let i = self.index_of(id);
+                let c = &mut self.conns[i];
+                assert!(
+                    c.upgraded,
+                    "StopUpgraded for a connection that did not upgrade"
+                );
+                assert!(
+                    matches!(self.server.phase(), Phase::Draining { .. }),
+                    "StopUpgraded outside the drain"
+                );
+                assert!(!c.told_to_stop, "StopUpgraded twice");
+                c.told_to_stop = true;
             }
             Event::Farewell(id, bytes) => {
                 self.index_of(id);
@@ -674,6 +1199,9 @@ impl World {
             Event::HalfClose(id, _) => {
                 let i = self.index_of(id);
                 assert!(!self.conns[i].write_shut, "half-closed twice");
+                // Core half-closes once everything is written: a body that
+                // runs until the close ends here, any other is complete.
+                self.finish_wire(i);
                 assert_eq!(
                     self.server.transmit(id),
                     [&[][..], &[]],
@@ -683,13 +1211,32 @@ impl World {
             }
             Event::Close(id, reason) => {
                 let i = self.index_of(id);
+                // A close that cuts nothing comes after everything was
+                // written, as a half-close does.
+                if !self.conns[i].write_shut && !props::stream_may_be_cut(reason) {
+                    self.finish_wire(i);
+                }
+                self.check_stream_close(i, reason, step);
                 let c = &mut self.conns[i];
                 // S5, S8: a client that may still be sending is closed only
-                // after lingering, but for the reasons that allow it.
+                // after lingering, but for the reasons that allow it — or
+                // when the application broke its streamed body (see
+                // `check_stream_close`), or owns the socket (an upgrade).
                 assert!(
-                    c.write_shut || c.eof || props::may_close_without_linger(reason),
+                    c.write_shut
+                        || c.eof
+                        || c.upgraded
+                        || props::may_close_without_linger(reason)
+                        || reason == CloseReason::StreamMismatch,
                     "S8: closed for {reason:?} without lingering, while the client may still be sending"
                 );
+                if c.upgraded {
+                    assert!(
+                        props::upgraded_close_ok(reason, c.app_closed),
+                        "an upgraded connection closed for {reason:?}"
+                    );
+                    self.upgraded_cut += u64::from(reason.is_forced());
+                }
                 c.open = false;
                 if !c.unread.is_empty() {
                     step.closed_with_unread.push(i);
@@ -730,10 +1277,17 @@ impl World {
         self.check_invariants();
         let forced = step.exit.as_ref().is_some_and(|r| r.forced.is_some());
         for &(i, answered, reason) in &step.lost {
+            // The application broke a stream: the connection ends with
+            // whatever it had queued. The client left in the middle of a
+            // streamed body: its request can never be answered.
             let excused = forced
                 || step.reset == Some(i)
                 || reason == CloseReason::Aborted
-                || props::close_may_lose(reason);
+                || props::close_may_lose(reason)
+                || reason == CloseReason::StreamMismatch
+                || (reason == CloseReason::ClientClosed
+                    && !answered
+                    && self.config.stream_request_bodies);
             assert!(
                 excused,
                 "S2: a request handed to the application was dropped by a close for {reason:?} (answered: {answered})"
@@ -760,13 +1314,21 @@ impl World {
         }
         for &i in &step.closed_with_unread {
             assert!(
-                forced || step.reset == Some(i) || step.timeout,
+                forced || step.reset == Some(i) || step.broken == Some(i) || step.timeout,
                 "S5: core closed a connection whose input the driver had not read"
             );
         }
         if let Some(i) = step.reset {
             assert!(!self.conns[i].open, "a reset connection was not closed");
         }
+        if let Some(i) = step.broken {
+            assert!(
+                !self.conns[i].open,
+                "a stream broke, but its connection was not closed"
+            );
+        }
+        self.note_revoked();
+        self.check_streams_and_upgrades();
         let open = self.conns.iter().filter(|c| c.open).count();
         assert_eq!(
             open,
@@ -805,6 +1367,10 @@ impl World {
         self.drain = Some((start, deadline));
         let idle = self.known_idle();
         for (i, c) in self.conns.iter_mut().enumerate() {
+            if c.open && c.upgraded && !c.upgraded_in_drain {
+                c.upgraded_in_drain = true;
+                self.upgraded_open += 1;
+            }
             if c.open {
                 c.received_at_drain = Some(c.received);
                 if idle.as_ref().is_some_and(|idle| idle.contains(&i)) {
@@ -824,6 +1390,109 @@ impl World {
             || !a.is_empty()
             || !b.is_empty()
             || self.pending.iter().any(|r| r.conn() == c.id)
+            || self.live_stream_on(i)
+    }
+
+    /// Whether a stream the application has not ended is under way on
+    /// connection `i`.
+    fn live_stream_on(&self, i: usize) -> bool {
+        self.streams
+            .iter()
+            .any(|s| s.conn == i && !s.ended && !s.broken)
+    }
+
+    /// A request handed over with its body still to come (streamed
+    /// bodies) is taken back when core refuses the rest of the body (a
+    /// timeout, a body too large or malformed): core answers it with its
+    /// own 4xx, and refuses the application's answer from now on.
+    fn note_revoked(&mut self) {
+        let server = &self.server;
+        let conns = &self.conns;
+        let mut revoked = Vec::new();
+        self.pending.retain(|&id| {
+            let open = conns.iter().any(|c| c.id == id.conn() && c.open);
+            let gone = open && server.request(id).is_none();
+            if gone {
+                revoked.push(id);
+            }
+            !gone
+        });
+        for id in revoked {
+            assert!(
+                self.config.stream_request_bodies,
+                "a request whose body was whole was taken back from the application"
+            );
+            self.answered.push(id);
+            self.revoked.push(id);
+        }
+    }
+
+    /// S1 with streams and upgrades: core counts every connection with a
+    /// waiting request or a stream under way, and never an upgraded or
+    /// half-closed one. No more than `max_stream_buffer_bytes` of a
+    /// streamed request body waits for the application. Every upgraded
+    /// connection open in the drain was told to stop, and core writes
+    /// nothing on one.
+    fn check_streams_and_upgrades(&self) {
+        let open = || (0..self.conns.len()).filter(|&i| self.conns[i].open);
+        let busy = open()
+            .filter(|&i| {
+                self.live_stream_on(i) || self.pending.iter().any(|r| r.conn() == self.conns[i].id)
+            })
+            .count();
+        let countable = open()
+            .filter(|&i| !self.conns[i].upgraded && !self.conns[i].write_shut)
+            .count();
+        let active = self.server.active_requests();
+        assert!(
+            busy <= active && active <= countable,
+            "S1: {active} active, but {busy} connections wait for the application and {countable} are neither upgraded nor half-closed"
+        );
+        for &id in &self.pending {
+            if let Some(body) = self.server.request_body(id) {
+                assert!(
+                    body.data.len() <= self.config.max_stream_buffer_bytes,
+                    "{} bytes of streamed body buffered, over max_stream_buffer_bytes",
+                    body.data.len()
+                );
+            }
+        }
+        let draining = matches!(self.server.phase(), Phase::Draining { .. });
+        for i in open().filter(|&i| self.conns[i].upgraded) {
+            let c = &self.conns[i];
+            assert!(
+                !draining || c.told_to_stop,
+                "an upgraded connection open in the drain was not told to stop"
+            );
+            assert_eq!(
+                self.server.transmit(c.id),
+                [&[][..], &[]],
+                "core writes on an upgraded connection"
+            );
+        }
+    }
+
+    /// A stream the application has not ended ends with its connection
+    /// only for the reasons that may cut one — so it keeps the drain from
+    /// exiting until it ends or the deadline; a length mismatch closes the
+    /// connection whose stream broke, in the step that broke it.
+    ///
+    /// The mismatch close comes at once, without lingering, even with
+    /// input in flight: the response under way is broken, so there is no
+    /// well-formed one left to protect from a reset — though responses
+    /// queued before it on the same connection go too.
+    fn check_stream_close(&self, i: usize, reason: CloseReason, step: &Step) {
+        if reason == CloseReason::StreamMismatch {
+            assert_eq!(
+                step.broken,
+                Some(i),
+                "closed for StreamMismatch, but no stream broke on it"
+            );
+        }
+        assert!(
+            !self.live_stream_on(i) || props::stream_may_be_cut(reason),
+            "a stream under way was cut by a close for {reason:?}"
+        );
     }
 
     /// The open, not half-closed connections known to be idle (or never
@@ -831,7 +1500,10 @@ impl World {
     /// active count, the rest have nothing under way.
     fn known_idle(&self) -> Option<Vec<usize>> {
         let open: Vec<usize> = (0..self.conns.len())
-            .filter(|&i| self.conns[i].open && !self.conns[i].write_shut)
+            .filter(|&i| {
+                let c = &self.conns[i];
+                c.open && !c.write_shut && !c.upgraded
+            })
             .collect();
         let active = open.iter().filter(|&&i| self.known_active(i)).count();
         (active == self.server.active_requests()).then(|| {
@@ -884,6 +1556,11 @@ impl World {
             panic!("{e}");
         }
         assert_eq!(report.handed_off, self.handed_off, "report handed_off");
+        assert_eq!(
+            (report.upgraded_open, report.upgraded_cut),
+            (self.upgraded_open, self.upgraded_cut),
+            "report upgraded_open and upgraded_cut"
+        );
         assert_eq!(self.server.phase(), Phase::Exited);
         assert_eq!(
             self.server.connections(),
@@ -939,16 +1616,52 @@ impl World {
     /// order, rejections that close, nothing after a close.
     fn parse_written(&mut self, i: usize, bytes: &[u8]) {
         let c = &mut self.conns[i];
-        let after_close = "S4: bytes written after a Connection: close response";
-        assert!(!c.close_written, "{after_close}");
+        assert!(!c.close_written, "{AFTER_CLOSE}");
         let app = AppLog {
             is_head: &c.is_head,
             answered: &c.answered,
             faulted: &c.faulted,
+            streamed: &c.streamed,
+            http10: &c.http10,
         };
-        for Answered { response: r, seq } in c.wire.feed(bytes, &app) {
-            assert!(!c.close_written, "{after_close}");
-            if r.status != 100 {
+        let done = c.wire.feed(bytes, &app);
+        self.on_responses(i, done);
+        let c = &self.conns[i];
+        assert!(!(c.close_written && c.wire.mid_response()), "{AFTER_CLOSE}");
+    }
+
+    /// Core ended its side of connection `i` after a body that runs until
+    /// the close: that response is complete.
+    fn finish_wire(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        let app = AppLog {
+            is_head: &c.is_head,
+            answered: &c.answered,
+            faulted: &c.faulted,
+            streamed: &c.streamed,
+            http10: &c.http10,
+        };
+        let done = c.wire.finish(&app);
+        self.on_responses(i, done);
+    }
+
+    /// Responses completely written on connection `i`: in request order,
+    /// rejections that close, nothing after a close; a streamed one whole
+    /// only if the application ended it (a cut one must not look
+    /// complete); a 100 Continue to a streamed body only once the
+    /// application asked for it.
+    fn on_responses(&mut self, i: usize, done: Vec<Answered>) {
+        let streaming = self.config.stream_request_bodies;
+        let c = &mut self.conns[i];
+        for Answered { response: r, seq } in done {
+            assert!(!c.close_written, "{AFTER_CLOSE}");
+            if r.status == 100 {
+                c.continues += 1;
+                assert!(
+                    !streaming || c.continues <= c.bodies_wanted,
+                    "100 Continue before the application asked for the body"
+                );
+            } else {
                 match seq {
                     Some(seq) => {
                         assert!(
@@ -960,12 +1673,26 @@ impl World {
                             c.answered.get(c.completed),
                             "a response nobody sent"
                         );
+                        // A 101 leaves HTTP: there is no next request.
                         assert!(
-                            r.close || !c.asks_to_close[seq as usize],
+                            r.close || r.status == 101 || !c.asks_to_close[seq as usize],
                             "the client asked to close, the response does not say so"
                         );
                         c.last_seq_on_wire = Some(seq);
                         c.completed += 1;
+                        if let Some(st) = self
+                            .streams
+                            .iter()
+                            .find(|s| s.conn == i && s.id.seq() == seq)
+                        {
+                            if st.body == Some(None) {
+                                assert!(
+                                    st.ended,
+                                    "a streamed body of unknown length complete on the wire, though the application never ended it"
+                                );
+                                assert_eq!(r.body_len as u64, st.sent, "streamed body length");
+                            }
+                        }
                     }
                     None => {
                         assert!(
@@ -978,7 +1705,6 @@ impl World {
                 c.close_written |= r.close;
             }
         }
-        assert!(!(c.close_written && c.wire.mid_response()), "{after_close}");
     }
 
     /// Notes whether the output queued or written on connection `i` holds a
@@ -997,15 +1723,25 @@ impl World {
             is_head: &c.is_head,
             answered: &c.answered,
             faulted: &c.faulted,
+            streamed: &c.streamed,
+            http10: &c.http10,
         };
-        let queued = c.wire.clone().feed(&all, &app);
-        for a in &queued {
-            if let Some(seq) = a.seq.filter(|&seq| seq >= c.judged) {
+        let mut wire = c.wire.clone();
+        let queued = wire.feed(&all, &app);
+        // A response whose head is queued and whose body is still to come
+        // (a stream under way) is judged by its head. A 101 ends HTTP on
+        // the connection as a close does.
+        let heads = queued
+            .iter()
+            .map(|a| (a.seq, a.response.close || a.response.status == 101))
+            .chain(wire.pending_head());
+        for (seq, close) in heads {
+            if let Some(seq) = seq.filter(|&seq| seq >= c.judged) {
                 c.judged = seq + 1;
-                judge_close(c, seq, a.response.close);
+                judge_close(c, seq, close);
             }
+            c.close_queued |= close;
         }
-        c.close_queued |= queued.iter().any(|a| a.response.close);
         c.close_queued |= c.close_written;
     }
 }
@@ -1070,6 +1806,16 @@ impl ConnModel {
             begun_in_drain_from: None,
             answered_in: Vec::new(),
             judged: 0,
+            http10: Vec::new(),
+            asks_upgrade: Vec::new(),
+            streamed: Vec::new(),
+            switching: None,
+            upgraded: false,
+            app_closed: false,
+            told_to_stop: false,
+            upgraded_in_drain: false,
+            bodies_wanted: 0,
+            continues: 0,
         }
     }
 }

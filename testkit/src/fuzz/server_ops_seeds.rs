@@ -47,11 +47,11 @@ fn answer(out: &mut Vec<u8>, a: &AnswerChoice) {
     out.extend([a.extras, a.body_len, u8::from(a.big_body)]);
 }
 
-const OPS: u64 = 11;
+const OPS: u64 = 18;
 
 /// The bytes that decode to `s`.
 pub(super) fn encode(s: &Scenario) -> Vec<u8> {
-    let mut out = vec![s.pre_stop];
+    let mut out = vec![s.pre_stop, u8::from(s.stream_bodies)];
     for op in &s.ops {
         out.push(1);
         match op {
@@ -87,6 +87,44 @@ pub(super) fn encode(s: &Scenario) -> Vec<u8> {
             }
             Op::Wake => out.extend(tag(9, OPS)),
             Op::Handoff => out.extend(tag(10, OPS)),
+            Op::StreamStart {
+                nth,
+                length,
+                status,
+            } => {
+                out.extend(tag(11, OPS));
+                out.push(*nth);
+                match length {
+                    None => out.push(0),
+                    Some(n) => out.extend([1, *n]),
+                }
+                out.push(*status);
+            }
+            Op::StreamData { nth, len } => {
+                out.extend(tag(12, OPS));
+                out.extend([*nth, *len]);
+            }
+            Op::StreamEnd { nth, trailer } => {
+                out.extend(tag(13, OPS));
+                out.extend([*nth, *trailer]);
+            }
+            Op::BodyWanted { nth } => {
+                out.extend(tag(14, OPS));
+                out.push(*nth);
+            }
+            Op::BodyConsumed { nth, n } => {
+                out.extend(tag(15, OPS));
+                out.push(*nth);
+                out.extend(n.to_le_bytes());
+            }
+            Op::Upgrade { nth } => {
+                out.extend(tag(16, OPS));
+                out.push(*nth);
+            }
+            Op::UpgradedClose { conn } => {
+                out.extend(tag(17, OPS));
+                out.push(*conn);
+            }
         }
     }
     out
@@ -107,6 +145,56 @@ fn get(conn: u8) -> Op {
     }
 }
 
+fn serving(ops: Vec<Op>) -> Scenario {
+    Scenario {
+        pre_stop: 0,
+        stream_bodies: false,
+        ops,
+    }
+}
+
+fn streaming_bodies(ops: Vec<Op>) -> Scenario {
+    Scenario {
+        pre_stop: 0,
+        stream_bodies: true,
+        ops,
+    }
+}
+
+/// Streams the answer to the first waiting request.
+fn stream(length: Option<u8>, status: u8) -> Op {
+    Op::StreamStart {
+        nth: 0,
+        length,
+        status,
+    }
+}
+
+/// `len` bytes to the last stream started.
+fn data(len: u8) -> Op {
+    Op::StreamData { nth: 255, len }
+}
+
+/// Ends the last stream started.
+fn end(trailer: u8) -> Op {
+    Op::StreamEnd { nth: 255, trailer }
+}
+
+/// `len` bytes of anything.
+fn raw(conn: u8, len: usize) -> Op {
+    Op::Bytes {
+        conn,
+        piece: Piece::Raw(vec![b'x'; len]),
+    }
+}
+
+fn canned(conn: u8, which: u8) -> Op {
+    Op::Bytes {
+        conn,
+        piece: Piece::Canned(which),
+    }
+}
+
 fn respond() -> Op {
     Op::Respond { nth: 0, answer: OK }
 }
@@ -122,6 +210,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/bad-request",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -141,6 +230,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/connection-close",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -171,6 +261,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/drain-deadline",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -193,6 +284,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/drain-graceful",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Accept,
@@ -239,6 +331,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/drain-idle-close",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -267,6 +360,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/eof-while-dispatched",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -294,6 +388,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/expect-continue",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -323,6 +418,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/http10",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -362,6 +458,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/invalid-answers",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -416,6 +513,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/keepalive-two-requests",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -456,6 +554,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/linger-overflow",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -487,6 +586,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/pipeline-backpressure",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -571,6 +671,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/pipelined-partial-writes",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -630,6 +731,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/prestop",
             Scenario {
                 pre_stop: 5,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -675,6 +777,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/raw-garbage",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -690,6 +793,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/reset-mid-request",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -726,6 +830,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/second-terminate",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -756,6 +861,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/split-head",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -801,6 +907,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/stale-ids",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -844,6 +951,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/timeouts",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -874,6 +982,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/write-stall",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -903,6 +1012,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "regressions/close-without-linger-with-unread-input",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -935,6 +1045,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "regressions/deadline-cuts-waiting-and-stalled",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -969,6 +1080,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "regressions/http10-close-with-pipelined-input-lingers",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -1001,6 +1113,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "regressions/prestop-second-terminate",
             Scenario {
                 pre_stop: 3,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     Op::Bytes {
@@ -1028,6 +1141,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/drain-pipelined-before-terminate",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     get(0),
@@ -1047,6 +1161,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/drain-idle-and-silent-timing",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     get(0),
@@ -1067,6 +1182,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/second-terminate-while-draining",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     get(0),
@@ -1082,6 +1198,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/handoff-while-serving",
             Scenario {
                 pre_stop: 0,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     get(0),
@@ -1099,6 +1216,7 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
             "corpus/handoff-in-prestop",
             Scenario {
                 pre_stop: 5,
+                stream_bodies: false,
                 ops: vec![
                     Op::Accept,
                     get(0),
@@ -1110,6 +1228,390 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
                     Op::Handoff,
                     Op::Wake,
                     Op::Wake,
+                ],
+            },
+        ),
+        // Streamed responses (one rule each).
+        (
+            "corpus/stream-chunked-keeps-connection",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(None, 0),
+                data(10),
+                write(0),
+                data(200),
+                write(0),
+                end(1),
+                write(0),
+                get(0),
+                respond(),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/stream-known-length-exact",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(Some(20), 2),
+                data(20),
+                write(0),
+                end(0),
+                write(0),
+                Op::Eof { conn: 0 },
+            ]),
+        ),
+        (
+            "corpus/stream-overshoots-declared-length",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                get(0),
+                stream(Some(5), 0),
+                data(3),
+                data(3),
+                data(1),
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/stream-ends-short",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(Some(50), 0),
+                data(10),
+                write(0),
+                end(0),
+                end(0),
+            ]),
+        ),
+        (
+            "corpus/stream-http10-ended-by-close",
+            serving(vec![
+                Op::Accept,
+                canned(0, 6),
+                stream(None, 0),
+                data(30),
+                write(0),
+                end(0),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/stream-back-pressure",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(None, 0),
+                data(255),
+                data(255),
+                Op::Written { conn: 0, n: 100 },
+                write(0),
+                data(255),
+                write(0),
+                end(2),
+                end(0),
+                write(0),
+            ]),
+        ),
+        (
+            "corpus/stream-bodiless-head-204-304",
+            serving(vec![
+                Op::Accept,
+                canned(0, 4),
+                stream(Some(9), 0),
+                data(4),
+                end(0),
+                get(0),
+                stream(None, 3),
+                data(4),
+                end(2),
+                get(0),
+                stream(Some(3), 4),
+                end(0),
+                write(0),
+            ]),
+        ),
+        (
+            "corpus/stream-drain-waits-for-it",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(None, 0),
+                Op::Terminate,
+                Op::BacklogEmpty,
+                Op::AdvanceTime { ms: 5000 },
+                data(40),
+                write(0),
+                end(0),
+                write(0),
+                Op::Eof { conn: 0 },
+            ]),
+        ),
+        (
+            "corpus/stream-cut-by-deadline",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(None, 0),
+                data(4),
+                write(0),
+                Op::Accept,
+                canned(1, 5),
+                stream(Some(100), 0),
+                data(4),
+                write(1),
+                Op::Terminate,
+                Op::BacklogEmpty,
+                Op::Wake,
+                Op::Wake,
+                data(4),
+            ]),
+        ),
+        (
+            "corpus/stream-begun-in-drain",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                Op::Terminate,
+                Op::BacklogEmpty,
+                stream(None, 0),
+                data(8),
+                write(0),
+                end(0),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/stream-client-resets",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(None, 0),
+                data(8),
+                Op::Reset { conn: 0 },
+                data(8),
+                end(0),
+            ]),
+        ),
+        // Streamed request bodies.
+        (
+            "corpus/upload-read-in-pieces",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 14),
+                raw(0, 100),
+                Op::BodyConsumed { nth: 0, n: 60 },
+                raw(0, 200),
+                Op::BodyConsumed { nth: 0, n: 300 },
+                Op::BodyConsumed { nth: 0, n: 300 },
+                respond(),
+                write(0),
+                get(0),
+                respond(),
+                write(0),
+            ]),
+        ),
+        (
+            "corpus/upload-continue-when-wanted",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 7),
+                write(0),
+                Op::BodyWanted { nth: 0 },
+                Op::BodyWanted { nth: 0 },
+                write(0),
+                canned(0, 8),
+                Op::BodyConsumed { nth: 0, n: 3 },
+                stream(None, 0),
+                end(0),
+                write(0),
+            ]),
+        ),
+        (
+            "corpus/upload-answered-unread",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 14),
+                raw(0, 50),
+                get(0),
+                respond(),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/upload-client-leaves-mid-body",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 14),
+                raw(0, 10),
+                Op::Eof { conn: 0 },
+                respond(),
+            ]),
+        ),
+        (
+            "corpus/upload-cut-by-deadline",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 14),
+                Op::Terminate,
+                Op::BacklogEmpty,
+                raw(0, 20),
+                Op::BodyConsumed { nth: 0, n: 20 },
+                Op::AdvanceTime { ms: 30000 },
+            ]),
+        ),
+        (
+            "corpus/upload-too-slow-is-taken-back",
+            streaming_bodies(vec![
+                Op::Accept,
+                canned(0, 14),
+                raw(0, 10),
+                Op::AdvanceTime { ms: 45000 },
+                stream(None, 0),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
+        // Upgrades.
+        (
+            "corpus/upgrade-then-app-closes",
+            serving(vec![
+                Op::Accept,
+                canned(0, 12),
+                raw(0, 5),
+                Op::Upgrade { nth: 0 },
+                write(0),
+                raw(0, 7),
+                write(0),
+                Op::Eof { conn: 0 },
+                Op::UpgradedClose { conn: 0 },
+                Op::UpgradedClose { conn: 0 },
+            ]),
+        ),
+        (
+            "corpus/upgrade-told-to-stop-then-cut",
+            serving(vec![
+                Op::Accept,
+                canned(0, 12),
+                Op::Upgrade { nth: 0 },
+                write(0),
+                Op::Accept,
+                canned(1, 12),
+                Op::Upgrade { nth: 0 },
+                Op::Terminate,
+                write(1),
+                Op::BacklogEmpty,
+                Op::Wake,
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/upgrade-closed-in-drain",
+            serving(vec![
+                Op::Accept,
+                canned(0, 12),
+                Op::Upgrade { nth: 0 },
+                write(0),
+                Op::Terminate,
+                Op::BacklogEmpty,
+                Op::Reset { conn: 0 },
+            ]),
+        ),
+        (
+            "corpus/upgrade-not-asked-is-500",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                Op::Upgrade { nth: 0 },
+                write(0),
+                canned(0, 13),
+                Op::Upgrade { nth: 0 },
+                write(0),
+                Op::UpgradedClose { conn: 0 },
+                Op::Wake,
+            ]),
+        ),
+        (
+            "corpus/upgrade-in-prestop-then-second-terminate",
+            Scenario {
+                pre_stop: 5,
+                stream_bodies: true,
+                ops: vec![
+                    Op::Accept,
+                    canned(0, 12),
+                    Op::Terminate,
+                    Op::Upgrade { nth: 0 },
+                    write(0),
+                    Op::Terminate,
+                ],
+            },
+        ),
+        // Crashes the fuzzer found, rewritten as scenarios (`Canned`
+        // indices as they were when found).
+        (
+            "regressions/crash2",
+            Scenario {
+                pre_stop: 0,
+                stream_bodies: false,
+                ops: vec![
+                    Op::Accept,
+                    Op::Terminate,
+                    Op::Bytes {
+                        conn: 45,
+                        piece: Piece::Canned(7),
+                    },
+                    Op::Bytes {
+                        conn: 31,
+                        piece: Piece::Canned(1),
+                    },
+                    Op::Handoff,
+                    Op::Terminate,
+                ],
+            },
+        ),
+        (
+            "regressions/dropped-request",
+            Scenario {
+                pre_stop: 0,
+                stream_bodies: false,
+                ops: vec![
+                    Op::Accept,
+                    canned(31, 7),
+                    canned(31, 7),
+                    canned(31, 6),
+                    canned(31, 0),
+                    canned(31, 7),
+                    canned(31, 7),
+                    Op::Bytes {
+                        conn: 31,
+                        piece: Piece::Slice {
+                            which: 0,
+                            start: 100,
+                            len: 0,
+                        },
+                    },
+                    Op::AdvanceTime { ms: 31000 },
+                    Op::Bytes {
+                        conn: 0,
+                        piece: Piece::Slice {
+                            which: 9,
+                            start: 153,
+                            len: 153,
+                        },
+                    },
+                    Op::Eof { conn: 0 },
                 ],
             },
         ),
@@ -1140,7 +1642,8 @@ fn server_ops_seeds() {
     }
 }
 
-/// Prints the scenario a file decodes to:
+/// Prints the scenario a file decodes to, then runs it (with
+/// `EBB_FUZZ_TRACE=1`, printing each op and the events it caused):
 /// `EBB_SHOW=path cargo test -p ebb-testkit show_scenario -- --nocapture`.
 #[test]
 fn show_scenario() {
@@ -1149,5 +1652,6 @@ fn show_scenario() {
         let data = std::fs::read(path).expect("a readable file");
         let s = Scenario::arbitrary_take_rest(Unstructured::new(&data));
         println!("{s:#?}");
+        super::server_ops(&data);
     }
 }

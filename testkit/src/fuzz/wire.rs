@@ -37,6 +37,19 @@ pub(super) struct AppLog<'a> {
     pub answered: &'a [u32],
     /// The requests it failed, which core answers with 500 in their place.
     pub faulted: &'a [u32],
+    /// The requests whose response it streamed (their framing is core's
+    /// choice: a length, chunked, or the close).
+    pub streamed: &'a [u32],
+    /// By request seq: whether the request was HTTP/1.0 (never sent
+    /// chunked, never switched). Needed only for streamed and switched
+    /// requests.
+    pub http10: &'a [bool],
+}
+
+impl AppLog<'_> {
+    fn http10(&self, seq: u32) -> bool {
+        self.http10.get(seq as usize).copied().unwrap_or(false)
+    }
 }
 
 /// One response read back, and the request it answers, if the application
@@ -77,11 +90,12 @@ impl Wire {
         let mut out = Vec::new();
         let (answers, heads) = (&mut self.answers, &mut self.heads);
         let parsed = self.parser.feed_with(bytes, &mut out, |head| {
-            check_final_head(head);
             let next = app.answered.get(*answers).copied();
             let app_fault = head.status == APP_FAULT_STATUS
                 && next.is_some_and(|seq| app.faulted.contains(&seq));
             let seq = seq_of(head).or(next.filter(|_| app_fault));
+            let streamed = seq.filter(|seq| app.streamed.contains(seq));
+            check_final_head(head, streamed.map(|seq| app.http10(seq)));
             *answers += usize::from(seq.is_some());
             heads.push_back(seq);
             seq.is_some_and(|seq| app.is_head[seq as usize])
@@ -89,9 +103,32 @@ impl Wire {
         if let Err(e) = parsed {
             panic!("core wrote a malformed response: {e}");
         }
+        self.answered(out, app)
+    }
+
+    /// Core closed its side: a body that runs until the close is complete
+    /// (an HTTP/1.0 client's streamed body of unknown length).
+    pub fn finish(&mut self, app: &AppLog<'_>) -> Vec<Answered> {
+        let mut out = Vec::new();
+        if let Err(e) = self.parser.finish(&mut out) {
+            panic!("core closed a connection mid-response: {e}");
+        }
+        self.answered(out, app)
+    }
+
+    /// Pairs complete responses with the requests they answer.
+    fn answered(&mut self, out: Vec<Response>, app: &AppLog<'_>) -> Vec<Answered> {
         let mut answered = Vec::with_capacity(out.len());
         for response in out {
-            let seq = if response.is_interim() {
+            let seq = if response.status == 101 {
+                // The switch is the application's answer: nothing follows
+                // (the parser refuses bytes after it), and only an HTTP/1.1
+                // request may switch (RFC 9110 §7.8).
+                let seq = seq_of(&response).expect("a 101 carries the application's X-Seq");
+                assert!(!app.http10(seq), "an HTTP/1.0 request was switched");
+                self.answers += 1;
+                Some(seq)
+            } else if response.is_interim() {
                 // With the status line and field lines parsed strictly, this
                 // is the whole of CONTINUE, byte for byte.
                 assert!(
@@ -112,6 +149,13 @@ impl Wire {
         answered
     }
 
+    /// The response whose head was read and whose body is still to come:
+    /// the request it answers, and whether it closes.
+    pub fn pending_head(&self) -> Option<(Option<u32>, bool)> {
+        let r = self.parser.pending()?;
+        Some((*self.heads.front()?, r.close))
+    }
+
     /// Whether part of a response has been written but not all of it.
     pub fn mid_response(&self) -> bool {
         self.parser.mid_response()
@@ -120,8 +164,11 @@ impl Wire {
 
 /// What core promises of every final response head: a status in 200..=599,
 /// exactly one `Date`, at most one `Connection`, no framing header of the
-/// application's, and a `Content-Length` unless the status forbids a body.
-fn check_final_head(r: &Response) {
+/// application's, and a `Content-Length` unless the status forbids a body —
+/// but for a streamed body (`streamed` says whether its request was
+/// HTTP/1.0), which may be chunked (never to HTTP/1.0) or, to HTTP/1.0
+/// only, ended by the close.
+fn check_final_head(r: &Response, streamed: Option<bool>) {
     let status = r.status;
     assert!(
         (200..=599).contains(&status),
@@ -136,18 +183,34 @@ fn check_final_head(r: &Response) {
         r.headers_named("connection").count() <= 1,
         "two Connection headers"
     );
+    let chunked = r.header("transfer-encoding").is_some();
     for (name, _) in &r.headers {
         assert!(
-            !name.eq_ignore_ascii_case("transfer-encoding")
-                && !name.eq_ignore_ascii_case("keep-alive"),
+            !name.eq_ignore_ascii_case("keep-alive"),
             "core let the application set {name}"
         );
     }
+    assert!(
+        r.headers_named("transfer-encoding").count() <= usize::from(streamed.is_some()),
+        "core let the application set Transfer-Encoding"
+    );
     let length = r.header("content-length");
     if status == 204 || status == 304 {
-        assert_eq!(length, None, "{status} with Content-Length");
-    } else {
-        assert!(length.is_some(), "a response without Content-Length");
+        assert!(
+            length.is_none() && !chunked,
+            "{status} with a body's framing"
+        );
+        return;
+    }
+    match streamed {
+        None => assert!(length.is_some(), "a response without Content-Length"),
+        Some(http10) => {
+            assert!(!(chunked && http10), "chunked to an HTTP/1.0 client");
+            assert!(
+                length.is_some() || chunked || (http10 && r.close),
+                "a streamed response with neither length nor chunks, to an HTTP/1.1 client or without Connection: close"
+            );
+        }
     }
 }
 
@@ -166,6 +229,23 @@ pub(super) fn asks_to_close(req: &ebb_core::Request<'_>) -> bool {
         }
     }
     close || (req.version() == ebb_core::Version::Http10 && !keep_alive)
+}
+
+/// Whether `req` asks to switch protocols (RFC 9110 §7.8): an HTTP/1.1
+/// request with an `upgrade` connection option and an `Upgrade` field.
+pub(super) fn asks_to_upgrade(req: &ebb_core::Request<'_>) -> bool {
+    let mut option = false;
+    let mut field = false;
+    for (name, value) in req.headers() {
+        if name.eq_ignore_ascii_case("connection") {
+            option |= value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            field |= !value.trim_ascii().is_empty();
+        }
+    }
+    option && field && req.version() == ebb_core::Version::Http11
 }
 
 /// Response headers an application might send: ordinary ones, and ones core
@@ -207,7 +287,7 @@ impl Answer {
 
 /// `len` bytes of a body that cannot be mistaken for a response head: a
 /// slice of one alphabet, built once and shared.
-fn body(len: usize) -> Bytes {
+pub(super) fn body(len: usize) -> Bytes {
     static ALPHABET: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
     let all = ALPHABET.get_or_init(|| (0..32 * 1024).map(|i| b'a' + (i % 26) as u8).collect());
     if len <= all.len() {
