@@ -12,8 +12,8 @@ use ebb_core::{Bytes, Request, RequestId, RespondError};
 use crate::client::Clients;
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::http;
 use crate::knobs::Knobs;
+use crate::request;
 use crate::trace;
 
 /// How the application fails a request; core answers 500 in its place.
@@ -122,7 +122,7 @@ impl App {
         let body = req.body();
         let Some((client, no, attempt)) = path
             .strip_prefix("/r/")
-            .and_then(http::parse_token)
+            .and_then(request::parse_token)
             .filter(|&(ci, no, _)| clients.req(ci, no).is_some())
         else {
             env.fail(Failure::Safety(format!(
@@ -137,14 +137,14 @@ impl App {
             )));
             return None;
         }
-        if !http::is_body(no, want.shape.body_len, body) {
+        if !request::is_body(no, want.shape.body_len, body) {
             env.fail(Failure::Safety(format!(
                 "integrity: k{k}: request {path} body corrupted ({} bytes)",
                 body.len()
             )));
             return None;
         }
-        let token = http::token(client, no, attempt);
+        let token = request::token(client, no, attempt);
         trace!(env, "app got {token} on k{k} ({} body bytes)", body.len());
         self.handed += 1;
         let fault = env

@@ -14,14 +14,15 @@ use std::collections::{BTreeMap, VecDeque};
 use ebb_core::{CloseReason, Config, DrainReport, Finished, Forced, Outcome, Phase, RequestId};
 use ebb_core::{Server, Time};
 use ebb_testkit::properties as props;
+use ebb_testkit::response::{Framing, Response, ResponseParser};
 
 use crate::app::Got;
 use crate::client::{Clients, Fate};
 use crate::driver::{Cause, DriverModel};
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::http::{Resp, RespParser};
 use crate::kernel::{Dir, Kernel};
+use crate::request::{is_farewell, token_of};
 
 /// A point in the order of observations.
 pub type Tick = u64;
@@ -97,7 +98,7 @@ struct Watch {
     /// The successor accepted it (it is not the server under test's).
     successor: bool,
     /// What core wrote, parsed as it was handed to the kernel.
-    parser: RespParser,
+    parser: ResponseParser,
     owed: VecDeque<Owed>,
     /// Request bytes of every request handed on this connection.
     handed_bytes: usize,
@@ -324,7 +325,7 @@ impl Checker {
         debug_assert_eq!(k, self.watches.len());
         self.watches.push(Watch {
             successor: false,
-            parser: RespParser::default(),
+            parser: ResponseParser::without_bodies(),
             owed: VecDeque::new(),
             handed_bytes: 0,
             handed_count: 0,
@@ -371,9 +372,9 @@ impl Checker {
 
     /// The client of `k` read a final response (it answers the next request
     /// of the ledger).
-    pub fn on_client_response(&mut self, k: usize, resp: &Resp) {
+    pub fn on_client_response(&mut self, k: usize, resp: &Response) {
         let w = &mut self.watches[k];
-        if resp.is_farewell() {
+        if is_farewell(resp) {
             w.farewell_read = Some(w.client_finals);
             self.cover.farewells_read += 1;
         }
@@ -549,13 +550,20 @@ impl Checker {
                 bytes.len()
             )));
         }
-        let mut out: Vec<Resp> = Vec::new();
+        let mut out: Vec<Response> = Vec::new();
         if let Err(e) = w.parser.feed(bytes, &mut out) {
             return env.fail(Failure::Safety(format!(
                 "S4: k{k}: core wrote a malformed response: {e}"
             )));
         }
         for resp in out.into_iter().filter(|r| r.status >= 200) {
+            // Every response the world asks for has a length core knows.
+            if !matches!(resp.framing, Framing::Length(_) | Framing::Bodiless) {
+                return env.fail(Failure::Safety(format!(
+                    "S4: k{k}: a {} response framed {:?}, not by Content-Length",
+                    resp.status, resp.framing
+                )));
+            }
             let w = &mut self.watches[k];
             let nth = w.responses as usize;
             w.responses += 1;
@@ -563,7 +571,8 @@ impl Checker {
             let front_faulted = w.owed.front().is_some_and(|o| o.faulted);
             // The answer to a handed request: its token, or core's 500 for
             // one the application failed.
-            let answers_front = match (&resp.token, front_faulted) {
+            let token = token_of(&resp);
+            let answers_front = match (token, front_faulted) {
                 (Some(_), _) => true,
                 (None, true) if resp.status == 500 => true,
                 (None, true) => {
@@ -579,14 +588,13 @@ impl Checker {
             if answers_front {
                 let Some(owed) = w.owed.pop_front() else {
                     return env.fail(Failure::Safety(format!(
-                        "S4: k{k}: response for {:?} but no request is unanswered",
-                        resp.token
+                        "S4: k{k}: response for {token:?} but no request is unanswered"
                     )));
                 };
-                if resp.token.as_ref().is_some_and(|t| *t != owed.token) {
+                if token.is_some_and(|t| t != owed.token) {
                     return env.fail(Failure::Safety(format!(
-                        "S4: k{k}: response for {:?} but the oldest unanswered request is {}",
-                        resp.token, owed.token
+                        "S4: k{k}: response for {token:?} but the oldest unanswered request is {}",
+                        owed.token
                     )));
                 }
                 let mut pre_stop = false;
@@ -660,11 +668,11 @@ impl Checker {
             )));
         }
         let mut out = Vec::new();
-        let mut parser = RespParser::default();
+        let mut parser = ResponseParser::new();
         if parser.feed(bytes, &mut out).is_err()
             || parser.mid_response()
             || out.len() != 1
-            || !out[0].is_farewell()
+            || !is_farewell(&out[0])
         {
             return env.fail(Failure::Safety(format!(
                 "S7: k{k}: the farewell is not one 503 with Retry-After and Connection: close"

@@ -21,11 +21,12 @@ use std::time::Duration;
 use crate::check::Checker;
 use crate::env::{Env, Ev};
 use crate::failure::Failure;
-use crate::http::{self, Resp, RespParser, Shape};
 use crate::kernel::{take_front, Dir, Kernel};
 use crate::knobs::Knobs;
-use crate::rng::Rng;
+use crate::request::{self, is_farewell, token_of, Shape};
 use crate::trace;
+use ebb_testkit::response::{Response, ResponseParser};
+use ebb_testkit::rng::Rng;
 
 /// The kinds of client; each seed weighs them differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +199,7 @@ pub struct Link {
     outbox: VecDeque<u8>,
     /// Requests sent on this connection and not yet answered, oldest first.
     inflight: VecDeque<usize>,
-    parser: RespParser,
+    parser: ResponseParser,
     /// A delayed read is scheduled.
     read_armed: bool,
     /// A slowloris's next write is scheduled.
@@ -538,7 +539,7 @@ impl Client {
             turn: Turn::Sending,
             outbox: VecDeque::new(),
             inflight: VecDeque::new(),
-            parser: RespParser::default(),
+            parser: ResponseParser::without_bodies(),
             read_armed: false,
             flush_armed: false,
             queued: 0,
@@ -582,7 +583,7 @@ impl Client {
             };
             let last = i + 1 == self.reqs.len();
             let r = &mut self.reqs[i];
-            let tok = http::token(ci, i, r.attempt);
+            let tok = request::token(ci, i, r.attempt);
             let crlf_only = r.expect == Expect::HeadTimeout;
             let (head, body) = if crlf_only {
                 (Vec::new(), Vec::new())
@@ -593,7 +594,7 @@ impl Client {
                 g.extend_from_slice(b"\r\n\r\n");
                 (g, Vec::new())
             } else {
-                http::request(&tok, i, r.shape)
+                request::request(&tok, i, r.shape)
             };
             // Empty lines first: they belong to the request (core drops
             // them as it reads its head).
@@ -831,7 +832,7 @@ impl Client {
     fn response(
         &mut self,
         k: usize,
-        resp: Resp,
+        resp: Response,
         kernel: &mut Kernel,
         checker: &mut Checker,
         env: &mut Env,
@@ -864,7 +865,7 @@ impl Client {
             link.turn = Turn::Sending;
         }
         let r = &mut self.reqs[i];
-        let tok = http::token(ci, i, r.attempt);
+        let tok = request::token(ci, i, r.attempt);
         trace!(
             env,
             "client {ci} got {} for {tok} on k{k}{}",
@@ -882,9 +883,9 @@ impl Client {
                 return;
             }
         }
-        match &resp.token {
+        match token_of(&resp) {
             Some(t) => {
-                if *t != tok {
+                if t != tok {
                     env.fail(Failure::Safety(format!(
                         "S4: client {ci}: got the answer to {t} while waiting for {tok}: out of order"
                     )));
@@ -912,7 +913,7 @@ impl Client {
             }
             // Core's farewell to a request the drain deadline cut while it
             // was arriving: a clean refusal, so retry it (elsewhere).
-            None if resp.is_farewell() => {
+            None if is_farewell(&resp) => {
                 if self.retries_left > 0 {
                     self.retries_left -= 1;
                     r.attempt += 1;

@@ -6,11 +6,11 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use ebb_core::{RequestId, Time};
+use ebb_testkit::rng::Rng;
 
 use crate::client::Wake;
 use crate::failure::Failure;
 use crate::kernel::Dir;
-use crate::rng::Rng;
 use crate::trace;
 use crate::trace::Trace;
 use crate::world::Srv;

@@ -5,9 +5,9 @@ use std::fmt;
 use std::time::Duration;
 
 use ebb_core::Config;
+use ebb_testkit::rng::Rng;
 
 use crate::client::Kind;
-use crate::rng::Rng;
 
 /// When the listener is handed to a successor (`handle_handoff`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

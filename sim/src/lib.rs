@@ -66,7 +66,8 @@
 //! ## The world, in parts
 //! [`world`] holds the parts and the run loop; the parts do not call each
 //! other, and the world routes between them:
-//! - [`env`](mod@env): what all share — the virtual clock, the seeded [`rng`], the
+//! - [`env`](mod@env): what all share — the virtual clock, the test kit's
+//!   seeded [`Rng`](ebb_testkit::rng::Rng), the
 //!   queue of timed events (a min-heap by `(time, sequence)`), the
 //!   [`trace`](mod@trace), and the first [`failure`].
 //! - [`knobs`]: swarm testing — per seed some client kinds are off and the
@@ -88,6 +89,11 @@
 //!   before a forced close reads what is unread (as the mio driver does).
 //!   After every input it drains `poll_event` until `None`; the events are
 //!   carried out in order, each tagged with the input that produced it.
+//! - [`request`]: the requests clients write (tokens, bodies, framing);
+//!   what core writes back is read by the test kit's one parser,
+//!   [`ResponseParser`](ebb_testkit::response::ResponseParser), on both
+//!   sides — the checker's (everything core hands the kernel) and each
+//!   client's (what it reads).
 //! - [`client`]: normal, pipelined, keep-alive with think time, slowloris,
 //!   aborting (mid-head, mid-body, after the request, mid-response),
 //!   half-closing, silent, large bodies (413 expected over `max_body_bytes`),
@@ -221,10 +227,9 @@ pub mod client;
 pub mod driver;
 pub mod env;
 pub mod failure;
-pub mod http;
 pub mod kernel;
 pub mod knobs;
-pub mod rng;
+pub mod request;
 pub mod trace;
 pub mod world;
 
