@@ -31,6 +31,11 @@ pub enum Ev {
     /// The application (of the server under test, or of the successor)
     /// answers.
     AppAnswer(Srv, RequestId),
+    /// The application's producer of a streamed response offers its next
+    /// piece (or ends, or stops).
+    AppStream(Srv, RequestId),
+    /// The application reads on in a streamed request body, after a gap.
+    AppRead(Srv, RequestId),
     /// SIGTERM.
     Terminate,
     /// The listener is handed to a successor (`handle_handoff`).

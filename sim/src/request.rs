@@ -27,6 +27,14 @@ pub fn body(no: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| b'a' + ((no * 7 + i) % 26) as u8).collect()
 }
 
+/// Whether `got` is bytes `from..from + got.len()` of the body of request
+/// `no`.
+pub fn is_body_at(no: usize, from: usize, got: &[u8]) -> bool {
+    got.iter()
+        .enumerate()
+        .all(|(i, &b)| b == b'a' + ((no * 7 + from + i) % 26) as u8)
+}
+
 /// Whether `got` is exactly the body of request `no` with `len` bytes.
 pub fn is_body(no: usize, len: usize, got: &[u8]) -> bool {
     got.len() == len
@@ -34,6 +42,43 @@ pub fn is_body(no: usize, len: usize, got: &[u8]) -> bool {
             .iter()
             .enumerate()
             .all(|(i, &b)| b == b'a' + ((no * 7 + i) % 26) as u8)
+}
+
+/// Bytes `from..from + len` of the body the application streams for the
+/// request named `token`: a pattern fixed by the token, so a client can
+/// tell that it got exactly the bytes produced, in order.
+pub fn stream_bytes(token: &str, from: usize, len: usize) -> Vec<u8> {
+    let seed = stream_seed(token);
+    (from..from + len).map(|i| stream_byte(seed, i)).collect()
+}
+
+/// Whether `got` is the start of the body streamed for `token`.
+pub fn is_stream_prefix(token: &str, got: &[u8]) -> bool {
+    let seed = stream_seed(token);
+    got.iter()
+        .enumerate()
+        .all(|(i, &b)| b == stream_byte(seed, i))
+}
+
+fn stream_seed(token: &str) -> usize {
+    token.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    })
+}
+
+/// A multiply per byte (no division): cheap enough for megabytes, and no
+/// short period, so a byte out of place shows.
+fn stream_byte(seed: usize, i: usize) -> u8 {
+    ((seed ^ i) as u32)
+        .wrapping_mul(0x9e37_79b1)
+        .wrapping_shr(24) as u8
+}
+
+/// The bytes an upgraded client sends as its `n`th echo message.
+pub fn echo_message(client: usize, n: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'0' + ((client + n * 3 + i) % 10) as u8)
+        .collect()
 }
 
 /// How a request is framed.
@@ -53,6 +98,11 @@ pub struct Shape {
     /// The application answers it with a large body (so a client that
     /// does not read stalls the server's writes).
     pub big_response: bool,
+    /// The application answers it with a large streamed body (a slow
+    /// reader's request: the producer meets back-pressure).
+    pub big_stream: bool,
+    /// Asks to switch to the `echo` protocol (`Connection: Upgrade`).
+    pub upgrade: bool,
 }
 
 /// A request as bytes: the head, and the body (already framed). Empty lines
@@ -66,9 +116,10 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
     };
     let minor = if shape.http10 { 0 } else { 1 };
     head.extend_from_slice(format!("{method} /r/{tok} HTTP/1.{minor}\r\nHost: sim\r\n").as_bytes());
-    match (shape.http10, shape.close) {
-        (false, true) => head.extend_from_slice(b"Connection: close\r\n"),
-        (true, false) => head.extend_from_slice(b"Connection: keep-alive\r\n"),
+    match (shape.http10, shape.close, shape.upgrade) {
+        (false, _, true) => head.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: echo\r\n"),
+        (false, true, false) => head.extend_from_slice(b"Connection: close\r\n"),
+        (true, false, _) => head.extend_from_slice(b"Connection: keep-alive\r\n"),
         _ => {}
     }
     if shape.expect_continue {
@@ -130,12 +181,18 @@ mod tests {
             close: false,
             http10: false,
             big_response: false,
+            big_stream: false,
+            upgrade: false,
         };
         let (head, body) = request("1.1.0", 1, shape);
         assert!(head.ends_with(b"chunked\r\n\r\n"));
         assert!(body.ends_with(b"0\r\n\r\n"));
         assert!(is_body(4, 30, &super::body(4, 30)));
         assert!(!is_body(4, 30, &super::body(5, 30)));
+        let whole = stream_bytes("1.2.0", 0, 100);
+        assert_eq!(stream_bytes("1.2.0", 40, 60), whole[40..]);
+        assert!(is_stream_prefix("1.2.0", &whole[..77]));
+        assert!(!is_stream_prefix("1.3.0", &whole));
     }
 
     #[test]
