@@ -14,14 +14,15 @@ use std::collections::{BTreeMap, VecDeque};
 use ebb_core::{CloseReason, Config, DrainReport, Finished, Forced, Outcome, Phase, RequestId};
 use ebb_core::{Server, Time};
 use ebb_testkit::properties as props;
+use ebb_testkit::response::{Framing, Response, ResponseParser};
 
 use crate::app::Got;
 use crate::client::{Clients, Fate};
 use crate::driver::{Cause, DriverModel};
 use crate::env::Env;
 use crate::failure::Failure;
-use crate::http::{Resp, RespParser};
 use crate::kernel::{Dir, Kernel};
+use crate::request::{is_farewell, token_of};
 
 /// A point in the order of observations.
 pub type Tick = u64;
@@ -46,6 +47,9 @@ pub struct Closing {
     pub in_drain: bool,
     /// The world step it was closed in.
     pub step: u64,
+    /// The application broke its response (the drain report does not count
+    /// what such a close loses).
+    pub app_broke: bool,
 }
 
 /// How far core has gone in ending a connection.
@@ -67,11 +71,28 @@ struct Owed {
     start: usize,
     /// The application fails it: core's token-less 500 is its answer.
     faulted: bool,
+    /// HTTP/1.0: never answered chunked.
+    http10: bool,
+    /// Its body streams: core may still refuse it (408, 413, 400) after
+    /// handing it over, in its place.
+    streams_body: bool,
+}
+
+/// Closes the application causes, beyond the rules shared with the fuzzer:
+/// a streamed body that broke its declared length is closed at once, the
+/// response broken and the request failed (so what the connection owed is
+/// lost, and a client still sending may be reset: the application's fault,
+/// not the client's).
+fn app_broke_response(reason: CloseReason) -> bool {
+    reason == CloseReason::StreamMismatch
 }
 
 /// A request a client wrote on a connection, as the ledger (S7) knows it.
 #[derive(Clone, Copy, Debug)]
 struct Sent {
+    /// Which request of its client's script, and which attempt.
+    no: usize,
+    attempt: u32,
     /// Where its last byte is in the connection's byte stream (`u64::MAX`
     /// for one that never ends: empty lines only).
     end: u64,
@@ -97,7 +118,7 @@ struct Watch {
     /// The successor accepted it (it is not the server under test's).
     successor: bool,
     /// What core wrote, parsed as it was handed to the kernel.
-    parser: RespParser,
+    parser: ResponseParser,
     owed: VecDeque<Owed>,
     /// Request bytes of every request handed on this connection.
     handed_bytes: usize,
@@ -139,6 +160,13 @@ struct Watch {
     farewell: Option<bool>,
     /// Core offered response bytes on it (`transmit` was not empty).
     offered: bool,
+    /// It left HTTP (`Upgraded`): its bytes are the application's.
+    upgraded: bool,
+    /// The head of the response still arriving was judged.
+    pending_judged: bool,
+    /// The streamed response in progress: core has not said it ended
+    /// (`Finished`), whatever its framing let the parser see.
+    stream_open: Option<RequestId>,
 }
 
 impl Watch {
@@ -158,12 +186,18 @@ impl Watch {
             && self.owed.is_empty()
             && self.responses > 0
             && !self.closed_resp
+            && !self.upgraded
+            && self.stream_open.is_none()
     }
 
     /// Core is reading a request on it: bytes past the requests handed
     /// over, none waiting for an answer, no close response written.
     fn receiving(&self) -> bool {
-        self.received > self.handed_bytes && self.owed.is_empty() && !self.closed_resp
+        self.received > self.handed_bytes
+            && self.owed.is_empty()
+            && !self.closed_resp
+            && !self.upgraded
+            && self.stream_open.is_none()
     }
 }
 
@@ -179,6 +213,17 @@ struct Handed {
     answered: Option<Tick>,
     /// The server was in PreStop then.
     answered_in_pre_stop: bool,
+    /// The application answered before reading its streamed body to the
+    /// end (so core closes the connection: the application's choice, not
+    /// the drain's).
+    body_unread: bool,
+    /// The application streams its response body.
+    streamed: bool,
+    /// How its response's body was framed, once its head was written.
+    framing: Option<Framing>,
+    /// Core refused it (its streamed body was bad or slow): the refusal is
+    /// its answer.
+    refused: bool,
 }
 
 /// Counts the drain report is held against.
@@ -204,6 +249,11 @@ struct ReportCounts {
     reset_risk: u64,
     /// `Finished` events of the server under test labelled `cut`.
     cut: u64,
+    /// Upgraded connections open when the drain began, or upgraded during
+    /// it (each owed a `StopUpgraded`).
+    upgraded_open: u64,
+    /// Upgraded connections a forced exit closed.
+    upgraded_cut: u64,
 }
 
 /// How the listener was closed.
@@ -249,6 +299,15 @@ pub struct Cover {
     /// Owed requests whose answers a timer's close destroyed (a linger
     /// that gave up, a stalled write: S5's allowance).
     pub owed_lost_to_timers: u64,
+    /// Streamed responses a forced exit cut (`Finished` says `cut`).
+    pub streams_cut: u64,
+    /// Producers that stopped without ending their stream.
+    pub producers_stopped: u64,
+    /// Reads of a streamed request body while core had stopped reading
+    /// its connection (the application was behind).
+    pub uploads_backpressured: u64,
+    /// Upgraded connections a forced exit closed.
+    pub upgrades_cut: u64,
 }
 
 /// The judge of one run.
@@ -266,6 +325,8 @@ pub struct Checker {
     allowed_losses: u64,
     /// Core's active count when the step began.
     step_active: usize,
+    /// Upgraded connections owed a `StopUpgraded` by the end of the step.
+    stop_owed: Vec<usize>,
     /// The step's input was a terminate while the server was already
     /// stopping.
     step_forcing_terminate: bool,
@@ -289,6 +350,7 @@ impl Checker {
             listener: ListenerSeen::Open,
             allowed_losses: 0,
             step_active: 0,
+            stop_owed: Vec::new(),
             step_forcing_terminate: false,
             tick: 0,
             cover: Cover::default(),
@@ -324,7 +386,7 @@ impl Checker {
         debug_assert_eq!(k, self.watches.len());
         self.watches.push(Watch {
             successor: false,
-            parser: RespParser::default(),
+            parser: ResponseParser::without_bodies(),
             owed: VecDeque::new(),
             handed_bytes: 0,
             handed_count: 0,
@@ -346,13 +408,21 @@ impl Checker {
             finished_responses: 0,
             farewell: None,
             offered: false,
+            upgraded: false,
+            pending_judged: false,
+            stream_open: None,
         });
     }
 
     /// The client of `k` wrote a request whose last byte is at `end` in the
     /// connection's byte stream.
-    pub fn on_sent(&mut self, k: usize, end: u64) {
-        self.watches[k].sent.push(Sent { end, arrived: None });
+    pub fn on_sent(&mut self, k: usize, no: usize, attempt: u32, end: u64) {
+        self.watches[k].sent.push(Sent {
+            no,
+            attempt,
+            end,
+            arrived: None,
+        });
     }
 
     /// The server's socket of `k` has received `total` bytes in all: the
@@ -371,13 +441,29 @@ impl Checker {
 
     /// The client of `k` read a final response (it answers the next request
     /// of the ledger).
-    pub fn on_client_response(&mut self, k: usize, resp: &Resp) {
+    pub fn on_client_response(&mut self, k: usize, resp: &Response) {
         let w = &mut self.watches[k];
-        if resp.is_farewell() {
+        if is_farewell(resp) {
             w.farewell_read = Some(w.client_finals);
             self.cover.farewells_read += 1;
         }
         w.client_finals += 1;
+    }
+
+    /// Whether core closed `k` in a way that may cut what it owed (a forced
+    /// exit, a stalled write, ...): a body ended by the close may be short.
+    pub fn closed_with_loss(&self, k: usize) -> bool {
+        self.watches[k].closing().is_some_and(|cl| cl.loss_allowed)
+    }
+
+    /// The request of `k`'s client that core hands over next: (request
+    /// number, attempt), if its client sent one. Core hands requests in the
+    /// order they came, and refuses for good the first it cannot read.
+    pub fn next_to_hand(&self, k: usize) -> Option<(usize, u32)> {
+        let w = &self.watches[k];
+        w.sent
+            .get(w.handed_count as usize)
+            .map(|s| (s.no, s.attempt))
     }
 
     /// A stop request arrived: a terminate, or (`handoff`) the listener was
@@ -402,8 +488,17 @@ impl Checker {
     pub fn drain_began(&mut self, env: &Env) {
         self.drain_began_at = Some(env.now);
         self.drain_began = Some(self.next_tick());
-        for w in self.watches.iter_mut().filter(|w| !w.successor) {
+        for (k, w) in self.watches.iter_mut().enumerate() {
+            if w.successor {
+                continue;
+            }
             w.received_at_drain = Some(w.received);
+            // DESIGN, "Bodies that stream": every upgraded connection is
+            // told when the drain begins.
+            if w.upgraded && matches!(w.ending, Ending::Open) {
+                self.stop_owed.push(k);
+                self.counts.upgraded_open += 1;
+            }
         }
     }
 
@@ -449,6 +544,7 @@ impl Checker {
             forced,
             in_drain: self.stops > 0,
             step: env.step,
+            app_broke: false,
         });
     }
 
@@ -512,6 +608,8 @@ impl Checker {
             token: got.token.clone(),
             start: w.handed_bytes,
             faulted: got.fault.is_some(),
+            http10: got.http10,
+            streams_body: got.streams_body,
         });
         w.handed_bytes += got.raw_len;
         self.handed.insert(
@@ -523,24 +621,81 @@ impl Checker {
                 sent_fully: false,
                 answered: None,
                 answered_in_pre_stop: false,
+                body_unread: false,
+                streamed: false,
+                framing: None,
+                refused: false,
             },
         );
         true
     }
 
-    /// The application answered (or failed) request `id` on `k`, in `phase`.
-    pub fn on_app_answered(&mut self, k: usize, id: RequestId, phase: Phase) {
+    /// The application answered (or failed) request `id` on `k`, in
+    /// `phase`; `body_unread` if its streamed body was not read to the end.
+    pub fn on_app_answered(&mut self, k: usize, id: RequestId, phase: Phase, body_unread: bool) {
         let tick = self.next_tick();
         if let Some(h) = self.handed.get_mut(&(k, id)) {
             h.answered = Some(tick);
             h.answered_in_pre_stop = matches!(phase, Phase::PreStop { .. });
+            h.body_unread = body_unread;
+        }
+    }
+
+    /// Core accepted the head of a streamed response to `id` on `k`.
+    pub fn on_stream_started(&mut self, k: usize, id: RequestId) {
+        if let Some(h) = self.handed.get_mut(&(k, id)) {
+            h.streamed = true;
+            self.watches[k].stream_open = Some(id);
+        }
+    }
+
+    /// A producer stopped without ending the stream of `id`.
+    pub fn on_producer_stopped(&mut self, _id: RequestId) {
+        self.cover.producers_stopped += 1;
+    }
+
+    /// The application read a piece of a streamed request body; `paused`
+    /// when core had stopped reading its connection meanwhile.
+    pub fn on_body_read(&mut self, paused: bool) {
+        self.cover.uploads_backpressured += u64::from(paused);
+    }
+
+    /// Core's `Upgraded` for `k`: it left HTTP. One upgraded while the
+    /// server drains is owed a `StopUpgraded` at once.
+    pub fn on_upgraded(&mut self, k: usize, successor: bool, env: &mut Env) {
+        let w = &mut self.watches[k];
+        if !w.owed.is_empty() || w.upgraded {
+            return env.fail(Failure::Safety(format!(
+                "Upgraded: k{k} left HTTP with {} requests unanswered (or twice)",
+                w.owed.len()
+            )));
+        }
+        w.upgraded = true;
+        if self.drain_began.is_some() && !successor {
+            self.stop_owed.push(k);
+            self.counts.upgraded_open += 1;
+        }
+    }
+
+    /// Core's `StopUpgraded` for `k`: only for an upgraded connection of the
+    /// server under test that is owed one.
+    pub fn on_stop_upgraded(&mut self, k: usize, successor: bool, env: &mut Env) {
+        match self.stop_owed.iter().position(|&o| o == k) {
+            Some(i) if !successor => {
+                self.stop_owed.swap_remove(i);
+            }
+            _ => env.fail(Failure::Safety(format!(
+                "StopUpgraded for k{k}, which was not owed one (upgraded {}, successor {successor})",
+                self.watches[k].upgraded
+            ))),
         }
     }
 
     /// Core wrote `bytes` on `k`. S4: they parse as HTTP/1.1, responses come
     /// in request order, nothing follows a `Connection: close` response. S2:
     /// a request the application failed is answered by core's 500 in its
-    /// place. S7: responses that must close do.
+    /// place. S7: responses that must close do — a streamed one from its
+    /// head on.
     pub fn on_written(&mut self, k: usize, bytes: &[u8], env: &mut Env) {
         let w = &mut self.watches[k];
         if w.closed_resp {
@@ -549,21 +704,113 @@ impl Checker {
                 bytes.len()
             )));
         }
-        let mut out: Vec<Resp> = Vec::new();
+        let mut out: Vec<Response> = Vec::new();
         if let Err(e) = w.parser.feed(bytes, &mut out) {
             return env.fail(Failure::Safety(format!(
                 "S4: k{k}: core wrote a malformed response: {e}"
             )));
         }
-        for resp in out.into_iter().filter(|r| r.status >= 200) {
+        self.judge_responses(k, out, env);
+        let w = &self.watches[k];
+        if let (Some(pending), false) = (w.parser.pending(), w.pending_judged) {
+            if let Err(e) = self.judge_head(k, pending) {
+                return env.fail(Failure::Safety(e));
+            }
+            let framing = pending.framing;
+            self.note_framing(k, framing);
+            self.watches[k].pending_judged = true;
+        }
+    }
+
+    /// The head of a response core wrote on `k` (complete, or with its
+    /// body still arriving): its framing (S4: a length, chunked only to
+    /// HTTP/1.1, ended by the close only for HTTP/1.0 and with `Connection:
+    /// close`); and whether it closes when it must (S7).
+    fn judge_head(&self, k: usize, resp: &Response) -> Result<(), String> {
+        let w = &self.watches[k];
+        let token = token_of(resp);
+        let front = w.owed.front().filter(|o| token == Some(o.token.as_str()));
+        let streamed =
+            front.is_some_and(|o| self.handed.get(&(k, o.id)).is_some_and(|h| h.streamed));
+        let http10 = front.is_some_and(|o| o.http10);
+        let framing_ok = match resp.framing {
+            Framing::Length(_) | Framing::Bodiless => true,
+            Framing::Chunked => streamed && !http10,
+            Framing::UntilClose => streamed && http10 && resp.close,
+        };
+        if !framing_ok {
+            return Err(format!(
+                "S4: k{k}: a {} response framed {:?} (streamed {streamed}, HTTP/1.0 {http10}, close {})",
+                resp.status, resp.framing, resp.close
+            ));
+        }
+        if let Some(owed) = front {
+            let pre_stop = self
+                .handed
+                .get(&(k, owed.id))
+                .is_some_and(|h| h.answered_in_pre_stop);
+            let begun_in_drain = w.received_at_drain.is_some_and(|r| owed.start >= r);
+            if props::response_must_close(pre_stop, begun_in_drain)
+                && !resp.close
+                && resp.status != 101
+            {
+                return Err(format!(
+                    "S7: k{k}: {} {}, but its response keeps the connection",
+                    owed.token,
+                    if pre_stop {
+                        "was answered in PreStop"
+                    } else {
+                        "began after the drain began"
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The response to the oldest request owed on `k` is framed `framing`.
+    fn note_framing(&mut self, k: usize, framing: Framing) {
+        if let Some(o) = self.watches[k].owed.front() {
+            if let Some(h) = self.handed.get_mut(&(k, o.id)) {
+                h.framing = Some(framing);
+            }
+        }
+    }
+
+    /// Final responses core wrote on `k`, complete: each answers the oldest
+    /// request owed, or is core's own refusal.
+    fn judge_responses(&mut self, k: usize, out: Vec<Response>, env: &mut Env) {
+        // A 101 is final: it answers its request, and HTTP ends there.
+        for resp in out
+            .into_iter()
+            .filter(|r| r.status >= 200 || r.status == 101)
+        {
+            let w = &mut self.watches[k];
+            let judged = std::mem::replace(&mut w.pending_judged, false);
+            if !judged {
+                if let Err(e) = self.judge_head(k, &resp) {
+                    return env.fail(Failure::Safety(e));
+                }
+                if token_of(&resp).is_some() {
+                    self.note_framing(k, resp.framing);
+                }
+            }
             let w = &mut self.watches[k];
             let nth = w.responses as usize;
             w.responses += 1;
             w.closed_resp |= resp.close;
-            let front_faulted = w.owed.front().is_some_and(|o| o.faulted);
+            let token = token_of(&resp);
+            // Core's own refusal of a request whose body streams comes in
+            // its place: the application had it already.
+            let front_refused = w.owed.front().is_some_and(|o| o.streams_body)
+                && token.is_none()
+                && (400..500).contains(&resp.status)
+                && resp.close;
+            let front_faulted = w.owed.front().is_some_and(|o| o.faulted) && !front_refused;
             // The answer to a handed request: its token, or core's 500 for
-            // one the application failed.
-            let answers_front = match (&resp.token, front_faulted) {
+            // one the application failed, or core's refusal of a streamed
+            // body.
+            let answers_front = match (token, front_faulted) {
                 (Some(_), _) => true,
                 (None, true) if resp.status == 500 => true,
                 (None, true) => {
@@ -573,51 +820,42 @@ impl Checker {
                         resp.status
                     )));
                 }
-                (None, false) => false,
+                (None, false) => front_refused,
             };
+            let mut streamed = false;
             let mut answered_in_drain = false;
             if answers_front {
                 let Some(owed) = w.owed.pop_front() else {
                     return env.fail(Failure::Safety(format!(
-                        "S4: k{k}: response for {:?} but no request is unanswered",
-                        resp.token
+                        "S4: k{k}: response for {token:?} but no request is unanswered"
                     )));
                 };
-                if resp.token.as_ref().is_some_and(|t| *t != owed.token) {
+                if token.is_some_and(|t| t != owed.token) {
                     return env.fail(Failure::Safety(format!(
-                        "S4: k{k}: response for {:?} but the oldest unanswered request is {}",
-                        resp.token, owed.token
+                        "S4: k{k}: response for {token:?} but the oldest unanswered request is {}",
+                        owed.token
                     )));
                 }
                 let mut pre_stop = false;
                 if let Some(h) = self.handed.get_mut(&(k, owed.id)) {
                     h.sent_fully = true;
+                    h.refused = front_refused;
+                    streamed = h.streamed;
                     pre_stop = h.answered_in_pre_stop;
+                    // A close the application chose (its body unread) is
+                    // not the drain's.
+                    // Nor is the close a body without a length needs.
                     answered_in_drain = match (h.answered, self.drain_began) {
-                        (Some(a), Some(d)) => a > d,
+                        (Some(a), Some(d)) => {
+                            a > d && !h.body_unread && resp.framing != Framing::UntilClose
+                        }
                         _ => false,
                     };
                 }
                 if w.successor {
                     self.cover.successor_responses += 1;
                 }
-                // DESIGN, drain phase 3: a request begun after the drain
-                // began is answered with `Connection: close`, so its client
-                // sends nothing more that the drain could lose (S7); and
-                // every response given in PreStop closes (phase 2).
-                let begun_in_drain = w.received_at_drain.is_some_and(|r| owed.start >= r);
-                if props::response_must_close(pre_stop, begun_in_drain) && !resp.close {
-                    let when = if pre_stop {
-                        "was answered in PreStop"
-                    } else {
-                        "began after the drain began"
-                    };
-                    return env.fail(Failure::Safety(format!(
-                        "S7: k{k}: {} {when}, but its response keeps the connection",
-                        owed.token
-                    )));
-                }
-                self.cover.pre_stop_responses += u64::from(pre_stop);
+                self.cover.pre_stop_responses += u64::from(pre_stop && token.is_some());
                 if answered_in_drain && !resp.close && !w.successor {
                     self.cover.kept_open_in_drain += 1;
                 }
@@ -634,11 +872,16 @@ impl Checker {
                     answered_in_drain,
                 });
             }
+            // A stream is over when core says so (`Finished`), whatever
+            // its framing let the parser see.
+            if streamed {
+                continue;
+            }
             if w.idle() {
                 w.idle_since = Some(env.now);
             }
             if self.stops > 0 && !w.successor {
-                match answers_front {
+                match answers_front && !front_refused {
                     true => self.counts.completed_after_terminate += 1,
                     false => self.counts.rejected_after_terminate += 1,
                 }
@@ -660,11 +903,11 @@ impl Checker {
             )));
         }
         let mut out = Vec::new();
-        let mut parser = RespParser::default();
+        let mut parser = ResponseParser::new();
         if parser.feed(bytes, &mut out).is_err()
             || parser.mid_response()
             || out.len() != 1
-            || !out[0].is_farewell()
+            || !is_farewell(&out[0])
         {
             return env.fail(Failure::Safety(format!(
                 "S7: k{k}: the farewell is not one 503 with Retry-After and Connection: close"
@@ -696,6 +939,61 @@ impl Checker {
         };
         if let Some(what) = wrong {
             return env.fail(Failure::Safety(format!("Finished on k{k}: {what}: {f:?}")));
+        }
+        // A body ended by the close is complete when core says so: the
+        // stream's end is written, the close follows.
+        let w = &mut self.watches[k];
+        let until_close = w
+            .parser
+            .pending()
+            .is_some_and(|r| r.framing == Framing::UntilClose)
+            && f.request.is_some()
+            && f.request == w.owed.front().map(|o| o.id);
+        if f.outcome == Outcome::Complete && until_close {
+            let mut out = Vec::new();
+            if let Err(e) = w.parser.finish(&mut out) {
+                return env.fail(Failure::Safety(format!(
+                    "S4: k{k}: a body ended by the close: {e}"
+                )));
+            }
+            self.judge_responses(k, out, env);
+        }
+        let handed = f.request.and_then(|id| self.handed.get(&(k, id)));
+        if let (Outcome::Unfinished(reason), Some(h)) = (f.outcome, handed) {
+            // S2: a chunked response cut short was not completely written:
+            // it lacks its last chunk. (One with a length may be whole on
+            // the wire and still unfinished: its producer never ended it.)
+            if h.sent_fully && h.framing == Some(Framing::Chunked) {
+                return env.fail(Failure::Safety(format!(
+                    "S2: k{k}: Finished says {:?} ended {reason:?}, but its whole response was written",
+                    f.request
+                )));
+            }
+            if h.streamed && reason.is_forced() && !successor {
+                self.cover.streams_cut += 1;
+            }
+        }
+        // (Unfinished, it ends with its connection, whose close follows.)
+        if f.outcome == Outcome::Complete && f.request == self.watches[k].stream_open {
+            self.watches[k].stream_open = None;
+        }
+        // A stream's end: its response complete on the wire (S2), and done.
+        if let (Outcome::Complete, Some(h)) = (f.outcome, handed) {
+            if h.streamed {
+                if !h.sent_fully {
+                    return env.fail(Failure::Safety(format!(
+                        "S2: k{k}: Finished says the stream of {:?} is complete, but its response is not (framed {:?})",
+                        f.request, h.framing
+                    )));
+                }
+                let w = &mut self.watches[k];
+                if w.idle() {
+                    w.idle_since = Some(env.now);
+                }
+                if self.stops > 0 && !w.successor {
+                    self.counts.completed_after_terminate += 1;
+                }
+            }
         }
         let w = &mut self.watches[k];
         match f.outcome {
@@ -775,8 +1073,22 @@ impl Checker {
             Ending::Open => {
                 self.judge_decision(k, reason, cause, phase, kernel, env);
                 // S5, S8: a client that may still be sending is closed only
-                // after lingering, but for the reasons that allow it.
-                if !eof && !props::may_close_without_linger(reason) {
+                // after lingering, but for the reasons that allow it — or
+                // the application broke its response, or closed its
+                // upgraded connection after the client's FIN.
+                let app_closed_upgraded = reason == CloseReason::UpgradedClosed
+                    && self.watches[k].upgraded
+                    && (kernel.server_got_fin(k) || kernel.client_aborted(k));
+                if reason == CloseReason::UpgradedClosed && !app_closed_upgraded {
+                    env.fail(Failure::Safety(format!(
+                        "k{k}: core closed it for UpgradedClosed, but the application never closed an upgraded connection there"
+                    )));
+                }
+                if !eof
+                    && !props::may_close_without_linger(reason)
+                    && !app_broke_response(reason)
+                    && !app_closed_upgraded
+                {
                     env.fail(Failure::Safety(format!(
                         "S8: k{k}: core closed it for {reason:?} on {cause:?} without lingering, while its client may still be sending (a request in flight is reset)"
                     )));
@@ -796,8 +1108,12 @@ impl Checker {
         }
         let loss_allowed = match reason {
             CloseReason::LingerTimeout => kernel.server_unread(k) == 0,
-            other => props::close_may_lose(other),
+            other => props::close_may_lose(other) || app_broke_response(other),
         };
+        if self.watches[k].upgraded && reason.is_forced() && !self.watches[k].successor {
+            self.counts.upgraded_cut += 1;
+            self.cover.upgrades_cut += 1;
+        }
         let w = &self.watches[k];
         let reset_risk = match reason {
             CloseReason::LingerTimeout | CloseReason::LingerOverflow => true,
@@ -837,6 +1153,7 @@ impl Checker {
             forced: reason.is_forced(),
             in_drain: self.stops > 0,
             step: env.step,
+            app_broke: app_broke_response(reason),
         });
     }
 
@@ -959,7 +1276,7 @@ impl Checker {
         match w.closing() {
             Some(cl) if cl.loss_allowed => {
                 self.allowed_losses += 1;
-                if cl.in_drain && !w.successor {
+                if cl.in_drain && !w.successor && !cl.app_broke {
                     self.counts.drain_losses += 1;
                 }
             }
@@ -1003,6 +1320,11 @@ impl Checker {
         }
         if driver.is_successor() {
             return self.check_no_stall(core, driver, kernel, env);
+        }
+        if let Some(&k) = self.stop_owed.first() {
+            return env.fail(Failure::Safety(format!(
+                "StopUpgraded: k{k} was upgraded when the drain began (or upgraded in it), but was never told to stop"
+            )));
         }
         let exited = driver.exit().is_some();
         let draining = matches!(core.phase(), Phase::Draining { .. });
@@ -1084,6 +1406,29 @@ impl Checker {
                 "S1: exit with an active count of {}",
                 core.active_requests()
             )));
+        }
+        if (r.upgraded_open, r.upgraded_cut)
+            != (self.counts.upgraded_open, self.counts.upgraded_cut)
+        {
+            env.fail(Failure::Report(format!(
+                "report upgraded {} (cut {}), but {} upgraded connections were open in the drain and {} were cut",
+                r.upgraded_open, r.upgraded_cut, self.counts.upgraded_open, self.counts.upgraded_cut
+            )));
+        }
+        // S6: the drain waits for every request handed over — a stream in
+        // progress among them — unless the exit was forced; a connection
+        // ended otherwise was ended by its client or its application.
+        if r.forced.is_none() {
+            let waiting = self.handed.iter().find(|((k, _), h)| {
+                let w = &self.watches[*k];
+                !h.sent_fully && !w.successor && !kernel_free_end(w.closing())
+            });
+            if let Some(((k, id), _)) = waiting {
+                env.fail(Failure::Safety(format!(
+                    "S6: exit not forced, but {id:?} on k{k} was still unanswered (core's close: {:?})",
+                    self.watches[*k].closing()
+                )));
+            }
         }
         if r.handed_off != self.handed_off {
             env.fail(Failure::Report(format!(
@@ -1168,7 +1513,7 @@ impl Checker {
             let req = clients
                 .req(h.client, h.no)
                 .expect("handed requests are in a script");
-            let complete = req.fate == Fate::Complete && req.attempt == h.attempt;
+            let complete = (req.fate == Fate::Complete || h.refused) && req.attempt == h.attempt;
             let closing = self.watches[*k].closing();
             let allowed = kernel.client_aborted(*k) || closing.is_some_and(|cl| cl.loss_allowed);
             if !complete && !allowed {
@@ -1283,4 +1628,16 @@ impl Checker {
             }
         }
     }
+}
+
+/// Whether a close ended a connection for a reason that excuses what it
+/// owed before an unforced exit: the client left (FIN, reset), a timer
+/// fired, the application broke its response.
+fn kernel_free_end(closing: Option<Closing>) -> bool {
+    closing.is_some_and(|cl| {
+        cl.loss_allowed
+            || cl
+                .cause
+                .is_some_and(|c| matches!(c, Cause::Aborted | Cause::Eof))
+    })
 }

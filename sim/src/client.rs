@@ -21,11 +21,12 @@ use std::time::Duration;
 use crate::check::Checker;
 use crate::env::{Env, Ev};
 use crate::failure::Failure;
-use crate::http::{self, Resp, RespParser, Shape};
 use crate::kernel::{take_front, Dir, Kernel};
 use crate::knobs::Knobs;
-use crate::rng::Rng;
+use crate::request::{self, is_farewell, token_of, Shape};
 use crate::trace;
+use ebb_testkit::response::{Framing, Response, ResponseParser};
+use ebb_testkit::rng::Rng;
 
 /// The kinds of client; each seed weighs them differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,10 +64,17 @@ pub enum Kind {
     /// Asks for large responses and does not read for a while, up to twice
     /// `write_stall_timeout`: the server's writes stall.
     Stalling,
+    /// Asks for large streamed responses and reads them slowly, a little
+    /// at a time (the producer meets back-pressure); some abort mid-stream.
+    SlowReader,
+    /// Asks to upgrade to `echo` (some send their first message with the
+    /// request), then sends messages and checks each comes back; some keep
+    /// on until the server ends the connection.
+    Upgrading,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Normal,
         Kind::Pipelined,
         Kind::KeepAlive,
@@ -81,6 +89,8 @@ impl Kind {
         Kind::BodyTrickler,
         Kind::Racing,
         Kind::Stalling,
+        Kind::SlowReader,
+        Kind::Upgrading,
     ];
 }
 
@@ -159,6 +169,8 @@ pub enum Wake {
     Abort,
     /// Stop waiting for `100 Continue`.
     Continue,
+    /// An upgraded client sends its next message.
+    Echo,
     /// A silent client gives up.
     SilentEnd,
 }
@@ -187,6 +199,8 @@ pub enum Turn {
     /// A response said `Connection: close`: sends nothing more, waits for
     /// the server to close.
     Closing,
+    /// Upgraded to `echo`: sends messages, and reads each back.
+    Echoing,
 }
 
 /// A client's connection.
@@ -198,7 +212,7 @@ pub struct Link {
     outbox: VecDeque<u8>,
     /// Requests sent on this connection and not yet answered, oldest first.
     inflight: VecDeque<usize>,
-    parser: RespParser,
+    parser: ResponseParser,
     /// A delayed read is scheduled.
     read_armed: bool,
     /// A slowloris's next write is scheduled.
@@ -211,6 +225,8 @@ pub struct Link {
     paced: (u64, u64),
     /// When the first byte of an empty-lines-only request was written.
     crlf_since: Option<ebb_core::Time>,
+    /// Bytes sent on an upgraded connection whose echo has not come back.
+    echo_owed: VecDeque<u8>,
 }
 
 impl Link {
@@ -250,7 +266,27 @@ pub struct Client {
     /// Longest time between the first empty line and the 408 for it:
     /// accept delay, latency both ways, and the header timeout.
     head_timeout_bound: (Duration, Duration),
+    /// An upgrading client's plan.
+    echo: Option<EchoPlan>,
+    /// Keeps the bodies of responses (to check streamed ones).
+    keep_bodies: bool,
+    /// Request bodies stream (`stream_request_bodies`).
+    streams_bodies: bool,
     cover: ClientCover,
+}
+
+/// What an upgrading client sends once upgraded.
+#[derive(Clone, Copy, Debug)]
+struct EchoPlan {
+    /// Messages sent so far, and in all (an endless client sends until
+    /// `until`).
+    sent: usize,
+    messages: usize,
+    until: Option<ebb_core::Time>,
+    /// Sends its first message with the request.
+    early: bool,
+    len: usize,
+    think: Duration,
 }
 
 /// What the clients met, for the runner's coverage counters.
@@ -262,6 +298,10 @@ pub struct ClientCover {
     pub slow_body_408: u64,
     /// Racing clients' requests answered after the drain began.
     pub racing_in_drain: u64,
+    /// Streamed responses read whole, their bytes as produced.
+    pub streams_read: u64,
+    /// Echo messages that came back intact on an upgraded connection.
+    pub echoes_read: u64,
 }
 
 /// What a racing client aims at.
@@ -284,6 +324,8 @@ fn small_shape(rng: &mut Rng) -> Shape {
         close: http10 && rng.percent(50),
         http10,
         big_response: false,
+        big_stream: false,
+        upgrade: false,
     }
 }
 
@@ -318,6 +360,36 @@ fn trickle(rng: &mut Rng, knobs: &Knobs) -> (Duration, usize, usize, bool) {
     (every, chunk, len, len >= need)
 }
 
+/// A streamed response, as its client reads it: exactly the bytes the
+/// producer made for `token`, in order; all it announced (`x-stream`),
+/// unless its body ends with the connection and a close that may cut
+/// (`cut`: a forced exit, a stalled write) cut it short.
+fn check_stream(token: &str, resp: &Response, cut: bool) -> Result<(), String> {
+    let Some(total) = resp.header("x-stream") else {
+        return Ok(());
+    };
+    let total: usize = total
+        .parse()
+        .map_err(|_| format!("x-stream {total:?} is not a length"))?;
+    if resp.framing == Framing::Bodiless {
+        return Ok(());
+    }
+    if !request::is_stream_prefix(token, &resp.body) {
+        return Err(format!(
+            "the streamed body of {token} is not the bytes produced ({} bytes)",
+            resp.body_len
+        ));
+    }
+    let short_ok = resp.framing == Framing::UntilClose && cut;
+    if resp.body_len > total || (resp.body_len < total && !short_ok) {
+        return Err(format!(
+            "the streamed body of {token} has {} bytes of {total}, framed {:?} (cut by its close: {cut})",
+            resp.body_len, resp.framing
+        ));
+    }
+    Ok(())
+}
+
 /// More than the head of a body trickler's request.
 const HEAD_BYTES: f64 = 80.0;
 
@@ -338,6 +410,8 @@ impl Client {
             Kind::BodyTrickler | Kind::Garbage => rng.size(1, 2),
             Kind::Racing => rng.size(2, 6),
             Kind::Stalling => rng.size(1, 3),
+            Kind::SlowReader => rng.size(1, 2),
+            Kind::Upgrading => 1,
         };
         let trickle = (kind == Kind::BodyTrickler).then(|| trickle(rng, knobs));
         // A CRLF trickler sends only empty lines in some clients.
@@ -362,6 +436,19 @@ impl Client {
                         shape.close = false;
                     }
                     Kind::Stalling => shape.big_response = true,
+                    Kind::SlowReader => shape.big_stream = true,
+                    Kind::Upgrading => {
+                        shape = Shape {
+                            body_len: 0,
+                            chunks: None,
+                            expect_continue: false,
+                            close: false,
+                            http10: false,
+                            big_response: false,
+                            big_stream: false,
+                            upgrade: true,
+                        }
+                    }
                     Kind::BodyTrickler => {
                         if trickled {
                             shape.body_len = trickle.map_or(1, |t| t.2);
@@ -401,12 +488,16 @@ impl Client {
         if let Some(last) = reqs.last_mut() {
             last.shape.close |= kind == Kind::Normal && rng.percent(20);
         }
-        let abort = (kind == Kind::Aborting).then(|| match rng.below(4) {
-            0 => AbortAt::MidHead,
-            1 => AbortAt::MidBody,
-            2 => AbortAt::AfterRequest,
-            _ => AbortAt::MidResponse,
-        });
+        let abort = match kind {
+            Kind::Aborting => Some(match rng.below(4) {
+                0 => AbortAt::MidHead,
+                1 => AbortAt::MidBody,
+                2 => AbortAt::AfterRequest,
+                _ => AbortAt::MidResponse,
+            }),
+            Kind::SlowReader if rng.percent(30) => Some(AbortAt::MidResponse),
+            _ => None,
+        };
         let header = knobs.config.header_read_timeout;
         let pace = match kind {
             Kind::Slowloris => {
@@ -443,11 +534,21 @@ impl Client {
             pace,
             abort,
             abort_within: knobs.latency.1 * 4 + Duration::from_millis(10),
-            half_close: kind == Kind::HalfClosing,
+            // Core bug 2 (crate docs): a FIN behind a streamed body still
+            // in core's buffer drops the request.
+            half_close: kind == Kind::HalfClosing
+                && (!knobs.config.stream_request_bodies || knobs.known_bugs),
             silent_for: rng.upto(knobs.config.keep_alive_timeout * 2),
-            read_delay: rng.upto(knobs.client_read_delay),
+            // Slow, but done within the liveness bound even for 512 KiB.
+            read_delay: if kind == Kind::SlowReader {
+                rng.micros(1_000, 20_000)
+            } else {
+                rng.upto(knobs.client_read_delay)
+            },
             read_chunk: if abort == Some(AbortAt::MidResponse) {
                 rng.size(1, 64)
+            } else if kind == Kind::SlowReader {
+                rng.log(1024, 8192) as usize
             } else {
                 rng.log(512, 64 * 1024) as usize
             },
@@ -466,6 +567,22 @@ impl Client {
                 head_timeout_bound.0,
                 head_timeout_bound.1 + knobs.client_read_delay,
             ),
+            echo: (kind == Kind::Upgrading).then(|| EchoPlan {
+                sent: 0,
+                messages: rng.size(1, 6),
+                // Past the drain's deadline: the server ends it first.
+                until: rng.percent(30).then(|| {
+                    ebb_core::Time::from_duration(
+                        knobs.terminate_at + c.pre_stop + c.drain_timeout + Duration::from_secs(1),
+                    )
+                }),
+                early: rng.percent(50),
+                len: rng.size(1, 300),
+                // Not too chatty: an endless client talks for seconds.
+                think: rng.micros(20_000, 300_000),
+            }),
+            keep_bodies: knobs.stream_percent > 0 || knobs.weight(Kind::SlowReader) > 0,
+            streams_bodies: c.stream_request_bodies,
             cover: ClientCover::default(),
         }
     }
@@ -538,7 +655,11 @@ impl Client {
             turn: Turn::Sending,
             outbox: VecDeque::new(),
             inflight: VecDeque::new(),
-            parser: RespParser::default(),
+            parser: if self.keep_bodies {
+                ResponseParser::new()
+            } else {
+                ResponseParser::without_bodies()
+            },
             read_armed: false,
             flush_armed: false,
             queued: 0,
@@ -548,6 +669,7 @@ impl Client {
                 (0, 0)
             },
             crlf_since: None,
+            echo_owed: VecDeque::new(),
         }));
         checker.on_connect(k);
         // Only its first connection stalls.
@@ -582,7 +704,7 @@ impl Client {
             };
             let last = i + 1 == self.reqs.len();
             let r = &mut self.reqs[i];
-            let tok = http::token(ci, i, r.attempt);
+            let tok = request::token(ci, i, r.attempt);
             let crlf_only = r.expect == Expect::HeadTimeout;
             let (head, body) = if crlf_only {
                 (Vec::new(), Vec::new())
@@ -593,7 +715,7 @@ impl Client {
                 g.extend_from_slice(b"\r\n\r\n");
                 (g, Vec::new())
             } else {
-                http::request(&tok, i, r.shape)
+                request::request(&tok, i, r.shape)
             };
             // Empty lines first: they belong to the request (core drops
             // them as it reads its head).
@@ -610,7 +732,7 @@ impl Client {
             } else {
                 start + r.raw_len as u64
             };
-            checker.on_sent(k, end);
+            checker.on_sent(k, i, r.attempt, end);
             link.queued += r.raw_len as u64;
             match self.kind {
                 Kind::CrlfTrickler => {
@@ -657,6 +779,14 @@ impl Client {
                 break;
             }
             link.outbox.extend(&body);
+            // The new protocol's first bytes may follow the request at once.
+            if let Some(echo) = self.echo.as_mut().filter(|e| r.shape.upgrade && e.early) {
+                let msg = request::echo_message(ci, echo.sent, echo.len);
+                echo.sent += 1;
+                link.queued += msg.len() as u64;
+                link.outbox.extend(&msg);
+                link.echo_owed.extend(msg);
+            }
             if plan == Some(AbortAt::AfterRequest) {
                 self.abort = None;
                 let d = env.rng.upto(self.abort_within);
@@ -770,9 +900,29 @@ impl Client {
             }
         }
         if kernel.client_got_fin(k) {
-            if self
-                .link_to(k)
-                .is_some_and(|link| link.parser.mid_response())
+            // A body without a length ends with the connection.
+            let mut out = Vec::new();
+            let ended = match self.link_to(k) {
+                Some(link)
+                    if link
+                        .parser
+                        .pending()
+                        .is_some_and(|r| r.framing == Framing::UntilClose) =>
+                {
+                    link.parser.finish(&mut out).is_ok()
+                }
+                _ => false,
+            };
+            for resp in out {
+                self.response(k, resp, kernel, checker, env);
+            }
+            if !self.on(k) || env.failed() {
+                return;
+            }
+            if !ended
+                && self
+                    .link_to(k)
+                    .is_some_and(|link| link.parser.mid_response())
             {
                 checker.lost(k, "connection ended (FIN) mid-response", kernel, env);
             }
@@ -793,6 +943,9 @@ impl Client {
         let Life::Connected(link) = &mut self.life else {
             return;
         };
+        if link.parser.is_upgraded() {
+            return self.echo_bytes(k, bytes, env);
+        }
         let Some(&front) = link.inflight.front() else {
             env.fail(Failure::Safety(format!(
                 "S4: client {ci}: {} response bytes with no request outstanding on k{k}",
@@ -802,17 +955,23 @@ impl Client {
         };
         self.reqs[front].got_byte = true;
         let mut out = Vec::new();
-        if let Err(e) = link.parser.feed(bytes, &mut out) {
-            env.fail(Failure::Safety(format!(
-                "S4: client {ci}: malformed response on k{k}: {e}"
-            )));
-            return;
-        }
+        let http = match link.parser.feed_until_upgrade(bytes, &mut out) {
+            Ok(n) => n,
+            Err(e) => {
+                env.fail(Failure::Safety(format!(
+                    "S4: client {ci}: malformed response on k{k}: {e}"
+                )));
+                return;
+            }
+        };
         for resp in out {
             self.response(k, resp, kernel, checker, env);
             if !self.on(k) || env.failed() {
                 return;
             }
+        }
+        if http < bytes.len() {
+            return self.echo_bytes(k, &bytes[http..], env);
         }
         let Some(link) = self.link_to(k) else {
             return;
@@ -831,7 +990,7 @@ impl Client {
     fn response(
         &mut self,
         k: usize,
-        resp: Resp,
+        resp: Response,
         kernel: &mut Kernel,
         checker: &mut Checker,
         env: &mut Env,
@@ -840,10 +999,11 @@ impl Client {
         let Life::Connected(link) = &mut self.life else {
             return;
         };
-        if resp.status >= 200 {
+        let interim = resp.status < 200 && resp.status != 101;
+        if !interim {
             checker.on_client_response(k, &resp);
         }
-        if resp.status < 200 {
+        if interim {
             if let Turn::AwaitingContinue(body) = std::mem::replace(&mut link.turn, Turn::Sending) {
                 link.outbox.extend(body);
                 self.flush(kernel, env);
@@ -864,7 +1024,7 @@ impl Client {
             link.turn = Turn::Sending;
         }
         let r = &mut self.reqs[i];
-        let tok = http::token(ci, i, r.attempt);
+        let tok = request::token(ci, i, r.attempt);
         trace!(
             env,
             "client {ci} got {} for {tok} on k{k}{}",
@@ -882,29 +1042,46 @@ impl Client {
                 return;
             }
         }
-        match &resp.token {
+        match token_of(&resp) {
             Some(t) => {
-                if *t != tok {
+                if t != tok {
                     env.fail(Failure::Safety(format!(
                         "S4: client {ci}: got the answer to {t} while waiting for {tok}: out of order"
                     )));
                     return;
                 }
-                if r.expect == Expect::TooSlow {
+                // A body that streams is the application's from its head:
+                // it may answer before the body turns out too slow or large.
+                let early_answer =
+                    self.streams_bodies && matches!(r.expect, Expect::TooSlow | Expect::TooLarge);
+                if r.expect == Expect::TooSlow && !early_answer {
                     env.fail(Failure::Safety(format!(
                         "min body rate: client {ci}: {tok}, its body sent at under half the minimum rate, was answered {}",
                         resp.status
                     )));
                     return;
                 }
-                if r.expect != Expect::Answer || !matches!(resp.status, 200 | 204) {
+                let want = if r.shape.upgrade { 101 } else { 200 };
+                let expected = r.expect == Expect::Answer || early_answer;
+                if !expected || !(resp.status == want || resp.status == 204 && want == 200) {
                     env.fail(Failure::Safety(format!(
                         "S3: client {ci}: {tok} ({:?}) was answered by the application with {}",
                         r.expect, resp.status
                     )));
                     return;
                 }
+                if let Err(e) = check_stream(&tok, &resp, checker.closed_with_loss(k)) {
+                    return env.fail(Failure::Safety(format!("client {ci} on k{k}: {e}")));
+                }
+                if resp.header("x-stream").is_some() && resp.framing != Framing::Bodiless {
+                    self.cover.streams_read += 1;
+                }
                 r.fate = Fate::Complete;
+                if resp.status == 101 {
+                    link.turn = Turn::Echoing;
+                    trace!(env, "client {ci} upgraded on k{k}");
+                    return self.next_echo(k, kernel, env);
+                }
             }
             // The application failed this attempt: core's 500 is its answer.
             None if resp.status == 500 && r.fault_attempt == Some(r.attempt) => {
@@ -912,7 +1089,7 @@ impl Client {
             }
             // Core's farewell to a request the drain deadline cut while it
             // was arriving: a clean refusal, so retry it (elsewhere).
-            None if resp.is_farewell() => {
+            None if is_farewell(&resp) => {
                 if self.retries_left > 0 {
                     self.retries_left -= 1;
                     r.attempt += 1;
@@ -971,6 +1148,65 @@ impl Client {
             self.fill(kernel, checker, env);
             self.flush(kernel, env);
         }
+    }
+
+    /// Bytes of the `echo` protocol on upgraded `k`: exactly the next bytes
+    /// it sent and has not had back. Once all came back, the next message
+    /// (after a think), or the client is done.
+    fn echo_bytes(&mut self, k: usize, bytes: &[u8], env: &mut Env) {
+        let ci = self.id;
+        let Life::Connected(link) = &mut self.life else {
+            return;
+        };
+        let owed = link.echo_owed.len();
+        let intact = bytes.len() <= owed
+            && link
+                .echo_owed
+                .drain(..bytes.len())
+                .eq(bytes.iter().copied());
+        if !intact {
+            return env.fail(Failure::Safety(format!(
+                "upgrade: client {ci} on k{k}: {} bytes came back, not the next {} of its own",
+                bytes.len(),
+                owed.min(bytes.len())
+            )));
+        }
+        if link.echo_owed.is_empty() && link.turn == Turn::Echoing {
+            self.cover.echoes_read += 1;
+            let think = self.echo.map_or(Duration::ZERO, |e| e.think);
+            let d = think / 2 + env.rng.upto(think / 2);
+            env.after(d, Ev::ClientWake(ci, k, Wake::Echo));
+        }
+    }
+
+    /// An upgraded client sends its next message, or, with none left (or
+    /// its time up), closes.
+    fn next_echo(&mut self, k: usize, kernel: &mut Kernel, env: &mut Env) {
+        let ci = self.id;
+        let Some(mut echo) = self.echo else {
+            return;
+        };
+        let Some(link) = self.link_to(k) else {
+            return;
+        };
+        if !link.echo_owed.is_empty() {
+            return;
+        }
+        let more = match echo.until {
+            Some(until) => env.now < until,
+            None => echo.sent < echo.messages,
+        };
+        if !more || !kernel.client_can_send(k) {
+            trace!(env, "client {ci} ends its upgraded k{k}");
+            return self.finish(kernel, env);
+        }
+        let msg = request::echo_message(ci, echo.sent, echo.len);
+        echo.sent += 1;
+        link.queued += msg.len() as u64;
+        link.outbox.extend(&msg);
+        link.echo_owed.extend(msg);
+        self.echo = Some(echo);
+        self.flush(kernel, env);
     }
 
     /// A reset arrived on `k`; `destroyed` unread bytes went with it.
@@ -1082,6 +1318,7 @@ impl Client {
                 }
             }
             Wake::SilentEnd => self.finish(kernel, env),
+            Wake::Echo => self.next_echo(k, kernel, env),
         }
     }
 }
@@ -1162,6 +1399,8 @@ impl Clients {
             sum.crlf_408 += c.cover.crlf_408;
             sum.slow_body_408 += c.cover.slow_body_408;
             sum.racing_in_drain += c.cover.racing_in_drain;
+            sum.streams_read += c.cover.streams_read;
+            sum.echoes_read += c.cover.echoes_read;
         }
         sum
     }

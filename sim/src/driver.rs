@@ -6,9 +6,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use ebb_core::{Bytes, ConnId, DrainReport, Event, Phase, RequestId, RespondError, Server, Time};
+use ebb_core::{
+    Bytes, ConnId, DrainReport, Event, Phase, RequestId, RespondError, Server, StreamError, Time,
+};
 
-use crate::app::{Answer, Response};
+use crate::app::{Answer, AnswerKind, Response};
 use crate::check::Checker;
 use crate::env::Env;
 use crate::failure::Failure;
@@ -39,6 +41,8 @@ struct Sock {
     paused: bool,
     /// `handle_peer_eof` was called.
     eof_reported: bool,
+    /// The connection left HTTP: its socket is the application's.
+    upgraded: bool,
 }
 
 /// The driver: which socket is which connection, what is paused, and the
@@ -70,6 +74,23 @@ impl DriverModel {
     /// Whether this drives the successor.
     pub fn is_successor(&self) -> bool {
         self.successor
+    }
+
+    /// Core said `Upgraded`: the socket of `k` is the application's now.
+    pub fn hand_to_app(&mut self, k: usize) {
+        if let Some(s) = self.sock_mut(k) {
+            s.upgraded = true;
+        }
+    }
+
+    /// Whether core told the driver to stop reading `k`.
+    pub fn is_paused(&self, k: usize) -> bool {
+        self.sock(k).is_some_and(|s| s.paused)
+    }
+
+    /// Whether the socket of `k` is open and the application's.
+    pub fn is_upgraded(&self, k: usize) -> bool {
+        self.sock(k).is_some_and(|s| s.upgraded)
     }
 
     /// Whether connection `k` is one of this driver's open sockets.
@@ -162,7 +183,12 @@ impl DriverModel {
         env: &mut Env,
     ) {
         match ev {
-            Event::Request(_) | Event::Exit(_) => unreachable!("the world carries these out"),
+            Event::Request(_)
+            | Event::Exit(_)
+            | Event::BodyReady(_)
+            | Event::StreamWritable(_)
+            | Event::Upgraded(_)
+            | Event::StopUpgraded(_) => unreachable!("the world carries these out"),
             Event::Transmit(id) => {
                 if let Some(k) = self.conn_of(id) {
                     self.write(k, core, kernel, checker, env);
@@ -214,12 +240,6 @@ impl DriverModel {
                     f.conn
                 ))),
             },
-            e @ (Event::BodyReady(_)
-            | Event::StreamWritable(_)
-            | Event::Upgraded(_)
-            | Event::StopUpgraded(_)) => env.fail(Failure::Safety(format!(
-                "{e:?}, but no simulated application streams or upgrades"
-            ))),
             // Written once, if the socket takes all of it now; the close
             // follows.
             Event::Farewell(id, bytes) => match self.conn_of(id) {
@@ -312,6 +332,7 @@ impl DriverModel {
             id,
             paused: false,
             eof_reported: false,
+            upgraded: false,
         });
         self.by_id.insert(id, k);
         self.read(k, core, kernel, checker, env);
@@ -331,11 +352,12 @@ impl DriverModel {
                 id,
                 paused,
                 eof_reported,
+                upgraded,
             }) = self.sock(k)
             else {
                 return;
             };
-            if paused {
+            if paused || upgraded {
                 return;
             }
             if !core.wants_read(id) {
@@ -434,15 +456,33 @@ impl DriverModel {
     ) -> Option<Result<(), RespondError>> {
         let mut result = None;
         let token = &answer.token;
-        if let Some(k) = self.conn_of(id.conn()) {
-            checker.on_app_answered(k, id, core.phase());
-        }
-        match &answer.response {
-            Some(Response {
+        match &answer.kind {
+            AnswerKind::Stream {
+                status,
+                headers,
+                length,
+            } => {
+                trace!(
+                    env,
+                    "core input stream_start {token} ({status}, {length:?})"
+                );
+                self.input(core, checker, env, Cause::Response, |s, now| {
+                    let headers = headers.iter().map(|(n, v)| (*n, v.as_slice()));
+                    result = Some(s.handle_stream_start(id, *status, headers, *length, now));
+                });
+            }
+            AnswerKind::Upgrade { headers } => {
+                trace!(env, "core input upgrade {token}");
+                self.input(core, checker, env, Cause::Response, |s, now| {
+                    let headers = headers.iter().map(|(n, v)| (*n, v.as_slice()));
+                    result = Some(s.handle_upgrade(id, headers, now));
+                });
+            }
+            AnswerKind::Whole(Some(Response {
                 status,
                 headers,
                 body,
-            }) => {
+            })) => {
                 trace!(
                     env,
                     "core input respond {token} ({status}, {} bytes)",
@@ -454,7 +494,7 @@ impl DriverModel {
                     result = Some(s.handle_response(id, *status, headers, body, now));
                 });
             }
-            None => {
+            AnswerKind::Whole(None) => {
                 trace!(env, "core input app_failure {token}");
                 self.input(core, checker, env, Cause::Response, |s, now| {
                     s.handle_app_failure(id, now);
@@ -463,5 +503,83 @@ impl DriverModel {
             }
         }
         result
+    }
+
+    /// A piece of the streamed body of `id`. `None` when core has exited.
+    pub fn stream_data(
+        &mut self,
+        id: RequestId,
+        data: &[u8],
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) -> Option<Result<usize, StreamError>> {
+        let mut result = None;
+        trace!(env, "core input stream_data {id:?} {}", data.len());
+        self.input(core, checker, env, Cause::Response, |s, now| {
+            result = Some(s.handle_stream_data(id, data, now));
+        });
+        result
+    }
+
+    /// The end of the streamed body of `id`. `None` when core has exited.
+    pub fn stream_end(
+        &mut self,
+        id: RequestId,
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) -> Option<Result<(), StreamError>> {
+        let mut result = None;
+        trace!(env, "core input stream_end {id:?}");
+        self.input(core, checker, env, Cause::Response, |s, now| {
+            result = Some(s.handle_stream_end(id, [("x-end", "1")], now));
+        });
+        result
+    }
+
+    /// The application begins to read the streamed body of `id`.
+    pub fn body_wanted(
+        &mut self,
+        id: RequestId,
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        trace!(env, "core input body_wanted {id:?}");
+        self.input(core, checker, env, Cause::Response, |s, now| {
+            s.handle_body_wanted(id, now)
+        });
+    }
+
+    /// The application used `n` bytes of the streamed body of `id`.
+    pub fn body_consumed(
+        &mut self,
+        id: RequestId,
+        n: usize,
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        trace!(env, "core input body_consumed {id:?} {n}");
+        self.input(core, checker, env, Cause::Response, |s, now| {
+            s.handle_body_consumed(id, n, now)
+        });
+    }
+
+    /// The application closed upgraded connection `k`.
+    pub fn upgraded_closed(
+        &mut self,
+        k: usize,
+        core: &mut Server,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        if let Some(&Sock { id, .. }) = self.sock(k) {
+            trace!(env, "core input upgraded_closed k{k}");
+            self.input(core, checker, env, Cause::Response, |s, now| {
+                s.handle_upgraded_closed(id, now)
+            });
+        }
     }
 }

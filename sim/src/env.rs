@@ -6,11 +6,11 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use ebb_core::{RequestId, Time};
+use ebb_testkit::rng::Rng;
 
 use crate::client::Wake;
 use crate::failure::Failure;
 use crate::kernel::Dir;
-use crate::rng::Rng;
 use crate::trace;
 use crate::trace::Trace;
 use crate::world::Srv;
@@ -31,6 +31,11 @@ pub enum Ev {
     /// The application (of the server under test, or of the successor)
     /// answers.
     AppAnswer(Srv, RequestId),
+    /// The application's producer of a streamed response offers its next
+    /// piece (or ends, or stops).
+    AppStream(Srv, RequestId),
+    /// The application reads on in a streamed request body, after a gap.
+    AppRead(Srv, RequestId),
     /// SIGTERM.
     Terminate,
     /// The listener is handed to a successor (`handle_handoff`).

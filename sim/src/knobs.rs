@@ -5,9 +5,9 @@ use std::fmt;
 use std::time::Duration;
 
 use ebb_core::Config;
+use ebb_testkit::rng::Rng;
 
 use crate::client::Kind;
-use crate::rng::Rng;
 
 /// When the listener is handed to a successor (`handle_handoff`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +53,34 @@ pub struct Knobs {
     pub app_fault_percent: u64,
     /// Percent of responses with a large body (written as a second slice).
     pub large_response_percent: u64,
+    /// Percent of the application's answers whose body it streams (0 in
+    /// about half the seeds); slow readers' requests always stream.
+    pub stream_percent: u64,
+    /// Of streamed responses, percent whose producer stops without ending
+    /// the stream (only the deadline ends it).
+    pub stream_stop_percent: u64,
+    /// Of streamed responses with a declared length, percent that send more
+    /// or fewer bytes than declared (core closes the connection).
+    pub stream_mismatch_percent: u64,
+    /// Longest virtual time between two pieces of a streamed body.
+    pub stream_gap: Duration,
+    /// Longest wait between the application's reads of a streamed request
+    /// body (`config.stream_request_bodies` says whether bodies stream).
+    pub upload_read_gap: Duration,
+    /// Percent of streamed request bodies the application answers without
+    /// reading them to the end.
+    pub upload_unread_percent: u64,
+    /// Percent of upgraded connections whose application ignores the
+    /// drain's stop notice (the deadline cuts them).
+    pub upgrade_ignore_stop_percent: u64,
+    /// Whether the world may trip the core bugs this simulator found (see
+    /// the crate docs, "Known core bugs"): on only when the environment
+    /// sets `EBB_SIM_KNOWN_BUGS`. Off, clients that half-close do not do so
+    /// while request bodies stream (bug 2), the application reads the
+    /// streamed body of a request that asked to close before answering it
+    /// (bug 1), and it ends a stream in the step of its last piece and
+    /// never streams a 204 (bug 3).
+    pub known_bugs: bool,
     /// Listen backlog; connections beyond it are refused.
     pub backlog: usize,
     /// Longest delay between a connection entering the backlog and the
@@ -71,6 +99,12 @@ pub struct Knobs {
 }
 
 impl Knobs {
+    /// The weight of client `kind` (0: switched off).
+    pub fn weight(&self, kind: Kind) -> u32 {
+        let i = Kind::ALL.iter().position(|&x| x == kind).expect("a kind");
+        self.weights[i]
+    }
+
     /// Derives every knob from `seed`.
     // `Config` is made by `default()` and then set field by field, each value
     // drawn in turn from the seed's stream: the draw order reads top to
@@ -114,6 +148,13 @@ impl Knobs {
         } else {
             config.min_body_rate_bytes_per_sec = 0;
         }
+        config.stream_request_bodies = rng.percent(30);
+        // Bodies that stream have their own bound; the same one here, so a
+        // large body is refused alike either way.
+        config.max_streamed_body_bytes = config.max_body_bytes;
+        // Small enough to hold producers and uploads back; not so small that
+        // a large stream takes thousands of rounds.
+        config.max_stream_buffer_bytes = rng.log(1024, 64 * 1024) as usize;
         let terminate_at = rng.micros(10_000, 2_000_000);
         let second_terminate_at = rng
             .percent(20)
@@ -151,6 +192,18 @@ impl Knobs {
             app_delay: rng.micros(1, (config.drain_timeout * 3 / 2).as_micros() as u64),
             app_fault_percent: if rng.percent(50) { 0 } else { rng.range(1, 20) },
             large_response_percent: rng.below(10),
+            stream_percent: if rng.percent(50) { 0 } else { rng.range(1, 40) },
+            stream_stop_percent: if rng.percent(50) { 0 } else { rng.range(1, 20) },
+            stream_mismatch_percent: if rng.percent(50) { 0 } else { rng.range(1, 20) },
+            stream_gap: rng.micros(1, (config.drain_timeout / 4).as_micros() as u64),
+            upload_read_gap: if rng.percent(50) {
+                Duration::ZERO
+            } else {
+                rng.micros(1, 200_000)
+            },
+            upload_unread_percent: if rng.percent(50) { 0 } else { rng.range(1, 30) },
+            upgrade_ignore_stop_percent: rng.below(60),
+            known_bugs: std::env::var_os("EBB_SIM_KNOWN_BUGS").is_some(),
             backlog: rng.log(1, 128) as usize,
             accept_delay: rng.micros(1, 50_000),
             think: rng.micros(1, 3_000_000),
@@ -181,7 +234,7 @@ impl fmt::Display for Knobs {
             .map(|(kind, w)| format!("{kind:?}={w}"))
             .collect();
         let kinds = Plain(kinds.join(" "));
-        let lines: [(&str, &dyn fmt::Debug); 34] = [
+        let lines: [(&str, &dyn fmt::Debug); 44] = [
             ("clients", &self.clients),
             ("client_kinds", &kinds),
             ("arrival_span", &self.arrival_span),
@@ -195,6 +248,14 @@ impl fmt::Display for Knobs {
             ("app_delay", &self.app_delay),
             ("app_fault_percent", &self.app_fault_percent),
             ("large_response_percent", &self.large_response_percent),
+            ("stream_percent", &self.stream_percent),
+            ("stream_stop_percent", &self.stream_stop_percent),
+            ("stream_mismatch_percent", &self.stream_mismatch_percent),
+            ("stream_gap", &self.stream_gap),
+            ("upload_read_gap", &self.upload_read_gap),
+            ("upload_unread_percent", &self.upload_unread_percent),
+            ("upgrade_ignore_stop", &self.upgrade_ignore_stop_percent),
+            ("known_core_bugs", &self.known_bugs),
             ("backlog", &self.backlog),
             ("accept_delay", &self.accept_delay),
             ("think", &self.think),
@@ -216,9 +277,11 @@ impl fmt::Display for Knobs {
             ("drain_timeout", &c.drain_timeout),
             ("first_byte_grace", &c.first_byte_grace),
             ("idle_close_after", &c.idle_close_after),
+            ("stream_request_bodies", &c.stream_request_bodies),
+            ("max_stream_buffer", &c.max_stream_buffer_bytes),
         ];
         for (i, (name, value)) in lines.iter().enumerate() {
-            write!(f, "  {name:<22} {value:?}")?;
+            write!(f, "  {name:<23} {value:?}")?;
             if i + 1 < lines.len() {
                 writeln!(f)?;
             }

@@ -23,7 +23,10 @@
 //! connection in the drain for a request pipelined before it, PreStop
 //! responses, application faults, farewells read, hand-offs and what the
 //! successor served, 408s to CRLF and body tricklers, racing clients
-//! answered in the drain, …). When seeds fail in different ways, the
+//! answered in the drain, streams completed, cut by the deadline and
+//! stopped by their producer, producers held back, broken declared
+//! lengths, uploads streamed and held back, upgrades echoed, stopped by
+//! the drain's notice and cut, …). When seeds fail in different ways, the
 //! smallest of their codes. A run of a few seeds (up to 10, or a trace)
 //! runs each seed twice and compares the traces; a sweep does so for its
 //! first seed.
@@ -66,13 +69,23 @@
 //! ## The world, in parts
 //! [`world`] holds the parts and the run loop; the parts do not call each
 //! other, and the world routes between them:
-//! - [`env`](mod@env): what all share — the virtual clock, the seeded [`rng`], the
+//! - [`env`](mod@env): what all share — the virtual clock, the test kit's
+//!   seeded [`Rng`](ebb_testkit::rng::Rng), the
 //!   queue of timed events (a min-heap by `(time, sequence)`), the
 //!   [`trace`](mod@trace), and the first [`failure`].
 //! - [`knobs`]: swarm testing — per seed some client kinds are off and the
 //!   rest skewed; latency, segment size, buffer sizes, read delays,
 //!   application delays and faults, backlog, timeouts, `pre_stop`,
-//!   `drain_timeout`, signal times all vary.
+//!   `drain_timeout`, signal times all vary; and streaming: the share of
+//!   answers whose body streams (`stream_percent`), of producers that stop
+//!   without ending (`stream_stop_percent`) and of declared lengths broken
+//!   (`stream_mismatch_percent`), the gap between pieces (`stream_gap`),
+//!   whether request bodies stream (`stream_request_bodies`, with
+//!   `max_stream_buffer`), how slowly the application reads them
+//!   (`upload_read_gap`) and how often it answers without reading them
+//!   (`upload_unread_percent`), how often an upgraded connection's
+//!   application ignores the drain's stop notice (`upgrade_ignore_stop`),
+//!   and `known_core_bugs` (below).
 //! - [`kernel`]: a bounded listen backlog (beyond it: refused); connections
 //!   as two byte pipes with latency, arbitrary segmentation (data due at
 //!   one instant arrives as one segment) and bounded buffers; FIN each way; RST that destroys the receiver's unread bytes. A
@@ -88,6 +101,11 @@
 //!   before a forced close reads what is unread (as the mio driver does).
 //!   After every input it drains `poll_event` until `None`; the events are
 //!   carried out in order, each tagged with the input that produced it.
+//! - [`request`]: the requests clients write (tokens, bodies, framing);
+//!   what core writes back is read by the test kit's one parser,
+//!   [`ResponseParser`](ebb_testkit::response::ResponseParser), on both
+//!   sides — the checker's (everything core hands the kernel) and each
+//!   client's (what it reads).
 //! - [`client`]: normal, pipelined, keep-alive with think time, slowloris,
 //!   aborting (mid-head, mid-body, after the request, mid-response),
 //!   half-closing, silent, large bodies (413 expected over `max_body_bytes`),
@@ -98,7 +116,18 @@
 //!   just before or after the drain's start, the idle close, the keep-alive
 //!   timeout); core's farewell 503 is a clean refusal, retried; some
 //!   requests are HTTP/1.0, some close the connection, and no client sends
-//!   more after a closing request (RFC 9112 §9.6). Retries only requests with
+//!   more after a closing request (RFC 9112 §9.6). Slow readers ask for
+//!   large streamed responses and read them a little at a time (the
+//!   producer is held back), and some abort mid-stream; upgrading clients
+//!   ask for `Upgrade: echo` (some with their first message right behind
+//!   the request), then send messages and check each comes back intact and
+//!   in order, until done — or, some, until the server ends the
+//!   connection. When request bodies stream, the clients that send bodies
+//!   (large, trickled, `100-continue`, aborting mid-body) are uploaders.
+//!   Every client of a seed that streams keeps response bodies, and checks
+//!   a streamed one is exactly the bytes produced, in order, all it
+//!   announced (`x-stream`) — short only for a body ended by a close that
+//!   may cut (a forced exit, a stalled write). Retries only requests with
 //!   no byte of response, on a new connection, at most three times. Each
 //!   client's life is one enum (waiting, connected with a turn, done).
 //! - [`app`]: answers at once or after a delay up to past the deadline;
@@ -107,7 +136,17 @@
 //!   with CR/LF, or no answer at all (`handle_app_failure`) — and core must
 //!   answer each with a token-less 500 in its slot, which the checker and the
 //!   client accept as its complete answer (and the report counts in
-//!   `requests_completed`).
+//!   `requests_completed`). In seeds that stream, it answers some requests
+//!   (and every slow reader's) with a streamed body of known or unknown
+//!   length, a piece at a time over virtual time, waiting for
+//!   `StreamWritable` when core takes less than offered; some producers
+//!   stop without ending (only the deadline ends them), some send more or
+//!   fewer bytes than declared (core must refuse, and close). It reads
+//!   streamed request bodies piecewise against what the client sent,
+//!   sometimes slowly (core stops reading meanwhile), sometimes not at all;
+//!   and echoes upgraded connections (their sockets are its own once core
+//!   says `Upgraded`) until the client's FIN, or shuts its write side on
+//!   `StopUpgraded` unless it ignores it — then the deadline cuts.
 //! - the successor (in [`world`]): in some seeds the world hands the
 //!   listener over (`handle_handoff`) instead of, or after, the terminate;
 //!   the successor is another core with its own driver and application,
@@ -153,6 +192,29 @@
 //!   gets the farewell 503 when its socket has room; the 408 of the header
 //!   timeout never comes before it.
 //!
+//! Streams and upgrades, as they happen:
+//! - S4: every response head core writes has a framing it may use: a
+//!   length, none (`HEAD`, 204, 304, 1xx), chunked only for a streamed
+//!   body to HTTP/1.1, ended by the close only for a streamed body to
+//!   HTTP/1.0 and with `Connection: close` — so 1.0 never gets chunked;
+//!   S7: a streamed response begun during the drain carries `Connection:
+//!   close` from its head on, not only once complete;
+//! - app contract: `handle_stream_data` and `handle_stream_end` return
+//!   what the piece calls for (taken, at most what was offered; refused as
+//!   a length mismatch when it crosses the declared length or ends short;
+//!   unknown once the connection is gone);
+//! - S2: a stream `Finished` calls complete is complete on the wire; a
+//!   chunked one it calls unfinished is not (a cut chunked body lacks its
+//!   last chunk); a stream counts as completed (report, idle clocks) when
+//!   `Finished` says so, not when a length looked satisfied;
+//! - core's refusal of a request whose body streams (408, 413, 400) after
+//!   it was handed over answers that request in its slot;
+//! - `StopUpgraded` is given, in the very step, to every upgraded
+//!   connection open when the drain began and every one upgraded during
+//!   it — and to no other; an upgraded connection is never active (S1),
+//!   never idle or receiving; `UpgradedClosed` only after the application
+//!   closed it, which it does only after its client's FIN.
+//!
 //! At exit, the drain report against what the world saw (report):
 //! - `backlog_accepted`, `requests_completed`, `requests_rejected`:
 //!   **exact** (accepts made while carrying out `DrainBacklog`; final
@@ -164,6 +226,11 @@
 //!   written on connections the forced exit closed, at most the active
 //!   count before that step;
 //! - `handed_off`: exactly whether the listener was handed over;
+//! - `upgraded_open`, `upgraded_cut`: exactly the upgraded connections
+//!   owed a `StopUpgraded`, and those a forced exit closed;
+//! - S6: an exit not forced leaves no handed request unanswered (a stream
+//!   in progress among them) on a connection its client or a timer did not
+//!   end;
 //! - `silent_closed`, `idle_closed`: exact, from the close reasons;
 //! - `reset_risk_closes`: only a bound — connections whose client lost
 //!   response bytes in the drain are at most `reset_risk_closes + requests_cut`.
@@ -194,6 +261,30 @@
 //! pipelining — behind a response the drain closed with (core decides by
 //! what it has read, and cannot see the socket's queue).
 //!
+//! ## Known core bugs
+//! Found by this simulator's streaming clients, left to core (the
+//! `known_core_bugs` knob, on when the environment sets
+//! `EBB_SIM_KNOWN_BUGS`, lets the swarm trip them; off, it avoids them):
+//!
+//! 1. With `stream_request_bodies`, a request that asked to close
+//!    (`Connection: close`, or HTTP/1.0) answered before its body arrived
+//!    is closed at once (`ClientAsked`, no linger): `close_after` says
+//!    `ClientAsked` before `BodyUnread`, and the `ClientAsked` close skips
+//!    lingering when nothing is buffered — but the body is still coming, so
+//!    its bytes reset the client and destroy the response (S5, S8).
+//! 2. With `stream_request_bodies`, a client's FIN behind a request whose
+//!    whole body core holds but has not yet handed over (more than
+//!    `max_stream_buffer_bytes`) closes the connection (`ClientClosed`:
+//!    "a streamed body that will never end") although the body will end:
+//!    the request, handed to the application, is dropped unanswered (S2,
+//!    S7).
+//! 3. Ending a stream when all of it is written already (a declared length
+//!    met, or a 204 whose head is out) enters `Idle` with the connection's
+//!    old `last_active`, so the idle timer goes on its list behind later
+//!    deadlines: debug builds panic ("timer list Idle out of order",
+//!    `end_stream` → `enter` → `settle` → `Timers::set`); release builds
+//!    reorder it at once when `output_progress` settles again.
+//!
 //! Not checked: a request whose last byte arrived after core half-closed
 //! its connection — one in flight when an idle connection closes is
 //! retried by its client (S3 makes that safe), which is HTTP/1.1's
@@ -221,10 +312,9 @@ pub mod client;
 pub mod driver;
 pub mod env;
 pub mod failure;
-pub mod http;
 pub mod kernel;
 pub mod knobs;
-pub mod rng;
+pub mod request;
 pub mod trace;
 pub mod world;
 

@@ -49,8 +49,12 @@ struct Counter {
 }
 
 fn kind_on(k: &Knobs, kind: Kind) -> bool {
-    let i = Kind::ALL.iter().position(|&x| x == kind).expect("a kind");
-    k.weights[i] > 0
+    k.weight(kind) > 0
+}
+
+/// Whether the application streams some responses in seeds with `k`.
+fn streams(k: &Knobs) -> bool {
+    k.stream_percent > 0 || kind_on(k, Kind::SlowReader)
 }
 
 /// `f` of the seed's drain report; 0 for a seed that never exited.
@@ -159,6 +163,56 @@ const COUNTERS: &[Counter] = &[
         name: "lingered_closes",
         enabled: |_| true,
         count: |o| o.stats.cover.lingered,
+    },
+    Counter {
+        name: "stream_completed",
+        enabled: streams,
+        count: |o| o.stats.clients.streams_read,
+    },
+    Counter {
+        name: "stream_cut",
+        enabled: |k| streams(k) && k.stream_stop_percent > 0,
+        count: |o| o.stats.cover.streams_cut,
+    },
+    Counter {
+        name: "producer_stopped",
+        enabled: |k| streams(k) && k.stream_stop_percent > 0,
+        count: |o| o.stats.cover.producers_stopped,
+    },
+    Counter {
+        name: "stream_backpressure",
+        enabled: |k| kind_on(k, Kind::SlowReader),
+        count: |o| o.stats.app.stream_backpressure,
+    },
+    Counter {
+        name: "stream_length_mismatch",
+        enabled: |k| streams(k) && k.stream_mismatch_percent > 0,
+        count: |o| o.stats.app.length_mismatches,
+    },
+    Counter {
+        name: "upload_streamed",
+        enabled: |k| k.config.stream_request_bodies,
+        count: |o| o.stats.app.uploads_read,
+    },
+    Counter {
+        name: "upload_backpressured",
+        enabled: |k| k.config.stream_request_bodies && !k.upload_read_gap.is_zero(),
+        count: |o| o.stats.cover.uploads_backpressured,
+    },
+    Counter {
+        name: "upgrade_echoed",
+        enabled: |k| kind_on(k, Kind::Upgrading),
+        count: |o| o.stats.clients.echoes_read,
+    },
+    Counter {
+        name: "upgrade_stopped_by_notice",
+        enabled: |k| kind_on(k, Kind::Upgrading),
+        count: |o| o.stats.app.upgrades_stopped,
+    },
+    Counter {
+        name: "upgrade_cut",
+        enabled: |k| kind_on(k, Kind::Upgrading),
+        count: |o| o.stats.cover.upgrades_cut,
     },
     Counter {
         name: "owed_requests_cut",

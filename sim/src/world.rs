@@ -16,9 +16,9 @@
 
 use std::time::Duration;
 
-use ebb_core::{DrainReport, Event, RequestId, Server, Time};
+use ebb_core::{DrainReport, Event, RequestId, Server, StreamError, Time};
 
-use crate::app::App;
+use crate::app::{AnswerKind, App, AppCover, Got, Next, Piece};
 use crate::check::Checker;
 use crate::check::Cover;
 use crate::client::ClientCover;
@@ -26,8 +26,9 @@ use crate::client::Clients;
 use crate::driver::{Cause, DriverModel};
 use crate::env::{Env, Ev};
 use crate::failure::Failure;
-use crate::kernel::{Dir, Kernel, NetStats, Notice, Owner};
+use crate::kernel::{Dir, Kernel, NetStats, Notice, Owner, Recv, ServerEnd};
 use crate::knobs::{Handoff, Knobs};
+use crate::request;
 use crate::trace;
 use crate::trace::{Trace, TraceMode};
 
@@ -52,6 +53,8 @@ pub struct Stats {
     pub cover: Cover,
     /// What the clients saw happen (coverage).
     pub clients: ClientCover,
+    /// What the application (of the server under test) met (coverage).
+    pub app: AppCover,
 }
 
 /// How one seed ended.
@@ -131,7 +134,7 @@ impl World {
             core: Server::new(knobs.config.clone()),
             kernel: Kernel::new(&knobs),
             driver: DriverModel::new(knobs.read_buf, false),
-            app: App::new(&knobs),
+            app: App::new(&knobs, false),
             checker: Checker::new(knobs.config.clone()),
             successor: None,
             clients,
@@ -278,6 +281,7 @@ impl World {
                 steps: self.env.step,
                 cover: self.checker.cover(),
                 clients: self.clients.cover(),
+                app: self.app.cover(),
             },
             report: self.driver.exit().cloned(),
             virtual_time: self.env.now.since_epoch(),
@@ -354,6 +358,12 @@ impl World {
                 }
             }
             Ev::AppAnswer(srv, id) => self.app_answer(srv, id),
+            Ev::AppStream(srv, id) => self.app_stream(srv, id),
+            Ev::AppRead(srv, id) => {
+                if self.app_mut(srv).read_again(id) {
+                    self.read_upload(srv, id);
+                }
+            }
             Ev::Terminate => {
                 let n = checker.on_stop(false, core);
                 trace!(env, "signal terminate #{n}");
@@ -367,7 +377,7 @@ impl World {
                 self.successor.get_or_insert_with(|| Successor {
                     core: Server::new(self.knobs.config.clone()),
                     driver: DriverModel::new(self.knobs.read_buf, true),
-                    app: App::new(&self.knobs),
+                    app: App::new(&self.knobs, true),
                 });
                 self.input(Cause::Handoff, |s, now| s.handle_handoff(now));
             }
@@ -393,6 +403,17 @@ impl World {
     }
 
     fn notice(&mut self, notice: Notice) {
+        // An upgraded connection's socket is its application's.
+        if let Notice::ServerReadable(k) | Notice::ServerWritable(k) | Notice::ServerReset(k) =
+            notice
+        {
+            if let Some(srv) = self.upgraded_on(k) {
+                return match notice {
+                    Notice::ServerWritable(_) => self.echo_flush(srv, k),
+                    _ => self.echo_read(srv, k),
+                };
+            }
+        }
         let World {
             env,
             core,
@@ -441,6 +462,17 @@ impl World {
         } = self;
         match ev {
             Event::Request(id) => self.app_request(Srv::Main, id),
+            Event::BodyReady(_)
+            | Event::StreamWritable(_)
+            | Event::Upgraded(_)
+            | Event::StopUpgraded(_) => self.app_event(Srv::Main, ev),
+            Event::Close(id, _) => {
+                let k = driver.conn_of(id);
+                driver.carry_out(ev, cause, core, kernel, checker, env);
+                if let Some(k) = k {
+                    self.app.closed(k);
+                }
+            }
             Event::Exit(report) => {
                 trace!(env, "exit report: {report}");
                 checker.check_exit(&report, core, env);
@@ -466,6 +498,18 @@ impl World {
         };
         match ev {
             Event::Request(id) => self.app_request(Srv::Successor, id),
+            Event::BodyReady(_)
+            | Event::StreamWritable(_)
+            | Event::Upgraded(_)
+            | Event::StopUpgraded(_) => self.app_event(Srv::Successor, ev),
+            Event::Close(id, _) => {
+                let k = succ.driver.conn_of(id);
+                succ.driver
+                    .carry_out(ev, cause, &mut succ.core, kernel, checker, env);
+                if let Some(k) = k {
+                    succ.app.closed(k);
+                }
+            }
             Event::Exit(_) | Event::DrainBacklog | Event::CloseListener | Event::Farewell(..) => {
                 env.fail(Failure::Safety(format!(
                     "the successor, never stopped, emitted {ev:?}"
@@ -478,7 +522,8 @@ impl World {
     }
 
     /// `Event::Request`: the application takes the request; the checker
-    /// records it as handed; the answer comes now or later.
+    /// records it as handed; the answer comes now or later — or, for a body
+    /// it reads first, once that body ended.
     fn app_request(&mut self, srv: Srv, id: RequestId) {
         let World {
             env,
@@ -500,12 +545,43 @@ impl World {
                 "driver contract: Request {id:?} on a connection the driver closed"
             )));
         };
+        let streams_body = core.request_body(id).is_some();
         let Some(req) = core.request(id) else {
-            return env.fail(Failure::Safety(format!(
-                "driver contract: Request {id:?} that core cannot show"
-            )));
+            // Handed at its head, a request whose body streams may be
+            // refused (too slow, too large, malformed) in the same input:
+            // the application never sees it, and the refusal answers it.
+            if !self.knobs.config.stream_request_bodies {
+                return env.fail(Failure::Safety(format!(
+                    "driver contract: Request {id:?} that core cannot show"
+                )));
+            }
+            let client = kernel.client_of(k);
+            let Some((no, attempt)) = checker.next_to_hand(k) else {
+                return env.fail(Failure::Safety(format!(
+                    "driver contract: Request {id:?} on k{k}, whose client sent nothing more"
+                )));
+            };
+            let Some(want) = clients.req(client, no) else {
+                return;
+            };
+            let got = Got {
+                client,
+                no,
+                attempt,
+                token: request::token(client, no, attempt),
+                raw_len: want.raw_len,
+                fault: None,
+                delay: None,
+                http10: want.shape.http10,
+                streams_body: true,
+                reads_body: false,
+            };
+            trace!(env, "app never sees {} on k{k}: core refused it", got.token);
+            checker.on_handed(k, id, &got, env);
+            return;
         };
-        let Some(got) = app.receive(id, k, kernel.client_of(k), req, clients, env) else {
+        let Some(got) = app.receive(id, k, kernel.client_of(k), req, streams_body, clients, env)
+        else {
             return;
         };
         if !checker.on_handed(k, id, &got, env) {
@@ -514,14 +590,322 @@ impl World {
         if got.fault.is_some() {
             clients.app_fails(got.client, got.no, got.attempt);
         }
+        if got.reads_body {
+            driver.body_wanted(id, core, checker, env);
+            return self.read_upload(srv, id);
+        }
         match got.delay {
             None => self.app_answer(srv, id),
             Some(d) => env.after(d, Ev::AppAnswer(srv, id)),
         }
     }
 
-    /// The application answers `id`; `handle_response` must return what the
-    /// answer calls for (an invalid one is refused, and core answers 500).
+    /// The application of `srv`.
+    fn app_mut(&mut self, srv: Srv) -> &mut App {
+        match (srv, &mut self.successor) {
+            (Srv::Successor, Some(s)) => &mut s.app,
+            _ => &mut self.app,
+        }
+    }
+
+    /// Which server's application holds upgraded connection `k`, if one does.
+    fn upgraded_on(&self, k: usize) -> Option<Srv> {
+        if self.driver.is_upgraded(k) {
+            return Some(Srv::Main);
+        }
+        self.successor
+            .as_ref()
+            .filter(|s| s.driver.is_upgraded(k))
+            .map(|_| Srv::Successor)
+    }
+
+    /// One of core's events for the application: more of a streamed body
+    /// arrived, a held-back producer may go on, a connection upgraded, or
+    /// the drain tells an upgraded connection to stop.
+    fn app_event(&mut self, srv: Srv, ev: Event) {
+        match ev {
+            Event::BodyReady(id) => self.read_upload(srv, id),
+            Event::StreamWritable(id) => {
+                if self.app_mut(srv).writable(id) {
+                    self.app_stream(srv, id);
+                }
+            }
+            Event::Upgraded(conn) => self.upgraded(srv, conn),
+            Event::StopUpgraded(conn) => {
+                let World {
+                    env,
+                    driver,
+                    app,
+                    checker,
+                    successor,
+                    ..
+                } = self;
+                let (driver, app) = match (srv, successor) {
+                    (Srv::Successor, Some(s)) => (&s.driver, &mut s.app),
+                    _ => (&*driver, app),
+                };
+                let Some(k) = driver.conn_of(conn) else {
+                    return env.fail(Failure::Safety(format!(
+                        "driver contract: StopUpgraded for {conn:?}, which is closed"
+                    )));
+                };
+                checker.on_stop_upgraded(k, srv == Srv::Successor, env);
+                if let Some(echo) = app.echo(k) {
+                    echo.stopping = !echo.ignores_stop;
+                    trace!(
+                        env,
+                        "app told to stop upgraded k{k} (heeds: {})",
+                        echo.stopping
+                    );
+                }
+                self.echo_flush(srv, k);
+            }
+            other => unreachable!("not the application's: {other:?}"),
+        }
+    }
+
+    /// The application reads what arrived of `id`'s streamed body, tells
+    /// core what it used, and reads on now, after its gap, or answers once
+    /// the body ended.
+    fn read_upload(&mut self, srv: Srv, id: RequestId) {
+        let World {
+            env,
+            core,
+            driver,
+            app,
+            checker,
+            successor,
+            ..
+        } = self;
+        let (core, driver, app) = match (srv, successor) {
+            (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
+            _ => (core, driver, app),
+        };
+        let Some(k) = driver.conn_of(id.conn()) else {
+            return;
+        };
+        let Some(body) = core.request_body(id) else {
+            return;
+        };
+        let (data, done) = (body.data.to_vec(), body.done);
+        let Some((used, later)) = app.read_upload(id, &data, done, k, env) else {
+            return;
+        };
+        if used > 0 {
+            checker.on_body_read(driver.is_paused(k));
+            driver.body_consumed(id, used, core, checker, env);
+        }
+        if app.upload_done(id) {
+            let d = (!env.rng.percent(50)).then(|| app.read_gap(env));
+            match d {
+                None => self.app_answer(srv, id),
+                Some(d) => env.after(d, Ev::AppAnswer(srv, id)),
+            }
+        } else if later {
+            let d = app.read_gap(env);
+            env.after(d, Ev::AppRead(srv, id));
+        }
+    }
+
+    /// The next piece of `id`'s streamed body, its end, or the producer's
+    /// stop; core must take or refuse it as the piece calls for.
+    fn app_stream(&mut self, srv: Srv, id: RequestId) {
+        let World {
+            env,
+            core,
+            driver,
+            app,
+            checker,
+            successor,
+            ..
+        } = self;
+        let (core, driver, app) = match (srv, successor) {
+            (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
+            _ => (core, driver, app),
+        };
+        let Some(piece) = app.next_piece(id, env) else {
+            return;
+        };
+        // The stream lives as long as its connection: only its end, or a
+        // close, ends it.
+        let live = driver.conn_of(id.conn()).is_some();
+        let (offered, result, want) = match piece {
+            Piece::Stop => return checker.on_producer_stopped(id),
+            Piece::Data(bytes, crosses) => {
+                let Some(r) = driver.stream_data(id, &bytes, core, checker, env) else {
+                    return;
+                };
+                let want = match (live, crosses) {
+                    (false, _) => Err(StreamError::UnknownStream),
+                    (true, true) => Err(StreamError::LengthMismatch),
+                    (true, false) => Ok(()),
+                };
+                (bytes.len(), r, want)
+            }
+            Piece::End(short) => {
+                let Some(r) = driver.stream_end(id, core, checker, env) else {
+                    return;
+                };
+                let want = match (live, short) {
+                    (false, _) => Err(StreamError::UnknownStream),
+                    (true, true) => Err(StreamError::LengthMismatch),
+                    (true, false) => Ok(()),
+                };
+                (0, r.map(|()| 0), want)
+            }
+        };
+        if result.map(|_| ()) != want {
+            return env.fail(Failure::Safety(format!(
+                "app contract: streaming {id:?} ({offered} bytes offered, live {live}) got {result:?}, not {want:?}"
+            )));
+        }
+        if offered > 0 {
+            if let Ok(taken) = result {
+                if taken > offered {
+                    return env.fail(Failure::Safety(format!(
+                        "app contract: core took {taken} of {offered} bytes offered for {id:?}"
+                    )));
+                }
+            }
+        }
+        match app.piece_done(id, offered, result, env) {
+            Next::After(d) => env.after(d, Ev::AppStream(srv, id)),
+            Next::EndNow => self.app_stream(srv, id),
+            Next::Writable | Next::Over => {}
+        }
+    }
+
+    /// `Upgraded`: the socket is the application's; it echoes what came
+    /// with the request and what arrives from now on.
+    fn upgraded(&mut self, srv: Srv, conn: ebb_core::ConnId) {
+        let World {
+            env,
+            core,
+            driver,
+            app,
+            checker,
+            successor,
+            ..
+        } = self;
+        let (core, driver, app) = match (srv, successor) {
+            (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
+            _ => (core, driver, app),
+        };
+        let Some(k) = driver.conn_of(conn) else {
+            return env.fail(Failure::Safety(format!(
+                "driver contract: Upgraded for {conn:?}, which is closed"
+            )));
+        };
+        checker.on_upgraded(k, srv == Srv::Successor, env);
+        driver.hand_to_app(k);
+        app.upgraded(k, conn, env);
+        let early = core.take_upgraded_input(conn);
+        trace!(
+            env,
+            "app echoes upgraded k{k} ({} early bytes)",
+            early.len()
+        );
+        if let Some(echo) = app.echo(k) {
+            echo.outbox.extend_from_slice(&early);
+            echo.echoed += early.len() as u64;
+        }
+        self.echo_flush(srv, k);
+        self.echo_read(srv, k);
+    }
+
+    /// The echo application reads upgraded connection `k` until it would
+    /// block; the client's FIN or reset ends it (core is told).
+    fn echo_read(&mut self, srv: Srv, k: usize) {
+        let read_buf = self.knobs.read_buf;
+        loop {
+            let World {
+                env,
+                core,
+                kernel,
+                driver,
+                app,
+                checker,
+                successor,
+                ..
+            } = self;
+            let (core, driver, app) = match (srv, successor) {
+                (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
+                _ => (core, driver, app),
+            };
+            let Some(echo) = app.echo(k) else {
+                return;
+            };
+            match kernel.server_recv(k, read_buf) {
+                Recv::WouldBlock => return,
+                Recv::Data(bytes) => {
+                    // After its FIN the application has nothing to echo with.
+                    if !echo.shut {
+                        echo.outbox.extend_from_slice(&bytes);
+                        echo.echoed += bytes.len() as u64;
+                    }
+                    self.echo_flush(srv, k);
+                }
+                Recv::Eof | Recv::Reset => {
+                    let stopped = echo.stopping;
+                    trace!(
+                        env,
+                        "app closes upgraded k{k} (stop notice heeded: {stopped})"
+                    );
+                    if stopped {
+                        app.stopped_by_notice();
+                    }
+                    return driver.upgraded_closed(k, core, checker, env);
+                }
+            }
+        }
+    }
+
+    /// Writes what the echo application owes upgraded connection `k`, as
+    /// far as the socket has room; once told to stop, it shuts its write
+    /// side when nothing is left to write.
+    fn echo_flush(&mut self, srv: Srv, k: usize) {
+        let World {
+            env,
+            kernel,
+            app,
+            successor,
+            ..
+        } = self;
+        let app = match (srv, successor) {
+            (Srv::Successor, Some(s)) => &mut s.app,
+            _ => app,
+        };
+        let Some(echo) = app.echo(k) else {
+            return;
+        };
+        if kernel.server_end(k) != ServerEnd::Open {
+            return;
+        }
+        if !echo.outbox.is_empty() {
+            let n = echo
+                .outbox
+                .len()
+                .min(kernel.room(k, Dir::S2c, echo.outbox.len()));
+            if n == 0 {
+                return kernel.wait_for_room(k, Dir::S2c);
+            }
+            let bytes: Vec<u8> = echo.outbox.drain(..n).collect();
+            kernel.send(k, Dir::S2c, &bytes, env);
+            if !echo.outbox.is_empty() {
+                return kernel.wait_for_room(k, Dir::S2c);
+            }
+        }
+        if echo.stopping && !echo.shut {
+            echo.shut = true;
+            trace!(env, "app shuts its write side of upgraded k{k}");
+            kernel.server_half_close(k, env);
+        }
+    }
+
+    /// The application answers `id`; `handle_response` (or
+    /// `handle_stream_start`, `handle_upgrade`) must return what the answer
+    /// calls for (an invalid one is refused, and core answers 500). A
+    /// stream's first piece follows after its gap.
     fn app_answer(&mut self, srv: Srv, id: RequestId) {
         let World {
             env,
@@ -536,19 +920,33 @@ impl World {
             (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
             _ => (core, driver, app),
         };
-        let Some(answer) = app.answer(id, env) else {
+        let Some((answer, body_unread)) = app.answer(id, env) else {
             return;
         };
         let live = core.request(id).is_some();
+        let k = driver.conn_of(id.conn());
+        if let Some(k) = k {
+            checker.on_app_answered(k, id, core.phase(), body_unread);
+        }
         let Some(result) = driver.respond(id, &answer, core, checker, env) else {
             return;
         };
         let want = answer.expected(live);
         if result != want {
-            env.fail(Failure::Safety(format!(
-                "app contract: handle_response for {} ({:?}, live {live}) returned {result:?}, not {want:?}",
+            return env.fail(Failure::Safety(format!(
+                "app contract: answering {} ({:?}, live {live}) returned {result:?}, not {want:?}",
                 answer.token, answer.fault
             )));
+        }
+        if let AnswerKind::Stream { .. } = answer.kind {
+            match (result, k) {
+                (Ok(()), Some(k)) => {
+                    checker.on_stream_started(k, id);
+                    let d = app.stream_gap(id, env);
+                    env.after(d, Ev::AppStream(srv, id));
+                }
+                _ => app.stream_refused(id),
+            }
         }
     }
 }

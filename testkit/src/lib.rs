@@ -1,7 +1,7 @@
 //! # ebb-testkit
 //!
 //! Test support for ebb, kept once and shared by core's tests, the fuzzers,
-//! the end-to-end tests and (soon) the simulator:
+//! the end-to-end tests and the simulator:
 //!
 //! - [`properties`]: the safety properties S1…S9, numbered for the checks to
 //!   cite, and the invariant check every checker makes after every input;

@@ -177,12 +177,46 @@ impl ResponseParser {
     /// answers a `HEAD` request and so has no body whatever its headers say.
     pub fn feed_with(
         &mut self,
-        mut bytes: &[u8],
+        bytes: &[u8],
+        out: &mut Vec<Response>,
+        answers_head: impl FnMut(&Response) -> bool,
+    ) -> Result<(), ParseError> {
+        self.feed_inner(bytes, out, answers_head, false).map(|_| ())
+    }
+
+    /// Feeds bytes on a connection where no request was `HEAD`, up to the
+    /// end of a `101 Switching Protocols` if one comes: returns how many of
+    /// `bytes` were HTTP — all of them, unless a `101` ended among them;
+    /// what follows it belongs to the new protocol, for the caller.
+    pub fn feed_until_upgrade(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Vec<Response>,
+    ) -> Result<usize, ParseError> {
+        self.feed_inner(bytes, out, |_| false, true)
+    }
+
+    /// Whether a `101 Switching Protocols` ended the HTTP on this
+    /// connection.
+    pub fn is_upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    /// [`feed_with`](Self::feed_with), stopping after a `101` if
+    /// `stop_at_upgrade`; returns how many bytes it took.
+    fn feed_inner(
+        &mut self,
+        all: &[u8],
         out: &mut Vec<Response>,
         mut answers_head: impl FnMut(&Response) -> bool,
-    ) -> Result<(), ParseError> {
+        stop_at_upgrade: bool,
+    ) -> Result<usize, ParseError> {
+        let mut bytes = all;
         while !bytes.is_empty() {
             if self.upgraded {
+                if stop_at_upgrade {
+                    break;
+                }
                 return error(format!(
                     "{} bytes after 101 Switching Protocols",
                     bytes.len()
@@ -210,7 +244,7 @@ impl ResponseParser {
                 if self.head.len() > MAX_HEAD_BYTES {
                     return error("response head over 64 KiB");
                 }
-                return Ok(());
+                return Ok(all.len());
             };
             self.head.extend_from_slice(&bytes[..end]);
             bytes = &bytes[end..];
@@ -234,7 +268,7 @@ impl ResponseParser {
             };
             self.body = Some((resp, rest));
         }
-        Ok(())
+        Ok(all.len() - bytes.len())
     }
 
     /// The connection ended (the server's FIN): completes a body that runs
@@ -499,6 +533,24 @@ HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
             .unwrap();
         assert_eq!(out[0].status, 101);
         assert!(p.feed(b"\x81\x00", &mut out).is_err());
+    }
+
+    #[test]
+    fn feeding_until_an_upgrade_leaves_the_new_protocol_to_the_caller() {
+        let wire = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nhello";
+        let head = wire.len() - 5;
+        let mut whole = ResponseParser::new();
+        let mut out = Vec::new();
+        assert_eq!(whole.feed_until_upgrade(wire, &mut out), Ok(head));
+        assert!(whole.is_upgraded() && out[0].status == 101);
+        assert_eq!(whole.feed_until_upgrade(b"more", &mut out), Ok(0));
+        let mut bytewise = ResponseParser::new();
+        let mut out = Vec::new();
+        let taken: usize = wire
+            .chunks(1)
+            .map(|b| bytewise.feed_until_upgrade(b, &mut out).unwrap())
+            .sum();
+        assert_eq!((taken, out.len()), (head, 1));
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! The clients' side of HTTP/1.1: the requests they write, and what the
+//! world reads from a response core wrote. Responses themselves are parsed by
+//! the test kit's one parser ([`ebb_testkit::response`]).
+
+use ebb_testkit::response::Response;
+
+/// The token that names one attempt of one request: carried in the request
+/// target (`/r/<token>`) and echoed by the application in `x-req`.
+pub fn token(client: usize, no: usize, attempt: u32) -> String {
+    format!("{client}.{no}.{attempt}")
+}
+
+/// Parses a token back into (client, request number, attempt).
+pub fn parse_token(t: &str) -> Option<(usize, usize, u32)> {
+    let mut it = t.split('.');
+    let r = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
+    it.next().is_none().then_some(r)
+}
+
+/// The body a client sends with request `no`: deterministic, so the
+/// application can check it arrived intact.
+pub fn body(no: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| b'a' + ((no * 7 + i) % 26) as u8).collect()
+}
+
+/// Whether `got` is bytes `from..from + got.len()` of the body of request
+/// `no`.
+pub fn is_body_at(no: usize, from: usize, got: &[u8]) -> bool {
+    got.iter()
+        .enumerate()
+        .all(|(i, &b)| b == b'a' + ((no * 7 + from + i) % 26) as u8)
+}
+
+/// Whether `got` is exactly the body of request `no` with `len` bytes.
+pub fn is_body(no: usize, len: usize, got: &[u8]) -> bool {
+    got.len() == len
+        && got
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == b'a' + ((no * 7 + i) % 26) as u8)
+}
+
+/// Bytes `from..from + len` of the body the application streams for the
+/// request named `token`: a pattern fixed by the token, so a client can
+/// tell that it got exactly the bytes produced, in order.
+pub fn stream_bytes(token: &str, from: usize, len: usize) -> Vec<u8> {
+    let seed = stream_seed(token);
+    (from..from + len).map(|i| stream_byte(seed, i)).collect()
+}
+
+/// Whether `got` is the start of the body streamed for `token`.
+pub fn is_stream_prefix(token: &str, got: &[u8]) -> bool {
+    let seed = stream_seed(token);
+    got.iter()
+        .enumerate()
+        .all(|(i, &b)| b == stream_byte(seed, i))
+}
+
+fn stream_seed(token: &str) -> usize {
+    token.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    })
+}
+
+/// A multiply per byte (no division): cheap enough for megabytes, and no
+/// short period, so a byte out of place shows.
+fn stream_byte(seed: usize, i: usize) -> u8 {
+    ((seed ^ i) as u32)
+        .wrapping_mul(0x9e37_79b1)
+        .wrapping_shr(24) as u8
+}
+
+/// The bytes an upgraded client sends as its `n`th echo message.
+pub fn echo_message(client: usize, n: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'0' + ((client + n * 3 + i) % 10) as u8)
+        .collect()
+}
+
+/// How a request is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Body length (0: a `GET` without body).
+    pub body_len: usize,
+    /// Chunked instead of `Content-Length`, split into this many chunks.
+    pub chunks: Option<usize>,
+    /// Sends `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// The connection closes after this request: `Connection: close` in
+    /// HTTP/1.1; no `Connection: keep-alive` in HTTP/1.0.
+    pub close: bool,
+    /// An HTTP/1.0 request.
+    pub http10: bool,
+    /// The application answers it with a large body (so a client that
+    /// does not read stalls the server's writes).
+    pub big_response: bool,
+    /// The application answers it with a large streamed body (a slow
+    /// reader's request: the producer meets back-pressure).
+    pub big_stream: bool,
+    /// Asks to switch to the `echo` protocol (`Connection: Upgrade`).
+    pub upgrade: bool,
+}
+
+/// A request as bytes: the head, and the body (already framed). Empty lines
+/// before the request line (RFC 9112 §2.2) start the head, if `shape` says.
+pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
+    let mut head = Vec::with_capacity(96);
+    let method = if shape.body_len == 0 && shape.chunks.is_none() {
+        "GET"
+    } else {
+        "POST"
+    };
+    let minor = if shape.http10 { 0 } else { 1 };
+    head.extend_from_slice(format!("{method} /r/{tok} HTTP/1.{minor}\r\nHost: sim\r\n").as_bytes());
+    match (shape.http10, shape.close, shape.upgrade) {
+        (false, _, true) => head.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: echo\r\n"),
+        (false, true, false) => head.extend_from_slice(b"Connection: close\r\n"),
+        (true, false, _) => head.extend_from_slice(b"Connection: keep-alive\r\n"),
+        _ => {}
+    }
+    if shape.expect_continue {
+        head.extend_from_slice(b"Expect: 100-continue\r\n");
+    }
+    let content = body(no, shape.body_len);
+    let framed = match shape.chunks {
+        Some(n) => {
+            head.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            let mut out = Vec::with_capacity(content.len() + 16 * n + 5);
+            let step = content.len().div_ceil(n.max(1)).max(1);
+            for part in content.chunks(step) {
+                out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                out.extend_from_slice(part);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            out
+        }
+        None => {
+            if method == "POST" {
+                head.extend_from_slice(format!("Content-Length: {}\r\n", content.len()).as_bytes());
+            }
+            head.extend_from_slice(b"\r\n");
+            content
+        }
+    };
+    (head, framed)
+}
+
+/// The application's answer carries its request's token in `x-req`;
+/// core's own responses (rejections, 500s, the farewell) carry none.
+pub fn token_of(resp: &Response) -> Option<&str> {
+    resp.header("x-req")
+}
+
+/// Core's farewell: `503` with `Retry-After` and `Connection: close`, a
+/// clean refusal the client may retry.
+pub fn is_farewell(resp: &Response) -> bool {
+    resp.status == 503
+        && resp.header("retry-after").is_some()
+        && resp.close
+        && token_of(resp).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_testkit::response::ResponseParser;
+
+    #[test]
+    fn tokens_and_requests_round_trip() {
+        assert_eq!(parse_token(&token(3, 4, 5)), Some((3, 4, 5)));
+        assert_eq!(parse_token("3.4"), None);
+        let shape = Shape {
+            body_len: 10,
+            chunks: Some(3),
+            expect_continue: false,
+            close: false,
+            http10: false,
+            big_response: false,
+            big_stream: false,
+            upgrade: false,
+        };
+        let (head, body) = request("1.1.0", 1, shape);
+        assert!(head.ends_with(b"chunked\r\n\r\n"));
+        assert!(body.ends_with(b"0\r\n\r\n"));
+        assert!(is_body(4, 30, &super::body(4, 30)));
+        assert!(!is_body(4, 30, &super::body(5, 30)));
+        let whole = stream_bytes("1.2.0", 0, 100);
+        assert_eq!(stream_bytes("1.2.0", 40, 60), whole[40..]);
+        assert!(is_stream_prefix("1.2.0", &whole[..77]));
+        assert!(!is_stream_prefix("1.3.0", &whole));
+    }
+
+    #[test]
+    fn the_farewell_and_tokens_are_read_from_headers() {
+        let mut out = Vec::new();
+        ResponseParser::new()
+            .feed(
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n\
+HTTP/1.1 200 OK\r\nx-req: 1.2.0\r\nContent-Length: 0\r\n\r\n",
+                &mut out,
+            )
+            .unwrap();
+        assert!(is_farewell(&out[0]) && !is_farewell(&out[1]));
+        assert_eq!(
+            (token_of(&out[0]), token_of(&out[1])),
+            (None, Some("1.2.0"))
+        );
+    }
+}
