@@ -10,6 +10,9 @@
 //!                                  Lingering ──EOF/timeout──▶ closed
 //! ```
 //!
+//! `Head` is for a head still arriving: one that arrives whole in a single
+//! input goes from `Idle` straight to `Body`, `Dispatched` or `Closing`.
+//!
 //! The reading side never waits for the writing side: once a request is
 //! answered, its response is queued and the next pipelined request is read
 //! at once, so a batch of pipelined requests answered at once leaves in one
