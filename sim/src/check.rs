@@ -1008,6 +1008,12 @@ impl Checker {
                     )));
                 }
             }
+            // A streamed response can go out whole and its request still
+            // end unfinished: the application wrote past its declared
+            // length, or never ended the stream before the deadline.
+            Outcome::Unfinished(_) if w.finished_responses < w.responses as usize => {
+                w.finished_responses += 1;
+            }
             Outcome::Unfinished(_) => {}
         }
         if f.outcome.label() == "cut" && !successor {
