@@ -229,7 +229,10 @@ impl Server {
             && conn.pending_out() == 0
             && matches!(
                 conn.state,
-                State::Idle | State::Head { .. } | State::Body { .. }
+                State::Idle
+                    | State::Head { .. }
+                    | State::Body { .. }
+                    | State::Receiving { done: false, .. }
             )
         {
             self.close_now(key, CloseReason::ClientClosed);

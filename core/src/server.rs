@@ -198,15 +198,12 @@ impl Server {
             match c.state {
                 // The FIN the linger waited for.
                 State::Lingering { reason, .. } => self.close_now(key, reason),
-                // Nothing more can arrive: an unfinished request never will
-                // be, once what is queued is written.
-                State::Idle | State::Head { .. } | State::Body { .. } => {
-                    self.process_input(key, self.now)
-                }
-                // A streamed body that will never end.
-                State::Receiving { done: false, .. } => {
-                    self.close_now(key, CloseReason::ClientClosed)
-                }
+                // Nothing more can arrive: an unfinished request (a streamed
+                // body too) never will be, once what is queued is written.
+                State::Idle
+                | State::Head { .. }
+                | State::Body { .. }
+                | State::Receiving { done: false, .. } => self.process_input(key, self.now),
                 // Answer what was received; the close follows the response.
                 // An upgraded connection's end is the application's to see.
                 State::Receiving { .. }

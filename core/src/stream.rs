@@ -395,6 +395,11 @@ impl Server {
             finished_at: now,
             keeps_connection: stream.close.is_none(),
         });
+        // Written already: the connection was busy until now, so its next
+        // wait starts now (and joins its timer list in order).
+        if bufs.pending_out() == 0 {
+            conn.last_active = now;
+        }
         let next = match stream.close {
             Some(reason) => State::Closing { reason },
             None => State::Idle,

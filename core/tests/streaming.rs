@@ -548,3 +548,55 @@ fn a_producer_held_back_hears_it_may_go_on_when_everything_is_written_at_once() 
         "the socket took it all: room again"
     );
 }
+
+#[test]
+fn streams_ended_after_they_were_written_keep_the_idle_timers_in_order() {
+    let mut h = Harness::new();
+    let (a, b) = (h.accept(), h.accept());
+    h.send(a, &get("/a"));
+    h.send(b, &get("/b"));
+    let id_a = start(&mut h, BodyLength::Known(2));
+    let id_b = start(&mut h, BodyLength::Known(2));
+    assert_eq!(data(&mut h, id_a, b"aa"), Ok(2));
+    h.advance_ms(100);
+    assert_eq!(data(&mut h, id_b, b"bb"), Ok(2));
+    h.advance_ms(400);
+    // Each ends with nothing left to write: its connection was busy until
+    // now, and its keep-alive wait starts now (the harness checks the timer
+    // lists after every event).
+    end(&mut h, id_b).unwrap();
+    end(&mut h, id_a).unwrap();
+    let keep_alive = Config::default().keep_alive_timeout;
+    h.advance(keep_alive - Duration::from_millis(1));
+    let ended = |h: &Harness, c| h.closed(c) || h.half_closed(c);
+    assert!(!ended(&h, a) && !ended(&h, b), "kept from the streams' ends");
+    h.advance_ms(2);
+    assert!(ended(&h, a) && ended(&h, b));
+}
+
+#[test]
+fn a_client_gone_mid_body_still_gets_the_rest_of_the_response_before_it() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    let mut two = get("/stream");
+    two.extend_from_slice(UPLOAD_HEAD);
+    h.send(c, &two);
+    let first = start(&mut h, BodyLength::Unknown);
+    assert_eq!(data(&mut h, first, b"hello"), Ok(5));
+    h.auto_write = false;
+    end(&mut h, first).unwrap();
+    let upload = *h
+        .pending
+        .last()
+        .expect("the upload, handed over at its head");
+    assert_eq!(upload.seq(), 1);
+    h.eof(c);
+    assert!(
+        !h.closed(c),
+        "the first response's last chunk is still queued"
+    );
+    h.write(c, usize::MAX);
+    assert_eq!(h.responses(c)[0].body, b"hello", "{}", h.output(c));
+    assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
+    assert_eq!(h.server.active_requests(), 0);
+}
