@@ -223,18 +223,19 @@ impl Server {
             }
         }
         // An unfinished request will never be finished after the peer's FIN;
-        // the responses already queued are written first.
+        // the responses already queued are written first. A streamed body
+        // held back by a full buffer may yet be whole: the application reads
+        // on, and the rest of the input moves up as it does.
         let conn = &self.conns[key];
-        if conn.peer_eof
-            && conn.pending_out() == 0
-            && matches!(
-                conn.state,
-                State::Idle
-                    | State::Head { .. }
-                    | State::Body { .. }
-                    | State::Receiving { done: false, .. }
-            )
-        {
+        let never_finished = match conn.state {
+            State::Idle | State::Head { .. } | State::Body { .. } => true,
+            State::Receiving { done: false, .. } => {
+                conn.bufs.as_deref().map_or(0, |b| b.body.len())
+                    < self.config.max_stream_buffer_bytes
+            }
+            _ => false,
+        };
+        if conn.peer_eof && conn.pending_out() == 0 && never_finished {
             self.close_now(key, CloseReason::ClientClosed);
         }
     }

@@ -98,8 +98,11 @@ impl Server {
                 bufs.body.drain(..n);
             }
             self.process_input(key, now);
-            self.settle(key, now);
-            self.resume_reading_if_paused(key);
+            // After its client's FIN, a body found short ends the connection.
+            if self.conns.contains(key) {
+                self.settle(key, now);
+                self.resume_reading_if_paused(key);
+            }
         }
         self.finish_input();
     }

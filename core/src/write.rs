@@ -196,10 +196,12 @@ impl Server {
         };
         let nothing_follows = conn.buffered_input() <= len;
         let draining = self.lifecycle.drain().is_some();
-        if !head.keep_alive {
-            Some(CloseReason::ClientAsked)
-        } else if unread {
+        // A body still arriving comes first: its close must linger, or the
+        // client still sending it would be reset, even if it asked to close.
+        if unread {
             Some(CloseReason::BodyUnread)
+        } else if !head.keep_alive {
+            Some(CloseReason::ClientAsked)
         } else if conn.peer_eof && nothing_follows {
             Some(CloseReason::ClientClosed)
         } else if self.config.keep_alive_timeout.is_zero() {

@@ -569,7 +569,10 @@ fn streams_ended_after_they_were_written_keep_the_idle_timers_in_order() {
     let keep_alive = Config::default().keep_alive_timeout;
     h.advance(keep_alive - Duration::from_millis(1));
     let ended = |h: &Harness, c| h.closed(c) || h.half_closed(c);
-    assert!(!ended(&h, a) && !ended(&h, b), "kept from the streams' ends");
+    assert!(
+        !ended(&h, a) && !ended(&h, b),
+        "kept from the streams' ends"
+    );
     h.advance_ms(2);
     assert!(ended(&h, a) && ended(&h, b));
 }
@@ -599,4 +602,79 @@ fn a_client_gone_mid_body_still_gets_the_rest_of_the_response_before_it() {
     assert_eq!(h.responses(c)[0].body, b"hello", "{}", h.output(c));
     assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
     assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn a_fin_behind_a_whole_body_held_back_by_the_buffer_loses_nothing() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_stream_buffer_bytes: 4,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
+    );
+    let id = h.pending[0];
+    h.eof(c);
+    assert!(!h.closed(c), "the whole body is here");
+    let mut got = Vec::new();
+    loop {
+        let (piece, done) = body(&h, id);
+        got.extend_from_slice(&piece);
+        h.server.handle_body_consumed(id, piece.len(), h.now);
+        h.pump();
+        if done {
+            break;
+        }
+        assert!(!piece.is_empty(), "the body moves up as it is read");
+    }
+    assert_eq!(got, b"0123456789");
+    h.respond(c, 200, b"10 bytes");
+    assert_eq!(h.responses(c)[0].status, 200);
+    assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
+}
+
+#[test]
+fn a_fin_mid_body_held_back_by_the_buffer_lets_the_application_read_what_came() {
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_stream_buffer_bytes: 4,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n012345",
+    );
+    let id = h.pending[0];
+    h.eof(c);
+    assert_eq!(body(&h, id), (b"0123".to_vec(), false));
+    h.server.handle_body_consumed(id, 4, h.now);
+    h.pump();
+    assert_eq!(
+        h.close_reason(c),
+        Some(CloseReason::ClientClosed),
+        "short by four"
+    );
+    assert_eq!(h.server.active_requests(), 0);
+}
+
+#[test]
+fn an_early_answer_to_a_request_that_asked_to_close_lingers_for_its_body() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n",
+    );
+    h.respond(c, 200, b"early answer");
+    assert_eq!(h.responses(c)[0].status, 200);
+    assert!(h.responses(c)[0].close);
+    assert!(
+        !h.closed(c),
+        "a plain close would reset the client still sending"
+    );
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::BodyUnread));
 }
