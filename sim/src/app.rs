@@ -130,6 +130,9 @@ enum Plan {
 /// Most bytes a producer offers at once.
 const MAX_OFFER: usize = 8 * 1024;
 
+/// Bytes a producer offers however little room core reports.
+const MIN_OFFER: usize = 64;
+
 /// A streamed response body, produced a piece at a time.
 #[derive(Clone, Debug)]
 struct Producer {
@@ -536,8 +539,9 @@ impl App {
         }
     }
 
-    /// The next thing the producer of `id` does (`None`: no producer).
-    pub fn next_piece(&mut self, id: RequestId, env: &mut Env) -> Option<Piece> {
+    /// The next thing the producer of `id` does (`None`: no producer),
+    /// given the `room` core reports (`stream_room`).
+    pub fn next_piece(&mut self, id: RequestId, room: usize, env: &mut Env) -> Option<Piece> {
         let held = self.holding.get_mut(&id)?;
         let Plan::Stream(p) = &mut held.plan else {
             return None;
@@ -552,9 +556,14 @@ impl App {
         if p.sent >= end {
             return Some(Piece::End(p.mismatch == Some(Mismatch::Under)));
         }
-        // A held-back producer offers its piece again: at most 8 KiB at a
-        // time keeps that affordable.
-        let n = p.piece.min(end - p.sent).min(MAX_OFFER);
+        // A held-back producer offers its piece again and again: at most
+        // twice the room (and 8 KiB) keeps that affordable, and still
+        // offers more than core may take.
+        let n = p
+            .piece
+            .min(end - p.sent)
+            .min(MAX_OFFER)
+            .min((room * 2).max(MIN_OFFER));
         let crosses = p.known && p.sent + n > p.total;
         Some(Piece::Data(
             request::stream_bytes(&held.token, p.sent, n),

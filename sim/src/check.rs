@@ -1327,6 +1327,21 @@ impl Checker {
         if driver.is_successor() {
             return self.check_no_stall(core, driver, kernel, env);
         }
+        // S1, from outside: only a connection still in HTTP and not
+        // lingering can hold an active request — an upgraded one never does.
+        let may_be_active = driver
+            .socks()
+            .filter(|&(_, k, _)| {
+                let w = &self.watches[k];
+                !w.upgraded && matches!(w.ending, Ending::Open)
+            })
+            .count();
+        if core.active_requests() > may_be_active {
+            return env.fail(Failure::Safety(format!(
+                "S1: {} active requests, but only {may_be_active} connections are open, in HTTP and not lingering",
+                core.active_requests()
+            )));
+        }
         if let Some(&k) = self.stop_owed.first() {
             return env.fail(Failure::Safety(format!(
                 "StopUpgraded: k{k} was upgraded when the drain began (or upgraded in it), but was never told to stop"

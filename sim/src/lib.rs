@@ -158,7 +158,9 @@
 //! ## The checks ([`check`])
 //! After every step that made a core input (safety):
 //! - S1: `check_invariants()` holds and `active_requests() ==
-//!   recount_active_requests()`;
+//!   recount_active_requests()`; and, from outside, no more requests are
+//!   active than connections open, in HTTP (not upgraded) and not
+//!   lingering;
 //! - S2/S7: core never holds bytes for a socket with room without having
 //!   said `Transmit`, nor wants to read a connection it paused without having
 //!   said `ResumeRead` (either would stall until a deadline, where the cut

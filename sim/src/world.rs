@@ -723,7 +723,7 @@ impl World {
             (Srv::Successor, Some(s)) => (&mut s.core, &mut s.driver, &mut s.app),
             _ => (core, driver, app),
         };
-        let Some(piece) = app.next_piece(id, env) else {
+        let Some(piece) = app.next_piece(id, core.stream_room(id), env) else {
             return;
         };
         // The stream lives as long as its connection: only its end, or a
