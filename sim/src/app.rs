@@ -263,7 +263,6 @@ pub struct App {
     read_gap: Duration,
     unread_percent: u64,
     ignore_stop_percent: u64,
-    known_bugs: bool,
     handed: u64,
     cover: AppCover,
 }
@@ -291,7 +290,6 @@ impl App {
             read_gap: knobs.upload_read_gap,
             unread_percent: knobs.upload_unread_percent,
             ignore_stop_percent: knobs.upgrade_ignore_stop_percent,
-            known_bugs: knobs.known_bugs,
             handed: 0,
             cover: AppCover::default(),
         }
@@ -365,10 +363,7 @@ impl App {
         } else {
             Plan::Whole
         };
-        // Core bug 1 (crate docs): answering a request that asked to close
-        // before its body arrived closes without lingering.
-        let may_skip = !shape.close || self.known_bugs;
-        let reads_body = streams_body && !(may_skip && env.rng.percent(self.unread_percent));
+        let reads_body = streams_body && !env.rng.percent(self.unread_percent);
         let upload = reads_body.then_some(Upload {
             no,
             len: shape.body_len,
@@ -468,13 +463,10 @@ impl App {
                 ],
             },
             Plan::Stream(p) => {
-                // A 204's end finds nothing left to write: core bug 3.
-                let bodiless = self.known_bugs && !p.known && env.rng.percent(5);
-                let status = if bodiless { 204 } else { 200 };
                 let mut headers = tok();
                 headers.push(("x-stream", p.total.to_string().into_bytes()));
                 AnswerKind::Stream {
-                    status,
+                    status: 200,
                     headers,
                     length: if p.known {
                         BodyLength::Known(p.total as u64)
@@ -595,7 +587,7 @@ impl App {
                     return Next::Writable;
                 }
                 let last = p.sent == p.end_at() && p.stop_at != Some(p.sent);
-                if last && !self.known_bugs {
+                if last {
                     return Next::EndNow;
                 }
                 Next::After(env.rng.upto(p.gap))

@@ -534,10 +534,7 @@ impl Client {
             pace,
             abort,
             abort_within: knobs.latency.1 * 4 + Duration::from_millis(10),
-            // Core bug 2 (crate docs): a FIN behind a streamed body still
-            // in core's buffer drops the request.
-            half_close: kind == Kind::HalfClosing
-                && (!knobs.config.stream_request_bodies || knobs.known_bugs),
+            half_close: kind == Kind::HalfClosing,
             silent_for: rng.upto(knobs.config.keep_alive_timeout * 2),
             // Slow, but done within the liveness bound even for 512 KiB.
             read_delay: if kind == Kind::SlowReader {

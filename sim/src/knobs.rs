@@ -73,14 +73,6 @@ pub struct Knobs {
     /// Percent of upgraded connections whose application ignores the
     /// drain's stop notice (the deadline cuts them).
     pub upgrade_ignore_stop_percent: u64,
-    /// Whether the world may trip the core bugs this simulator found (see
-    /// the crate docs, "Known core bugs"): on only when the environment
-    /// sets `EBB_SIM_KNOWN_BUGS`. Off, clients that half-close do not do so
-    /// while request bodies stream (bug 2), the application reads the
-    /// streamed body of a request that asked to close before answering it
-    /// (bug 1), and it ends a stream in the step of its last piece and
-    /// never streams a 204 (bug 3).
-    pub known_bugs: bool,
     /// Listen backlog; connections beyond it are refused.
     pub backlog: usize,
     /// Longest delay between a connection entering the backlog and the
@@ -203,7 +195,6 @@ impl Knobs {
             },
             upload_unread_percent: if rng.percent(50) { 0 } else { rng.range(1, 30) },
             upgrade_ignore_stop_percent: rng.below(60),
-            known_bugs: std::env::var_os("EBB_SIM_KNOWN_BUGS").is_some(),
             backlog: rng.log(1, 128) as usize,
             accept_delay: rng.micros(1, 50_000),
             think: rng.micros(1, 3_000_000),
@@ -234,7 +225,7 @@ impl fmt::Display for Knobs {
             .map(|(kind, w)| format!("{kind:?}={w}"))
             .collect();
         let kinds = Plain(kinds.join(" "));
-        let lines: [(&str, &dyn fmt::Debug); 44] = [
+        let lines: [(&str, &dyn fmt::Debug); 43] = [
             ("clients", &self.clients),
             ("client_kinds", &kinds),
             ("arrival_span", &self.arrival_span),
@@ -255,7 +246,6 @@ impl fmt::Display for Knobs {
             ("upload_read_gap", &self.upload_read_gap),
             ("upload_unread_percent", &self.upload_unread_percent),
             ("upgrade_ignore_stop", &self.upgrade_ignore_stop_percent),
-            ("known_core_bugs", &self.known_bugs),
             ("backlog", &self.backlog),
             ("accept_delay", &self.accept_delay),
             ("think", &self.think),

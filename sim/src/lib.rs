@@ -84,8 +84,7 @@
 //!   `max_stream_buffer`), how slowly the application reads them
 //!   (`upload_read_gap`) and how often it answers without reading them
 //!   (`upload_unread_percent`), how often an upgraded connection's
-//!   application ignores the drain's stop notice (`upgrade_ignore_stop`),
-//!   and `known_core_bugs` (below).
+//!   application ignores the drain's stop notice (`upgrade_ignore_stop`).
 //! - [`kernel`]: a bounded listen backlog (beyond it: refused); connections
 //!   as two byte pipes with latency, arbitrary segmentation (data due at
 //!   one instant arrives as one segment) and bounded buffers; FIN each way; RST that destroys the receiver's unread bytes. A
@@ -263,29 +262,18 @@
 //! pipelining — behind a response the drain closed with (core decides by
 //! what it has read, and cannot see the socket's queue).
 //!
-//! ## Known core bugs
-//! Found by this simulator's streaming clients, left to core (the
-//! `known_core_bugs` knob, on when the environment sets
-//! `EBB_SIM_KNOWN_BUGS`, lets the swarm trip them; off, it avoids them):
+//! Core bugs its streaming clients found, fixed with a core test each: an
+//! early answer to a streamed-body request that asked to close was closed
+//! without lingering; a FIN behind a whole body held back by a full stream
+//! buffer dropped the request; a stream ended after its last byte was
+//! written put its idle timer out of order.
 //!
-//! 1. With `stream_request_bodies`, a request that asked to close
-//!    (`Connection: close`, or HTTP/1.0) answered before its body arrived
-//!    is closed at once (`ClientAsked`, no linger): `close_after` says
-//!    `ClientAsked` before `BodyUnread`, and the `ClientAsked` close skips
-//!    lingering when nothing is buffered — but the body is still coming, so
-//!    its bytes reset the client and destroy the response (S5, S8).
-//! 2. With `stream_request_bodies`, a client's FIN behind a request whose
-//!    whole body core holds but has not yet handed over (more than
-//!    `max_stream_buffer_bytes`) closes the connection (`ClientClosed`:
-//!    "a streamed body that will never end") although the body will end:
-//!    the request, handed to the application, is dropped unanswered (S2,
-//!    S7).
-//! 3. Ending a stream when all of it is written already (a declared length
-//!    met, or a 204 whose head is out) enters `Idle` with the connection's
-//!    old `last_active`, so the idle timer goes on its list behind later
-//!    deadlines: debug builds panic ("timer list Idle out of order",
-//!    `end_stream` → `enter` → `settle` → `Timers::set`); release builds
-//!    reorder it at once when `output_progress` settles again.
+//! Not exercised: a stream ended well after its last byte was written (a
+//! 204's, or a declared length met). Its client, seeing a whole response,
+//! may send its next request while core still holds the stream open, so
+//! core begins that request later than the client's clock says, and the
+//! minimum body rate cannot be judged from the client's side; core's tests
+//! cover it.
 //!
 //! Not checked: a request whose last byte arrived after core half-closed
 //! its connection — one in flight when an idle connection closes is
