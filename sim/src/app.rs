@@ -417,7 +417,7 @@ impl App {
     /// How a streamed response will go.
     fn producer(&self, big: bool, env: &mut Env) -> Producer {
         let total = if big {
-            env.rng.size(64 * 1024, 256 * 1024)
+            env.rng.log(16 * 1024, 256 * 1024) as usize
         } else {
             env.rng.log(1, 32 * 1024) as usize
         };
