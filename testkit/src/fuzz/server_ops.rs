@@ -1710,10 +1710,19 @@ impl World {
     /// Notes whether the output queued or written on connection `i` holds a
     /// `Connection: close` response.
     fn note_queued_close(&mut self, i: usize) {
-        let c = &mut self.conns[i];
-        if c.close_queued {
+        if self.conns[i].close_queued {
             return;
         }
+        // Streamed bodies of unknown length to HTTP/1.0: the close ends
+        // them, whatever the drain.
+        let delimited: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|s| s.conn == i && s.body == Some(None))
+            .map(|s| s.id.seq())
+            .filter(|&seq| self.conns[i].http10[seq as usize])
+            .collect();
+        let c = &mut self.conns[i];
         let [a, b] = self.server.transmit(c.id);
         let mut all = a.to_vec();
         all.extend_from_slice(b);
@@ -1730,15 +1739,17 @@ impl World {
         let queued = wire.feed(&all, &app);
         // A response whose head is queued and whose body is still to come
         // (a stream under way) is judged by its head. A 101 ends HTTP on
-        // the connection as a close does.
+        // the connection as a close does, and for its own sake, as a body
+        // ended by the close does.
         let heads = queued
             .iter()
-            .map(|a| (a.seq, a.response.close || a.response.status == 101))
-            .chain(wire.pending_head());
-        for (seq, close) in heads {
+            .map(|a| (a.seq, a.response.close, a.response.status == 101))
+            .chain(wire.pending_head().map(|(seq, close)| (seq, close, false)));
+        for (seq, close, switch) in heads {
+            let close = close || switch;
             if let Some(seq) = seq.filter(|&seq| seq >= c.judged) {
                 c.judged = seq + 1;
-                judge_close(c, seq, close);
+                judge_close(c, seq, close, switch || delimited.contains(&seq));
             }
             c.close_queued |= close;
         }
@@ -1751,8 +1762,9 @@ impl World {
 /// PreStop, or if the request began in the drain; and the drain must not
 /// close after it if the client had sent the next request whole, and core
 /// had received it, before the drain began (unless the client asked to
-/// close).
-fn judge_close(c: &ConnModel, seq: u32, close: bool) {
+/// close, or the response closes for its own sake — `inherent`: a `101`,
+/// or a body the close ends).
+fn judge_close(c: &ConnModel, seq: u32, close: bool, inherent: bool) {
     let n = seq as usize;
     let answered_in = c.answered_in.get(n).copied().unwrap_or(0);
     let begun_in_drain = c.begun_in_drain_from.is_some_and(|from| seq >= from);
@@ -1765,7 +1777,7 @@ fn judge_close(c: &ConnModel, seq: u32, close: bool) {
             "the request began in the drain"
         }
     );
-    if !close || answered_in != 2 || c.asks_to_close.get(n).copied().unwrap_or(true) {
+    if !close || inherent || answered_in != 2 || c.asks_to_close.get(n).copied().unwrap_or(true) {
         return;
     }
     let next_end = c.ends.as_ref().and_then(|ends| ends.get(n + 1).copied());
