@@ -1615,6 +1615,39 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
                 ],
             },
         ),
+        // Two streams ended after they were written whole: each connection's
+        // keep-alive wait starts at its end (the idle list stayed in order).
+        (
+            "regressions/streams-ended-after-written",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                Op::Accept,
+                get(1),
+                stream(None, 3),
+                stream(None, 3),
+                write(0),
+                write(1),
+                Op::AdvanceTime { ms: 412 },
+                Op::StreamEnd { nth: 1, trailer: 0 },
+                Op::StreamEnd { nth: 0, trailer: 0 },
+            ]),
+        ),
+        // A FIN during a streamed upload: the last chunk of the response
+        // before it is still written.
+        (
+            "regressions/fin-mid-upload-keeps-the-response-before",
+            streaming_bodies(vec![
+                Op::Accept,
+                get(0),
+                stream(None, 0),
+                data(10),
+                write(0),
+                end(0),
+                canned(0, 14),
+                Op::Eof { conn: 0 },
+            ]),
+        ),
     ]
 }
 
