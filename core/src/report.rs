@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::close::CloseReason;
+use crate::finished::Outcome;
 use crate::time::Time;
 
 /// What ended the drain early.
@@ -138,13 +139,14 @@ impl DrainReport {
         self.reset_risk_closes += u64::from(reset_risk);
     }
 
-    /// Counts a response completely handed to the driver: `rejected` for one
-    /// core wrote itself.
-    pub(crate) fn record_written(&mut self, rejected: bool) {
-        if rejected {
-            self.requests_rejected += 1;
-        } else {
-            self.requests_completed += 1;
+    /// Counts a response completely handed to the driver, by how its
+    /// request ended: one core wrote itself is a rejection, one whose
+    /// stream broke its declared length counts as neither.
+    pub(crate) fn record_written(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Rejected(_) => self.requests_rejected += 1,
+            Outcome::Unfinished(_) => {}
+            _ => self.requests_completed += 1,
         }
     }
 }

@@ -39,8 +39,9 @@ pub enum StreamError {
     /// closed (the client left, or the drain deadline cut it). Stop sending.
     UnknownStream,
     /// More bytes than the declared length, or an end before it: the
-    /// response is broken, so core closed the connection (and counts the
-    /// request as failed) rather than corrupt what follows.
+    /// response is broken, so core counts the request as failed and closes
+    /// the connection once what was queued before is written (the response
+    /// ends where it broke), rather than corrupt what follows.
     LengthMismatch,
     /// A trailer field is not a token or its value contains CR, LF or NUL.
     /// The stream is still open; end it again without the bad trailer.
@@ -300,7 +301,7 @@ impl Server {
             StreamFraming::Bodiless => data.len(),
             StreamFraming::Length(declared) => {
                 if stream.sent + data.len() as u64 > declared {
-                    self.close_now(key, CloseReason::StreamMismatch);
+                    self.fail_stream(key, now);
                     return Err(StreamError::LengthMismatch);
                 }
                 let n = data.len().min(room);
@@ -369,7 +370,7 @@ impl Server {
             .expect("a streaming response has buffers");
         match stream.framing {
             StreamFraming::Length(declared) if stream.sent < declared => {
-                self.close_now(key, CloseReason::StreamMismatch);
+                self.fail_stream(key, now);
                 return Err(StreamError::LengthMismatch);
             }
             StreamFraming::Chunked => {
@@ -412,6 +413,43 @@ impl Server {
         // Everything may be written already: finish the response now.
         self.output_progress(key, now);
         Ok(())
+    }
+
+    /// The application broke the declared length of connection `key`'s
+    /// stream (too many bytes, or an end short of it). The request fails,
+    /// and the connection closes once what was queued is written: the
+    /// responses before this one still reach the client whole, this one as
+    /// far as it went (cut short of its `Content-Length`, so the client can
+    /// tell), and nothing follows it.
+    fn fail_stream(&mut self, key: usize, now: Time) {
+        let id = self.id_of(key);
+        let conn = &mut self.conns[key];
+        let State::Streaming(stream) = &conn.state else {
+            unreachable!("checked by the caller");
+        };
+        let bufs = conn
+            .bufs
+            .as_mut()
+            .expect("a streaming response has buffers");
+        bufs.response_queued(Finished {
+            conn: id,
+            request: Some(RequestId {
+                conn: id,
+                seq: stream.seq,
+            }),
+            status: Some(stream.status),
+            body_bytes: stream.sent,
+            outcome: Outcome::Unfinished(CloseReason::StreamMismatch),
+            began_at: stream.began_at,
+            responded_at: Some(stream.started_at),
+            finished_at: now,
+            keeps_connection: false,
+        });
+        let reason = CloseReason::StreamMismatch;
+        self.enter(key, State::Closing { reason }, now);
+        self.queue_transmit(key);
+        // Everything may be written already: close now.
+        self.output_progress(key, now);
     }
 
     /// Input: the application accepts the upgrade request `id` asked for

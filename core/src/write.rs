@@ -263,7 +263,7 @@ impl Server {
         while bufs.unwritten.front().is_some_and(|u| u.end <= bufs.handed) {
             let done = bufs.unwritten.pop_front().expect("checked above");
             if let Some(report) = self.lifecycle.report_mut() {
-                report.record_written(matches!(done.finished.outcome, Outcome::Rejected(_)));
+                report.record_written(done.finished.outcome);
             }
             self.events.push_back(Event::Finished(Finished {
                 finished_at: now,

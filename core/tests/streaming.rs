@@ -110,7 +110,11 @@ fn too_many_bytes_for_the_declared_length_close_the_connection() {
     h.send(c, &get("/"));
     let id = start(&mut h, BodyLength::Known(4));
     assert_eq!(data(&mut h, id, b"12345"), Err(StreamError::LengthMismatch));
-    assert_eq!(h.close_reason(c), Some(CloseReason::StreamMismatch));
+    assert_eq!(
+        h.half_close_reason(c),
+        Some(CloseReason::StreamMismatch),
+        "closed cleanly once written: a client still sending is not reset"
+    );
     assert_eq!(data(&mut h, id, b"1"), Err(StreamError::UnknownStream));
     let finished = h.log.iter().find_map(|e| match e {
         Event::Finished(f) => Some(f.outcome),
@@ -130,7 +134,49 @@ fn ending_short_of_the_declared_length_closes_the_connection() {
     let id = start(&mut h, BodyLength::Known(4));
     data(&mut h, id, b"12").unwrap();
     assert_eq!(end(&mut h, id), Err(StreamError::LengthMismatch));
-    assert_eq!(h.close_reason(c), Some(CloseReason::StreamMismatch));
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::StreamMismatch));
+    assert!(
+        h.output(c).contains("Content-Length: 4\r\n") && h.output(c).ends_with("\r\n\r\n12"),
+        "cut short of its length, and nothing after: {}",
+        h.output(c)
+    );
+}
+
+#[test]
+fn a_broken_stream_still_lets_the_responses_before_it_be_written() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    let mut two = get("/a");
+    two.extend_from_slice(&get("/b"));
+    h.auto_write = false;
+    h.send(c, &two);
+    h.respond(c, 200, b"first");
+    let id = start(&mut h, BodyLength::Known(4));
+    assert_eq!(data(&mut h, id, b"12345"), Err(StreamError::LengthMismatch));
+    assert!(
+        !h.closed(c) && !h.half_closed(c),
+        "the first response is still queued"
+    );
+    h.write(c, usize::MAX);
+    let responses = h.responses(c);
+    assert_eq!(responses[0].body, b"first", "{}", h.output(c));
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::StreamMismatch));
+    let outcomes: Vec<_> = h
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finished(f) => Some(f.outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Complete,
+            Outcome::Unfinished(CloseReason::StreamMismatch)
+        ]
+    );
+    assert_eq!(h.server.active_requests(), 0);
 }
 
 #[test]

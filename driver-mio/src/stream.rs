@@ -103,7 +103,8 @@ enum Gone {
     Closed,
     /// Core refused the head (an invalid status or header) and answered 500.
     Refused,
-    /// More or fewer bytes than declared: core closed the connection.
+    /// More or fewer bytes than declared: core ends the connection once
+    /// what was queued before is written.
     Mismatch,
 }
 
@@ -121,7 +122,7 @@ impl Gone {
             ),
             Gone::Mismatch => io::Error::new(
                 io::ErrorKind::InvalidData,
-                "the body did not match its declared length: the connection is closed",
+                "the body did not match its declared length: the connection closes",
             ),
         }
     }
@@ -228,8 +229,8 @@ impl BodyWriter {
     }
 
     /// Ends the body. Returns at once: the end follows the bytes still
-    /// queued. Fails if the stream is already gone, or (after closing the
-    /// connection) if a declared length was not reached.
+    /// queued. Fails if the stream is already gone, or (the connection then
+    /// closing) if a declared length was not reached.
     pub fn finish(self) -> io::Result<()> {
         self.finish_with_trailers(std::iter::empty::<(&str, &[u8])>())
     }

@@ -267,7 +267,7 @@ enum Fed {
     /// Core was given an input.
     Input,
     /// The application broke the stream on this connection (a length
-    /// mismatch): core closes it.
+    /// mismatch): core closes it once what was queued is written.
     Broke(usize),
 }
 
@@ -324,6 +324,9 @@ struct ConnModel {
     eof: bool,
     /// Core half-closed it.
     write_shut: bool,
+    /// The application broke the declared length of a stream on it: core
+    /// closes it once what was queued is written.
+    broke: bool,
     /// Bytes in the kernel's receive buffer the driver has not read.
     unread: Vec<u8>,
     /// Every byte written, read back as responses.
@@ -462,7 +465,7 @@ struct Step {
     /// Connections closed while the driver held unread input for them.
     closed_with_unread: Vec<usize>,
     /// The connection whose stream the application broke (a length
-    /// mismatch): core must close it in this step.
+    /// mismatch): core closes it once what was queued is written.
     broken: Option<usize>,
     exit: Option<DrainReport>,
 }
@@ -1196,12 +1199,16 @@ impl World {
                 );
                 assert!(bytes.starts_with(b"HTTP/1.1 503 "), "a farewell is a 503");
             }
-            Event::HalfClose(id, _) => {
+            Event::HalfClose(id, reason) => {
                 let i = self.index_of(id);
                 assert!(!self.conns[i].write_shut, "half-closed twice");
                 // Core half-closes once everything is written: a body that
-                // runs until the close ends here, any other is complete.
-                self.finish_wire(i);
+                // runs until the close ends here, any other is complete —
+                // but for one whose application broke its declared length,
+                // which ends where it broke.
+                if reason != CloseReason::StreamMismatch {
+                    self.finish_wire(i);
+                }
                 assert_eq!(
                     self.server.transmit(id),
                     [&[][..], &[]],
@@ -1220,14 +1227,12 @@ impl World {
                 let c = &mut self.conns[i];
                 // S5, S8: a client that may still be sending is closed only
                 // after lingering, but for the reasons that allow it — or
-                // when the application broke its streamed body (see
-                // `check_stream_close`), or owns the socket (an upgrade).
+                // when the application owns the socket (an upgrade).
                 assert!(
                     c.write_shut
                         || c.eof
                         || c.upgraded
-                        || props::may_close_without_linger(reason)
-                        || reason == CloseReason::StreamMismatch,
+                        || props::may_close_without_linger(reason),
                     "S8: closed for {reason:?} without lingering, while the client may still be sending"
                 );
                 if c.upgraded {
@@ -1241,7 +1246,11 @@ impl World {
                 if !c.unread.is_empty() {
                     step.closed_with_unread.push(i);
                 }
-                let unwritten = c.answered.len() - c.completed;
+                // A broken stream's request ended already, failed (its
+                // `Finished` came with the break, or once what was queued
+                // before it was written).
+                let unwritten =
+                    (c.answered.len() - c.completed).saturating_sub(usize::from(c.broke));
                 step.lost.extend((0..unwritten).map(|_| (i, true, reason)));
                 let answered = &mut self.answered;
                 self.pending.retain(|r| {
@@ -1322,9 +1331,12 @@ impl World {
             assert!(!self.conns[i].open, "a reset connection was not closed");
         }
         if let Some(i) = step.broken {
+            let c = &mut self.conns[i];
+            c.broke = true;
+            let queued = self.server.transmit(c.id) != [&[][..], &[]];
             assert!(
-                !self.conns[i].open,
-                "a stream broke, but its connection was not closed"
+                !c.open || c.write_shut || queued,
+                "a stream broke, but its connection goes on"
             );
         }
         self.note_revoked();
@@ -1483,9 +1495,8 @@ impl World {
     /// queued before it on the same connection go too.
     fn check_stream_close(&self, i: usize, reason: CloseReason, step: &Step) {
         if reason == CloseReason::StreamMismatch {
-            assert_eq!(
-                step.broken,
-                Some(i),
+            assert!(
+                step.broken == Some(i) || self.conns[i].broke,
                 "closed for StreamMismatch, but no stream broke on it"
             );
         }
@@ -1797,6 +1808,7 @@ impl ConnModel {
             open: true,
             eof: false,
             write_shut: false,
+            broke: false,
             unread: Vec::new(),
             wire: Wire::new(),
             is_head: Vec::new(),

@@ -1633,6 +1633,36 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
                 Op::StreamEnd { nth: 0, trailer: 0 },
             ]),
         ),
+        // A stream broken short of its length ends its request, failed,
+        // and its connection once written: a forced exit later cuts
+        // nothing more.
+        (
+            "regressions/broken-stream-then-forced-exit",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                stream(Some(50), 0),
+                data(10),
+                write(0),
+                end(0),
+                Op::Terminate,
+                Op::Terminate,
+            ]),
+        ),
+        // A stream broken behind a response still queued: that response
+        // is written whole before the connection ends.
+        (
+            "regressions/broken-stream-behind-a-queued-response",
+            serving(vec![
+                Op::Accept,
+                get(0),
+                get(0),
+                respond(),
+                stream(Some(4), 0),
+                data(10),
+                write(0),
+            ]),
+        ),
         // A FIN during a streamed upload: the last chunk of the response
         // before it is still written.
         (
