@@ -31,9 +31,10 @@ use bytes::Bytes;
 
 use crate::chunked::ChunkedDecoder;
 use crate::close::CloseReason;
-use crate::finished::{Finished, RequestLog};
+use crate::finished::{Finished, Outcome, RequestLog};
 use crate::input::Input;
 use crate::parse::{FieldSpan, Head, HeadScan};
+use crate::request::{ConnId, RequestId};
 use crate::time::Time;
 use crate::timers::{Link, Linked};
 
@@ -107,6 +108,30 @@ pub(crate) struct Stream {
     /// The application was given less room than it offered: tell it when
     /// there is room again.
     pub blocked: bool,
+}
+
+impl Stream {
+    /// How its request ended, on connection `conn`, at `now`: the one
+    /// record of a streamed response, whether it ended, broke or was cut.
+    pub fn finished(&self, conn: ConnId, outcome: Outcome, now: Time) -> Finished {
+        Finished {
+            conn,
+            request: Some(RequestId {
+                conn,
+                seq: self.seq,
+            }),
+            status: Some(self.status),
+            body_bytes: match self.framing {
+                StreamFraming::Bodiless => 0,
+                _ => self.sent,
+            },
+            outcome,
+            began_at: self.began_at,
+            responded_at: Some(self.started_at),
+            finished_at: now,
+            keeps_connection: outcome == Outcome::Complete && self.close.is_none(),
+        }
+    }
 }
 
 /// How a streamed body is delimited on the wire.

@@ -382,23 +382,7 @@ impl Server {
             }
             _ => {}
         }
-        bufs.response_queued(Finished {
-            conn: id,
-            request: Some(RequestId {
-                conn: id,
-                seq: stream.seq,
-            }),
-            status: Some(stream.status),
-            body_bytes: match stream.framing {
-                StreamFraming::Bodiless => 0,
-                _ => stream.sent,
-            },
-            outcome: Outcome::Complete,
-            began_at: stream.began_at,
-            responded_at: Some(stream.started_at),
-            finished_at: now,
-            keeps_connection: stream.close.is_none(),
-        });
+        bufs.response_queued(stream.finished(id, Outcome::Complete, now));
         // Written already: the connection was busy until now, so its next
         // wait starts now (and joins its timer list in order).
         if bufs.pending_out() == 0 {
@@ -431,21 +415,8 @@ impl Server {
             .bufs
             .as_mut()
             .expect("a streaming response has buffers");
-        bufs.response_queued(Finished {
-            conn: id,
-            request: Some(RequestId {
-                conn: id,
-                seq: stream.seq,
-            }),
-            status: Some(stream.status),
-            body_bytes: stream.sent,
-            outcome: Outcome::Unfinished(CloseReason::StreamMismatch),
-            began_at: stream.began_at,
-            responded_at: Some(stream.started_at),
-            finished_at: now,
-            keeps_connection: false,
-        });
         let reason = CloseReason::StreamMismatch;
+        bufs.response_queued(stream.finished(id, Outcome::Unfinished(reason), now));
         self.enter(key, State::Closing { reason }, now);
         self.queue_transmit(key);
         // Everything may be written already: close now.

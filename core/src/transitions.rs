@@ -307,20 +307,8 @@ impl Server {
         }
         if let State::Streaming(stream) = &conn.state {
             count += 1;
-            self.events.push_back(Event::Finished(Finished {
-                conn: id,
-                request: Some(RequestId {
-                    conn: id,
-                    seq: stream.seq,
-                }),
-                status: Some(stream.status),
-                body_bytes: stream.sent,
-                outcome,
-                began_at: stream.began_at,
-                responded_at: Some(stream.started_at),
-                finished_at: now,
-                keeps_connection: false,
-            }));
+            self.events
+                .push_back(Event::Finished(stream.finished(id, outcome, now)));
         } else if matches!(
             conn.state,
             State::Head { .. }
