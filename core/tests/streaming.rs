@@ -650,13 +650,18 @@ fn a_client_gone_mid_body_still_gets_the_rest_of_the_response_before_it() {
     assert_eq!(h.server.active_requests(), 0);
 }
 
-#[test]
-fn a_fin_behind_a_whole_body_held_back_by_the_buffer_loses_nothing() {
-    let mut h = Harness::with(Config {
+/// Streamed request bodies, at most four bytes waiting for the application.
+fn four_byte_stream_buffer() -> Harness {
+    Harness::with(Config {
         stream_request_bodies: true,
         max_stream_buffer_bytes: 4,
         ..Config::default()
-    });
+    })
+}
+
+#[test]
+fn a_fin_behind_a_whole_body_held_back_by_the_buffer_loses_nothing() {
+    let mut h = four_byte_stream_buffer();
     let c = h.accept();
     h.send(
         c,
@@ -684,11 +689,7 @@ fn a_fin_behind_a_whole_body_held_back_by_the_buffer_loses_nothing() {
 
 #[test]
 fn a_fin_mid_body_held_back_by_the_buffer_lets_the_application_read_what_came() {
-    let mut h = Harness::with(Config {
-        stream_request_bodies: true,
-        max_stream_buffer_bytes: 4,
-        ..Config::default()
-    });
+    let mut h = four_byte_stream_buffer();
     let c = h.accept();
     h.send(
         c,
