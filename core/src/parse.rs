@@ -288,14 +288,16 @@ fn parse_complete(
             return Err(Reject::TargetTooLong);
         }
         let (path, query) = split_target(method, target)?;
+        // Two passes: storing the spans is a copy the compiler sizes once,
+        // and the rules look only at the few names they know.
         fields.clear();
+        fields.extend(req.headers.iter().map(|h| FieldSpan {
+            name: Span::of(buf, h.name.as_bytes()),
+            value: Span::of(buf, h.value),
+        }));
         let mut rules = HeaderRules::default();
         for h in req.headers.iter() {
             rules.observe(h.name, h.value)?;
-            fields.push(FieldSpan {
-                name: Span::of(buf, h.name.as_bytes()),
-                value: Span::of(buf, h.value),
-            });
         }
         let framing = rules.framing(minor_version, config)?;
         Ok(Some(Head {
@@ -518,10 +520,20 @@ struct HeaderRules {
 impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         // Most fields are none of these: the length and the first letter
-        // tell at once. Setting the 0x20 bit lowercases a letter; the full
-        // comparison settles any other byte it changes.
+        // tell at once. The names compared are lowercase letters and `-`, and
+        // `name` is a token (httparse checked): the only token bytes that
+        // setting the 0x20 bit turns into such a byte are that letter in
+        // either case and `-` itself, so no case table is needed.
         let first = name.as_bytes().first().map_or(0, |&b| b | 0x20);
-        let is = |field: &str| first == field.as_bytes()[0] && name.eq_ignore_ascii_case(field);
+        let is = |field: &str| {
+            first == field.as_bytes()[0]
+                && name.len() == field.len()
+                && name
+                    .bytes()
+                    .zip(field.bytes())
+                    .fold(0, |differ, (a, b)| differ | ((a | 0x20) ^ b))
+                    == 0
+        };
         match name.len() {
             4 if is("host") => {
                 self.hosts += 1;
@@ -546,13 +558,18 @@ impl HeaderRules {
                     self.last_coding_chunked = chunked;
                 }
             }
-            10 if is("connection") => {
-                for token in tokens(value) {
-                    self.close_token |= is_word(token, b"close");
-                    self.keep_alive_token |= is_word(token, b"keep-alive");
-                    self.upgrade_token |= is_word(token, b"upgrade");
+            // Most clients send a single `keep-alive` or `close`: no list to split.
+            10 if is("connection") => match value {
+                b"keep-alive" => self.keep_alive_token = true,
+                b"close" => self.close_token = true,
+                _ => {
+                    for token in tokens(value) {
+                        self.close_token |= is_word(token, b"close");
+                        self.keep_alive_token |= is_word(token, b"keep-alive");
+                        self.upgrade_token |= is_word(token, b"upgrade");
+                    }
                 }
-            }
+            },
             7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
             6 if is("expect") => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
@@ -963,6 +980,21 @@ mod tests {
             .is_some());
         assert_eq!(status(b"GET http://u@h/a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
         assert_eq!(status(b"GET http://:80/a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn header_names_match_in_any_case_and_only_letter_for_letter() {
+        let framing = |name: &str| {
+            let req = format!("POST / HTTP/1.1\r\nhOsT: x\r\n{name}: 5\r\n\r\n");
+            parse_three_ways(req.as_bytes()).unwrap().unwrap().framing
+        };
+        assert_eq!(framing("CONTENT-LENGTH"), Framing::Length(5));
+        assert_eq!(framing("content-Length"), Framing::Length(5));
+        // Another token byte in place of `-` or of a letter: another name.
+        assert_eq!(framing("Content_Length"), Framing::Empty);
+        assert_eq!(framing("Content-Lengtg"), Framing::Empty);
+        let h = parse(b"GET / HTTP/1.1\r\nHost: x\r\nCONNECTION: close\r\n\r\n");
+        assert!(!h.unwrap().unwrap().keep_alive);
     }
 
     #[test]
