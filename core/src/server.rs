@@ -391,6 +391,9 @@ impl Server {
         self.now
     }
 
+    // Inlined, like `key_of`: called several times per request, and the
+    // call costs more than the lookup.
+    #[inline]
     pub(crate) fn id_of(&self, key: usize) -> ConnId {
         ConnId {
             index: key as u32,
@@ -398,6 +401,7 @@ impl Server {
         }
     }
 
+    #[inline]
     pub(crate) fn key_of(&self, id: ConnId) -> Option<usize> {
         let key = id.index as usize;
         self.conns

@@ -65,7 +65,7 @@ pub(crate) struct DrainTimes {
 /// a connection that waits on the application.
 // Inlined, like `history`, `enter` and `settle`: they run several times per
 // request, and where a caller names the state, the table folds to its row.
-#[inline]
+#[inline(always)]
 pub(crate) fn timer_for(
     state: &State,
     history: History,

@@ -155,7 +155,12 @@ impl Server {
             Some(reason) => self.enter(key, State::Closing { reason }, now),
             None => {
                 self.enter(key, State::Idle, now);
-                self.process_input(key, now);
+                // The next pipelined request, if one is buffered. Without
+                // input there is nothing to read, and the response just
+                // queued keeps the buffers.
+                if self.conns[key].buffered_input() > 0 {
+                    self.process_input(key, now);
+                }
             }
         }
         if self.conns.contains(key) {
