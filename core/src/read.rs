@@ -227,7 +227,7 @@ impl Server {
         // held back by a full buffer may yet be whole: the application reads
         // on, and the rest of the input moves up as it does.
         let conn = &self.conns[key];
-        let never_finished = match conn.state {
+        let never_finished = || match conn.state {
             State::Idle | State::Head { .. } | State::Body { .. } => true,
             State::Receiving { done: false, .. } => {
                 conn.bufs.as_deref().map_or(0, |b| b.body.len())
@@ -235,7 +235,7 @@ impl Server {
             }
             _ => false,
         };
-        if conn.peer_eof && conn.pending_out() == 0 && never_finished {
+        if conn.peer_eof && conn.pending_out() == 0 && never_finished() {
             self.close_now(key, CloseReason::ClientClosed);
         }
     }

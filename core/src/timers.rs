@@ -99,7 +99,7 @@ impl Timers {
         kind: TimerKind,
         deadline: Time,
     ) {
-        self.clear(conns, key);
+        self.unlink(conns, key);
         let k = kind as usize;
         let tail = self.tail[k];
         if tail != NIL {
@@ -124,8 +124,17 @@ impl Timers {
     /// Takes connection `key` off whatever list it is on.
     #[inline]
     pub fn clear<C: Linked>(&mut self, conns: &mut Slab<C>, key: usize) {
+        if self.unlink(conns, key) {
+            *conns[key].link_mut() = Link::default();
+        }
+    }
+
+    /// Links the neighbours of connection `key` past it, leaving its own
+    /// link for the caller to overwrite; false if it was on no list.
+    #[inline]
+    fn unlink<C: Linked>(&mut self, conns: &mut Slab<C>, key: usize) -> bool {
         let link = *conns[key].link();
-        let Some(kind) = link.kind else { return };
+        let Some(kind) = link.kind else { return false };
         let k = kind as usize;
         match link.prev {
             NIL => self.head[k] = link.next,
@@ -135,7 +144,7 @@ impl Timers {
             NIL => self.tail[k] = link.prev,
             next => conns[next as usize].link_mut().prev = link.prev,
         }
-        *conns[key].link_mut() = Link::default();
+        true
     }
 
     /// The earliest deadline of any connection.
