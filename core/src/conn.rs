@@ -338,6 +338,8 @@ const POOL_MAX: usize = 64;
 const POOL_KEEP_BYTES: usize = 64 * 1024;
 
 impl Pool {
+    // Inlined: a keep-alive connection takes its buffers once per request.
+    #[inline]
     pub fn take(&mut self) -> Box<Buffers> {
         self.free.pop().unwrap_or_default()
     }

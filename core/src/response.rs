@@ -248,6 +248,8 @@ where
     Ok(())
 }
 
+// Inlined into `write_framing`, for every response's `Content-Length`.
+#[inline]
 fn write_u64(out: &mut Vec<u8>, n: u64) {
     let mut buf = itoa::Buffer::new();
     out.extend_from_slice(buf.format(n).as_bytes());
