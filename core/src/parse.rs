@@ -262,6 +262,7 @@ fn later_minor_digit_at(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a head with httparse; `Ok(None)` if it is not complete.
+#[inline]
 fn parse_complete(
     buf: &[u8],
     config: &Config,

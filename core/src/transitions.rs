@@ -188,25 +188,21 @@ impl Server {
         let drain = self.drain_times();
         let config = &self.config;
         let conn = &mut self.conns[key];
-        let mut history = history(conn, config);
-        let mut timer = timer_for(&conn.state, history, drain, config);
+        let mut timer = timer_for(&conn.state, history(conn, config), drain, config);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
             // (A response just queued has noted its progress already.)
             if conn.link.kind() != Some(kind) {
                 if let Some(bufs) = conn.bufs.as_mut() {
-                    let progress = match kind {
-                        TimerKind::Body => &mut bufs.body_progress_at,
-                        _ => &mut bufs.write_progress_at,
+                    let (progress, wait) = match kind {
+                        TimerKind::Body => (&mut bufs.body_progress_at, config.body_read_timeout),
+                        _ => (&mut bufs.write_progress_at, config.write_stall_timeout),
                     };
                     if *progress != now {
+                        // The same row of the table, measured from now.
                         *progress = now;
-                        match kind {
-                            TimerKind::Body => history.body_progress_at = now,
-                            _ => history.output = Some(now),
-                        }
-                        timer = timer_for(&conn.state, history, drain, config);
+                        timer = Some((kind, now + wait));
                     }
                 }
             }
