@@ -551,32 +551,12 @@ impl HeaderRules {
                 }
             }
             14 if is("content-length") => self.content_length(value)?,
-            17 if is("transfer-encoding") => {
-                self.transfer_encoding = true;
-                for coding in tokens(value) {
-                    // Parameters on a coding are ignored; only its name matters here.
-                    let name = coding
-                        .split(|&b| b == b';')
-                        .next()
-                        .unwrap_or(&[])
-                        .trim_ascii();
-                    let chunked = name.eq_ignore_ascii_case(b"chunked");
-                    self.chunked_count += u32::from(chunked);
-                    self.unknown_coding |= !chunked;
-                    self.last_coding_chunked = chunked;
-                }
-            }
+            17 if is("transfer-encoding") => self.transfer_codings(value),
             // Most clients send a single `keep-alive` or `close`: no list to split.
             10 if is("connection") => match value {
                 b"keep-alive" => self.keep_alive_token = true,
                 b"close" => self.close_token = true,
-                _ => {
-                    for token in tokens(value) {
-                        self.close_token |= is_word(token, b"close");
-                        self.keep_alive_token |= is_word(token, b"keep-alive");
-                        self.upgrade_token |= is_word(token, b"upgrade");
-                    }
-                }
+                _ => self.connection_options(value),
             },
             7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
             6 if is("expect") => {
@@ -585,6 +565,34 @@ impl HeaderRules {
             _ => {}
         }
         Ok(())
+    }
+
+    // The list walks below are kept out of line: most requests have no such
+    // list, and inlined they make every header of every request dearer.
+    #[inline(never)]
+    fn transfer_codings(&mut self, value: &[u8]) {
+        self.transfer_encoding = true;
+        for coding in tokens(value) {
+            // Parameters on a coding are ignored; only its name matters here.
+            let name = coding
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or(&[])
+                .trim_ascii();
+            let chunked = name.eq_ignore_ascii_case(b"chunked");
+            self.chunked_count += u32::from(chunked);
+            self.unknown_coding |= !chunked;
+            self.last_coding_chunked = chunked;
+        }
+    }
+
+    #[inline(never)]
+    fn connection_options(&mut self, value: &[u8]) {
+        for token in tokens(value) {
+            self.close_token |= is_word(token, b"close");
+            self.keep_alive_token |= is_word(token, b"keep-alive");
+            self.upgrade_token |= is_word(token, b"upgrade");
+        }
     }
 
     fn content_length(&mut self, value: &[u8]) -> Result<(), Reject> {

@@ -79,6 +79,8 @@ impl Server {
         }
     }
 
+    // Cold: only a faulty application comes here.
+    #[cold]
     pub(crate) fn respond_internal_error(&mut self, key: usize, now: Time) {
         let headers = [("Content-Type", "text/plain; charset=utf-8")];
         let body = Bytes::from_static(b"500 Internal Server Error\n");
