@@ -155,7 +155,7 @@ pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 // Inlined, like the other small helpers of `write_head` (`write_framing`,
 // `is_token`, `is_field_value`): each runs once per response, and its call
-// cost as much as its body (about 25 instructions per request together).
+// costs as much as its body (about 25 instructions per request together).
 #[inline]
 fn write_status_line(out: &mut Vec<u8>, status: u16) {
     if let Some(line) = status_line(status) {

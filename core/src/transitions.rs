@@ -66,7 +66,7 @@ pub(crate) struct DrainTimes {
 // Inlined, like `history`, `enter` and `settle`: they run several times per
 // request, and where a caller names the state, the table folds to its row.
 // Always: left to itself the compiler keeps one out-of-line copy, which
-// costs a pipelined request about 35 instructions.
+// costs each request about 30 instructions.
 #[inline(always)]
 pub(crate) fn timer_for(
     state: &State,
@@ -200,7 +200,8 @@ impl Server {
                         _ => (&mut bufs.write_progress_at, config.write_stall_timeout),
                     };
                     if *progress != now {
-                        // The same row of the table, measured from now.
+                        // What `timer_for` gives with this progress at `now`:
+                        // the row is the same, only its start moved.
                         *progress = now;
                         timer = Some((kind, now + wait));
                     }
