@@ -542,6 +542,10 @@ impl HeaderRules {
                     .fold(0, |differ, (a, b)| differ | ((a | 0x20) ^ b))
                     == 0
         };
+        // The first letters of those names: most fields stop here.
+        if !matches!(first, b'c' | b'e' | b'h' | b't' | b'u') {
+            return Ok(());
+        }
         match name.len() {
             4 if is("host") => {
                 self.hosts += 1;

@@ -321,11 +321,8 @@ impl Server {
 
     #[inline]
     pub(crate) fn queue_transmit(&mut self, key: usize) {
-        if self.conns[key].pending_out() == 0 {
-            return;
-        }
         let conn = &mut self.conns[key];
-        if !conn.transmit_queued {
+        if conn.pending_out() > 0 && !conn.transmit_queued {
             conn.transmit_queued = true;
             let id = self.id_of(key);
             self.events.push_back(Event::Transmit(id));
