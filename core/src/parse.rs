@@ -262,6 +262,7 @@ fn later_minor_digit_at(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a head with httparse; `Ok(None)` if it is not complete.
+// Inlined: it is most of `parse_head`, whose common path calls it once.
 #[inline]
 fn parse_complete(
     buf: &[u8],
@@ -527,12 +528,15 @@ struct HeaderRules {
 
 impl HeaderRules {
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
-        // Most fields are none of these: the length and the first letter
+        // Most fields are none of these: the first letter and the length
         // tell at once. The names compared are lowercase letters and `-`, and
         // `name` is a token (httparse checked): the only token bytes that
         // setting the 0x20 bit turns into such a byte are that letter in
         // either case and `-` itself, so no case table is needed.
         let first = name.as_bytes().first().map_or(0, |&b| b | 0x20);
+        if !matches!(first, b'c' | b'e' | b'h' | b't' | b'u') {
+            return Ok(());
+        }
         let is = |field: &str| {
             first == field.as_bytes()[0]
                 && name.len() == field.len()
@@ -542,10 +546,6 @@ impl HeaderRules {
                     .fold(0, |differ, (a, b)| differ | ((a | 0x20) ^ b))
                     == 0
         };
-        // The first letters of those names: most fields stop here.
-        if !matches!(first, b'c' | b'e' | b'h' | b't' | b'u') {
-            return Ok(());
-        }
         match name.len() {
             4 if is("host") => {
                 self.hosts += 1;
