@@ -301,6 +301,8 @@ impl Conn {
     /// while serving always; during the drain only if bytes after it had
     /// been received before the drain began (its client pipelined another
     /// request before it could know).
+    // Inlined: asked of every response, and while serving it is one test.
+    #[inline]
     pub fn drain_keeps_open(&self, draining: bool, len: usize) -> bool {
         match self.received_before_drain {
             None => !draining,
