@@ -60,6 +60,14 @@ struct Conn {
     /// The request handed to the application and not yet answered, as
     /// `METHOD target`, to name it in the log if the drain cuts it.
     deferred: Option<(RequestId, Box<str>)>,
+    /// Its last write fell short or would have blocked. Only then is a
+    /// writable readiness news: epoll reports one with every change of the
+    /// socket, every arriving request included.
+    write_blocked: bool,
+    /// Readiness said its peer's side closed or failed. That edge is spent
+    /// once reported, so reads go on until they see the end; otherwise a
+    /// short read means the socket is empty (see [`Worker::read`]).
+    read_ended: bool,
 }
 
 /// Everything one worker thread owns.
@@ -77,6 +85,11 @@ pub(crate) struct Worker<H> {
     rx: Receiver<Message>,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
+    /// When the loop last woke up: the clock is read once per wake-up, and
+    /// every input of that pass takes this time (see [`Worker::wake_up`]).
+    awake_at: Instant,
+    /// `awake_at` on core's clock.
+    now: Time,
     conns: Vec<Option<Conn>>,
     buf: Box<[u8]>,
     /// Connections to read again after [`Event::ResumeRead`].
@@ -90,7 +103,9 @@ pub(crate) struct Worker<H> {
     /// Accept failed and the backlog has not been emptied since: the failure
     /// is logged once, not on every retry.
     accept_failing: bool,
-    date_second: u64,
+    /// When the wall clock's second next changes, as far as the monotonic
+    /// clock can tell: the `Date` is looked at again then.
+    next_date_at: Instant,
     /// See [`spare_fd`].
     spare_fd: Option<std::fs::File>,
     /// `METHOD target` of the request being dispatched.
@@ -155,6 +170,8 @@ impl<H: Handler> Worker<H> {
             inbox: inbox.clone(),
             rx,
             start,
+            awake_at: start,
+            now: Time::ZERO,
             conns: Vec::new(),
             buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             resume: Vec::new(),
@@ -162,7 +179,7 @@ impl<H: Handler> Worker<H> {
             draining_backlog: false,
             accept_paused_until: None,
             accept_failing: false,
-            date_second: u64::MAX,
+            next_date_at: start,
             spare_fd: spare_fd(),
             name: String::new(),
             streams: Streams::default(),
@@ -186,7 +203,7 @@ impl<H: Handler> Worker<H> {
         // requests made before this worker existed.
         let mut events = Events::with_capacity(1024);
         loop {
-            self.refresh_date();
+            self.wake_up();
             // A stop counts before the connection events of the same
             // wake-up: what is queued by then is drained as backlog.
             self.apply_stops();
@@ -197,16 +214,12 @@ impl<H: Handler> Worker<H> {
                         self.pump();
                     }
                     WAKER => self.messages(),
-                    token => self.ready(
-                        token.0,
-                        event.is_readable() || event.is_read_closed() || event.is_error(),
-                        event.is_writable(),
-                    ),
+                    token => self.ready(token.0, event),
                 }
                 self.settle();
             }
             if let Some(until) = self.accept_paused_until {
-                if Instant::now() >= until {
+                if self.awake_at >= until {
                     self.resume_accepting();
                     self.pump();
                 }
@@ -239,7 +252,21 @@ impl<H: Handler> Worker<H> {
     }
 
     fn now(&self) -> Time {
-        Time::from_duration(self.start.elapsed())
+        self.now
+    }
+
+    /// Reads the clock for this pass of the loop, and sets core's `Date` if
+    /// its second may have changed.
+    ///
+    /// One read per wake-up, not per input: a pass takes microseconds, so
+    /// the deadlines core derives from it are early by as much at most,
+    /// which no timeout notices.
+    fn wake_up(&mut self) {
+        self.awake_at = Instant::now();
+        self.now = Time::from_duration(self.awake_at.saturating_duration_since(self.start));
+        if self.awake_at >= self.next_date_at {
+            self.refresh_date();
+        }
     }
 
     /// How long mio may sleep: until core's next deadline or the end of an
@@ -252,21 +279,24 @@ impl<H: Handler> Worker<H> {
             .map(|at| at.saturating_since(now));
         let pause = self
             .accept_paused_until
-            .map(|until| until.saturating_duration_since(Instant::now()));
+            .map(|until| until.saturating_duration_since(self.awake_at));
         match (core, pause) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Sets core's `Date` when the wall-clock second has changed.
+    /// Sets core's `Date` from the wall clock, and when to look again: at
+    /// its next second. A step of the wall clock shows by then.
     fn refresh_date(&mut self) {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.date_second {
-            self.date_second = second;
-            self.server.set_date(&httpdate::fmt_http_date(now));
-        }
+        let wall = SystemTime::now();
+        self.server.set_date(&httpdate::fmt_http_date(wall));
+        let into_second = wall
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let to_next_second = Duration::from_secs(1) - Duration::from_nanos(into_second.into());
+        self.next_date_at = self.awake_at + to_next_second;
     }
 
     /// Carries out core's events until there are none.
@@ -355,21 +385,29 @@ impl<H: Handler> Worker<H> {
         lookup(&mut self.conns, id)
     }
 
-    fn ready(&mut self, index: usize, readable: bool, writable: bool) {
-        let Some(id) = self.conns.get(index).and_then(Option::as_ref).map(|c| c.id) else {
+    fn ready(&mut self, index: usize, event: &mio::event::Event) {
+        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
-        if writable {
+        let id = conn.id;
+        let ended = event.is_read_closed() || event.is_error();
+        conn.read_ended |= ended;
+        if event.is_writable() && conn.write_blocked {
             self.write(id);
             self.pump();
         }
-        if readable {
+        if event.is_readable() || ended {
             self.read(id);
         }
     }
 
-    /// Reads until the socket would block, core stops wanting input, or the
+    /// Reads until the socket is empty, core stops wanting input, or the
     /// connection ends; every read is one core input.
+    ///
+    /// A read shorter than the buffer emptied the socket, and readiness is
+    /// edge-triggered: bytes arriving later are reported anew, so one read
+    /// usually does, with no second one just to hear `WouldBlock`. Only an
+    /// end already reported ([`Conn::read_ended`]) is read until seen.
     fn read(&mut self, id: ConnId) {
         loop {
             if !self.server.wants_read(id) {
@@ -387,9 +425,13 @@ impl<H: Handler> Worker<H> {
                     return;
                 }
                 Ok(n) => {
+                    let emptied = n < self.buf.len() && !conn.read_ended;
                     let now = self.now();
                     self.server.handle_recv(id, &self.buf[..n], now);
                     self.pump();
+                    if emptied {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -404,12 +446,14 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Writes what core has queued for `id`, one vectored write at a time,
-    /// until it is all written or the socket would block.
+    /// until it is all written or the socket is full: a short write says so
+    /// without a second write to hear `WouldBlock`.
     fn write(&mut self, id: ConnId) {
         loop {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
+            conn.write_blocked = false;
             let [head, tail] = self.server.transmit(id);
             let slices = [IoSlice::new(head), IoSlice::new(tail)];
             let slices = match (head.is_empty(), tail.is_empty()) {
@@ -424,8 +468,18 @@ impl<H: Handler> Worker<H> {
                     self.server.handle_aborted(id, self.now());
                     return;
                 }
-                Ok(n) => self.server.handle_sent(id, n, self.now()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok(n) => {
+                    let full = n < head.len() + tail.len();
+                    conn.write_blocked = full;
+                    self.server.handle_sent(id, n, self.now);
+                    if full {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.write_blocked = true;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("write to {id:?}: {e}");
@@ -548,7 +602,7 @@ impl<H: Handler> Worker<H> {
                 log::error!("accept failed, pausing: {e}");
             }
         }
-        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        self.accept_paused_until = Some(self.awake_at + ACCEPT_PAUSE);
     }
 
     fn accepted(&mut self, mut stream: TcpStream, peer: SocketAddr) {
@@ -579,6 +633,8 @@ impl<H: Handler> Worker<H> {
             stream,
             inflight,
             deferred: None,
+            write_blocked: false,
+            read_ended: false,
         });
     }
 
@@ -740,13 +796,15 @@ impl<H: Handler> Worker<H> {
         if !self.access_logged {
             return None;
         }
-        let since = self.access_flushed_at.elapsed();
+        let since = self
+            .awake_at
+            .saturating_duration_since(self.access_flushed_at);
         if !now && since < ACCESS_LOG_FLUSH_INTERVAL {
             return Some(ACCESS_LOG_FLUSH_INTERVAL - since);
         }
         log::logger().flush();
         self.access_logged = false;
-        self.access_flushed_at = Instant::now();
+        self.access_flushed_at = self.awake_at;
         None
     }
 
