@@ -689,10 +689,11 @@ impl<H: Handler> Worker<H> {
 
     /// Gives core the application's answer to request `id`, named `name`
     /// in the log.
-    fn answer(&mut self, id: RequestId, answer: Answer, name: &str) {
+    fn answer(&mut self, id: RequestId, mut answer: Answer, name: &str) {
         let now = self.now();
+        // Borrowed, not moved: a response is some 300 bytes.
         let response = match answer {
-            Answer::Response(response) => response,
+            Answer::Response(ref mut response) => response,
             Answer::Stream(start) => return self.start_stream(id, *start, name),
             Answer::Upgrade(start) => return self.start_upgrade(id, *start, name),
             Answer::Failed => {
@@ -701,13 +702,14 @@ impl<H: Handler> Worker<H> {
                 return self.server.handle_app_failure(id, now);
             }
         };
+        let body = std::mem::take(&mut response.body);
         let headers = response
             .headers
             .iter()
             .map(|(name, value)| (name.as_bytes(), &value[..]));
         match self
             .server
-            .handle_response(id, response.status, headers, response.body, now)
+            .handle_response(id, response.status, headers, body, now)
         {
             Ok(()) => {}
             Err(RespondError::UnknownRequest) => {
