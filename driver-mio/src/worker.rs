@@ -416,8 +416,6 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
-            // The clock is read once the read says what happened: the last
-            // read of every readiness event would block and needs no time.
             match conn.stream.read(&mut self.buf) {
                 Ok(0) => {
                     self.server.handle_peer_eof(id, self.now());
@@ -445,48 +443,40 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Writes what core has queued for `id`, one vectored write at a time,
-    /// until it is all written or the socket is full: a short write says so
-    /// without a second write to hear `WouldBlock`.
+    /// Writes what core has queued for `id` in one vectored write. If the
+    /// socket takes it all, core announces what it queues next with another
+    /// [`Event::Transmit`]; if not, the socket is full, and its writable
+    /// readiness says when to go on ([`Conn::write_blocked`]).
     fn write(&mut self, id: ConnId) {
         loop {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
-            conn.write_blocked = false;
             let [head, tail] = self.server.transmit(id);
             let slices = [IoSlice::new(head), IoSlice::new(tail)];
             let slices = match (head.is_empty(), tail.is_empty()) {
-                (true, true) => return,
+                (true, true) => {
+                    conn.write_blocked = false;
+                    return;
+                }
                 (false, true) => &slices[..1],
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
             };
-            // As in `read`: the clock is read only when there is news.
             match conn.stream.write_vectored(slices) {
-                Ok(0) => {
-                    self.server.handle_aborted(id, self.now());
-                    return;
-                }
+                Ok(0) => self.server.handle_aborted(id, self.now),
                 Ok(n) => {
-                    let full = n < head.len() + tail.len();
-                    conn.write_blocked = full;
+                    conn.write_blocked = n < head.len() + tail.len();
                     self.server.handle_sent(id, n, self.now);
-                    if full {
-                        return;
-                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    conn.write_blocked = true;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("write to {id:?}: {e}");
-                    self.server.handle_aborted(id, self.now());
-                    return;
+                    self.server.handle_aborted(id, self.now);
                 }
             }
+            return;
         }
     }
 
