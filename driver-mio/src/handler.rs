@@ -367,8 +367,10 @@ pub(crate) fn on_worker_thread() -> bool {
 #[inline]
 fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
     if DISPATCHING.get() == Some((Arc::as_ptr(inbox) as usize, id)) {
-        // Not `LocalKey::set`, which moves the answer three times.
-        INLINE_ANSWER.with_borrow_mut(|slot| *slot = Some(answer));
+        // Not `LocalKey::set`, which moves the answer three times; and the
+        // closure borrows it, as one that owned it would be moved in turn.
+        let mut answer = Some(answer);
+        INLINE_ANSWER.with_borrow_mut(|slot| *slot = answer.take());
     } else {
         inbox.send(id, answer);
     }

@@ -26,7 +26,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
-use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder};
+use crate::handler::{
+    begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder, Response,
+};
 use crate::inflight::InFlight;
 use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
@@ -641,7 +643,7 @@ impl<H: Handler> Worker<H> {
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
-        let answer = end_dispatch();
+        let mut answer = end_dispatch();
         // The request's name, for the log; kept in a reused buffer, so naming
         // an answered request allocates nothing.
         let (method, target) = (request.method(), request.target());
@@ -663,6 +665,8 @@ impl<H: Handler> Worker<H> {
             log::error!("handler panicked on {name}{from}; answered 500");
         }
         match answer {
+            // Borrowed, not moved: a response is some 300 bytes.
+            Some(Answer::Response(ref mut response)) => self.respond(id, response, &name),
             Some(answer) => self.answer(id, answer, &name),
             None => {
                 if let Some(conn) = self.conn(id.conn()) {
@@ -680,18 +684,22 @@ impl<H: Handler> Worker<H> {
     /// Gives core the application's answer to request `id`, named `name`
     /// in the log.
     fn answer(&mut self, id: RequestId, mut answer: Answer, name: &str) {
-        let now = self.now();
-        // Borrowed, not moved: a response is some 300 bytes.
-        let response = match answer {
-            Answer::Response(ref mut response) => response,
-            Answer::Stream(start) => return self.start_stream(id, *start, name),
-            Answer::Upgrade(start) => return self.start_upgrade(id, *start, name),
+        match answer {
+            Answer::Response(ref mut response) => self.respond(id, response, name),
+            Answer::Stream(start) => self.start_stream(id, *start, name),
+            Answer::Upgrade(start) => self.start_upgrade(id, *start, name),
             Answer::Failed => {
                 let from = self.peer_of(id.conn());
                 log::error!("handler dropped its responder for {name}{from}; answered 500");
-                return self.server.handle_app_failure(id, now);
+                self.server.handle_app_failure(id, self.now);
             }
-        };
+        }
+    }
+
+    /// Gives core `response` to request `id`, named `name` in the log. Its
+    /// body is taken; the rest is left to drop.
+    fn respond(&mut self, id: RequestId, response: &mut Response, name: &str) {
+        let now = self.now;
         let body = std::mem::take(&mut response.body);
         let headers = response
             .headers
