@@ -226,12 +226,8 @@ impl<H: Handler> Worker<H> {
                     self.pump();
                 }
             }
-            if self
-                .server
-                .poll_timeout()
-                .is_some_and(|at| at <= self.now())
-            {
-                self.server.handle_timeout(self.now());
+            if self.server.poll_timeout().is_some_and(|at| at <= self.now) {
+                self.server.handle_timeout(self.now);
                 self.pump();
                 self.settle();
             }
@@ -253,10 +249,6 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn now(&self) -> Time {
-        self.now
-    }
-
     /// Reads the clock for this pass of the loop, and sets core's `Date` if
     /// its second may have changed.
     ///
@@ -274,7 +266,7 @@ impl<H: Handler> Worker<H> {
     /// How long mio may sleep: until core's next deadline or the end of an
     /// accept pause.
     fn poll_timeout(&self) -> Option<Duration> {
-        let now = self.now();
+        let now = self.now;
         let core = self
             .server
             .poll_timeout()
@@ -345,7 +337,7 @@ impl<H: Handler> Worker<H> {
                     if let Some(c) = self.conn(conn) {
                         if let Err(e) = c.stream.shutdown(Shutdown::Write) {
                             log::debug!("half-close of {conn:?}: {e}");
-                            self.server.handle_aborted(conn, self.now());
+                            self.server.handle_aborted(conn, self.now);
                         }
                     }
                 }
@@ -420,14 +412,13 @@ impl<H: Handler> Worker<H> {
             };
             match conn.stream.read(&mut self.buf) {
                 Ok(0) => {
-                    self.server.handle_peer_eof(id, self.now());
+                    self.server.handle_peer_eof(id, self.now);
                     self.pump();
                     return;
                 }
                 Ok(n) => {
                     let emptied = n < self.buf.len() && !conn.read_ended;
-                    let now = self.now();
-                    self.server.handle_recv(id, &self.buf[..n], now);
+                    self.server.handle_recv(id, &self.buf[..n], self.now);
                     self.pump();
                     if emptied {
                         return;
@@ -437,7 +428,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("read from {id:?}: {e}");
-                    self.server.handle_aborted(id, self.now());
+                    self.server.handle_aborted(id, self.now);
                     self.pump();
                     return;
                 }
@@ -562,7 +553,7 @@ impl<H: Handler> Worker<H> {
                             // Somebody waits, and there is no room for the
                             // next one: core closes the longest-idle
                             // keep-alive connections (the caller pumps).
-                            let freeing = self.server.handle_fd_pressure(self.now());
+                            let freeing = self.server.handle_fd_pressure(self.now);
                             log::warn!("out of descriptors: closing {freeing} idle connections to make room");
                             self.accepted(stream, peer);
                         }
@@ -578,7 +569,7 @@ impl<H: Handler> Worker<H> {
         }
         if self.draining_backlog {
             self.draining_backlog = false;
-            self.server.handle_backlog_empty(self.now());
+            self.server.handle_backlog_empty(self.now);
         }
     }
 
@@ -601,7 +592,7 @@ impl<H: Handler> Worker<H> {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("TCP_NODELAY: {e}");
         }
-        let id = self.server.handle_accept(self.now());
+        let id = self.server.handle_accept(self.now);
         let index = id.index();
         if let Err(e) = self.poll.registry().register(
             &mut stream,
@@ -609,7 +600,7 @@ impl<H: Handler> Worker<H> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::error!("registering a connection: {e}");
-            self.server.handle_aborted(id, self.now());
+            self.server.handle_aborted(id, self.now);
             return;
         }
         if self.conns.len() <= index {
@@ -813,8 +804,8 @@ impl<H: Handler> Worker<H> {
     fn apply_stops(&mut self) {
         while let Some(input) = self.stops.next_input(&mut self.stops_applied) {
             match input {
-                StopInput::HandOff => self.server.handle_handoff(self.now()),
-                StopInput::Terminate => self.server.handle_terminate(self.now()),
+                StopInput::HandOff => self.server.handle_handoff(self.now),
+                StopInput::Terminate => self.server.handle_terminate(self.now),
             }
             self.pump();
         }
@@ -828,7 +819,7 @@ impl<H: Handler> Worker<H> {
                 Message::Stream(id) => self.feed_stream(id, true),
                 Message::Body(id) => self.feed_upload(id, true),
                 Message::UpgradedClosed(conn) => {
-                    self.server.handle_upgraded_closed(conn, self.now());
+                    self.server.handle_upgraded_closed(conn, self.now);
                 }
             }
             self.pump();
@@ -837,8 +828,7 @@ impl<H: Handler> Worker<H> {
 
     /// Starts the streamed response to request `id`, named `name` in the log.
     fn start_stream(&mut self, id: RequestId, start: crate::stream::StreamStart, name: &str) {
-        let now = self.now();
-        match self.streams.start(&mut self.server, id, start, now) {
+        match self.streams.start(&mut self.server, id, start, self.now) {
             Ok(()) | Err(RespondError::UnknownRequest) => {}
             Err(e) => {
                 log::error!("handler gave an invalid stream head to {name} ({e}); answered 500")
@@ -849,21 +839,18 @@ impl<H: Handler> Worker<H> {
     /// Hands core what the application has written to the stream answering
     /// `id`; `posted` when the application asked for it.
     fn feed_stream(&mut self, id: RequestId, posted: bool) {
-        let now = self.now();
-        self.streams.feed(&mut self.server, id, posted, now);
+        self.streams.feed(&mut self.server, id, posted, self.now);
     }
 
     /// Moves what core holds of request `id`'s streamed body to its reader;
     /// `posted` when the reader asked for it.
     fn feed_upload(&mut self, id: RequestId, posted: bool) {
-        let now = self.now();
-        self.uploads.feed(&mut self.server, id, posted, now);
+        self.uploads.feed(&mut self.server, id, posted, self.now);
     }
 
     /// Queues the `101` switching request `id`, named `name` in the log.
     fn start_upgrade(&mut self, id: RequestId, start: crate::upgraded::UpgradeStart, name: &str) {
-        let now = self.now();
-        match self.upgrades.start(&mut self.server, id, start, now) {
+        match self.upgrades.start(&mut self.server, id, start, self.now) {
             Ok(()) | Err(RespondError::UnknownRequest) => {}
             Err(e) => log::error!("handler could not upgrade {name} ({e}); answered 500"),
         }
@@ -872,7 +859,7 @@ impl<H: Handler> Worker<H> {
     /// The `101` on `conn` is written: its socket leaves this worker's poll
     /// for the application.
     fn hand_over(&mut self, conn: ConnId) {
-        let now = self.now();
+        let now = self.now;
         let taken = self
             .conns
             .get_mut(conn.index())
