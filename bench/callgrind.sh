@@ -4,6 +4,7 @@
 #
 #   bench/callgrind.sh              # CONNS=8 DEPTH=1: keep-alive
 #   DEPTH=16 bench/callgrind.sh     # 16 pipelined requests per write
+#   EBB=/tmp/ebb-old bench/callgrind.sh   # another build, to compare
 #
 # The server runs twice under callgrind with one worker and no access log,
 # serving ROUNDS and 5×ROUNDS rounds from a small client: each round sends
@@ -18,11 +19,15 @@ DEPTH=${DEPTH:-1}
 ROUNDS=${ROUNDS:-$((1000 / DEPTH))}
 OUT=${OUT:-target/callgrind}
 PORT=${PORT:-18777}
+EBB=${EBB:-}
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 command -v valgrind >/dev/null || die "valgrind is needed; on Debian: apt-get install -y valgrind"
 command -v python3 >/dev/null || die "python3 is needed for the client"
-cargo build --release -q -p ebb-mio --bin ebb
+if [[ -z $EBB ]]; then
+    cargo build --release -q -p ebb-mio --bin ebb
+    EBB=./target/release/ebb
+fi
 mkdir -p "$OUT"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
@@ -63,7 +68,7 @@ PY
 profile() {
     local rounds=$1 out="$OUT/ebb.$1x$CONNS.d$DEPTH.out" pid requests
     listening && die "port $PORT is taken"
-    valgrind --tool=callgrind --callgrind-out-file="$out" ./target/release/ebb \
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$EBB" \
         --bind "127.0.0.1:$PORT" --workers 1 --no-access-log 2>/dev/null &
     pid=$!
     for _ in $(seq 200); do
