@@ -26,7 +26,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
-use crate::handler::{begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder};
+use crate::handler::{
+    begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder, Response,
+};
 use crate::inflight::InFlight;
 use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
@@ -60,6 +62,14 @@ struct Conn {
     /// The request handed to the application and not yet answered, as
     /// `METHOD target`, to name it in the log if the drain cuts it.
     deferred: Option<(RequestId, Box<str>)>,
+    /// Its last write fell short or would have blocked. Only then is a
+    /// writable readiness news: epoll reports one with every change of the
+    /// socket, every arriving request included.
+    write_blocked: bool,
+    /// Readiness said its peer's side closed or failed. That edge is spent
+    /// once reported, so reads go on until they see the end; otherwise a
+    /// short read means the socket is empty (see [`Worker::read`]).
+    read_ended: bool,
 }
 
 /// Everything one worker thread owns.
@@ -77,6 +87,11 @@ pub(crate) struct Worker<H> {
     rx: Receiver<Message>,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
+    /// When the loop last woke up: the clock is read once per wake-up, and
+    /// every input of that pass takes this time (see [`Worker::wake_up`]).
+    awake_at: Instant,
+    /// `awake_at` on core's clock.
+    now: Time,
     conns: Vec<Option<Conn>>,
     buf: Box<[u8]>,
     /// Connections to read again after [`Event::ResumeRead`].
@@ -90,7 +105,9 @@ pub(crate) struct Worker<H> {
     /// Accept failed and the backlog has not been emptied since: the failure
     /// is logged once, not on every retry.
     accept_failing: bool,
-    date_second: u64,
+    /// When the wall clock's second next changes, as far as the monotonic
+    /// clock can tell: the `Date` is looked at again then.
+    next_date_at: Instant,
     /// See [`spare_fd`].
     spare_fd: Option<std::fs::File>,
     /// `METHOD target` of the request being dispatched.
@@ -155,6 +172,8 @@ impl<H: Handler> Worker<H> {
             inbox: inbox.clone(),
             rx,
             start,
+            awake_at: start,
+            now: Time::ZERO,
             conns: Vec::new(),
             buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             resume: Vec::new(),
@@ -162,7 +181,7 @@ impl<H: Handler> Worker<H> {
             draining_backlog: false,
             accept_paused_until: None,
             accept_failing: false,
-            date_second: u64::MAX,
+            next_date_at: start,
             spare_fd: spare_fd(),
             name: String::new(),
             streams: Streams::default(),
@@ -186,7 +205,7 @@ impl<H: Handler> Worker<H> {
         // requests made before this worker existed.
         let mut events = Events::with_capacity(1024);
         loop {
-            self.refresh_date();
+            self.wake_up();
             // A stop counts before the connection events of the same
             // wake-up: what is queued by then is drained as backlog.
             self.apply_stops();
@@ -197,26 +216,18 @@ impl<H: Handler> Worker<H> {
                         self.pump();
                     }
                     WAKER => self.messages(),
-                    token => self.ready(
-                        token.0,
-                        event.is_readable() || event.is_read_closed() || event.is_error(),
-                        event.is_writable(),
-                    ),
+                    token => self.ready(token.0, event),
                 }
                 self.settle();
             }
             if let Some(until) = self.accept_paused_until {
-                if Instant::now() >= until {
+                if self.awake_at >= until {
                     self.resume_accepting();
                     self.pump();
                 }
             }
-            if self
-                .server
-                .poll_timeout()
-                .is_some_and(|at| at <= self.now())
-            {
-                self.server.handle_timeout(self.now());
+            if self.server.poll_timeout().is_some_and(|at| at <= self.now) {
+                self.server.handle_timeout(self.now);
                 self.pump();
                 self.settle();
             }
@@ -238,35 +249,48 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn now(&self) -> Time {
-        Time::from_duration(self.start.elapsed())
+    /// Reads the clock for this pass of the loop, and sets core's `Date` if
+    /// its second may have changed.
+    ///
+    /// One read per wake-up, not per input: a pass takes microseconds, so
+    /// the deadlines core derives from it are early by as much at most,
+    /// which no timeout notices.
+    fn wake_up(&mut self) {
+        self.awake_at = Instant::now();
+        self.now = Time::from_duration(self.awake_at.saturating_duration_since(self.start));
+        if self.awake_at >= self.next_date_at {
+            self.refresh_date();
+        }
     }
 
     /// How long mio may sleep: until core's next deadline or the end of an
     /// accept pause.
     fn poll_timeout(&self) -> Option<Duration> {
-        let now = self.now();
+        let now = self.now;
         let core = self
             .server
             .poll_timeout()
             .map(|at| at.saturating_since(now));
         let pause = self
             .accept_paused_until
-            .map(|until| until.saturating_duration_since(Instant::now()));
+            .map(|until| until.saturating_duration_since(self.awake_at));
         match (core, pause) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Sets core's `Date` when the wall-clock second has changed.
+    /// Sets core's `Date` from the wall clock, and when to look again: at
+    /// its next second. A step of the wall clock shows by then.
     fn refresh_date(&mut self) {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.date_second {
-            self.date_second = second;
-            self.server.set_date(&httpdate::fmt_http_date(now));
-        }
+        let wall = SystemTime::now();
+        self.server.set_date(&httpdate::fmt_http_date(wall));
+        let into_second = wall
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let to_next_second = Duration::from_secs(1) - Duration::from_nanos(into_second.into());
+        self.next_date_at = self.awake_at + to_next_second;
     }
 
     /// Carries out core's events until there are none.
@@ -313,7 +337,7 @@ impl<H: Handler> Worker<H> {
                     if let Some(c) = self.conn(conn) {
                         if let Err(e) = c.stream.shutdown(Shutdown::Write) {
                             log::debug!("half-close of {conn:?}: {e}");
-                            self.server.handle_aborted(conn, self.now());
+                            self.server.handle_aborted(conn, self.now);
                         }
                     }
                 }
@@ -355,21 +379,29 @@ impl<H: Handler> Worker<H> {
         lookup(&mut self.conns, id)
     }
 
-    fn ready(&mut self, index: usize, readable: bool, writable: bool) {
-        let Some(id) = self.conns.get(index).and_then(Option::as_ref).map(|c| c.id) else {
+    fn ready(&mut self, index: usize, event: &mio::event::Event) {
+        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
             return;
         };
-        if writable {
+        let id = conn.id;
+        let ended = event.is_read_closed() || event.is_error();
+        conn.read_ended |= ended;
+        if event.is_writable() && conn.write_blocked {
             self.write(id);
             self.pump();
         }
-        if readable {
+        if event.is_readable() || ended {
             self.read(id);
         }
     }
 
-    /// Reads until the socket would block, core stops wanting input, or the
+    /// Reads until the socket is empty, core stops wanting input, or the
     /// connection ends; every read is one core input.
+    ///
+    /// A read shorter than the buffer emptied the socket, and readiness is
+    /// edge-triggered: bytes arriving later are reported anew, so one read
+    /// usually does, with no second one just to hear `WouldBlock`. Only an
+    /// end already reported ([`Conn::read_ended`]) is read until seen.
     fn read(&mut self, id: ConnId) {
         loop {
             if !self.server.wants_read(id) {
@@ -378,24 +410,25 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
-            // The clock is read once the read says what happened: the last
-            // read of every readiness event would block and needs no time.
             match conn.stream.read(&mut self.buf) {
                 Ok(0) => {
-                    self.server.handle_peer_eof(id, self.now());
+                    self.server.handle_peer_eof(id, self.now);
                     self.pump();
                     return;
                 }
                 Ok(n) => {
-                    let now = self.now();
-                    self.server.handle_recv(id, &self.buf[..n], now);
+                    let emptied = n < self.buf.len() && !conn.read_ended;
+                    self.server.handle_recv(id, &self.buf[..n], self.now);
                     self.pump();
+                    if emptied {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("read from {id:?}: {e}");
-                    self.server.handle_aborted(id, self.now());
+                    self.server.handle_aborted(id, self.now);
                     self.pump();
                     return;
                 }
@@ -403,8 +436,10 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Writes what core has queued for `id`, one vectored write at a time,
-    /// until it is all written or the socket would block.
+    /// Writes what core has queued for `id` in one vectored write. If the
+    /// socket takes it all, core announces what it queues next with another
+    /// [`Event::Transmit`]; if not, the socket is full, and its writable
+    /// readiness says when to go on ([`Conn::write_blocked`]).
     fn write(&mut self, id: ConnId) {
         loop {
             let Some(conn) = lookup(&mut self.conns, id) else {
@@ -413,26 +448,28 @@ impl<H: Handler> Worker<H> {
             let [head, tail] = self.server.transmit(id);
             let slices = [IoSlice::new(head), IoSlice::new(tail)];
             let slices = match (head.is_empty(), tail.is_empty()) {
-                (true, true) => return,
+                (true, true) => {
+                    conn.write_blocked = false;
+                    return;
+                }
                 (false, true) => &slices[..1],
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
             };
-            // As in `read`: the clock is read only when there is news.
             match conn.stream.write_vectored(slices) {
-                Ok(0) => {
-                    self.server.handle_aborted(id, self.now());
-                    return;
+                Ok(0) => self.server.handle_aborted(id, self.now),
+                Ok(n) => {
+                    conn.write_blocked = n < head.len() + tail.len();
+                    self.server.handle_sent(id, n, self.now);
                 }
-                Ok(n) => self.server.handle_sent(id, n, self.now()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.write_blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("write to {id:?}: {e}");
-                    self.server.handle_aborted(id, self.now());
-                    return;
+                    self.server.handle_aborted(id, self.now);
                 }
             }
+            return;
         }
     }
 
@@ -516,7 +553,7 @@ impl<H: Handler> Worker<H> {
                             // Somebody waits, and there is no room for the
                             // next one: core closes the longest-idle
                             // keep-alive connections (the caller pumps).
-                            let freeing = self.server.handle_fd_pressure(self.now());
+                            let freeing = self.server.handle_fd_pressure(self.now);
                             log::warn!("out of descriptors: closing {freeing} idle connections to make room");
                             self.accepted(stream, peer);
                         }
@@ -532,7 +569,7 @@ impl<H: Handler> Worker<H> {
         }
         if self.draining_backlog {
             self.draining_backlog = false;
-            self.server.handle_backlog_empty(self.now());
+            self.server.handle_backlog_empty(self.now);
         }
     }
 
@@ -548,14 +585,14 @@ impl<H: Handler> Worker<H> {
                 log::error!("accept failed, pausing: {e}");
             }
         }
-        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        self.accept_paused_until = Some(self.awake_at + ACCEPT_PAUSE);
     }
 
     fn accepted(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("TCP_NODELAY: {e}");
         }
-        let id = self.server.handle_accept(self.now());
+        let id = self.server.handle_accept(self.now);
         let index = id.index();
         if let Err(e) = self.poll.registry().register(
             &mut stream,
@@ -563,7 +600,7 @@ impl<H: Handler> Worker<H> {
             Interest::READABLE | Interest::WRITABLE,
         ) {
             log::error!("registering a connection: {e}");
-            self.server.handle_aborted(id, self.now());
+            self.server.handle_aborted(id, self.now);
             return;
         }
         if self.conns.len() <= index {
@@ -579,6 +616,8 @@ impl<H: Handler> Worker<H> {
             stream,
             inflight,
             deferred: None,
+            write_blocked: false,
+            read_ended: false,
         });
     }
 
@@ -595,7 +634,7 @@ impl<H: Handler> Worker<H> {
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
-        let answer = end_dispatch();
+        let mut answer = end_dispatch();
         // The request's name, for the log; kept in a reused buffer, so naming
         // an answered request allocates nothing.
         let (method, target) = (request.method(), request.target());
@@ -617,6 +656,8 @@ impl<H: Handler> Worker<H> {
             log::error!("handler panicked on {name}{from}; answered 500");
         }
         match answer {
+            // Borrowed, not moved: a response is some 300 bytes.
+            Some(Answer::Response(ref mut response)) => self.respond(id, response, &name),
             Some(answer) => self.answer(id, answer, &name),
             None => {
                 if let Some(conn) = self.conn(id.conn()) {
@@ -633,25 +674,31 @@ impl<H: Handler> Worker<H> {
 
     /// Gives core the application's answer to request `id`, named `name`
     /// in the log.
-    fn answer(&mut self, id: RequestId, answer: Answer, name: &str) {
-        let now = self.now();
-        let response = match answer {
-            Answer::Response(response) => response,
-            Answer::Stream(start) => return self.start_stream(id, *start, name),
-            Answer::Upgrade(start) => return self.start_upgrade(id, *start, name),
+    fn answer(&mut self, id: RequestId, mut answer: Answer, name: &str) {
+        match answer {
+            Answer::Response(ref mut response) => self.respond(id, response, name),
+            Answer::Stream(start) => self.start_stream(id, *start, name),
+            Answer::Upgrade(start) => self.start_upgrade(id, *start, name),
             Answer::Failed => {
                 let from = self.peer_of(id.conn());
                 log::error!("handler dropped its responder for {name}{from}; answered 500");
-                return self.server.handle_app_failure(id, now);
+                self.server.handle_app_failure(id, self.now);
             }
-        };
+        }
+    }
+
+    /// Gives core `response` to request `id`, named `name` in the log. Its
+    /// body is taken; the rest is left to drop.
+    fn respond(&mut self, id: RequestId, response: &mut Response, name: &str) {
+        let now = self.now;
+        let body = std::mem::take(&mut response.body);
         let headers = response
             .headers
             .iter()
             .map(|(name, value)| (name.as_bytes(), &value[..]));
         match self
             .server
-            .handle_response(id, response.status, headers, response.body, now)
+            .handle_response(id, response.status, headers, body, now)
         {
             Ok(()) => {}
             Err(RespondError::UnknownRequest) => {
@@ -740,13 +787,15 @@ impl<H: Handler> Worker<H> {
         if !self.access_logged {
             return None;
         }
-        let since = self.access_flushed_at.elapsed();
+        let since = self
+            .awake_at
+            .saturating_duration_since(self.access_flushed_at);
         if !now && since < ACCESS_LOG_FLUSH_INTERVAL {
             return Some(ACCESS_LOG_FLUSH_INTERVAL - since);
         }
         log::logger().flush();
         self.access_logged = false;
-        self.access_flushed_at = Instant::now();
+        self.access_flushed_at = self.awake_at;
         None
     }
 
@@ -755,8 +804,8 @@ impl<H: Handler> Worker<H> {
     fn apply_stops(&mut self) {
         while let Some(input) = self.stops.next_input(&mut self.stops_applied) {
             match input {
-                StopInput::HandOff => self.server.handle_handoff(self.now()),
-                StopInput::Terminate => self.server.handle_terminate(self.now()),
+                StopInput::HandOff => self.server.handle_handoff(self.now),
+                StopInput::Terminate => self.server.handle_terminate(self.now),
             }
             self.pump();
         }
@@ -770,7 +819,7 @@ impl<H: Handler> Worker<H> {
                 Message::Stream(id) => self.feed_stream(id, true),
                 Message::Body(id) => self.feed_upload(id, true),
                 Message::UpgradedClosed(conn) => {
-                    self.server.handle_upgraded_closed(conn, self.now());
+                    self.server.handle_upgraded_closed(conn, self.now);
                 }
             }
             self.pump();
@@ -779,8 +828,7 @@ impl<H: Handler> Worker<H> {
 
     /// Starts the streamed response to request `id`, named `name` in the log.
     fn start_stream(&mut self, id: RequestId, start: crate::stream::StreamStart, name: &str) {
-        let now = self.now();
-        match self.streams.start(&mut self.server, id, start, now) {
+        match self.streams.start(&mut self.server, id, start, self.now) {
             Ok(()) | Err(RespondError::UnknownRequest) => {}
             Err(e) => {
                 log::error!("handler gave an invalid stream head to {name} ({e}); answered 500")
@@ -791,21 +839,18 @@ impl<H: Handler> Worker<H> {
     /// Hands core what the application has written to the stream answering
     /// `id`; `posted` when the application asked for it.
     fn feed_stream(&mut self, id: RequestId, posted: bool) {
-        let now = self.now();
-        self.streams.feed(&mut self.server, id, posted, now);
+        self.streams.feed(&mut self.server, id, posted, self.now);
     }
 
     /// Moves what core holds of request `id`'s streamed body to its reader;
     /// `posted` when the reader asked for it.
     fn feed_upload(&mut self, id: RequestId, posted: bool) {
-        let now = self.now();
-        self.uploads.feed(&mut self.server, id, posted, now);
+        self.uploads.feed(&mut self.server, id, posted, self.now);
     }
 
     /// Queues the `101` switching request `id`, named `name` in the log.
     fn start_upgrade(&mut self, id: RequestId, start: crate::upgraded::UpgradeStart, name: &str) {
-        let now = self.now();
-        match self.upgrades.start(&mut self.server, id, start, now) {
+        match self.upgrades.start(&mut self.server, id, start, self.now) {
             Ok(()) | Err(RespondError::UnknownRequest) => {}
             Err(e) => log::error!("handler could not upgrade {name} ({e}); answered 500"),
         }
@@ -814,7 +859,7 @@ impl<H: Handler> Worker<H> {
     /// The `101` on `conn` is written: its socket leaves this worker's poll
     /// for the application.
     fn hand_over(&mut self, conn: ConnId) {
-        let now = self.now();
+        let now = self.now;
         let taken = self
             .conns
             .get_mut(conn.index())
