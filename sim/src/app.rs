@@ -167,7 +167,7 @@ impl Producer {
 pub enum Piece {
     /// Offer these bytes; whether core must refuse them for crossing the
     /// declared length.
-    Data(Vec<u8>, bool),
+    Data(&'static [u8], bool),
     /// End the stream; whether core must refuse the end as short.
     End(bool),
     /// Stop producing, without ending the stream.

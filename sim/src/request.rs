@@ -2,7 +2,10 @@
 //! world reads from a response core wrote. Responses themselves are parsed by
 //! the test kit's one parser ([`ebb_testkit::response`]).
 
+use std::sync::OnceLock;
+
 use ebb_testkit::response::Response;
+use ebb_testkit::rng::Rng;
 
 /// The token that names one attempt of one request: carried in the request
 /// target (`/r/<token>`) and echoed by the application in `x-req`.
@@ -45,47 +48,47 @@ pub fn is_body(no: usize, len: usize, got: &[u8]) -> bool {
 }
 
 /// Bytes `from..from + len` of the body the application streams for the
-/// request named `token`: a pattern fixed by the token, so a client can
-/// tell that it got exactly the bytes produced, in order.
-pub fn stream_bytes(token: &str, from: usize, len: usize) -> Vec<u8> {
-    let mut out = vec![0; len];
-    fill_stream(stream_seed(token), from, &mut out);
-    out
+/// request named `token`: a window on one fixed pseudo-random pattern,
+/// placed by the token, so a client can tell that it got exactly the bytes
+/// produced, in order. A slice of a table built once, not bytes made per
+/// piece: producing and checking megabytes costs a copy and a compare.
+pub fn stream_bytes(token: &str, from: usize, len: usize) -> &'static [u8] {
+    assert!(len <= STREAM_PERIOD, "a piece longer than the stream pattern");
+    let start = (stream_seed(token) + from) % STREAM_PERIOD;
+    &stream_table()[start..start + len]
 }
 
-/// Whether `got` is the start of the body streamed for `token`. Compared
-/// a block at a time: filling a block and comparing it vectorises, a
-/// byte-by-byte check with an early exit does not.
+/// Whether `got` is the start of the body streamed for `token`.
 pub fn is_stream_prefix(token: &str, got: &[u8]) -> bool {
-    const BLOCK: usize = 4096;
-    let seed = stream_seed(token);
-    let mut want = [0u8; BLOCK];
-    got.chunks(BLOCK).enumerate().all(|(n, block)| {
-        let want = &mut want[..block.len()];
-        fill_stream(seed, n * BLOCK, want);
-        *want == *block
+    got.chunks(STREAM_PERIOD)
+        .enumerate()
+        .all(|(n, part)| *part == *stream_bytes(token, n * STREAM_PERIOD, part.len()))
+}
+
+/// The pattern repeats after this many bytes: four times the longest
+/// stream (256 KiB and a few bytes past a declared length), so no byte of
+/// one stream stands where an equal one of the same stream is expected.
+const STREAM_PERIOD: usize = 1 << 20;
+
+/// The pattern, twice over: any window of up to one period is contiguous.
+fn stream_table() -> &'static [u8] {
+    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rng = Rng::new(0x5eed_5742_ea11);
+        let period: Vec<u8> = (0..STREAM_PERIOD / 8)
+            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .collect();
+        period.repeat(2)
     })
 }
 
-/// Fills `out` with bytes `from..` of the stream seeded `seed`.
-fn fill_stream(seed: usize, from: usize, out: &mut [u8]) {
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = stream_byte(seed, from + i);
-    }
-}
-
+/// Where the token's stream starts in the pattern: the token's hash,
+/// scattered (Fibonacci hashing), so that similar tokens start far apart.
 fn stream_seed(token: &str) -> usize {
-    token.bytes().fold(0usize, |h, b| {
-        h.wrapping_mul(31).wrapping_add(usize::from(b))
-    })
-}
-
-/// A multiply per byte (no division): cheap enough for megabytes, and no
-/// short period, so a byte out of place shows.
-fn stream_byte(seed: usize, i: usize) -> u8 {
-    ((seed ^ i) as u32)
-        .wrapping_mul(0x9e37_79b1)
-        .wrapping_shr(24) as u8
+    let h = token
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % STREAM_PERIOD
 }
 
 /// The bytes an upgraded client sends as its `n`th echo message.

@@ -732,7 +732,7 @@ impl World {
         let (offered, result, want) = match piece {
             Piece::Stop => return checker.on_producer_stopped(id),
             Piece::Data(bytes, crosses) => {
-                let Some(r) = driver.stream_data(id, &bytes, core, checker, env) else {
+                let Some(r) = driver.stream_data(id, bytes, core, checker, env) else {
                     return;
                 };
                 let want = match (live, crosses) {
