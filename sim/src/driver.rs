@@ -58,6 +58,8 @@ pub struct DriverModel {
     inputs: u64,
     exit: Option<DrainReport>,
     read_buf: usize,
+    /// Where reads land and writes are gathered: one buffer, reused.
+    scratch: Vec<u8>,
 }
 
 impl DriverModel {
@@ -347,6 +349,21 @@ impl DriverModel {
         checker: &mut Checker,
         env: &mut Env,
     ) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        self.read_into(k, &mut buf, core, kernel, checker, env);
+        self.scratch = buf;
+    }
+
+    /// [`read`](Self::read), each read landing in `buf`.
+    fn read_into(
+        &mut self,
+        k: usize,
+        buf: &mut Vec<u8>,
+        core: &mut Server,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
         loop {
             let Some(&Sock {
                 id,
@@ -366,7 +383,7 @@ impl DriverModel {
                 }
                 return;
             }
-            match kernel.server_recv(k, self.read_buf) {
+            match kernel.server_recv(k, self.read_buf, buf) {
                 Recv::WouldBlock => return,
                 Recv::Reset => return self.aborted(k, core, checker, env),
                 Recv::Eof => {
@@ -381,11 +398,11 @@ impl DriverModel {
                     }
                     return;
                 }
-                Recv::Data(bytes) => {
-                    checker.on_received(k, bytes.len(), env);
-                    trace!(env, "core input recv k{k} {}", bytes.len());
+                Recv::Data => {
+                    checker.on_received(k, buf.len(), env);
+                    trace!(env, "core input recv k{k} {}", buf.len());
                     self.input(core, checker, env, Cause::Recv, |s, now| {
-                        s.handle_recv(id, &bytes, now)
+                        s.handle_recv(id, buf, now)
                     });
                 }
             }
@@ -422,11 +439,12 @@ impl DriverModel {
                 kernel.wait_for_room(k, Dir::S2c);
                 return;
             }
-            let mut bytes = Vec::with_capacity(n);
+            let bytes = &mut self.scratch;
+            bytes.clear();
             bytes.extend_from_slice(&a[..a.len().min(n)]);
             bytes.extend_from_slice(&b[..n - bytes.len()]);
-            kernel.send(k, Dir::S2c, &bytes, env);
-            checker.on_written(k, &bytes, env);
+            kernel.send(k, Dir::S2c, bytes, env);
+            checker.on_written(k, bytes, env);
             trace!(env, "core input sent k{k} {n} of {total}");
             self.input(core, checker, env, Cause::Sent, |s, now| {
                 s.handle_sent(id, n, now)

@@ -20,15 +20,15 @@ use crate::env::{Env, Ev};
 use crate::knobs::Knobs;
 use crate::trace;
 
-/// Removes the first `n` bytes of `q` (copied slice-wise, not byte by byte).
-pub fn take_front(q: &mut VecDeque<u8>, n: usize) -> Vec<u8> {
+/// Moves the first `n` bytes of `q` into `out`, replacing what it held
+/// (copied slice-wise, not byte by byte).
+pub fn take_front(q: &mut VecDeque<u8>, n: usize, out: &mut Vec<u8>) {
     let (a, b) = q.as_slices();
-    let mut out = Vec::with_capacity(n);
+    out.clear();
     out.extend_from_slice(&a[..a.len().min(n)]);
     let rest = n - out.len();
     out.extend_from_slice(&b[..rest]);
     q.drain(..n);
-    out
 }
 
 /// A direction of a connection.
@@ -107,11 +107,11 @@ impl Pipe {
         self.bytes.drain(self.unread..self.unread + n);
     }
 
-    /// The receiver reads the first `n` unread bytes.
-    fn read(&mut self, n: usize) -> Vec<u8> {
+    /// The receiver reads the first `n` unread bytes into `buf`.
+    fn read(&mut self, n: usize, buf: &mut Vec<u8>) {
         assert!(n <= self.unread, "reads only what was delivered");
         self.unread -= n;
-        take_front(&mut self.bytes, n)
+        take_front(&mut self.bytes, n, buf);
     }
 
     /// Destroys the unread bytes (a close or a reset); returns how many.
@@ -174,7 +174,8 @@ impl KConn {
 /// What a server read found.
 #[derive(Debug)]
 pub enum Recv {
-    Data(Vec<u8>),
+    /// Bytes, in the caller's buffer.
+    Data,
     /// No bytes left and the client's FIN arrived.
     Eof,
     /// A reset arrived.
@@ -555,8 +556,9 @@ impl Kernel {
         self.conns[k].server
     }
 
-    /// A read of at most `max` bytes on the server's socket.
-    pub fn server_recv(&mut self, k: usize, max: usize) -> Recv {
+    /// A read of at most `max` bytes on the server's socket, into `buf`
+    /// (replacing what it held: a caller reuses one buffer for every read).
+    pub fn server_recv(&mut self, k: usize, max: usize, buf: &mut Vec<u8>) -> Recv {
         let pipe = &mut self.conns[k].c2s;
         if pipe.rst {
             return Recv::Reset;
@@ -568,9 +570,9 @@ impl Kernel {
                 Recv::WouldBlock
             };
         }
-        let bytes = pipe.read(pipe.unread.min(max));
+        pipe.read(pipe.unread.min(max), buf);
         self.freed(k, Dir::C2s);
-        Recv::Data(bytes)
+        Recv::Data
     }
 
     /// Bytes that reached the server's socket and were not read.
@@ -629,12 +631,12 @@ impl Kernel {
         self.conns[k].s2c.unread
     }
 
-    /// Reads `n` bytes (at most what is unread) on the client's socket.
-    pub fn client_recv(&mut self, k: usize, n: usize) -> Vec<u8> {
+    /// Reads `n` bytes (at most what is unread) on the client's socket into
+    /// `buf` (replacing what it held).
+    pub fn client_recv(&mut self, k: usize, n: usize, buf: &mut Vec<u8>) {
         let pipe = &mut self.conns[k].s2c;
-        let bytes = pipe.read(n.min(pipe.unread));
+        pipe.read(n.min(pipe.unread), buf);
         self.freed(k, Dir::S2c);
-        bytes
     }
 
     /// Whether the server's FIN reached the client's socket.

@@ -817,6 +817,7 @@ impl World {
     /// block; the client's FIN or reset ends it (core is told).
     fn echo_read(&mut self, srv: Srv, k: usize) {
         let read_buf = self.knobs.read_buf;
+        let mut bytes = Vec::new();
         loop {
             let World {
                 env,
@@ -835,9 +836,9 @@ impl World {
             let Some(echo) = app.echo(k) else {
                 return;
             };
-            match kernel.server_recv(k, read_buf) {
+            match kernel.server_recv(k, read_buf, &mut bytes) {
                 Recv::WouldBlock => return,
-                Recv::Data(bytes) => {
+                Recv::Data => {
                     // After its FIN the application has nothing to echo with.
                     if !echo.shut {
                         echo.outbox.extend_from_slice(&bytes);
