@@ -262,7 +262,13 @@ impl ResponseParser {
                     out.push(resp);
                     continue;
                 }
-                Framing::Length(n) => Rest::Length(n),
+                Framing::Length(n) => {
+                    if self.keep_bodies {
+                        // Bounded: the length is the server's word.
+                        resp.body.reserve_exact(n.min(1 << 20));
+                    }
+                    Rest::Length(n)
+                }
                 Framing::Chunked => Rest::Chunked(ChunkedDecoder::new()),
                 Framing::UntilClose => Rest::UntilClose,
             };
@@ -297,31 +303,38 @@ impl ResponseParser {
     /// it is complete; returns how many of `bytes` it took (all, unless the
     /// body ended inside them).
     fn read_body(&mut self, bytes: &[u8], out: &mut Vec<Response>) -> Result<usize, ParseError> {
+        let keep_bodies = self.keep_bodies;
         let (resp, rest) = self.body.as_mut().expect("a body is pending");
-        let before = resp.body.len();
+        let keep = |body: &mut Vec<u8>, part: &[u8]| {
+            if keep_bodies {
+                body.extend_from_slice(part);
+            }
+            part.len()
+        };
         let (used, done) = match rest {
             Rest::Length(left) => {
                 let n = (*left).min(bytes.len());
                 *left -= n;
-                resp.body.extend_from_slice(&bytes[..n]);
+                resp.body_len += keep(&mut resp.body, &bytes[..n]);
                 (n, *left == 0)
             }
             Rest::Chunked(decoder) => {
+                let before = resp.body.len();
                 let n = decoder
                     .decode(bytes, &mut resp.body, &CHUNKED_LIMITS)
                     .map_err(|e| ParseError(format!("malformed chunked body: {e:?}")))?;
+                resp.body_len += resp.body.len() - before;
+                if !keep_bodies {
+                    resp.body.clear();
+                }
                 (n, decoder.is_done())
             }
             Rest::UntilClose => {
-                resp.body.extend_from_slice(bytes);
+                resp.body_len += keep(&mut resp.body, bytes);
                 (bytes.len(), false)
             }
         };
-        resp.body_len += resp.body.len() - before;
         resp.wire_len += used;
-        if !self.keep_bodies {
-            resp.body.clear();
-        }
         if done {
             let (resp, _) = self.body.take().expect("a body is pending");
             out.push(resp);
