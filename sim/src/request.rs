@@ -73,7 +73,10 @@ fn alphabet_run(no: usize, from: usize, len: usize) -> &'static [u8] {
 /// produced, in order. A slice of a table built once, not bytes made per
 /// piece: producing and checking megabytes costs a copy and a compare.
 pub fn stream_bytes(token: &str, from: usize, len: usize) -> &'static [u8] {
-    assert!(len <= STREAM_PERIOD, "a piece longer than the stream pattern");
+    assert!(
+        len <= STREAM_PERIOD,
+        "a piece longer than the stream pattern"
+    );
     let start = (stream_seed(token) + from) % STREAM_PERIOD;
     &stream_table()[start..start + len]
 }
@@ -226,10 +229,15 @@ mod tests {
         assert!(body.ends_with(b"0\r\n\r\n"));
         assert!(is_body(4, 30, &super::body(4, 30)));
         assert!(!is_body(4, 30, &super::body(5, 30)));
+        // Longer than one run of alphabets, checked from an offset.
+        let mut long = super::body(3, 9000);
+        assert!(is_body_at(3, 5001, &long[5001..]) && is_body(3, 9000, &long));
+        long[8000] ^= 1;
+        assert!(!is_body_at(3, 5001, &long[5001..]));
         let whole = stream_bytes("1.2.0", 0, 100);
-        assert_eq!(stream_bytes("1.2.0", 40, 60), whole[40..]);
+        assert_eq!(stream_bytes("1.2.0", 40, 60), &whole[40..]);
         assert!(is_stream_prefix("1.2.0", &whole[..77]));
-        assert!(!is_stream_prefix("1.3.0", &whole));
+        assert!(!is_stream_prefix("1.3.0", whole));
     }
 
     #[test]

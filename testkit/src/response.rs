@@ -628,7 +628,14 @@ HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
     #[test]
     fn head_lines_split_as_split_at_crlf_does() {
-        for text in ["", "a", "a\r\nb", "\r\n", "a\nb\r\nc\rd\r\n\r\ne", "\n\r\r\n\n"] {
+        for text in [
+            "",
+            "a",
+            "a\r\nb",
+            "\r\n",
+            "a\nb\r\nc\rd\r\n\r\ne",
+            "\n\r\r\n\n",
+        ] {
             let want: Vec<&str> = text.split("\r\n").collect();
             assert_eq!(crlf_lines(text).collect::<Vec<_>>(), want, "{text:?}");
         }
