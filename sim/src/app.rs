@@ -330,10 +330,10 @@ impl App {
     ) -> Option<Got> {
         let path = req.path();
         let body = req.body();
-        let Some((client, no, attempt)) = path
+        let Some((token, (client, no, attempt))) = path
             .strip_prefix("/r/")
-            .and_then(request::parse_token)
-            .filter(|&(ci, no, _)| clients.req(ci, no).is_some())
+            .and_then(|token| Some((token, request::parse_token(token)?)))
+            .filter(|&(_, (ci, no, _))| clients.req(ci, no).is_some())
         else {
             env.fail(Failure::Safety(format!(
                 "integrity: k{k}: the application got a request no client sent: {path:?}"
@@ -355,7 +355,8 @@ impl App {
             )));
             return None;
         }
-        let token = request::token(client, no, attempt);
+        // Echoed as the client wrote it (not rebuilt from its numbers).
+        let token = token.to_owned();
         trace!(env, "app got {token} on k{k} ({} body bytes)", body.len());
         self.handed += 1;
         let shape = want.shape;
