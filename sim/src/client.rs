@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::check::Checker;
 use crate::env::{Env, Ev};
 use crate::failure::Failure;
-use crate::kernel::{take_front, Dir, Kernel};
+use crate::kernel::{Dir, Kernel};
 use crate::knobs::Knobs;
 use crate::request::{self, is_farewell, token_of, Shape};
 use crate::trace;
@@ -390,6 +390,17 @@ fn check_stream(token: &str, resp: &Response, cut: bool) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Moves the first `n` bytes of `q` into `out`, replacing what it held
+/// (copied slice-wise, not byte by byte).
+fn take_front(q: &mut VecDeque<u8>, n: usize, out: &mut Vec<u8>) {
+    let (a, b) = q.as_slices();
+    out.clear();
+    out.extend_from_slice(&a[..a.len().min(n)]);
+    let rest = n - out.len();
+    out.extend_from_slice(&b[..rest]);
+    q.drain(..n);
 }
 
 /// More than the head of a body trickler's request.

@@ -60,7 +60,7 @@ pub struct DriverModel {
     inputs: u64,
     exit: Option<DrainReport>,
     read_buf: usize,
-    /// Where reads land and writes are gathered: one buffer, reused.
+    /// Where writes are gathered: one buffer, reused.
     scratch: Vec<u8>,
 }
 
@@ -359,21 +359,6 @@ impl DriverModel {
         checker: &mut Checker,
         env: &mut Env,
     ) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        self.read_into(k, &mut buf, core, kernel, checker, env);
-        self.scratch = buf;
-    }
-
-    /// [`read`](Self::read), each read landing in `buf`.
-    fn read_into(
-        &mut self,
-        k: usize,
-        buf: &mut Vec<u8>,
-        core: &mut Server,
-        kernel: &mut Kernel,
-        checker: &mut Checker,
-        env: &mut Env,
-    ) {
         loop {
             let Some(&Sock {
                 id,
@@ -393,7 +378,7 @@ impl DriverModel {
                 }
                 return;
             }
-            match kernel.server_recv(k, self.read_buf, buf) {
+            match kernel.server_recv(k, self.read_buf) {
                 Recv::WouldBlock => return,
                 Recv::Reset => return self.aborted(k, core, checker, env),
                 Recv::Eof => {
@@ -408,11 +393,11 @@ impl DriverModel {
                     }
                     return;
                 }
-                Recv::Data => {
-                    checker.on_received(k, buf.len(), env);
-                    trace!(env, "core input recv k{k} {}", buf.len());
+                Recv::Data(bytes) => {
+                    checker.on_received(k, bytes.len(), env);
+                    trace!(env, "core input recv k{k} {}", bytes.len());
                     self.input(core, checker, env, Cause::Recv, |s, now| {
-                        s.handle_recv(id, buf, now)
+                        s.handle_recv(id, bytes, now)
                     });
                 }
             }

@@ -12,6 +12,7 @@
 //! kernel wakes a poller.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::Duration;
 
 use ebb_core::Time;
@@ -19,17 +20,6 @@ use ebb_core::Time;
 use crate::env::{Env, Ev};
 use crate::knobs::Knobs;
 use crate::trace;
-
-/// Moves the first `n` bytes of `q` into `out`, replacing what it held
-/// (copied slice-wise, not byte by byte).
-pub fn take_front(q: &mut VecDeque<u8>, n: usize, out: &mut Vec<u8>) {
-    let (a, b) = q.as_slices();
-    out.clear();
-    out.extend_from_slice(&a[..a.len().min(n)]);
-    let rest = n - out.len();
-    out.extend_from_slice(&b[..rest]);
-    q.drain(..n);
-}
 
 /// A direction of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,9 +61,13 @@ enum Seg {
 #[derive(Debug, Default)]
 struct Pipe {
     wire: VecDeque<(Time, Seg)>,
-    /// The bytes sent and not yet read: the first `unread` reached the
-    /// receiver's socket, the rest are on the wire in segment order.
-    bytes: VecDeque<u8>,
+    /// The bytes sent, from `bytes[read..]` on not yet read: the first
+    /// `unread` of those reached the receiver's socket, the rest are on the
+    /// wire in segment order. One run, so a read is a slice of it.
+    bytes: Vec<u8>,
+    /// Bytes at the front of `bytes` already read (or destroyed), dropped
+    /// once they are at least half of it.
+    read: usize,
     /// Delivered, not yet read.
     unread: usize,
     /// FIN delivered (a read returns 0 once nothing is unread).
@@ -93,7 +87,16 @@ struct Pipe {
 impl Pipe {
     /// Bytes held in this direction: on the wire plus unread.
     fn held(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() - self.read
+    }
+
+    /// The sender puts `data` on the wire.
+    fn send(&mut self, data: &[u8]) {
+        if self.read >= self.held() {
+            self.bytes.drain(..self.read);
+            self.read = 0;
+        }
+        self.bytes.extend_from_slice(data);
     }
 
     /// The next `n` bytes on the wire reach the receiver's socket.
@@ -104,20 +107,23 @@ impl Pipe {
 
     /// The next `n` bytes on the wire reach a closed socket and are dropped.
     fn drop_arriving(&mut self, n: usize) {
-        self.bytes.drain(self.unread..self.unread + n);
+        let from = self.read + self.unread;
+        self.bytes.drain(from..from + n);
     }
 
-    /// The receiver reads the first `n` unread bytes into `buf`.
-    fn read(&mut self, n: usize, buf: &mut Vec<u8>) {
+    /// The receiver reads the first `n` unread bytes: where they are in
+    /// `bytes`.
+    fn read(&mut self, n: usize) -> Range<usize> {
         assert!(n <= self.unread, "reads only what was delivered");
         self.unread -= n;
-        take_front(&mut self.bytes, n, buf);
+        self.read += n;
+        self.read - n..self.read
     }
 
     /// Destroys the unread bytes (a close or a reset); returns how many.
     fn destroy_unread(&mut self) -> usize {
         let n = std::mem::take(&mut self.unread);
-        self.bytes.drain(..n);
+        self.read += n;
         n
     }
 }
@@ -173,9 +179,9 @@ impl KConn {
 
 /// What a server read found.
 #[derive(Debug)]
-pub enum Recv {
-    /// Bytes, in the caller's buffer.
-    Data,
+pub enum Recv<'a> {
+    /// Bytes (read from the socket's buffer in place).
+    Data(&'a [u8]),
     /// No bytes left and the client's FIN arrived.
     Eof,
     /// A reset arrived.
@@ -429,7 +435,7 @@ impl Kernel {
     /// Puts bytes on the wire, cut into segments of at most `mss` — but at
     /// most about 8 segments per write, so a tiny `mss` stays affordable.
     pub fn send(&mut self, k: usize, dir: Dir, bytes: &[u8], env: &mut Env) {
-        self.conns[k].pipe(dir).bytes.extend(bytes);
+        self.conns[k].pipe(dir).send(bytes);
         let floor = bytes.len() / 8;
         let mut left = bytes.len();
         while left > 0 {
@@ -556,9 +562,8 @@ impl Kernel {
         self.conns[k].server
     }
 
-    /// A read of at most `max` bytes on the server's socket, into `buf`
-    /// (replacing what it held: a caller reuses one buffer for every read).
-    pub fn server_recv(&mut self, k: usize, max: usize, buf: &mut Vec<u8>) -> Recv {
+    /// A read of at most `max` bytes on the server's socket.
+    pub fn server_recv(&mut self, k: usize, max: usize) -> Recv<'_> {
         let pipe = &mut self.conns[k].c2s;
         if pipe.rst {
             return Recv::Reset;
@@ -570,9 +575,9 @@ impl Kernel {
                 Recv::WouldBlock
             };
         }
-        pipe.read(pipe.unread.min(max), buf);
+        let range = pipe.read(pipe.unread.min(max));
         self.freed(k, Dir::C2s);
-        Recv::Data
+        Recv::Data(&self.conns[k].c2s.bytes[range])
     }
 
     /// Bytes that reached the server's socket and were not read.
@@ -635,7 +640,9 @@ impl Kernel {
     /// `buf` (replacing what it held).
     pub fn client_recv(&mut self, k: usize, n: usize, buf: &mut Vec<u8>) {
         let pipe = &mut self.conns[k].s2c;
-        pipe.read(n.min(pipe.unread), buf);
+        let range = pipe.read(n.min(pipe.unread));
+        buf.clear();
+        buf.extend_from_slice(&pipe.bytes[range]);
         self.freed(k, Dir::S2c);
     }
 

@@ -817,7 +817,6 @@ impl World {
     /// block; the client's FIN or reset ends it (core is told).
     fn echo_read(&mut self, srv: Srv, k: usize) {
         let read_buf = self.knobs.read_buf;
-        let mut bytes = Vec::new();
         loop {
             let World {
                 env,
@@ -836,12 +835,12 @@ impl World {
             let Some(echo) = app.echo(k) else {
                 return;
             };
-            match kernel.server_recv(k, read_buf, &mut bytes) {
+            match kernel.server_recv(k, read_buf) {
                 Recv::WouldBlock => return,
-                Recv::Data => {
+                Recv::Data(bytes) => {
                     // After its FIN the application has nothing to echo with.
                     if !echo.shut {
-                        echo.outbox.extend_from_slice(&bytes);
+                        echo.outbox.extend_from_slice(bytes);
                         echo.echoed += bytes.len() as u64;
                     }
                     self.echo_flush(srv, k);
