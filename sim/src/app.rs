@@ -133,6 +133,14 @@ const MAX_OFFER: usize = 8 * 1024;
 /// Bytes a producer offers however little room core reports.
 const MIN_OFFER: usize = 64;
 
+/// A whole answer's body of `len` bytes: dots, shared, not made per answer
+/// (was: the token, then dots). No check reads a whole body's bytes; a
+/// streamed body's are checked.
+fn filler(len: usize) -> Bytes {
+    static DOTS: [u8; 65 * 1024] = [b'.'; 65 * 1024];
+    Bytes::from_static(&DOTS[..len])
+}
+
 /// A streamed response body, produced a piece at a time.
 #[derive(Clone, Debug)]
 struct Producer {
@@ -167,7 +175,7 @@ impl Producer {
 pub enum Piece {
     /// Offer these bytes; whether core must refuse them for crossing the
     /// declared length.
-    Data(Vec<u8>, bool),
+    Data(&'static [u8], bool),
     /// End the stream; whether core must refuse the end as short.
     End(bool),
     /// Stop producing, without ending the stream.
@@ -322,10 +330,10 @@ impl App {
     ) -> Option<Got> {
         let path = req.path();
         let body = req.body();
-        let Some((client, no, attempt)) = path
+        let Some((token, (client, no, attempt))) = path
             .strip_prefix("/r/")
-            .and_then(request::parse_token)
-            .filter(|&(ci, no, _)| clients.req(ci, no).is_some())
+            .and_then(|token| Some((token, request::parse_token(token)?)))
+            .filter(|&(_, (ci, no, _))| clients.req(ci, no).is_some())
         else {
             env.fail(Failure::Safety(format!(
                 "integrity: k{k}: the application got a request no client sent: {path:?}"
@@ -347,7 +355,8 @@ impl App {
             )));
             return None;
         }
-        let token = request::token(client, no, attempt);
+        // Echoed as the client wrote it (not rebuilt from its numbers).
+        let token = token.to_owned();
         trace!(env, "app got {token} on k{k} ({} body bytes)", body.len());
         self.handed += 1;
         let shape = want.shape;
@@ -487,12 +496,10 @@ impl App {
                     } else {
                         200
                     };
-                    let mut body = token.clone().into_bytes();
-                    body.resize(body.len() + len, b'.');
                     Some(Response {
                         status,
                         headers: tok(),
-                        body: Bytes::from(body),
+                        body: filler(token.len() + len),
                     })
                 }
                 Some(Fault::BadStatus) => Some(Response {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::check::Checker;
 use crate::env::{Env, Ev};
 use crate::failure::Failure;
-use crate::kernel::{take_front, Dir, Kernel};
+use crate::kernel::{Dir, Kernel};
 use crate::knobs::Knobs;
 use crate::request::{self, is_farewell, token_of, Shape};
 use crate::trace;
@@ -251,6 +251,8 @@ pub struct Client {
     silent_for: Duration,
     read_delay: Duration,
     read_chunk: usize,
+    /// Where its reads land and its writes are gathered: one buffer, reused.
+    scratch: Vec<u8>,
     think: Duration,
     conns_left: u32,
     retries_left: u32,
@@ -388,6 +390,17 @@ fn check_stream(token: &str, resp: &Response, cut: bool) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Moves the first `n` bytes of `q` into `out`, replacing what it held
+/// (copied slice-wise, not byte by byte).
+fn take_front(q: &mut VecDeque<u8>, n: usize, out: &mut Vec<u8>) {
+    let (a, b) = q.as_slices();
+    out.clear();
+    out.extend_from_slice(&a[..a.len().min(n)]);
+    let rest = n - out.len();
+    out.extend_from_slice(&b[..rest]);
+    q.drain(..n);
 }
 
 /// More than the head of a body trickler's request.
@@ -549,6 +562,7 @@ impl Client {
             } else {
                 rng.log(512, 64 * 1024) as usize
             },
+            scratch: Vec::new(),
             think: knobs.think,
             conns_left: count as u32 + 3,
             retries_left: 3,
@@ -819,8 +833,8 @@ impl Client {
                 // Up to the paced range at once; the range at its pace.
                 n = n.min((from - at).try_into().unwrap_or(usize::MAX));
             }
-            let bytes = take_front(&mut link.outbox, n);
-            kernel.send(k, Dir::C2s, &bytes, env);
+            take_front(&mut link.outbox, n, &mut self.scratch);
+            kernel.send(k, Dir::C2s, &self.scratch, env);
             if let Some((every, _)) = paced {
                 if !link.outbox.is_empty() {
                     if !link.flush_armed {
@@ -884,9 +898,11 @@ impl Client {
             if n == 0 {
                 break;
             }
-            let bytes = kernel.client_recv(k, n);
+            let mut bytes = std::mem::take(&mut self.scratch);
+            kernel.client_recv(k, n, &mut bytes);
             trace!(env, "client {ci} reads {n} on k{k}");
             self.bytes(k, &bytes, kernel, checker, env);
+            self.scratch = bytes;
             let delay = self.read_delay;
             if let Some(link) = self.link_to(k) {
                 if !delay.is_zero() && kernel.client_unread(k) > 0 {

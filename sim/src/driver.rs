@@ -4,7 +4,7 @@
 //! input that produced it. Reads stop when core says `wants_read` is false
 //! and start again on `ResumeRead`; writes go as far as the socket has room.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use ebb_core::{
     Bytes, ConnId, DrainReport, Event, Phase, RequestId, RespondError, Server, StreamError, Time,
@@ -51,13 +51,17 @@ struct Sock {
 #[derive(Default)]
 pub struct DriverModel {
     successor: bool,
-    by_id: BTreeMap<ConnId, usize>,
+    /// Open sockets' ids and connections, sorted by id: a short list,
+    /// searched by halves, walked by every step's checks.
+    by_id: Vec<(ConnId, usize)>,
     /// By kernel connection number; `None` until accepted and after close.
     socks: Vec<Option<Sock>>,
     pending: VecDeque<(Event, Cause)>,
     inputs: u64,
     exit: Option<DrainReport>,
     read_buf: usize,
+    /// Where writes are gathered: one buffer, reused.
+    scratch: Vec<u8>,
 }
 
 impl DriverModel {
@@ -115,14 +119,21 @@ impl DriverModel {
 
     /// The connection of `id`, while its socket is open.
     pub fn conn_of(&self, id: ConnId) -> Option<usize> {
-        self.by_id.get(&id).copied()
+        let at = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        Some(self.by_id[at].1)
+    }
+
+    /// `id`'s socket closes: its connection, if it was open.
+    fn forget(&mut self, id: ConnId) -> Option<usize> {
+        let at = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        Some(self.by_id.remove(at).1)
     }
 
     /// Every open socket: its id, connection and whether reads are paused.
     pub fn socks(&self) -> impl Iterator<Item = (ConnId, usize, bool)> + '_ {
         self.by_id
             .iter()
-            .map(|(&id, &k)| (id, k, self.sock(k).is_some_and(|s| s.paused)))
+            .map(|&(id, k)| (id, k, self.sock(k).is_some_and(|s| s.paused)))
     }
 
     fn sock(&self, k: usize) -> Option<&Sock> {
@@ -216,7 +227,7 @@ impl DriverModel {
                     "driver contract: HalfClose of unknown {id:?}"
                 ))),
             },
-            Event::Close(id, reason) => match self.by_id.remove(&id) {
+            Event::Close(id, reason) => match self.forget(id) {
                 Some(k) => {
                     let eof = self.sock(k).is_some_and(|s| s.eof_reported);
                     self.socks[k] = None;
@@ -334,7 +345,8 @@ impl DriverModel {
             eof_reported: false,
             upgraded: false,
         });
-        self.by_id.insert(id, k);
+        let at = self.by_id.partition_point(|&(open, _)| open < id);
+        self.by_id.insert(at, (id, k));
         self.read(k, core, kernel, checker, env);
     }
 
@@ -385,7 +397,7 @@ impl DriverModel {
                     checker.on_received(k, bytes.len(), env);
                     trace!(env, "core input recv k{k} {}", bytes.len());
                     self.input(core, checker, env, Cause::Recv, |s, now| {
-                        s.handle_recv(id, &bytes, now)
+                        s.handle_recv(id, bytes, now)
                     });
                 }
             }
@@ -422,11 +434,12 @@ impl DriverModel {
                 kernel.wait_for_room(k, Dir::S2c);
                 return;
             }
-            let mut bytes = Vec::with_capacity(n);
+            let bytes = &mut self.scratch;
+            bytes.clear();
             bytes.extend_from_slice(&a[..a.len().min(n)]);
             bytes.extend_from_slice(&b[..n - bytes.len()]);
-            kernel.send(k, Dir::S2c, &bytes, env);
-            checker.on_written(k, &bytes, env);
+            kernel.send(k, Dir::S2c, bytes, env);
+            checker.on_written(k, bytes, env);
             trace!(env, "core input sent k{k} {n} of {total}");
             self.input(core, checker, env, Cause::Sent, |s, now| {
                 s.handle_sent(id, n, now)

@@ -1,7 +1,7 @@
 //! What every part of the world shares: the virtual clock, the one source of
 //! randomness, the queue of timed events, the trace, and the first failure.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
@@ -42,34 +42,6 @@ pub enum Ev {
     Handoff,
 }
 
-/// An event in the queue, ordered by time, then by when it was scheduled.
-#[derive(Debug)]
-struct Queued {
-    at: Time,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// The shared clock, randomness, event queue, trace and failure.
 pub struct Env {
     /// Virtual time; it only moves forward, to the next event or deadline.
@@ -81,9 +53,13 @@ pub struct Env {
     /// Trace lines (see [`trace!`](crate::trace!)).
     pub trace: Trace,
     /// A min-heap by `(time, sequence)`: the order is total, so a run is
-    /// as deterministic as with a sorted map, and cheaper.
-    queue: BinaryHeap<Reverse<Queued>>,
+    /// as deterministic as with a sorted map, and cheaper. Each entry names
+    /// the slot its event waits in, so sifting moves 24 bytes, not an event.
+    queue: BinaryHeap<Reverse<(Time, u64, u32)>>,
     seq: u64,
+    /// Scheduled events, by slot; `free` lists the slots popped.
+    slots: Vec<Ev>,
+    free: Vec<u32>,
     failure: Option<Failure>,
 }
 
@@ -97,6 +73,8 @@ impl Env {
             trace,
             queue: BinaryHeap::new(),
             seq: 0,
+            slots: Vec::new(),
+            free: Vec::new(),
             failure: None,
         }
     }
@@ -105,11 +83,17 @@ impl Env {
     /// in the order they were scheduled.
     pub fn at(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at: at.max(self.now),
-            seq: self.seq,
-            ev,
-        }));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = ev;
+                slot
+            }
+            None => {
+                self.slots.push(ev);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 events pending")
+            }
+        };
+        self.queue.push(Reverse((at.max(self.now), self.seq, slot)));
     }
 
     /// Schedules `ev` after `d`.
@@ -119,12 +103,14 @@ impl Env {
 
     /// When the next scheduled event is due.
     pub fn next_at(&self) -> Option<Time> {
-        self.queue.peek().map(|Reverse(q)| q.at)
+        self.queue.peek().map(|&Reverse((at, _, _))| at)
     }
 
     /// Takes the next scheduled event.
     pub fn pop(&mut self) -> Option<Ev> {
-        self.queue.pop().map(|Reverse(q)| q.ev)
+        let Reverse((_, _, slot)) = self.queue.pop()?;
+        self.free.push(slot);
+        Some(self.slots[slot as usize])
     }
 
     /// Records a property violation; the first one is kept, with the time

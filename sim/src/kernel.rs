@@ -12,6 +12,7 @@
 //! kernel wakes a poller.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::Duration;
 
 use ebb_core::Time;
@@ -19,17 +20,6 @@ use ebb_core::Time;
 use crate::env::{Env, Ev};
 use crate::knobs::Knobs;
 use crate::trace;
-
-/// Removes the first `n` bytes of `q` (copied slice-wise, not byte by byte).
-pub fn take_front(q: &mut VecDeque<u8>, n: usize) -> Vec<u8> {
-    let (a, b) = q.as_slices();
-    let mut out = Vec::with_capacity(n);
-    out.extend_from_slice(&a[..a.len().min(n)]);
-    let rest = n - out.len();
-    out.extend_from_slice(&b[..rest]);
-    q.drain(..n);
-    out
-}
 
 /// A direction of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +48,11 @@ pub enum Notice {
     ClientReset(usize, usize, usize),
 }
 
+/// A segment on the wire: its data bytes are counted here and held in
+/// order in [`Pipe::bytes`], so a segment moves by a count, not a copy.
 #[derive(Debug)]
 enum Seg {
-    Data(Vec<u8>),
+    Data(usize),
     Fin,
     Rst,
 }
@@ -69,10 +61,16 @@ enum Seg {
 #[derive(Debug, Default)]
 struct Pipe {
     wire: VecDeque<(Time, Seg)>,
-    wire_bytes: usize,
+    /// The bytes sent, from `bytes[read..]` on not yet read: the first
+    /// `unread` of those reached the receiver's socket, the rest are on the
+    /// wire in segment order. One run, so a read is a slice of it.
+    bytes: Vec<u8>,
+    /// Bytes at the front of `bytes` already read (or destroyed), dropped
+    /// once they are at least half of it.
+    read: usize,
     /// Delivered, not yet read.
-    rx: VecDeque<u8>,
-    /// FIN delivered (a read returns 0 once `rx` is empty).
+    unread: usize,
+    /// FIN delivered (a read returns 0 once nothing is unread).
     fin: bool,
     /// RST delivered.
     rst: bool,
@@ -89,7 +87,44 @@ struct Pipe {
 impl Pipe {
     /// Bytes held in this direction: on the wire plus unread.
     fn held(&self) -> usize {
-        self.wire_bytes + self.rx.len()
+        self.bytes.len() - self.read
+    }
+
+    /// The sender puts `data` on the wire.
+    fn send(&mut self, data: &[u8]) {
+        if self.read >= self.held() {
+            self.bytes.drain(..self.read);
+            self.read = 0;
+        }
+        self.bytes.extend_from_slice(data);
+    }
+
+    /// The next `n` bytes on the wire reach the receiver's socket.
+    fn deliver(&mut self, n: usize) {
+        self.unread += n;
+        self.delivered += n as u64;
+    }
+
+    /// The next `n` bytes on the wire reach a closed socket and are dropped.
+    fn drop_arriving(&mut self, n: usize) {
+        let from = self.read + self.unread;
+        self.bytes.drain(from..from + n);
+    }
+
+    /// The receiver reads the first `n` unread bytes: where they are in
+    /// `bytes`.
+    fn read(&mut self, n: usize) -> Range<usize> {
+        assert!(n <= self.unread, "reads only what was delivered");
+        self.unread -= n;
+        self.read += n;
+        self.read - n..self.read
+    }
+
+    /// Destroys the unread bytes (a close or a reset); returns how many.
+    fn destroy_unread(&mut self) -> usize {
+        let n = std::mem::take(&mut self.unread);
+        self.read += n;
+        n
     }
 }
 
@@ -144,8 +179,9 @@ impl KConn {
 
 /// What a server read found.
 #[derive(Debug)]
-pub enum Recv {
-    Data(Vec<u8>),
+pub enum Recv<'a> {
+    /// Bytes (read from the socket's buffer in place).
+    Data(&'a [u8]),
     /// No bytes left and the client's FIN arrived.
     Eof,
     /// A reset arrived.
@@ -347,13 +383,12 @@ impl Kernel {
             .max(pipe.last_arrival)
             .max(env.now + Duration::from_nanos(1));
         pipe.last_arrival = at;
-        if let Seg::Data(d) = &seg {
-            pipe.wire_bytes += d.len();
+        if let Seg::Data(n) = seg {
             // Data arriving at the very instant the segment before it does
             // arrives with it: one arrival, not two at one time.
             if let Some((last_at, Seg::Data(last))) = pipe.wire.back_mut() {
                 if *last_at == at {
-                    last.extend_from_slice(d);
+                    *last += n;
                     return;
                 }
             }
@@ -399,12 +434,14 @@ impl Kernel {
 
     /// Puts bytes on the wire, cut into segments of at most `mss` — but at
     /// most about 8 segments per write, so a tiny `mss` stays affordable.
-    pub fn send(&mut self, k: usize, dir: Dir, mut bytes: &[u8], env: &mut Env) {
+    pub fn send(&mut self, k: usize, dir: Dir, bytes: &[u8], env: &mut Env) {
+        self.conns[k].pipe(dir).send(bytes);
         let floor = bytes.len() / 8;
-        while !bytes.is_empty() {
-            let n = env.rng.size(1, self.mss).max(floor).min(bytes.len());
-            self.push(k, dir, Seg::Data(bytes[..n].to_vec()), env);
-            bytes = &bytes[n..];
+        let mut left = bytes.len();
+        while left > 0 {
+            let n = env.rng.size(1, self.mss).max(floor).min(left);
+            self.push(k, dir, Seg::Data(n), env);
+            left -= n;
         }
     }
 
@@ -421,9 +458,6 @@ impl Kernel {
     pub fn arrive(&mut self, k: usize, dir: Dir, env: &mut Env) -> Option<u64> {
         let pipe = self.conns[k].pipe(dir);
         let (_, seg) = pipe.wire.pop_front()?;
-        if let Seg::Data(d) = &seg {
-            pipe.wire_bytes -= d.len();
-        }
         match dir {
             Dir::C2s => {
                 let data = matches!(seg, Seg::Data(_));
@@ -445,15 +479,15 @@ impl Kernel {
         // Queued connections take data too; the driver reads it once accepted.
         let accepted = matches!(c.server, ServerEnd::Open | ServerEnd::WriteShut);
         match seg {
-            Seg::Data(d) => {
-                trace!(env, "net k{k} c2s data {}", d.len());
+            Seg::Data(n) => {
+                trace!(env, "net k{k} c2s data {n}");
                 if closed {
+                    c.c2s.drop_arriving(n);
                     self.freed(k, Dir::C2s);
                     self.send_reset(k, Dir::S2c, env);
                     return;
                 }
-                c.c2s.delivered += d.len() as u64;
-                c.c2s.rx.extend(d);
+                c.c2s.deliver(n);
             }
             Seg::Fin => {
                 trace!(env, "net k{k} c2s fin");
@@ -468,7 +502,7 @@ impl Kernel {
                     return;
                 }
                 c.c2s.rst = true;
-                c.c2s.rx.clear();
+                c.c2s.destroy_unread();
                 self.freed(k, Dir::C2s);
                 if accepted {
                     self.notices.push_back(Notice::ServerReset(k));
@@ -485,15 +519,16 @@ impl Kernel {
         let c = &mut self.conns[k];
         let client = c.client;
         match seg {
-            Seg::Data(d) => {
-                trace!(env, "net k{k} s2c data {}", d.len());
+            Seg::Data(n) => {
+                trace!(env, "net k{k} s2c data {n}");
                 if c.client_closed() {
                     // The dropped bytes no longer fill the server's buffer.
+                    c.s2c.drop_arriving(n);
                     self.freed(k, Dir::S2c);
                     self.send_reset(k, Dir::C2s, env);
                     return;
                 }
-                c.s2c.rx.extend(d);
+                c.s2c.deliver(n);
                 self.notices.push_back(Notice::ClientReadable(client, k));
             }
             Seg::Fin => {
@@ -509,8 +544,7 @@ impl Kernel {
                     trace!(env, "net k{k} s2c rst (client closed)");
                     return;
                 }
-                let destroyed = c.s2c.rx.len();
-                c.s2c.rx.clear();
+                let destroyed = c.s2c.destroy_unread();
                 c.s2c.rst = true;
                 c.client_end = ClientEnd::Closed;
                 trace!(env, "net k{k} s2c rst destroys {destroyed} unread bytes");
@@ -529,27 +563,26 @@ impl Kernel {
     }
 
     /// A read of at most `max` bytes on the server's socket.
-    pub fn server_recv(&mut self, k: usize, max: usize) -> Recv {
+    pub fn server_recv(&mut self, k: usize, max: usize) -> Recv<'_> {
         let pipe = &mut self.conns[k].c2s;
         if pipe.rst {
             return Recv::Reset;
         }
-        if pipe.rx.is_empty() {
+        if pipe.unread == 0 {
             return if pipe.fin {
                 Recv::Eof
             } else {
                 Recv::WouldBlock
             };
         }
-        let n = pipe.rx.len().min(max);
-        let bytes = take_front(&mut pipe.rx, n);
+        let range = pipe.read(pipe.unread.min(max));
         self.freed(k, Dir::C2s);
-        Recv::Data(bytes)
+        Recv::Data(&self.conns[k].c2s.bytes[range])
     }
 
     /// Bytes that reached the server's socket and were not read.
     pub fn server_unread(&self, k: usize) -> usize {
-        self.conns[k].c2s.rx.len()
+        self.conns[k].c2s.unread
     }
 
     /// Whether the client's FIN reached the server's socket.
@@ -570,9 +603,7 @@ impl Kernel {
     /// before a forced close so that the close sends FIN, not a reset that
     /// could destroy a farewell.
     pub fn server_discard(&mut self, k: usize) {
-        let c = &mut self.conns[k];
-        if !c.c2s.rx.is_empty() {
-            c.c2s.rx.clear();
+        if self.conns[k].c2s.destroy_unread() > 0 {
             self.freed(k, Dir::C2s);
         }
     }
@@ -581,10 +612,9 @@ impl Kernel {
     pub fn server_close(&mut self, k: usize, env: &mut Env) {
         let c = &mut self.conns[k];
         let was = std::mem::replace(&mut c.server, ServerEnd::Closed);
-        let unread = c.c2s.rx.len();
+        let unread = c.c2s.destroy_unread();
         trace!(env, "net k{k} server close, {unread} bytes unread");
         if unread > 0 {
-            c.c2s.rx.clear();
             self.freed(k, Dir::C2s);
             self.send_reset(k, Dir::S2c, env);
         } else if was != ServerEnd::WriteShut {
@@ -603,15 +633,17 @@ impl Kernel {
 
     /// Bytes that reached the client's socket and were not read.
     pub fn client_unread(&self, k: usize) -> usize {
-        self.conns[k].s2c.rx.len()
+        self.conns[k].s2c.unread
     }
 
-    /// Reads `n` bytes (at most what is unread) on the client's socket.
-    pub fn client_recv(&mut self, k: usize, n: usize) -> Vec<u8> {
-        let rx = &mut self.conns[k].s2c.rx;
-        let bytes = take_front(rx, n.min(rx.len()));
+    /// Reads `n` bytes (at most what is unread) on the client's socket into
+    /// `buf` (replacing what it held).
+    pub fn client_recv(&mut self, k: usize, n: usize, buf: &mut Vec<u8>) {
+        let pipe = &mut self.conns[k].s2c;
+        let range = pipe.read(n.min(pipe.unread));
+        buf.clear();
+        buf.extend_from_slice(&pipe.bytes[range]);
         self.freed(k, Dir::S2c);
-        bytes
     }
 
     /// Whether the server's FIN reached the client's socket.
@@ -641,8 +673,7 @@ impl Kernel {
             return;
         }
         let was = std::mem::replace(&mut c.client_end, ClientEnd::Closed);
-        if !c.s2c.rx.is_empty() {
-            c.s2c.rx.clear();
+        if c.s2c.destroy_unread() > 0 {
             self.freed(k, Dir::S2c);
             self.send_reset(k, Dir::C2s, env);
         } else if was == ClientEnd::Open {
@@ -654,7 +685,7 @@ impl Kernel {
     pub fn client_abort(&mut self, k: usize, env: &mut Env) {
         let c = &mut self.conns[k];
         c.client_end = ClientEnd::Aborted;
-        c.s2c.rx.clear();
+        c.s2c.destroy_unread();
         self.freed(k, Dir::S2c);
         self.send_reset(k, Dir::C2s, env);
     }

@@ -2,12 +2,35 @@
 //! world reads from a response core wrote. Responses themselves are parsed by
 //! the test kit's one parser ([`ebb_testkit::response`]).
 
+use std::sync::OnceLock;
+
 use ebb_testkit::response::Response;
+use ebb_testkit::rng::Rng;
 
 /// The token that names one attempt of one request: carried in the request
 /// target (`/r/<token>`) and echoed by the application in `x-req`.
 pub fn token(client: usize, no: usize, attempt: u32) -> String {
-    format!("{client}.{no}.{attempt}")
+    // Digits pushed by hand: `format!` costs several times more, and every
+    // request and response makes a token.
+    let mut t = String::with_capacity(24);
+    for (i, n) in [client, no, attempt as usize].into_iter().enumerate() {
+        if i > 0 {
+            t.push('.');
+        }
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        t.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    }
+    t
 }
 
 /// Parses a token back into (client, request number, attempt).
@@ -21,71 +44,94 @@ pub fn parse_token(t: &str) -> Option<(usize, usize, u32)> {
     it.next().is_none().then_some(r)
 }
 
-/// The body a client sends with request `no`: deterministic, so the
-/// application can check it arrived intact.
+/// The body a client sends with request `no`: the alphabet over and over,
+/// from a letter fixed by `no`, so the application can check it arrived
+/// intact.
 pub fn body(no: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| b'a' + ((no * 7 + i) % 26) as u8).collect()
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        out.extend_from_slice(alphabet_run(no, out.len(), len - out.len()));
+    }
+    out
 }
 
 /// Whether `got` is bytes `from..from + got.len()` of the body of request
 /// `no`.
 pub fn is_body_at(no: usize, from: usize, got: &[u8]) -> bool {
-    got.iter()
-        .enumerate()
-        .all(|(i, &b)| b == b'a' + ((no * 7 + from + i) % 26) as u8)
+    // Every part starts a whole number of alphabets after `from`.
+    got.chunks(ALPHABETS.len() - 26)
+        .all(|part| *part == *alphabet_run(no, from, part.len()))
 }
 
 /// Whether `got` is exactly the body of request `no` with `len` bytes.
 pub fn is_body(no: usize, len: usize, got: &[u8]) -> bool {
-    got.len() == len
-        && got
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == b'a' + ((no * 7 + i) % 26) as u8)
+    got.len() == len && is_body_at(no, 0, got)
+}
+
+/// The alphabet, repeated: a body is compared and copied a run at a time,
+/// not computed a byte at a time.
+const ALPHABETS: [u8; 26 * 160] = {
+    let mut t = [0; 26 * 160];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Up to `len` bytes of request `no`'s body from byte `from` (at most a
+/// run of alphabets).
+fn alphabet_run(no: usize, from: usize, len: usize) -> &'static [u8] {
+    let start = (no * 7 + from) % 26;
+    &ALPHABETS[start..start + len.min(ALPHABETS.len() - 26)]
 }
 
 /// Bytes `from..from + len` of the body the application streams for the
-/// request named `token`: a pattern fixed by the token, so a client can
-/// tell that it got exactly the bytes produced, in order.
-pub fn stream_bytes(token: &str, from: usize, len: usize) -> Vec<u8> {
-    let mut out = vec![0; len];
-    fill_stream(stream_seed(token), from, &mut out);
-    out
+/// request named `token`: a window on one fixed pseudo-random pattern,
+/// placed by the token, so a client can tell that it got exactly the bytes
+/// produced, in order. A slice of a table built once, not bytes made per
+/// piece: producing and checking megabytes costs a copy and a compare.
+pub fn stream_bytes(token: &str, from: usize, len: usize) -> &'static [u8] {
+    assert!(
+        len <= STREAM_PERIOD,
+        "a piece longer than the stream pattern"
+    );
+    let start = (stream_seed(token) + from) % STREAM_PERIOD;
+    &stream_table()[start..start + len]
 }
 
-/// Whether `got` is the start of the body streamed for `token`. Compared
-/// a block at a time: filling a block and comparing it vectorises, a
-/// byte-by-byte check with an early exit does not.
+/// Whether `got` is the start of the body streamed for `token`.
 pub fn is_stream_prefix(token: &str, got: &[u8]) -> bool {
-    const BLOCK: usize = 4096;
-    let seed = stream_seed(token);
-    let mut want = [0u8; BLOCK];
-    got.chunks(BLOCK).enumerate().all(|(n, block)| {
-        let want = &mut want[..block.len()];
-        fill_stream(seed, n * BLOCK, want);
-        *want == *block
+    got.chunks(STREAM_PERIOD)
+        .enumerate()
+        .all(|(n, part)| *part == *stream_bytes(token, n * STREAM_PERIOD, part.len()))
+}
+
+/// The pattern repeats after this many bytes: four times the longest
+/// stream (256 KiB and a few bytes past a declared length), so no byte of
+/// one stream stands where an equal one of the same stream is expected.
+const STREAM_PERIOD: usize = 1 << 20;
+
+/// The pattern, twice over: any window of up to one period is contiguous.
+fn stream_table() -> &'static [u8] {
+    static TABLE: OnceLock<Vec<u8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rng = Rng::new(0x5eed_5742_ea11);
+        let period: Vec<u8> = (0..STREAM_PERIOD / 8)
+            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .collect();
+        period.repeat(2)
     })
 }
 
-/// Fills `out` with bytes `from..` of the stream seeded `seed`.
-fn fill_stream(seed: usize, from: usize, out: &mut [u8]) {
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = stream_byte(seed, from + i);
-    }
-}
-
+/// Where the token's stream starts in the pattern: the token's hash,
+/// scattered (Fibonacci hashing), so that similar tokens start far apart.
 fn stream_seed(token: &str) -> usize {
-    token.bytes().fold(0usize, |h, b| {
-        h.wrapping_mul(31).wrapping_add(usize::from(b))
-    })
-}
-
-/// A multiply per byte (no division): cheap enough for megabytes, and no
-/// short period, so a byte out of place shows.
-fn stream_byte(seed: usize, i: usize) -> u8 {
-    ((seed ^ i) as u32)
-        .wrapping_mul(0x9e37_79b1)
-        .wrapping_shr(24) as u8
+    let h = token
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % STREAM_PERIOD
 }
 
 /// The bytes an upgraded client sends as its `n`th echo message.
@@ -187,6 +233,8 @@ mod tests {
     #[test]
     fn tokens_and_requests_round_trip() {
         assert_eq!(parse_token(&token(3, 4, 5)), Some((3, 4, 5)));
+        assert_eq!(token(0, 1234, 10), "0.1234.10");
+        assert_eq!(token(usize::MAX, 9, 0), format!("{}.9.0", usize::MAX));
         assert_eq!(parse_token("3.4"), None);
         let shape = Shape {
             body_len: 10,
@@ -203,10 +251,15 @@ mod tests {
         assert!(body.ends_with(b"0\r\n\r\n"));
         assert!(is_body(4, 30, &super::body(4, 30)));
         assert!(!is_body(4, 30, &super::body(5, 30)));
+        // Longer than one run of alphabets, checked from an offset.
+        let mut long = super::body(3, 9000);
+        assert!(is_body_at(3, 5001, &long[5001..]) && is_body(3, 9000, &long));
+        long[8000] ^= 1;
+        assert!(!is_body_at(3, 5001, &long[5001..]));
         let whole = stream_bytes("1.2.0", 0, 100);
-        assert_eq!(stream_bytes("1.2.0", 40, 60), whole[40..]);
+        assert_eq!(stream_bytes("1.2.0", 40, 60), &whole[40..]);
         assert!(is_stream_prefix("1.2.0", &whole[..77]));
-        assert!(!is_stream_prefix("1.3.0", &whole));
+        assert!(!is_stream_prefix("1.3.0", whole));
     }
 
     #[test]

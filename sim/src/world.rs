@@ -732,7 +732,7 @@ impl World {
         let (offered, result, want) = match piece {
             Piece::Stop => return checker.on_producer_stopped(id),
             Piece::Data(bytes, crosses) => {
-                let Some(r) = driver.stream_data(id, &bytes, core, checker, env) else {
+                let Some(r) = driver.stream_data(id, bytes, core, checker, env) else {
                     return;
                 };
                 let want = match (live, crosses) {
@@ -840,7 +840,7 @@ impl World {
                 Recv::Data(bytes) => {
                     // After its FIN the application has nothing to echo with.
                     if !echo.shut {
-                        echo.outbox.extend_from_slice(&bytes);
+                        echo.outbox.extend_from_slice(bytes);
                         echo.echoed += bytes.len() as u64;
                     }
                     self.echo_flush(srv, k);

@@ -116,6 +116,9 @@ pub struct ResponseParser {
     /// A response whose head is parsed and whose body is still arriving.
     body: Option<(Response, Rest)>,
     keep_bodies: bool,
+    /// Where a parser without bodies decodes chunked ones: one buffer,
+    /// reused.
+    discard: Vec<u8>,
     /// A `101` came: what follows is not HTTP.
     upgraded: bool,
 }
@@ -142,6 +145,7 @@ impl ResponseParser {
             crlf: 0,
             body: None,
             keep_bodies: true,
+            discard: Vec::new(),
             upgraded: false,
         }
     }
@@ -262,7 +266,13 @@ impl ResponseParser {
                     out.push(resp);
                     continue;
                 }
-                Framing::Length(n) => Rest::Length(n),
+                Framing::Length(n) => {
+                    if self.keep_bodies {
+                        // Bounded: the length is the server's word.
+                        resp.body.reserve_exact(n.min(1 << 20));
+                    }
+                    Rest::Length(n)
+                }
                 Framing::Chunked => Rest::Chunked(ChunkedDecoder::new()),
                 Framing::UntilClose => Rest::UntilClose,
             };
@@ -297,31 +307,43 @@ impl ResponseParser {
     /// it is complete; returns how many of `bytes` it took (all, unless the
     /// body ended inside them).
     fn read_body(&mut self, bytes: &[u8], out: &mut Vec<Response>) -> Result<usize, ParseError> {
+        let keep_bodies = self.keep_bodies;
         let (resp, rest) = self.body.as_mut().expect("a body is pending");
-        let before = resp.body.len();
+        let keep = |body: &mut Vec<u8>, part: &[u8]| {
+            if keep_bodies {
+                body.extend_from_slice(part);
+            }
+            part.len()
+        };
         let (used, done) = match rest {
             Rest::Length(left) => {
                 let n = (*left).min(bytes.len());
                 *left -= n;
-                resp.body.extend_from_slice(&bytes[..n]);
+                resp.body_len += keep(&mut resp.body, &bytes[..n]);
                 (n, *left == 0)
             }
             Rest::Chunked(decoder) => {
+                let sink = if keep_bodies {
+                    &mut resp.body
+                } else {
+                    &mut self.discard
+                };
+                let before = sink.len();
                 let n = decoder
-                    .decode(bytes, &mut resp.body, &CHUNKED_LIMITS)
+                    .decode(bytes, sink, &CHUNKED_LIMITS)
                     .map_err(|e| ParseError(format!("malformed chunked body: {e:?}")))?;
+                resp.body_len += sink.len() - before;
+                if !keep_bodies {
+                    sink.clear();
+                }
                 (n, decoder.is_done())
             }
             Rest::UntilClose => {
-                resp.body.extend_from_slice(bytes);
+                resp.body_len += keep(&mut resp.body, bytes);
                 (bytes.len(), false)
             }
         };
-        resp.body_len += resp.body.len() - before;
         resp.wire_len += used;
-        if !self.keep_bodies {
-            resp.body.clear();
-        }
         if done {
             let (resp, _) = self.body.take().expect("a body is pending");
             out.push(resp);
@@ -339,7 +361,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
             String::from_utf8_lossy(head)
         ));
     };
-    let mut lines = text[..text.len() - 4].split("\r\n");
+    let mut lines = crlf_lines(&text[..text.len() - 4]);
     let status_line = lines.next().unwrap_or_default();
     let status = status_line
         .strip_prefix("HTTP/1.1 ")
@@ -353,7 +375,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
     let mut resp = Response {
         status,
         reason: status_line[13..].to_owned(),
-        headers: Vec::new(),
+        headers: Vec::with_capacity(8),
         close: false,
         framing: Framing::UntilClose,
         body: Vec::new(),
@@ -363,7 +385,11 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
     let mut length = None;
     let mut chunked = false;
     for line in lines {
-        let Some((name, value)) = line.split_once(": ") else {
+        // The first colon ends a valid name (a name has none).
+        let Some((name, value)) = line
+            .split_once(':')
+            .and_then(|(name, value)| Some((name, value.strip_prefix(' ')?)))
+        else {
             return error(format!("bad header line {line:?}"));
         };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
@@ -400,6 +426,27 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
         (false, None) => Framing::UntilClose,
     };
     Ok((resp, framing))
+}
+
+/// `text` split at each CRLF, as `text.split("\r\n")` does, found by a
+/// plain scan for each LF (much cheaper on short lines than a substring
+/// or even a char search: the simulator parses every response twice).
+fn crlf_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        let mut from = 0;
+        while let Some(i) = t.as_bytes()[from..].iter().position(|&b| b == b'\n') {
+            let i = from + i;
+            if t[..i].ends_with('\r') {
+                rest = Some(&t[i + 1..]);
+                return Some(&t[..i - 1]);
+            }
+            from = i + 1;
+        }
+        rest = None;
+        Some(t)
+    })
 }
 
 #[cfg(test)]
@@ -569,10 +616,28 @@ HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
             b"HTTP/1.1 200 OK\r\nX: \xff\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX:: v\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX:y: v\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n: v\r\n\r\n",
         ] {
             let mut out = Vec::new();
             let result = ResponseParser::new().feed(wire, &mut out);
             assert!(result.is_err(), "{:?}", String::from_utf8_lossy(wire));
+        }
+    }
+
+    #[test]
+    fn head_lines_split_as_split_at_crlf_does() {
+        for text in [
+            "",
+            "a",
+            "a\r\nb",
+            "\r\n",
+            "a\nb\r\nc\rd\r\n\r\ne",
+            "\n\r\r\n\n",
+        ] {
+            let want: Vec<&str> = text.split("\r\n").collect();
+            assert_eq!(crlf_lines(text).collect::<Vec<_>>(), want, "{text:?}");
         }
     }
 }
