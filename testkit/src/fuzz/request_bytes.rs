@@ -37,13 +37,17 @@
 //! invariants are checked once per core input (core's own check compares
 //! the count with a recount), and not again at the end of a drain whose
 //! last input was checked; the split run feeds byte by byte only through
-//! the first head (at most 256 bytes); large response bodies are slices of
-//! one shared buffer; the output is parsed once when both runs wrote the
-//! same bytes (the common case), and otherwise the two runs' responses
-//! are compared in place, not copied. (Profiled with callgrind over a
-//! replay of a grown corpus: core's own invariant check, core's input
-//! handling and the response parser are what remains, with libFuzzer's
-//! comparison tracing around every comparison among them.)
+//! the first head (at most 256 bytes), and once core lingers, the rest in
+//! one piece; the whole run writes whole, the split run alone in random
+//! pieces; large response bodies are slices of one shared buffer; the
+//! requests are copied by the whole run only, the split run checks its
+//! own against them in place; the output is parsed once when both runs
+//! wrote the same bytes (the common case), and otherwise the two runs'
+//! responses are compared in place, not copied. (Profiled with callgrind
+//! over a replay of a grown corpus, and in the fuzz loop: libFuzzer's own
+//! bookkeeping of the edges each input reaches is half of each execution;
+//! of the target's half, core's input handling and invariant check and the
+//! response parser's head parsing are what remains.)
 
 use std::time::Duration;
 
