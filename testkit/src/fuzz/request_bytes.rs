@@ -8,8 +8,9 @@
 //! The application answers every request at once — one that asks to switch
 //! protocols, half the time with a `101`, after which it reads the rest of
 //! the input itself and then closes the connection — and the driver writes
-//! all output at once (in pieces of random size), so nothing in the
-//! conversation depends on where the input was split. Hence the oracle:
+//! all output at once (the split run in pieces of random size, the whole
+//! run in one piece each time), so nothing in the conversation depends on
+//! where the input was split. Hence the oracle:
 //! - the whole input and the split input give the same requests (method,
 //!   target, version, headers, body), the same responses on the wire (an
 //!   interim 100 Continue aside: it depends on whether the body had already
@@ -36,13 +37,17 @@
 //! invariants are checked once per core input (core's own check compares
 //! the count with a recount), and not again at the end of a drain whose
 //! last input was checked; the split run feeds byte by byte only through
-//! the first head (at most 256 bytes); large response bodies are slices of
-//! one shared buffer; the output is parsed once when both runs wrote the
-//! same bytes (the common case), and otherwise the two runs' responses
-//! are compared in place, not copied. (Profiled with callgrind over a
-//! replay of a grown corpus: core's own invariant check, core's input
-//! handling and the response parser are what remains, with libFuzzer's
-//! comparison tracing around every comparison among them.)
+//! the first head (at most 256 bytes), and once core lingers, the rest in
+//! one piece; the whole run writes whole, the split run alone in random
+//! pieces; large response bodies are slices of one shared buffer; the
+//! requests are copied by the whole run only, the split run checks its
+//! own against them in place; the output is parsed once when both runs
+//! wrote the same bytes (the common case), and otherwise the two runs'
+//! responses are compared in place, not copied. (Profiled with callgrind
+//! over a replay of a grown corpus, and in the fuzz loop: libFuzzer's own
+//! bookkeeping of the edges each input reaches is half of each execution;
+//! of the target's half, core's input handling and invariant check and the
+//! response parser's head parsing are what remains.)
 
 use std::time::Duration;
 
@@ -110,11 +115,11 @@ pub fn request_bytes_salted(data: &[u8], salt: u32) {
     let seed = Seed::of(data);
     let mut rng = seed.rng(stream(salt, 0));
     let eof = rng.one_in(2);
-    let whole = run(data, &[data.len()], eof, seed, salt, 1);
+    let whole = run(data, &[data.len()], eof, seed, salt, None);
     let whole_responses = whole.check_output();
     let cuts = cut_points(data, &mut rng);
-    let split = run(data, &cuts, eof, seed, salt, 2);
-    assert_eq!(whole.requests, split.requests, "requests differ when split");
+    let split = run(data, &cuts, eof, seed, salt, Some(&whole));
+    split.requests.check_all_seen();
     assert_eq!(
         (whole.upgraded, &whole.app_input),
         (split.upgraded, &split.app_input),
@@ -183,6 +188,16 @@ fn first_head_len(data: &[u8]) -> usize {
         .unwrap_or(data.len())
 }
 
+/// How many of the `total` bytes offered the next write takes: all of them,
+/// or in a run with `sizes`, a random piece two times in three.
+fn write_size(sizes: Option<&mut Rng>, total: usize) -> usize {
+    let Some(sizes) = sizes else { return total };
+    match sizes.below(3) {
+        0 => total,
+        _ => 1 + sizes.index(total),
+    }
+}
+
 /// A request as the application saw it.
 #[derive(Debug, PartialEq, Eq)]
 struct SeenRequest {
@@ -193,16 +208,99 @@ struct SeenRequest {
     body: Vec<u8>,
 }
 
-struct Run {
+impl SeenRequest {
+    fn of(req: &ebb_core::Request<'_>) -> SeenRequest {
+        SeenRequest {
+            method: req.method().to_owned(),
+            target: req.target().to_owned(),
+            version: req.version(),
+            headers: req
+                .headers()
+                .map(|(n, v)| (n.to_owned(), v.to_vec()))
+                .collect(),
+            body: req.body().to_vec(),
+        }
+    }
+
+    /// `SeenRequest::of(req) == *self`, without copying `req`.
+    fn is(&self, req: &ebb_core::Request<'_>) -> bool {
+        let headers = self.headers.iter().map(|(n, v)| (n.as_str(), &v[..]));
+        self.method == req.method()
+            && self.target == req.target()
+            && self.version == req.version()
+            && headers.eq(req.headers())
+            && self.body == req.body()
+    }
+}
+
+/// The requests a run saw: the whole run records them; the split run
+/// checks each against that record as it arrives, so only one run copies
+/// them.
+enum Requests<'a> {
+    Record(Vec<SeenRequest>),
+    Expect {
+        record: &'a [SeenRequest],
+        seen: usize,
+    },
+}
+
+impl Requests<'_> {
+    fn count(&self) -> usize {
+        match self {
+            Requests::Record(record) => record.len(),
+            Requests::Expect { seen, .. } => *seen,
+        }
+    }
+
+    fn record(&self) -> &[SeenRequest] {
+        match self {
+            Requests::Record(record) => record,
+            Requests::Expect { record, .. } => record,
+        }
+    }
+
+    /// Records `req`, or checks it is the next request of the record.
+    fn see(&mut self, req: &ebb_core::Request<'_>) {
+        match self {
+            Requests::Record(record) => record.push(SeenRequest::of(req)),
+            Requests::Expect { record, seen } => {
+                let expected = record.get(*seen);
+                if !expected.is_some_and(|e| e.is(req)) {
+                    assert_eq!(
+                        Some(&SeenRequest::of(req)),
+                        expected,
+                        "request {seen} differs when split"
+                    );
+                }
+                *seen += 1;
+            }
+        }
+    }
+
+    /// The split run saw every request of the record, not just a prefix.
+    fn check_all_seen(&self) {
+        if let Requests::Expect { record, seen } = self {
+            assert_eq!(
+                *seen,
+                record.len(),
+                "requests differ when split: fewer requests"
+            );
+        }
+    }
+}
+
+struct Run<'a> {
     server: Server,
     conn: ConnId,
     now: Time,
-    /// Chooses write sizes; differs between runs on purpose.
-    writes: Rng,
+    /// Chooses the size of each write: in the split run only. The whole
+    /// run writes all that `transmit` offers at once, with the fewest
+    /// inputs, as the reference the split run's partial writes must match.
+    writes: Option<Rng>,
     /// The seed of the application's choices, the same in both runs.
     seed: Seed,
     salt: u32,
-    requests: Vec<SeenRequest>,
+    requests: Requests<'a>,
     is_head: Vec<bool>,
     /// By request: whether the client asked to close after it.
     asks_to_close: Vec<bool>,
@@ -222,23 +320,41 @@ struct Run {
 }
 
 /// Feeds `data` in the pieces `cuts` ends, then FIN if `eof`, then runs the
-/// clock until the connection is closed; returns what the run observed.
-fn run(data: &[u8], cuts: &[usize], eof: bool, seed: Seed, salt: u32, run: u32) -> Run {
+/// clock until the connection is closed; returns what the run observed. The
+/// run after the `whole` one writes in pieces of random size, and checks
+/// the requests it sees against the whole run's.
+fn run<'a>(
+    data: &[u8],
+    cuts: &[usize],
+    eof: bool,
+    seed: Seed,
+    salt: u32,
+    whole: Option<&'a Run<'_>>,
+) -> Run<'a> {
     let mut server = Server::new(config());
     let now = Time::from_millis(1000);
     let conn = server.handle_accept(now);
+    let requests = match whole {
+        None => Requests::Record(Vec::new()),
+        Some(whole) => Requests::Expect {
+            record: whole.requests.record(),
+            seen: 0,
+        },
+    };
     let mut r = Run {
         server,
         conn,
         now,
-        writes: seed.rng(stream(salt, run)),
+        writes: whole.map(|_| seed.rng(stream(salt, 2))),
         seed,
         salt,
-        requests: Vec::new(),
+        requests,
         is_head: Vec::new(),
         asks_to_close: Vec::new(),
         faulted: Vec::new(),
-        out: Vec::new(),
+        // The split run nearly always writes what the whole run wrote: room
+        // for that spares copying the output as it grows.
+        out: Vec::with_capacity(whole.map_or(0, |w| w.out.len())),
         half_closed: false,
         closed: false,
         switched: false,
@@ -255,6 +371,11 @@ fn run(data: &[u8], cuts: &[usize], eof: bool, seed: Seed, salt: u32, run: u32) 
             // The application reads the socket now.
             r.app_input.extend_from_slice(&data[from..to]);
             from = to;
+            continue;
+        }
+        if r.half_closed && to < data.len() {
+            // Lingering, core only discards what arrives, with no limit the
+            // input can reach: the rest goes in one piece.
             continue;
         }
         // The application answered everything and every byte was written,
@@ -289,7 +410,7 @@ fn run(data: &[u8], cuts: &[usize], eof: bool, seed: Seed, salt: u32, run: u32) 
     r
 }
 
-impl Run {
+impl Run<'_> {
     /// Carries out every event, as a driver does after each input, then
     /// checks the invariants. Each input the events led to checks its own,
     /// and taking events changes nothing they cover: so when the events
@@ -368,25 +489,19 @@ impl Run {
     fn answer(&mut self, id: RequestId) {
         assert!(!self.closed, "request on a closed connection");
         let seq = id.seq();
-        assert_eq!(seq as usize, self.requests.len(), "request out of sequence");
+        assert_eq!(
+            seq as usize,
+            self.requests.count(),
+            "request out of sequence"
+        );
         let req = self
             .server
             .request(id)
             .expect("a dispatched request can be read");
-        let seen = SeenRequest {
-            method: req.method().to_owned(),
-            target: req.target().to_owned(),
-            version: req.version(),
-            headers: req
-                .headers()
-                .map(|(n, v)| (n.to_owned(), v.to_vec()))
-                .collect(),
-            body: req.body().to_vec(),
-        };
-        self.is_head.push(seen.method == "HEAD");
+        self.requests.see(&req);
+        self.is_head.push(req.method() == "HEAD");
         self.asks_to_close.push(asks_to_close(&req));
         let upgrade = asks_to_upgrade(&req);
-        self.requests.push(seen);
 
         let mut app = self.seed.rng(stream(self.salt, 100 + seq));
         let faulted = app.one_in(4);
@@ -439,8 +554,8 @@ impl Run {
         assert_eq!(result, Ok(()), "a valid answer to a waiting request");
     }
 
-    /// Writes everything `transmit` offers, in pieces of random size;
-    /// returns whether it wrote anything (each write is an input, checked).
+    /// Writes everything `transmit` offers, in pieces of random size in
+    /// the split run; returns whether it wrote anything (each write is an input, checked).
     fn write_all(&mut self) -> bool {
         let mut wrote = false;
         loop {
@@ -450,10 +565,7 @@ impl Run {
                 return wrote;
             }
             wrote = true;
-            let n = match self.writes.below(3) {
-                0 => total,
-                _ => 1 + self.writes.index(total),
-            };
+            let n = write_size(self.writes.as_mut(), total);
             let from_a = n.min(a.len());
             self.out.extend_from_slice(&a[..from_a]);
             self.out.extend_from_slice(&b[..n - from_a]);
@@ -466,7 +578,7 @@ impl Run {
     /// responses only rejections that close, nothing after a close. Returns
     /// where the final responses are.
     fn check_output(&self) -> Vec<Range<usize>> {
-        let seqs: Vec<u32> = (0..self.requests.len() as u32).collect();
+        let seqs: Vec<u32> = (0..self.requests.count() as u32).collect();
         let faulted: Vec<u32> = seqs
             .iter()
             .copied()
@@ -523,7 +635,7 @@ impl Run {
         }
         assert_eq!(
             answered as usize,
-            self.requests.len(),
+            self.requests.count(),
             "S2: a request was not answered completely"
         );
         finals

@@ -271,7 +271,8 @@ impl Answer {
     /// Builds an answer from small choices: `status` in 200..=599, `extras`
     /// as a bit set over [`EXTRA_HEADERS`], `body_len` bytes of body.
     pub fn new(seq: u32, status: u16, extras: u8, body_len: usize) -> Answer {
-        let mut headers = vec![(SEQ_HEADER, seq.to_string())];
+        let mut headers = Vec::with_capacity(1 + extras.count_ones() as usize);
+        headers.push((SEQ_HEADER, seq.to_string()));
         for (i, (name, value)) in EXTRA_HEADERS.iter().enumerate() {
             if extras & (1 << i) != 0 {
                 headers.push((name, (*value).to_owned()));
