@@ -367,10 +367,12 @@ pub(crate) fn on_worker_thread() -> bool {
 #[inline]
 fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
     if DISPATCHING.get() == Some((Arc::as_ptr(inbox) as usize, id)) {
-        // Not `LocalKey::set`, which moves the answer three times; and the
-        // closure borrows it, as one that owned it would be moved in turn.
+        // Swapped into the empty slot: not `LocalKey::set`, which moves the
+        // answer three times, nor a take and a store, which copy it twice;
+        // and the closure borrows it, as one that owned it would be moved in
+        // turn.
         let mut answer = Some(answer);
-        INLINE_ANSWER.with_borrow_mut(|slot| *slot = answer.take());
+        INLINE_ANSWER.with_borrow_mut(|slot| std::mem::swap(slot, &mut answer));
     } else {
         inbox.send(id, answer);
     }
@@ -383,10 +385,20 @@ pub(crate) fn begin_dispatch(inbox: &Arc<Inbox>, id: RequestId) {
     DISPATCHING.set(Some((Arc::as_ptr(inbox) as usize, id)));
 }
 
-/// Ends what [`begin_dispatch`] began; the answer, if the handler gave one.
-pub(crate) fn end_dispatch() -> Option<Answer> {
+/// Ends what [`begin_dispatch`] began: `use_answer` gets the answer, if the
+/// handler gave one, where it lies, and the slot is emptied after it.
+///
+/// In place, because a response is some 300 bytes and taking it out would
+/// copy it. The slot stays borrowed meanwhile, which nothing can notice: an
+/// answer now given, from whatever `use_answer` calls, goes to the channel,
+/// as no request is being dispatched.
+pub(crate) fn end_dispatch<R>(use_answer: impl FnOnce(&mut Option<Answer>) -> R) -> R {
     DISPATCHING.set(None);
-    INLINE_ANSWER.with_borrow_mut(Option::take)
+    INLINE_ANSWER.with_borrow_mut(|slot| {
+        let result = use_answer(slot);
+        *slot = None;
+        result
+    })
 }
 
 #[cfg(test)]

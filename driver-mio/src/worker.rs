@@ -634,7 +634,6 @@ impl<H: Handler> Worker<H> {
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
-        let mut answer = end_dispatch();
         // The request's name, for the log; kept in a reused buffer, so naming
         // an answered request allocates nothing.
         let (method, target) = (request.method(), request.target());
@@ -655,14 +654,17 @@ impl<H: Handler> Worker<H> {
             let from = self.peer_of(id.conn());
             log::error!("handler panicked on {name}{from}; answered 500");
         }
-        match answer {
+        let answered = end_dispatch(|answer| match answer {
             // Borrowed, not moved: a response is some 300 bytes.
-            Some(Answer::Response(ref mut response)) => self.respond(id, response, &name),
-            Some(answer) => self.answer(id, answer, &name),
-            None => {
-                if let Some(conn) = self.conn(id.conn()) {
-                    conn.deferred = Some((id, name.as_str().into()));
-                }
+            Some(Answer::Response(response)) => {
+                self.respond(id, response, &name);
+                true
+            }
+            other => other.take().map(|a| self.answer(id, a, &name)).is_some(),
+        });
+        if !answered {
+            if let Some(conn) = self.conn(id.conn()) {
+                conn.deferred = Some((id, name.as_str().into()));
             }
         }
         self.name = name;
