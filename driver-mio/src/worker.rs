@@ -226,17 +226,19 @@ impl<H: Handler> Worker<H> {
                     self.pump();
                 }
             }
-            if self.server.poll_timeout().is_some_and(|at| at <= self.now) {
+            let mut deadline = self.server.poll_timeout();
+            if deadline.is_some_and(|at| at <= self.now) {
                 self.server.handle_timeout(self.now);
                 self.pump();
                 self.settle();
+                deadline = self.server.poll_timeout();
             }
             if let Some(report) = self.exit.take() {
                 self.flush_access_log(true);
                 return Ok(report);
             }
             let flush_in = self.flush_access_log(false);
-            let timeout = match (self.poll_timeout(), flush_in) {
+            let timeout = match (self.poll_timeout(deadline), flush_in) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -263,14 +265,12 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// How long mio may sleep: until core's next deadline or the end of an
+    /// How long mio may sleep: until core's next `deadline` (its
+    /// `poll_timeout`, asked once per wake-up by the caller) or the end of an
     /// accept pause.
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&self, deadline: Option<Time>) -> Option<Duration> {
         let now = self.now;
-        let core = self
-            .server
-            .poll_timeout()
-            .map(|at| at.saturating_since(now));
+        let core = deadline.map(|at| at.saturating_since(now));
         let pause = self
             .accept_paused_until
             .map(|until| until.saturating_duration_since(self.awake_at));
