@@ -316,7 +316,14 @@ impl<H: Handler> Worker<H> {
         while let Some(event) = self.server.poll_event() {
             match event {
                 Event::Request(id) => self.dispatch(id),
-                Event::Transmit(conn) => self.to_write.push(conn),
+                // Core announces a connection's output again once its
+                // announcement is taken, so pipelined responses, written
+                // together, announce it over and over: once is enough.
+                Event::Transmit(conn) => {
+                    if self.to_write.last() != Some(&conn) {
+                        self.to_write.push(conn);
+                    }
+                }
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(finished) => {
                     if self.observing.tracks_requests() {
