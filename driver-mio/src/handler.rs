@@ -367,12 +367,10 @@ pub(crate) fn on_worker_thread() -> bool {
 #[inline]
 fn deliver(inbox: &Arc<Inbox>, id: RequestId, answer: Answer) {
     if DISPATCHING.get() == Some((Arc::as_ptr(inbox) as usize, id)) {
-        // Swapped into the empty slot: not `LocalKey::set`, which moves the
-        // answer three times, nor a take and a store, which copy it twice;
-        // and the closure borrows it, as one that owned it would be moved in
-        // turn.
+        // Not `LocalKey::set`, which moves the answer three times; and the
+        // closure borrows it, as one that owned it would be moved in turn.
         let mut answer = Some(answer);
-        INLINE_ANSWER.with_borrow_mut(|slot| std::mem::swap(slot, &mut answer));
+        INLINE_ANSWER.with_borrow_mut(|slot| *slot = answer.take());
     } else {
         inbox.send(id, answer);
     }
