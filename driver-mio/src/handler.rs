@@ -390,13 +390,12 @@ pub(crate) fn begin_dispatch(inbox: &Arc<Inbox>, id: RequestId) {
 /// copy it. The slot stays borrowed meanwhile, which nothing can notice: an
 /// answer now given, from whatever `use_answer` calls, goes to the channel,
 /// as no request is being dispatched.
-pub(crate) fn end_dispatch<R>(use_answer: impl FnOnce(&mut Option<Answer>) -> R) -> R {
+pub(crate) fn end_dispatch(use_answer: impl FnOnce(&mut Option<Answer>)) {
     DISPATCHING.set(None);
     INLINE_ANSWER.with_borrow_mut(|slot| {
-        let result = use_answer(slot);
+        use_answer(slot);
         *slot = None;
-        result
-    })
+    });
 }
 
 #[cfg(test)]

@@ -658,26 +658,24 @@ impl<H: Handler> Worker<H> {
         // reads the method and target again (core checks their UTF-8 on
         // every read) for a line that is only written if the response is
         // invalid, and then names the request by its id.
-        let not_responded = end_dispatch(|answer| match answer {
+        end_dispatch(|answer| match answer {
             // Borrowed, not moved: a response is some 300 bytes.
             Some(Answer::Response(response)) => {
                 self.respond(id, response, &format_args!("{id:?}"));
-                None
             }
-            other => Some(other.take()),
-        });
-        if let Some(answer) = not_responded {
-            let name = self.take_name(id);
-            match answer {
-                Some(answer) => self.answer(id, answer, &name),
-                None => {
-                    if let Some(conn) = self.conn(id.conn()) {
-                        conn.deferred = Some((id, name.as_str().into()));
+            other => {
+                let name = self.take_name(id);
+                match other.take() {
+                    Some(answer) => self.answer(id, answer, &name),
+                    None => {
+                        if let Some(conn) = self.conn(id.conn()) {
+                            conn.deferred = Some((id, name.as_str().into()));
+                        }
                     }
                 }
+                self.name = name;
             }
-            self.name = name;
-        }
+        });
         if streams_body {
             // What came with the head: its `BodyReady` may be past.
             self.feed_upload(id, false);
