@@ -9,7 +9,7 @@
 //! first poll and on every wake-up, before the connections that became ready
 //! in the same wake-up.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::mem::discriminant;
 use std::net::{Shutdown, SocketAddr};
@@ -110,7 +110,7 @@ pub(crate) struct Worker<H> {
     next_date_at: Instant,
     /// See [`spare_fd`].
     spare_fd: Option<std::fs::File>,
-    /// The buffer of [`Worker::take_name`].
+    /// `METHOD target` of the request being dispatched.
     name: String,
     /// Responses whose body the application streams.
     streams: Streams,
@@ -641,71 +641,52 @@ impl<H: Handler> Worker<H> {
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
+        // The request's name, for the log; kept in a reused buffer, so naming
+        // an answered request allocates nothing. Built for every request:
+        // a line about an invalid response names it, and by then core has
+        // let the request go.
+        let (method, target) = (request.method(), request.target());
+        let mut name = std::mem::take(&mut self.name);
+        name.clear();
+        name.push_str(method);
+        name.push(' ');
+        name.push_str(target);
         if self.observing.tracks_requests() {
             let conn = lookup(&mut self.conns, id.conn());
             if let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) {
                 // A streamed body is the application's to read: not counted.
                 let body_bytes = (!self.stream_bodies).then(|| request.body().len() as u64);
-                inflight.push(id.seq(), request.method(), request.target(), body_bytes);
+                inflight.push(id.seq(), method, target, body_bytes);
             }
         }
         if result.is_err() {
-            let from = FromPeer(lookup(&mut self.conns, id.conn()).and_then(|c| c.peer()));
-            let (method, target) = (request.method(), request.target());
-            log::error!("handler panicked on {method} {target}{from}; answered 500");
+            let from = self.peer_of(id.conn());
+            log::error!("handler panicked on {name}{from}; answered 500");
         }
-        // The common answer, a response given at once, is not named: naming
-        // reads the method and target again (core checks their UTF-8 on
-        // every read) for a line that is only written if the response is
-        // invalid, and then names the request by its id.
         end_dispatch(|answer| match answer {
             // Borrowed, not moved: a response is some 300 bytes.
-            Some(Answer::Response(response)) => {
-                self.respond(id, response, &format_args!("{id:?}"));
-            }
-            other => {
-                let name = self.take_name(id);
-                match other.take() {
-                    Some(answer) => self.answer(id, answer, &name),
-                    None => {
-                        if let Some(conn) = self.conn(id.conn()) {
-                            conn.deferred = Some((id, name.as_str().into()));
-                        }
+            Some(Answer::Response(response)) => self.respond(id, response, &name),
+            other => match other.take() {
+                Some(answer) => self.answer(id, answer, &name),
+                None => {
+                    if let Some(conn) = self.conn(id.conn()) {
+                        conn.deferred = Some((id, name.as_str().into()));
                     }
                 }
-                self.name = name;
-            }
+            },
         });
+        self.name = name;
         if streams_body {
             // What came with the head: its `BodyReady` may be past.
             self.feed_upload(id, false);
         }
     }
 
-    /// `METHOD target` of request `id`, which core still holds (else its
-    /// id), written into [`Worker::name`]'s buffer, which is taken: give it
-    /// back, so naming allocates nothing.
-    fn take_name(&mut self, id: RequestId) -> String {
-        let mut name = std::mem::take(&mut self.name);
-        name.clear();
-        match self.server.request(id) {
-            Some(request) => {
-                name.push_str(request.method());
-                name.push(' ');
-                name.push_str(request.target());
-            }
-            None => {
-                let _ = write!(name, "{id:?}");
-            }
-        }
-        name
-    }
-
     /// Gives core the application's answer to request `id`, named `name`
     /// in the log.
     fn answer(&mut self, id: RequestId, mut answer: Answer, name: &str) {
         match answer {
-            Answer::Response(ref mut response) => self.respond(id, response, &name),
+            Answer::Response(ref mut response) => self.respond(id, response, name),
             Answer::Stream(start) => self.start_stream(id, *start, name),
             Answer::Upgrade(start) => self.start_upgrade(id, *start, name),
             Answer::Failed => {
@@ -718,7 +699,7 @@ impl<H: Handler> Worker<H> {
 
     /// Gives core `response` to request `id`, named `name` in the log. Its
     /// body is taken; the rest is left to drop.
-    fn respond(&mut self, id: RequestId, response: &mut Response, name: &dyn fmt::Display) {
+    fn respond(&mut self, id: RequestId, response: &mut Response, name: &str) {
         let now = self.now;
         let body = std::mem::take(&mut response.body);
         let headers = response
