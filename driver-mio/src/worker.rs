@@ -226,17 +226,19 @@ impl<H: Handler> Worker<H> {
                     self.pump();
                 }
             }
-            if self.server.poll_timeout().is_some_and(|at| at <= self.now) {
+            let mut deadline = self.server.poll_timeout();
+            if deadline.is_some_and(|at| at <= self.now) {
                 self.server.handle_timeout(self.now);
                 self.pump();
                 self.settle();
+                deadline = self.server.poll_timeout();
             }
             if let Some(report) = self.exit.take() {
                 self.flush_access_log(true);
                 return Ok(report);
             }
             let flush_in = self.flush_access_log(false);
-            let timeout = match (self.poll_timeout(), flush_in) {
+            let timeout = match (self.poll_timeout(deadline), flush_in) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -263,14 +265,12 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// How long mio may sleep: until core's next deadline or the end of an
+    /// How long mio may sleep: until core's next `deadline` (its
+    /// `poll_timeout`, asked once per wake-up by the caller) or the end of an
     /// accept pause.
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&self, deadline: Option<Time>) -> Option<Duration> {
         let now = self.now;
-        let core = self
-            .server
-            .poll_timeout()
-            .map(|at| at.saturating_since(now));
+        let core = deadline.map(|at| at.saturating_since(now));
         let pause = self
             .accept_paused_until
             .map(|until| until.saturating_duration_since(self.awake_at));
@@ -316,7 +316,14 @@ impl<H: Handler> Worker<H> {
         while let Some(event) = self.server.poll_event() {
             match event {
                 Event::Request(id) => self.dispatch(id),
-                Event::Transmit(conn) => self.to_write.push(conn),
+                // Core announces a connection's output again once its
+                // announcement is taken, so pipelined responses, written
+                // together, announce it over and over: once is enough.
+                Event::Transmit(conn) => {
+                    if self.to_write.last() != Some(&conn) {
+                        self.to_write.push(conn);
+                    }
+                }
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(finished) => {
                     if self.observing.tracks_requests() {
@@ -634,9 +641,10 @@ impl<H: Handler> Worker<H> {
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
-        let mut answer = end_dispatch();
         // The request's name, for the log; kept in a reused buffer, so naming
-        // an answered request allocates nothing.
+        // an answered request allocates nothing. Built for every request:
+        // a line about an invalid response names it, and by then core has
+        // let the request go.
         let (method, target) = (request.method(), request.target());
         let mut name = std::mem::take(&mut self.name);
         name.clear();
@@ -655,16 +663,18 @@ impl<H: Handler> Worker<H> {
             let from = self.peer_of(id.conn());
             log::error!("handler panicked on {name}{from}; answered 500");
         }
-        match answer {
+        end_dispatch(|answer| match answer {
             // Borrowed, not moved: a response is some 300 bytes.
-            Some(Answer::Response(ref mut response)) => self.respond(id, response, &name),
-            Some(answer) => self.answer(id, answer, &name),
-            None => {
-                if let Some(conn) = self.conn(id.conn()) {
-                    conn.deferred = Some((id, name.as_str().into()));
+            Some(Answer::Response(response)) => self.respond(id, response, &name),
+            other => match other.take() {
+                Some(answer) => self.answer(id, answer, &name),
+                None => {
+                    if let Some(conn) = self.conn(id.conn()) {
+                        conn.deferred = Some((id, name.as_str().into()));
+                    }
                 }
-            }
-        }
+            },
+        });
         self.name = name;
         if streams_body {
             // What came with the head: its `BodyReady` may be past.
