@@ -130,6 +130,15 @@ pub(crate) fn timer_for(
     })
 }
 
+/// The timer `conn` should be on, for the invariant check.
+pub(crate) fn implied_timer(
+    conn: &Conn,
+    drain: Option<DrainTimes>,
+    config: &Config,
+) -> Option<(TimerKind, Time)> {
+    timer_for(&conn.state, history(conn, config), drain, config)
+}
+
 /// The times `conn`'s deadlines run from.
 #[inline]
 fn history(conn: &Conn, config: &Config) -> History {
@@ -236,17 +245,6 @@ impl Server {
             started_at: d.report.draining_at.unwrap_or(d.deadline),
             deadline: d.deadline,
         })
-    }
-
-    /// The timer connection `key` should be on, for the invariant check.
-    pub(crate) fn implied_timer(&self, key: usize) -> Option<(TimerKind, Time)> {
-        let conn = &self.conns[key];
-        timer_for(
-            &conn.state,
-            history(conn, &self.config),
-            self.drain_times(),
-            &self.config,
-        )
     }
 
     /// Closes connection `key` at once and forgets it. Every request on it
