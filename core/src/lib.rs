@@ -108,7 +108,7 @@ pub use close::CloseReason;
 pub use config::Config;
 pub use finished::{Finished, Outcome};
 pub use lifecycle::Phase;
-pub use reject::Reject;
+pub use reject::{Malformed, Reject, Unsupported};
 pub use report::{DrainReport, Forced};
 pub use request::{ConnId, OwnedRequest, Request, RequestId, Version};
 pub use response::RespondError;
