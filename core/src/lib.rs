@@ -48,7 +48,7 @@
 //!         // shutdown(Write); this client reads its answer and closes too.
 //!         Some(Event::HalfClose(c, _)) => server.handle_peer_eof(c, now),
 //!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::Stopping),
-//!         Some(Event::Exit(report)) => break report,
+//!         Some(Event::Exit) => break server.exit_report().cloned().expect("exited"),
 //!         // Nothing this example needs: reads resume, no stream, no upgrade.
 //!         Some(
 //!             Event::Farewell(..)

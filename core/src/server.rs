@@ -10,7 +10,6 @@ use crate::conn::{Conn, Pool, State};
 use crate::finished::Finished;
 use crate::lifecycle::Lifecycle;
 use crate::reject::Reject;
-use crate::report::DrainReport;
 use crate::request::{ConnId, Request, RequestId};
 use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
@@ -70,8 +69,11 @@ pub enum Event {
     /// will be. One per request core began, for access logs and metrics;
     /// nothing needs doing.
     Finished(Finished),
-    /// The drain is over: every connection has been closed. Stop the loop.
-    Exit(DrainReport),
+    /// The drain is over: every connection has been closed. Stop the loop;
+    /// [`Server::exit_report`] says what happened in the drain. (The report
+    /// stays in the server: carried here it would make every event, several
+    /// per request, as large as itself.)
+    Exit,
 }
 
 /// The sans-IO HTTP/1.1 server: every protocol and lifecycle decision, with
@@ -164,7 +166,7 @@ impl Server {
         let key = self.conns.insert(Conn::new(generation, now));
         let id = self.id_of(key);
         match &mut self.lifecycle {
-            Lifecycle::Exited => self.close_now(key, CloseReason::AfterExit),
+            Lifecycle::Exited(_) => self.close_now(key, CloseReason::AfterExit),
             Lifecycle::Draining(drain) => {
                 if !drain.listener_closed() {
                     drain.report.backlog_accepted += 1;
@@ -374,7 +376,7 @@ impl Server {
         if let Some(fault) = fault {
             return Err(fault);
         }
-        if matches!(self.lifecycle, Lifecycle::Exited) && !self.conns.is_empty() {
+        if matches!(self.lifecycle, Lifecycle::Exited(_)) && !self.conns.is_empty() {
             return Err("exited with connections open".to_owned());
         }
         Ok(())
@@ -473,6 +475,7 @@ mod tests {
     use super::*;
     use crate::conn::Buffers;
     use crate::lifecycle::Phase;
+    use crate::report::DrainReport;
     use bytes::Bytes;
 
     /// Runs the driver's side until core has nothing to say: answers every
@@ -547,7 +550,7 @@ mod tests {
         assert_eq!(server.check_invariants(), Ok(()));
 
         let mut server = idle_and_lingering();
-        server.lifecycle = Lifecycle::Exited;
+        server.lifecycle = Lifecycle::Exited(DrainReport::new(Time::ZERO));
         let err = server.check_invariants().unwrap_err();
         assert!(err.contains("exited with connections open"), "{err}");
     }

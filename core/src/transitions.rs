@@ -381,14 +381,16 @@ impl Server {
     /// decides exit, so it is never late and never early.
     pub(crate) fn finish_input(&mut self) {
         if self.drain_done() {
+            // `Serving` holds the place for the one line until `Exited`.
             let Lifecycle::Draining(drain) =
-                std::mem::replace(&mut self.lifecycle, Lifecycle::Exited)
+                std::mem::replace(&mut self.lifecycle, Lifecycle::Serving)
             else {
                 unreachable!("checked above that the server is draining");
             };
             let mut report = drain.report;
             report.exited_at = self.now;
-            self.events.push_back(Event::Exit(report));
+            self.lifecycle = Lifecycle::Exited(report);
+            self.events.push_back(Event::Exit);
         }
         debug_assert_eq!(
             self.active,

@@ -349,7 +349,7 @@ impl Run {
                 e @ (Event::DrainBacklog
                 | Event::CloseListener
                 | Event::Farewell(..)
-                | Event::Exit(_)) => {
+                | Event::Exit) => {
                     panic!("{e:?} without terminate")
                 }
             }
