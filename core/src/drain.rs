@@ -54,7 +54,7 @@ impl Server {
                 self.force_exit(now, Forced::SecondTerminate);
             }
             Lifecycle::Draining(_) => self.force_exit(now, Forced::SecondTerminate),
-            Lifecycle::Exited => {}
+            Lifecycle::Exited(_) => {}
         }
         self.finish_input();
     }
@@ -85,7 +85,7 @@ impl Server {
                 drain.report.handed_off = true;
                 self.close_listener(now);
             }
-            Lifecycle::Exited => {}
+            Lifecycle::Exited(_) => {}
         }
         self.finish_input();
     }
@@ -108,6 +108,15 @@ impl Server {
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.lifecycle.phase()
+    }
+
+    /// What happened in the drain, once [`Event::Exit`](crate::Event::Exit)
+    /// has been emitted; `None` before.
+    pub fn exit_report(&self) -> Option<&DrainReport> {
+        match &self.lifecycle {
+            Lifecycle::Exited(report) => Some(report),
+            _ => None,
+        }
     }
 
     /// Begins the drain proper, with what `report` has recorded so far.

@@ -48,7 +48,7 @@
 //!         // shutdown(Write); this client reads its answer and closes too.
 //!         Some(Event::HalfClose(c, _)) => server.handle_peer_eof(c, now),
 //!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::Stopping),
-//!         Some(Event::Exit(report)) => break report,
+//!         Some(Event::Exit) => break server.exit_report().cloned().expect("exited"),
 //!         // Nothing this example needs: reads resume, no stream, no upgrade.
 //!         Some(
 //!             Event::Farewell(..)
@@ -108,7 +108,7 @@ pub use close::CloseReason;
 pub use config::Config;
 pub use finished::{Finished, Outcome};
 pub use lifecycle::Phase;
-pub use reject::Reject;
+pub use reject::{Malformed, Reject, Unsupported};
 pub use report::{DrainReport, Forced};
 pub use request::{ConnId, OwnedRequest, Request, RequestId, Version};
 pub use response::RespondError;

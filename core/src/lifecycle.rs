@@ -31,7 +31,7 @@ pub(crate) enum Lifecycle {
     Serving,
     PreStop { until: Time, report: DrainReport },
     Draining(Drain),
-    Exited,
+    Exited(DrainReport),
 }
 
 /// The drain under way.
@@ -60,7 +60,7 @@ impl Lifecycle {
             Lifecycle::Draining(drain) => Phase::Draining {
                 deadline: drain.deadline,
             },
-            Lifecycle::Exited => Phase::Exited,
+            Lifecycle::Exited(_) => Phase::Exited,
         }
     }
 
@@ -83,7 +83,7 @@ impl Lifecycle {
         match self {
             Lifecycle::PreStop { report, .. } => Some(report),
             Lifecycle::Draining(drain) => Some(&mut drain.report),
-            Lifecycle::Serving | Lifecycle::Exited => None,
+            Lifecycle::Serving | Lifecycle::Exited(_) => None,
         }
     }
 
@@ -93,7 +93,7 @@ impl Lifecycle {
         match self {
             Lifecycle::PreStop { until, .. } => Some(*until),
             Lifecycle::Draining(drain) => Some(drain.deadline),
-            Lifecycle::Serving | Lifecycle::Exited => None,
+            Lifecycle::Serving | Lifecycle::Exited(_) => None,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 
 use crate::byteset::run_of;
 use crate::config::Config;
-use crate::reject::Reject;
+use crate::reject::{Malformed, Reject, Unsupported};
 
 /// A byte range inside the connection's input buffer, relative to the start of
 /// the request.
@@ -150,7 +150,7 @@ pub(crate) fn parse_head(
     }
     match parse_complete(buf, config, fields)? {
         Some(head) => Ok(Some(head)),
-        None => Err(Reject::Malformed("malformed request head")),
+        None => Err(Reject::Malformed(Malformed::Head)),
     }
 }
 
@@ -222,7 +222,7 @@ fn reject_for(e: httparse::Error, buf: &[u8]) -> Reject {
         httparse::Error::Version if version_word(buf).is_some_and(is_http_version) => {
             Reject::VersionNotSupported
         }
-        _ => Reject::Malformed("malformed request head"),
+        _ => Reject::Malformed(Malformed::Head),
     }
 }
 
@@ -339,7 +339,7 @@ fn parse_as_http11(
 /// `*`. CONNECT (authority-form) is not served.
 fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'t str>), Reject> {
     if method == "CONNECT" {
-        return Err(Reject::NotImplemented("CONNECT is not supported"));
+        return Err(Reject::NotImplemented(Unsupported::Connect));
     }
     if target.starts_with('/') {
         return Ok(split_query(target));
@@ -348,17 +348,13 @@ fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'
         return if method == "OPTIONS" {
             Ok((target, None))
         } else {
-            Err(Reject::Malformed(
-                "asterisk-form target is only allowed with OPTIONS",
-            ))
+            Err(Reject::Malformed(Malformed::AsteriskTarget))
         };
     }
     if let Some(after_authority) = absolute_form_rest(target) {
         return Ok(split_query(after_authority));
     }
-    Err(Reject::Malformed(
-        "request target is not origin-form or absolute-form",
-    ))
+    Err(Reject::Malformed(Malformed::TargetForm))
 }
 
 /// The path and the query (without its `?`) of what follows an authority.
@@ -551,7 +547,7 @@ impl HeaderRules {
                 self.hosts += 1;
                 // RFC 9112 §3.2: a Host with an invalid value is a 400.
                 if host_of(value.trim_ascii()).is_none() {
-                    return Err(Reject::Malformed("Host is not a valid host and port"));
+                    return Err(Reject::Malformed(Malformed::Host));
                 }
             }
             14 if is("content-length") => self.content_length(value)?,
@@ -602,7 +598,7 @@ impl HeaderRules {
     fn content_length(&mut self, value: &[u8]) -> Result<(), Reject> {
         let digits = value.trim_ascii();
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(Reject::Malformed("Content-Length is not a number"));
+            return Err(Reject::Malformed(Malformed::ContentLength));
         }
         let parsed = digits.iter().try_fold(0u64, |n, d| {
             n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
@@ -613,7 +609,7 @@ impl HeaderRules {
             return Ok(());
         };
         match self.content_length {
-            Some(seen) if seen != n => Err(Reject::Malformed("conflicting Content-Length values")),
+            Some(seen) if seen != n => Err(Reject::Malformed(Malformed::ConflictingLengths)),
             _ => {
                 self.content_length = Some(n);
                 Ok(())
@@ -623,30 +619,24 @@ impl HeaderRules {
 
     fn framing(&self, minor_version: u8, config: &Config) -> Result<Framing, Reject> {
         if minor_version == 1 && self.hosts != 1 {
-            return Err(Reject::Malformed("HTTP/1.1 request needs exactly one Host"));
+            return Err(Reject::Malformed(Malformed::NoHost));
         }
         if self.hosts > 1 {
-            return Err(Reject::Malformed("more than one Host"));
+            return Err(Reject::Malformed(Malformed::ManyHosts));
         }
         let has_length = self.content_length.is_some() || self.content_length_too_large;
         if self.transfer_encoding {
             if has_length {
-                return Err(Reject::Malformed(
-                    "both Transfer-Encoding and Content-Length",
-                ));
+                return Err(Reject::Malformed(Malformed::LengthAndCoding));
             }
             if minor_version == 0 {
-                return Err(Reject::Malformed(
-                    "Transfer-Encoding in an HTTP/1.0 request",
-                ));
+                return Err(Reject::Malformed(Malformed::CodingInHttp10));
             }
             if !self.last_coding_chunked || self.chunked_count != 1 {
-                return Err(Reject::Malformed(
-                    "Transfer-Encoding must end in a single chunked",
-                ));
+                return Err(Reject::Malformed(Malformed::NotChunkedLast));
             }
             if self.unknown_coding {
-                return Err(Reject::NotImplemented("unsupported transfer coding"));
+                return Err(Reject::NotImplemented(Unsupported::TransferCoding));
             }
             return Ok(Framing::Chunked);
         }

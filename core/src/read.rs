@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::conn::{BodyProgress, Buffers, State};
 use crate::finished::{Finished, Outcome, RequestLog};
 use crate::parse::{parse_head, Framing, Head, HeadScan};
-use crate::reject::Reject;
+use crate::reject::{Malformed, Reject};
 use crate::request::RequestId;
 use crate::response::{write_rejection, CONTINUE};
 use crate::server::{Event, Server};
@@ -439,8 +439,8 @@ fn next_head(
 fn chunked_reject(e: crate::chunked::ChunkedError) -> Reject {
     use crate::chunked::ChunkedError;
     match e {
-        ChunkedError::Malformed => Reject::Malformed("malformed chunked body"),
-        ChunkedError::LineTooLong => Reject::Malformed("chunk-size line too long"),
+        ChunkedError::Malformed => Reject::Malformed(Malformed::ChunkedBody),
+        ChunkedError::LineTooLong => Reject::Malformed(Malformed::ChunkLineTooLong),
         ChunkedError::BodyTooLarge => Reject::BodyTooLarge,
         ChunkedError::TrailersTooLarge => Reject::TrailersTooLarge,
     }

@@ -5,7 +5,7 @@
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Reject {
     /// The bytes are not HTTP/1.x or break a header rule (400).
-    Malformed(&'static str),
+    Malformed(Malformed),
     /// The request target is longer than `max_target_bytes` (414).
     TargetTooLong,
     /// The head is larger than `max_head_bytes` (431).
@@ -25,7 +25,7 @@ pub enum Reject {
     /// `body_rate_grace` had passed (408).
     BodyTooSlow,
     /// A well-formed request for something ebb does not implement (501).
-    NotImplemented(&'static str),
+    NotImplemented(Unsupported),
     /// A well-formed request line naming an HTTP major version other than 1
     /// (505). Later HTTP/1 minor versions (`HTTP/1.2`) are served as HTTP/1.1.
     VersionNotSupported,
@@ -48,7 +48,8 @@ impl Reject {
     /// A short explanation, sent as the response body.
     pub fn detail(&self) -> &'static str {
         match self {
-            Reject::Malformed(why) | Reject::NotImplemented(why) => why,
+            Reject::Malformed(why) => why.explain(),
+            Reject::NotImplemented(what) => what.explain(),
             Reject::TargetTooLong => "request target too long",
             Reject::HeadTooLarge => "request head too large",
             Reject::TooManyHeaders => "too many header fields",
@@ -58,6 +59,79 @@ impl Reject {
             Reject::BodyTimeout => "request body not received in time",
             Reject::BodyTooSlow => "request body arriving too slowly",
             Reject::VersionNotSupported => "only HTTP/1.x is supported",
+        }
+    }
+}
+
+/// Which rule a [`Reject::Malformed`] request broke. A byte, where the
+/// explanation itself would be sixteen: a reject rides in a close reason and
+/// in every request's [`Outcome`](crate::Outcome), so it sizes the events.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// httparse refused the head.
+    Head,
+    /// An asterisk-form target (`*`) with a method other than OPTIONS.
+    AsteriskTarget,
+    /// A target neither origin-form nor absolute-form.
+    TargetForm,
+    /// A Host whose value is not a host and port.
+    Host,
+    /// An HTTP/1.1 request without a Host.
+    NoHost,
+    /// More than one Host.
+    ManyHosts,
+    /// A Content-Length that is not a number.
+    ContentLength,
+    /// Content-Length values that disagree.
+    ConflictingLengths,
+    /// Both Transfer-Encoding and Content-Length.
+    LengthAndCoding,
+    /// Transfer-Encoding in an HTTP/1.0 request.
+    CodingInHttp10,
+    /// A Transfer-Encoding that does not end in a single `chunked`.
+    NotChunkedLast,
+    /// A chunked body that breaks the chunked syntax.
+    ChunkedBody,
+    /// A chunk-size line longer than core reads.
+    ChunkLineTooLong,
+}
+
+impl Malformed {
+    /// A short explanation, sent as the response body.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Malformed::Head => "malformed request head",
+            Malformed::AsteriskTarget => "asterisk-form target is only allowed with OPTIONS",
+            Malformed::TargetForm => "request target is not origin-form or absolute-form",
+            Malformed::Host => "Host is not a valid host and port",
+            Malformed::NoHost => "HTTP/1.1 request needs exactly one Host",
+            Malformed::ManyHosts => "more than one Host",
+            Malformed::ContentLength => "Content-Length is not a number",
+            Malformed::ConflictingLengths => "conflicting Content-Length values",
+            Malformed::LengthAndCoding => "both Transfer-Encoding and Content-Length",
+            Malformed::CodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
+            Malformed::NotChunkedLast => "Transfer-Encoding must end in a single chunked",
+            Malformed::ChunkedBody => "malformed chunked body",
+            Malformed::ChunkLineTooLong => "chunk-size line too long",
+        }
+    }
+}
+
+/// What a [`Reject::NotImplemented`] request asked for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Unsupported {
+    /// The CONNECT method (an authority-form target).
+    Connect,
+    /// A transfer coding other than `chunked`.
+    TransferCoding,
+}
+
+impl Unsupported {
+    /// A short explanation, sent as the response body.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Unsupported::Connect => "CONNECT is not supported",
+            Unsupported::TransferCoding => "unsupported transfer coding",
         }
     }
 }

@@ -10,10 +10,10 @@ use crate::conn::{Conn, Pool, State};
 use crate::finished::Finished;
 use crate::lifecycle::Lifecycle;
 use crate::reject::Reject;
-use crate::report::DrainReport;
 use crate::request::{ConnId, Request, RequestId};
 use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
+use crate::transitions::{implied_timer, DrainTimes};
 
 /// Most idle connections [`Server::handle_fd_pressure`] closes at once.
 const FD_PRESSURE_BATCH: usize = 32;
@@ -69,8 +69,11 @@ pub enum Event {
     /// will be. One per request core began, for access logs and metrics;
     /// nothing needs doing.
     Finished(Finished),
-    /// The drain is over: every connection has been closed. Stop the loop.
-    Exit(DrainReport),
+    /// The drain is over: every connection has been closed. Stop the loop;
+    /// [`Server::exit_report`] says what happened in the drain. (The report
+    /// stays in the server: carried here it would make every event, several
+    /// per request, as large as itself.)
+    Exit,
 }
 
 /// The sans-IO HTTP/1.1 server: every protocol and lifecycle decision, with
@@ -163,7 +166,7 @@ impl Server {
         let key = self.conns.insert(Conn::new(generation, now));
         let id = self.id_of(key);
         match &mut self.lifecycle {
-            Lifecycle::Exited => self.close_now(key, CloseReason::AfterExit),
+            Lifecycle::Exited(_) => self.close_now(key, CloseReason::AfterExit),
             Lifecycle::Draining(drain) => {
                 if !drain.listener_closed() {
                     drain.report.backlog_accepted += 1;
@@ -347,42 +350,70 @@ impl Server {
     /// no buffers held by idle connections. The simulator and the fuzzers call
     /// it after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let recount = self.recount_active_requests();
+        // One pass over the table recounts the active requests and the
+        // connections that claim a timer, and keeps the first connection's
+        // fault; the errors come out in the order of the checks, so a state
+        // with several faults reports the same one as checks made one by one.
+        let drain = self.drain_times();
+        let mut recount = 0;
+        let mut claimed = 0;
+        let mut fault = None;
+        for (key, conn) in self.conns.iter() {
+            let active = conn.is_active();
+            recount += usize::from(active);
+            claimed += usize::from(conn.link.kind().is_some());
+            if fault.is_none() {
+                fault = self.connection_fault(key, conn, active, drain);
+            }
+        }
         if recount != self.active {
             return Err(format!(
                 "active count {} but recount {}",
                 self.active, recount
             ));
         }
-        self.timers.check(&self.conns)?;
-        for (key, conn) in self.conns.iter() {
-            let timer = conn.link.kind().map(|kind| (kind, conn.link.deadline()));
-            let implied = self.implied_timer(key);
-            if timer != implied {
-                return Err(format!(
-                    "connection {key} in {:?} has timer {timer:?}, not {implied:?}",
-                    conn.state
-                ));
-            }
-            if conn.counted != conn.is_active() {
-                return Err(format!("connection {key} is miscounted"));
-            }
-            let idle = match conn.state {
-                State::Idle => conn.pending_out() == 0,
-                State::Lingering { .. } => true,
-                _ => false,
-            };
-            if idle && conn.bufs.is_some() {
-                return Err(format!(
-                    "connection {key} holds buffers while {:?}",
-                    conn.state
-                ));
-            }
+        self.timers.check(&self.conns, claimed)?;
+        if let Some(fault) = fault {
+            return Err(fault);
         }
-        if matches!(self.lifecycle, Lifecycle::Exited) && !self.conns.is_empty() {
+        if matches!(self.lifecycle, Lifecycle::Exited(_)) && !self.conns.is_empty() {
             return Err("exited with connections open".to_owned());
         }
         Ok(())
+    }
+
+    /// What is wrong with connection `key` on its own, if anything: its
+    /// timer, its place in the count, its buffers.
+    fn connection_fault(
+        &self,
+        key: usize,
+        conn: &Conn,
+        active: bool,
+        drain: Option<DrainTimes>,
+    ) -> Option<String> {
+        let timer = conn.link.kind().map(|kind| (kind, conn.link.deadline()));
+        let implied = implied_timer(conn, drain, &self.config);
+        if timer != implied {
+            return Some(format!(
+                "connection {key} in {:?} has timer {timer:?}, not {implied:?}",
+                conn.state
+            ));
+        }
+        if conn.counted != active {
+            return Some(format!("connection {key} is miscounted"));
+        }
+        let idle = match conn.state {
+            State::Idle => conn.pending_out() == 0,
+            State::Lingering { .. } => true,
+            _ => false,
+        };
+        if idle && conn.bufs.is_some() {
+            return Some(format!(
+                "connection {key} holds buffers while {:?}",
+                conn.state
+            ));
+        }
+        None
     }
 
     /// Moves core's clock to `now`, never backwards.
@@ -444,6 +475,7 @@ mod tests {
     use super::*;
     use crate::conn::Buffers;
     use crate::lifecycle::Phase;
+    use crate::report::DrainReport;
     use bytes::Bytes;
 
     /// Runs the driver's side until core has nothing to say: answers every
@@ -518,7 +550,7 @@ mod tests {
         assert_eq!(server.check_invariants(), Ok(()));
 
         let mut server = idle_and_lingering();
-        server.lifecycle = Lifecycle::Exited;
+        server.lifecycle = Lifecycle::Exited(DrainReport::new(Time::ZERO));
         let err = server.check_invariants().unwrap_err();
         assert!(err.contains("exited with connections open"), "{err}");
     }

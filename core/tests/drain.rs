@@ -273,7 +273,8 @@ fn exit_comes_from_the_input_that_ends_the_last_request() {
     h.respond(c, 200, b"done");
     let report = h.exit.expect("exit with the response, not at a later tick");
     assert_eq!(report.exited_at, Time::from_millis(1_234));
-    assert_eq!(*h.log.last().unwrap(), Event::Exit(report));
+    assert_eq!(*h.log.last().unwrap(), Event::Exit);
+    assert_eq!(h.server.exit_report(), Some(&report));
 }
 
 #[test]

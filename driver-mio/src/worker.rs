@@ -367,9 +367,12 @@ impl<H: Handler> Worker<H> {
                     self.draining_backlog = false;
                     self.accept_paused_until = None;
                 }
-                Event::Exit(report) => {
-                    log::debug!("worker {} exits: {report}", self.number);
-                    self.exit = Some(report);
+                Event::Exit => {
+                    let report = self.server.exit_report().cloned();
+                    if let Some(report) = &report {
+                        log::debug!("worker {} exits: {report}", self.number);
+                    }
+                    self.exit = report;
                 }
             }
         }

@@ -172,7 +172,7 @@ impl DriverModel {
             if exit_seen {
                 env.fail(Failure::Safety(format!("S6: event {ev:?} after Exit")));
             }
-            exit_seen |= matches!(ev, Event::Exit(_));
+            exit_seen |= matches!(ev, Event::Exit);
             self.pending.push_back((ev, cause));
         }
         let draining = |p: Phase| matches!(p, Phase::Draining { .. });
@@ -195,7 +195,7 @@ impl DriverModel {
     ) {
         match ev {
             Event::Request(_)
-            | Event::Exit(_)
+            | Event::Exit
             | Event::BodyReady(_)
             | Event::StreamWritable(_)
             | Event::Upgraded(_)

@@ -473,7 +473,11 @@ impl World {
                     self.app.closed(k);
                 }
             }
-            Event::Exit(report) => {
+            Event::Exit => {
+                let report = core
+                    .exit_report()
+                    .expect("Exit comes with a report")
+                    .clone();
                 trace!(env, "exit report: {report}");
                 checker.check_exit(&report, core, env);
                 driver.exited(report);
@@ -510,11 +514,10 @@ impl World {
                     succ.app.closed(k);
                 }
             }
-            Event::Exit(_) | Event::DrainBacklog | Event::CloseListener | Event::Farewell(..) => {
-                env.fail(Failure::Safety(format!(
+            Event::Exit | Event::DrainBacklog | Event::CloseListener | Event::Farewell(..) => env
+                .fail(Failure::Safety(format!(
                     "the successor, never stopped, emitted {ev:?}"
-                )))
-            }
+                ))),
             other => succ
                 .driver
                 .carry_out(other, cause, &mut succ.core, kernel, checker, env),

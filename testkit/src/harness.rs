@@ -196,9 +196,9 @@ impl Harness {
                     self.server.handle_sent(conn, n, self.now);
                 }
                 Event::CloseListener => self.listener_closed = true,
-                Event::Exit(report) => {
+                Event::Exit => {
                     assert!(self.exit.is_none(), "exit emitted twice");
-                    self.exit = Some(report.clone());
+                    self.exit = self.server.exit_report().cloned();
                 }
                 _ => {}
             }

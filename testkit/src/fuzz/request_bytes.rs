@@ -470,7 +470,7 @@ impl Run<'_> {
                 e @ (Event::DrainBacklog
                 | Event::CloseListener
                 | Event::Farewell(..)
-                | Event::Exit(_)) => {
+                | Event::Exit) => {
                     panic!("{e:?} without terminate")
                 }
             }

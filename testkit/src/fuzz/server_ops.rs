@@ -1275,9 +1275,9 @@ impl World {
                 step.listener_closed = true;
                 self.listener = Listener::Closed;
             }
-            Event::Exit(report) => {
+            Event::Exit => {
                 self.exited = true;
-                step.exit = Some(report);
+                step.exit = self.server.exit_report().cloned();
             }
         }
     }
