@@ -60,8 +60,6 @@ pub struct DriverModel {
     inputs: u64,
     exit: Option<DrainReport>,
     read_buf: usize,
-    /// Where writes are gathered: one buffer, reused.
-    scratch: Vec<u8>,
 }
 
 impl DriverModel {
@@ -264,7 +262,7 @@ impl DriverModel {
                     );
                     checker.on_farewell(k, bytes, room, env);
                     if room {
-                        kernel.send(k, Dir::S2c, bytes, env);
+                        kernel.send(k, Dir::S2c, &[bytes], env);
                     }
                 }
                 None => env.fail(Failure::Safety(format!(
@@ -434,12 +432,10 @@ impl DriverModel {
                 kernel.wait_for_room(k, Dir::S2c);
                 return;
             }
-            let bytes = &mut self.scratch;
-            bytes.clear();
-            bytes.extend_from_slice(&a[..a.len().min(n)]);
-            bytes.extend_from_slice(&b[..n - bytes.len()]);
-            kernel.send(k, Dir::S2c, bytes, env);
-            checker.on_written(k, bytes, env);
+            let a = &a[..a.len().min(n)];
+            let parts = [a, &b[..n - a.len()]];
+            kernel.send(k, Dir::S2c, &parts, env);
+            checker.on_written(k, &parts, env);
             trace!(env, "core input sent k{k} {n} of {total}");
             self.input(core, checker, env, Cause::Sent, |s, now| {
                 s.handle_sent(id, n, now)

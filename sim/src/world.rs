@@ -889,8 +889,8 @@ impl World {
             if n == 0 {
                 return kernel.wait_for_room(k, Dir::S2c);
             }
-            let bytes: Vec<u8> = echo.outbox.drain(..n).collect();
-            kernel.send(k, Dir::S2c, &bytes, env);
+            kernel.send(k, Dir::S2c, &[&echo.outbox[..n]], env);
+            echo.outbox.drain(..n);
             if !echo.outbox.is_empty() {
                 return kernel.wait_for_room(k, Dir::S2c);
             }
