@@ -58,6 +58,8 @@ pub struct DriverModel {
     socks: Vec<Option<Sock>>,
     pending: VecDeque<(Event, Cause)>,
     inputs: u64,
+    /// Core's `poll_timeout` and the count of inputs it was asked after.
+    timeout: Option<(u64, Option<Time>)>,
     exit: Option<DrainReport>,
     read_buf: usize,
 }
@@ -103,6 +105,21 @@ impl DriverModel {
     /// Core inputs made so far.
     pub fn inputs(&self) -> u64 {
         self.inputs
+    }
+
+    /// Core's next deadline. Asked once after each input, as a driver's
+    /// loop asks it: core's timers move only in its inputs (time is an
+    /// argument of each), so between inputs the answer stands, and the
+    /// world, which looks before every step, need not ask again.
+    pub fn next_timeout(&mut self, core: &Server) -> Option<Time> {
+        match self.timeout {
+            Some((inputs, at)) if inputs == self.inputs => at,
+            _ => {
+                let at = core.poll_timeout();
+                self.timeout = Some((self.inputs, at));
+                at
+            }
+        }
     }
 
     /// The report of core's `Exit`, once carried out (the loop ends there).
