@@ -3,8 +3,8 @@
 //!
 //! It is incremental — feed it bytes as they arrive, in pieces of any size,
 //! and it hands back each response once its last byte is in — and it looks at
-//! every byte once. Framing follows RFC 9112 §6.3: no body for `1xx`, `204`,
-//! `304` and answers to `HEAD` (the caller says which, see
+//! every byte at most once. Framing follows RFC 9112 §6.3: no body for `1xx`,
+//! `204`, `304` and answers to `HEAD` (the caller says which, see
 //! [`ResponseParser::feed_with`]); otherwise `Transfer-Encoding: chunked`,
 //! then `Content-Length`, and failing both a body that runs until the
 //! connection closes ([`ResponseParser::finish`]).
@@ -230,31 +230,24 @@ impl ResponseParser {
                 bytes = &bytes[self.read_body(bytes, out)?..];
                 continue;
             }
-            // Look for the end of the head, each byte once across calls.
-            let mut end = None;
-            for (i, &b) in bytes.iter().enumerate() {
-                self.crlf = match (self.crlf, b) {
-                    (0 | 2, b'\r') | (1 | 3, b'\n') => self.crlf + 1,
-                    (_, b'\r') => 1,
-                    _ => 0,
-                };
-                if self.crlf == 4 {
-                    end = Some(i + 1);
-                    break;
-                }
-            }
-            let Some(end) = end else {
+            let Some(end) = self.head_end(bytes) else {
                 self.head.extend_from_slice(bytes);
                 if self.head.len() > MAX_HEAD_BYTES {
                     return error("response head over 64 KiB");
                 }
                 return Ok(all.len());
             };
-            self.head.extend_from_slice(&bytes[..end]);
+            // A head that came whole in this call is parsed where it lies.
+            let (mut resp, framing) = if self.head.is_empty() {
+                parse_head(&bytes[..end])?
+            } else {
+                self.head.extend_from_slice(&bytes[..end]);
+                let parsed = parse_head(&self.head)?;
+                self.head.clear();
+                parsed
+            };
             bytes = &bytes[end..];
             self.crlf = 0;
-            let (mut resp, framing) = parse_head(&self.head)?;
-            self.head.clear();
             let bodiless = resp.is_interim()
                 || answers_head(&resp)
                 || resp.status == 204
@@ -279,6 +272,32 @@ impl ResponseParser {
             self.body = Some((resp, rest));
         }
         Ok(all.len() - bytes.len())
+    }
+
+    /// Where in `bytes` the head ends (just past its CRLF CRLF), if it
+    /// does; `crlf` carries across calls how much of a CRLF CRLF the bytes
+    /// so far end with, so no byte is looked at twice — and most not at
+    /// all: after a byte that is neither CR nor LF, the next CRLF CRLF ends
+    /// four bytes on at the earliest, so where that fourth byte is neither
+    /// either, the scan skips all four.
+    fn head_end(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if self.crlf == 0 && bytes.get(i + 3).is_some_and(|&b| b != b'\r' && b != b'\n') {
+                i += 4;
+                continue;
+            }
+            self.crlf = match (self.crlf, b) {
+                (0 | 2, b'\r') | (1 | 3, b'\n') => self.crlf + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            i += 1;
+            if self.crlf == 4 {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// The connection ended (the server's FIN): completes a body that runs
