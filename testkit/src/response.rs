@@ -17,6 +17,7 @@
 //! promises beyond the syntax (one `Date`, a length on every response) is for
 //! each test to check on the [`Response`]s it gets.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use ebb_core::{ChunkedDecoder, ChunkedLimits};
@@ -40,9 +41,9 @@ pub struct Response {
     /// The status code.
     pub status: u16,
     /// The reason phrase.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// The header fields in the order written, names as written.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// A `Connection` header carried the `close` option.
     pub close: bool,
     /// How the body was delimited.
@@ -393,7 +394,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
     };
     let mut resp = Response {
         status,
-        reason: status_line[13..].to_owned(),
+        reason: known(&status_line[13..], REASONS),
         headers: Vec::with_capacity(8),
         close: false,
         framing: Framing::UntilClose,
@@ -438,7 +439,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
                 .split(',')
                 .any(|option| option.trim().eq_ignore_ascii_case("close"));
         }
-        resp.headers.push((name.to_owned(), value.to_owned()));
+        resp.headers.push((known(name, NAMES), value.to_owned()));
     }
     let framing = match (chunked, length) {
         (true, Some(_)) => return error("both Transfer-Encoding and Content-Length"),
@@ -447,6 +448,31 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
         (false, None) => Framing::UntilClose,
     };
     Ok((resp, framing))
+}
+
+/// Reason phrases and header names core and the simulator's application
+/// write most: one of them is borrowed, not allocated (the simulator
+/// parses every response twice, and allocating its words was a good part
+/// of that).
+const REASONS: &[&str] = &["OK", "Continue", "Switching Protocols"];
+const NAMES: &[&str] = &[
+    "Date",
+    "Content-Length",
+    "Connection",
+    "Transfer-Encoding",
+    "x-req",
+    "x-stream",
+    "Upgrade",
+    "Retry-After",
+    "Content-Type",
+];
+
+/// `word`, borrowed from `common` if it is one of them, else owned.
+fn known(word: &str, common: &'static [&'static str]) -> Cow<'static, str> {
+    match common.iter().find(|&&c| c == word) {
+        Some(&c) => Cow::Borrowed(c),
+        None => Cow::Owned(word.to_owned()),
+    }
 }
 
 /// `text` split at each CRLF, as `text.split("\r\n")` does, found by a
