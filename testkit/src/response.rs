@@ -476,20 +476,25 @@ fn known(word: &str, common: &'static [&'static str]) -> Cow<'static, str> {
 }
 
 /// `text` split at each CRLF, as `text.split("\r\n")` does, found by a
-/// plain scan for each LF (much cheaper on short lines than a substring
-/// or even a char search: the simulator parses every response twice).
+/// plain scan of the bytes (much cheaper on short lines than a substring
+/// or even a char search: the simulator parses every response twice) that
+/// skips the byte after any that is neither CR nor LF: no CRLF ends there.
 fn crlf_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let t = rest?;
-        let mut from = 0;
-        while let Some(i) = t.as_bytes()[from..].iter().position(|&b| b == b'\n') {
-            let i = from + i;
-            if t[..i].ends_with('\r') {
-                rest = Some(&t[i + 1..]);
-                return Some(&t[..i - 1]);
+        let b = t.as_bytes();
+        // `i` is where the LF of the first CRLF may be.
+        let mut i = 1;
+        while let Some(&at) = b.get(i) {
+            match at {
+                b'\n' if b[i - 1] == b'\r' => {
+                    rest = Some(&t[i + 1..]);
+                    return Some(&t[..i - 1]);
+                }
+                b'\r' | b'\n' => i += 1,
+                _ => i += 2,
             }
-            from = i + 1;
         }
         rest = None;
         Some(t)
@@ -682,6 +687,8 @@ HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
             "\r\n",
             "a\nb\r\nc\rd\r\n\r\ne",
             "\n\r\r\n\n",
+            "ab\r\ncd\r\nefg",
+            "abc\r\r\nd\n\r\n",
         ] {
             let want: Vec<&str> = text.split("\r\n").collect();
             assert_eq!(crlf_lines(text).collect::<Vec<_>>(), want, "{text:?}");
