@@ -174,8 +174,15 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
     } else {
         "POST"
     };
-    let minor = if shape.http10 { 0 } else { 1 };
-    head.extend_from_slice(format!("{method} /r/{tok} HTTP/1.{minor}\r\nHost: sim\r\n").as_bytes());
+    // Pieces appended, not `format!`: every request makes its line.
+    head.extend_from_slice(method.as_bytes());
+    head.extend_from_slice(b" /r/");
+    head.extend_from_slice(tok.as_bytes());
+    head.extend_from_slice(if shape.http10 {
+        b" HTTP/1.0\r\nHost: sim\r\n"
+    } else {
+        b" HTTP/1.1\r\nHost: sim\r\n"
+    });
     match (shape.http10, shape.close, shape.upgrade) {
         (false, _, true) => head.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: echo\r\n"),
         (false, true, false) => head.extend_from_slice(b"Connection: close\r\n"),
