@@ -697,21 +697,21 @@ impl Checker {
         }
     }
 
-    /// Core wrote `bytes` on `k`. S4: they parse as HTTP/1.1, responses come
-    /// in request order, nothing follows a `Connection: close` response. S2:
-    /// a request the application failed is answered by core's 500 in its
-    /// place. S7: responses that must close do — a streamed one from its
-    /// head on.
-    pub fn on_written(&mut self, k: usize, bytes: &[u8], env: &mut Env) {
+    /// Core wrote on `k` the bytes of `parts`, one after another. S4: they
+    /// parse as HTTP/1.1, responses come in request order, nothing follows
+    /// a `Connection: close` response. S2: a request the application failed
+    /// is answered by core's 500 in its place. S7: responses that must close
+    /// do — a streamed one from its head on.
+    pub fn on_written(&mut self, k: usize, parts: &[&[u8]], env: &mut Env) {
         let w = &mut self.watches[k];
         if w.closed_resp {
+            let len: usize = parts.iter().map(|p| p.len()).sum();
             return env.fail(Failure::Safety(format!(
-                "S4: k{k}: {} bytes written after the Connection: close response",
-                bytes.len()
+                "S4: k{k}: {len} bytes written after the Connection: close response"
             )));
         }
         let mut out: Vec<Response> = Vec::new();
-        if let Err(e) = w.parser.feed(bytes, &mut out) {
+        if let Err(e) = parts.iter().try_for_each(|p| w.parser.feed(p, &mut out)) {
             return env.fail(Failure::Safety(format!(
                 "S4: k{k}: core wrote a malformed response: {e}"
             )));

@@ -251,7 +251,7 @@ pub struct Client {
     silent_for: Duration,
     read_delay: Duration,
     read_chunk: usize,
-    /// Where its reads land and its writes are gathered: one buffer, reused.
+    /// Where its reads land: one buffer, reused.
     scratch: Vec<u8>,
     think: Duration,
     conns_left: u32,
@@ -390,17 +390,6 @@ fn check_stream(token: &str, resp: &Response, cut: bool) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Moves the first `n` bytes of `q` into `out`, replacing what it held
-/// (copied slice-wise, not byte by byte).
-fn take_front(q: &mut VecDeque<u8>, n: usize, out: &mut Vec<u8>) {
-    let (a, b) = q.as_slices();
-    out.clear();
-    out.extend_from_slice(&a[..a.len().min(n)]);
-    let rest = n - out.len();
-    out.extend_from_slice(&b[..rest]);
-    q.drain(..n);
 }
 
 /// More than the head of a body trickler's request.
@@ -833,8 +822,10 @@ impl Client {
                 // Up to the paced range at once; the range at its pace.
                 n = n.min((from - at).try_into().unwrap_or(usize::MAX));
             }
-            take_front(&mut link.outbox, n, &mut self.scratch);
-            kernel.send(k, Dir::C2s, &self.scratch, env);
+            let (a, b) = link.outbox.as_slices();
+            let a = &a[..a.len().min(n)];
+            kernel.send(k, Dir::C2s, &[a, &b[..n - a.len()]], env);
+            link.outbox.drain(..n);
             if let Some((every, _)) = paced {
                 if !link.outbox.is_empty() {
                     if !link.flush_armed {

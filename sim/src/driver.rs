@@ -58,10 +58,10 @@ pub struct DriverModel {
     socks: Vec<Option<Sock>>,
     pending: VecDeque<(Event, Cause)>,
     inputs: u64,
+    /// Core's `poll_timeout` and the count of inputs it was asked after.
+    timeout: Option<(u64, Option<Time>)>,
     exit: Option<DrainReport>,
     read_buf: usize,
-    /// Where writes are gathered: one buffer, reused.
-    scratch: Vec<u8>,
 }
 
 impl DriverModel {
@@ -105,6 +105,21 @@ impl DriverModel {
     /// Core inputs made so far.
     pub fn inputs(&self) -> u64 {
         self.inputs
+    }
+
+    /// Core's next deadline. Asked once after each input, as a driver's
+    /// loop asks it: core's timers move only in its inputs (time is an
+    /// argument of each), so between inputs the answer stands, and the
+    /// world, which looks before every step, need not ask again.
+    pub fn next_timeout(&mut self, core: &Server) -> Option<Time> {
+        match self.timeout {
+            Some((inputs, at)) if inputs == self.inputs => at,
+            _ => {
+                let at = core.poll_timeout();
+                self.timeout = Some((self.inputs, at));
+                at
+            }
+        }
     }
 
     /// The report of core's `Exit`, once carried out (the loop ends there).
@@ -264,7 +279,7 @@ impl DriverModel {
                     );
                     checker.on_farewell(k, bytes, room, env);
                     if room {
-                        kernel.send(k, Dir::S2c, bytes, env);
+                        kernel.send(k, Dir::S2c, &[bytes], env);
                     }
                 }
                 None => env.fail(Failure::Safety(format!(
@@ -434,12 +449,10 @@ impl DriverModel {
                 kernel.wait_for_room(k, Dir::S2c);
                 return;
             }
-            let bytes = &mut self.scratch;
-            bytes.clear();
-            bytes.extend_from_slice(&a[..a.len().min(n)]);
-            bytes.extend_from_slice(&b[..n - bytes.len()]);
-            kernel.send(k, Dir::S2c, bytes, env);
-            checker.on_written(k, bytes, env);
+            let a = &a[..a.len().min(n)];
+            let parts = [a, &b[..n - a.len()]];
+            kernel.send(k, Dir::S2c, &parts, env);
+            checker.on_written(k, &parts, env);
             trace!(env, "core input sent k{k} {n} of {total}");
             self.input(core, checker, env, Cause::Sent, |s, now| {
                 s.handle_sent(id, n, now)

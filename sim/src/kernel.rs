@@ -90,13 +90,15 @@ impl Pipe {
         self.bytes.len() - self.read
     }
 
-    /// The sender puts `data` on the wire.
-    fn send(&mut self, data: &[u8]) {
+    /// The sender puts `parts`, one after another, on the wire.
+    fn send(&mut self, parts: &[&[u8]]) {
         if self.read >= self.held() {
             self.bytes.drain(..self.read);
             self.read = 0;
         }
-        self.bytes.extend_from_slice(data);
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
     }
 
     /// The next `n` bytes on the wire reach the receiver's socket.
@@ -432,12 +434,15 @@ impl Kernel {
         }
     }
 
-    /// Puts bytes on the wire, cut into segments of at most `mss` — but at
-    /// most about 8 segments per write, so a tiny `mss` stays affordable.
-    pub fn send(&mut self, k: usize, dir: Dir, bytes: &[u8], env: &mut Env) {
-        self.conns[k].pipe(dir).send(bytes);
-        let floor = bytes.len() / 8;
-        let mut left = bytes.len();
+    /// Puts one write's bytes on the wire, cut into segments of at most
+    /// `mss` — but at most about 8 segments per write, so a tiny `mss` stays
+    /// affordable. The write comes in `parts` (the two halves of a ring
+    /// buffer, say), so a writer need not gather them first.
+    pub fn send(&mut self, k: usize, dir: Dir, parts: &[&[u8]], env: &mut Env) {
+        self.conns[k].pipe(dir).send(parts);
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let floor = len / 8;
+        let mut left = len;
         while left > 0 {
             let n = env.rng.size(1, self.mss).max(floor).min(left);
             self.push(k, dir, Seg::Data(n), env);

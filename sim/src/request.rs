@@ -10,27 +10,32 @@ use ebb_testkit::rng::Rng;
 /// The token that names one attempt of one request: carried in the request
 /// target (`/r/<token>`) and echoed by the application in `x-req`.
 pub fn token(client: usize, no: usize, attempt: u32) -> String {
-    // Digits pushed by hand: `format!` costs several times more, and every
-    // request and response makes a token.
-    let mut t = String::with_capacity(24);
+    let mut t = Vec::with_capacity(24);
     for (i, n) in [client, no, attempt as usize].into_iter().enumerate() {
         if i > 0 {
-            t.push('.');
+            t.push(b'.');
         }
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        t.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+        push_number(&mut t, n, 10);
     }
-    t
+    String::from_utf8(t).expect("ASCII digits")
+}
+
+/// Appends `n` in base `radix` (10, or 16 in lower case). Digits pushed by
+/// hand: `format!` costs several times more, and every request and
+/// response makes a token, every request a head and some chunk sizes.
+fn push_number(out: &mut Vec<u8>, n: usize, radix: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % radix];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Parses a token back into (client, request number, attempt).
@@ -174,8 +179,14 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
     } else {
         "POST"
     };
-    let minor = if shape.http10 { 0 } else { 1 };
-    head.extend_from_slice(format!("{method} /r/{tok} HTTP/1.{minor}\r\nHost: sim\r\n").as_bytes());
+    head.extend_from_slice(method.as_bytes());
+    head.extend_from_slice(b" /r/");
+    head.extend_from_slice(tok.as_bytes());
+    head.extend_from_slice(if shape.http10 {
+        b" HTTP/1.0\r\nHost: sim\r\n"
+    } else {
+        b" HTTP/1.1\r\nHost: sim\r\n"
+    });
     match (shape.http10, shape.close, shape.upgrade) {
         (false, _, true) => head.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: echo\r\n"),
         (false, true, false) => head.extend_from_slice(b"Connection: close\r\n"),
@@ -192,7 +203,8 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
             let mut out = Vec::with_capacity(content.len() + 16 * n + 5);
             let step = content.len().div_ceil(n.max(1)).max(1);
             for part in content.chunks(step) {
-                out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                push_number(&mut out, part.len(), 16);
+                out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(part);
                 out.extend_from_slice(b"\r\n");
             }
@@ -201,7 +213,9 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
         }
         None => {
             if method == "POST" {
-                head.extend_from_slice(format!("Content-Length: {}\r\n", content.len()).as_bytes());
+                head.extend_from_slice(b"Content-Length: ");
+                push_number(&mut head, content.len(), 10);
+                head.extend_from_slice(b"\r\n");
             }
             head.extend_from_slice(b"\r\n");
             content

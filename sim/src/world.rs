@@ -192,13 +192,16 @@ impl World {
 
     /// When the next step happens, and whether it is a core's deadline
     /// (which goes first at a tie) rather than a world event.
-    fn next_step(&self) -> Option<(Time, Option<Srv>)> {
+    fn next_step(&mut self) -> Option<(Time, Option<Srv>)> {
         let ev_at = self.env.next_at();
         let main_at = match self.driver.exit() {
-            None => self.core.poll_timeout(),
+            None => self.driver.next_timeout(&self.core),
             Some(_) => None,
         };
-        let succ_at = self.successor.as_ref().and_then(|s| s.core.poll_timeout());
+        let succ_at = self
+            .successor
+            .as_mut()
+            .and_then(|s| s.driver.next_timeout(&s.core));
         let core_at = match (main_at, succ_at) {
             (Some(m), Some(s)) if s < m => Some((s, Srv::Successor)),
             (Some(m), _) => Some((m, Srv::Main)),
@@ -892,8 +895,8 @@ impl World {
             if n == 0 {
                 return kernel.wait_for_room(k, Dir::S2c);
             }
-            let bytes: Vec<u8> = echo.outbox.drain(..n).collect();
-            kernel.send(k, Dir::S2c, &bytes, env);
+            kernel.send(k, Dir::S2c, &[&echo.outbox[..n]], env);
+            echo.outbox.drain(..n);
             if !echo.outbox.is_empty() {
                 return kernel.wait_for_room(k, Dir::S2c);
             }

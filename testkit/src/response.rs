@@ -3,8 +3,8 @@
 //!
 //! It is incremental — feed it bytes as they arrive, in pieces of any size,
 //! and it hands back each response once its last byte is in — and it looks at
-//! every byte once. Framing follows RFC 9112 §6.3: no body for `1xx`, `204`,
-//! `304` and answers to `HEAD` (the caller says which, see
+//! every byte at most once. Framing follows RFC 9112 §6.3: no body for `1xx`,
+//! `204`, `304` and answers to `HEAD` (the caller says which, see
 //! [`ResponseParser::feed_with`]); otherwise `Transfer-Encoding: chunked`,
 //! then `Content-Length`, and failing both a body that runs until the
 //! connection closes ([`ResponseParser::finish`]).
@@ -17,6 +17,7 @@
 //! promises beyond the syntax (one `Date`, a length on every response) is for
 //! each test to check on the [`Response`]s it gets.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use ebb_core::{ChunkedDecoder, ChunkedLimits};
@@ -40,9 +41,9 @@ pub struct Response {
     /// The status code.
     pub status: u16,
     /// The reason phrase.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// The header fields in the order written, names as written.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(Cow<'static, str>, String)>,
     /// A `Connection` header carried the `close` option.
     pub close: bool,
     /// How the body was delimited.
@@ -230,31 +231,24 @@ impl ResponseParser {
                 bytes = &bytes[self.read_body(bytes, out)?..];
                 continue;
             }
-            // Look for the end of the head, each byte once across calls.
-            let mut end = None;
-            for (i, &b) in bytes.iter().enumerate() {
-                self.crlf = match (self.crlf, b) {
-                    (0 | 2, b'\r') | (1 | 3, b'\n') => self.crlf + 1,
-                    (_, b'\r') => 1,
-                    _ => 0,
-                };
-                if self.crlf == 4 {
-                    end = Some(i + 1);
-                    break;
-                }
-            }
-            let Some(end) = end else {
+            let Some(end) = self.head_end(bytes) else {
                 self.head.extend_from_slice(bytes);
                 if self.head.len() > MAX_HEAD_BYTES {
                     return error("response head over 64 KiB");
                 }
                 return Ok(all.len());
             };
-            self.head.extend_from_slice(&bytes[..end]);
+            // A head that came whole in this call is parsed where it lies.
+            let (mut resp, framing) = if self.head.is_empty() {
+                parse_head(&bytes[..end])?
+            } else {
+                self.head.extend_from_slice(&bytes[..end]);
+                let parsed = parse_head(&self.head)?;
+                self.head.clear();
+                parsed
+            };
             bytes = &bytes[end..];
             self.crlf = 0;
-            let (mut resp, framing) = parse_head(&self.head)?;
-            self.head.clear();
             let bodiless = resp.is_interim()
                 || answers_head(&resp)
                 || resp.status == 204
@@ -279,6 +273,32 @@ impl ResponseParser {
             self.body = Some((resp, rest));
         }
         Ok(all.len() - bytes.len())
+    }
+
+    /// Where in `bytes` the head ends (just past its CRLF CRLF), if it
+    /// does; `crlf` carries across calls how much of a CRLF CRLF the bytes
+    /// so far end with, so no byte is looked at twice — and most not at
+    /// all: after a byte that is neither CR nor LF, the next CRLF CRLF ends
+    /// four bytes on at the earliest, so where that fourth byte is neither
+    /// either, the scan skips all four.
+    fn head_end(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if self.crlf == 0 && bytes.get(i + 3).is_some_and(|&b| b != b'\r' && b != b'\n') {
+                i += 4;
+                continue;
+            }
+            self.crlf = match (self.crlf, b) {
+                (0 | 2, b'\r') | (1 | 3, b'\n') => self.crlf + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            i += 1;
+            if self.crlf == 4 {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// The connection ended (the server's FIN): completes a body that runs
@@ -374,7 +394,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
     };
     let mut resp = Response {
         status,
-        reason: status_line[13..].to_owned(),
+        reason: known(&status_line[13..], REASONS),
         headers: Vec::with_capacity(8),
         close: false,
         framing: Framing::UntilClose,
@@ -385,10 +405,12 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
     let mut length = None;
     let mut chunked = false;
     for line in lines {
-        // The first colon ends a valid name (a name has none).
+        // The first colon ends a valid name (a name has none); found by a
+        // plain byte scan, cheaper on a short name than a char search.
         let Some((name, value)) = line
-            .split_once(':')
-            .and_then(|(name, value)| Some((name, value.strip_prefix(' ')?)))
+            .bytes()
+            .position(|b| b == b':')
+            .and_then(|i| Some((&line[..i], line[i + 1..].strip_prefix(' ')?)))
         else {
             return error(format!("bad header line {line:?}"));
         };
@@ -417,7 +439,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
                 .split(',')
                 .any(|option| option.trim().eq_ignore_ascii_case("close"));
         }
-        resp.headers.push((name.to_owned(), value.to_owned()));
+        resp.headers.push((known(name, NAMES), value.to_owned()));
     }
     let framing = match (chunked, length) {
         (true, Some(_)) => return error("both Transfer-Encoding and Content-Length"),
@@ -428,21 +450,51 @@ fn parse_head(head: &[u8]) -> Result<(Response, Framing), ParseError> {
     Ok((resp, framing))
 }
 
+/// Reason phrases and header names core and the simulator's application
+/// write most: one of them is borrowed, not allocated (the simulator
+/// parses every response twice, and allocating its words was a good part
+/// of that).
+const REASONS: &[&str] = &["OK", "Continue", "Switching Protocols"];
+const NAMES: &[&str] = &[
+    "Date",
+    "Content-Length",
+    "Connection",
+    "Transfer-Encoding",
+    "x-req",
+    "x-stream",
+    "Upgrade",
+    "Retry-After",
+    "Content-Type",
+];
+
+/// `word`, borrowed from `common` if it is one of them, else owned.
+fn known(word: &str, common: &'static [&'static str]) -> Cow<'static, str> {
+    match common.iter().find(|&&c| c == word) {
+        Some(&c) => Cow::Borrowed(c),
+        None => Cow::Owned(word.to_owned()),
+    }
+}
+
 /// `text` split at each CRLF, as `text.split("\r\n")` does, found by a
-/// plain scan for each LF (much cheaper on short lines than a substring
-/// or even a char search: the simulator parses every response twice).
+/// plain scan of the bytes (much cheaper on short lines than a substring
+/// or even a char search: the simulator parses every response twice) that
+/// skips the byte after any that is neither CR nor LF: no CRLF ends there.
 fn crlf_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let t = rest?;
-        let mut from = 0;
-        while let Some(i) = t.as_bytes()[from..].iter().position(|&b| b == b'\n') {
-            let i = from + i;
-            if t[..i].ends_with('\r') {
-                rest = Some(&t[i + 1..]);
-                return Some(&t[..i - 1]);
+        let b = t.as_bytes();
+        // `i` is where the LF of the first CRLF may be.
+        let mut i = 1;
+        while let Some(&at) = b.get(i) {
+            match at {
+                b'\n' if b[i - 1] == b'\r' => {
+                    rest = Some(&t[i + 1..]);
+                    return Some(&t[..i - 1]);
+                }
+                b'\r' | b'\n' => i += 1,
+                _ => i += 2,
             }
-            from = i + 1;
         }
         rest = None;
         Some(t)
@@ -635,6 +687,8 @@ HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
             "\r\n",
             "a\nb\r\nc\rd\r\n\r\ne",
             "\n\r\r\n\n",
+            "ab\r\ncd\r\nefg",
+            "abc\r\r\nd\n\r\n",
         ] {
             let want: Vec<&str> = text.split("\r\n").collect();
             assert_eq!(crlf_lines(text).collect::<Vec<_>>(), want, "{text:?}");
