@@ -87,8 +87,11 @@ pub enum Event {
 /// - A connection was accepted: [`handle_accept`](Self::handle_accept) gives
 ///   its [`ConnId`]. Start reading it at once.
 /// - Bytes arrived: [`handle_recv`](Self::handle_recv). Read until the socket
-///   would block, but check [`wants_read`](Self::wants_read) before each read;
-///   when it is false, stop until [`Event::ResumeRead`].
+///   is empty (it would block; with edge-triggered readiness a read that
+///   filled less than its buffer says so too, unless the peer's close was
+///   reported, which no later edge repeats), but check
+///   [`wants_read`](Self::wants_read) before each read; when it is false,
+///   stop until [`Event::ResumeRead`].
 /// - The peer sent FIN: [`handle_peer_eof`](Self::handle_peer_eof). A reset,
 ///   or any read or write error: [`handle_aborted`](Self::handle_aborted).
 /// - Bytes from [`transmit`](Self::transmit) were written:
