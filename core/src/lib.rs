@@ -95,6 +95,7 @@ mod reject;
 mod report;
 mod request;
 mod response;
+mod selfcheck;
 mod server;
 mod stream;
 mod time;

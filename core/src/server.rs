@@ -13,7 +13,6 @@ use crate::reject::Reject;
 use crate::request::{ConnId, Request, RequestId};
 use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
-use crate::transitions::{implied_timer, DrainTimes};
 
 /// Most idle connections [`Server::handle_fd_pressure`] closes at once.
 const FD_PRESSURE_BATCH: usize = 32;
@@ -346,77 +345,6 @@ impl Server {
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.conns.len()
-    }
-
-    /// Checks core's internal invariants: the active count against a recount,
-    /// the timer lists, each connection on the timer its state implies, and
-    /// no buffers held by idle connections. The simulator and the fuzzers call
-    /// it after every step.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        // One pass over the table recounts the active requests and the
-        // connections that claim a timer, and keeps the first connection's
-        // fault; the errors come out in the order of the checks, so a state
-        // with several faults reports the same one as checks made one by one.
-        let drain = self.drain_times();
-        let mut recount = 0;
-        let mut claimed = 0;
-        let mut fault = None;
-        for (key, conn) in self.conns.iter() {
-            let active = conn.is_active();
-            recount += usize::from(active);
-            claimed += usize::from(conn.link.kind().is_some());
-            if fault.is_none() {
-                fault = self.connection_fault(key, conn, active, drain);
-            }
-        }
-        if recount != self.active {
-            return Err(format!(
-                "active count {} but recount {}",
-                self.active, recount
-            ));
-        }
-        self.timers.check(&self.conns, claimed)?;
-        if let Some(fault) = fault {
-            return Err(fault);
-        }
-        if matches!(self.lifecycle, Lifecycle::Exited(_)) && !self.conns.is_empty() {
-            return Err("exited with connections open".to_owned());
-        }
-        Ok(())
-    }
-
-    /// What is wrong with connection `key` on its own, if anything: its
-    /// timer, its place in the count, its buffers.
-    fn connection_fault(
-        &self,
-        key: usize,
-        conn: &Conn,
-        active: bool,
-        drain: Option<DrainTimes>,
-    ) -> Option<String> {
-        let timer = conn.link.kind().map(|kind| (kind, conn.link.deadline()));
-        let implied = implied_timer(conn, drain, &self.config);
-        if timer != implied {
-            return Some(format!(
-                "connection {key} in {:?} has timer {timer:?}, not {implied:?}",
-                conn.state
-            ));
-        }
-        if conn.counted != active {
-            return Some(format!("connection {key} is miscounted"));
-        }
-        let idle = match conn.state {
-            State::Idle => conn.pending_out() == 0,
-            State::Lingering { .. } => true,
-            _ => false,
-        };
-        if idle && conn.bufs.is_some() {
-            return Some(format!(
-                "connection {key} holds buffers while {:?}",
-                conn.state
-            ));
-        }
-        None
     }
 
     /// Moves core's clock to `now`, never backwards.
