@@ -60,6 +60,10 @@ pub(crate) enum Framing {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     pub method: Span,
+    /// The method as a static name when it is one of the standard ones
+    /// ([`standard_method`]), so that reading it needs no UTF-8 check: the
+    /// driver and most applications read it for every request.
+    pub standard_method: Option<&'static str>,
     pub target: Span,
     /// The part of the target that routes, found once here so that reading it
     /// is a slice: the path of an origin-form or absolute-form target (empty
@@ -304,6 +308,7 @@ fn parse_complete(
         let framing = rules.framing(minor_version, config)?;
         Ok(Some(Head {
             method: Span::of(buf, method.as_bytes()),
+            standard_method: standard_method(method),
             target: Span::of(buf, target.as_bytes()),
             path: Span::of(buf, path.as_bytes()),
             query: query.map(|q| Span::of(buf, q.as_bytes())),
@@ -337,6 +342,15 @@ fn parse_as_http11(
 /// query: origin-form, absolute-form (routed by its path: the authority is not
 /// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
 /// `*`. CONNECT (authority-form) is not served.
+/// `method` as a static name if it is one RFC 9110 defines, or PATCH
+/// (RFC 5789); `None` for an extension method.
+fn standard_method(method: &str) -> Option<&'static str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD.into_iter().find(|name| *name == method)
+}
+
 fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'t str>), Reject> {
     if method == "CONNECT" {
         return Err(Reject::NotImplemented(Unsupported::Connect));

@@ -72,7 +72,9 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// The method, e.g. `GET`.
     pub fn method(&self) -> &'a str {
-        text(self.head.method.get(self.raw))
+        self.head
+            .standard_method
+            .unwrap_or_else(|| text(self.head.method.get(self.raw)))
     }
 
     /// The request target as sent: origin-form (`/a?b`), absolute-form
@@ -298,6 +300,14 @@ mod tests {
 
     fn get(target: &str) -> Vec<u8> {
         format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn standard_and_extension_methods_read_back_as_sent() {
+        for method in ["GET", "PATCH", "OPTIONS", "PROPFIND", "get", "GETX"] {
+            let raw = format!("{method} / HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes();
+            with_request(&raw, b"", |req| assert_eq!(req.method(), method));
+        }
     }
 
     #[test]
