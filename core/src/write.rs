@@ -301,9 +301,14 @@ impl Server {
                 // A client that asked to close and sent nothing more (RFC
                 // 9112 §9.6), or that sent FIN, will send nothing more: a
                 // plain close sends FIN and cannot reset anything. Otherwise,
-                // linger.
-                let client_done = conn.peer_eof
-                    || (reason == CloseReason::ClientAsked && conn.buffered_input() == 0);
+                // linger. "Nothing more" is known only if core kept reading:
+                // while reading was paused, what the client sent after its
+                // request may wait unread in the kernel, and a close would
+                // reset it.
+                let sent_nothing_more = reason == CloseReason::ClientAsked
+                    && conn.buffered_input() == 0
+                    && !conn.read_paused.get();
+                let client_done = conn.peer_eof || sent_nothing_more;
                 if client_done {
                     self.close_now(key, reason);
                 } else {

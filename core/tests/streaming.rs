@@ -53,6 +53,39 @@ fn an_unknown_length_streams_chunked_to_http_1_1_and_keeps_the_connection() {
 }
 
 #[test]
+fn a_client_that_asked_to_close_is_lingered_on_if_reading_paused_during_its_stream() {
+    // The request alone fills the pipelining room, so reading pauses while
+    // it is answered: what the client sent after it may wait unread in the
+    // kernel (RFC 9112 §9.6 forbids it, but clients do), and closing at once
+    // after the last chunk would reset the client, destroying what it had
+    // not yet read of its response.
+    let config = Config {
+        max_pipelined_bytes: 100,
+        ..Config::default()
+    };
+    let mut h = Harness::with(config);
+    let c = h.accept();
+    let padding = "x".repeat(100);
+    let request =
+        format!("GET / HTTP/1.1\r\nHost: h\r\nX-Pad: {padding}\r\nConnection: close\r\n\r\n");
+    h.send(c, request.as_bytes());
+    assert!(!h.server.wants_read(c), "the request fills the room");
+    // The client reads nothing until the stream has ended.
+    h.auto_write = false;
+    let id = start(&mut h, BodyLength::Unknown);
+    assert_eq!(data(&mut h, id, b"bye"), Ok(3));
+    end(&mut h, id).unwrap();
+    h.write(c, usize::MAX);
+    assert_eq!(h.responses(c).len(), 1);
+    assert!(
+        !h.closed(c),
+        "closed while the driver may hold unread input"
+    );
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::ClientAsked));
+    assert!(h.log.contains(&Event::ResumeRead(c)), "lingering reads on");
+}
+
+#[test]
 fn the_next_pipelined_request_waits_for_the_stream_to_end() {
     let mut h = Harness::new();
     let c = h.accept();
