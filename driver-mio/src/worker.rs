@@ -254,12 +254,13 @@ impl<H: Handler> Worker<H> {
     /// Reads the clock for this pass of the loop, and sets core's `Date` if
     /// its second may have changed.
     ///
-    /// One read per wake-up, not per input: a pass takes microseconds, so
-    /// the deadlines core derives from it are early by as much at most,
-    /// which no timeout notices.
+    /// One read per wake-up, not per input: a pass takes microseconds plus
+    /// the handlers it calls, so the deadlines core derives from it are
+    /// early by as much at most, which no timeout notices. Where request
+    /// times are recorded, the clock is read again after each handler (see
+    /// [`Worker::dispatch`]).
     fn wake_up(&mut self) {
-        self.awake_at = Instant::now();
-        self.now = Time::from_duration(self.awake_at.saturating_duration_since(self.start));
+        (self.awake_at, self.now) = read_clock(self.start);
         if self.awake_at >= self.next_date_at {
             self.refresh_date();
         }
@@ -655,6 +656,10 @@ impl<H: Handler> Worker<H> {
         name.push(' ');
         name.push_str(target);
         if self.observing.tracks_requests() {
+            // The access log and the observer time each request: its
+            // response is handed over after the handler, not when the
+            // loop woke up.
+            (self.awake_at, self.now) = read_clock(self.start);
             let conn = lookup(&mut self.conns, id.conn());
             if let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) {
                 // A streamed body is the application's to read: not counted.
@@ -909,6 +914,16 @@ impl Conn {
             None => self.stream.peer_addr().ok(),
         }
     }
+}
+
+/// The clock now, and the same instant on core's clock, whose epoch is
+/// `start`.
+fn read_clock(start: Instant) -> (Instant, Time) {
+    let now = Instant::now();
+    (
+        now,
+        Time::from_duration(now.saturating_duration_since(start)),
+    )
 }
 
 /// The open connection `id`, if it is still the one in its slot. A free

@@ -48,6 +48,11 @@ fn app(req: &Request<'_>, res: Responder) {
         "/panic" => panic!("the handler panics"),
         "/drop" => drop(res),
         "/invalid" => res.respond(Response::new(99)),
+        // Answered on the worker's thread, after a while.
+        "/busy" => {
+            std::thread::sleep(Duration::from_millis(200));
+            res.respond(Response::text(200, "busy"));
+        }
         "/slow" => {
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(300));
@@ -130,6 +135,8 @@ fn observer_counts_by_outcome_agree_with_the_drain_report() {
     assert!(answer.ends_with("\r\n\r\nhello"), "{answer}");
     let (_, answer) = exchange(addr, &closing_get("/panic"));
     assert!(answer.starts_with("HTTP/1.1 500 "), "{answer}");
+    let (_, answer) = exchange(addr, &closing_get("/busy"));
+    assert!(answer.ends_with("busy"), "{answer}");
 
     // Begun before the stop: one answered during the drain, one cut at its
     // deadline, one refused once the rest of its head arrives.
@@ -193,7 +200,7 @@ fn observer_counts_by_outcome_agree_with_the_drain_report() {
     );
     assert_eq!(
         while_serving,
-        BTreeMap::from([("app-fault", 1), ("complete", 2)]),
+        BTreeMap::from([("app-fault", 1), ("complete", 3)]),
         "{heard:#?}"
     );
 
@@ -230,6 +237,10 @@ fn observer_counts_by_outcome_agree_with_the_drain_report() {
         (echo.request_body_bytes, echo.response_body_bytes),
         (Some(5), 5)
     );
+    // Timed after its handler returned, not from when the loop woke up.
+    let busy = find("/busy");
+    let to_response = busy.time_to_response.expect("answered");
+    assert!(to_response >= Duration::from_millis(200), "{busy:?}");
     let slow = find("/slow");
     assert_eq!(slow.status, Some(200));
     let to_response = slow.time_to_response.expect("answered");
