@@ -338,10 +338,6 @@ fn parse_as_http11(
     parse_complete(&as_http11, config, fields)
 }
 
-/// Checks the request-target form (RFC 9112 §3.2) and returns its path and
-/// query: origin-form, absolute-form (routed by its path: the authority is not
-/// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
-/// `*`. CONNECT (authority-form) is not served.
 /// `method` as a static name if it is one RFC 9110 defines, or PATCH
 /// (RFC 5789); `None` for an extension method.
 fn standard_method(method: &str) -> Option<&'static str> {
@@ -351,6 +347,10 @@ fn standard_method(method: &str) -> Option<&'static str> {
     STANDARD.into_iter().find(|name| *name == method)
 }
 
+/// Checks the request-target form (RFC 9112 §3.2) and returns its path and
+/// query: origin-form, absolute-form (routed by its path: the authority is not
+/// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
+/// `*`. CONNECT (authority-form) is not served.
 fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'t str>), Reject> {
     if method == "CONNECT" {
         return Err(Reject::NotImplemented(Unsupported::Connect));
