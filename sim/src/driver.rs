@@ -144,11 +144,10 @@ impl DriverModel {
         Some(self.by_id.remove(at).1)
     }
 
-    /// Every open socket: its id, connection and whether reads are paused.
-    pub fn socks(&self) -> impl Iterator<Item = (ConnId, usize, bool)> + '_ {
-        self.by_id
-            .iter()
-            .map(|&(id, k)| (id, k, self.sock(k).is_some_and(|s| s.paused)))
+    /// Every open socket: its id and connection (whether its reads are
+    /// paused is [`is_paused`](Self::is_paused), looked up only where asked).
+    pub fn socks(&self) -> impl Iterator<Item = (ConnId, usize)> + '_ {
+        self.by_id.iter().copied()
     }
 
     fn sock(&self, k: usize) -> Option<&Sock> {
