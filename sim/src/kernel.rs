@@ -159,7 +159,10 @@ enum ClientEnd {
 #[derive(Debug)]
 struct KConn {
     client: usize,
-    latency: Duration,
+    /// The latency in nanoseconds, and the bound of a segment's jitter (a
+    /// quarter of it, plus one): worked out once, not per segment.
+    latency_nanos: u64,
+    jitter_bound: u64,
     c2s: Pipe,
     s2c: Pipe,
     server: ServerEnd,
@@ -287,9 +290,11 @@ impl Kernel {
         let (lo, hi) = self.latency;
         let latency = lo + env.rng.upto(hi - lo);
         let k = self.conns.len();
+        let latency_nanos = latency.as_nanos() as u64;
         self.conns.push(KConn {
             client,
-            latency,
+            latency_nanos,
+            jitter_bound: latency_nanos / 4 + 1,
             c2s: Pipe::default(),
             s2c: Pipe::default(),
             server: ServerEnd::Queued,
@@ -378,12 +383,12 @@ impl Kernel {
 
     fn push(&mut self, k: usize, dir: Dir, seg: Seg, env: &mut Env) {
         let c = &mut self.conns[k];
-        let latency = c.latency;
-        let jitter = Duration::from_nanos(env.rng.below(latency.as_nanos() as u64 / 4 + 1));
+        let jitter = env.rng.below(c.jitter_bound);
+        // At least a nanosecond later: an arrival is never at the send's
+        // instant.
+        let delay = Duration::from_nanos((c.latency_nanos + jitter).max(1));
         let pipe = c.pipe(dir);
-        let at = (env.now + latency + jitter)
-            .max(pipe.last_arrival)
-            .max(env.now + Duration::from_nanos(1));
+        let at = (env.now + delay).max(pipe.last_arrival);
         pipe.last_arrival = at;
         if let Seg::Data(n) = seg {
             // Data arriving at the very instant the segment before it does

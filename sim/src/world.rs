@@ -693,8 +693,7 @@ impl World {
         let Some(body) = core.request_body(id) else {
             return;
         };
-        let (data, done) = (body.data.to_vec(), body.done);
-        let Some((used, later)) = app.read_upload(id, &data, done, k, env) else {
+        let Some((used, later)) = app.read_upload(id, body.data, body.done, k, env) else {
             return;
         };
         if used > 0 {
