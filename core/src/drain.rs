@@ -45,8 +45,11 @@ impl Server {
                 }
             }
             Lifecycle::PreStop { .. } => {
-                // Straight to the forced exit: a drain that never began.
-                let report = self.take_pre_stop_report();
+                // Straight to the forced exit: a drain that never began. Its
+                // upgraded connections were open when it would have, and
+                // are cut now: the report counts them as both.
+                let mut report = self.take_pre_stop_report();
+                report.upgraded_open += self.count_upgraded();
                 self.lifecycle = Lifecycle::Draining(Drain {
                     deadline: now,
                     report,
@@ -130,11 +133,10 @@ impl Server {
             Backlog::Drain => self.events.push_back(Event::DrainBacklog),
             Backlog::LeaveToSuccessor => self.close_listener(now),
         }
-        let mut upgraded = 0;
+        let upgraded = self.count_upgraded();
         for (key, conn) in self.conns.iter_mut() {
             conn.received_before_drain = Some(conn.received);
             if matches!(conn.state, State::Upgraded) {
-                upgraded += 1;
                 let id = ConnId {
                     index: key as u32,
                     generation: conn.generation,
@@ -173,6 +175,14 @@ impl Server {
         while let Some(key) = self.timers.expired(&self.conns, TimerKind::Idle, now) {
             self.close_cleanly(key, CloseReason::IdleInDrain, now);
         }
+    }
+
+    /// The connections that left HTTP and are still open.
+    fn count_upgraded(&self) -> u64 {
+        self.conns
+            .iter()
+            .filter(|(_, conn)| matches!(conn.state, State::Upgraded))
+            .count() as u64
     }
 
     /// Ends PreStop, keeping what its report recorded.

@@ -50,7 +50,8 @@ pub struct DrainReport {
     pub requests_rejected: u64,
     /// Requests begun but not completely answered when exit was forced.
     pub requests_cut: u64,
-    /// Upgraded connections (which left HTTP) open during the drain.
+    /// Upgraded connections (which left HTTP) open during the drain, or
+    /// when a second terminate ended PreStop (a drain that never began).
     pub upgraded_open: u64,
     /// Upgraded connections the deadline (or a forced exit) closed.
     pub upgraded_cut: u64,

@@ -409,6 +409,28 @@ fn the_drain_tells_upgraded_connections_to_stop_and_the_deadline_closes_them() {
 }
 
 #[test]
+fn a_second_terminate_in_pre_stop_counts_an_upgraded_connection_open_and_cut() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, UPGRADE);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+        .unwrap();
+    h.pump();
+    h.terminate();
+    assert!(!h.exited(), "PreStop serves on");
+    h.terminate();
+    assert_eq!(h.close_reason(c), Some(CloseReason::ForcedExit));
+    let report = h.exit.expect("a second terminate exits at once");
+    assert_eq!(report.draining_at, None, "the drain never began");
+    assert_eq!((report.upgraded_open, report.upgraded_cut), (1, 1));
+}
+
+#[test]
 fn an_upgraded_connection_closed_by_the_application_lets_the_drain_exit() {
     let mut h = Harness::new();
     let c = h.accept();

@@ -507,6 +507,16 @@ impl Checker {
         }
     }
 
+    /// A second terminate ended PreStop: the drain never began, and the
+    /// upgraded connections open then count as open in it (and as cut).
+    pub fn pre_stop_forced(&mut self) {
+        let open = self
+            .watches
+            .iter()
+            .filter(|w| !w.successor && w.upgraded && matches!(w.ending, Ending::Open));
+        self.counts.upgraded_open += open.count() as u64;
+    }
+
     /// A driver accepted connection `k` (the successor's, if `successor`).
     pub fn on_accepted(&mut self, k: usize, successor: bool, env: &Env) {
         let w = &mut self.watches[k];

@@ -190,8 +190,12 @@ impl DriverModel {
             self.pending.push_back((ev, cause));
         }
         let draining = |p: Phase| matches!(p, Phase::Draining { .. });
-        if !draining(before) && draining(core.phase()) {
+        let after = core.phase();
+        if !draining(before) && draining(after) {
             checker.drain_began(env);
+        }
+        if matches!(before, Phase::PreStop { .. }) && after == Phase::Exited {
+            checker.pre_stop_forced();
         }
         true
     }

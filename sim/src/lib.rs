@@ -228,7 +228,8 @@
 //!   count before that step;
 //! - `handed_off`: exactly whether the listener was handed over;
 //! - `upgraded_open`, `upgraded_cut`: exactly the upgraded connections
-//!   owed a `StopUpgraded`, and those a forced exit closed;
+//!   owed a `StopUpgraded` (or open when a second terminate ended
+//!   PreStop), and those a forced exit closed;
 //! - S6: an exit not forced leaves no handed request unanswered (a stream
 //!   in progress among them) on a connection its client or a timer did not
 //!   end;

@@ -431,9 +431,9 @@ struct World {
     exited: bool,
     /// Every stream the application started, in order.
     streams: Vec<StreamModel>,
-    /// Upgraded connections open during the drain, and those a forced
-    /// close ended: what the report's `upgraded_open` and `upgraded_cut`
-    /// must say.
+    /// Upgraded connections open during the drain (or when a second
+    /// terminate ended PreStop), and those a forced close ended: what the
+    /// report's `upgraded_open` and `upgraded_cut` must say.
     upgraded_open: u64,
     upgraded_cut: u64,
     /// `EBB_FUZZ_TRACE=1` prints each op and event, to read a failing
@@ -583,6 +583,14 @@ impl World {
             Op::Terminate => {
                 step.terminate = true;
                 self.terminates += 1;
+                if matches!(self.server.phase(), Phase::PreStop { .. }) {
+                    // Ends PreStop with a forced exit: a drain that never
+                    // began, whose upgraded connections count as open in it.
+                    for c in self.conns.iter_mut().filter(|c| c.open && c.upgraded) {
+                        c.upgraded_in_drain = true;
+                        self.upgraded_open += 1;
+                    }
+                }
                 self.server.handle_terminate(self.now);
             }
             Op::Handoff => {
