@@ -18,7 +18,9 @@ CONNS=${CONNS:-8}
 DEPTH=${DEPTH:-1}
 ROUNDS=${ROUNDS:-$((1000 / DEPTH))}
 OUT=${OUT:-target/callgrind}
-PORT=${PORT:-18777}
+# A free port by default: ebb listens with SO_REUSEPORT, so two runs on one
+# port would share each other's clients and count each other's requests.
+PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 EBB=${EBB:-}
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
