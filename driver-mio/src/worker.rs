@@ -33,6 +33,7 @@ use crate::inflight::InFlight;
 use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
 use crate::stream::Streams;
+use crate::sys;
 use crate::upgraded::Upgrades;
 use crate::upload::Uploads;
 
@@ -421,7 +422,7 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
-            match conn.stream.read(&mut self.buf) {
+            match sys::read(&conn.stream, &mut self.buf) {
                 Ok(0) => {
                     self.server.handle_peer_eof(id, self.now);
                     self.pump();
@@ -467,7 +468,7 @@ impl<H: Handler> Worker<H> {
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
             };
-            match conn.stream.write_vectored(slices) {
+            match sys::write_vectored(&conn.stream, slices) {
                 Ok(0) => self.server.handle_aborted(id, self.now),
                 Ok(n) => {
                     conn.write_blocked = n < head.len() + tail.len();
