@@ -57,13 +57,30 @@ impl Demo {
             max_echo_bytes,
         })
     }
+
+    /// Answers with `response`, once a streamed body the route does not use
+    /// is read (up to the limit): an answer before it would close the
+    /// connection.
+    fn answer(&self, mut res: Responder, response: Response) {
+        let body = res.body();
+        if body.request_id().is_some() {
+            let limit = self.max_echo_bytes;
+            return spawn("ebb-demo-read", move || {
+                discard_then(body, limit, res, response)
+            });
+        }
+        res.respond(response);
+    }
 }
 
 impl Handler for Demo {
     fn call(&self, req: &Request<'_>, mut res: Responder) {
         let response = match route(req.method(), req.path()) {
             Err(miss) => miss.response(),
-            Ok(Route::Hello) => Response::text(200, "Hello, World!"),
+            // Answered in its arm, so the response is built where `answer`
+            // takes it, not gathered from the arms and moved (the benchmark's
+            // route: some 30 instructions).
+            Ok(Route::Hello) => return self.answer(res, Response::text(200, "Hello, World!")),
             Ok(Route::Healthz) if res.is_stopping() => Response::text(503, "stopping\n"),
             Ok(Route::Healthz) => Response::text(200, "ok\n"),
             Ok(Route::Echo) if req.body().is_empty() => {
@@ -130,16 +147,7 @@ impl Handler for Demo {
                 });
             }
         };
-        let body = res.body();
-        if body.request_id().is_some() {
-            // A body this route does not use: read it first (up to the
-            // limit), or the answer would close the connection.
-            let limit = self.max_echo_bytes;
-            return spawn("ebb-demo-read", move || {
-                discard_then(body, limit, res, response)
-            });
-        }
-        res.respond(response);
+        self.answer(res, response);
     }
 }
 
