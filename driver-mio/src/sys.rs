@@ -11,18 +11,22 @@ use std::io::{self, IoSlice};
 
 use mio::net::TcpStream;
 
-/// Reads into `buf`, as `Read::read` would.
+/// Reads into `buf`, as `Read::read` would: the same `recvfrom` as glibc's
+/// `recv`, so the syscalls a worker makes are the ones std's would be.
 #[cfg(target_os = "linux")]
 pub(crate) fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
-    // SAFETY: `buf` is writable for its length, and the descriptor is the
-    // stream's own, open while it is borrowed.
+    // SAFETY: `buf` is writable for its length, no address is asked for,
+    // and the descriptor is the stream's own, open while it is borrowed.
     let n = unsafe {
         libc::syscall(
-            libc::SYS_read,
+            libc::SYS_recvfrom,
             stream.as_raw_fd(),
             buf.as_mut_ptr(),
             buf.len(),
+            0,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
         )
     };
     result(n)
