@@ -45,6 +45,7 @@ mod serve;
 mod shutdown;
 mod signals;
 mod stream;
+mod sys;
 mod upgrade;
 mod upgraded;
 mod upload;

@@ -27,12 +27,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
 use crate::handler::{
-    begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message, Responder, Response,
+    answered_surely_valid, begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message,
+    Responder, Response,
 };
 use crate::inflight::InFlight;
 use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
 use crate::stream::Streams;
+use crate::sys;
 use crate::upgraded::Upgrades;
 use crate::upload::Uploads;
 
@@ -110,7 +112,8 @@ pub(crate) struct Worker<H> {
     next_date_at: Instant,
     /// See [`spare_fd`].
     spare_fd: Option<std::fs::File>,
-    /// `METHOD target` of the request being dispatched.
+    /// The buffer of `METHOD target`, the name of a request being
+    /// dispatched that a log line may name (see [`Worker::dispatch`]).
     name: String,
     /// Responses whose body the application streams.
     streams: Streams,
@@ -421,7 +424,7 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = lookup(&mut self.conns, id) else {
                 return;
             };
-            match conn.stream.read(&mut self.buf) {
+            match sys::read(&conn.stream, &mut self.buf) {
                 Ok(0) => {
                     self.server.handle_peer_eof(id, self.now);
                     self.pump();
@@ -451,6 +454,9 @@ impl<H: Handler> Worker<H> {
     /// socket takes it all, core announces what it queues next with another
     /// [`Event::Transmit`]; if not, the socket is full, and its writable
     /// readiness says when to go on ([`Conn::write_blocked`]).
+    // Always inlined (into `pump` and `ready`): its call and frame cost
+    // some 20 instructions per keep-alive response.
+    #[inline(always)]
     fn write(&mut self, id: ConnId) {
         loop {
             let Some(conn) = lookup(&mut self.conns, id) else {
@@ -467,7 +473,7 @@ impl<H: Handler> Worker<H> {
                 (true, false) => &slices[1..],
                 (false, false) => &slices[..],
             };
-            match conn.stream.write_vectored(slices) {
+            match sys::write_vectored(&conn.stream, slices) {
                 Ok(0) => self.server.handle_aborted(id, self.now),
                 Ok(n) => {
                     conn.write_blocked = n < head.len() + tail.len();
@@ -645,16 +651,6 @@ impl<H: Handler> Worker<H> {
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
-        // The request's name, for the log; kept in a reused buffer, so naming
-        // an answered request allocates nothing. Built for every request:
-        // a line about an invalid response names it, and by then core has
-        // let the request go.
-        let (method, target) = (request.method(), request.target());
-        let mut name = std::mem::take(&mut self.name);
-        name.clear();
-        name.push_str(method);
-        name.push(' ');
-        name.push_str(target);
         if self.observing.tracks_requests() {
             // The access log and the observer time each request: its
             // response is handed over after the handler, not when the
@@ -664,9 +660,25 @@ impl<H: Handler> Worker<H> {
             if let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) {
                 // A streamed body is the application's to read: not counted.
                 let body_bytes = (!self.stream_bodies).then(|| request.body().len() as u64);
-                inflight.push(id.seq(), method, target, body_bytes);
+                inflight.push(id.seq(), request.method(), request.target(), body_bytes);
             }
         }
+        // The request's name, for the log, read while core holds the
+        // request, into a reused buffer. Not for the common answer, a
+        // response core surely takes: only a panic, a response core may
+        // refuse (by then core has let the request go), and an answer that
+        // is not a response given at once can make a line that names it.
+        let named = result.is_err() || !answered_surely_valid();
+        let name = if named {
+            let mut name = std::mem::take(&mut self.name);
+            name.clear();
+            name.push_str(request.method());
+            name.push(' ');
+            name.push_str(request.target());
+            name
+        } else {
+            String::new()
+        };
         if result.is_err() {
             let from = self.peer_of(id.conn());
             log::error!("handler panicked on {name}{from}; answered 500");
@@ -683,7 +695,9 @@ impl<H: Handler> Worker<H> {
                 }
             },
         });
-        self.name = name;
+        if named {
+            self.name = name;
+        }
         if streams_body {
             // What came with the head: its `BodyReady` may be past.
             self.feed_upload(id, false);
@@ -723,6 +737,7 @@ impl<H: Handler> Worker<H> {
                 log::debug!("answer to {name} dropped: its connection is gone");
             }
             Err(e) => {
+                debug_assert!(!name.is_empty(), "a response surely valid was refused: {e}");
                 let from = self.peer_of(id.conn());
                 log::error!("handler gave an invalid response to {name}{from} ({e}); answered 500");
             }
