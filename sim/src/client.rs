@@ -1029,6 +1029,7 @@ impl Client {
         }
         let r = &mut self.reqs[i];
         let tok = request::token(ci, i, r.attempt);
+        env.answered_at = env.now;
         trace!(
             env,
             "client {ci} got {} for {tok} on k{k}{}",

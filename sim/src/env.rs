@@ -50,6 +50,9 @@ pub struct Env {
     pub step: u64,
     /// Every random choice of the run.
     pub rng: Rng,
+    /// When a client last read a complete final response: the world is
+    /// still making progress (see the liveness bound in `World::run`).
+    pub answered_at: Time,
     /// Trace lines (see [`trace!`](crate::trace!)).
     pub trace: Trace,
     /// A min-heap by `(time, sequence)`: the order is total, so a run is
@@ -72,6 +75,7 @@ impl Env {
             now: Time::ZERO,
             step: 0,
             rng: Rng::new(seed),
+            answered_at: Time::ZERO,
             trace,
             queue: BinaryHeap::new(),
             seq: 0,

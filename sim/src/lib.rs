@@ -238,7 +238,8 @@
 //!   response bytes in the drain are at most `reset_risk_closes + requests_cut`.
 //!
 //! At the end (liveness, bounded by terminate, `pre_stop`, `drain_timeout`
-//! and 60 s more of virtual time): core exited; every request handed to the
+//! and 60 s more of virtual time, or 60 s after a client last read a
+//! complete response, at most ten minutes later): core exited; every request handed to the
 //! application was answered completely, unless its client aborted or its
 //! loss is allowed as above (S2); every client finished. Then the ledger:
 //!

@@ -32,6 +32,10 @@ use crate::request;
 use crate::trace;
 use crate::trace::{Trace, TraceMode};
 
+/// How long past the drain a world may take to go quiet, and how long after
+/// a client's last complete response (see `World::run`).
+const LIVENESS_SLACK: Duration = Duration::from_secs(60);
+
 /// Counters reported at the end of a run.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -152,16 +156,20 @@ impl World {
         self.schedule_arrivals_and_signals();
         let c = &self.knobs.config;
         // Liveness bound: the server must have exited, and the world gone
-        // quiet, well within this.
+        // quiet, well within this — or within a minute of a client's last
+        // complete response, while they keep coming (a slow reader of large
+        // responses served by the successor can need minutes), up to ten
+        // minutes more. A healthy world goes quiet and ends sooner.
         let bound = Time::from_duration(
-            self.knobs.terminate_at + c.pre_stop + c.drain_timeout + Duration::from_secs(60),
+            self.knobs.terminate_at + c.pre_stop + c.drain_timeout + LIVENESS_SLACK,
         );
+        let cap = bound + 10 * LIVENESS_SLACK;
         let mut same_time_steps = 0u32;
         while !self.env.failed() {
             let Some((t, core_first)) = self.next_step() else {
                 break;
             };
-            if t > bound {
+            if t > bound.max(self.env.answered_at + LIVENESS_SLACK).min(cap) {
                 break;
             }
             if t > self.env.now {

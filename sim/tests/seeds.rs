@@ -47,3 +47,13 @@ fn same_seed_same_trace_hash() {
         "different seeds should not give the same trace"
     );
 }
+
+/// Seed 705001935634 serves a slow reader two large streamed responses from
+/// the successor, about 32 s and 39 s each: it passes only because the
+/// liveness bound waits while complete responses keep arriving, instead of
+/// ending the run 60 s after the drain.
+#[test]
+fn a_world_still_answering_is_not_cut_off_by_the_liveness_bound() {
+    let outcome = run_seed(705_001_935_634, TraceMode::Off);
+    assert_eq!(outcome.failure.map(|f| f.to_string()), None);
+}
