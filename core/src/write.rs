@@ -123,7 +123,13 @@ impl Server {
             .as_mut()
             .expect("a dispatched request has buffers");
         let was_idle = bufs.pending_out() == 0;
-        write_head(&mut bufs.out, status, headers, &framing)?;
+        write_head(
+            &mut bufs.out,
+            status,
+            headers,
+            &framing,
+            &mut self.head_start,
+        )?;
         let sends_body = has_body && !head.is_head_method;
         let body_bytes = if sends_body { body.len() as u64 } else { 0 };
         if sends_body {
