@@ -172,6 +172,9 @@ pub(crate) struct Buffers {
     pub out: Vec<u8>,
     pub out_pos: usize,
     /// A large response body, written after `out` without being copied.
+    /// Once empty it holds no storage (it is replaced as soon as its last
+    /// byte is written), so an empty tail need not be dropped: dropping
+    /// even an empty `Bytes` is a call through its vtable.
     pub out_tail: Bytes,
     /// What the current request has been through, for its
     /// [`Finished`](crate::Finished). Kept here, not in [`Conn`], because
@@ -217,7 +220,9 @@ impl Buffers {
         self.body.clear();
         self.out.clear();
         self.out_pos = 0;
-        self.out_tail = Bytes::new();
+        if !self.out_tail.is_empty() {
+            self.out_tail = Bytes::new();
+        }
         self.log = RequestLog::default();
         self.unwritten.clear();
         self.handed = 0;

@@ -260,7 +260,14 @@ impl Server {
         }
         let from_out = n.min(bufs.out.len() - bufs.out_pos);
         bufs.out_pos += from_out;
-        bufs.out_tail.advance(n - from_out);
+        if n > from_out {
+            bufs.out_tail.advance(n - from_out);
+            if bufs.out_tail.is_empty() {
+                // Its storage goes as soon as it is written: an empty tail
+                // holds nothing (see `Buffers::out_tail`).
+                bufs.out_tail = Bytes::new();
+            }
+        }
         bufs.handed += n as u64;
         bufs.write_progress_at = now;
         self.output_progress(key, now);
@@ -298,9 +305,9 @@ impl Server {
             self.settle(key, now);
             return self.process_input(key, now);
         }
+        // The tail is empty, so it holds nothing already.
         bufs.out.clear();
         bufs.out_pos = 0;
-        bufs.out_tail = Bytes::new();
         conn.last_active = now;
         match conn.state {
             State::Closing { reason } => {
