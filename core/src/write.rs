@@ -280,14 +280,13 @@ impl Server {
         let id = self.id_of(key);
         let conn = &mut self.conns[key];
         let bufs = conn.bufs.as_mut().expect("output was queued in buffers");
-        while bufs.unwritten.front().is_some_and(|u| u.end <= bufs.handed) {
-            let done = bufs.unwritten.pop_front().expect("checked above");
+        while let Some(finished) = bufs.unwritten.pop_written(bufs.handed) {
             if let Some(report) = self.lifecycle.report_mut() {
-                report.record_written(done.finished.outcome);
+                report.record_written(finished.outcome);
             }
             self.events.push_back(Event::Finished(Finished {
                 finished_at: now,
-                ..done.finished
+                ..finished
             }));
         }
         if let State::Streaming(stream) = &mut conn.state {
