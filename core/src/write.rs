@@ -230,7 +230,10 @@ impl Server {
 
     /// Output: the bytes queued for `conn`, as up to two slices for one
     /// vectored write. Both are empty when nothing is queued.
+    // Inlined, like `handle_sent` and `poll_event`: the driver calls each
+    // once or more per request, and the call costs about as much as the work.
     #[must_use]
+    #[inline]
     pub fn transmit(&self, conn: ConnId) -> [&[u8]; 2] {
         let bufs = self
             .key_of(conn)
@@ -242,6 +245,7 @@ impl Server {
     }
 
     /// Input: the driver wrote the first `n` bytes of [`transmit`](Self::transmit).
+    #[inline]
     pub fn handle_sent(&mut self, conn: ConnId, n: usize, now: Time) {
         let now = self.advance(now);
         if let Some(key) = self.key_of(conn) {
