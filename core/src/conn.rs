@@ -25,7 +25,6 @@
 //! write, `Lingering`) it is not.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -157,6 +156,57 @@ pub(crate) struct Unwritten {
     pub finished: Finished,
 }
 
+/// Responses queued and not yet completely handed over, in order: a vector
+/// read from `first` on, and emptied when its last entry is taken. Almost
+/// always it holds one response at a time, and a `VecDeque`'s wrap-around
+/// arithmetic on every push and pop costs more than the whole of this. It
+/// grows no more than the output it describes, which is emptied only when
+/// all of it is written too.
+#[derive(Debug, Default)]
+pub(crate) struct UnwrittenQueue {
+    items: Vec<Unwritten>,
+    first: usize,
+}
+
+// Inlined: each response is pushed and popped once, and the calls cost
+// as much as the work.
+impl UnwrittenQueue {
+    #[inline]
+    pub fn push(&mut self, unwritten: Unwritten) {
+        self.items.push(unwritten);
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.first == self.items.len()
+    }
+
+    /// Takes the first response if its last byte is among the `handed`
+    /// bytes of output.
+    #[inline]
+    pub fn pop_written(&mut self, handed: u64) -> Option<Finished> {
+        let first = self.items.get(self.first).filter(|u| u.end <= handed)?;
+        let finished = first.finished.clone();
+        self.first += 1;
+        if self.first == self.items.len() {
+            self.clear();
+        }
+        Some(finished)
+    }
+
+    /// Takes every response left, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Unwritten> {
+        let first = std::mem::take(&mut self.first);
+        self.items.drain(..first);
+        self.items.drain(..)
+    }
+
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.first = 0;
+    }
+}
+
 /// The heap a busy connection uses. An idle connection gives its buffers back
 /// to the server's pool, so 10,000 idle keep-alive connections cost only their
 /// table entries, and a busy one reuses capacity without allocating.
@@ -172,13 +222,16 @@ pub(crate) struct Buffers {
     pub out: Vec<u8>,
     pub out_pos: usize,
     /// A large response body, written after `out` without being copied.
+    /// Once empty it holds no storage (it is replaced as soon as its last
+    /// byte is written), so an empty tail need not be dropped: dropping
+    /// even an empty `Bytes` is a call through its vtable.
     pub out_tail: Bytes,
     /// What the current request has been through, for its
     /// [`Finished`](crate::Finished). Kept here, not in [`Conn`], because
     /// only a busy connection has a request: idle ones stay small.
     pub log: RequestLog,
     /// Responses queued and not yet completely handed over, in order.
-    pub unwritten: VecDeque<Unwritten>,
+    pub unwritten: UnwrittenQueue,
     /// Output bytes handed to the driver over the connection's life.
     pub handed: u64,
     /// When the driver last reported write progress (or output became
@@ -198,7 +251,7 @@ impl Buffers {
     #[inline]
     pub fn response_queued(&mut self, finished: Finished) {
         let end = self.handed + self.pending_out() as u64;
-        self.unwritten.push_back(Unwritten { end, finished });
+        self.unwritten.push(Unwritten { end, finished });
     }
 
     /// Drops the `len` bytes of the request just answered, and what was
@@ -217,7 +270,9 @@ impl Buffers {
         self.body.clear();
         self.out.clear();
         self.out_pos = 0;
-        self.out_tail = Bytes::new();
+        if !self.out_tail.is_empty() {
+            self.out_tail = Bytes::new();
+        }
         self.log = RequestLog::default();
         self.unwritten.clear();
         self.handed = 0;

@@ -70,13 +70,50 @@ pub(crate) fn status_has_body(status: u16) -> bool {
     !(status == 204 || status == 304)
 }
 
-/// Writes a response head into `out`. On an invalid header, `out` is left as it
-/// was and the error is returned.
+/// The start of the last response head written: its status line, the
+/// `Date` line and, when it announces a length, `Content-Length: `. Most
+/// responses start like the one before, so the start is copied whole
+/// instead of assembled from four pieces (about 40 instructions per
+/// response); it is rebuilt when the status, the framing or the date
+/// changes.
+#[derive(Debug, Default)]
+pub(crate) struct HeadStart {
+    /// The status and whether a length follows, once `bytes` holds a start.
+    key: Option<(u16, bool)>,
+    bytes: Vec<u8>,
+}
+
+impl HeadStart {
+    /// Forgets the start, for a new `Date`.
+    pub fn forget(&mut self) {
+        self.key = None;
+    }
+
+    // Inlined into `write_head`: on the usual hit it is one comparison.
+    #[inline]
+    fn get(&mut self, status: u16, date_line: &[u8], has_length: bool) -> &[u8] {
+        let key = Some((status, has_length));
+        if self.key != key {
+            self.key = key;
+            self.bytes.clear();
+            write_status_line(&mut self.bytes, status);
+            self.bytes.extend_from_slice(date_line);
+            if has_length {
+                self.bytes.extend_from_slice(b"Content-Length: ");
+            }
+        }
+        &self.bytes
+    }
+}
+
+/// Writes a response head into `out`, its start from `start`. On an invalid
+/// header, `out` is left as it was and the error is returned.
 pub(crate) fn write_head<H, N, V>(
     out: &mut Vec<u8>,
     status: u16,
     headers: H,
     framing: &Framing<'_>,
+    start: &mut HeadStart,
 ) -> Result<(), RespondError>
 where
     H: IntoIterator<Item = (N, V)>,
@@ -88,8 +125,11 @@ where
         return Err(RespondError::InvalidStatus);
     }
     let rollback = out.len();
-    write_status_line(out, status);
-    write_framing(out, framing);
+    out.extend_from_slice(start.get(status, framing.date_line, framing.content_length.is_some()));
+    if let Some(len) = framing.content_length {
+        write_length_line_end(out, len);
+    }
+    write_framing_tail(out, framing);
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
         if !is_token(name) || !is_field_value(value) {
@@ -177,6 +217,13 @@ fn write_framing(out: &mut Vec<u8>, framing: &Framing<'_>) {
         write_u64(out, len);
         out.extend_from_slice(b"\r\n");
     }
+    write_framing_tail(out, framing);
+}
+
+/// The framing lines after `Content-Length`: `Transfer-Encoding` and
+/// `Connection`.
+#[inline]
+fn write_framing_tail(out: &mut Vec<u8>, framing: &Framing<'_>) {
     if framing.chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
@@ -246,6 +293,32 @@ where
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// Writes `len` in decimal and the CRLF that ends its line. The digits are
+/// put in a fixed array, which is copied whole and cut back to length: a
+/// copy of known size is a few moves, where one of the digits' own length
+/// is a call to `memcpy` (with `itoa`'s call, about 25 instructions per
+/// response).
+// Inlined into `write_head`, for every response's `Content-Length`.
+#[inline]
+fn write_length_line_end(out: &mut Vec<u8>, mut len: u64) {
+    // 10^19 is the largest power of ten a u64 holds; past it, 20 digits.
+    let (mut digits, mut bound) = (1, 10u64);
+    while digits < 20 && len >= bound {
+        digits += 1;
+        bound = bound.wrapping_mul(10);
+    }
+    let mut line = [0u8; 22];
+    for at in (0..digits).rev() {
+        line[at] = b'0' + (len % 10) as u8;
+        len /= 10;
+    }
+    line[digits] = b'\r';
+    line[digits + 1] = b'\n';
+    let end = out.len() + digits + 2;
+    out.extend_from_slice(&line);
+    out.truncate(end);
 }
 
 // Inlined into `write_framing`, for every response's `Content-Length`.
@@ -396,6 +469,7 @@ mod tests {
             status,
             headers.iter().map(|(n, v)| (n, v)),
             &framing,
+            &mut HeadStart::default(),
         )?;
         Ok(String::from_utf8(out).unwrap())
     }
@@ -411,6 +485,59 @@ mod tests {
         let mut empty = Vec::new();
         write_chunk(&mut empty, b"");
         assert_eq!(empty, b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal_whatever_their_digits() {
+        for len in [
+            0,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            10_u64.pow(19) - 1,
+            10_u64.pow(19),
+            u64::MAX,
+        ] {
+            let mut out = b"Content-Length: ".to_vec();
+            write_length_line_end(&mut out, len);
+            assert_eq!(out, format!("Content-Length: {len}\r\n").as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_kept_head_start_follows_status_length_and_date() {
+        let mut start = HeadStart::default();
+        let head = |start: &mut HeadStart, status, content_length, date_line: &[u8]| {
+            let mut out = Vec::new();
+            let framing = Framing {
+                date_line,
+                content_length,
+                chunked: false,
+                connection: ConnectionHeader::None,
+            };
+            write_head(&mut out, status, [("A", "b")], &framing, start).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let other_date = b"Date: Mon, 07 Nov 1994 08:49:37 GMT\r\n";
+        assert_eq!(
+            head(&mut start, 200, Some(5), DATE_LINE),
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 5\r\nA: b\r\n\r\n"
+        );
+        assert_eq!(
+            head(&mut start, 404, Some(5), DATE_LINE),
+            "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 5\r\nA: b\r\n\r\n"
+        );
+        assert_eq!(
+            head(&mut start, 404, None, DATE_LINE),
+            "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nA: b\r\n\r\n"
+        );
+        start.forget();
+        assert_eq!(
+            head(&mut start, 404, None, other_date),
+            "HTTP/1.1 404 Not Found\r\nDate: Mon, 07 Nov 1994 08:49:37 GMT\r\nA: b\r\n\r\n"
+        );
     }
 
     #[test]
@@ -465,7 +592,14 @@ mod tests {
             connection: ConnectionHeader::None,
         };
         let bad = [("X", "a\r\nSet-Cookie: evil")];
-        let r = write_head(&mut out, 200, bad.iter().map(|(n, v)| (n, v)), &framing);
+        let mut start = HeadStart::default();
+        let r = write_head(
+            &mut out,
+            200,
+            bad.iter().map(|(n, v)| (n, v)),
+            &framing,
+            &mut start,
+        );
         assert_eq!(r, Err(RespondError::InvalidHeader));
         assert_eq!(out, b"earlier");
         assert_eq!(

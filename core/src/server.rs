@@ -11,6 +11,7 @@ use crate::finished::Finished;
 use crate::lifecycle::Lifecycle;
 use crate::reject::Reject;
 use crate::request::{ConnId, Request, RequestId};
+use crate::response::HeadStart;
 use crate::time::Time;
 use crate::timers::{TimerKind, Timers};
 
@@ -126,6 +127,7 @@ pub struct Server {
     /// The `Date` field of every response, whole (`Date: …` and its CRLF),
     /// so writing a head copies it once.
     pub(crate) date_line: Vec<u8>,
+    pub(crate) head_start: HeadStart,
     next_generation: u32,
 }
 
@@ -142,6 +144,7 @@ impl Server {
             now: Time::ZERO,
             lifecycle: Lifecycle::Serving,
             date_line: b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n".to_vec(),
+            head_start: HeadStart::default(),
             next_generation: 0,
         }
     }
@@ -158,6 +161,7 @@ impl Server {
         self.date_line.extend_from_slice(b"Date: ");
         self.date_line.extend_from_slice(date.as_bytes());
         self.date_line.extend_from_slice(b"\r\n");
+        self.head_start.forget();
     }
 
     /// Input: a connection was accepted. Returns the id core will use for it.
@@ -271,7 +275,11 @@ impl Server {
     }
 
     /// Output: the next thing the driver must do.
+    // Inlined: the driver calls it several times per request, and inlined
+    // into its loop the event is matched where it is popped, not copied out
+    // through a return slot first.
     #[must_use]
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         // Returned as popped, so the event is copied once.
         let event = self.events.pop_front();

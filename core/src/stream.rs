@@ -224,7 +224,13 @@ impl Server {
             .as_mut()
             .expect("a dispatched request has buffers");
         let was_idle = bufs.pending_out() == 0;
-        write_head(&mut bufs.out, status, headers, &head_framing)?;
+        write_head(
+            &mut bufs.out,
+            status,
+            headers,
+            &head_framing,
+            &mut self.head_start,
+        )?;
         let began_at = bufs.log.began_at;
         bufs.let_go_of_request(len);
         if was_idle {
@@ -478,7 +484,7 @@ impl Server {
         if bufs.pending_out() == 0 {
             bufs.write_progress_at = now;
         }
-        write_head(&mut bufs.out, 101, headers, &framing)?;
+        write_head(&mut bufs.out, 101, headers, &framing, &mut self.head_start)?;
         bufs.response_queued(Finished {
             conn: id,
             request: Some(RequestId { conn: id, seq }),

@@ -299,7 +299,7 @@ impl Server {
             return 0;
         };
         let mut count = 0;
-        for unwritten in bufs.unwritten.drain(..) {
+        for unwritten in bufs.unwritten.drain() {
             count += 1;
             self.events.push_back(Event::Finished(Finished {
                 outcome,
