@@ -72,9 +72,10 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// The method, e.g. `GET`.
     pub fn method(&self) -> &'a str {
-        self.head
-            .standard_method
-            .unwrap_or_else(|| text(self.head.method.get(self.raw)))
+        match self.head.standard_method {
+            Some(method) => method.name(),
+            None => text(self.head.method.get(self.raw)),
+        }
     }
 
     /// The request target as sent: origin-form (`/a?b`), absolute-form
