@@ -575,6 +575,10 @@ struct HeaderRules {
 }
 
 impl HeaderRules {
+    /// Takes one field as httparse gives it: its value has no whitespace
+    /// around it (httparse skips SP and HTAB before a value and strips SP,
+    /// HTAB, CR and LF after it, and no other whitespace byte is valid in
+    /// one), so values are not trimmed again here.
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         // Most fields are none of these: the first letter and the length
         // tell at once. The names compared are lowercase letters and `-`, and
@@ -598,7 +602,7 @@ impl HeaderRules {
             4 if is("host") => {
                 self.hosts += 1;
                 // RFC 9112 §3.2: a Host with an invalid value is a 400.
-                if host_of(value.trim_ascii()).is_none() {
+                if host_of(value).is_none() {
                     return Err(Reject::Malformed(Malformed::Host));
                 }
             }
@@ -610,9 +614,9 @@ impl HeaderRules {
                 b"close" => self.close_token = true,
                 _ => self.connection_options(value),
             },
-            7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
+            7 if is("upgrade") => self.upgrade_field |= !value.is_empty(),
             6 if is("expect") => {
-                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue")
             }
             _ => {}
         }
@@ -647,8 +651,7 @@ impl HeaderRules {
         }
     }
 
-    fn content_length(&mut self, value: &[u8]) -> Result<(), Reject> {
-        let digits = value.trim_ascii();
+    fn content_length(&mut self, digits: &[u8]) -> Result<(), Reject> {
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return Err(Reject::Malformed(Malformed::ContentLength));
         }
