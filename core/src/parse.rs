@@ -194,6 +194,10 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Calls `f` with room for `config.max_headers` fields, on the stack when
+/// that fits.
+// Inlined: a call of its own costs about 20 instructions per request.
+#[inline]
 fn with_headers<'b, R>(
     config: &Config,
     f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
