@@ -11,6 +11,8 @@
 
 use std::mem::MaybeUninit;
 
+mod line;
+
 use crate::byteset::run_of;
 use crate::config::Config;
 use crate::reject::{Malformed, Reject, Unsupported};
@@ -278,6 +280,58 @@ fn parse_complete(
     config: &Config,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<Head>, Reject> {
+    if let Some(line) = line::simple(buf) {
+        if let Some(parsed) = parse_simple(buf, &line, config, fields) {
+            return parsed;
+        }
+    }
+    parse_general(buf, config, fields)
+}
+
+/// Fields of a head whose request line is simple ([`line::simple`]) are
+/// parsed into an array of this many, which must be initialized; a head
+/// with more goes to [`parse_general`].
+const SIMPLE_HEADERS: usize = 16;
+
+/// Parses a head whose request line [`line::simple`] has read, leaving only
+/// its fields to httparse; `None` if it has more than [`SIMPLE_HEADERS`]
+/// fields and more are allowed, for [`parse_general`] to parse with room for
+/// them all.
+#[inline]
+fn parse_simple(
+    buf: &[u8],
+    line: &line::Line,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Option<Result<Option<Head>, Reject>> {
+    let mut headers = [httparse::EMPTY_HEADER; SIMPLE_HEADERS];
+    let room = config.max_headers.min(SIMPLE_HEADERS);
+    let (fields_len, headers) =
+        match httparse::parse_headers(&buf[line.len..], &mut headers[..room]) {
+            Ok(httparse::Status::Complete(parsed)) => parsed,
+            Ok(httparse::Status::Partial) => return Some(Ok(None)),
+            Err(httparse::Error::TooManyHeaders) if config.max_headers > SIMPLE_HEADERS => {
+                return None
+            }
+            Err(e) => return Some(Err(reject_for(e, buf))),
+        };
+    let parsed = Parsed {
+        method: &buf[..line.method_len],
+        target: &buf[line.method_len + 1..line.target_end],
+        minor_version: line.minor_version,
+        len: line.len + fields_len,
+        headers,
+    };
+    Some(head_of(buf, parsed, config, fields))
+}
+
+/// Parses a head with httparse alone: any request line, any number of fields.
+#[inline(never)]
+fn parse_general(
+    buf: &[u8],
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
     with_headers(config, |headers| {
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, headers) {
@@ -292,41 +346,74 @@ fn parse_complete(
                 };
             }
         };
-        let method = req.method.unwrap_or_default();
-        let target = req.path.unwrap_or_default();
-        let minor_version = req.version.unwrap_or(1);
-        if target.len() > config.max_target_bytes {
-            return Err(Reject::TargetTooLong);
-        }
-        let standard_method = standard_method(method);
-        let (path, query) = split_target(standard_method, target)?;
-        // Two passes: storing the spans is a copy the compiler sizes once,
-        // and the rules look only at the few names they know.
-        fields.clear();
-        fields.extend(req.headers.iter().map(|h| FieldSpan {
-            name: Span::of(buf, h.name.as_bytes()),
-            value: Span::of(buf, h.value),
-        }));
-        let mut rules = HeaderRules::default();
-        for h in req.headers.iter() {
-            rules.observe(h.name, h.value)?;
-        }
-        let framing = rules.framing(minor_version, config)?;
-        Ok(Some(Head {
-            method: Span::of(buf, method.as_bytes()),
-            standard_method,
-            target: Span::of(buf, target.as_bytes()),
-            path: Span::of(buf, path.as_bytes()),
-            query: query.map(|q| Span::of(buf, q.as_bytes())),
-            minor_version,
+        let parsed = Parsed {
+            method: req.method.unwrap_or_default().as_bytes(),
+            target: req.path.unwrap_or_default().as_bytes(),
+            minor_version: req.version.unwrap_or(1),
             len,
-            framing,
-            keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
-            expect_continue: rules.expect_continue && minor_version == 1,
-            is_head_method: standard_method == Some(Method::Head),
-            upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
-        }))
+            headers: req.headers,
+        };
+        head_of(buf, parsed, config, fields)
     })
+}
+
+/// A head as httparse has read it (or would have: see [`line`]).
+struct Parsed<'b, 'h> {
+    method: &'b [u8],
+    target: &'b [u8],
+    minor_version: u8,
+    /// Bytes of the head, blank line included.
+    len: usize,
+    headers: &'h [httparse::Header<'b>],
+}
+
+/// Applies the rules that httparse does not know to a parsed head: the form
+/// of its target and the header rules; and stores its fields as spans.
+#[inline(always)]
+fn head_of(
+    buf: &[u8],
+    parsed: Parsed<'_, '_>,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
+    let Parsed {
+        method,
+        target,
+        minor_version,
+        len,
+        headers,
+    } = parsed;
+    if target.len() > config.max_target_bytes {
+        return Err(Reject::TargetTooLong);
+    }
+    let standard_method = standard_method(method);
+    let (path, query) = split_target(standard_method, target)?;
+    // Two passes: storing the spans is a copy the compiler sizes once,
+    // and the rules look only at the few names they know.
+    fields.clear();
+    fields.extend(headers.iter().map(|h| FieldSpan {
+        name: Span::of(buf, h.name.as_bytes()),
+        value: Span::of(buf, h.value),
+    }));
+    let mut rules = HeaderRules::default();
+    for h in headers {
+        rules.observe(h.name, h.value)?;
+    }
+    let framing = rules.framing(minor_version, config)?;
+    Ok(Some(Head {
+        method: Span::of(buf, method),
+        standard_method,
+        target: Span::of(buf, target),
+        path: Span::of(buf, path),
+        query: query.map(|q| Span::of(buf, q)),
+        minor_version,
+        len,
+        framing,
+        keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
+        expect_continue: rules.expect_continue && minor_version == 1,
+        is_head_method: standard_method == Some(Method::Head),
+        upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
+    }))
 }
 
 /// Parses a head whose version is a later HTTP/1 minor (see
@@ -385,22 +472,24 @@ impl Method {
 /// `method` as a [`Method`]; `None` for an extension method. The names are
 /// tried in turn, GET first: most requests are GETs, found in one
 /// comparison.
-fn standard_method(method: &str) -> Option<Method> {
-    Method::ALL.into_iter().find(|m| m.name() == method)
+fn standard_method(method: &[u8]) -> Option<Method> {
+    Method::ALL
+        .into_iter()
+        .find(|m| m.name().as_bytes() == method)
 }
 
 /// Checks the request-target form (RFC 9112 §3.2) and returns its path and
 /// query: origin-form, absolute-form (routed by its path: the authority is not
 /// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
 /// `*`. CONNECT (authority-form) is not served.
-fn split_target(method: Option<Method>, target: &str) -> Result<(&str, Option<&str>), Reject> {
+fn split_target(method: Option<Method>, target: &[u8]) -> Result<(&[u8], Option<&[u8]>), Reject> {
     if method == Some(Method::Connect) {
         return Err(Reject::NotImplemented(Unsupported::Connect));
     }
-    if target.starts_with('/') {
+    if target.starts_with(b"/") {
         return Ok(split_query(target));
     }
-    if target == "*" {
+    if target == b"*" {
         return if method == Some(Method::Options) {
             Ok((target, None))
         } else {
@@ -414,10 +503,10 @@ fn split_target(method: Option<Method>, target: &str) -> Result<(&str, Option<&s
 }
 
 /// The path and the query (without its `?`) of what follows an authority.
-fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
-    // A table scan, not `split_once`: targets are short, and memchr's setup
+fn split_query(path_and_query: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // A table scan, not a search: targets are short, and memchr's setup
     // costs more than the scan.
-    let at = run_of(path_and_query.as_bytes(), &NOT_QUESTION_MARK);
+    let at = run_of(path_and_query, &NOT_QUESTION_MARK);
     match path_and_query.get(at + 1..) {
         Some(query) => (&path_and_query[..at], Some(query)),
         None => (path_and_query, None),
@@ -436,14 +525,19 @@ const NOT_QUESTION_MARK: [bool; 256] = {
 /// host, the rest: the path (possibly empty) and query. Userinfo (`user@`) is
 /// refused with the other bytes a host cannot hold, as RFC 9110 §4.2.4 lets a
 /// recipient do.
-fn absolute_form_rest(target: &str) -> Option<&str> {
-    let (scheme, rest) = target.split_once("://")?;
-    let mut chars = scheme.bytes();
-    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-    let (authority, rest) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+fn absolute_form_rest(target: &[u8]) -> Option<&[u8]> {
+    let colon = target.windows(3).position(|w| w == b"://")?;
+    let (scheme, rest) = (&target[..colon], &target[colon + 3..]);
+    let mut chars = scheme.iter();
+    let scheme_ok = chars.next().is_some_and(u8::is_ascii_alphabetic)
+        && chars.all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    let authority_end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, rest) = rest.split_at(authority_end);
     // RFC 9110 §4.2.1: an http URI with an empty host must be rejected.
-    let host_ok = host_of(authority.as_bytes()).is_some_and(|host| !host.is_empty());
+    let host_ok = host_of(authority).is_some_and(|host| !host.is_empty());
     (scheme_ok && host_ok).then_some(rest)
 }
 
@@ -583,6 +677,7 @@ impl HeaderRules {
     /// around it (httparse skips SP and HTAB before a value and strips SP,
     /// HTAB, CR and LF after it, and no other whitespace byte is valid in
     /// one), so values are not trimmed again here.
+    #[inline(always)]
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         // Most fields are none of these: the first letter and the length
         // tell at once. The names compared are lowercase letters and `-`, and
