@@ -318,6 +318,10 @@ fn parse_simple(
     let parsed = Parsed {
         method: &buf[..line.method_len],
         target: &buf[line.method_len + 1..line.target_end],
+        path_and_query: Some((
+            &buf[line.method_len + 1..line.path_end],
+            buf.get(line.path_end + 1..line.target_end),
+        )),
         minor_version: line.minor_version,
         len: line.len + fields_len,
         headers,
@@ -351,6 +355,7 @@ fn parse_general(
             target: req.path.unwrap_or_default().as_bytes(),
             minor_version: req.version.unwrap_or(1),
             len,
+            path_and_query: None,
             headers: req.headers,
         };
         head_of(buf, parsed, config, fields)
@@ -361,6 +366,8 @@ fn parse_general(
 struct Parsed<'b, 'h> {
     method: &'b [u8],
     target: &'b [u8],
+    /// The target's path and query when they were found with the line.
+    path_and_query: Option<(&'b [u8], Option<&'b [u8]>)>,
     minor_version: u8,
     /// Bytes of the head, blank line included.
     len: usize,
@@ -381,13 +388,17 @@ fn head_of(
         target,
         minor_version,
         len,
+        path_and_query,
         headers,
     } = parsed;
     if target.len() > config.max_target_bytes {
         return Err(Reject::TargetTooLong);
     }
     let standard_method = standard_method(method);
-    let (path, query) = split_target(standard_method, target)?;
+    let (path, query) = match path_and_query {
+        Some(found) if standard_method != Some(Method::Connect) => found,
+        _ => split_target(standard_method, target)?,
+    };
     // Two passes: storing the spans is a copy the compiler sizes once,
     // and the rules look only at the few names they know.
     fields.clear();

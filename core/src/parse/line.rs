@@ -21,7 +21,9 @@ fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
 pub(super) struct Line {
     /// The method is `..method_len`, and one space follows it.
     pub method_len: usize,
-    /// The target is `method_len + 1..target_end`.
+    /// The target is `method_len + 1..target_end`, its path up to
+    /// `path_end`, where a `?` begins its query if there is one.
+    pub path_end: usize,
     pub target_end: usize,
     pub minor_version: u8,
     /// Bytes of the line, its line end included.
@@ -40,7 +42,11 @@ pub(super) fn simple(buf: &[u8]) -> Option<Line> {
     if method_len == 0 || buf.get(method_len..=target_start) != Some(&b" /"[..]) {
         return None;
     }
-    let target_end = target_start + run_of(&buf[target_start..], &VISIBLE_ASCII);
+    let path_end = target_start + run_of(&buf[target_start..], &PATH);
+    let target_end = match buf.get(path_end) {
+        Some(b'?') => path_end + 1 + run_of(&buf[path_end + 1..], &VISIBLE_ASCII),
+        _ => path_end,
+    };
     let (version, end) = buf[target_end..].split_first_chunk::<9>()?;
     // Whole-array comparisons: a `match` on the bytes compares them one by one.
     let minor_version = if version == b" HTTP/1.1" {
@@ -57,6 +63,7 @@ pub(super) fn simple(buf: &[u8]) -> Option<Line> {
     };
     Some(Line {
         method_len,
+        path_end,
         target_end,
         minor_version,
         len: target_end + version.len() + line_end,
@@ -106,6 +113,13 @@ const VISIBLE_ASCII: [bool; 256] = {
     table
 };
 
+/// [`VISIBLE_ASCII`] but `?`, which ends a path.
+const PATH: [bool; 256] = {
+    let mut table = VISIBLE_ASCII;
+    table[b'?' as usize] = false;
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +128,8 @@ mod tests {
     fn a_simple_line_is_read_as_httparse_reads_it() {
         for line in [
             &b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
-            b"PROPFIND /a/b?c=d%20e HTTP/1.0\nHost: h\n\n",
+            b"PROPFIND /a/b?c=d%20e?f HTTP/1.0\nHost: h\n\n",
+            b"GET /? HTTP/1.1\r\n",
             b"M /x HTTP/1.1\r\n",
         ] {
             let simple = simple(line).expect("a simple line");
@@ -128,6 +143,8 @@ mod tests {
             let target = req.path.unwrap().as_bytes();
             assert_eq!(&line[..simple.method_len], method);
             assert_eq!(&line[simple.method_len + 1..simple.target_end], target);
+            let path = target.split(|&b| b == b'?').next().unwrap();
+            assert_eq!(&line[simple.method_len + 1..simple.path_end], path);
             assert_eq!(Some(simple.minor_version), req.version);
             assert_eq!(line[simple.len - 1], b'\n');
             assert!(!line[..simple.len - 1].contains(&b'\n'));
