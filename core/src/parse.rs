@@ -560,8 +560,9 @@ fn absolute_form_rest(target: &[u8]) -> Option<&[u8]> {
 /// IPv4 addresses — of unreserved, pct-encoded and sub-delims characters; the
 /// port is digits. The host may be empty: RFC 9112 §3.2 has a client send an
 /// empty Host when the target has no authority.
-// Inlined into every request's Host check; the general path is not.
-#[inline]
+// Always inlined into every request's Host check (`#[inline]` left it a
+// call: 13 instructions more per request); the general path is not.
+#[inline(always)]
 fn host_of(value: &[u8]) -> Option<&[u8]> {
     // Most hosts are plain reg-names, with or without a port: one pass over
     // a table finds them. Anything else takes the general path.
