@@ -11,6 +11,8 @@
 
 use std::mem::MaybeUninit;
 
+mod line;
+
 use crate::byteset::run_of;
 use crate::config::Config;
 use crate::reject::{Malformed, Reject, Unsupported};
@@ -60,10 +62,11 @@ pub(crate) enum Framing {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     pub method: Span,
-    /// The method as a static name when it is one of the standard ones
-    /// ([`standard_method`]), so that reading it needs no UTF-8 check: the
-    /// driver and most applications read it for every request.
-    pub standard_method: Option<&'static str>,
+    /// The method when it is one of the standard ones, so that reading it
+    /// needs no UTF-8 check: the driver and most applications read it for
+    /// every request. One byte, not a `&'static str`: a smaller head keeps
+    /// the connection state small enough to be moved without a `memcpy`.
+    pub standard_method: Option<Method>,
     pub target: Span,
     /// The part of the target that routes, found once here so that reading it
     /// is a slice: the path of an origin-form or absolute-form target (empty
@@ -193,6 +196,10 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Calls `f` with room for `config.max_headers` fields, on the stack when
+/// that fits.
+// Inlined: a call of its own costs about 20 instructions per request.
+#[inline]
 fn with_headers<'b, R>(
     config: &Config,
     f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
@@ -209,6 +216,9 @@ fn with_headers<'b, R>(
 
 /// Runs httparse on a complete request line (LF included) of a head still
 /// arriving, to reject a bad one before the rest of the head.
+// Out of line: inlined, its room for fields (4 KiB) made every parse pay for
+// a stack probe and a larger frame (3 instructions per request).
+#[inline(never)]
 fn check_request_line(line: &[u8], config: &Config) -> Result<(), Reject> {
     with_headers(config, |headers| {
         let mut req = httparse::Request::new(&mut []);
@@ -273,6 +283,62 @@ fn parse_complete(
     config: &Config,
     fields: &mut Vec<FieldSpan>,
 ) -> Result<Option<Head>, Reject> {
+    if let Some(line) = line::simple(buf) {
+        if let Some(parsed) = parse_simple(buf, &line, config, fields) {
+            return parsed;
+        }
+    }
+    parse_general(buf, config, fields)
+}
+
+/// Fields of a head whose request line is simple ([`line::simple`]) are
+/// parsed into an array of this many, which must be initialized; a head
+/// with more goes to [`parse_general`].
+const SIMPLE_HEADERS: usize = 16;
+
+/// Parses a head whose request line [`line::simple`] has read, leaving only
+/// its fields to httparse; `None` if it has more than [`SIMPLE_HEADERS`]
+/// fields and more are allowed, for [`parse_general`] to parse with room for
+/// them all.
+#[inline]
+fn parse_simple(
+    buf: &[u8],
+    line: &line::Line,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Option<Result<Option<Head>, Reject>> {
+    let mut headers = [httparse::EMPTY_HEADER; SIMPLE_HEADERS];
+    let room = config.max_headers.min(SIMPLE_HEADERS);
+    let (fields_len, headers) =
+        match httparse::parse_headers(&buf[line.len..], &mut headers[..room]) {
+            Ok(httparse::Status::Complete(parsed)) => parsed,
+            Ok(httparse::Status::Partial) => return Some(Ok(None)),
+            Err(httparse::Error::TooManyHeaders) if config.max_headers > SIMPLE_HEADERS => {
+                return None
+            }
+            Err(e) => return Some(Err(reject_for(e, buf))),
+        };
+    let parsed = Parsed {
+        method: &buf[..line.method_len],
+        target: &buf[line.method_len + 1..line.target_end],
+        path_and_query: Some((
+            &buf[line.method_len + 1..line.path_end],
+            buf.get(line.path_end + 1..line.target_end),
+        )),
+        minor_version: line.minor_version,
+        len: line.len + fields_len,
+        headers,
+    };
+    Some(head_of(buf, parsed, config, fields))
+}
+
+/// Parses a head with httparse alone: any request line, any number of fields.
+#[inline(never)]
+fn parse_general(
+    buf: &[u8],
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
     with_headers(config, |headers| {
         let mut req = httparse::Request::new(&mut []);
         let len = match req.parse_with_uninit_headers(buf, headers) {
@@ -287,40 +353,81 @@ fn parse_complete(
                 };
             }
         };
-        let method = req.method.unwrap_or_default();
-        let target = req.path.unwrap_or_default();
-        let minor_version = req.version.unwrap_or(1);
-        if target.len() > config.max_target_bytes {
-            return Err(Reject::TargetTooLong);
-        }
-        let (path, query) = split_target(method, target)?;
-        // Two passes: storing the spans is a copy the compiler sizes once,
-        // and the rules look only at the few names they know.
-        fields.clear();
-        fields.extend(req.headers.iter().map(|h| FieldSpan {
-            name: Span::of(buf, h.name.as_bytes()),
-            value: Span::of(buf, h.value),
-        }));
-        let mut rules = HeaderRules::default();
-        for h in req.headers.iter() {
-            rules.observe(h.name, h.value)?;
-        }
-        let framing = rules.framing(minor_version, config)?;
-        Ok(Some(Head {
-            method: Span::of(buf, method.as_bytes()),
-            standard_method: standard_method(method),
-            target: Span::of(buf, target.as_bytes()),
-            path: Span::of(buf, path.as_bytes()),
-            query: query.map(|q| Span::of(buf, q.as_bytes())),
-            minor_version,
+        let parsed = Parsed {
+            method: req.method.unwrap_or_default().as_bytes(),
+            target: req.path.unwrap_or_default().as_bytes(),
+            minor_version: req.version.unwrap_or(1),
             len,
-            framing,
-            keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
-            expect_continue: rules.expect_continue && minor_version == 1,
-            is_head_method: method == "HEAD",
-            upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
-        }))
+            path_and_query: None,
+            headers: req.headers,
+        };
+        head_of(buf, parsed, config, fields)
     })
+}
+
+/// A head as httparse has read it (or would have: see [`line`]).
+struct Parsed<'b, 'h> {
+    method: &'b [u8],
+    target: &'b [u8],
+    /// The target's path and query when they were found with the line.
+    path_and_query: Option<(&'b [u8], Option<&'b [u8]>)>,
+    minor_version: u8,
+    /// Bytes of the head, blank line included.
+    len: usize,
+    headers: &'h [httparse::Header<'b>],
+}
+
+/// Applies the rules that httparse does not know to a parsed head: the form
+/// of its target and the header rules; and stores its fields as spans.
+#[inline(always)]
+fn head_of(
+    buf: &[u8],
+    parsed: Parsed<'_, '_>,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Result<Option<Head>, Reject> {
+    let Parsed {
+        method,
+        target,
+        minor_version,
+        len,
+        path_and_query,
+        headers,
+    } = parsed;
+    if target.len() > config.max_target_bytes {
+        return Err(Reject::TargetTooLong);
+    }
+    let standard_method = standard_method(method);
+    let (path, query) = match path_and_query {
+        Some(found) if standard_method != Some(Method::Connect) => found,
+        _ => split_target(standard_method, target)?,
+    };
+    // Two passes: storing the spans is a copy the compiler sizes once,
+    // and the rules look only at the few names they know.
+    fields.clear();
+    fields.extend(headers.iter().map(|h| FieldSpan {
+        name: Span::of(buf, h.name.as_bytes()),
+        value: Span::of(buf, h.value),
+    }));
+    let mut rules = HeaderRules::default();
+    for h in headers {
+        rules.observe(h.name, h.value)?;
+    }
+    let framing = rules.framing(minor_version, config)?;
+    Ok(Some(Head {
+        method: Span::of(buf, method),
+        standard_method,
+        target: Span::of(buf, target),
+        path: Span::of(buf, path),
+        query: query.map(|q| Span::of(buf, q)),
+        minor_version,
+        len,
+        framing,
+        keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
+        expect_continue: rules.expect_continue && minor_version == 1,
+        is_head_method: standard_method == Some(Method::Head),
+        upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
+    }))
 }
 
 /// Parses a head whose version is a later HTTP/1 minor (see
@@ -338,28 +445,69 @@ fn parse_as_http11(
     parse_complete(&as_http11, config, fields)
 }
 
-/// `method` as a static name if it is one RFC 9110 defines, or PATCH
-/// (RFC 5789); `None` for an extension method.
-fn standard_method(method: &str) -> Option<&'static str> {
-    const STANDARD: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+/// A method RFC 9110 defines, or PATCH (RFC 5789).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+}
+
+impl Method {
+    /// Every method, in the order of the names in [`Method::name`].
+    const ALL: [Method; 9] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+        Method::Connect,
+        Method::Options,
+        Method::Trace,
+        Method::Patch,
     ];
-    STANDARD.into_iter().find(|name| *name == method)
+
+    /// The method's name, as sent (methods are case-sensitive): an index
+    /// into a table, not a `match`, which would cost a jump per read.
+    pub fn name(self) -> &'static str {
+        const NAMES: [&str; 9] = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        NAMES[self as usize]
+    }
+}
+
+/// `method` as a [`Method`]; `None` for an extension method. The names are
+/// tried in turn, GET first: most requests are GETs, found in one
+/// comparison.
+// Always inlined: out of line, the one comparison a GET needs came with a
+// call around it (17 instructions per request).
+#[inline(always)]
+fn standard_method(method: &[u8]) -> Option<Method> {
+    Method::ALL
+        .into_iter()
+        .find(|m| m.name().as_bytes() == method)
 }
 
 /// Checks the request-target form (RFC 9112 §3.2) and returns its path and
 /// query: origin-form, absolute-form (routed by its path: the authority is not
 /// used to pick a resource), and asterisk-form with OPTIONS only, whose path is
 /// `*`. CONNECT (authority-form) is not served.
-fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'t str>), Reject> {
-    if method == "CONNECT" {
+fn split_target(method: Option<Method>, target: &[u8]) -> Result<(&[u8], Option<&[u8]>), Reject> {
+    if method == Some(Method::Connect) {
         return Err(Reject::NotImplemented(Unsupported::Connect));
     }
-    if target.starts_with('/') {
+    if target.starts_with(b"/") {
         return Ok(split_query(target));
     }
-    if target == "*" {
-        return if method == "OPTIONS" {
+    if target == b"*" {
+        return if method == Some(Method::Options) {
             Ok((target, None))
         } else {
             Err(Reject::Malformed(Malformed::AsteriskTarget))
@@ -372,10 +520,10 @@ fn split_target<'t>(method: &str, target: &'t str) -> Result<(&'t str, Option<&'
 }
 
 /// The path and the query (without its `?`) of what follows an authority.
-fn split_query(path_and_query: &str) -> (&str, Option<&str>) {
-    // A table scan, not `split_once`: targets are short, and memchr's setup
+fn split_query(path_and_query: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // A table scan, not a search: targets are short, and memchr's setup
     // costs more than the scan.
-    let at = run_of(path_and_query.as_bytes(), &NOT_QUESTION_MARK);
+    let at = run_of(path_and_query, &NOT_QUESTION_MARK);
     match path_and_query.get(at + 1..) {
         Some(query) => (&path_and_query[..at], Some(query)),
         None => (path_and_query, None),
@@ -394,14 +542,19 @@ const NOT_QUESTION_MARK: [bool; 256] = {
 /// host, the rest: the path (possibly empty) and query. Userinfo (`user@`) is
 /// refused with the other bytes a host cannot hold, as RFC 9110 §4.2.4 lets a
 /// recipient do.
-fn absolute_form_rest(target: &str) -> Option<&str> {
-    let (scheme, rest) = target.split_once("://")?;
-    let mut chars = scheme.bytes();
-    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
-    let (authority, rest) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+fn absolute_form_rest(target: &[u8]) -> Option<&[u8]> {
+    let colon = target.windows(3).position(|w| w == b"://")?;
+    let (scheme, rest) = (&target[..colon], &target[colon + 3..]);
+    let mut chars = scheme.iter();
+    let scheme_ok = chars.next().is_some_and(u8::is_ascii_alphabetic)
+        && chars.all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    let authority_end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let (authority, rest) = rest.split_at(authority_end);
     // RFC 9110 §4.2.1: an http URI with an empty host must be rejected.
-    let host_ok = host_of(authority.as_bytes()).is_some_and(|host| !host.is_empty());
+    let host_ok = host_of(authority).is_some_and(|host| !host.is_empty());
     (scheme_ok && host_ok).then_some(rest)
 }
 
@@ -410,8 +563,9 @@ fn absolute_form_rest(target: &str) -> Option<&str> {
 /// IPv4 addresses — of unreserved, pct-encoded and sub-delims characters; the
 /// port is digits. The host may be empty: RFC 9112 §3.2 has a client send an
 /// empty Host when the target has no authority.
-// Inlined into every request's Host check; the general path is not.
-#[inline]
+// Always inlined into every request's Host check (`#[inline]` left it a
+// call: 13 instructions more per request); the general path is not.
+#[inline(always)]
 fn host_of(value: &[u8]) -> Option<&[u8]> {
     // Most hosts are plain reg-names, with or without a port: one pass over
     // a table finds them. Anything else takes the general path.
@@ -537,6 +691,11 @@ struct HeaderRules {
 }
 
 impl HeaderRules {
+    /// Takes one field as httparse gives it: its value has no whitespace
+    /// around it (httparse skips SP and HTAB before a value and strips SP,
+    /// HTAB, CR and LF after it, and no other whitespace byte is valid in
+    /// one), so values are not trimmed again here.
+    #[inline(always)]
     fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
         // Most fields are none of these: the first letter and the length
         // tell at once. The names compared are lowercase letters and `-`, and
@@ -560,7 +719,7 @@ impl HeaderRules {
             4 if is("host") => {
                 self.hosts += 1;
                 // RFC 9112 §3.2: a Host with an invalid value is a 400.
-                if host_of(value.trim_ascii()).is_none() {
+                if host_of(value).is_none() {
                     return Err(Reject::Malformed(Malformed::Host));
                 }
             }
@@ -572,9 +731,9 @@ impl HeaderRules {
                 b"close" => self.close_token = true,
                 _ => self.connection_options(value),
             },
-            7 if is("upgrade") => self.upgrade_field |= !value.trim_ascii().is_empty(),
+            7 if is("upgrade") => self.upgrade_field |= !value.is_empty(),
             6 if is("expect") => {
-                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue")
             }
             _ => {}
         }
@@ -609,8 +768,7 @@ impl HeaderRules {
         }
     }
 
-    fn content_length(&mut self, value: &[u8]) -> Result<(), Reject> {
-        let digits = value.trim_ascii();
+    fn content_length(&mut self, digits: &[u8]) -> Result<(), Reject> {
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return Err(Reject::Malformed(Malformed::ContentLength));
         }

@@ -1,0 +1,182 @@
+//! The request line of the common request, read without httparse.
+//!
+//! httparse reads a request line through its general machinery and checks
+//! the target's UTF-8; most request lines have one simple shape that two
+//! table scans and a comparison read for a fraction of that. Only a line that
+//! httparse would read exactly so takes this path: any other — a byte outside
+//! the tables, another target form or version, a line not yet complete — is
+//! left to httparse, so the verdict on every input stays httparse's.
+
+/// How many bytes at the start of `bytes` are in `table`, one at a time:
+/// methods and most targets are a few bytes, shorter than the runs
+/// [`run_of`](crate::byteset::run_of) is made for.
+fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| !table[usize::from(b)])
+        .unwrap_or(bytes.len())
+}
+
+/// A simple request line, as offsets into the buffer it starts.
+pub(super) struct Line {
+    /// The method is `..method_len`, and one space follows it.
+    pub method_len: usize,
+    /// The target is `method_len + 1..target_end`, its path up to
+    /// `path_end`, where a `?` begins its query if there is one.
+    pub path_end: usize,
+    pub target_end: usize,
+    pub minor_version: u8,
+    /// Bytes of the line, its line end included.
+    pub len: usize,
+}
+
+/// The request line starting `buf` if it is simple: a method of `tchar`s,
+/// one space, an origin-form target of visible ASCII, one space, `HTTP/1.1`
+/// or `HTTP/1.0`, and CRLF or LF. httparse takes such a line as these parts
+/// (its method and target bytes are supersets of these tables, and a space
+/// ends each) and has no error to find in it.
+#[inline]
+pub(super) fn simple(buf: &[u8]) -> Option<Line> {
+    let method_len = run_of(buf, &TCHAR);
+    let target_start = method_len + 1;
+    if method_len == 0 || buf.get(method_len..=target_start) != Some(&b" /"[..]) {
+        return None;
+    }
+    let path_end = target_start + run_of(&buf[target_start..], &PATH);
+    let target_end = match buf.get(path_end) {
+        Some(b'?') => path_end + 1 + run_of(&buf[path_end + 1..], &VISIBLE_ASCII),
+        _ => path_end,
+    };
+    let (version, end) = buf[target_end..].split_first_chunk::<9>()?;
+    // Whole-array comparisons: a `match` on the bytes compares them one by one.
+    let minor_version = if version == b" HTTP/1.1" {
+        1
+    } else if version == b" HTTP/1.0" {
+        0
+    } else {
+        return None;
+    };
+    let line_end = match end {
+        [b'\r', b'\n', ..] => 2,
+        [b'\n', ..] => 1,
+        _ => return None,
+    };
+    Some(Line {
+        method_len,
+        path_end,
+        target_end,
+        minor_version,
+        len: target_end + version.len() + line_end,
+    })
+}
+
+/// `tchar` of RFC 9110 §5.6.2, the bytes of a method (and of a field name,
+/// which response.rs checks with a table of its own).
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// VCHAR, `!` to `~`: the bytes of a simple target. httparse also takes
+/// bytes from 0x80 in a target, and then checks its UTF-8; such a target is
+/// left to it.
+const VISIBLE_ASCII: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = b'!';
+    while b <= b'~' {
+        table[b as usize] = true;
+        b += 1;
+    }
+    table
+};
+
+/// [`VISIBLE_ASCII`] but `?`, which ends a path.
+const PATH: [bool; 256] = {
+    let mut table = VISIBLE_ASCII;
+    table[b'?' as usize] = false;
+    table
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simple_line_is_read_as_httparse_reads_it() {
+        for line in [
+            &b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"PROPFIND /a/b?c=d%20e?f HTTP/1.0\nHost: h\n\n",
+            b"GET /? HTTP/1.1\r\n",
+            b"M /x HTTP/1.1\r\n",
+        ] {
+            let simple = simple(line).expect("a simple line");
+            let mut req = httparse::Request::new(&mut []);
+            let parsed = req.parse(line);
+            assert!(
+                !matches!(parsed, Err(e) if e != httparse::Error::TooManyHeaders),
+                "{parsed:?}"
+            );
+            let method = req.method.unwrap().as_bytes();
+            let target = req.path.unwrap().as_bytes();
+            assert_eq!(&line[..simple.method_len], method);
+            assert_eq!(&line[simple.method_len + 1..simple.target_end], target);
+            let path = target.split(|&b| b == b'?').next().unwrap();
+            assert_eq!(&line[simple.method_len + 1..simple.path_end], path);
+            assert_eq!(Some(simple.minor_version), req.version);
+            assert_eq!(line[simple.len - 1], b'\n');
+            assert!(!line[..simple.len - 1].contains(&b'\n'));
+        }
+    }
+
+    #[test]
+    fn other_lines_are_left_to_httparse() {
+        for line in [
+            &b"GET / HTTP/1.1\r"[..],
+            b"GET / HTTP/1.1",
+            b"GET /",
+            b"GET",
+            b"",
+            b"\r\nGET / HTTP/1.1\r\n",
+            b"GET  / HTTP/1.1\r\n",
+            b"GET * HTTP/1.1\r\n",
+            b"GET http://h/ HTTP/1.1\r\n",
+            b"GET /\xc3\xa9 HTTP/1.1\r\n",
+            b"GET /\t HTTP/1.1\r\n",
+            b"GET / HTTP/1.2\r\n",
+            b"GET / HTTP/2.0\r\n",
+            b"GET / http/1.1\r\n",
+            b"GET / HTTP/1.1 \r\n",
+            b"GET / HTTP/1.1\rX",
+            b"G(T / HTTP/1.1\r\n",
+        ] {
+            assert!(
+                simple(line).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+}
