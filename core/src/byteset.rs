@@ -1,7 +1,8 @@
-//! Byte classes kept as 256-entry tables (`tchar`, reg-name bytes), and the
-//! scan that checks a run of bytes against one. Every request's `Host` and
-//! every response's header names go through it, so it takes four bytes a
-//! step.
+//! Byte classes kept as 256-entry tables (`tchar` here, shared by the
+//! request line and response header names; the others beside their one
+//! user), and the scan that checks a run of bytes against one. Every
+//! request's `Host` and every response's header names go through it, so it
+//! takes four bytes a step.
 
 /// How many bytes at the start of `bytes` are in `table`: four looked up
 /// per step while all are in it, as they mostly are, then one at a time.
@@ -17,6 +18,36 @@ pub(crate) fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
     }
     at + bytes[at..].iter().take_while(|&&b| is_in(b)).count()
 }
+
+/// `tchar` of RFC 9110 §5.6.2: the bytes of a token, so of a method and of a
+/// field name.
+pub(crate) const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Serialising responses: the status line, the headers core owns (`Date`,
 //! `Content-Length`, `Connection`), the application's headers, and the body.
 
-use crate::byteset::run_of;
+use crate::byteset::{run_of, TCHAR};
 use crate::reject::Reject;
 
 /// Why a response from the application was not accepted. For every error
@@ -333,36 +333,6 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
 fn is_token(name: &[u8]) -> bool {
     !name.is_empty() && run_of(name, &TCHAR) == name.len()
 }
-
-/// `tchar` as a table: every header name of every response is checked byte
-/// by byte, so one lookup each.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
 
 #[inline]
 fn is_field_value(value: &[u8]) -> bool {
