@@ -15,7 +15,10 @@
 #               request in µs (utime and stime from /proc/PID/stat before and
 #               after, over the requests wrk counted); its peak RSS (VmHWM
 #               from /proc/PID/status, read after this run, which comes first)
-#   close       the same with `Connection: close`: one connection per request
+#   close       the same with `Connection: close`: one connection per request;
+#               req/s, and the server's user+sys CPU per request in µs
+#               (wrk's single thread is the bottleneck here, so the CPU
+#               tells the servers apart)
 #   pipelined   16 requests per write (bench/pipeline.lua)
 # It prints each round as it goes, then the medians over the rounds and
 # ebb's ratio to each peer.
@@ -106,6 +109,15 @@ load() {
 # utime and stime of $pid in clock ticks, all threads included.
 cpu_ticks() { sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12, $13}'; }
 
+# The user and user+sys CPU µs per request of $pid since the ticks $1, over
+# the requests wrk counted last.
+cpu_per_request() {
+    awk -v b="$1" -v a="$(cpu_ticks)" -v n="$requests" -v hz="$CLK_TCK" 'BEGIN {
+        split(b, x, " "); split(a, y, " ")
+        us = 1e6 / hz / n
+        printf "%.2f %.2f\n", (y[1] - x[1]) * us, (y[1] + y[2] - x[1] - x[2]) * us }'
+}
+
 # Each thread of $pid that used at least 2% of the process's CPU so far, as
 # name=percent, busiest first: with several workers, a worker that starves
 # (or takes every connection) shows here.
@@ -122,16 +134,12 @@ record() { echo "$3" >>"$results/$1.$2"; }
 
 # One round for server $1: a fresh process, the loads in order.
 measure() {
-    local server=$1 before after user total
+    local server=$1 before user total
     start "$server"
     before=$(cpu_ticks)
     load "$server"
-    after=$(cpu_ticks)
     local ka=$rate
-    read -r user total < <(awk -v b="$before" -v a="$after" -v n="$requests" -v hz="$CLK_TCK" 'BEGIN {
-        split(b, x, " "); split(a, y, " ")
-        us = 1e6 / hz / n
-        printf "%.2f %.2f\n", (y[1] - x[1]) * us, (y[1] + y[2] - x[1] - x[2]) * us }')
+    read -r user total < <(cpu_per_request "$before")
     local rss
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     record "$server" keepalive "$ka"
@@ -145,14 +153,17 @@ measure() {
     record "$server" user "$user"
     record "$server" total "$total"
     record "$server" rss "$rss"
+    before=$(cpu_ticks)
     load "$server" -H "Connection: close"
-    local close=$rate
+    local close=$rate close_total
+    read -r _ close_total < <(cpu_per_request "$before")
     record "$server" close "$close"
+    record "$server" close_total "$close_total"
     load "$server" -s bench/pipeline.lua
     record "$server" pipelined "$rate"
     stop
-    printf '  %-6s keep-alive %10s req/s, %s/%s µs user/total per request, peak RSS %s KiB; close %s req/s; pipelined %s req/s\n' \
-        "$server" "$ka" "$user" "$total" "$rss" "$close" "$rate"
+    printf '  %-6s keep-alive %10s req/s, %s/%s µs user/total per request, peak RSS %s KiB; close %s req/s, %s µs per request; pipelined %s req/s\n' \
+        "$server" "$ka" "$user" "$total" "$rss" "$close" "$close_total" "$rate"
 }
 
 # A right-aligned table cell, 19 characters wide however many bytes they take.
@@ -167,8 +178,8 @@ median() { sort -g "$1" | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2
 
 if ((WORKERS == 1)); then
     echo "$ROUNDS rounds; each server on core 0 with 1 worker; wrk -t1 -c$CONNS -d$DURATION on core 1"
-    figures=(keepalive user total close pipelined rss)
-    header=("keep-alive req/s" "user µs/req" "total µs/req" "close req/s" "pipelined×16 req/s" "peak RSS KiB")
+    figures=(keepalive user total close close_total pipelined rss)
+    header=("keep-alive req/s" "user µs/req" "total µs/req" "close req/s" "close µs/req" "pipelined×16 req/s" "peak RSS KiB")
 else
     echo "$ROUNDS rounds; SANITY CHECK ONLY: $WORKERS workers each, nothing pinned; wrk -t1 -c$CONNS -d$DURATION"
     figures=(keepalive)

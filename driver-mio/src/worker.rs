@@ -497,6 +497,10 @@ impl<H: Handler> Worker<H> {
         let Some(mut conn) = slot.take_if(|c| c.id == id) else {
             return;
         };
+        // On Linux, closing the socket (the drop below) takes it out of the
+        // epoll set: no descriptor of ebb's shares it. Elsewhere mio asks
+        // for a deregistration first.
+        #[cfg(not(target_os = "linux"))]
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("deregistering {id:?}: {e}");
         }
