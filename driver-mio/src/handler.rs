@@ -205,6 +205,9 @@ pub(crate) enum Message {
     /// The application read from the body of this request, and wants it, or
     /// more of it: move the body from core.
     Body(RequestId),
+    /// A worker with more connections left the shared listener's backlog
+    /// to this one (see [`crate::balance`]): accept.
+    Accept,
 }
 
 /// A worker's mailbox: a channel of messages, and the `Waker` that makes its

@@ -34,6 +34,7 @@
 // (`bin/ebb.rs`), not of this library: they are not API an embedder should
 // build on.
 mod access_log;
+mod balance;
 mod builder;
 mod handler;
 mod inflight;

@@ -14,6 +14,7 @@ use ebb_core::{Config, DrainReport};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::balance::Balance;
 use crate::handler::{Handler, Inbox};
 use crate::notify::notify;
 use crate::pidfile::PidFile;
@@ -65,6 +66,9 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         UPGRADE,
     );
     let count = setup.listeners.len();
+    // Workers that share one socket spread its connections among them.
+    let shared = count > 1 && crate::listener::distinct_sockets(&setup.listeners)?.len() == 1;
+    let balance = shared.then(|| Balance::new(count));
     let start = Instant::now();
     let handler = Arc::new(setup.handler);
     let (done_tx, done_rx) = mpsc::channel();
@@ -80,6 +84,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             start,
             setup.observing.clone(),
         )?;
+        let worker = worker.balanced_by(balance.clone());
         inboxes.push(inbox);
         let done_tx = done_tx.clone();
         let waker = waker.clone();
@@ -95,6 +100,9 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
                 }
             })?;
         threads.push(thread);
+    }
+    if let Some(balance) = &balance {
+        balance.set_inboxes(inboxes.iter().cloned().collect());
     }
     log::info!("ebb listening on {addr} with {count} workers");
     // Every worker's listener is registered on its poll: connections that

@@ -26,6 +26,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
+use crate::balance::{Balance, BACKSTOP};
 use crate::handler::{
     answered_surely_valid, begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message,
     Responder, Response,
@@ -104,6 +105,12 @@ pub(crate) struct Worker<H> {
     draining_backlog: bool,
     /// Accepting is paused (EMFILE/ENFILE) until then, or until a close.
     accept_paused_until: Option<Instant>,
+    /// The other workers sharing this worker's listener, to spread new
+    /// connections over (see [`crate::balance`]); `None` when it is not
+    /// shared.
+    balance: Option<Arc<Balance>>,
+    /// Since when this worker has left the backlog to a less-loaded one.
+    deferring_since: Option<Instant>,
     /// Accept failed and the backlog has not been emptied since: the failure
     /// is logged once, not on every retry.
     accept_failing: bool,
@@ -183,6 +190,8 @@ impl<H: Handler> Worker<H> {
             to_write: Vec::new(),
             draining_backlog: false,
             accept_paused_until: None,
+            balance: None,
+            deferring_since: None,
             accept_failing: false,
             next_date_at: start,
             spare_fd: spare_fd(),
@@ -200,6 +209,12 @@ impl<H: Handler> Worker<H> {
             exit: None,
         };
         Ok((worker, inbox))
+    }
+
+    /// Makes this worker one of those sharing a listener through `balance`.
+    pub(crate) fn balanced_by(mut self, balance: Option<Arc<Balance>>) -> Worker<H> {
+        self.balance = balance;
+        self
     }
 
     /// Runs the loop until core emits [`Event::Exit`].
@@ -228,6 +243,13 @@ impl<H: Handler> Worker<H> {
                     self.resume_accepting();
                     self.pump();
                 }
+            }
+            if self
+                .deferring_since
+                .is_some_and(|since| self.awake_at >= since + BACKSTOP)
+            {
+                self.accept();
+                self.pump();
             }
             let mut deadline = self.server.poll_timeout();
             if deadline.is_some_and(|at| at <= self.now) {
@@ -270,15 +292,16 @@ impl<H: Handler> Worker<H> {
     }
 
     /// How long mio may sleep: until core's next `deadline` (its
-    /// `poll_timeout`, asked once per wake-up by the caller) or the end of an
-    /// accept pause.
+    /// `poll_timeout`, asked once per wake-up by the caller), the end of an
+    /// accept pause, or the backstop of a wait for another worker to accept.
     fn poll_timeout(&self, deadline: Option<Time>) -> Option<Duration> {
         let now = self.now;
         let core = deadline.map(|at| at.saturating_since(now));
-        let pause = self
+        let accept_at = self
             .accept_paused_until
-            .map(|until| until.saturating_duration_since(self.awake_at));
-        match (core, pause) {
+            .or(self.deferring_since.map(|since| since + BACKSTOP));
+        let accept = accept_at.map(|at| at.saturating_duration_since(self.awake_at));
+        match (core, accept) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -531,6 +554,7 @@ impl<H: Handler> Worker<H> {
         // A closed socket frees a descriptor: keep it spare, and try
         // accepting again.
         drop(conn);
+        self.record_open();
         if self.spare_fd.is_none() {
             self.spare_fd = spare_fd();
         }
@@ -550,10 +574,14 @@ impl<H: Handler> Worker<H> {
         if self.accept_paused_until.is_some() {
             return;
         }
-        while let Some(listener) = &self.listener {
+        while self.listener.is_some() && !self.defers_accepting() {
+            let Some(listener) = &self.listener else {
+                break;
+            };
             match listener.accept() {
                 Ok((stream, peer)) => self.accepted(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.deferring_since = None;
                     if self.accept_failing {
                         self.accept_failing = false;
                         log::info!("accepting again: the backlog is empty");
@@ -594,6 +622,34 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Whether to leave the shared backlog to a less-loaded worker for now
+    /// (see [`crate::balance`]), nudging it: only while serving — a drain
+    /// empties the backlog whoever holds what — and until the backstop.
+    fn defers_accepting(&mut self) -> bool {
+        let Some(balance) = &self.balance else {
+            return false;
+        };
+        if self.draining_backlog || self.server.is_stopping() {
+            return false;
+        }
+        let Some(least) = balance.ahead_of(self.number) else {
+            return false;
+        };
+        let since = *self.deferring_since.get_or_insert(self.awake_at);
+        if self.awake_at >= since + BACKSTOP {
+            return false;
+        }
+        balance.nudge(least);
+        true
+    }
+
+    /// This worker's open connections, for the other workers' balance.
+    fn record_open(&self) {
+        if let Some(balance) = &self.balance {
+            balance.record(self.number, self.server.connections());
+        }
+    }
+
     /// Accept failed (EMFILE/ENFILE with no spare descriptor left, or
     /// worse): the connection stays queued, and retrying now would spin, so
     /// accepting pauses until a connection closes or `ACCEPT_PAUSE` passes.
@@ -614,6 +670,7 @@ impl<H: Handler> Worker<H> {
             log::debug!("TCP_NODELAY: {e}");
         }
         let id = self.server.handle_accept(self.now);
+        self.record_open();
         let index = id.index();
         if let Err(e) = self.poll.registry().register(
             &mut stream,
@@ -858,6 +915,7 @@ impl<H: Handler> Worker<H> {
                 Message::UpgradedClosed(conn) => {
                     self.server.handle_upgraded_closed(conn, self.now);
                 }
+                Message::Accept => self.accept(),
             }
             self.pump();
         }
