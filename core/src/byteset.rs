@@ -21,37 +21,39 @@ pub(crate) fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
 
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a token, so of a method and of a
 /// field name.
-pub(crate) const TCHAR: [bool; 256] = {
+pub(crate) const TCHAR: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
+
+/// A table of the ASCII letters and digits and the bytes of `extra`.
+pub(crate) const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
+        table[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
     table
-};
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tchar_is_every_visible_byte_but_the_delimiters() {
+        for b in 0..=255u8 {
+            let delimiter = b"\"(),/:;<=>?@[\\]{}".contains(&b);
+            assert_eq!(
+                TCHAR[usize::from(b)],
+                b.is_ascii_graphic() && !delimiter,
+                "{b:#04x}"
+            );
+        }
+    }
 
     #[test]
     fn the_run_ends_at_the_first_byte_outside_the_table_wherever_it_is() {

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 
 mod line;
 
-use crate::byteset::run_of;
+use crate::byteset::{alphanumeric_and, run_of};
 use crate::config::Config;
 use crate::reject::{Malformed, Reject, Unsupported};
 
@@ -645,33 +645,7 @@ fn is_unreserved_or_sub_delim(b: u8) -> bool {
 
 /// [`is_unreserved_or_sub_delim`] as a table: every request's Host is
 /// checked byte by byte, so one lookup each.
-const REG_NAME_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        b += 1;
-    }
-    table
-};
+const REG_NAME_BYTES: [bool; 256] = alphanumeric_and(b"-._~!$&'()*+,;=");
 
 /// What the framing and persistence headers said, gathered in one pass.
 #[derive(Default)]

@@ -340,9 +340,9 @@ fn a_stream_begun_during_the_drain_closes_its_connection() {
 const UPGRADE: &[u8] =
     b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly bytes";
 
-#[test]
-fn an_upgrade_is_answered_101_and_the_stream_is_handed_over_with_what_followed() {
-    let mut h = Harness::new();
+/// A connection of `h` whose request to upgrade was answered `101` and
+/// written: it has left HTTP.
+fn upgraded(h: &mut Harness) -> ebb_core::ConnId {
     let c = h.accept();
     h.send(c, UPGRADE);
     let id = h.pending.remove(0);
@@ -350,6 +350,13 @@ fn an_upgrade_is_answered_101_and_the_stream_is_handed_over_with_what_followed()
         .handle_upgrade(id, [("Upgrade", "echo")], h.now)
         .unwrap();
     h.pump();
+    c
+}
+
+#[test]
+fn an_upgrade_is_answered_101_and_the_stream_is_handed_over_with_what_followed() {
+    let mut h = Harness::new();
+    let c = upgraded(&mut h);
     let out = h.output(c);
     assert!(
         out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -389,13 +396,7 @@ fn the_drain_tells_upgraded_connections_to_stop_and_the_deadline_closes_them() {
         drain_timeout: Duration::from_secs(2),
         ..Config::default()
     });
-    let c = h.accept();
-    h.send(c, UPGRADE);
-    let id = h.pending.remove(0);
-    h.server
-        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
-        .unwrap();
-    h.pump();
+    let c = upgraded(&mut h);
     h.terminate();
     assert!(h.log.contains(&Event::StopUpgraded(c)));
     h.backlog_empty();
@@ -414,13 +415,7 @@ fn a_second_terminate_in_pre_stop_counts_an_upgraded_connection_open_and_cut() {
         pre_stop: Duration::from_secs(5),
         ..Config::default()
     });
-    let c = h.accept();
-    h.send(c, UPGRADE);
-    let id = h.pending.remove(0);
-    h.server
-        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
-        .unwrap();
-    h.pump();
+    let c = upgraded(&mut h);
     h.terminate();
     assert!(!h.exited(), "PreStop serves on");
     h.terminate();
@@ -433,13 +428,7 @@ fn a_second_terminate_in_pre_stop_counts_an_upgraded_connection_open_and_cut() {
 #[test]
 fn an_upgraded_connection_closed_by_the_application_lets_the_drain_exit() {
     let mut h = Harness::new();
-    let c = h.accept();
-    h.send(c, UPGRADE);
-    let id = h.pending.remove(0);
-    h.server
-        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
-        .unwrap();
-    h.pump();
+    let c = upgraded(&mut h);
     h.terminate();
     h.backlog_empty();
     h.server.handle_upgraded_closed(c, h.now);
