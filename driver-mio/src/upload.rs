@@ -35,9 +35,12 @@ use crate::handler::{on_worker_thread, Inbox, Message};
 /// thread with nothing buffered fails with `WouldBlock` instead).
 ///
 /// [`io::Read`]: `read` waits until bytes arrive, and returns `Ok(0)` at the
-/// body's end. It fails with `BrokenPipe` once the connection is gone (the
-/// client left, a read timed out, the body was too large, or the request
-/// was answered before its body was read, which closes the connection).
+/// body's end. It fails with `BrokenPipe` once the rest of the body will not
+/// come: the connection is gone (the client left), or the request was
+/// answered before its body ended — by core, in the application's place,
+/// when the body was too large, too slow or malformed (the reader hears so
+/// as that answer is written), or by the application itself (which closes
+/// the connection).
 ///
 /// The first read tells the client to send (a `100 Continue`, if it waits
 /// for one). A handler that wants the whole body reads it all, from a thread
@@ -309,6 +312,19 @@ impl Uploads {
         if arrived && state.waiting {
             state.waiting = false;
             pipe.ready.notify_all();
+        }
+    }
+
+    /// Request `id` is finished: its response was handed over, perhaps by
+    /// core in the application's place (a body too large, too slow or
+    /// malformed). A body of it that has not ended never will, and its
+    /// reader hears so now, not at the close, which may linger for seconds.
+    pub(crate) fn finished(&mut self, id: RequestId) {
+        let Some(slot) = self.open.get_mut(id.conn().index()) else {
+            return;
+        };
+        if let Some((_, pipe)) = slot.take_if(|(open, _)| *open == id) {
+            close_pipe(&pipe);
         }
     }
 

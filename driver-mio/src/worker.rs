@@ -353,6 +353,9 @@ impl<H: Handler> Worker<H> {
                 }
                 Event::ResumeRead(conn) => self.resume.push(conn),
                 Event::Finished(finished) => {
+                    if let (true, Some(id)) = (self.stream_bodies, finished.request) {
+                        self.uploads.finished(id);
+                    }
                     if self.observing.tracks_requests() {
                         self.finished(&finished);
                     }

@@ -165,6 +165,35 @@ fn a_reader_fails_when_the_client_leaves_mid_body() {
 }
 
 #[test]
+fn a_reader_fails_as_soon_as_core_refuses_the_rest_of_the_body() {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let server = Server::start(move |_req, mut res| {
+        let mut body = res.body();
+        let tx = tx.lock().unwrap().clone();
+        thread::spawn(move || {
+            let _ = tx.send(body.read_to_end(u64::MAX).map(|_| ()).map_err(|e| e.kind()));
+            drop(res);
+        });
+    });
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    // Not a chunk size: core answers 400 in the application's place, and
+    // lingers on the connection, which this client keeps open.
+    stream.write_all(b"zz\r\n").unwrap();
+    let got = read_until(&mut stream, "\r\n\r\n");
+    assert!(got.starts_with("HTTP/1.1 400 "), "{got}");
+    // Well before the linger's 2 s end the connection.
+    let result = rx
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the reader is told at once");
+    assert_eq!(result, Err(ErrorKind::BrokenPipe));
+}
+
+#[test]
 fn a_request_without_a_body_gives_an_empty_reader() {
     let server = Server::start(|_req, mut res| {
         let mut body = res.body();
