@@ -142,8 +142,9 @@ fn a_body_larger_than_the_buffers_arrives_whole_read_slowly() {
     assert!(got.ends_with(&format!("{} {sum}\n", bytes.len())), "{got}");
 }
 
-#[test]
-fn a_reader_fails_when_the_client_leaves_mid_body() {
+/// A server whose handler reads each body to its end on a thread of its
+/// own, and the outcome of each read, as it comes.
+fn reading_whole_bodies() -> (Server, mpsc::Receiver<Result<(), ErrorKind>>) {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let server = Server::start(move |_req, mut res| {
@@ -154,6 +155,12 @@ fn a_reader_fails_when_the_client_leaves_mid_body() {
             drop(res);
         });
     });
+    (server, rx)
+}
+
+#[test]
+fn a_reader_fails_when_the_client_leaves_mid_body() {
+    let (server, rx) = reading_whole_bodies();
     let mut stream = connect(server.addr);
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
@@ -166,16 +173,7 @@ fn a_reader_fails_when_the_client_leaves_mid_body() {
 
 #[test]
 fn a_reader_fails_as_soon_as_core_refuses_the_rest_of_the_body() {
-    let (tx, rx) = mpsc::channel();
-    let tx = Mutex::new(tx);
-    let server = Server::start(move |_req, mut res| {
-        let mut body = res.body();
-        let tx = tx.lock().unwrap().clone();
-        thread::spawn(move || {
-            let _ = tx.send(body.read_to_end(u64::MAX).map(|_| ()).map_err(|e| e.kind()));
-            drop(res);
-        });
-    });
+    let (server, rx) = reading_whole_bodies();
     let mut stream = connect(server.addr);
     stream
         .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
