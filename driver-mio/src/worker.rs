@@ -109,8 +109,8 @@ pub(crate) struct Worker<H> {
     /// connections over (see [`crate::balance`]); `None` when it is not
     /// shared.
     balance: Option<Arc<Balance>>,
-    /// Since when this worker has left the backlog to a less-loaded one.
-    deferring_since: Option<Instant>,
+    /// This worker has left the backlog to a less-loaded one.
+    deferral: Option<Deferral>,
     /// Accept failed and the backlog has not been emptied since: the failure
     /// is logged once, not on every retry.
     accept_failing: bool,
@@ -191,7 +191,7 @@ impl<H: Handler> Worker<H> {
             draining_backlog: false,
             accept_paused_until: None,
             balance: None,
-            deferring_since: None,
+            deferral: None,
             accept_failing: false,
             next_date_at: start,
             spare_fd: spare_fd(),
@@ -245,11 +245,10 @@ impl<H: Handler> Worker<H> {
                 }
             }
             if self
-                .deferring_since
-                .is_some_and(|since| self.awake_at >= since + BACKSTOP)
+                .deferral
+                .is_some_and(|d| self.awake_at >= d.checked_at + BACKSTOP)
             {
-                self.accept();
-                self.pump();
+                self.look_again_at_deferral();
             }
             let mut deadline = self.server.poll_timeout();
             if deadline.is_some_and(|at| at <= self.now) {
@@ -267,6 +266,9 @@ impl<H: Handler> Worker<H> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            if let Some(balance) = &self.balance {
+                balance.awake(self.number, None);
+            }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 // The next pass only looks at the stop requests and the clock.
@@ -286,6 +288,9 @@ impl<H: Handler> Worker<H> {
     /// [`Worker::dispatch`]).
     fn wake_up(&mut self) {
         (self.awake_at, self.now) = read_clock(self.start);
+        if let Some(balance) = &self.balance {
+            balance.awake(self.number, Some(self.awake_at));
+        }
         if self.awake_at >= self.next_date_at {
             self.refresh_date();
         }
@@ -293,13 +298,13 @@ impl<H: Handler> Worker<H> {
 
     /// How long mio may sleep: until core's next `deadline` (its
     /// `poll_timeout`, asked once per wake-up by the caller), the end of an
-    /// accept pause, or the backstop of a wait for another worker to accept.
+    /// accept pause, or the next look at a wait for another worker to accept.
     fn poll_timeout(&self, deadline: Option<Time>) -> Option<Duration> {
         let now = self.now;
         let core = deadline.map(|at| at.saturating_since(now));
         let accept_at = self
             .accept_paused_until
-            .or(self.deferring_since.map(|since| since + BACKSTOP));
+            .or(self.deferral.map(|d| d.checked_at + BACKSTOP));
         let accept = accept_at.map(|at| at.saturating_duration_since(self.awake_at));
         match (core, accept) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -584,7 +589,10 @@ impl<H: Handler> Worker<H> {
             match listener.accept() {
                 Ok((stream, peer)) => self.accepted(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.deferring_since = None;
+                    self.deferral = None;
+                    if let Some(balance) = &self.balance {
+                        balance.emptied();
+                    }
                     if self.accept_failing {
                         self.accept_failing = false;
                         log::info!("accepting again: the backlog is empty");
@@ -625,9 +633,26 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// A wait for another worker to accept is due for a look: it is over
+    /// if that worker (or any) emptied the backlog since it began — a new
+    /// connection wakes this worker anyway — and otherwise accepting goes
+    /// on if the other worker is no longer worth waiting for.
+    fn look_again_at_deferral(&mut self) {
+        let (Some(deferral), Some(balance)) = (self.deferral, &self.balance) else {
+            return;
+        };
+        if balance.times_emptied() != deferral.emptied {
+            self.deferral = None;
+            return;
+        }
+        self.accept();
+        self.pump();
+    }
+
     /// Whether to leave the shared backlog to a less-loaded worker for now
     /// (see [`crate::balance`]), nudging it: only while serving — a drain
-    /// empties the backlog whoever holds what — and until the backstop.
+    /// empties the backlog whoever holds what — and while that worker is
+    /// worth waiting for.
     fn defers_accepting(&mut self) -> bool {
         let Some(balance) = &self.balance else {
             return false;
@@ -638,10 +663,23 @@ impl<H: Handler> Worker<H> {
         let Some(least) = balance.ahead_of(self.number) else {
             return false;
         };
-        let since = *self.deferring_since.get_or_insert(self.awake_at);
-        if self.awake_at >= since + BACKSTOP {
+        let emptied = balance.times_emptied();
+        let deferral = match self.deferral {
+            // A wait that saw the backlog emptied since is over: this one is new.
+            Some(d) if d.emptied == emptied => d,
+            _ => Deferral {
+                since: self.awake_at,
+                emptied,
+                checked_at: self.awake_at,
+            },
+        };
+        if !balance.waits_for(least, deferral.since, self.awake_at) {
             return false;
         }
+        self.deferral = Some(Deferral {
+            checked_at: self.awake_at,
+            ..deferral
+        });
         balance.nudge(least);
         true
     }
@@ -998,6 +1036,16 @@ impl Conn {
 
 /// The clock now, and the same instant on core's clock, whose epoch is
 /// `start`.
+/// A wait for another worker to take the shared backlog.
+#[derive(Copy, Clone)]
+struct Deferral {
+    since: Instant,
+    /// [`Balance::times_emptied`] when the wait began.
+    emptied: usize,
+    /// When it was last decided to go on waiting.
+    checked_at: Instant,
+}
+
 fn read_clock(start: Instant) -> (Instant, Time) {
     let now = Instant::now();
     (
