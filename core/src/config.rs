@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::time::Span;
+
 /// Limits and timeouts for one [`Server`](crate::Server).
 ///
 /// `Config::default()` gives the documented defaults; change fields as needed.
@@ -90,6 +92,37 @@ impl Config {
             self.max_streamed_body_bytes
         } else {
             self.max_body_bytes
+        }
+    }
+}
+
+/// The timeouts a connection's timer runs on, converted once from
+/// [`Config`]'s `Duration`s when the server is made: every settle and every
+/// self-check derives deadlines from them, and a `Duration` added to a
+/// [`Time`](crate::Time) costs a 128-bit conversion each time.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Timeouts {
+    pub header_read: Span,
+    pub body_read: Span,
+    pub keep_alive: Span,
+    pub new_connection: Span,
+    pub write_stall: Span,
+    pub linger: Span,
+    pub first_byte_grace: Span,
+    pub idle_close_after: Span,
+}
+
+impl Timeouts {
+    pub fn new(config: &Config) -> Timeouts {
+        Timeouts {
+            header_read: Span::from_duration(config.header_read_timeout),
+            body_read: Span::from_duration(config.body_read_timeout),
+            keep_alive: Span::from_duration(config.keep_alive_timeout),
+            new_connection: Span::from_duration(config.new_connection_timeout),
+            write_stall: Span::from_duration(config.write_stall_timeout),
+            linger: Span::from_duration(config.linger_timeout),
+            first_byte_grace: Span::from_duration(config.first_byte_grace),
+            idle_close_after: Span::from_duration(config.idle_close_after),
         }
     }
 }

@@ -56,7 +56,7 @@ impl Server {
         drain: Option<DrainTimes>,
     ) -> Option<String> {
         let timer = conn.link.kind().map(|kind| (kind, conn.link.deadline()));
-        let implied = implied_timer(conn, drain, &self.config);
+        let implied = implied_timer(conn, drain, &self.config, &self.timeouts);
         if timer != implied {
             return Some(format!(
                 "connection {key} in {:?} has timer {timer:?}, not {implied:?}",

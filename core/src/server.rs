@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use slab::Slab;
 
 use crate::close::CloseReason;
-use crate::config::Config;
+use crate::config::{Config, Timeouts};
 use crate::conn::{Conn, Pool, State};
 use crate::finished::Finished;
 use crate::lifecycle::Lifecycle;
@@ -116,6 +116,8 @@ pub enum Event {
 /// a racing driver; such inputs are ignored.
 pub struct Server {
     pub(crate) config: Config,
+    /// `config`'s timeouts, as connection deadlines add them.
+    pub(crate) timeouts: Timeouts,
     pub(crate) conns: Slab<Conn>,
     pub(crate) timers: Timers,
     pub(crate) pool: Pool,
@@ -135,6 +137,7 @@ impl Server {
     /// A server in the `Serving` phase, with no connections.
     pub fn new(config: Config) -> Server {
         Server {
+            timeouts: Timeouts::new(&config),
             config,
             conns: Slab::new(),
             timers: Timers::default(),

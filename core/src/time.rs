@@ -22,12 +22,7 @@ impl Time {
 
     /// The time `since` after the epoch (saturating past 584 years).
     pub const fn from_duration(since: Duration) -> Time {
-        let nanos = since.as_nanos();
-        Time(if nanos > u64::MAX as u128 {
-            u64::MAX
-        } else {
-            nanos as u64
-        })
+        Time(Span::from_duration(since).0)
     }
 
     /// The time `ms` milliseconds after the epoch.
@@ -55,8 +50,35 @@ impl Add<Duration> for Time {
     type Output = Time;
     /// Saturates instead of overflowing, so a huge configured timeout means "never".
     fn add(self, rhs: Duration) -> Time {
-        let nanos = u64::try_from(rhs.as_nanos()).unwrap_or(u64::MAX);
-        Time(self.0.saturating_add(nanos))
+        self + Span::from_duration(rhs)
+    }
+}
+
+/// A length of time as core adds it to a [`Time`]: nanoseconds in a `u64`,
+/// converted from a `Duration` once (saturating past 584 years). Adding a
+/// `Duration` converts its 128-bit nanoseconds on every addition; the
+/// timeouts every connection's deadline runs on are kept as spans instead,
+/// so a deadline is one saturating addition.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Span(u64);
+
+impl Span {
+    pub const fn from_duration(length: Duration) -> Span {
+        let nanos = length.as_nanos();
+        Span(if nanos > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            nanos as u64
+        })
+    }
+}
+
+impl Add<Span> for Time {
+    type Output = Time;
+    /// Saturates instead of overflowing, so a huge configured timeout means "never".
+    #[inline]
+    fn add(self, rhs: Span) -> Time {
+        Time(self.0.saturating_add(rhs.0))
     }
 }
 

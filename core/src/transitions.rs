@@ -24,16 +24,14 @@
 //! *Active* connections (see [`Conn::is_active`](crate::conn::Conn)) are
 //! counted in [`Server::active`]; `settle` is the only place the count moves.
 
-use std::time::Duration;
-
 use crate::close::CloseReason;
-use crate::config::Config;
+use crate::config::{Config, Timeouts};
 use crate::conn::{Conn, State};
 use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
 use crate::server::{Event, Server};
-use crate::time::Time;
+use crate::time::{Span, Time};
 use crate::timers::TimerKind;
 
 /// The times a connection's deadlines run from.
@@ -72,31 +70,28 @@ pub(crate) fn timer_for(
     state: &State,
     history: History,
     drain: Option<DrainTimes>,
-    config: &Config,
+    timeouts: &Timeouts,
 ) -> Option<(TimerKind, Time)> {
-    let after = |from: Time, wait: Duration| from + wait;
+    let after = |from: Time, wait: Span| from + wait;
     Some(match (state, history.output, drain) {
         (State::Lingering { since, .. }, _, _) => {
-            (TimerKind::Linger, after(*since, config.linger_timeout))
+            (TimerKind::Linger, after(*since, timeouts.linger))
         }
         (State::Head { .. }, _, _) => (
             TimerKind::Header,
-            after(history.began_at, config.header_read_timeout),
+            after(history.began_at, timeouts.header_read),
         ),
         (State::Body { .. }, _, _) => (
             TimerKind::Body,
-            after(history.body_progress_at, config.body_read_timeout),
+            after(history.body_progress_at, timeouts.body_read),
         ),
         // A streamed body waits on its client, unless the application has
         // not read what came (then the client waits on it).
         (State::Receiving { done: false, .. }, _, _) if !history.body_full => (
             TimerKind::Body,
-            after(history.body_progress_at, config.body_read_timeout),
+            after(history.body_progress_at, timeouts.body_read),
         ),
-        (_, Some(progress), _) => (
-            TimerKind::Write,
-            after(progress, config.write_stall_timeout),
-        ),
+        (_, Some(progress), _) => (TimerKind::Write, after(progress, timeouts.write_stall)),
         (
             State::Dispatched { .. }
             | State::Receiving { .. }
@@ -111,21 +106,21 @@ pub(crate) fn timer_for(
             TimerKind::FirstByte,
             after(
                 history.last_active.max(drain.started_at),
-                config.first_byte_grace,
+                timeouts.first_byte_grace,
             )
             .min(drain.deadline),
         ),
         (State::Idle, None, Some(_)) => (
             TimerKind::Idle,
-            after(history.last_active, config.idle_close_after),
+            after(history.last_active, timeouts.idle_close_after),
         ),
         (State::Idle, None, None) if history.fresh => (
             TimerKind::FirstByte,
-            after(history.last_active, config.new_connection_timeout),
+            after(history.last_active, timeouts.new_connection),
         ),
         (State::Idle, None, None) => (
             TimerKind::Idle,
-            after(history.last_active, config.keep_alive_timeout),
+            after(history.last_active, timeouts.keep_alive),
         ),
     })
 }
@@ -138,8 +133,9 @@ pub(crate) fn implied_timer(
     conn: &Conn,
     drain: Option<DrainTimes>,
     config: &Config,
+    timeouts: &Timeouts,
 ) -> Option<(TimerKind, Time)> {
-    timer_for(&conn.state, history(conn, config), drain, config)
+    timer_for(&conn.state, history(conn, config), drain, timeouts)
 }
 
 /// The times `conn`'s deadlines run from.
@@ -202,8 +198,9 @@ impl Server {
     pub(crate) fn settle(&mut self, key: usize, now: Time) {
         let drain = self.drain_times();
         let config = &self.config;
+        let timeouts = &self.timeouts;
         let conn = &mut self.conns[key];
-        let mut timer = timer_for(&conn.state, history(conn, config), drain, config);
+        let mut timer = timer_for(&conn.state, history(conn, config), drain, timeouts);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
@@ -211,8 +208,8 @@ impl Server {
             if conn.link.kind() != Some(kind) {
                 if let Some(bufs) = conn.bufs.as_mut() {
                     let (progress, wait) = match kind {
-                        TimerKind::Body => (&mut bufs.body_progress_at, config.body_read_timeout),
-                        _ => (&mut bufs.write_progress_at, config.write_stall_timeout),
+                        TimerKind::Body => (&mut bufs.body_progress_at, timeouts.body_read),
+                        _ => (&mut bufs.write_progress_at, timeouts.write_stall),
                     };
                     if *progress != now {
                         // What `timer_for` gives with this progress at `now`:
@@ -409,9 +406,10 @@ mod tests {
     //! drives its `ConnectionState`).
 
     use super::*;
+    use std::time::Duration;
 
-    fn config() -> Config {
-        Config {
+    fn timeouts() -> Timeouts {
+        Timeouts::new(&Config {
             keep_alive_timeout: Duration::from_secs(60),
             new_connection_timeout: Duration::from_secs(10),
             idle_close_after: Duration::from_millis(250),
@@ -421,7 +419,7 @@ mod tests {
             write_stall_timeout: Duration::from_secs(30),
             linger_timeout: Duration::from_secs(2),
             ..Config::default()
-        }
+        })
     }
 
     fn at(ms: u64) -> Time {
@@ -486,7 +484,7 @@ mod tests {
     }
 
     fn table(history: History, drain: Option<DrainTimes>) -> Vec<Option<(TimerKind, Time)>> {
-        let c = config();
+        let c = timeouts();
         states()
             .iter()
             .map(|state| timer_for(state, history, drain, &c))
@@ -545,7 +543,7 @@ mod tests {
 
     #[test]
     fn a_fresh_connection_waits_for_its_first_request_while_serving_and_grace_while_draining() {
-        let c = config();
+        let c = timeouts();
         assert_eq!(
             timer_for(&State::Idle, FRESH, None, &c),
             Some((TimerKind::FirstByte, at(10_000 + 10_000)))
@@ -568,7 +566,7 @@ mod tests {
 
     #[test]
     fn first_byte_grace_never_runs_past_the_drain_deadline() {
-        let c = config();
+        let c = timeouts();
         let drain = DrainTimes {
             deadline: at(10_400),
             ..DRAIN
