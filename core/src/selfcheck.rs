@@ -6,7 +6,42 @@
 use crate::conn::{Conn, State};
 use crate::lifecycle::Lifecycle;
 use crate::server::Server;
+use crate::time::Time;
+use crate::timers::TimerKind;
 use crate::transitions::{implied_timer, DrainTimes};
+
+/// What is wrong with one connection on its own. Found in the pass over the
+/// table and put into words only once found, so that the pass carries no
+/// message (nor the values one would be made of) from connection to
+/// connection.
+#[derive(Copy, Clone)]
+enum Fault {
+    Timer {
+        timer: Option<(TimerKind, Time)>,
+        implied: Option<(TimerKind, Time)>,
+    },
+    Miscounted,
+    Buffers,
+}
+
+/// The two counts the pass over the table takes of every connection.
+#[derive(Default)]
+struct Tally {
+    /// Connections with an active request.
+    active: usize,
+    /// Connections that say they are on a timer list.
+    claimed: usize,
+}
+
+impl Tally {
+    /// Counts `conn`, and returns whether it is active.
+    fn count(&mut self, conn: &Conn) -> bool {
+        let active = conn.is_active();
+        self.active += usize::from(active);
+        self.claimed += usize::from(conn.link.kind().is_some());
+        active
+    }
+}
 
 impl Server {
     /// Checks core's internal invariants: the active count against a recount,
@@ -15,30 +50,33 @@ impl Server {
     /// it after every step.
     pub fn check_invariants(&self) -> Result<(), String> {
         // One pass over the table recounts the active requests and the
-        // connections that claim a timer, and keeps the first connection's
-        // fault; the errors come out in the order of the checks, so a state
-        // with several faults reports the same one as checks made one by one.
+        // connections that claim a timer, and finds the first connection's
+        // fault (after which it only counts); the errors come out in the
+        // order of the checks, so a state with several faults reports the
+        // same one as checks made one by one.
         let drain = self.drain_times();
-        let mut recount = 0;
-        let mut claimed = 0;
+        let mut tally = Tally::default();
         let mut fault = None;
-        for (key, conn) in self.conns.iter() {
-            let active = conn.is_active();
-            recount += usize::from(active);
-            claimed += usize::from(conn.link.kind().is_some());
-            if fault.is_none() {
-                fault = self.connection_fault(key, conn, active, drain);
+        let mut conns = self.conns.iter();
+        for (key, conn) in conns.by_ref() {
+            let active = tally.count(conn);
+            if let Some(found) = self.connection_fault(conn, active, drain) {
+                fault = Some((key, found));
+                break;
             }
         }
-        if recount != self.active {
+        for (_, conn) in conns {
+            tally.count(conn);
+        }
+        if tally.active != self.active {
             return Err(format!(
                 "active count {} but recount {}",
-                self.active, recount
+                self.active, tally.active
             ));
         }
-        self.timers.check(&self.conns, claimed)?;
-        if let Some(fault) = fault {
-            return Err(fault);
+        self.timers.check(&self.conns, tally.claimed)?;
+        if let Some((key, fault)) = fault {
+            return Err(self.describe(key, fault));
         }
         if matches!(self.lifecycle, Lifecycle::Exited(_)) && !self.conns.is_empty() {
             return Err("exited with connections open".to_owned());
@@ -46,25 +84,21 @@ impl Server {
         Ok(())
     }
 
-    /// What is wrong with connection `key` on its own, if anything: its
-    /// timer, its place in the count, its buffers.
+    /// What is wrong with `conn` on its own, if anything: its timer, its
+    /// place in the count, its buffers.
     fn connection_fault(
         &self,
-        key: usize,
         conn: &Conn,
         active: bool,
         drain: Option<DrainTimes>,
-    ) -> Option<String> {
+    ) -> Option<Fault> {
         let timer = conn.link.kind().map(|kind| (kind, conn.link.deadline()));
         let implied = implied_timer(conn, drain, &self.config, &self.timeouts);
         if timer != implied {
-            return Some(format!(
-                "connection {key} in {:?} has timer {timer:?}, not {implied:?}",
-                conn.state
-            ));
+            return Some(Fault::Timer { timer, implied });
         }
         if conn.counted != active {
-            return Some(format!("connection {key} is miscounted"));
+            return Some(Fault::Miscounted);
         }
         let idle = match conn.state {
             State::Idle => conn.pending_out() == 0,
@@ -72,11 +106,21 @@ impl Server {
             _ => false,
         };
         if idle && conn.bufs.is_some() {
-            return Some(format!(
-                "connection {key} holds buffers while {:?}",
-                conn.state
-            ));
+            return Some(Fault::Buffers);
         }
         None
+    }
+
+    /// `fault` of connection `key`, in words.
+    #[cold]
+    fn describe(&self, key: usize, fault: Fault) -> String {
+        let state = &self.conns[key].state;
+        match fault {
+            Fault::Timer { timer, implied } => {
+                format!("connection {key} in {state:?} has timer {timer:?}, not {implied:?}")
+            }
+            Fault::Miscounted => format!("connection {key} is miscounted"),
+            Fault::Buffers => format!("connection {key} holds buffers while {state:?}"),
+        }
     }
 }
