@@ -31,7 +31,7 @@ use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
 use crate::server::{Event, Server};
-use crate::time::{Span, Time};
+use crate::time::Time;
 use crate::timers::TimerKind;
 
 /// The times a connection's deadlines run from.
@@ -72,26 +72,25 @@ pub(crate) fn timer_for(
     drain: Option<DrainTimes>,
     timeouts: &Timeouts,
 ) -> Option<(TimerKind, Time)> {
-    let after = |from: Time, wait: Span| from + wait;
-    Some(match (state, history.output, drain) {
-        (State::Lingering { since, .. }, _, _) => {
-            (TimerKind::Linger, after(*since, timeouts.linger))
-        }
-        (State::Head { .. }, _, _) => (
-            TimerKind::Header,
-            after(history.began_at, timeouts.header_read),
-        ),
+    // Each row names its list, the time its wait runs from and the wait;
+    // the one addition comes after the match, so that only the row that
+    // applies is added up.
+    let (kind, from, wait) = match (state, history.output, drain) {
+        (State::Lingering { since, .. }, _, _) => (TimerKind::Linger, *since, timeouts.linger),
+        (State::Head { .. }, _, _) => (TimerKind::Header, history.began_at, timeouts.header_read),
         (State::Body { .. }, _, _) => (
             TimerKind::Body,
-            after(history.body_progress_at, timeouts.body_read),
+            history.body_progress_at,
+            timeouts.body_read,
         ),
         // A streamed body waits on its client, unless the application has
         // not read what came (then the client waits on it).
         (State::Receiving { done: false, .. }, _, _) if !history.body_full => (
             TimerKind::Body,
-            after(history.body_progress_at, timeouts.body_read),
+            history.body_progress_at,
+            timeouts.body_read,
         ),
-        (_, Some(progress), _) => (TimerKind::Write, after(progress, timeouts.write_stall)),
+        (_, Some(progress), _) => (TimerKind::Write, progress, timeouts.write_stall),
         (
             State::Dispatched { .. }
             | State::Receiving { .. }
@@ -102,27 +101,24 @@ pub(crate) fn timer_for(
             None,
             _,
         ) => return None,
-        (State::Idle, None, Some(drain)) if history.fresh => (
-            TimerKind::FirstByte,
-            after(
-                history.last_active.max(drain.started_at),
-                timeouts.first_byte_grace,
-            )
-            .min(drain.deadline),
-        ),
+        (State::Idle, None, Some(drain)) if history.fresh => {
+            let from = history.last_active.max(drain.started_at);
+            let deadline = from + timeouts.first_byte_grace;
+            return Some((TimerKind::FirstByte, deadline.min(drain.deadline)));
+        }
         (State::Idle, None, Some(_)) => (
             TimerKind::Idle,
-            after(history.last_active, timeouts.idle_close_after),
+            history.last_active,
+            timeouts.idle_close_after,
         ),
         (State::Idle, None, None) if history.fresh => (
             TimerKind::FirstByte,
-            after(history.last_active, timeouts.new_connection),
+            history.last_active,
+            timeouts.new_connection,
         ),
-        (State::Idle, None, None) => (
-            TimerKind::Idle,
-            after(history.last_active, timeouts.keep_alive),
-        ),
-    })
+        (State::Idle, None, None) => (TimerKind::Idle, history.last_active, timeouts.keep_alive),
+    };
+    Some((kind, from + wait))
 }
 
 /// The timer `conn` should be on, for the invariant check.
