@@ -68,13 +68,19 @@ impl Server {
         for (_, conn) in conns {
             tally.count(conn);
         }
-        if tally.active != self.active {
+        // Taken apart, so that the counts stay in registers: the message
+        // that borrows the recount would otherwise keep the tally in memory.
+        let Tally {
+            active: recount,
+            claimed,
+        } = tally;
+        if recount != self.active {
             return Err(format!(
                 "active count {} but recount {}",
-                self.active, tally.active
+                self.active, recount
             ));
         }
-        self.timers.check(&self.conns, tally.claimed)?;
+        self.timers.check(&self.conns, claimed)?;
         if let Some((key, fault)) = fault {
             return Err(self.describe(key, fault));
         }
