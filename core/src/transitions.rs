@@ -26,7 +26,7 @@
 
 use crate::close::CloseReason;
 use crate::config::{Config, Timeouts};
-use crate::conn::{Conn, State};
+use crate::conn::{Buffers, Conn, State};
 use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
@@ -34,22 +34,61 @@ use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
 
-/// The times a connection's deadlines run from.
-#[derive(Copy, Clone, Debug, Default)]
-pub(crate) struct History {
+/// The times a connection's deadlines run from. Those its buffers hold are
+/// read only when the row of the table that applies asks for them: read all
+/// at once, whatever the row, they cost the self-check a sixth more.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct History<'a> {
     /// No request has begun on it yet.
-    pub fresh: bool,
+    fresh: bool,
     /// When it last finished writing a response (or was accepted).
-    pub last_active: Time,
+    last_active: Time,
+    /// Its buffers, while it is busy.
+    bufs: Option<&'a Buffers>,
+    /// `max_stream_buffer_bytes`: a streamed request body this long fills
+    /// its buffer.
+    stream_buffer_bytes: usize,
+}
+
+impl<'a> History<'a> {
+    /// `conn`'s history.
+    // Inlined: all of it is a handful of loads.
+    #[inline]
+    fn of(conn: &'a Conn, config: &Config) -> History<'a> {
+        History {
+            fresh: conn.next_seq == 0,
+            last_active: conn.last_active,
+            bufs: conn.bufs.as_deref(),
+            stream_buffer_bytes: config.max_stream_buffer_bytes,
+        }
+    }
+
     /// When the request being read began.
-    pub began_at: Time,
+    #[inline(always)]
+    fn began_at(self) -> Time {
+        self.bufs.map_or(Time::ZERO, |bufs| bufs.log.began_at)
+    }
+
     /// When the body being read last made progress.
-    pub body_progress_at: Time,
+    #[inline(always)]
+    fn body_progress_at(self) -> Time {
+        self.bufs.map_or(Time::ZERO, |bufs| bufs.body_progress_at)
+    }
+
     /// Whether response bytes wait to be written, and since when the driver
     /// last made progress writing them.
-    pub output: Option<Time>,
+    #[inline(always)]
+    fn output(self) -> Option<Time> {
+        let bufs = self.bufs?;
+        (bufs.pending_out() > 0).then_some(bufs.write_progress_at)
+    }
+
     /// A streamed request body fills its buffer: the application is behind.
-    pub body_full: bool,
+    #[inline(always)]
+    fn body_full(self) -> bool {
+        self.bufs
+            .is_some_and(|bufs| bufs.body.len() >= self.stream_buffer_bytes)
+    }
 }
 
 /// The drain, as far as timers care.
@@ -61,7 +100,7 @@ pub(crate) struct DrainTimes {
 
 /// The timer `state` implies: which list and which deadline, or `None` for
 /// a connection that waits on the application.
-// Inlined, like `history`, `enter` and `settle`: they run several times per
+// Inlined, like `History::of`, `enter` and `settle`: they run several times per
 // request, and where a caller names the state, the table folds to its row.
 // Always: left to itself the compiler keeps one out-of-line copy, which
 // costs each request about 30 instructions.
@@ -75,48 +114,56 @@ pub(crate) fn timer_for(
     // Each row names its list, the time its wait runs from and the wait;
     // the one addition comes after the match, so that only the row that
     // applies is added up.
-    let (kind, from, wait) = match (state, history.output, drain) {
-        (State::Lingering { since, .. }, _, _) => (TimerKind::Linger, *since, timeouts.linger),
-        (State::Head { .. }, _, _) => (TimerKind::Header, history.began_at, timeouts.header_read),
-        (State::Body { .. }, _, _) => (
+    let (kind, from, wait) = match state {
+        State::Lingering { since, .. } => (TimerKind::Linger, *since, timeouts.linger),
+        State::Head { .. } => (TimerKind::Header, history.began_at(), timeouts.header_read),
+        State::Body { .. } => (
             TimerKind::Body,
-            history.body_progress_at,
+            history.body_progress_at(),
             timeouts.body_read,
         ),
         // A streamed body waits on its client, unless the application has
         // not read what came (then the client waits on it).
-        (State::Receiving { done: false, .. }, _, _) if !history.body_full => (
+        State::Receiving { done: false, .. } if !history.body_full() => (
             TimerKind::Body,
-            history.body_progress_at,
+            history.body_progress_at(),
             timeouts.body_read,
         ),
-        (_, Some(progress), _) => (TimerKind::Write, progress, timeouts.write_stall),
-        (
-            State::Dispatched { .. }
-            | State::Receiving { .. }
-            | State::Streaming(_)
-            | State::Closing { .. }
-            | State::Switching
-            | State::Upgraded,
-            None,
-            _,
-        ) => return None,
-        (State::Idle, None, Some(drain)) if history.fresh => {
-            let from = history.last_active.max(drain.started_at);
-            let deadline = from + timeouts.first_byte_grace;
-            return Some((TimerKind::FirstByte, deadline.min(drain.deadline)));
-        }
-        (State::Idle, None, Some(_)) => (
-            TimerKind::Idle,
-            history.last_active,
-            timeouts.idle_close_after,
-        ),
-        (State::Idle, None, None) if history.fresh => (
-            TimerKind::FirstByte,
-            history.last_active,
-            timeouts.new_connection,
-        ),
-        (State::Idle, None, None) => (TimerKind::Idle, history.last_active, timeouts.keep_alive),
+        // Unwritten output is asked about only past the rows above.
+        _ => match (state, history.output(), drain) {
+            (_, Some(progress), _) => (TimerKind::Write, progress, timeouts.write_stall),
+            (
+                State::Dispatched { .. }
+                | State::Receiving { .. }
+                | State::Streaming(_)
+                | State::Closing { .. }
+                | State::Switching
+                | State::Upgraded,
+                None,
+                _,
+            ) => return None,
+            (State::Idle, None, Some(drain)) if history.fresh => {
+                let from = history.last_active.max(drain.started_at);
+                let deadline = from + timeouts.first_byte_grace;
+                return Some((TimerKind::FirstByte, deadline.min(drain.deadline)));
+            }
+            (State::Idle, None, Some(_)) => (
+                TimerKind::Idle,
+                history.last_active,
+                timeouts.idle_close_after,
+            ),
+            (State::Idle, None, None) if history.fresh => (
+                TimerKind::FirstByte,
+                history.last_active,
+                timeouts.new_connection,
+            ),
+            (State::Idle, None, None) => {
+                (TimerKind::Idle, history.last_active, timeouts.keep_alive)
+            }
+            (State::Lingering { .. } | State::Head { .. } | State::Body { .. }, None, _) => {
+                unreachable!("their rows come first")
+            }
+        },
     };
     Some((kind, from + wait))
 }
@@ -131,24 +178,7 @@ pub(crate) fn implied_timer(
     config: &Config,
     timeouts: &Timeouts,
 ) -> Option<(TimerKind, Time)> {
-    timer_for(&conn.state, history(conn, config), drain, timeouts)
-}
-
-/// The times `conn`'s deadlines run from.
-#[inline]
-fn history(conn: &Conn, config: &Config) -> History {
-    let mut history = History {
-        fresh: conn.next_seq == 0,
-        last_active: conn.last_active,
-        ..History::default()
-    };
-    if let Some(bufs) = conn.bufs.as_deref() {
-        history.began_at = bufs.log.began_at;
-        history.body_progress_at = bufs.body_progress_at;
-        history.output = (bufs.pending_out() > 0).then_some(bufs.write_progress_at);
-        history.body_full = bufs.body.len() >= config.max_stream_buffer_bytes;
-    }
-    history
+    timer_for(&conn.state, History::of(conn, config), drain, timeouts)
 }
 
 impl Server {
@@ -196,7 +226,7 @@ impl Server {
         let config = &self.config;
         let timeouts = &self.timeouts;
         let conn = &mut self.conns[key];
-        let mut timer = timer_for(&conn.state, history(conn, config), drain, timeouts);
+        let mut timer = timer_for(&conn.state, History::of(conn, config), drain, timeouts);
         if let Some((kind @ (TimerKind::Body | TimerKind::Write), _)) = timer {
             // A wait measured from the last progress starts now when the
             // connection begins to wait on it, so each list stays ordered.
@@ -422,24 +452,36 @@ mod tests {
         Time::from_millis(ms)
     }
 
+    /// The buffers of a connection reading a request that began at 9.95 s,
+    /// whose body last made progress at 9.96 s.
+    fn reading() -> Buffers {
+        let mut bufs = Buffers::default();
+        bufs.log.began_at = at(9_950);
+        bufs.body_progress_at = at(9_960);
+        bufs
+    }
+
     /// A connection that served one request, whose last response finished
-    /// at 9.9 s, now reading another that began at 9.95 s.
-    const USED: History = History {
-        fresh: false,
-        last_active: Time::from_millis(9_900),
-        began_at: Time::from_millis(9_950),
-        body_progress_at: Time::from_millis(9_960),
-        output: None,
-        body_full: false,
-    };
-    const FRESH: History = History {
-        fresh: true,
-        last_active: Time::from_millis(10_000),
-        began_at: Time::ZERO,
-        body_progress_at: Time::ZERO,
-        output: None,
-        body_full: false,
-    };
+    /// at 9.9 s, now busy with `bufs`.
+    fn used(bufs: &Buffers) -> History<'_> {
+        History {
+            fresh: false,
+            last_active: at(9_900),
+            bufs: Some(bufs),
+            stream_buffer_bytes: Config::default().max_stream_buffer_bytes,
+        }
+    }
+
+    /// A connection accepted at 10 s, which has not begun a request.
+    fn fresh() -> History<'static> {
+        History {
+            fresh: true,
+            last_active: at(10_000),
+            bufs: None,
+            stream_buffer_bytes: Config::default().max_stream_buffer_bytes,
+        }
+    }
+
     const DRAIN: DrainTimes = DrainTimes {
         started_at: Time::from_millis(10_100),
         deadline: Time::from_millis(40_100),
@@ -490,7 +532,7 @@ mod tests {
     #[test]
     fn each_state_implies_its_timer_while_serving() {
         assert_eq!(
-            table(USED, None),
+            table(used(&reading()), None),
             [
                 Some((TimerKind::Idle, at(9_900 + 60_000))),
                 Some((TimerKind::Header, at(9_950 + 5_000))),
@@ -505,7 +547,7 @@ mod tests {
     #[test]
     fn draining_shortens_only_the_idle_wait() {
         assert_eq!(
-            table(USED, Some(DRAIN)),
+            table(used(&reading()), Some(DRAIN)),
             [
                 Some((TimerKind::Idle, at(9_900 + 250))),
                 Some((TimerKind::Header, at(9_950 + 5_000))),
@@ -519,13 +561,12 @@ mod tests {
 
     #[test]
     fn unwritten_output_waits_on_the_write_stall_unless_a_request_is_being_read() {
-        let writing = History {
-            output: Some(at(9_990)),
-            ..USED
-        };
+        let mut writing = reading();
+        writing.out = b"HTTP/1.1 200 OK\r\n".to_vec();
+        writing.write_progress_at = at(9_990);
         let write = Some((TimerKind::Write, at(9_990 + 30_000)));
         assert_eq!(
-            table(writing, None),
+            table(used(&writing), None),
             [
                 write,
                 Some((TimerKind::Header, at(9_950 + 5_000))),
@@ -541,17 +582,17 @@ mod tests {
     fn a_fresh_connection_waits_for_its_first_request_while_serving_and_grace_while_draining() {
         let c = timeouts();
         assert_eq!(
-            timer_for(&State::Idle, FRESH, None, &c),
+            timer_for(&State::Idle, fresh(), None, &c),
             Some((TimerKind::FirstByte, at(10_000 + 10_000)))
         );
         assert_eq!(
-            timer_for(&State::Idle, FRESH, Some(DRAIN), &c),
+            timer_for(&State::Idle, fresh(), Some(DRAIN), &c),
             Some((TimerKind::FirstByte, at(10_100 + 1_000))),
             "accepted before the drain: the grace runs from its start"
         );
         let later = History {
             last_active: at(12_000),
-            ..FRESH
+            ..fresh()
         };
         assert_eq!(
             timer_for(&State::Idle, later, Some(DRAIN), &c),
@@ -568,7 +609,7 @@ mod tests {
             ..DRAIN
         };
         assert_eq!(
-            timer_for(&State::Idle, FRESH, Some(drain), &c),
+            timer_for(&State::Idle, fresh(), Some(drain), &c),
             Some((TimerKind::FirstByte, at(10_400)))
         );
     }
