@@ -471,6 +471,24 @@ mod tests {
     }
 
     #[test]
+    fn the_self_check_reports_the_first_connection_s_first_fault() {
+        let mut server = idle_and_lingering();
+        server.conns[1].counted = true;
+        assert_eq!(
+            server.check_invariants(),
+            Err("connection 1 is miscounted".to_owned())
+        );
+        // A fault of an earlier connection comes first, and of one
+        // connection's faults its timer comes first.
+        server.timers.clear(&mut server.conns, 0);
+        server.conns[0].counted = true;
+        assert_eq!(
+            server.check_invariants(),
+            Err("connection 0 in Idle has timer None, not Some((Idle, t+60.000000s))".to_owned())
+        );
+    }
+
+    #[test]
     fn the_self_check_notices_buffers_held_while_idle_or_lingering() {
         for key in [0, 1] {
             let mut server = idle_and_lingering();
