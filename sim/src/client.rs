@@ -270,8 +270,6 @@ pub struct Client {
     head_timeout_bound: (Duration, Duration),
     /// An upgrading client's plan.
     echo: Option<EchoPlan>,
-    /// Keeps the bodies of responses (to check streamed ones).
-    keep_bodies: bool,
     /// Request bodies stream (`stream_request_bodies`).
     streams_bodies: bool,
     cover: ClientCover,
@@ -581,7 +579,6 @@ impl Client {
                 // Not too chatty: an endless client talks for seconds.
                 think: rng.micros(20_000, 300_000),
             }),
-            keep_bodies: knobs.stream_percent > 0 || knobs.weight(Kind::SlowReader) > 0,
             streams_bodies: c.stream_request_bodies,
             cover: ClientCover::default(),
         }
@@ -655,11 +652,11 @@ impl Client {
             turn: Turn::Sending,
             outbox: VecDeque::new(),
             inflight: VecDeque::new(),
-            parser: if self.keep_bodies {
-                ResponseParser::new()
-            } else {
-                ResponseParser::without_bodies()
-            },
+            // Only a streamed body is checked byte for byte; its length is
+            // announced (a bad one fails the check, not the reading).
+            parser: ResponseParser::keeping_bodies_of(|r| {
+                r.header("x-stream").map(|total| total.parse().unwrap_or(0))
+            }),
             read_armed: false,
             flush_armed: false,
             queued: 0,

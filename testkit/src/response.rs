@@ -149,9 +149,12 @@ pub struct ResponseParser {
     crlf: u8,
     /// A response whose head is parsed and whose body is still arriving.
     body: Option<(Response, Rest)>,
-    keep_bodies: bool,
-    /// Where a parser without bodies decodes chunked ones: one buffer,
-    /// reused.
+    /// Which bodies to keep, asked of each response with a body once its
+    /// head is parsed; see [`keeping_bodies_of`](Self::keeping_bodies_of).
+    keep_body: fn(&Response) -> Option<usize>,
+    /// Whether the body still arriving is kept.
+    keeping: bool,
+    /// Where a body not kept is decoded if chunked: one buffer, reused.
     discard: Vec<u8>,
     /// A `101` came: what follows is not HTTP.
     upgraded: bool,
@@ -174,22 +177,30 @@ impl Default for ResponseParser {
 impl ResponseParser {
     /// A parser at the start of a connection that keeps each body.
     pub fn new() -> ResponseParser {
-        ResponseParser {
-            head: Vec::new(),
-            crlf: 0,
-            body: None,
-            keep_bodies: true,
-            discard: Vec::new(),
-            upgraded: false,
-        }
+        ResponseParser::keeping_bodies_of(|_| Some(0))
     }
 
     /// A parser that only counts body bytes ([`Response::body`] stays
     /// empty), for runs that write large bodies often.
     pub fn without_bodies() -> ResponseParser {
+        ResponseParser::keeping_bodies_of(|_| None)
+    }
+
+    /// A parser that keeps the bodies of the responses `keep` picks by
+    /// their heads and only counts the others' bytes: a reader that checks
+    /// some bodies need not copy every one. For a body it keeps, `keep`
+    /// says how long the reader expects it to be, if it knows better than
+    /// the framing (a chunked body announces nothing): room for that much
+    /// is made at once, not by growing the body as it comes.
+    pub fn keeping_bodies_of(keep: fn(&Response) -> Option<usize>) -> ResponseParser {
         ResponseParser {
-            keep_bodies: false,
-            ..ResponseParser::new()
+            head: Vec::new(),
+            crlf: 0,
+            body: None,
+            keep_body: keep,
+            keeping: false,
+            discard: Vec::new(),
+            upgraded: false,
         }
     }
 
@@ -293,16 +304,21 @@ impl ResponseParser {
                     out.push(resp);
                     continue;
                 }
-                Framing::Length(n) => {
-                    if self.keep_bodies {
-                        // Bounded: the length is the server's word.
-                        resp.body.reserve_exact(n.min(1 << 20));
-                    }
-                    Rest::Length(n)
-                }
+                Framing::Length(n) => Rest::Length(n),
                 Framing::Chunked => Rest::Chunked(ChunkedDecoder::new()),
                 Framing::UntilClose => Rest::UntilClose,
             };
+            let keep = (self.keep_body)(&resp);
+            self.keeping = keep.is_some();
+            if let Some(expected) = keep {
+                let announced = match rest {
+                    Rest::Length(n) => n,
+                    _ => 0,
+                };
+                // Bounded: the length is the server's (or the reader's) word.
+                resp.body
+                    .reserve_exact(expected.max(announced).min(1 << 20));
+            }
             self.body = Some((resp, rest));
         }
         Ok(all.len() - bytes.len())
@@ -360,7 +376,7 @@ impl ResponseParser {
     /// it is complete; returns how many of `bytes` it took (all, unless the
     /// body ended inside them).
     fn read_body(&mut self, bytes: &[u8], out: &mut Vec<Response>) -> Result<usize, ParseError> {
-        let keep_bodies = self.keep_bodies;
+        let keep_bodies = self.keeping;
         let (resp, rest) = self.body.as_mut().expect("a body is pending");
         let keep = |body: &mut Vec<u8>, part: &[u8]| {
             if keep_bodies {
@@ -668,6 +684,16 @@ HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         }
         let lens: Vec<_> = out.iter().map(|r| (r.body.len(), r.body_len)).collect();
         assert_eq!(lens, [(0, 0), (0, 3), (0, 3), (0, 2)]);
+    }
+
+    #[test]
+    fn keeping_bodies_of_keeps_the_bodies_it_picks_with_room_made_at_once() {
+        let mut p = ResponseParser::keeping_bodies_of(|r| r.header("x-req").map(|_| 64));
+        let mut out = Vec::new();
+        p.feed(WIRE, &mut out).unwrap();
+        let bodies: Vec<_> = out.iter().map(|r| (&r.body[..], r.body_len)).collect();
+        assert_eq!(bodies, [(&b""[..], 0), (b"abc", 3), (b"", 3), (b"", 2)]);
+        assert!(out[1].body.capacity() >= 64);
     }
 
     #[test]
