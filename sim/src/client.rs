@@ -390,6 +390,14 @@ fn check_stream(token: &str, resp: &Response, cut: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `queue` begins with `bytes`: compared a slice at a time (a
+/// byte at a time through the queue's iterator costs several times more).
+fn starts_with(queue: &VecDeque<u8>, bytes: &[u8]) -> bool {
+    let (a, b) = queue.as_slices();
+    let n = a.len().min(bytes.len());
+    a[..n] == bytes[..n] && b.get(..bytes.len() - n) == Some(&bytes[n..])
+}
+
 /// More than the head of a body trickler's request.
 const HEAD_BYTES: f64 = 80.0;
 
@@ -1161,11 +1169,10 @@ impl Client {
             return;
         };
         let owed = link.echo_owed.len();
-        let intact = bytes.len() <= owed
-            && link
-                .echo_owed
-                .drain(..bytes.len())
-                .eq(bytes.iter().copied());
+        let intact = bytes.len() <= owed && starts_with(&link.echo_owed, bytes);
+        if intact {
+            link.echo_owed.drain(..bytes.len());
+        }
         if !intact {
             return env.fail(Failure::Safety(format!(
                 "upgrade: client {ci} on k{k}: {} bytes came back, not the next {} of its own",
@@ -1414,5 +1421,25 @@ impl Clients {
             .flat_map(|c| &c.reqs)
             .filter(|r| matches!(r.fate, Fate::Rejected(_)))
             .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_with_looks_across_both_slices_of_the_queue() {
+        let mut queue = VecDeque::with_capacity(8);
+        queue.extend(*b".....a");
+        queue.drain(..5);
+        queue.extend(*b"bcdef");
+        assert!(!queue.as_slices().1.is_empty(), "the queue wraps");
+        for yes in [&b""[..], b"ab", b"abcdef"] {
+            assert!(starts_with(&queue, yes));
+        }
+        for no in [&b"abd"[..], b"abcdeg", b"abcdefg"] {
+            assert!(!starts_with(&queue, no));
+        }
     }
 }
