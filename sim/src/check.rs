@@ -729,7 +729,7 @@ impl Checker {
         self.judge_responses(k, out, env);
         let w = &self.watches[k];
         if let (Some(pending), false) = (w.parser.pending(), w.pending_judged) {
-            if let Err(e) = self.judge_head(k, pending) {
+            if let Err(e) = self.judge_head(k, pending, token_of(pending)) {
                 return env.fail(Failure::Safety(e));
             }
             let framing = pending.framing;
@@ -741,13 +741,13 @@ impl Checker {
     /// The head of a response core wrote on `k` (complete, or with its
     /// body still arriving): its framing (S4: a length, chunked only to
     /// HTTP/1.1, ended by the close only for HTTP/1.0 and with `Connection:
-    /// close`); and whether it closes when it must (S7).
-    fn judge_head(&self, k: usize, resp: &Response) -> Result<(), String> {
+    /// close`); and whether it closes when it must (S7). `token` is the
+    /// response's (its caller has it at hand).
+    fn judge_head(&self, k: usize, resp: &Response, token: Option<&str>) -> Result<(), String> {
         let w = &self.watches[k];
-        let token = token_of(resp);
         let front = w.owed.front().filter(|o| token == Some(o.token.as_str()));
-        let streamed =
-            front.is_some_and(|o| self.handed.get(&(k, o.id)).is_some_and(|h| h.streamed));
+        let handed = front.and_then(|o| self.handed.get(&(k, o.id)));
+        let streamed = handed.is_some_and(|h| h.streamed);
         let http10 = front.is_some_and(|o| o.http10);
         let framing_ok = match resp.framing {
             Framing::Length(_) | Framing::Bodiless => true,
@@ -761,10 +761,7 @@ impl Checker {
             ));
         }
         if let Some(owed) = front {
-            let pre_stop = self
-                .handed
-                .get(&(k, owed.id))
-                .is_some_and(|h| h.answered_in_pre_stop);
+            let pre_stop = handed.is_some_and(|h| h.answered_in_pre_stop);
             let begun_in_drain = w.received_at_drain.is_some_and(|r| owed.start >= r);
             if props::response_must_close(pre_stop, begun_in_drain)
                 && !resp.close
@@ -801,13 +798,14 @@ impl Checker {
             .into_iter()
             .filter(|r| r.status >= 200 || r.status == 101)
         {
+            let token = token_of(&resp);
             let w = &mut self.watches[k];
             let judged = std::mem::replace(&mut w.pending_judged, false);
             if !judged {
-                if let Err(e) = self.judge_head(k, &resp) {
+                if let Err(e) = self.judge_head(k, &resp, token) {
                     return env.fail(Failure::Safety(e));
                 }
-                if token_of(&resp).is_some() {
+                if token.is_some() {
                     self.note_framing(k, resp.framing);
                 }
             }
@@ -815,7 +813,6 @@ impl Checker {
             let nth = w.responses as usize;
             w.responses += 1;
             w.closed_resp |= resp.close;
-            let token = token_of(&resp);
             // Core's own refusal of a request whose body streams comes in
             // its place: the application had it already.
             let front_refused = w.owed.front().is_some_and(|o| o.streams_body)
