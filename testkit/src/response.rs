@@ -82,7 +82,9 @@ impl Response {
             .map(|f| (&self.head[f.start..f.colon], self.value(f)))
     }
 
-    /// The value of the first header named `name` (any case).
+    /// The value of the first header named `name` (any case). Inlined:
+    /// the simulator looks up a few fixed names in every response.
+    #[inline]
     pub fn header(&self, name: &str) -> Option<&str> {
         let field = self.fields.iter().find(|f| self.is_named(f, name))?;
         Some(self.value(field))
