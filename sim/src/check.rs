@@ -9,7 +9,7 @@
 //! before or just after the half-close that races it), so observations are
 //! stamped with a [`Tick`]: one counter over the whole run.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use ebb_core::{CloseReason, Config, DrainReport, Finished, Forced, Outcome, Phase, RequestId};
 use ebb_core::{Server, Time};
@@ -121,8 +121,9 @@ struct Watch {
     owed: VecDeque<Owed>,
     /// Request bytes of every request handed on this connection.
     handed_bytes: usize,
-    /// Requests handed on this connection.
-    handed_count: u32,
+    /// The requests handed to the application on this connection, in
+    /// order: a request's `seq` is its index.
+    handed: Vec<(RequestId, Handed)>,
     /// Final responses completely written.
     responses: u32,
     /// A final response with `Connection: close` was completely written.
@@ -171,6 +172,17 @@ struct Watch {
 }
 
 impl Watch {
+    /// Request `id`, if it was handed on this connection.
+    fn handed(&self, id: RequestId) -> Option<&Handed> {
+        let (handed_id, h) = self.handed.get(id.seq() as usize)?;
+        (*handed_id == id).then_some(h)
+    }
+
+    fn handed_mut(&mut self, id: RequestId) -> Option<&mut Handed> {
+        let (handed_id, h) = self.handed.get_mut(id.seq() as usize)?;
+        (*handed_id == id).then_some(h)
+    }
+
     fn closing(&self) -> Option<Closing> {
         match self.ending {
             Ending::Closed(c) => Some(c),
@@ -203,7 +215,7 @@ impl Watch {
 }
 
 /// A request the application received.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Handed {
     client: usize,
     no: usize,
@@ -317,7 +329,6 @@ pub struct Cover {
 /// The judge of one run.
 pub struct Checker {
     watches: Vec<Watch>,
-    handed: BTreeMap<(usize, RequestId), Handed>,
     counts: ReportCounts,
     /// Terminates and hand-offs so far.
     stops: u32,
@@ -344,7 +355,6 @@ impl Checker {
     pub fn new(config: Config) -> Checker {
         Checker {
             watches: Vec::new(),
-            handed: BTreeMap::new(),
             counts: ReportCounts::default(),
             stops: 0,
             terminates: 0,
@@ -372,6 +382,15 @@ impl Checker {
         self.cover
     }
 
+    /// Every request handed to the application, connection by connection
+    /// and in order on each.
+    fn all_handed(&self) -> impl Iterator<Item = (usize, RequestId, &Handed)> + '_ {
+        self.watches
+            .iter()
+            .enumerate()
+            .flat_map(|(k, w)| w.handed.iter().map(move |(id, h)| (k, *id, h)))
+    }
+
     fn next_tick(&mut self) -> Tick {
         self.tick += 1;
         self.tick
@@ -393,7 +412,7 @@ impl Checker {
             parser: ResponseParser::without_bodies(),
             owed: VecDeque::new(),
             handed_bytes: 0,
-            handed_count: 0,
+            handed: Vec::new(),
             responses: 0,
             closed_resp: false,
             received: 0,
@@ -466,9 +485,7 @@ impl Checker {
     /// order they came, and refuses for good the first it cannot read.
     pub fn next_to_hand(&self, k: usize) -> Option<(usize, u32)> {
         let w = &self.watches[k];
-        w.sent
-            .get(w.handed_count as usize)
-            .map(|s| (s.no, s.attempt))
+        w.sent.get(w.handed.len()).map(|s| (s.no, s.attempt))
     }
 
     /// A stop request arrived: a terminate, or (`handoff`) the listener was
@@ -608,16 +625,15 @@ impl Checker {
             return false;
         }
         // Requests on a connection are numbered in order.
-        if id.seq() != w.handed_count {
+        if id.seq() as usize != w.handed.len() {
             env.fail(Failure::Safety(format!(
                 "S4: k{k}: request {} handed as seq {}, but {} were handed before it",
                 got.token,
                 id.seq(),
-                w.handed_count
+                w.handed.len()
             )));
             return false;
         }
-        w.handed_count += 1;
         w.owed.push_back(Owed {
             id,
             token: got.token.clone(),
@@ -627,8 +643,8 @@ impl Checker {
             streams_body: got.streams_body,
         });
         w.handed_bytes += got.raw_len;
-        self.handed.insert(
-            (k, id),
+        w.handed.push((
+            id,
             Handed {
                 client: got.client,
                 no: got.no,
@@ -642,7 +658,7 @@ impl Checker {
                 refused: false,
                 broke: false,
             },
-        );
+        ));
         true
     }
 
@@ -650,7 +666,7 @@ impl Checker {
     /// `phase`; `body_unread` if its streamed body was not read to the end.
     pub fn on_app_answered(&mut self, k: usize, id: RequestId, phase: Phase, body_unread: bool) {
         let tick = self.next_tick();
-        if let Some(h) = self.handed.get_mut(&(k, id)) {
+        if let Some(h) = self.watches[k].handed_mut(id) {
             h.answered = Some(tick);
             h.answered_in_pre_stop = matches!(phase, Phase::PreStop { .. });
             h.body_unread = body_unread;
@@ -659,9 +675,10 @@ impl Checker {
 
     /// Core accepted the head of a streamed response to `id` on `k`.
     pub fn on_stream_started(&mut self, k: usize, id: RequestId) {
-        if let Some(h) = self.handed.get_mut(&(k, id)) {
+        let w = &mut self.watches[k];
+        if let Some(h) = w.handed_mut(id) {
             h.streamed = true;
-            self.watches[k].stream_open = Some(id);
+            w.stream_open = Some(id);
         }
     }
 
@@ -729,7 +746,7 @@ impl Checker {
         self.judge_responses(k, out, env);
         let w = &self.watches[k];
         if let (Some(pending), false) = (w.parser.pending(), w.pending_judged) {
-            if let Err(e) = self.judge_head(k, pending) {
+            if let Err(e) = self.judge_head(k, pending, token_of(pending)) {
                 return env.fail(Failure::Safety(e));
             }
             let framing = pending.framing;
@@ -741,13 +758,13 @@ impl Checker {
     /// The head of a response core wrote on `k` (complete, or with its
     /// body still arriving): its framing (S4: a length, chunked only to
     /// HTTP/1.1, ended by the close only for HTTP/1.0 and with `Connection:
-    /// close`); and whether it closes when it must (S7).
-    fn judge_head(&self, k: usize, resp: &Response) -> Result<(), String> {
+    /// close`); and whether it closes when it must (S7). `token` is the
+    /// response's (its caller has it at hand).
+    fn judge_head(&self, k: usize, resp: &Response, token: Option<&str>) -> Result<(), String> {
         let w = &self.watches[k];
-        let token = token_of(resp);
         let front = w.owed.front().filter(|o| token == Some(o.token.as_str()));
-        let streamed =
-            front.is_some_and(|o| self.handed.get(&(k, o.id)).is_some_and(|h| h.streamed));
+        let handed = front.and_then(|o| w.handed(o.id));
+        let streamed = handed.is_some_and(|h| h.streamed);
         let http10 = front.is_some_and(|o| o.http10);
         let framing_ok = match resp.framing {
             Framing::Length(_) | Framing::Bodiless => true,
@@ -761,10 +778,7 @@ impl Checker {
             ));
         }
         if let Some(owed) = front {
-            let pre_stop = self
-                .handed
-                .get(&(k, owed.id))
-                .is_some_and(|h| h.answered_in_pre_stop);
+            let pre_stop = handed.is_some_and(|h| h.answered_in_pre_stop);
             let begun_in_drain = w.received_at_drain.is_some_and(|r| owed.start >= r);
             if props::response_must_close(pre_stop, begun_in_drain)
                 && !resp.close
@@ -786,8 +800,9 @@ impl Checker {
 
     /// The response to the oldest request owed on `k` is framed `framing`.
     fn note_framing(&mut self, k: usize, framing: Framing) {
-        if let Some(o) = self.watches[k].owed.front() {
-            if let Some(h) = self.handed.get_mut(&(k, o.id)) {
+        let w = &mut self.watches[k];
+        if let Some(id) = w.owed.front().map(|o| o.id) {
+            if let Some(h) = w.handed_mut(id) {
                 h.framing = Some(framing);
             }
         }
@@ -801,13 +816,14 @@ impl Checker {
             .into_iter()
             .filter(|r| r.status >= 200 || r.status == 101)
         {
+            let token = token_of(&resp);
             let w = &mut self.watches[k];
             let judged = std::mem::replace(&mut w.pending_judged, false);
             if !judged {
-                if let Err(e) = self.judge_head(k, &resp) {
+                if let Err(e) = self.judge_head(k, &resp, token) {
                     return env.fail(Failure::Safety(e));
                 }
-                if token_of(&resp).is_some() {
+                if token.is_some() {
                     self.note_framing(k, resp.framing);
                 }
             }
@@ -815,7 +831,6 @@ impl Checker {
             let nth = w.responses as usize;
             w.responses += 1;
             w.closed_resp |= resp.close;
-            let token = token_of(&resp);
             // Core's own refusal of a request whose body streams comes in
             // its place: the application had it already.
             let front_refused = w.owed.front().is_some_and(|o| o.streams_body)
@@ -853,7 +868,7 @@ impl Checker {
                     )));
                 }
                 let mut pre_stop = false;
-                if let Some(h) = self.handed.get_mut(&(k, owed.id)) {
+                if let Some(h) = w.handed_mut(owed.id) {
                     h.sent_fully = true;
                     h.refused = front_refused;
                     streamed = h.streamed;
@@ -940,7 +955,7 @@ impl Checker {
         // connection, if any), and that an unfinished one ends it.
         let named = f
             .request
-            .map_or(true, |id| self.handed.contains_key(&(k, id)));
+            .map_or(true, |id| self.watches[k].handed(id).is_some());
         let answered = matches!(f.outcome, Outcome::Complete | Outcome::AppFault);
         let wrong = if f.finished_at != env.now {
             Some("its time is not now")
@@ -976,11 +991,11 @@ impl Checker {
         }
         if let (Outcome::Unfinished(CloseReason::StreamMismatch), Some(h)) = (
             f.outcome,
-            f.request.and_then(|id| self.handed.get_mut(&(k, id))),
+            f.request.and_then(|id| self.watches[k].handed_mut(id)),
         ) {
             h.broke = true;
         }
-        let handed = f.request.and_then(|id| self.handed.get(&(k, id)));
+        let handed = f.request.and_then(|id| self.watches[k].handed(id).copied());
         if let (Outcome::Unfinished(reason), Some(h)) = (f.outcome, handed) {
             // S2: a chunked response cut short was not completely written:
             // it lacks its last chunk. (One with a length may be whole on
@@ -1475,14 +1490,14 @@ impl Checker {
         // progress among them — unless the exit was forced; a connection
         // ended otherwise was ended by its client or its application.
         if r.forced.is_none() {
-            let waiting = self.handed.iter().find(|((k, _), h)| {
-                let w = &self.watches[*k];
+            let waiting = self.all_handed().find(|&(k, _, h)| {
+                let w = &self.watches[k];
                 !h.sent_fully && !h.broke && !w.successor && !kernel_free_end(w.closing())
             });
-            if let Some(((k, id), _)) = waiting {
+            if let Some((k, id, _)) = waiting {
                 env.fail(Failure::Safety(format!(
                     "S6: exit not forced, but {id:?} on k{k} was still unanswered (core's close: {:?})",
-                    self.watches[*k].closing()
+                    self.watches[k].closing()
                 )));
             }
         }
@@ -1519,12 +1534,11 @@ impl Checker {
                 // S2: every handed request still unanswered on a connection
                 // the forced exit closed was cut; at most every active one was.
                 let lower = self
-                    .handed
-                    .iter()
-                    .filter(|((k, _), h)| {
+                    .all_handed()
+                    .filter(|&(k, _, h)| {
                         !h.sent_fully
                             && !h.broke
-                            && self.watches[*k].closing().is_some_and(|cl| {
+                            && self.watches[k].closing().is_some_and(|cl| {
                                 cl.step == env.step
                                     && matches!(cl.cause, Some(Cause::Timeout | Cause::Terminate))
                             })
@@ -1566,13 +1580,13 @@ impl Checker {
                 core.active_requests()
             )));
         };
-        for ((k, id), h) in &self.handed {
+        for (k, id, h) in self.all_handed() {
             let req = clients
                 .req(h.client, h.no)
                 .expect("handed requests are in a script");
             let complete = (req.fate == Fate::Complete || h.refused) && req.attempt == h.attempt;
-            let closing = self.watches[*k].closing();
-            let allowed = kernel.client_aborted(*k) || closing.is_some_and(|cl| cl.loss_allowed);
+            let closing = self.watches[k].closing();
+            let allowed = kernel.client_aborted(k) || closing.is_some_and(|cl| cl.loss_allowed);
             if !complete && !allowed {
                 return env.fail(Failure::Liveness(format!(
                     "S2: request {}.{}.{} ({id:?}) handed to the application on k{k} but never answered completely (client fate {:?}, core close {closing:?})",

@@ -354,7 +354,7 @@ fn drain_deadline_cuts_an_upload_with_a_farewell_503() {
     println!(
         "upload cut by --drain-timeout 1: {} {:?} after {:.1} ms, Retry-After {:?}",
         response.status,
-        response.reason,
+        response.reason(),
         ms(took),
         response.header("Retry-After")
     );

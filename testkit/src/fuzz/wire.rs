@@ -133,8 +133,8 @@ impl Wire {
                 // is the whole of CONTINUE, byte for byte.
                 assert!(
                     response.status == 100
-                        && response.reason == "Continue"
-                        && response.headers.is_empty(),
+                        && response.reason() == "Continue"
+                        && response.headers().next().is_none(),
                     "malformed interim response {response:?}"
                 );
                 assert_eq!(response.wire_len, CONTINUE.len());
@@ -184,7 +184,7 @@ fn check_final_head(r: &Response, streamed: Option<bool>) {
         "two Connection headers"
     );
     let chunked = r.header("transfer-encoding").is_some();
-    for (name, _) in &r.headers {
+    for (name, _) in r.headers() {
         assert!(
             !name.eq_ignore_ascii_case("keep-alive"),
             "core let the application set {name}"
