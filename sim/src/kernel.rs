@@ -90,15 +90,54 @@ impl Pipe {
         self.bytes.len() - self.read
     }
 
-    /// The sender puts `parts`, one after another, on the wire.
-    fn send(&mut self, parts: &[&[u8]]) {
+    /// An empty pipe whose buffers are `spare` (an ended connection's).
+    fn with(spare: Spare) -> Pipe {
+        Pipe {
+            wire: spare.wire,
+            bytes: spare.bytes,
+            ..Pipe::default()
+        }
+    }
+
+    /// The sender puts `len` bytes, in `parts`, one after another, on the
+    /// wire. The bytes already read are dropped first once they are at
+    /// least half of the buffer.
+    ///
+    /// Growing a buffer a little at a time copies it again and again, so a
+    /// buffer that outgrows its first size (a small write's) gets at once
+    /// the most it can use: `bound` (what the pipe may hold) twice, since
+    /// as much again may have been read but not yet dropped.
+    fn send(&mut self, parts: &[&[u8]], len: usize, bound: usize) {
         if self.read >= self.held() {
             self.bytes.drain(..self.read);
             self.read = 0;
         }
+        let need = self.bytes.len() + len;
+        if need > self.bytes.capacity() {
+            let start = if self.bytes.capacity() == 0 {
+                MIN_PIPE_BUFFER
+            } else {
+                2 * bound
+            };
+            self.bytes.reserve_exact(need.max(start) - self.bytes.len());
+        }
         for part in parts {
             self.bytes.extend_from_slice(part);
         }
+    }
+
+    /// The pipe's buffers, emptied, if it has any: its connection is over.
+    fn take_spare(&mut self) -> Option<Spare> {
+        if self.bytes.capacity() == 0 && self.wire.capacity() == 0 {
+            return None;
+        }
+        self.read = 0;
+        self.bytes.clear();
+        self.wire.clear();
+        Some(Spare {
+            wire: std::mem::take(&mut self.wire),
+            bytes: std::mem::take(&mut self.bytes),
+        })
     }
 
     /// The next `n` bytes on the wire reach the receiver's socket.
@@ -128,6 +167,17 @@ impl Pipe {
         self.read += n;
         n
     }
+}
+
+/// The least a pipe's buffer holds at first.
+const MIN_PIPE_BUFFER: usize = 256;
+
+/// A pipe's buffers, kept from a connection that is over for a later one,
+/// which then need not allocate and grow its own.
+#[derive(Debug, Default)]
+struct Spare {
+    wire: VecDeque<(Time, Seg)>,
+    bytes: Vec<u8>,
 }
 
 /// The server's end of a connection.
@@ -235,6 +285,8 @@ pub struct Kernel {
     listener: Listener,
     owner: Owner,
     notices: VecDeque<Notice>,
+    /// Buffers of connections that are over, for new ones.
+    spares: Vec<Spare>,
     capacity: usize,
     latency: (Duration, Duration),
     mss: usize,
@@ -252,6 +304,7 @@ impl Kernel {
             listener: Listener::Open { armed: false },
             owner: Owner::Server,
             notices: VecDeque::new(),
+            spares: Vec::new(),
             capacity: knobs.backlog,
             latency: knobs.latency,
             mss: knobs.mss,
@@ -291,12 +344,13 @@ impl Kernel {
         let latency = lo + env.rng.upto(hi - lo);
         let k = self.conns.len();
         let latency_nanos = latency.as_nanos() as u64;
+        let (c2s, s2c) = (self.new_pipe(), self.new_pipe());
         self.conns.push(KConn {
             client,
             latency_nanos,
             jitter_bound: latency_nanos / 4 + 1,
-            c2s: Pipe::default(),
-            s2c: Pipe::default(),
+            c2s,
+            s2c,
             server: ServerEnd::Queued,
             client_end: ClientEnd::Open,
         });
@@ -309,6 +363,34 @@ impl Kernel {
             env.after(d, Ev::AcceptReady);
         }
         Some(k)
+    }
+
+    /// A pipe for a new connection, on spare buffers if there are any.
+    fn new_pipe(&mut self) -> Pipe {
+        Pipe::with(self.spares.pop().unwrap_or_default())
+    }
+
+    /// Once both ends of `k` are closed and nothing is on the wire either
+    /// way, none of its bytes will be read or sent again: its buffers are
+    /// kept for a later connection.
+    #[inline]
+    fn retire_if_over(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        if c.server == ServerEnd::Closed
+            && c.client_closed()
+            && c.c2s.wire.is_empty()
+            && c.s2c.wire.is_empty()
+        {
+            self.retire(k);
+        }
+    }
+
+    /// Connection `k` is over: its buffers are kept for a later one.
+    #[cold]
+    fn retire(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        let spares = [c.c2s.take_spare(), c.s2c.take_spare()];
+        self.spares.extend(spares.into_iter().flatten());
     }
 
     fn refuse(&mut self, client: usize, env: &mut Env) -> Option<usize> {
@@ -444,8 +526,8 @@ impl Kernel {
     /// affordable. The write comes in `parts` (the two halves of a ring
     /// buffer, say), so a writer need not gather them first.
     pub fn send(&mut self, k: usize, dir: Dir, parts: &[&[u8]], env: &mut Env) {
-        self.conns[k].pipe(dir).send(parts);
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.conns[k].pipe(dir).send(parts, len, self.pipe_bytes);
         let floor = len / 8;
         let mut left = len;
         while left > 0 {
@@ -468,7 +550,7 @@ impl Kernel {
     pub fn arrive(&mut self, k: usize, dir: Dir, env: &mut Env) -> Option<u64> {
         let pipe = self.conns[k].pipe(dir);
         let (_, seg) = pipe.wire.pop_front()?;
-        match dir {
+        let total = match dir {
             Dir::C2s => {
                 let data = matches!(seg, Seg::Data(_));
                 self.arrive_at_server(k, seg, env);
@@ -480,7 +562,9 @@ impl Kernel {
                 self.arrive_at_client(k, seg, env);
                 None
             }
-        }
+        };
+        self.retire_if_over(k);
+        total
     }
 
     fn arrive_at_server(&mut self, k: usize, seg: Seg, env: &mut Env) {
@@ -630,6 +714,7 @@ impl Kernel {
         } else if was != ServerEnd::WriteShut {
             self.push(k, Dir::S2c, Seg::Fin, env);
         }
+        self.retire_if_over(k);
     }
 
     /// A queued connection whose accept found the process gone: its socket
@@ -637,6 +722,7 @@ impl Kernel {
     pub fn reset_accepted(&mut self, k: usize, env: &mut Env) {
         self.conns[k].server = ServerEnd::Closed;
         self.send_reset(k, Dir::S2c, env);
+        self.retire_if_over(k);
     }
 
     // The client's socket of a connection.
@@ -689,6 +775,7 @@ impl Kernel {
         } else if was == ClientEnd::Open {
             self.push(k, Dir::C2s, Seg::Fin, env);
         }
+        self.retire_if_over(k);
     }
 
     /// The client aborts (`SO_LINGER` 0, then close): a reset.
@@ -698,6 +785,7 @@ impl Kernel {
         c.s2c.destroy_unread();
         self.freed(k, Dir::S2c);
         self.send_reset(k, Dir::C2s, env);
+        self.retire_if_over(k);
     }
 
     /// `shutdown(SHUT_WR)` on the client's socket.
