@@ -100,15 +100,17 @@ impl Pipe {
     }
 
     /// The sender puts `len` bytes, in `parts`, one after another, on the
-    /// wire. The bytes already read are dropped first once they are at
-    /// least half of the buffer.
+    /// wire. The bytes already read are dropped first when nothing else is
+    /// held (nothing to move), or when the new bytes would not fit
+    /// otherwise (moving what is held costs less than growing, which
+    /// copies it too).
     ///
     /// Growing a buffer a little at a time copies it again and again, so a
     /// buffer that outgrows its first size (a small write's) gets at once
-    /// the most it can use: `bound` (what the pipe may hold) twice, since
-    /// as much again may have been read but not yet dropped.
+    /// all it will need: twice `bound`, what the pipe may hold, so that
+    /// what is held moves only after as much again was sent.
     fn send(&mut self, parts: &[&[u8]], len: usize, bound: usize) {
-        if self.read >= self.held() {
+        if self.held() == 0 || self.bytes.len() + len > self.bytes.capacity() {
             self.bytes.drain(..self.read);
             self.read = 0;
         }
