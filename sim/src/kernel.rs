@@ -11,6 +11,7 @@
 //! driver and the clients once the current operation is over — as a real
 //! kernel wakes a poller.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
@@ -102,27 +103,15 @@ impl Pipe {
     /// The sender puts `len` bytes, in `parts`, one after another, on the
     /// wire. The bytes already read are dropped first when nothing else is
     /// held (nothing to move), or when the new bytes would not fit
-    /// otherwise (moving what is held costs less than growing, which
-    /// copies it too).
-    ///
-    /// Growing a buffer a little at a time copies it again and again, so a
-    /// buffer that outgrows its first size (a small write's) gets at once
-    /// all it will need: twice `bound`, what the pipe may hold, so that
-    /// what is held moves only after as much again was sent.
-    fn send(&mut self, parts: &[&[u8]], len: usize, bound: usize) {
-        if self.held() == 0 || self.bytes.len() + len > self.bytes.capacity() {
+    /// otherwise and they are at least half of the buffer (so what moves
+    /// is no more than what was sent since the last move).
+    fn send(&mut self, parts: &[&[u8]], len: usize) {
+        let fits = self.bytes.len() + len <= self.bytes.capacity();
+        if self.held() == 0 || (!fits && self.read >= self.held()) {
             self.bytes.drain(..self.read);
             self.read = 0;
         }
-        let need = self.bytes.len() + len;
-        if need > self.bytes.capacity() {
-            let start = if self.bytes.capacity() == 0 {
-                MIN_PIPE_BUFFER
-            } else {
-                2 * bound
-            };
-            self.bytes.reserve_exact(need.max(start) - self.bytes.len());
-        }
+        self.bytes.reserve(len);
         for part in parts {
             self.bytes.extend_from_slice(part);
         }
@@ -171,15 +160,25 @@ impl Pipe {
     }
 }
 
-/// The least a pipe's buffer holds at first.
-const MIN_PIPE_BUFFER: usize = 256;
-
 /// A pipe's buffers, kept from a connection that is over for a later one,
-/// which then need not allocate and grow its own.
+/// which then need not allocate and grow its own — in this world, or in
+/// the next one the thread runs ([`SPARES`]).
 #[derive(Debug, Default)]
 struct Spare {
     wire: VecDeque<(Time, Seg)>,
     bytes: Vec<u8>,
+}
+
+/// How many buffers a thread keeps between worlds.
+const KEPT_SPARES: usize = 32;
+
+thread_local! {
+    /// Pipe buffers of the worlds this thread ran: a kernel starts with
+    /// them and gives them back when dropped. A seed then neither
+    /// allocates nor grows buffers that an earlier one grew, nor makes the
+    /// allocator take fresh pages from the system (each one a page fault)
+    /// for them after the last seed's were handed back to it.
+    static SPARES: RefCell<Vec<Spare>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The server's end of a connection.
@@ -231,6 +230,13 @@ impl KConn {
 
     fn client_closed(&self) -> bool {
         matches!(self.client_end, ClientEnd::Closed | ClientEnd::Aborted)
+    }
+
+    /// Its pipes' buffers, emptied (those it has).
+    fn take_spares(&mut self) -> impl Iterator<Item = Spare> {
+        [self.c2s.take_spare(), self.s2c.take_spare()]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -306,7 +312,7 @@ impl Kernel {
             listener: Listener::Open { armed: false },
             owner: Owner::Server,
             notices: VecDeque::new(),
-            spares: Vec::new(),
+            spares: SPARES.take(),
             capacity: knobs.backlog,
             latency: knobs.latency,
             mss: knobs.mss,
@@ -390,9 +396,7 @@ impl Kernel {
     /// Connection `k` is over: its buffers are kept for a later one.
     #[cold]
     fn retire(&mut self, k: usize) {
-        let c = &mut self.conns[k];
-        let spares = [c.c2s.take_spare(), c.s2c.take_spare()];
-        self.spares.extend(spares.into_iter().flatten());
+        self.spares.extend(self.conns[k].take_spares());
     }
 
     fn refuse(&mut self, client: usize, env: &mut Env) -> Option<usize> {
@@ -529,7 +533,7 @@ impl Kernel {
     /// buffer, say), so a writer need not gather them first.
     pub fn send(&mut self, k: usize, dir: Dir, parts: &[&[u8]], env: &mut Env) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        self.conns[k].pipe(dir).send(parts, len, self.pipe_bytes);
+        self.conns[k].pipe(dir).send(parts, len);
         let floor = len / 8;
         let mut left = len;
         while left > 0 {
@@ -796,5 +800,22 @@ impl Kernel {
             self.conns[k].client_end = ClientEnd::WriteShut;
             self.push(k, Dir::C2s, Seg::Fin, env);
         }
+    }
+}
+
+impl Drop for Kernel {
+    /// Every buffer goes back to the thread's spares, for its next world;
+    /// the thread keeps the largest.
+    fn drop(&mut self) {
+        let mut spares = std::mem::take(&mut self.spares);
+        for c in &mut self.conns {
+            spares.extend(c.take_spares());
+        }
+        SPARES.with_borrow_mut(|kept| {
+            kept.append(&mut spares);
+            // The largest are the dearest to grow again.
+            kept.sort_unstable_by_key(|s| std::cmp::Reverse(s.bytes.capacity()));
+            kept.truncate(KEPT_SPARES);
+        });
     }
 }
