@@ -75,27 +75,75 @@ pub struct Answer {
 pub enum AnswerKind {
     /// A whole response; `None`: no answer at all (`handle_app_failure`).
     Whole(Option<Response>),
-    /// A head whose body follows in pieces (`handle_stream_start`).
+    /// A head whose body follows in pieces (`handle_stream_start`), of
+    /// `total` bytes meant.
     Stream {
         status: u16,
-        headers: Vec<(&'static str, Vec<u8>)>,
+        headers: Headers,
         length: BodyLength,
+        total: usize,
     },
     /// `101 Switching Protocols` (`handle_upgrade`).
-    Upgrade {
-        headers: Vec<(&'static str, Vec<u8>)>,
-    },
+    Upgrade { headers: Headers },
 }
 
 /// A response, valid or not.
 #[derive(Clone, Debug)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub headers: Headers,
     pub body: Bytes,
 }
 
+/// An answer's headers: one of a few fixed lists, whose values name what
+/// they are (see [`Answer::headers`]), so no list or value is made per
+/// answer.
+pub type Headers = &'static [(&'static str, Value)];
+
+/// A header's value.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
+    /// The request's token.
+    Token,
+    /// The total a streamed body means to have, in decimal.
+    Total,
+    /// These bytes.
+    Fixed(&'static [u8]),
+}
+
+/// The token, in `x-req`.
+const TOKEN: Headers = &[("x-req", Value::Token)];
+
+/// A stream's: the token, and the total it means to produce.
+const STREAM: Headers = &[("x-req", Value::Token), ("x-stream", Value::Total)];
+
+/// An upgrade's.
+const UPGRADE: Headers = &[("Upgrade", Value::Fixed(b"echo")), ("x-req", Value::Token)];
+
+/// A header value core must refuse (`Fault::BadHeader`).
+const BAD_HEADER: Headers = &[
+    ("x-req", Value::Token),
+    ("x-note", Value::Fixed(b"split\r\nx-evil: 1")),
+];
+
 impl Answer {
+    /// `headers` of this answer as core takes them; `total` is a stream's
+    /// [`Value::Total`], written out.
+    pub fn headers<'a>(
+        &'a self,
+        headers: Headers,
+        total: &'a str,
+    ) -> impl Iterator<Item = (&'static str, &'a [u8])> {
+        headers.iter().map(move |&(name, value)| {
+            let bytes = match value {
+                Value::Token => self.token.as_bytes(),
+                Value::Total => total.as_bytes(),
+                Value::Fixed(bytes) => bytes,
+            };
+            (name, bytes)
+        })
+    }
+
     /// What `handle_response` (or `handle_stream_start`, `handle_upgrade`)
     /// must return for this answer, given whether the request still waited
     /// for one (`live`).
@@ -460,30 +508,20 @@ impl App {
     /// says whether it comes before its streamed body was read to the end.
     pub fn answer(&mut self, id: RequestId, env: &mut Env) -> Option<(Answer, bool)> {
         let held = self.holding.get(&id)?;
-        let token = held.token.clone();
         let fault = held.fault;
         let body_unread = held.streams_body && !held.upload.is_some_and(|u| u.done);
-        let tok = || vec![("x-req", token.clone().into_bytes())];
         let kind = match &held.plan {
-            Plan::Upgrade => AnswerKind::Upgrade {
-                headers: vec![
-                    ("Upgrade", b"echo".to_vec()),
-                    ("x-req", token.clone().into_bytes()),
-                ],
+            Plan::Upgrade => AnswerKind::Upgrade { headers: UPGRADE },
+            Plan::Stream(p) => AnswerKind::Stream {
+                status: 200,
+                headers: STREAM,
+                length: if p.known {
+                    BodyLength::Known(p.total as u64)
+                } else {
+                    BodyLength::Unknown
+                },
+                total: p.total,
             },
-            Plan::Stream(p) => {
-                let mut headers = tok();
-                headers.push(("x-stream", p.total.to_string().into_bytes()));
-                AnswerKind::Stream {
-                    status: 200,
-                    headers,
-                    length: if p.known {
-                        BodyLength::Known(p.total as u64)
-                    } else {
-                        BodyLength::Unknown
-                    },
-                }
-            }
             Plan::Whole => AnswerKind::Whole(match fault {
                 None => {
                     let len = if held.big || env.rng.percent(self.large_percent) {
@@ -498,30 +536,29 @@ impl App {
                     };
                     Some(Response {
                         status,
-                        headers: tok(),
-                        body: filler(token.len() + len),
+                        headers: TOKEN,
+                        body: filler(held.token.len() + len),
                     })
                 }
                 Some(Fault::BadStatus) => Some(Response {
                     status: if env.rng.percent(50) { 99 } else { 600 },
-                    headers: tok(),
+                    headers: TOKEN,
                     body: Bytes::from_static(b"never sent"),
                 }),
                 Some(Fault::BadHeader) => Some(Response {
                     status: 200,
-                    headers: vec![
-                        ("x-req", token.clone().into_bytes()),
-                        ("x-note", b"split\r\nx-evil: 1".to_vec()),
-                    ],
+                    headers: BAD_HEADER,
                     body: Bytes::from_static(b"never sent"),
                 }),
                 Some(Fault::Dropped) => None,
             }),
         };
-        // A stream's producer stays held until the stream is over.
-        if !matches!(kind, AnswerKind::Stream { .. }) {
-            self.holding.remove(&id);
-        }
+        // A stream's producer stays held until the stream is over; the
+        // others give up their token.
+        let token = match kind {
+            AnswerKind::Stream { .. } => held.token.clone(),
+            _ => self.holding.remove(&id).expect("held above").token,
+        };
         Some((Answer { token, kind, fault }, body_unread))
     }
 

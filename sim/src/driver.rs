@@ -490,21 +490,22 @@ impl DriverModel {
                 status,
                 headers,
                 length,
+                total,
             } => {
                 trace!(
                     env,
                     "core input stream_start {token} ({status}, {length:?})"
                 );
+                let total = total.to_string();
                 self.input(core, checker, env, Cause::Response, |s, now| {
-                    let headers = headers.iter().map(|(n, v)| (*n, v.as_slice()));
+                    let headers = answer.headers(headers, &total);
                     result = Some(s.handle_stream_start(id, *status, headers, *length, now));
                 });
             }
             AnswerKind::Upgrade { headers } => {
                 trace!(env, "core input upgrade {token}");
                 self.input(core, checker, env, Cause::Response, |s, now| {
-                    let headers = headers.iter().map(|(n, v)| (*n, v.as_slice()));
-                    result = Some(s.handle_upgrade(id, headers, now));
+                    result = Some(s.handle_upgrade(id, answer.headers(headers, ""), now));
                 });
             }
             AnswerKind::Whole(Some(Response {
@@ -519,7 +520,7 @@ impl DriverModel {
                 );
                 let body = Bytes::clone(body);
                 self.input(core, checker, env, Cause::Response, |s, now| {
-                    let headers = headers.iter().map(|(n, v)| (*n, v.as_slice()));
+                    let headers = answer.headers(headers, "");
                     result = Some(s.handle_response(id, *status, headers, body, now));
                 });
             }

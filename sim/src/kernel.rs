@@ -11,6 +11,7 @@
 //! driver and the clients once the current operation is over — as a real
 //! kernel wakes a poller.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
@@ -90,15 +91,44 @@ impl Pipe {
         self.bytes.len() - self.read
     }
 
-    /// The sender puts `parts`, one after another, on the wire.
-    fn send(&mut self, parts: &[&[u8]]) {
-        if self.read >= self.held() {
+    /// An empty pipe whose buffers are `spare` (an ended connection's).
+    fn with(spare: Spare) -> Pipe {
+        Pipe {
+            wire: spare.wire,
+            bytes: spare.bytes,
+            ..Pipe::default()
+        }
+    }
+
+    /// The sender puts `len` bytes, in `parts`, one after another, on the
+    /// wire. The bytes already read are dropped first when nothing else is
+    /// held (nothing to move), or when the new bytes would not fit
+    /// otherwise and they are at least half of the buffer (so what moves
+    /// is no more than what was sent since the last move).
+    fn send(&mut self, parts: &[&[u8]], len: usize) {
+        let fits = self.bytes.len() + len <= self.bytes.capacity();
+        if self.held() == 0 || (!fits && self.read >= self.held()) {
             self.bytes.drain(..self.read);
             self.read = 0;
         }
+        self.bytes.reserve(len);
         for part in parts {
             self.bytes.extend_from_slice(part);
         }
+    }
+
+    /// The pipe's buffers, emptied, if it has any: its connection is over.
+    fn take_spare(&mut self) -> Option<Spare> {
+        if self.bytes.capacity() == 0 && self.wire.capacity() == 0 {
+            return None;
+        }
+        self.read = 0;
+        self.bytes.clear();
+        self.wire.clear();
+        Some(Spare {
+            wire: std::mem::take(&mut self.wire),
+            bytes: std::mem::take(&mut self.bytes),
+        })
     }
 
     /// The next `n` bytes on the wire reach the receiver's socket.
@@ -128,6 +158,27 @@ impl Pipe {
         self.read += n;
         n
     }
+}
+
+/// A pipe's buffers, kept from a connection that is over for a later one,
+/// which then need not allocate and grow its own — in this world, or in
+/// the next one the thread runs ([`SPARES`]).
+#[derive(Debug, Default)]
+struct Spare {
+    wire: VecDeque<(Time, Seg)>,
+    bytes: Vec<u8>,
+}
+
+/// How many buffers a thread keeps between worlds.
+const KEPT_SPARES: usize = 32;
+
+thread_local! {
+    /// Pipe buffers of the worlds this thread ran: a kernel starts with
+    /// them and gives them back when dropped. A seed then neither
+    /// allocates nor grows buffers that an earlier one grew, nor makes the
+    /// allocator take fresh pages from the system (each one a page fault)
+    /// for them after the last seed's were handed back to it.
+    static SPARES: RefCell<Vec<Spare>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The server's end of a connection.
@@ -179,6 +230,13 @@ impl KConn {
 
     fn client_closed(&self) -> bool {
         matches!(self.client_end, ClientEnd::Closed | ClientEnd::Aborted)
+    }
+
+    /// Its pipes' buffers, emptied (those it has).
+    fn take_spares(&mut self) -> impl Iterator<Item = Spare> {
+        [self.c2s.take_spare(), self.s2c.take_spare()]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -235,6 +293,8 @@ pub struct Kernel {
     listener: Listener,
     owner: Owner,
     notices: VecDeque<Notice>,
+    /// Buffers of connections that are over, for new ones.
+    spares: Vec<Spare>,
     capacity: usize,
     latency: (Duration, Duration),
     mss: usize,
@@ -252,6 +312,7 @@ impl Kernel {
             listener: Listener::Open { armed: false },
             owner: Owner::Server,
             notices: VecDeque::new(),
+            spares: SPARES.take(),
             capacity: knobs.backlog,
             latency: knobs.latency,
             mss: knobs.mss,
@@ -291,12 +352,13 @@ impl Kernel {
         let latency = lo + env.rng.upto(hi - lo);
         let k = self.conns.len();
         let latency_nanos = latency.as_nanos() as u64;
+        let (c2s, s2c) = (self.new_pipe(), self.new_pipe());
         self.conns.push(KConn {
             client,
             latency_nanos,
             jitter_bound: latency_nanos / 4 + 1,
-            c2s: Pipe::default(),
-            s2c: Pipe::default(),
+            c2s,
+            s2c,
             server: ServerEnd::Queued,
             client_end: ClientEnd::Open,
         });
@@ -309,6 +371,32 @@ impl Kernel {
             env.after(d, Ev::AcceptReady);
         }
         Some(k)
+    }
+
+    /// A pipe for a new connection, on spare buffers if there are any.
+    fn new_pipe(&mut self) -> Pipe {
+        Pipe::with(self.spares.pop().unwrap_or_default())
+    }
+
+    /// Once both ends of `k` are closed and nothing is on the wire either
+    /// way, none of its bytes will be read or sent again: its buffers are
+    /// kept for a later connection.
+    #[inline]
+    fn retire_if_over(&mut self, k: usize) {
+        let c = &mut self.conns[k];
+        if c.server == ServerEnd::Closed
+            && c.client_closed()
+            && c.c2s.wire.is_empty()
+            && c.s2c.wire.is_empty()
+        {
+            self.retire(k);
+        }
+    }
+
+    /// Connection `k` is over: its buffers are kept for a later one.
+    #[cold]
+    fn retire(&mut self, k: usize) {
+        self.spares.extend(self.conns[k].take_spares());
     }
 
     fn refuse(&mut self, client: usize, env: &mut Env) -> Option<usize> {
@@ -444,8 +532,8 @@ impl Kernel {
     /// affordable. The write comes in `parts` (the two halves of a ring
     /// buffer, say), so a writer need not gather them first.
     pub fn send(&mut self, k: usize, dir: Dir, parts: &[&[u8]], env: &mut Env) {
-        self.conns[k].pipe(dir).send(parts);
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.conns[k].pipe(dir).send(parts, len);
         let floor = len / 8;
         let mut left = len;
         while left > 0 {
@@ -468,7 +556,7 @@ impl Kernel {
     pub fn arrive(&mut self, k: usize, dir: Dir, env: &mut Env) -> Option<u64> {
         let pipe = self.conns[k].pipe(dir);
         let (_, seg) = pipe.wire.pop_front()?;
-        match dir {
+        let total = match dir {
             Dir::C2s => {
                 let data = matches!(seg, Seg::Data(_));
                 self.arrive_at_server(k, seg, env);
@@ -480,7 +568,9 @@ impl Kernel {
                 self.arrive_at_client(k, seg, env);
                 None
             }
-        }
+        };
+        self.retire_if_over(k);
+        total
     }
 
     fn arrive_at_server(&mut self, k: usize, seg: Seg, env: &mut Env) {
@@ -630,6 +720,7 @@ impl Kernel {
         } else if was != ServerEnd::WriteShut {
             self.push(k, Dir::S2c, Seg::Fin, env);
         }
+        self.retire_if_over(k);
     }
 
     /// A queued connection whose accept found the process gone: its socket
@@ -637,6 +728,7 @@ impl Kernel {
     pub fn reset_accepted(&mut self, k: usize, env: &mut Env) {
         self.conns[k].server = ServerEnd::Closed;
         self.send_reset(k, Dir::S2c, env);
+        self.retire_if_over(k);
     }
 
     // The client's socket of a connection.
@@ -689,6 +781,7 @@ impl Kernel {
         } else if was == ClientEnd::Open {
             self.push(k, Dir::C2s, Seg::Fin, env);
         }
+        self.retire_if_over(k);
     }
 
     /// The client aborts (`SO_LINGER` 0, then close): a reset.
@@ -698,6 +791,7 @@ impl Kernel {
         c.s2c.destroy_unread();
         self.freed(k, Dir::S2c);
         self.send_reset(k, Dir::C2s, env);
+        self.retire_if_over(k);
     }
 
     /// `shutdown(SHUT_WR)` on the client's socket.
@@ -706,5 +800,22 @@ impl Kernel {
             self.conns[k].client_end = ClientEnd::WriteShut;
             self.push(k, Dir::C2s, Seg::Fin, env);
         }
+    }
+}
+
+impl Drop for Kernel {
+    /// Every buffer goes back to the thread's spares, for its next world;
+    /// the thread keeps the largest.
+    fn drop(&mut self) {
+        let mut spares = std::mem::take(&mut self.spares);
+        for c in &mut self.conns {
+            spares.extend(c.take_spares());
+        }
+        SPARES.with_borrow_mut(|kept| {
+            kept.append(&mut spares);
+            // The largest are the dearest to grow again.
+            kept.sort_unstable_by_key(|s| std::cmp::Reverse(s.bytes.capacity()));
+            kept.truncate(KEPT_SPARES);
+        });
     }
 }

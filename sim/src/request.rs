@@ -10,32 +10,49 @@ use ebb_testkit::rng::Rng;
 /// The token that names one attempt of one request: carried in the request
 /// target (`/r/<token>`) and echoed by the application in `x-req`.
 pub fn token(client: usize, no: usize, attempt: u32) -> String {
-    let mut t = Vec::with_capacity(24);
+    let mut t = String::with_capacity(24);
     for (i, n) in [client, no, attempt as usize].into_iter().enumerate() {
         if i > 0 {
-            t.push(b'.');
+            t.push('.');
         }
-        push_number(&mut t, n, 10);
+        // Pushed as characters: no UTF-8 check of the whole token after.
+        t.extend(Digits::of::<10>(n).get().iter().map(|&d| char::from(d)));
     }
-    String::from_utf8(t).expect("ASCII digits")
+    t
 }
 
-/// Appends `n` in base `radix` (10, or 16 in lower case). Digits pushed by
-/// hand: `format!` costs several times more, and every request and
-/// response makes a token, every request a head and some chunk sizes.
-fn push_number(out: &mut Vec<u8>, n: usize, radix: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n % radix];
-        n /= radix;
-        if n == 0 {
-            break;
+/// Appends `n` in base `RADIX` (10, or 16 in lower case).
+fn push_number<const RADIX: usize>(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(Digits::of::<RADIX>(n).get());
+}
+
+/// A number's digits, made by hand: `format!` costs several times more, and
+/// every request and response makes a token, every request a head and some
+/// chunk sizes. The radix is a constant, so dividing by it is a multiply.
+struct Digits {
+    digits: [u8; 20],
+    at: usize,
+}
+
+impl Digits {
+    fn of<const RADIX: usize>(mut n: usize) -> Digits {
+        let mut d = Digits {
+            digits: [0; 20],
+            at: 20,
+        };
+        loop {
+            d.at -= 1;
+            d.digits[d.at] = b"0123456789abcdef"[n % RADIX];
+            n /= RADIX;
+            if n == 0 {
+                return d;
+            }
         }
     }
-    out.extend_from_slice(&digits[at..]);
+
+    fn get(&self) -> &[u8] {
+        &self.digits[self.at..]
+    }
 }
 
 /// Parses a token back into (client, request number, attempt).
@@ -141,9 +158,24 @@ fn stream_seed(token: &str) -> usize {
 
 /// The bytes an upgraded client sends as its `n`th echo message.
 pub fn echo_message(client: usize, n: usize, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| b'0' + ((client + n * 3 + i) % 10) as u8)
-        .collect()
+    /// The digits, repeated: a message is copied a run at a time, not
+    /// computed a byte at a time.
+    const DIGITS: [u8; 10 * 64] = {
+        let mut t = [0; 10 * 64];
+        let mut i = 0;
+        while i < t.len() {
+            t[i] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let start = (client + n * 3 + out.len()) % 10;
+        let run = (len - out.len()).min(DIGITS.len() - 10);
+        out.extend_from_slice(&DIGITS[start..start + run]);
+    }
+    out
 }
 
 /// How a request is framed.
@@ -203,7 +235,7 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
             let mut out = Vec::with_capacity(content.len() + 16 * n + 5);
             let step = content.len().div_ceil(n.max(1)).max(1);
             for part in content.chunks(step) {
-                push_number(&mut out, part.len(), 16);
+                push_number::<16>(&mut out, part.len());
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(part);
                 out.extend_from_slice(b"\r\n");
@@ -214,7 +246,7 @@ pub fn request(tok: &str, no: usize, shape: Shape) -> (Vec<u8>, Vec<u8>) {
         None => {
             if method == "POST" {
                 head.extend_from_slice(b"Content-Length: ");
-                push_number(&mut head, content.len(), 10);
+                push_number::<10>(&mut head, content.len());
                 head.extend_from_slice(b"\r\n");
             }
             head.extend_from_slice(b"\r\n");
@@ -274,6 +306,16 @@ mod tests {
         assert_eq!(stream_bytes("1.2.0", 40, 60), &whole[40..]);
         assert!(is_stream_prefix("1.2.0", &whole[..77]));
         assert!(!is_stream_prefix("1.3.0", whole));
+    }
+
+    #[test]
+    fn echo_messages_count_digits_on_from_where_they_start() {
+        for (client, n, len) in [(0, 0, 0), (3, 1, 7), (7, 5, 640), (12, 9, 2000)] {
+            let by_byte: Vec<u8> = (0..len)
+                .map(|i| b'0' + ((client + n * 3 + i) % 10) as u8)
+                .collect();
+            assert_eq!(echo_message(client, n, len), by_byte);
+        }
     }
 
     #[test]
