@@ -264,6 +264,15 @@ impl Server {
         }
         let from_out = n.min(bufs.out.len() - bufs.out_pos);
         bufs.out_pos += from_out;
+        // What was written is let go of once it is at least half of what
+        // `out` holds. Else a stream to a client that never quite catches up
+        // (so `out` never empties) would keep every byte it was ever sent.
+        // Each byte moves at most once on average; a write of everything
+        // (the usual case) moves nothing, as `out` is cleared below.
+        if bufs.out_pos > 0 && bufs.out_pos * 2 >= bufs.out.len() {
+            bufs.out.drain(..bufs.out_pos);
+            bufs.out_pos = 0;
+        }
         if n > from_out {
             bufs.out_tail.advance(n - from_out);
             if bufs.out_tail.is_empty() {

@@ -191,3 +191,49 @@ fn idle_connections_hold_no_buffers_and_steady_state_allocates_nothing() {
     assert_eq!(server.active_requests(), 0);
     ebb_testkit::properties::assert_invariants(&server);
 }
+
+/// A long stream to a client that never quite catches up: the output
+/// buffer never empties, yet what core holds stays near the stream buffer's
+/// bound — the bytes already written are let go of, not kept ahead of the
+/// unwritten ones.
+#[test]
+fn a_stream_to_a_client_that_lags_holds_no_more_than_its_buffer() {
+    TRACKED.with(|t| t.set(true));
+    let config = Config::default();
+    let bound = config.max_stream_buffer_bytes as isize;
+    let mut server = Server::new(config);
+    let now = Time::ZERO;
+    let conn = server.handle_accept(now);
+    server.handle_recv(conn, REQUEST, now);
+    let id = std::iter::from_fn(|| server.poll_event())
+        .find_map(|event| match event {
+            Event::Request(id) => Some(id),
+            _ => None,
+        })
+        .expect("request dispatched");
+    server
+        .handle_stream_start(
+            id,
+            200,
+            [("Content-Type", "text/plain")],
+            ebb_core::BodyLength::Unknown,
+            now,
+        )
+        .unwrap();
+    let chunk = vec![b'x'; 16 * 1024];
+    let baseline = live_bytes();
+    let mut peak = 0;
+    // 256 MiB through the stream; each write leaves 100 bytes behind.
+    for _ in 0..1024 {
+        while server.handle_stream_data(id, &chunk, now).unwrap() == chunk.len() {}
+        while server.poll_event().is_some() {}
+        let pending: usize = server.transmit(conn).iter().map(|s| s.len()).sum();
+        server.handle_sent(conn, pending - 100, now);
+        while server.poll_event().is_some() {}
+        peak = peak.max(live_bytes() - baseline);
+    }
+    assert!(
+        peak <= 4 * bound,
+        "{peak} bytes held, {bound} buffered at most"
+    );
+}
