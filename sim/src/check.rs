@@ -18,7 +18,7 @@ use ebb_testkit::response::{Framing, Response, ResponseParser};
 
 use crate::app::Got;
 use crate::client::{Clients, Fate};
-use crate::driver::{Cause, DriverModel};
+use crate::driver::{Cause, DriverModel, OpenSock};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::kernel::{Dir, Kernel};
@@ -1379,8 +1379,8 @@ impl Checker {
         let may_be_active = |limit: usize| {
             driver
                 .socks()
-                .filter(|&(_, k)| {
-                    let w = &self.watches[k];
+                .filter(|s| {
+                    let w = &self.watches[s.k];
                     !w.upgraded && matches!(w.ending, Ending::Open)
                 })
                 .take(limit)
@@ -1439,7 +1439,7 @@ impl Checker {
     /// until a deadline, where the cut would look legitimate (and hide a
     /// breach of S2 or S7).
     fn check_no_stall(&self, core: &Server, driver: &DriverModel, kernel: &Kernel, env: &mut Env) {
-        for (id, k) in driver.socks() {
+        for OpenSock { id, k, paused } in driver.socks() {
             let [a, b] = core.transmit(id);
             let queued = a.len() + b.len();
             if queued > 0
@@ -1452,7 +1452,7 @@ impl Checker {
             }
             // With output queued, the write's completion moves things on;
             // with none, core waits on input the driver will never read.
-            if queued == 0 && driver.is_paused(k) && core.wants_read(id) {
+            if queued == 0 && paused && core.wants_read(id) {
                 return env.fail(Failure::Safety(format!(
                     "S2/S7 (stall): core wants to read k{k} again but never said ResumeRead"
                 )));
