@@ -153,6 +153,7 @@ impl DriverModel {
         self.by_id.binary_search_by_key(&id, |o| o.id).ok()
     }
 
+    /// The open socket of `id`, if it is open.
     fn open(&self, id: ConnId) -> Option<&OpenSock> {
         self.open_at(id).map(|at| &self.by_id[at])
     }
@@ -392,7 +393,7 @@ impl DriverModel {
     /// Reads until the socket is empty, asking `wants_read` before each read.
     /// The socket's record is read once: while reading, the driver only
     /// queues core's events, so nothing closes, pauses or upgrades the
-    /// socket under it (and only the reading of its FIN ends the loop).
+    /// socket under it, and the FIN it notes ends the reading.
     pub fn read(
         &mut self,
         k: usize,
