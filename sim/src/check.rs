@@ -18,7 +18,7 @@ use ebb_testkit::response::{Framing, Response, ResponseParser};
 
 use crate::app::Got;
 use crate::client::{Clients, Fate};
-use crate::driver::{Cause, DriverModel};
+use crate::driver::{Cause, DriverModel, OpenSock};
 use crate::env::Env;
 use crate::failure::Failure;
 use crate::kernel::{Dir, Kernel};
@@ -329,6 +329,11 @@ pub struct Cover {
 /// The judge of one run.
 pub struct Checker {
     watches: Vec<Watch>,
+    /// By connection: still in HTTP, and not ended (lingering or closed):
+    /// whether it may hold an active request (S1). Kept beside `watches`,
+    /// a flag a connection, for the count every step makes; true from the
+    /// connect until [`end`](Self::end) or [`on_upgraded`](Self::on_upgraded).
+    in_http: Vec<bool>,
     counts: ReportCounts,
     /// Terminates and hand-offs so far.
     stops: u32,
@@ -355,6 +360,7 @@ impl Checker {
     pub fn new(config: Config) -> Checker {
         Checker {
             watches: Vec::new(),
+            in_http: Vec::new(),
             counts: ReportCounts::default(),
             stops: 0,
             terminates: 0,
@@ -407,6 +413,7 @@ impl Checker {
     /// A client connected: connection `k` (numbered in order) exists.
     pub fn on_connect(&mut self, k: usize) {
         debug_assert_eq!(k, self.watches.len());
+        self.in_http.push(true);
         self.watches.push(Watch {
             successor: false,
             parser: ResponseParser::without_bodies(),
@@ -567,17 +574,35 @@ impl Checker {
     /// Core's socket of `k` died without core knowing it: reset in the
     /// backlog, or accepted after exit. `forced`: by a forced exit.
     pub fn on_reset_unaccepted(&mut self, k: usize, forced: bool, env: &Env) {
-        let tick = self.next_tick();
-        let w = &mut self.watches[k];
-        w.ended.get_or_insert(tick);
-        w.ending = Ending::Closed(Closing {
+        let closing = Closing {
             cause: None,
             loss_allowed: forced,
             forced,
             in_drain: self.stops > 0,
             step: env.step,
             app_broke: false,
+        };
+        self.end(k, Ending::Closed(closing));
+    }
+
+    /// Whether connection `k` may hold an active request (S1): it is still
+    /// in HTTP, and core has not ended it (lingering or closed).
+    fn may_hold_active(&self, k: usize) -> bool {
+        debug_assert_eq!(self.in_http[k], {
+            let w = &self.watches[k];
+            !w.upgraded && matches!(w.ending, Ending::Open)
         });
+        self.in_http[k]
+    }
+
+    /// Core's socket of `k` is half-closed or closed, or died (`ending` is
+    /// not `Open`): noted now, in the order of observations.
+    fn end(&mut self, k: usize, ending: Ending) {
+        let tick = self.next_tick();
+        let w = &mut self.watches[k];
+        w.ended.get_or_insert(tick);
+        w.ending = ending;
+        self.in_http[k] = false;
     }
 
     /// `CloseListener` was carried out; `reset` are the connections it
@@ -704,6 +729,7 @@ impl Checker {
             )));
         }
         w.upgraded = true;
+        self.in_http[k] = false;
         if self.drain_began.is_some() && !successor {
             self.stop_owed.push(k);
             self.counts.upgraded_open += 1;
@@ -1073,11 +1099,8 @@ impl Checker {
             self.judge_decision(k, reason, cause, phase, kernel, env);
         }
         self.all_finished(k, env);
-        let tick = self.next_tick();
-        let w = &mut self.watches[k];
-        w.ended.get_or_insert(tick);
-        w.ending = Ending::HalfClosed(env.now);
-        w.half_closed_for = Some(reason);
+        self.end(k, Ending::HalfClosed(env.now));
+        self.watches[k].half_closed_for = Some(reason);
     }
 
     /// S2: when core ends a connection, every response completely written
@@ -1188,17 +1211,15 @@ impl Checker {
                 )));
             }
         }
-        let tick = self.next_tick();
-        let w = &mut self.watches[k];
-        w.ended.get_or_insert(tick);
-        w.ending = Ending::Closed(Closing {
+        let closing = Closing {
             cause: Some(cause),
             loss_allowed,
             forced: reason.is_forced(),
             in_drain: self.stops > 0,
             step: env.step,
             app_broke: app_broke_response(reason),
-        });
+        };
+        self.end(k, Ending::Closed(closing));
     }
 
     /// Checks the reason core gave for ending `k` against what the world
@@ -1379,10 +1400,7 @@ impl Checker {
         let may_be_active = |limit: usize| {
             driver
                 .socks()
-                .filter(|&(_, k)| {
-                    let w = &self.watches[k];
-                    !w.upgraded && matches!(w.ending, Ending::Open)
-                })
+                .filter(|s| self.may_hold_active(s.k))
                 .take(limit)
                 .count()
         };
@@ -1439,7 +1457,7 @@ impl Checker {
     /// until a deadline, where the cut would look legitimate (and hide a
     /// breach of S2 or S7).
     fn check_no_stall(&self, core: &Server, driver: &DriverModel, kernel: &Kernel, env: &mut Env) {
-        for (id, k) in driver.socks() {
+        for OpenSock { id, k, paused } in driver.socks() {
             let [a, b] = core.transmit(id);
             let queued = a.len() + b.len();
             if queued > 0
@@ -1452,7 +1470,7 @@ impl Checker {
             }
             // With output queued, the write's completion moves things on;
             // with none, core waits on input the driver will never read.
-            if queued == 0 && driver.is_paused(k) && core.wants_read(id) {
+            if queued == 0 && paused && core.wants_read(id) {
                 return env.fail(Failure::Safety(format!(
                     "S2/S7 (stall): core wants to read k{k} again but never said ResumeRead"
                 )));

@@ -33,12 +33,21 @@ pub enum Cause {
     Timeout,
 }
 
+/// An open socket, as every step's checks walk them: its connection's id
+/// and number, and whether its reads are paused — kept here, not in
+/// [`Sock`], so the walk needs no second lookup per socket.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenSock {
+    pub id: ConnId,
+    pub k: usize,
+    /// Core said `wants_read` false; reads wait for `ResumeRead`.
+    pub paused: bool,
+}
+
 /// The driver's record of one accepted socket.
 #[derive(Clone, Copy, Debug)]
 struct Sock {
     id: ConnId,
-    /// Core said `wants_read` false; reads wait for `ResumeRead`.
-    paused: bool,
     /// `handle_peer_eof` was called.
     eof_reported: bool,
     /// The connection left HTTP: its socket is the application's.
@@ -51,9 +60,9 @@ struct Sock {
 #[derive(Default)]
 pub struct DriverModel {
     successor: bool,
-    /// Open sockets' ids and connections, sorted by id: a short list,
-    /// searched by halves, walked by every step's checks.
-    by_id: Vec<(ConnId, usize)>,
+    /// Open sockets, sorted by id: a short list, searched by halves,
+    /// walked by every step's checks.
+    by_id: Vec<OpenSock>,
     /// By kernel connection number; `None` until accepted and after close.
     socks: Vec<Option<Sock>>,
     pending: VecDeque<(Event, Cause)>,
@@ -89,7 +98,9 @@ impl DriverModel {
 
     /// Whether core told the driver to stop reading `k`.
     pub fn is_paused(&self, k: usize) -> bool {
-        self.sock(k).is_some_and(|s| s.paused)
+        self.sock(k)
+            .and_then(|s| self.open(s.id))
+            .is_some_and(|o| o.paused)
     }
 
     /// Whether the socket of `k` is open and the application's.
@@ -134,19 +145,31 @@ impl DriverModel {
 
     /// The connection of `id`, while its socket is open.
     pub fn conn_of(&self, id: ConnId) -> Option<usize> {
-        let at = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
-        Some(self.by_id[at].1)
+        self.open(id).map(|o| o.k)
+    }
+
+    /// Where `id` is in `by_id`, while its socket is open.
+    fn open_at(&self, id: ConnId) -> Option<usize> {
+        self.by_id.binary_search_by_key(&id, |o| o.id).ok()
+    }
+
+    /// The open socket of `id`, if it is open.
+    fn open(&self, id: ConnId) -> Option<&OpenSock> {
+        self.open_at(id).map(|at| &self.by_id[at])
+    }
+
+    fn open_mut(&mut self, id: ConnId) -> Option<&mut OpenSock> {
+        self.open_at(id).map(|at| &mut self.by_id[at])
     }
 
     /// `id`'s socket closes: its connection, if it was open.
     fn forget(&mut self, id: ConnId) -> Option<usize> {
-        let at = self.by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
-        Some(self.by_id.remove(at).1)
+        let at = self.open_at(id)?;
+        Some(self.by_id.remove(at).k)
     }
 
-    /// Every open socket: its id and connection (whether its reads are
-    /// paused is [`is_paused`](Self::is_paused), looked up only where asked).
-    pub fn socks(&self) -> impl Iterator<Item = (ConnId, usize)> + '_ {
+    /// Every open socket, in the order of their ids.
+    pub fn socks(&self) -> impl Iterator<Item = OpenSock> + '_ {
         self.by_id.iter().copied()
     }
 
@@ -224,10 +247,9 @@ impl DriverModel {
                 }
             }
             Event::ResumeRead(id) => {
-                if let Some(k) = self.conn_of(id) {
-                    if let Some(s) = self.sock_mut(k) {
-                        s.paused = false;
-                    }
+                if let Some(o) = self.open_mut(id) {
+                    o.paused = false;
+                    let k = o.k;
                     self.read(k, core, kernel, checker, env);
                 }
             }
@@ -359,16 +381,19 @@ impl DriverModel {
         }
         self.socks[k] = Some(Sock {
             id,
-            paused: false,
             eof_reported: false,
             upgraded: false,
         });
-        let at = self.by_id.partition_point(|&(open, _)| open < id);
-        self.by_id.insert(at, (id, k));
+        let at = self.by_id.partition_point(|o| o.id < id);
+        let paused = false;
+        self.by_id.insert(at, OpenSock { id, k, paused });
         self.read(k, core, kernel, checker, env);
     }
 
     /// Reads until the socket is empty, asking `wants_read` before each read.
+    /// The socket's record is read once: while reading, the driver only
+    /// queues core's events, so nothing closes, pauses or upgrades the
+    /// socket under it, and the FIN it notes ends the reading.
     pub fn read(
         &mut self,
         k: usize,
@@ -377,22 +402,21 @@ impl DriverModel {
         checker: &mut Checker,
         env: &mut Env,
     ) {
+        let Some(&Sock {
+            id,
+            eof_reported,
+            upgraded,
+        }) = self.sock(k)
+        else {
+            return;
+        };
+        if upgraded || self.open(id).is_some_and(|o| o.paused) {
+            return;
+        }
         loop {
-            let Some(&Sock {
-                id,
-                paused,
-                eof_reported,
-                upgraded,
-            }) = self.sock(k)
-            else {
-                return;
-            };
-            if paused || upgraded {
-                return;
-            }
             if !core.wants_read(id) {
-                if let Some(s) = self.sock_mut(k) {
-                    s.paused = true;
+                if let Some(o) = self.open_mut(id) {
+                    o.paused = true;
                 }
                 return;
             }
