@@ -750,14 +750,13 @@ impl Kernel {
         self.conns[k].s2c.unread
     }
 
-    /// Reads `n` bytes (at most what is unread) on the client's socket into
-    /// `buf` (replacing what it held).
-    pub fn client_recv(&mut self, k: usize, n: usize, buf: &mut Vec<u8>) {
+    /// Reads `n` bytes (at most what is unread) on the client's socket
+    /// (in place, like [`Kernel::server_recv`]).
+    pub fn client_recv(&mut self, k: usize, n: usize) -> &[u8] {
         let pipe = &mut self.conns[k].s2c;
         let range = pipe.read(n.min(pipe.unread));
-        buf.clear();
-        buf.extend_from_slice(&pipe.bytes[range]);
         self.freed(k, Dir::S2c);
+        &self.conns[k].s2c.bytes[range]
     }
 
     /// Whether the server's FIN reached the client's socket.
