@@ -526,15 +526,20 @@ impl Kernel {
 
     /// Bytes of `dir` left the buffer: a waiting writer may write again.
     fn freed(&mut self, k: usize, dir: Dir) {
-        let c = &mut self.conns[k];
-        let client = c.client;
-        let pipe = c.pipe(dir);
-        if std::mem::take(&mut pipe.writer_waits) {
-            self.notices.push_back(match dir {
-                Dir::C2s => Notice::ClientWritable(client, k),
-                Dir::S2c => Notice::ServerWritable(k),
-            });
+        if std::mem::take(&mut self.conns[k].pipe(dir).writer_waits) {
+            self.tell_writable(k, dir);
         }
+    }
+
+    /// Tells the waiting writer of `dir` that it may write again: out of
+    /// line, as few reads free a waiting writer, so that the many reads
+    /// need not make room for it.
+    #[cold]
+    fn tell_writable(&mut self, k: usize, dir: Dir) {
+        self.notices.push_back(match dir {
+            Dir::C2s => Notice::ClientWritable(self.conns[k].client, k),
+            Dir::S2c => Notice::ServerWritable(k),
+        });
     }
 
     /// Puts one write's bytes on the wire, cut into segments of at most
@@ -674,7 +679,10 @@ impl Kernel {
         self.conns[k].server
     }
 
-    /// A read of at most `max` bytes on the server's socket.
+    /// A read of at most `max` bytes on the server's socket (inlined: the
+    /// driver reads in many small pieces, and a call costs as much as the
+    /// read).
+    #[inline]
     pub fn server_recv(&mut self, k: usize, max: usize) -> Recv<'_> {
         let pipe = &mut self.conns[k].c2s;
         if pipe.rst {
