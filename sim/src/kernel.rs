@@ -253,7 +253,9 @@ impl KConn {
 
     /// Puts `seg` on the wire of `dir`, sent at `now` (nanoseconds), to
     /// arrive after the latency and a jitter — at least a nanosecond later,
-    /// never at the send's instant — and schedules its arrival.
+    /// never at the send's instant — and schedules its arrival. Inlined
+    /// into [`Kernel::send`]'s loop over the segments of a write.
+    #[inline]
     fn put(&mut self, k: usize, dir: Dir, seg: Seg, now: u64, env: &mut Env) {
         let delay = (self.latency_nanos + env.rng.below(self.jitter_bound)).max(1);
         if let Some(at) = self.pipe(dir).put(seg, now + delay) {
