@@ -869,8 +869,13 @@ impl Client {
         checker: &mut Checker,
         env: &mut Env,
     ) {
-        let (ci, stalled) = (self.id, self.stall_until.saturating_since(env.now));
-        let delay = self.read_delay.max(stalled);
+        let ci = self.id;
+        // Most clients never stall: no clock arithmetic for them.
+        let delay = if env.now < self.stall_until {
+            self.read_delay.max(self.stall_until - env.now)
+        } else {
+            self.read_delay
+        };
         let Some(link) = self.link_to(k) else {
             return;
         };
