@@ -113,6 +113,14 @@ impl Env {
             .push(Reverse(key(at.max(nanos(self.now)), self.seq, slot)));
     }
 
+    /// Makes room for `n` more scheduled events at once, rather than
+    /// growing the queue step by step as they come (the clients'
+    /// arrivals, all scheduled before the run).
+    pub fn reserve(&mut self, n: usize) {
+        self.queue.reserve(n);
+        self.slots.reserve(n);
+    }
+
     /// Schedules `ev` after `d`.
     pub fn after(&mut self, d: Duration, ev: Ev) {
         self.at(self.now + d, ev);
