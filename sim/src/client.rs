@@ -251,8 +251,6 @@ pub struct Client {
     silent_for: Duration,
     read_delay: Duration,
     read_chunk: usize,
-    /// Where its reads land: one buffer, reused.
-    scratch: Vec<u8>,
     think: Duration,
     conns_left: u32,
     retries_left: u32,
@@ -311,6 +309,14 @@ struct Race {
     idle_close_after: Duration,
     keep_alive_timeout: Duration,
     slack: Duration,
+}
+
+/// What the response parser made of one read.
+struct Parsed {
+    /// The responses it completed.
+    responses: Vec<Response>,
+    /// Bytes after a `101`: the new protocol's (rarely any).
+    upgraded: Vec<u8>,
 }
 
 fn small_shape(rng: &mut Rng) -> Shape {
@@ -557,7 +563,6 @@ impl Client {
             } else {
                 rng.log(512, 64 * 1024) as usize
             },
-            scratch: Vec::new(),
             think: knobs.think,
             conns_left: count as u32 + 3,
             retries_left: 3,
@@ -864,8 +869,13 @@ impl Client {
         checker: &mut Checker,
         env: &mut Env,
     ) {
-        let (ci, stalled) = (self.id, self.stall_until.saturating_since(env.now));
-        let delay = self.read_delay.max(stalled);
+        let ci = self.id;
+        // Most clients never stall: no clock arithmetic for them.
+        let delay = if env.now < self.stall_until {
+            self.read_delay.max(self.stall_until - env.now)
+        } else {
+            self.read_delay
+        };
         let Some(link) = self.link_to(k) else {
             return;
         };
@@ -894,11 +904,12 @@ impl Client {
             if n == 0 {
                 break;
             }
-            let mut bytes = std::mem::take(&mut self.scratch);
-            kernel.client_recv(k, n, &mut bytes);
+            // Parsed where the socket holds them, not copied out first.
+            let bytes = kernel.client_recv(k, n);
             trace!(env, "client {ci} reads {n} on k{k}");
-            self.bytes(k, &bytes, kernel, checker, env);
-            self.scratch = bytes;
+            if let Some(parsed) = self.parse(k, bytes, env) {
+                self.parsed(k, parsed, kernel, checker, env);
+            }
             let delay = self.read_delay;
             if let Some(link) = self.link_to(k) {
                 if !delay.is_zero() && kernel.client_unread(k) > 0 {
@@ -940,47 +951,60 @@ impl Client {
         }
     }
 
-    fn bytes(
-        &mut self,
-        k: usize,
-        bytes: &[u8],
-        kernel: &mut Kernel,
-        checker: &mut Checker,
-        env: &mut Env,
-    ) {
+    /// Feeds bytes read on `k` to the response parser (or, upgraded, to
+    /// the echo check). What came of them is acted on by [`Self::parsed`],
+    /// once the bytes, which are the kernel's, are no longer needed.
+    fn parse(&mut self, k: usize, bytes: &[u8], env: &mut Env) -> Option<Parsed> {
         let ci = self.id;
         let Life::Connected(link) = &mut self.life else {
-            return;
+            return None;
         };
         if link.parser.is_upgraded() {
-            return self.echo_bytes(k, bytes, env);
+            self.echo_bytes(k, bytes, env);
+            return None;
         }
         let Some(&front) = link.inflight.front() else {
             env.fail(Failure::Safety(format!(
                 "S4: client {ci}: {} response bytes with no request outstanding on k{k}",
                 bytes.len()
             )));
-            return;
+            return None;
         };
         self.reqs[front].got_byte = true;
-        let mut out = Vec::new();
-        let http = match link.parser.feed_until_upgrade(bytes, &mut out) {
+        let mut responses = Vec::new();
+        let http = match link.parser.feed_until_upgrade(bytes, &mut responses) {
             Ok(n) => n,
             Err(e) => {
                 env.fail(Failure::Safety(format!(
                     "S4: client {ci}: malformed response on k{k}: {e}"
                 )));
-                return;
+                return None;
             }
         };
-        for resp in out {
+        Some(Parsed {
+            responses,
+            upgraded: bytes[http..].to_vec(),
+        })
+    }
+
+    /// Acts on the responses parsed from one read, then on the bytes of
+    /// the new protocol that followed an upgrade in it.
+    fn parsed(
+        &mut self,
+        k: usize,
+        parsed: Parsed,
+        kernel: &mut Kernel,
+        checker: &mut Checker,
+        env: &mut Env,
+    ) {
+        for resp in parsed.responses {
             self.response(k, resp, kernel, checker, env);
             if !self.on(k) || env.failed() {
                 return;
             }
         }
-        if http < bytes.len() {
-            return self.echo_bytes(k, &bytes[http..], env);
+        if !parsed.upgraded.is_empty() {
+            return self.echo_bytes(k, &parsed.upgraded, env);
         }
         let Some(link) = self.link_to(k) else {
             return;

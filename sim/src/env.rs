@@ -88,6 +88,13 @@ impl Env {
     /// Schedules `ev` at `at` (never before now). Events at one instant run
     /// in the order they were scheduled.
     pub fn at(&mut self, at: Time, ev: Ev) {
+        self.at_nanos(nanos(at), ev);
+    }
+
+    /// Schedules `ev` at `at` nanoseconds after the epoch (never before
+    /// now): for the kernel, which times its segments in nanoseconds and
+    /// need not convert them to `Time` and back.
+    pub fn at_nanos(&mut self, at: u64, ev: Ev) {
         self.seq = self
             .seq
             .checked_add(1)
@@ -103,7 +110,15 @@ impl Env {
             }
         };
         self.queue
-            .push(Reverse(key(at.max(self.now), self.seq, slot)));
+            .push(Reverse(key(at.max(nanos(self.now)), self.seq, slot)));
+    }
+
+    /// Makes room for `n` more scheduled events at once, rather than
+    /// growing the queue step by step as they come (the clients'
+    /// arrivals, all scheduled before the run).
+    pub fn reserve(&mut self, n: usize) {
+        self.queue.reserve(n);
+        self.slots.reserve(n);
     }
 
     /// Schedules `ev` after `d`.
@@ -149,7 +164,12 @@ impl Env {
 
 /// A queue entry: `at`, then `seq`, then `slot`, from the high bits down, so
 /// entries order as their `(at, seq)` do (sequences are unique).
-fn key(at: Time, seq: u32, slot: u32) -> u128 {
-    let nanos = u64::try_from(at.since_epoch().as_nanos()).expect("times fit in u64 nanoseconds");
-    (u128::from(nanos) << 64) | (u128::from(seq) << 32) | u128::from(slot)
+fn key(at: u64, seq: u32, slot: u32) -> u128 {
+    (u128::from(at) << 64) | (u128::from(seq) << 32) | u128::from(slot)
+}
+
+/// `t` in nanoseconds after the epoch (a `Time` is kept as such, so it
+/// fits).
+pub fn nanos(t: Time) -> u64 {
+    t.since_epoch().as_nanos() as u64
 }

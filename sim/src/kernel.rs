@@ -16,9 +16,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
 
-use ebb_core::Time;
-
-use crate::env::{Env, Ev};
+use crate::env::{nanos, Env, Ev};
 use crate::knobs::Knobs;
 use crate::trace;
 
@@ -61,7 +59,8 @@ enum Seg {
 /// One direction: segments on the wire, then the receiver's unread bytes.
 #[derive(Debug, Default)]
 struct Pipe {
-    wire: VecDeque<(Time, Seg)>,
+    /// Segments with their arrival, in nanoseconds.
+    wire: VecDeque<(u64, Seg)>,
     /// The bytes sent, from `bytes[read..]` on not yet read: the first
     /// `unread` of those reached the receiver's socket, the rest are on the
     /// wire in segment order. One run, so a read is a slice of it.
@@ -79,7 +78,8 @@ struct Pipe {
     rst_sent: bool,
     /// The sender found no room and waits to be told there is.
     writer_waits: bool,
-    last_arrival: Time,
+    /// When the last segment arrives, in nanoseconds.
+    last_arrival: u64,
     /// Bytes ever delivered to the receiver's socket: a position in the
     /// byte stream, which the checker's ledger of requests is kept in.
     delivered: u64,
@@ -158,6 +158,25 @@ impl Pipe {
         self.read += n;
         n
     }
+
+    /// Puts `seg` on the wire to arrive at `at` nanoseconds, or with the
+    /// segment before it if that arrives later. Returns when it arrives,
+    /// unless it needs no arrival of its own: data arriving at the very
+    /// instant the segment before it does arrives with it, as one.
+    fn put(&mut self, seg: Seg, at: u64) -> Option<u64> {
+        let at = at.max(self.last_arrival);
+        self.last_arrival = at;
+        if let Seg::Data(n) = seg {
+            if let Some((last_at, Seg::Data(last))) = self.wire.back_mut() {
+                if *last_at == at {
+                    *last += n;
+                    return None;
+                }
+            }
+        }
+        self.wire.push_back((at, seg));
+        Some(at)
+    }
 }
 
 /// A pipe's buffers, kept from a connection that is over for a later one,
@@ -165,7 +184,7 @@ impl Pipe {
 /// the next one the thread runs ([`SPARES`]).
 #[derive(Debug, Default)]
 struct Spare {
-    wire: VecDeque<(Time, Seg)>,
+    wire: VecDeque<(u64, Seg)>,
     bytes: Vec<u8>,
 }
 
@@ -230,6 +249,18 @@ impl KConn {
 
     fn client_closed(&self) -> bool {
         matches!(self.client_end, ClientEnd::Closed | ClientEnd::Aborted)
+    }
+
+    /// Puts `seg` on the wire of `dir`, sent at `now` (nanoseconds), to
+    /// arrive after the latency and a jitter — at least a nanosecond later,
+    /// never at the send's instant — and schedules its arrival. Inlined
+    /// into [`Kernel::send`]'s loop over the segments of a write.
+    #[inline]
+    fn put(&mut self, k: usize, dir: Dir, seg: Seg, now: u64, env: &mut Env) {
+        let delay = (self.latency_nanos + env.rng.below(self.jitter_bound)).max(1);
+        if let Some(at) = self.pipe(dir).put(seg, now + delay) {
+            env.at_nanos(at, Ev::Arrive(k, dir));
+        }
     }
 
     /// Its pipes' buffers, emptied (those it has).
@@ -470,26 +501,7 @@ impl Kernel {
     // The wire.
 
     fn push(&mut self, k: usize, dir: Dir, seg: Seg, env: &mut Env) {
-        let c = &mut self.conns[k];
-        let jitter = env.rng.below(c.jitter_bound);
-        // At least a nanosecond later: an arrival is never at the send's
-        // instant.
-        let delay = Duration::from_nanos((c.latency_nanos + jitter).max(1));
-        let pipe = c.pipe(dir);
-        let at = (env.now + delay).max(pipe.last_arrival);
-        pipe.last_arrival = at;
-        if let Seg::Data(n) = seg {
-            // Data arriving at the very instant the segment before it does
-            // arrives with it: one arrival, not two at one time.
-            if let Some((last_at, Seg::Data(last))) = pipe.wire.back_mut() {
-                if *last_at == at {
-                    *last += n;
-                    return;
-                }
-            }
-        }
-        pipe.wire.push_back((at, seg));
-        env.at(at, Ev::Arrive(k, dir));
+        self.conns[k].put(k, dir, seg, nanos(env.now), env);
     }
 
     /// Room a writer of `want` bytes may use now. Like TCP's silly-window
@@ -516,15 +528,20 @@ impl Kernel {
 
     /// Bytes of `dir` left the buffer: a waiting writer may write again.
     fn freed(&mut self, k: usize, dir: Dir) {
-        let c = &mut self.conns[k];
-        let client = c.client;
-        let pipe = c.pipe(dir);
-        if std::mem::take(&mut pipe.writer_waits) {
-            self.notices.push_back(match dir {
-                Dir::C2s => Notice::ClientWritable(client, k),
-                Dir::S2c => Notice::ServerWritable(k),
-            });
+        if std::mem::take(&mut self.conns[k].pipe(dir).writer_waits) {
+            self.tell_writable(k, dir);
         }
+    }
+
+    /// Tells the waiting writer of `dir` that it may write again: out of
+    /// line, as few reads free a waiting writer, so that the many reads
+    /// need not make room for it.
+    #[cold]
+    fn tell_writable(&mut self, k: usize, dir: Dir) {
+        self.notices.push_back(match dir {
+            Dir::C2s => Notice::ClientWritable(self.conns[k].client, k),
+            Dir::S2c => Notice::ServerWritable(k),
+        });
     }
 
     /// Puts one write's bytes on the wire, cut into segments of at most
@@ -533,12 +550,14 @@ impl Kernel {
     /// buffer, say), so a writer need not gather them first.
     pub fn send(&mut self, k: usize, dir: Dir, parts: &[&[u8]], env: &mut Env) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        self.conns[k].pipe(dir).send(parts, len);
+        let c = &mut self.conns[k];
+        c.pipe(dir).send(parts, len);
+        let now = nanos(env.now);
         let floor = len / 8;
         let mut left = len;
         while left > 0 {
             let n = env.rng.size(1, self.mss).max(floor).min(left);
-            self.push(k, dir, Seg::Data(n), env);
+            c.put(k, dir, Seg::Data(n), now, env);
             left -= n;
         }
     }
@@ -662,7 +681,10 @@ impl Kernel {
         self.conns[k].server
     }
 
-    /// A read of at most `max` bytes on the server's socket.
+    /// A read of at most `max` bytes on the server's socket (inlined: the
+    /// driver reads in many small pieces, and a call costs as much as the
+    /// read).
+    #[inline]
     pub fn server_recv(&mut self, k: usize, max: usize) -> Recv<'_> {
         let pipe = &mut self.conns[k].c2s;
         if pipe.rst {
@@ -738,14 +760,13 @@ impl Kernel {
         self.conns[k].s2c.unread
     }
 
-    /// Reads `n` bytes (at most what is unread) on the client's socket into
-    /// `buf` (replacing what it held).
-    pub fn client_recv(&mut self, k: usize, n: usize, buf: &mut Vec<u8>) {
+    /// Reads `n` bytes (at most what is unread) on the client's socket
+    /// (in place, like [`Kernel::server_recv`]).
+    pub fn client_recv(&mut self, k: usize, n: usize) -> &[u8] {
         let pipe = &mut self.conns[k].s2c;
         let range = pipe.read(n.min(pipe.unread));
-        buf.clear();
-        buf.extend_from_slice(&pipe.bytes[range]);
         self.freed(k, Dir::S2c);
+        &self.conns[k].s2c.bytes[range]
     }
 
     /// Whether the server's FIN reached the client's socket.

@@ -308,6 +308,8 @@ impl World {
         let k = &self.knobs;
         let rush_from = k.terminate_at.saturating_sub(Duration::from_millis(20));
         let rush_span = Duration::from_millis(25) + k.config.pre_stop;
+        // The clients' arrivals, and up to three signals.
+        self.env.reserve(self.clients.len() + 3);
         for c in 0..self.clients.len() {
             let at = if self.env.rng.percent(k.rush_percent) {
                 rush_from + self.env.rng.upto(rush_span)
