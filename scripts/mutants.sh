@@ -23,6 +23,10 @@ export EBB_SIM_SEEDS="${EBB_SIM_SEEDS:-1000}"
 export CARGO_PROFILE_RELEASE_DEBUG=0
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true
 export CARGO_PROFILE_RELEASE_INCREMENTAL=true
+# The release profile links with fat LTO in one codegen unit (for speed);
+# a mutant's build wants the opposite.
+export CARGO_PROFILE_RELEASE_LTO=false
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 
 exec cargo mutants "${args[@]}" \
     --test-package ebb-core,ebb-sim \

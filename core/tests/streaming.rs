@@ -527,6 +527,24 @@ fn a_streamed_body_stops_being_read_while_the_application_is_behind() {
 }
 
 #[test]
+fn a_streamed_body_whose_client_stops_sending_is_timed_out() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    let id = h.pending[0];
+    h.send(c, b"abc");
+    h.server.handle_body_consumed(id, 3, h.now);
+    h.pump();
+    // The application keeps up; the client sends no more.
+    h.advance(Config::default().body_read_timeout + Duration::from_secs(1));
+    assert!(
+        h.output(c).starts_with("HTTP/1.1 408 "),
+        "core answers in the application's place: {}",
+        h.output(c)
+    );
+}
+
+#[test]
 fn continue_is_sent_when_the_application_first_wants_the_body() {
     let mut h = streaming_bodies();
     let c = h.accept();
