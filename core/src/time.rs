@@ -35,6 +35,11 @@ impl Time {
         Time(ns)
     }
 
+    /// Nanoseconds after the epoch: the inverse of [`Time::from_nanos`].
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
     /// How long after the epoch this is.
     pub const fn since_epoch(self) -> Duration {
         Duration::from_nanos(self.0)

@@ -88,7 +88,7 @@ impl Env {
     /// Schedules `ev` at `at` (never before now). Events at one instant run
     /// in the order they were scheduled.
     pub fn at(&mut self, at: Time, ev: Ev) {
-        self.at_nanos(nanos(at), ev);
+        self.at_nanos(at.as_nanos(), ev);
     }
 
     /// Schedules `ev` at `at` nanoseconds after the epoch (never before
@@ -110,7 +110,7 @@ impl Env {
             }
         };
         self.queue
-            .push(Reverse(key(at.max(nanos(self.now)), self.seq, slot)));
+            .push(Reverse(key(at.max(self.now.as_nanos()), self.seq, slot)));
     }
 
     /// Makes room for `n` more scheduled events at once, rather than
@@ -166,10 +166,4 @@ impl Env {
 /// entries order as their `(at, seq)` do (sequences are unique).
 fn key(at: u64, seq: u32, slot: u32) -> u128 {
     (u128::from(at) << 64) | (u128::from(seq) << 32) | u128::from(slot)
-}
-
-/// `t` in nanoseconds after the epoch (a `Time` is kept as such, so it
-/// fits).
-pub fn nanos(t: Time) -> u64 {
-    t.since_epoch().as_nanos() as u64
 }

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::env::{nanos, Env, Ev};
+use crate::env::{Env, Ev};
 use crate::knobs::Knobs;
 use crate::trace;
 
@@ -501,7 +501,7 @@ impl Kernel {
     // The wire.
 
     fn push(&mut self, k: usize, dir: Dir, seg: Seg, env: &mut Env) {
-        self.conns[k].put(k, dir, seg, nanos(env.now), env);
+        self.conns[k].put(k, dir, seg, env.now.as_nanos(), env);
     }
 
     /// Room a writer of `want` bytes may use now. Like TCP's silly-window
@@ -552,7 +552,7 @@ impl Kernel {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let c = &mut self.conns[k];
         c.pipe(dir).send(parts, len);
-        let now = nanos(env.now);
+        let now = env.now.as_nanos();
         let floor = len / 8;
         let mut left = len;
         while left > 0 {

@@ -90,17 +90,21 @@ pub fn is_body(no: usize, len: usize, got: &[u8]) -> bool {
     got.len() == len && is_body_at(no, 0, got)
 }
 
-/// The alphabet, repeated: a body is compared and copied a run at a time,
-/// not computed a byte at a time.
-const ALPHABETS: [u8; 26 * 160] = {
-    let mut t = [0; 26 * 160];
+/// `N` bytes running through the `cycle` bytes from `first` on, again and
+/// again: bodies and messages are compared and copied from such a table a
+/// run at a time, not computed a byte at a time.
+const fn repeated<const N: usize>(first: u8, cycle: usize) -> [u8; N] {
+    let mut t = [0; N];
     let mut i = 0;
-    while i < t.len() {
-        t[i] = b'a' + (i % 26) as u8;
+    while i < N {
+        t[i] = first + (i % cycle) as u8;
         i += 1;
     }
     t
-};
+}
+
+/// The alphabet, repeated.
+const ALPHABETS: [u8; 26 * 160] = repeated(b'a', 26);
 
 /// Up to `len` bytes of request `no`'s body from byte `from` (at most a
 /// run of alphabets).
@@ -158,17 +162,8 @@ fn stream_seed(token: &str) -> usize {
 
 /// The bytes an upgraded client sends as its `n`th echo message.
 pub fn echo_message(client: usize, n: usize, len: usize) -> Vec<u8> {
-    /// The digits, repeated: a message is copied a run at a time, not
-    /// computed a byte at a time.
-    const DIGITS: [u8; 10 * 64] = {
-        let mut t = [0; 10 * 64];
-        let mut i = 0;
-        while i < t.len() {
-            t[i] = b'0' + (i % 10) as u8;
-            i += 1;
-        }
-        t
-    };
+    /// The digits, repeated.
+    const DIGITS: [u8; 10 * 64] = repeated(b'0', 10);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let start = (client + n * 3 + out.len()) % 10;
