@@ -276,7 +276,11 @@ impl Server {
             Framing::Length(n) => BodyProgress::Length(n),
             Framing::Chunked => BodyProgress::Chunked(Default::default()),
         };
-        if self.config.stream_request_bodies {
+        // After the client's FIN, the body there will ever be is buffered
+        // already: it is read whole, and a request whose body is cut short is
+        // never handed over (streamed, it would be handed over and closed in
+        // the same breath, unreadable by the time the driver asked for it).
+        if self.config.stream_request_bodies && !self.conns[key].peer_eof {
             // The application gets the request now and its body in pieces;
             // 100 Continue waits until it asks for the body.
             if let Some(bufs) = self.conns[key].bufs.as_mut() {

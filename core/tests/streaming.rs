@@ -574,6 +574,30 @@ fn answering_before_the_body_is_read_closes_the_connection() {
 }
 
 #[test]
+fn a_request_behind_the_clients_fin_is_read_whole_and_never_handed_over_cut_short() {
+    for (body, handed) in [(&b"abc"[..], false), (&b"0123456789"[..], true)] {
+        let mut h = streaming_bodies();
+        let c = h.accept();
+        let mut input = get("/first");
+        input.extend_from_slice(UPLOAD_HEAD);
+        input.extend_from_slice(body);
+        h.send(c, &input);
+        h.eof(c);
+        // The upload's head is read only once the first request is answered,
+        // when the client's FIN has come: all its body is there already.
+        h.respond(c, 200, b"ok");
+        if handed {
+            let id = h.pending[0];
+            assert_eq!(h.server.request(id).unwrap().body(), body, "whole");
+            assert!(h.server.request_body(id).is_none(), "not streamed");
+        } else {
+            assert!(h.pending.is_empty(), "a body cut short is not handed over");
+            assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
+        }
+    }
+}
+
+#[test]
 fn a_streamed_body_has_its_own_bound() {
     let mut h = Harness::with(Config {
         stream_request_bodies: true,
