@@ -302,8 +302,9 @@ impl Server {
             .as_mut()
             .expect("a request being read has buffers");
         bufs.body.clear();
-        // 100 Continue only when the body is still to come and will be read.
-        if head.expect_continue && bufs.input.len() == head.len {
+        // 100 Continue only when the body is still to come (none comes after
+        // the client's FIN) and will be read.
+        if head.expect_continue && bufs.input.len() == head.len && !conn.peer_eof {
             bufs.out.extend_from_slice(CONTINUE);
             conn.sent_any = true;
             self.queue_transmit(key);

@@ -598,6 +598,22 @@ fn a_request_behind_the_clients_fin_is_read_whole_and_never_handed_over_cut_shor
 }
 
 #[test]
+fn no_100_continue_is_sent_once_the_client_has_sent_its_fin() {
+    for mut h in [Harness::new(), streaming_bodies()] {
+        let c = h.accept();
+        let mut input = get("/first");
+        input.extend_from_slice(
+            b"PUT /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        );
+        h.send(c, &input);
+        h.eof(c);
+        h.respond(c, 200, b"ok");
+        assert!(!h.output(c).contains("100 Continue"), "{}", h.output(c));
+        assert_eq!(h.close_reason(c), Some(CloseReason::ClientClosed));
+    }
+}
+
+#[test]
 fn a_streamed_body_has_its_own_bound() {
     let mut h = Harness::with(Config {
         stream_request_bodies: true,
