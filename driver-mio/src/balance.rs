@@ -10,14 +10,18 @@
 //! backlog meanwhile, never in a worker, so a stop still finds them all
 //! there.
 //!
-//! How long to leave the backlog to the nudged worker depends on what it is
-//! doing. Asleep in its poll, it wakes for the nudge and comes, however
-//! late the scheduler lets it run: it is waited for up to [`ASLEEP_BOUND`],
-//! a bound for a machine so starved that waiting gains nothing. Awake, it
-//! may be stuck in a slow handler: it is waited for until it has been awake
-//! [`BACKSTOP`]. A fixed wait from the nudge alone would give up on a
-//! worker that is merely slow to be scheduled, and a busy machine would
-//! lose the spread exactly when it matters.
+//! How long to leave the backlog to the nudged worker depends on what it
+//! is doing, which each worker publishes: asleep in its poll, in its own
+//! loop, or in a handler, and how many steps (wake-ups, handler returns) it
+//! has taken. Asleep, it wakes for the nudge; in its loop, whose work is
+//! bounded, it reaches the nudge soon. Either way it is waited for, however
+//! late the scheduler lets it run: a worker merely slow to be scheduled (a
+//! busy machine, a container's CPU quota spent) is the common case, and
+//! giving up on it loses the spread exactly when it matters. Only a handler
+//! can take unbounded time: a worker found in the same handler call at
+//! [`STALLS`] looks in a row, each [`LOOK_EVERY`] after the last, is stuck
+//! there, and the waiting worker accepts in its place. [`WAIT_BOUND`] caps
+//! any wait.
 //!
 //! With `--reuse-port` each worker has a socket of its own and the kernel
 //! spreads connections by their addresses; there is nothing to balance.
@@ -32,41 +36,61 @@ use crate::handler::{Inbox, Message};
 /// hold and still accept.
 const SLACK: usize = 2;
 
-/// How long a nudged worker may stay awake (in a handler, say) before the
-/// worker that left it the backlog accepts itself. Also how often a waiting
-/// worker looks again.
-pub(crate) const BACKSTOP: Duration = Duration::from_millis(10);
+/// How often a waiting worker looks again at the worker it waits for.
+pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(10);
 
-/// How long a worker waits for a nudged worker that is asleep in its poll
-/// (so will come as soon as it runs) before accepting itself.
-const ASLEEP_BOUND: Duration = Duration::from_millis(200);
+/// In how many looks in a row a worker must be found in the same handler
+/// call to be given up on: two, so that a handler just begun at the first
+/// look is given a whole [`LOOK_EVERY`].
+const STALLS: u8 = 2;
 
-/// `awake_since` of a worker asleep in its poll, or not yet running.
-const ASLEEP: u64 = 0;
+/// The longest a worker leaves the backlog to another, however that one
+/// fares: beyond it the machine is so starved that waiting gains nothing.
+const WAIT_BOUND: Duration = Duration::from_millis(200);
 
-/// The open connections of each worker sharing one listener, and how to
-/// wake each.
+/// A flag of [`Slot::steps`]: set while the worker sleeps in its poll (or
+/// is not yet running).
+const ASLEEP: u64 = 1;
+
+/// A flag of [`Slot::steps`]: set while the worker is in a handler.
+const HANDLING: u64 = 2;
+
+/// One step in [`Slot::steps`], above its flags.
+const STEP: u64 = 4;
+
+/// One worker's part of the balance, written by that worker alone: on a
+/// cache line of its own, so that a worker's writes on its hot path do not
+/// steal the line of another's.
+#[repr(align(128))]
+struct Slot {
+    /// Its open connections.
+    open: AtomicUsize,
+    /// The steps it has taken, in [`STEP`]s, and its flags ([`ASLEEP`],
+    /// [`HANDLING`]).
+    steps: AtomicU64,
+}
+
+/// The open connections and progress of each worker sharing one listener,
+/// and how to wake each.
 pub(crate) struct Balance {
-    open: Box<[AtomicUsize]>,
-    /// Per worker: when its current pass of the loop began, in nanoseconds
-    /// after `start` plus one, or [`ASLEEP`].
-    awake_since: Box<[AtomicU64]>,
-    /// The workers' common epoch.
-    start: Instant,
+    slots: Box<[Slot]>,
     /// How many times a worker found the backlog empty: a wait for another
     /// worker that began before the last of these is over.
     emptied: AtomicUsize,
-    /// Set once every worker exists; until then nobody is nudged, and the
-    /// backstop alone ends a wait.
+    /// Set once every worker exists; until then nobody is nudged, and
+    /// [`WAIT_BOUND`] alone ends a wait for a worker not yet running.
     inboxes: OnceLock<Box<[Arc<Inbox>]>>,
 }
 
 impl Balance {
-    pub(crate) fn new(workers: usize, start: Instant) -> Arc<Balance> {
+    pub(crate) fn new(workers: usize) -> Arc<Balance> {
         Arc::new(Balance {
-            open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
-            awake_since: (0..workers).map(|_| AtomicU64::new(ASLEEP)).collect(),
-            start,
+            slots: (0..workers)
+                .map(|_| Slot {
+                    open: AtomicUsize::new(0),
+                    steps: AtomicU64::new(ASLEEP),
+                })
+                .collect(),
             emptied: AtomicUsize::new(0),
             inboxes: OnceLock::new(),
         })
@@ -79,15 +103,19 @@ impl Balance {
 
     /// Worker `me` now has `open` connections.
     pub(crate) fn record(&self, me: usize, open: usize) {
-        self.open[me].store(open, Ordering::Relaxed);
+        self.slots[me].open.store(open, Ordering::Relaxed);
     }
 
     /// The least-loaded worker, if worker `me` holds more than [`SLACK`]
     /// connections more than it.
     pub(crate) fn ahead_of(&self, me: usize) -> Option<usize> {
-        let load = |w: &AtomicUsize| w.load(Ordering::Relaxed);
-        let (least, fewest) = self.open.iter().enumerate().min_by_key(|&(_, w)| load(w))?;
-        (load(&self.open[me]) > load(fewest) + SLACK).then_some(least)
+        let load = |slot: &Slot| slot.open.load(Ordering::Relaxed);
+        let (least, fewest) = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, slot)| load(slot))?;
+        (load(&self.slots[me]) > load(fewest) + SLACK).then_some(least)
     }
 
     /// A worker found the backlog empty.
@@ -95,31 +123,40 @@ impl Balance {
         self.emptied.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// See [`Balance::emptied`].
-    pub(crate) fn times_emptied(&self) -> usize {
-        self.emptied.load(Ordering::Relaxed)
+    /// Worker `me` took a step: it woke up, or a handler returned. It is in
+    /// its own loop.
+    pub(crate) fn step(&self, me: usize) {
+        self.set(me, |steps| (steps & !(ASLEEP | HANDLING)) + STEP);
     }
 
-    /// Worker `me` woke up at `at` (`Some`) or goes to sleep in its poll.
-    pub(crate) fn awake(&self, me: usize, at: Option<Instant>) {
-        let since = at.map_or(ASLEEP, |at| self.nanos(at) + 1);
-        self.awake_since[me].store(since, Ordering::Relaxed);
+    /// Worker `me` calls a handler.
+    pub(crate) fn handles(&self, me: usize) {
+        self.set(me, |steps| steps | HANDLING);
     }
 
-    /// Whether a worker that has left the backlog to `worker` since `since`
-    /// should still wait for it at `now` (see the module's comment).
-    pub(crate) fn waits_for(&self, worker: usize, since: Instant, now: Instant) -> bool {
-        if now >= since + ASLEEP_BOUND {
-            return false;
+    /// Worker `me` goes to sleep in its poll.
+    pub(crate) fn sleeps(&self, me: usize) {
+        self.set(me, |steps| steps | ASLEEP);
+    }
+
+    /// Changes worker `me`'s steps: only it writes them, so a plain load
+    /// and store do, and cost it no locked instruction on its hot path.
+    fn set(&self, me: usize, change: impl FnOnce(u64) -> u64) {
+        let steps = &self.slots[me].steps;
+        steps.store(change(steps.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
+    /// Begins a wait for worker `worker` to accept, at `now`.
+    pub(crate) fn wait_for(&self, worker: usize, now: Instant) -> Wait {
+        Wait {
+            worker,
+            since: now,
+            emptied: self.emptied.load(Ordering::Relaxed),
+            seen: self.slots[worker].steps.load(Ordering::Relaxed),
+            seen_at: now,
+            stalls: 0,
+            looked_at: now,
         }
-        match self.awake_since[worker].load(Ordering::Relaxed) {
-            ASLEEP => true,
-            woke => self.nanos(now) + 1 < woke + BACKSTOP.as_nanos() as u64,
-        }
-    }
-
-    fn nanos(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.start).as_nanos() as u64
     }
 
     /// Asks worker `worker` to accept.
@@ -130,13 +167,68 @@ impl Balance {
     }
 }
 
+/// A worker's wait for another to accept in its place (see the module's
+/// comment).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait {
+    /// The worker waited for.
+    worker: usize,
+    since: Instant,
+    /// [`Balance::emptied`]'s count when the wait began.
+    emptied: usize,
+    /// The waited-for worker's steps at the last look that counted, and
+    /// when that was.
+    seen: u64,
+    seen_at: Instant,
+    /// Looks in a row that found it in the same handler call.
+    stalls: u8,
+    /// When it was last looked at.
+    looked_at: Instant,
+}
+
+impl Wait {
+    /// Whether this is still the wait for `worker`: it is over once the
+    /// backlog was emptied since it began (a new connection wakes the
+    /// waiting worker anyway).
+    pub(crate) fn is_for(&self, worker: usize, balance: &Balance) -> bool {
+        self.worker == worker && !self.is_over(balance)
+    }
+
+    /// See [`Wait::is_for`].
+    pub(crate) fn is_over(&self, balance: &Balance) -> bool {
+        self.emptied != balance.emptied.load(Ordering::Relaxed)
+    }
+
+    /// When to look again.
+    pub(crate) fn next_look(&self) -> Instant {
+        self.looked_at + LOOK_EVERY
+    }
+
+    /// Looks at the waited-for worker at `now`: whether to go on waiting
+    /// for it. Given up on, it is waited for again once it takes a step.
+    pub(crate) fn goes_on(&mut self, balance: &Balance, now: Instant) -> bool {
+        self.looked_at = now;
+        if now >= self.since + WAIT_BOUND {
+            return false;
+        }
+        let steps = balance.slots[self.worker].steps.load(Ordering::Relaxed);
+        if steps != self.seen {
+            (self.seen, self.seen_at, self.stalls) = (steps, now, 0);
+        } else if steps & HANDLING != 0 && now >= self.seen_at + LOOK_EVERY {
+            self.seen_at = now;
+            self.stalls = self.stalls.saturating_add(1);
+        }
+        self.stalls < STALLS
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_worker_is_ahead_only_beyond_the_slack_of_the_least_loaded() {
-        let balance = Balance::new(3, Instant::now());
+        let balance = Balance::new(3);
         for (worker, open) in [(0, 5), (1, 3), (2, 4)] {
             balance.record(worker, open);
         }
@@ -147,23 +239,82 @@ mod tests {
         assert_eq!(balance.ahead_of(2), None);
     }
 
+    fn at(start: Instant) -> impl Fn(u64) -> Instant {
+        move |ms| start + Duration::from_millis(ms)
+    }
+
     #[test]
-    fn an_asleep_worker_is_waited_for_longer_than_an_awake_one() {
-        let start = Instant::now();
-        let balance = Balance::new(2, start);
-        let ms = |n| start + Duration::from_millis(n);
-        // Worker 1 asleep in its poll (or not yet running): it will come.
-        assert!(balance.waits_for(1, ms(0), ms(150)));
+    fn an_asleep_worker_is_waited_for_until_the_bound() {
+        let ms = at(Instant::now());
+        let balance = Balance::new(2);
+        // Worker 1 not yet running, or asleep in its poll: it will come.
+        let mut wait = balance.wait_for(1, ms(0));
+        for look in (10..200).step_by(10) {
+            assert!(wait.goes_on(&balance, ms(look)), "at {look} ms");
+        }
+        assert!(!wait.goes_on(&balance, ms(200)), "not beyond the bound");
+    }
+
+    #[test]
+    fn a_worker_in_its_own_loop_is_waited_for_until_the_bound() {
+        let ms = at(Instant::now());
+        let balance = Balance::new(2);
+        // Awake and taking no step: not scheduled, its work being bounded.
+        balance.step(1);
+        let mut wait = balance.wait_for(1, ms(0));
+        for look in (10..200).step_by(10) {
+            assert!(wait.goes_on(&balance, ms(look)), "at {look} ms");
+        }
+        assert!(!wait.goes_on(&balance, ms(200)), "not beyond the bound");
+    }
+
+    #[test]
+    fn a_worker_in_one_handler_call_at_two_looks_is_given_up_on() {
+        let ms = at(Instant::now());
+        let balance = Balance::new(2);
+        balance.handles(1);
+        let mut wait = balance.wait_for(1, ms(0));
+        assert!(wait.goes_on(&balance, ms(5)), "too soon to count");
         assert!(
-            !balance.waits_for(1, ms(0), ms(200)),
-            "not beyond the bound"
+            wait.goes_on(&balance, ms(90)),
+            "one look, however late: the process may have been starved"
         );
-        // Awake since 100 ms: waited for until 110 ms.
-        balance.awake(1, Some(ms(100)));
-        assert!(balance.waits_for(1, ms(95), ms(109)));
-        assert!(!balance.waits_for(1, ms(95), ms(110)));
-        // Back asleep: waited for again.
-        balance.awake(1, None);
-        assert!(balance.waits_for(1, ms(95), ms(120)));
+        balance.step(1);
+        balance.handles(1);
+        assert!(
+            wait.goes_on(&balance, ms(100)),
+            "another call: the count starts over"
+        );
+        assert!(wait.goes_on(&balance, ms(110)), "one look");
+        assert!(!wait.goes_on(&balance, ms(120)), "two: stuck");
+        assert!(!wait.goes_on(&balance, ms(121)), "still stuck");
+        balance.step(1);
+        assert!(wait.goes_on(&balance, ms(122)), "on its way again");
+    }
+
+    #[test]
+    fn a_worker_that_falls_asleep_is_waited_for_again() {
+        let ms = at(Instant::now());
+        let balance = Balance::new(2);
+        balance.handles(1);
+        let mut wait = balance.wait_for(1, ms(0));
+        assert!(wait.goes_on(&balance, ms(10)), "one look in the handler");
+        balance.step(1);
+        balance.sleeps(1);
+        for look in [20, 30, 40] {
+            assert!(wait.goes_on(&balance, ms(look)), "asleep at {look} ms");
+        }
+    }
+
+    #[test]
+    fn a_wait_is_over_once_the_backlog_is_emptied() {
+        let ms = at(Instant::now());
+        let balance = Balance::new(2);
+        let wait = balance.wait_for(1, ms(0));
+        assert!(wait.is_for(1, &balance));
+        assert!(!wait.is_for(0, &balance), "another worker's wait");
+        balance.emptied();
+        assert!(wait.is_over(&balance));
+        assert!(!wait.is_for(1, &balance));
     }
 }

@@ -69,7 +69,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     // Workers that share one socket spread its connections among them.
     let shared = count > 1 && crate::listener::distinct_sockets(&setup.listeners)?.len() == 1;
     let start = Instant::now();
-    let balance = shared.then(|| Balance::new(count, start));
+    let balance = shared.then(|| Balance::new(count));
     let handler = Arc::new(setup.handler);
     let (done_tx, done_rx) = mpsc::channel();
     let mut inboxes = Vec::with_capacity(count);

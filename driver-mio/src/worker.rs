@@ -26,7 +26,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::access_log::{AccessLog, ACCESS_LOG_TARGET};
-use crate::balance::{Balance, BACKSTOP};
+use crate::balance::{Balance, Wait};
 use crate::handler::{
     answered_surely_valid, begin_dispatch, end_dispatch, Answer, Handler, Inbox, Message,
     Responder, Response,
@@ -110,7 +110,7 @@ pub(crate) struct Worker<H> {
     /// shared.
     balance: Option<Arc<Balance>>,
     /// This worker has left the backlog to a less-loaded one.
-    deferral: Option<Deferral>,
+    deferral: Option<Wait>,
     /// Accept failed and the backlog has not been emptied since: the failure
     /// is logged once, not on every retry.
     accept_failing: bool,
@@ -246,7 +246,7 @@ impl<H: Handler> Worker<H> {
             }
             if self
                 .deferral
-                .is_some_and(|d| self.awake_at >= d.checked_at + BACKSTOP)
+                .is_some_and(|d| self.awake_at >= d.next_look())
             {
                 self.look_again_at_deferral();
             }
@@ -267,7 +267,7 @@ impl<H: Handler> Worker<H> {
                 (a, b) => a.or(b),
             };
             if let Some(balance) = &self.balance {
-                balance.awake(self.number, None);
+                balance.sleeps(self.number);
             }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -289,7 +289,7 @@ impl<H: Handler> Worker<H> {
     fn wake_up(&mut self) {
         (self.awake_at, self.now) = read_clock(self.start);
         if let Some(balance) = &self.balance {
-            balance.awake(self.number, Some(self.awake_at));
+            balance.step(self.number);
         }
         if self.awake_at >= self.next_date_at {
             self.refresh_date();
@@ -304,7 +304,7 @@ impl<H: Handler> Worker<H> {
         let core = deadline.map(|at| at.saturating_since(now));
         let accept_at = self
             .accept_paused_until
-            .or(self.deferral.map(|d| d.checked_at + BACKSTOP));
+            .or(self.deferral.map(|d| d.next_look()));
         let accept = accept_at.map(|at| at.saturating_duration_since(self.awake_at));
         match (core, accept) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -401,6 +401,7 @@ impl<H: Handler> Worker<H> {
                     }
                     self.draining_backlog = false;
                     self.accept_paused_until = None;
+                    self.deferral = None;
                 }
                 Event::Exit => {
                     let report = self.server.exit_report().cloned();
@@ -641,7 +642,7 @@ impl<H: Handler> Worker<H> {
         let (Some(deferral), Some(balance)) = (self.deferral, &self.balance) else {
             return;
         };
-        if balance.times_emptied() != deferral.emptied {
+        if deferral.is_over(balance) {
             self.deferral = None;
             return;
         }
@@ -663,25 +664,16 @@ impl<H: Handler> Worker<H> {
         let Some(least) = balance.ahead_of(self.number) else {
             return false;
         };
-        let emptied = balance.times_emptied();
-        let deferral = match self.deferral {
-            // A wait that saw the backlog emptied since is over: this one is new.
-            Some(d) if d.emptied == emptied => d,
-            _ => Deferral {
-                since: self.awake_at,
-                emptied,
-                checked_at: self.awake_at,
-            },
+        let mut wait = match self.deferral {
+            Some(wait) if wait.is_for(least, balance) => wait,
+            _ => balance.wait_for(least, self.awake_at),
         };
-        if !balance.waits_for(least, deferral.since, self.awake_at) {
-            return false;
+        let goes_on = wait.goes_on(balance, self.awake_at);
+        self.deferral = Some(wait);
+        if goes_on {
+            balance.nudge(least);
         }
-        self.deferral = Some(Deferral {
-            checked_at: self.awake_at,
-            ..deferral
-        });
-        balance.nudge(least);
-        true
+        goes_on
     }
 
     /// This worker's open connections, for the other workers' balance.
@@ -752,7 +744,13 @@ impl<H: Handler> Worker<H> {
         let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping(), body);
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
+        if let Some(balance) = &self.balance {
+            balance.handles(self.number);
+        }
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
+        if let Some(balance) = &self.balance {
+            balance.step(self.number);
+        }
         if self.observing.tracks_requests() {
             // The access log and the observer time each request: its
             // response is handed over after the handler, not when the
@@ -1036,16 +1034,6 @@ impl Conn {
 
 /// The clock now, and the same instant on core's clock, whose epoch is
 /// `start`.
-/// A wait for another worker to take the shared backlog.
-#[derive(Copy, Clone)]
-struct Deferral {
-    since: Instant,
-    /// [`Balance::times_emptied`] when the wait began.
-    emptied: usize,
-    /// When it was last decided to go on waiting.
-    checked_at: Instant,
-}
-
 fn read_clock(start: Instant) -> (Instant, Time) {
     let now = Instant::now();
     (
