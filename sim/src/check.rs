@@ -130,6 +130,8 @@ struct Watch {
     closed_resp: bool,
     /// Bytes passed to `handle_recv`.
     received: usize,
+    /// When bytes were last passed to `handle_recv`.
+    received_last: Time,
     /// `received` when the drain began.
     received_at_drain: Option<usize>,
     accepted_at: Option<Time>,
@@ -423,6 +425,7 @@ impl Checker {
             responses: 0,
             closed_resp: false,
             received: 0,
+            received_last: Time::ZERO,
             received_at_drain: self.drain_began_at.map(|_| 0),
             accepted_at: None,
             idle_since: None,
@@ -485,6 +488,13 @@ impl Checker {
     /// exit, a stalled write, ...): a body ended by the close may be short.
     pub fn closed_with_loss(&self, k: usize) -> bool {
         self.watches[k].closing().is_some_and(|cl| cl.loss_allowed)
+    }
+
+    /// Whether core still holds open on `k` a stream its client may have
+    /// read whole (its producer met the length and never ended it): core
+    /// reads no further request there until it ends.
+    pub fn stream_open(&self, k: usize) -> bool {
+        self.watches[k].stream_open.is_some()
     }
 
     /// The request of `k`'s client that core hands over next: (request
@@ -568,6 +578,7 @@ impl Checker {
             w.head_since = Some(env.now);
         }
         w.received += n;
+        w.received_last = env.now;
         w.idle_since = None;
     }
 
@@ -1292,6 +1303,16 @@ impl Checker {
                     env.now
                 )));
             }
+        }
+        // The body timeout runs from the body's last progress, no sooner
+        // than its last byte.
+        if reason == CloseReason::Rejected(ebb_core::Reject::BodyTimeout)
+            && env.now < w.received_last + self.config.body_read_timeout
+        {
+            return env.fail(Failure::Safety(format!(
+                "body timeout: k{k}: 408 at {:?}, but its last byte came at {:?}",
+                env.now, w.received_last
+            )));
         }
         let wrong = match reason {
             CloseReason::FirstByteGrace => {

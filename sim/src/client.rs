@@ -58,6 +58,10 @@ pub enum Kind {
     /// A body sent slower than `min_body_rate_bytes_per_sec` (408 expected
     /// when a minimum rate is set).
     BodyTrickler,
+    /// A head with a `Content-Length` body, then part of the body (some of
+    /// it, or none), then nothing more: it waits, reading, for the 408 of
+    /// the body timeout.
+    BodyStopper,
     /// Keep-alive requests sent at moments chosen to race the server: the
     /// drain's start, the idle close, the keep-alive timeout.
     Racing,
@@ -74,7 +78,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Normal,
         Kind::Pipelined,
         Kind::KeepAlive,
@@ -87,6 +91,7 @@ impl Kind {
         Kind::Garbage,
         Kind::CrlfTrickler,
         Kind::BodyTrickler,
+        Kind::BodyStopper,
         Kind::Racing,
         Kind::Stalling,
         Kind::SlowReader,
@@ -131,6 +136,9 @@ pub enum Expect {
     HeadTimeout,
     /// A body slower than the minimum rate: 408, never an answer.
     TooSlow,
+    /// A body stopped short: 408 at the body timeout, never an answer
+    /// (but, for a body that streams, the application's before it read it).
+    BodyTimeout,
 }
 
 /// One request of a client's script.
@@ -173,6 +181,8 @@ pub enum Wake {
     Echo,
     /// A silent client gives up.
     SilentEnd,
+    /// The 408 for a body stopped short is due by now.
+    BodyTimeoutDue,
 }
 
 /// Where a client is in its life.
@@ -225,6 +235,9 @@ pub struct Link {
     paced: (u64, u64),
     /// When the first byte of an empty-lines-only request was written.
     crlf_since: Option<ebb_core::Time>,
+    /// A request's body was cut short in the outbox: once the outbox is
+    /// empty, the 408 of the body timeout is awaited.
+    body_stopped: bool,
     /// Bytes sent on an upgraded connection whose echo has not come back.
     echo_owed: VecDeque<u8>,
 }
@@ -264,8 +277,12 @@ pub struct Client {
     /// Until when it leaves it unread, on its present connection.
     stall_until: ebb_core::Time,
     /// Longest time between the first empty line and the 408 for it:
-    /// accept delay, latency both ways, and the header timeout.
+    /// the header timeout, then an accept delay, latency both ways and a
+    /// read delay.
     head_timeout_bound: (Duration, Duration),
+    /// Longest time between the last byte of a body stopped short and the
+    /// 408 for it: the same, with the body timeout.
+    body_timeout_by: Duration,
     /// An upgrading client's plan.
     echo: Option<EchoPlan>,
     /// Request bodies stream (`stream_request_bodies`).
@@ -294,6 +311,8 @@ pub struct ClientCover {
     pub crlf_408: u64,
     /// 408s read by clients that sent their body slowly.
     pub slow_body_408: u64,
+    /// 408s read by clients that stopped sending their body partway.
+    pub body_stopped_408: u64,
     /// Racing clients' requests answered after the drain began.
     pub racing_in_drain: u64,
     /// Streamed responses read whole, their bytes as produced.
@@ -421,7 +440,7 @@ impl Client {
             Kind::CrlfTrickler => 1,
             // Some send a request first, so the slow or bad one is not
             // the connection's first.
-            Kind::BodyTrickler | Kind::Garbage => rng.size(1, 2),
+            Kind::BodyTrickler | Kind::BodyStopper | Kind::Garbage => rng.size(1, 2),
             Kind::Racing => rng.size(2, 6),
             Kind::Stalling => rng.size(1, 3),
             Kind::SlowReader => rng.size(1, 2),
@@ -433,6 +452,7 @@ impl Client {
         let mut reqs: Vec<Req> = (0..count)
             .map(|i| {
                 let trickled = kind == Kind::BodyTrickler && i + 1 == count;
+                let stopped = kind == Kind::BodyStopper && i + 1 == count;
                 let garbage = kind == Kind::Garbage && i + 1 == count;
                 let mut shape = small_shape(rng);
                 match kind {
@@ -445,6 +465,13 @@ impl Client {
                         shape.close = false;
                     }
                     Kind::Aborting => shape.body_len = shape.body_len.max(rng.size(1, 300)),
+                    // A body with a length, under the smallest stream
+                    // buffer: an application that reads it never holds it
+                    // back (its body timeout runs all along).
+                    Kind::BodyStopper if stopped => {
+                        shape.body_len = shape.body_len.max(rng.size(1, 300));
+                        shape.chunks = None;
+                    }
                     Kind::Garbage => {
                         shape.http10 = false;
                         shape.close = false;
@@ -479,6 +506,7 @@ impl Client {
                     Kind::BodyTrickler if trickled && trickle.is_some_and(|t| t.3) => {
                         Expect::TooSlow
                     }
+                    Kind::BodyStopper if stopped => Expect::BodyTimeout,
                     _ if shape.body_len > max_body => Expect::TooLarge,
                     _ => Expect::Answer,
                 };
@@ -531,11 +559,11 @@ impl Client {
             keep_alive_timeout: c.keep_alive_timeout,
             slack: knobs.latency.1 * 3,
         });
+        // From a timeout's start to its 408 read: an accept that comes
+        // late, latency both ways, a read delayed.
         let one_way = knobs.latency.1 + knobs.latency.1 / 4;
-        let head_timeout_bound = (
-            header,
-            header + knobs.accept_delay + one_way * 2 + Duration::from_millis(1),
-        );
+        let slack =
+            knobs.accept_delay + one_way * 2 + Duration::from_millis(1) + knobs.client_read_delay;
         Client {
             id,
             kind,
@@ -574,10 +602,8 @@ impl Client {
                 Duration::ZERO
             },
             stall_until: ebb_core::Time::ZERO,
-            head_timeout_bound: (
-                head_timeout_bound.0,
-                head_timeout_bound.1 + knobs.client_read_delay,
-            ),
+            head_timeout_bound: (header, header + slack),
+            body_timeout_by: c.body_read_timeout + slack,
             echo: (kind == Kind::Upgrading).then(|| EchoPlan {
                 sent: 0,
                 messages: rng.size(1, 6),
@@ -679,6 +705,7 @@ impl Client {
                 (0, 0)
             },
             crlf_since: None,
+            body_stopped: false,
             echo_owed: VecDeque::new(),
         }));
         checker.on_connect(k);
@@ -770,13 +797,19 @@ impl Client {
                     env.after(d, Ev::ClientWake(ci, k, Wake::Abort));
                     break;
                 }
-                Some(AbortAt::MidBody) => {
-                    self.abort = None;
+                // Part of the body (none of it, at most all but its last
+                // byte), then an abort, or nothing more.
+                _ if plan == Some(AbortAt::MidBody) || r.expect == Expect::BodyTimeout => {
                     let cut = env.rng.size(0, body.len() - 1);
                     link.outbox.extend(&head);
                     link.outbox.extend(&body[..cut]);
-                    let d = env.rng.upto(self.abort_within);
-                    env.after(d, Ev::ClientWake(ci, k, Wake::Abort));
+                    if plan == Some(AbortAt::MidBody) {
+                        self.abort = None;
+                        let d = env.rng.upto(self.abort_within);
+                        env.after(d, Ev::ClientWake(ci, k, Wake::Abort));
+                    } else {
+                        link.body_stopped = true;
+                    }
                     break;
                 }
                 _ => {}
@@ -845,6 +878,15 @@ impl Client {
                     return;
                 }
             }
+        }
+        // The last byte of a body stopped short is written: the body
+        // timeout runs from here.
+        if std::mem::take(&mut link.body_stopped) {
+            trace!(env, "client {ci} stops sending on k{k}");
+            env.after(
+                self.body_timeout_by,
+                Ev::ClientWake(ci, k, Wake::BodyTimeoutDue),
+            );
         }
         let all_sent = !self.reqs.iter().any(|r| r.fate == Fate::Unsent);
         let holding = matches!(link.turn, Turn::AwaitingContinue(_));
@@ -1086,8 +1128,11 @@ impl Client {
                 }
                 // A body that streams is the application's from its head:
                 // it may answer before the body turns out too slow or large.
-                let early_answer =
-                    self.streams_bodies && matches!(r.expect, Expect::TooSlow | Expect::TooLarge);
+                let early_answer = self.streams_bodies
+                    && matches!(
+                        r.expect,
+                        Expect::TooSlow | Expect::TooLarge | Expect::BodyTimeout
+                    );
                 if r.expect == Expect::TooSlow && !early_answer {
                     env.fail(Failure::Safety(format!(
                         "min body rate: client {ci}: {tok}, its body sent at under half the minimum rate, was answered {}",
@@ -1137,7 +1182,10 @@ impl Client {
                     || match r.expect {
                         Expect::TooLarge => resp.status == 413,
                         Expect::Reject => resp.status >= 400,
-                        Expect::Answer | Expect::HeadTimeout | Expect::TooSlow => false,
+                        Expect::Answer
+                        | Expect::HeadTimeout
+                        | Expect::TooSlow
+                        | Expect::BodyTimeout => false,
                     };
                 if !ok || !resp.close {
                     env.fail(Failure::Safety(format!(
@@ -1155,6 +1203,7 @@ impl Client {
         match self.kind {
             Kind::CrlfTrickler if resp.status == 408 => self.cover.crlf_408 += 1,
             Kind::BodyTrickler if resp.status == 408 => self.cover.slow_body_408 += 1,
+            Kind::BodyStopper if resp.status == 408 => self.cover.body_stopped_408 += 1,
             Kind::Racing
                 if self.reqs[i].fate == Fate::Complete
                     && self
@@ -1351,6 +1400,26 @@ impl Client {
                 }
             }
             Wake::SilentEnd => self.finish(kernel, env),
+            Wake::BodyTimeoutDue => {
+                // No byte of an answer yet (a streamed body's application
+                // may answer first, unread), on a connection core has not
+                // closed in a way that may cut what it owed (the drain's
+                // deadline, a forced exit) and where it was free to read
+                // the request (no stream before it left open): core kept a
+                // body that stopped past its timeout.
+                let Some(&i) = link.inflight.front() else {
+                    return;
+                };
+                let r = &self.reqs[i];
+                let excused = checker.closed_with_loss(k) || checker.stream_open(k);
+                if r.expect == Expect::BodyTimeout && !r.got_byte && !excused {
+                    let tok = request::token(self.id, i, r.attempt);
+                    env.fail(Failure::Safety(format!(
+                        "body timeout: client {}: {tok}, its body stopped short on k{k}, has no 408 {:?} after its last byte (body_read_timeout, accept delay, latency both ways, read delay)",
+                        self.id, self.body_timeout_by
+                    )));
+                }
+            }
             Wake::Echo => self.next_echo(k, kernel, env),
         }
     }
@@ -1431,6 +1500,7 @@ impl Clients {
         for c in &self.list {
             sum.crlf_408 += c.cover.crlf_408;
             sum.slow_body_408 += c.cover.slow_body_408;
+            sum.body_stopped_408 += c.cover.body_stopped_408;
             sum.racing_in_drain += c.cover.racing_in_drain;
             sum.streams_read += c.cover.streams_read;
             sum.echoes_read += c.cover.echoes_read;

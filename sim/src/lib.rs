@@ -22,11 +22,11 @@
 //! kind of forced exit, idle and silent closes, cuts, responses that kept a
 //! connection in the drain for a request pipelined before it, PreStop
 //! responses, application faults, farewells read, hand-offs and what the
-//! successor served, 408s to CRLF and body tricklers, racing clients
-//! answered in the drain, streams completed, cut by the deadline and
-//! stopped by their producer, producers held back, broken declared
-//! lengths, uploads streamed and held back, upgrades echoed, stopped by
-//! the drain's notice and cut, …). When seeds fail in different ways, the
+//! successor served, 408s to CRLF and body tricklers and to bodies
+//! stopped short, racing clients answered in the drain, streams
+//! completed, cut by the deadline and stopped by their producer, producers
+//! held back, broken declared lengths, uploads streamed and held back,
+//! upgrades echoed, stopped by the drain's notice and cut, …). When seeds fail in different ways, the
 //! smallest of their codes. A run of a few seeds (up to 10, or a trace)
 //! runs each seed twice and compares the traces; a sweep does so for its
 //! first seed.
@@ -111,9 +111,15 @@
 //!   `Expect: 100-continue`, garbage (4xx/5xx and close expected), CRLF
 //!   tricklers (empty lines slowly, before a request or instead of one: 408
 //!   at the header timeout, timed), body tricklers (under the minimum body
-//!   rate: 408, never an answer), racing keep-alive clients (requests sent
-//!   just before or after the drain's start, the idle close, the keep-alive
-//!   timeout); core's farewell 503 is a clean refusal, retried; some
+//!   rate: 408, never an answer), body stoppers (a `Content-Length` body
+//!   sent in part, or none of it, then nothing more: they wait, reading,
+//!   for the 408 of the body timeout, never an answer — but the
+//!   application's own when it answers a streamed body unread — due by
+//!   their last byte plus the timeout, an accept delay, latency both ways
+//!   and a read delay, unless a close that may cut came first or core
+//!   still holds open a stream before it that they read whole), racing
+//!   keep-alive clients (requests sent just before or after the drain's
+//!   start, the idle close, the keep-alive timeout); core's farewell 503 is a clean refusal, retried; some
 //!   requests are HTTP/1.0, some close the connection, and no client sends
 //!   more after a closing request (RFC 9112 §9.6). Slow readers ask for
 //!   large streamed responses and read them a little at a time (the
@@ -122,7 +128,8 @@
 //!   the request), then send messages and check each comes back intact and
 //!   in order, until done — or, some, until the server ends the
 //!   connection. When request bodies stream, the clients that send bodies
-//!   (large, trickled, `100-continue`, aborting mid-body) are uploaders.
+//!   (large, trickled, stopped short, `100-continue`, aborting mid-body)
+//!   are uploaders.
 //!   Every client of a seed that streams keeps response bodies, and checks
 //!   a streamed one is exactly the bytes produced, in order, all it
 //!   announced (`x-stream`) — short only for a body ended by a close that
@@ -191,7 +198,8 @@
 //!   only in a forced exit or a hand-off (checked as it happens);
 //! - S7: a request cut by a forced exit while core was still receiving it
 //!   gets the farewell 503 when its socket has room; the 408 of the header
-//!   timeout never comes before it.
+//!   timeout never comes before it; that of the body timeout never sooner
+//!   than `body_read_timeout` after the connection's last byte received.
 //!
 //! Streams and upgrades, as they happen:
 //! - S4: every response head core writes has a framing it may use: a

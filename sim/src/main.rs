@@ -150,6 +150,11 @@ const COUNTERS: &[Counter] = &[
         count: |o| o.stats.clients.slow_body_408,
     },
     Counter {
+        name: "body_stopped_408",
+        enabled: |k| kind_on(k, Kind::BodyStopper),
+        count: |o| o.stats.clients.body_stopped_408,
+    },
+    Counter {
         name: "racing_answered_in_drain",
         enabled: |k| kind_on(k, Kind::Racing),
         count: |o| o.stats.clients.racing_in_drain,
