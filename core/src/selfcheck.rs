@@ -22,6 +22,9 @@ enum Fault {
     },
     Miscounted,
     Buffers,
+    /// A timer that waits on the client runs while core keeps the driver
+    /// from reading what the client sends.
+    ReadHeld(TimerKind),
 }
 
 /// The two counts the pass over the table takes of every connection.
@@ -60,7 +63,7 @@ impl Server {
         let mut conns = self.conns.iter();
         for (key, conn) in conns.by_ref() {
             let active = tally.count(conn);
-            if let Some(found) = self.connection_fault(conn, active, drain) {
+            if let Some(found) = self.connection_fault(key, conn, active, drain) {
                 fault = Some((key, found));
                 break;
             }
@@ -90,10 +93,11 @@ impl Server {
         Ok(())
     }
 
-    /// What is wrong with `conn` on its own, if anything: its timer, its
-    /// place in the count, its buffers.
+    /// What is wrong with connection `key` on its own, if anything: its
+    /// timer, its place in the count, its buffers, its reading.
     fn connection_fault(
         &self,
+        key: usize,
         conn: &Conn,
         active: bool,
         drain: Option<DrainTimes>,
@@ -114,6 +118,14 @@ impl Server {
         if idle && conn.bufs.is_some() {
             return Some(Fault::Buffers);
         }
+        // A head, a body or a linger's FIN timed while unread bytes may
+        // wait in the kernel: the deadline would cut a client that sent in
+        // time (or reset one that closed).
+        if let Some((kind @ (TimerKind::Header | TimerKind::Body | TimerKind::Linger), _)) = timer {
+            if conn.read_paused.get() && self.wants_read_key(key) {
+                return Some(Fault::ReadHeld(kind));
+            }
+        }
         None
     }
 
@@ -127,6 +139,9 @@ impl Server {
             }
             Fault::Miscounted => format!("connection {key} is miscounted"),
             Fault::Buffers => format!("connection {key} holds buffers while {state:?}"),
+            Fault::ReadHeld(kind) => format!(
+                "connection {key} in {state:?} is on the {kind:?} timer, but core keeps its reading paused"
+            ),
         }
     }
 }

@@ -315,7 +315,20 @@ impl Server {
         }
         if bufs.pending_out() > 0 {
             self.settle(key, now);
-            return self.process_input(key, now);
+            self.process_input(key, now);
+            // A request begun from buffered input may wait on its client (a
+            // head or a body to read): its timer runs, so reading must too.
+            // Not a closing connection's: its close decides by the pause.
+            let reads_request = self.conns.get(key).is_some_and(|c| {
+                matches!(
+                    c.state,
+                    State::Head { .. } | State::Body { .. } | State::Receiving { .. }
+                )
+            });
+            if reads_request {
+                self.resume_reading_if_paused(key);
+            }
+            return;
         }
         // The tail is empty, so it holds nothing already.
         bufs.out.clear();

@@ -415,6 +415,40 @@ fn pipelined_input_is_bounded_and_reading_resumes() {
 }
 
 #[test]
+fn a_body_begun_while_a_response_is_still_written_is_read_at_once() {
+    let config = Config {
+        max_pipelined_bytes: 100,
+        ..Config::default()
+    };
+    let mut h = Harness::with(config);
+    h.auto_write = false;
+    let c = h.accept();
+    let mut batch = get("/");
+    batch.extend_from_slice(
+        b"POST /upload HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nabc",
+    );
+    h.send(c, &batch);
+    assert!(
+        !h.server.wants_read(c),
+        "the upload waits behind the GET being answered"
+    );
+    // A response longer than the pipelined bound holds the upload back until
+    // most of it is written.
+    static LONG: [u8; 300] = [b'x'; 300];
+    h.respond(c, 200, &LONG);
+    let [a, b] = h.server.transmit(c);
+    let queued = a.len() + b.len();
+    h.write(c, queued - 60);
+    assert!(h.pending.is_empty(), "the upload's body is not all here");
+    // Its body timer now runs: core must read what the client sent.
+    assert!(
+        h.log.contains(&Event::ResumeRead(c)),
+        "reading resumes when the upload begins, the GET's response still being written"
+    );
+    assert!(h.server.wants_read(c));
+}
+
+#[test]
 fn an_invalid_status_is_refused_and_answered_with_500_in_its_place() {
     let mut h = Harness::new();
     let c = h.accept();
