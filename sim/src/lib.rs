@@ -276,14 +276,19 @@
 //! early answer to a streamed-body request that asked to close was closed
 //! without lingering; a FIN behind a whole body held back by a full stream
 //! buffer dropped the request; a stream ended after its last byte was
-//! written put its idle timer out of order.
+//! written put its idle timer out of order. Its body-stopping clients
+//! found one more: a request begun from buffered input while a response
+//! was still being written left reading paused, so its body timer ran out
+//! on a client whose whole body waited unread in the kernel; core's
+//! self-check now names that state (a head, body or linger timer while
+//! reading is paused).
 //!
-//! Not exercised: a stream ended well after its last byte was written (a
-//! 204's, or a declared length met). Its client, seeing a whole response,
-//! may send its next request while core still holds the stream open, so
-//! core begins that request later than the client's clock says, and the
-//! minimum body rate cannot be judged from the client's side; core's tests
-//! cover it.
+//! Judged loosely: a stream ended well after its last byte was written (a
+//! 204's, or a declared length met, which some producers never end). Its
+//! client, seeing a whole response, may send its next request while core
+//! still holds the stream open, so core begins that request later than the
+//! client's clock says: the minimum body rate and the body stopper's 408
+//! are not judged from the client's side then; core's tests cover it.
 //!
 //! Not checked: a request whose last byte arrived after core half-closed
 //! its connection — one in flight when an idle connection closes is
