@@ -121,7 +121,10 @@ impl Builder {
     /// drain (and a second one forces the exit); SIGUSR2 starts a hot
     /// upgrade; SIGHUP and SIGUSR1 are logged and ignored. On by default;
     /// turn it off when the embedding program handles signals and uses a
-    /// [`ShutdownHandle`]: then ebb installs no signal handling at all.
+    /// [`ShutdownHandle`]: then ebb installs no signal handling at all. A
+    /// program that starts threads before it serves should call
+    /// [`hold_back_signals`](crate::hold_back_signals) first, so that no
+    /// stop signal is lost while ebb installs its handlers.
     pub fn signals(mut self, on: bool) -> Builder {
         self.signals = on;
         self

@@ -260,6 +260,12 @@ pub fn main() -> ExitCode {
         println!("ebb {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    // Before the demo's timer thread exists, so that it inherits the mask
+    // and no stop signal can land on it while `serve` installs its handlers.
+    if let Err(e) = ebb_mio::hold_back_signals() {
+        eprintln!("ebb: cannot hold back signals: {e}");
+        return ExitCode::FAILURE;
+    }
     crate::logger::init(args.verbosity);
     let served =
         Demo::new(args.config().max_body_bytes).and_then(|demo| args.builder().serve_handler(demo));

@@ -64,6 +64,7 @@ pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;
 pub use observer::{Observation, RequestEnd};
 pub use shutdown::ShutdownHandle;
+pub use signals::hold_back_signals;
 pub use stream::BodyWriter;
 pub use upgraded::{PendingUpgrade, Upgraded};
 pub use upload::BodyReader;

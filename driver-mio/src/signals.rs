@@ -4,7 +4,9 @@
 //! every signal here ends the process at once, mid-request. They are all
 //! registered once, at the start of [`Builder::serve`](crate::Builder::serve),
 //! before any listener or worker exists, so from then on none is lost: it
-//! waits in the registration until the coordinator reads it.
+//! waits in the registration until the coordinator reads it. Threads the
+//! program started before are the one way to lose one during the
+//! registration: [`hold_back_signals`] closes it.
 
 use std::io;
 use std::os::raw::c_int;
@@ -47,47 +49,49 @@ const HANDLED: [(c_int, &str, Action); 6] = [
 
 /// Installs the handling of every signal in [`HANDLED`]; the caller
 /// registers the result on its `Poll` and reads it with `pending()`.
-pub(crate) fn register() -> io::Result<Signals> {
-    let signals = HANDLED.map(|(signal, _, _)| signal);
-    let _held = HeldBack::new(&signals)?;
-    Signals::new(signals)
-}
-
-/// Signals blocked on this thread until dropped, then the thread's mask as
-/// it was.
 ///
 /// signal-hook installs each handler a moment before the handler can reach
-/// the registration: a signal in between would be dropped. Held back, it is
-/// delivered when the registration is complete (in the `ebb` binary no other
-/// thread exists yet to take it instead).
-struct HeldBack {
-    previous: libc::sigset_t,
+/// the registration: a signal in between would be dropped. So the signals
+/// are held back on this thread meanwhile, and then taken on it for good,
+/// whatever its mask was: one that came in between is delivered once the
+/// registration is complete. A thread started earlier that does not hold
+/// them back could still take one in between, which is what
+/// [`hold_back_signals`] is for.
+pub(crate) fn register() -> io::Result<Signals> {
+    let signals = HANDLED.map(|(signal, _, _)| signal);
+    mask(libc::SIG_BLOCK, &signals)?;
+    let registered = Signals::new(signals);
+    mask(libc::SIG_UNBLOCK, &signals)?;
+    registered
 }
 
-impl HeldBack {
-    fn new(signals: &[c_int]) -> io::Result<HeldBack> {
-        // SAFETY: sigemptyset/sigaddset initialise and fill the sets, and
-        // pthread_sigmask only changes this thread's mask.
-        unsafe {
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            let mut previous = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut set);
-            for &signal in signals {
-                libc::sigaddset(&mut set, signal);
-            }
-            match libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous) {
-                0 => Ok(HeldBack { previous }),
-                errno => Err(io::Error::from_raw_os_error(errno)),
-            }
+/// Holds back the signals ebb handles (SIGTERM, SIGINT, SIGQUIT, SIGHUP,
+/// SIGUSR1, SIGUSR2) on the calling thread and on every thread it starts
+/// from then on, until [`Builder::serve`](crate::Builder::serve) takes them
+/// on the thread that serves.
+///
+/// Call it first thing in `main` if the program starts threads (a pool, a
+/// timer) before it serves: a stop signal sent while ebb installs its
+/// handlers could otherwise land on such a thread a moment too early, and
+/// be lost. Held back, it waits until ebb can take it. Not needed with
+/// [`Builder::signals(false)`](crate::Builder::signals).
+pub fn hold_back_signals() -> io::Result<()> {
+    mask(libc::SIG_BLOCK, &HANDLED.map(|(signal, _, _)| signal))
+}
+
+/// Blocks or unblocks (`how`) `signals` on the calling thread.
+fn mask(how: c_int, signals: &[c_int]) -> io::Result<()> {
+    // SAFETY: sigemptyset/sigaddset initialise and fill the set, and
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
         }
-    }
-}
-
-impl Drop for HeldBack {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new`; cannot fail with a valid `how`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
+        match libc::pthread_sigmask(how, &set, std::ptr::null_mut()) {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
         }
     }
 }
