@@ -236,6 +236,11 @@ fn head_and_204_send_no_body_however_much_is_streamed() {
         let out = h.output(c);
         assert!(out.ends_with("\r\n\r\n") && !out.contains("never"), "{out}");
         assert!(!out.contains("\r\n0\r\n"), "no last chunk either: {out}");
+        let counted = h.log.iter().find_map(|e| match e {
+            Event::Finished(f) => Some(f.body_bytes),
+            _ => None,
+        });
+        assert_eq!(counted, Some(0), "nor a body byte in its Finished");
     }
 }
 
