@@ -415,6 +415,37 @@ fn pipelined_input_is_bounded_and_reading_resumes() {
 }
 
 #[test]
+fn responses_a_client_leaves_unread_are_held_to_the_pipelining_room() {
+    let config = Config {
+        max_pipelined_bytes: 1000,
+        ..Config::default()
+    };
+    let mut h = Harness::with(config);
+    h.auto_write = false;
+    let c = h.accept();
+    let batch: Vec<u8> = (0..20).flat_map(|_| get("/")).collect();
+    h.send(c, &batch);
+    // The client reads nothing: each answer lets core take the next request
+    // only while what waits to be written fits the room.
+    static BODY: [u8; 300] = [b'x'; 300];
+    let mut answered = 0;
+    while !h.pending.is_empty() {
+        h.respond(c, 200, &BODY);
+        answered += 1;
+    }
+    let [a, b] = h.server.transmit(c);
+    let queued = a.len() + b.len();
+    let one = queued / answered;
+    assert!(answered < 20, "the rest wait for the client to read");
+    assert!(
+        queued <= 1000 + one,
+        "{queued} bytes of {answered} responses queued: more than the room and one response"
+    );
+    h.write(c, usize::MAX);
+    assert!(!h.pending.is_empty(), "written, the next request is taken");
+}
+
+#[test]
 fn a_body_begun_while_a_response_is_still_written_is_read_at_once() {
     let config = Config {
         max_pipelined_bytes: 100,
