@@ -457,6 +457,25 @@ fn body(h: &Harness, id: ebb_core::RequestId) -> (Vec<u8>, bool) {
 const UPLOAD_HEAD: &[u8] = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
 
 #[test]
+fn body_ready_is_said_when_bytes_wait_unread_and_at_the_end_not_per_arrival() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, UPLOAD_HEAD);
+    let id = h.pending[0];
+    let said = |h: &Harness| h.log.iter().filter(|e| **e == Event::BodyReady(id)).count();
+    assert_eq!(said(&h), 0, "nothing to read yet");
+    h.send(c, b"abc");
+    assert_eq!(said(&h), 1, "bytes to read");
+    h.send(c, b"de");
+    assert_eq!(said(&h), 1, "unread ones wait already: no second word");
+    h.server.handle_body_consumed(id, 5, h.now);
+    h.pump();
+    h.send(c, b"fghij");
+    assert_eq!(said(&h), 2, "the end (and bytes to read again)");
+    assert_eq!(body(&h, id), (b"fghij".to_vec(), true));
+}
+
+#[test]
 fn a_request_body_streams_to_the_application_as_it_arrives() {
     let mut h = streaming_bodies();
     let c = h.accept();
