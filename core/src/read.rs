@@ -389,13 +389,13 @@ impl Server {
         }
         let room = self.config.max_pipelined_bytes;
         match conn.state {
-            // Pipelined input waits behind the request being answered, or
+            // Pipelined input waits behind the request being answered (all
+            // it buffers, the request included, is held to the room), or
             // behind unread responses; the head and body being read are
             // bounded by their own limits.
             State::Dispatched { .. } | State::Streaming(_) if conn.buffered_input() >= room => {
                 false
             }
-            State::Dispatched { len, .. } => conn.buffered_input() - len < room,
             // A streamed body is read while the application keeps up.
             State::Receiving { head, .. } => {
                 let waiting = conn.bufs.as_deref().map_or(0, |b| b.body.len());

@@ -441,8 +441,42 @@ fn responses_a_client_leaves_unread_are_held_to_the_pipelining_room() {
         queued <= 1000 + one,
         "{queued} bytes of {answered} responses queued: more than the room and one response"
     );
+    assert!(
+        !h.server.wants_read(c),
+        "nor is more read while they wait to be written"
+    );
     h.write(c, usize::MAX);
     assert!(!h.pending.is_empty(), "written, the next request is taken");
+}
+
+#[test]
+fn a_request_being_answered_leaves_room_to_read_what_follows_it() {
+    let mut h = Harness::with(Config {
+        max_pipelined_bytes: 100,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/"));
+    assert_eq!(h.pending.len(), 1);
+    assert!(h.server.wants_read(c), "little is buffered: read on");
+}
+
+#[test]
+fn a_request_is_readable_only_while_it_waits_for_its_response() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    let mut two = get("/a");
+    two.extend_from_slice(&get("/b"));
+    h.send(c, &two);
+    let first = h.pending[0];
+    assert_eq!(h.server.request(first).unwrap().path(), "/a");
+    h.respond(c, 200, b"a");
+    let second = h.pending[0];
+    assert_eq!(h.server.request(second).unwrap().path(), "/b");
+    assert!(
+        h.server.request(first).is_none(),
+        "an answered request's id names nothing, not the one after it"
+    );
 }
 
 #[test]

@@ -476,6 +476,42 @@ fn body_ready_is_said_when_bytes_wait_unread_and_at_the_end_not_per_arrival() {
 }
 
 #[test]
+fn a_streamed_body_is_read_whatever_its_head_and_pipelined_input_behind_it_waits() {
+    let room = 100;
+    let mut h = Harness::with(Config {
+        stream_request_bodies: true,
+        max_pipelined_bytes: room,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/first"));
+    let first = h.pending[0];
+    h.respond(c, 200, b"");
+    // A head near the room: only what follows it counts against the room.
+    let padding = "x".repeat(room - 10);
+    let head =
+        format!("POST / HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\nContent-Length: 3\r\n\r\n");
+    h.send(c, head.as_bytes());
+    let id = h.pending[0];
+    assert!(h.server.wants_read(c), "the body is awaited");
+    assert!(
+        h.server.request(first).is_none(),
+        "the answered request's id names nothing, not the one after it"
+    );
+    // The body ends; more than the room of pipelined requests follows it.
+    let mut rest = b"abc".to_vec();
+    for _ in 0..5 {
+        rest.extend_from_slice(&get("/next"));
+    }
+    h.send(c, &rest);
+    assert_eq!(body(&h, id), (b"abc".to_vec(), true));
+    assert!(
+        !h.server.wants_read(c),
+        "pipelined input past the room waits behind the request"
+    );
+}
+
+#[test]
 fn a_request_body_streams_to_the_application_as_it_arrives() {
     let mut h = streaming_bodies();
     let c = h.accept();
