@@ -382,6 +382,32 @@ fn an_upgrade_is_answered_101_and_the_stream_is_handed_over_with_what_followed()
 }
 
 #[test]
+fn input_for_the_new_protocol_is_read_while_the_101_is_written_up_to_the_room() {
+    let mut h = Harness::with(Config {
+        max_pipelined_bytes: 100,
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, UPGRADE);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+        .unwrap();
+    h.pump();
+    assert!(h.server.wants_read(c), "a few early bytes: read on");
+    h.send(c, &[b'm'; 100]);
+    assert!(
+        !h.server.wants_read(c),
+        "the room is full until the application takes the connection"
+    );
+    h.write(c, usize::MAX);
+    let mut early = b"early bytes".to_vec();
+    early.extend_from_slice(&[b'm'; 100]);
+    assert_eq!(h.server.take_upgraded_input(c), early);
+}
+
+#[test]
 fn a_request_that_did_not_ask_to_upgrade_cannot_be_switched() {
     let mut h = Harness::new();
     let c = h.accept();
