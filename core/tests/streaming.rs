@@ -388,13 +388,7 @@ fn input_for_the_new_protocol_is_read_while_the_101_is_written_up_to_the_room() 
         ..Config::default()
     });
     h.auto_write = false;
-    let c = h.accept();
-    h.send(c, UPGRADE);
-    let id = h.pending.remove(0);
-    h.server
-        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
-        .unwrap();
-    h.pump();
+    let c = upgraded(&mut h);
     assert!(h.server.wants_read(c), "a few early bytes: read on");
     h.send(c, &[b'm'; 100]);
     assert!(
