@@ -48,7 +48,9 @@ pub struct DrainReport {
     /// Error responses core wrote on its own after `terminate` (400, 408,
     /// 413, …): requests refused, not completed.
     pub requests_rejected: u64,
-    /// Requests begun but not completely answered when exit was forced.
+    /// Requests begun but not completely answered when exit was forced,
+    /// as the cores counted them: those held by a stuck worker (below) are
+    /// not among them.
     pub requests_cut: u64,
     /// Upgraded connections (which left HTTP) open during the drain, or
     /// when a second terminate ended PreStop (a drain that never began).
@@ -59,6 +61,12 @@ pub struct DrainReport {
     /// so the close could have reset unread data (linger gave up, a write
     /// stalled, or exit was forced).
     pub reset_risk_closes: u64,
+    /// Cores whose thread was still inside the application's handler when
+    /// the exit could wait no longer (the drain deadline, or a second
+    /// terminate, had passed): the driver gave up on them, so what they held
+    /// — at least the request in that handler — is cut and counted nowhere
+    /// else. Core never sets this; a driver running cores on threads does.
+    pub stuck_workers: u64,
 }
 
 impl DrainReport {
@@ -82,6 +90,7 @@ impl DrainReport {
             upgraded_open: 0,
             upgraded_cut: 0,
             reset_risk_closes: 0,
+            stuck_workers: 0,
         }
     }
 
@@ -90,10 +99,11 @@ impl DrainReport {
         self.exited_at - self.terminated_at
     }
 
-    /// Whether the drain ended with work undone: exit was forced, or requests
-    /// were cut. A supervisor may want to treat such a stop as a failure.
+    /// Whether the drain ended with work undone: exit was forced, requests
+    /// were cut, or a stuck worker was given up on. A supervisor may want to
+    /// treat such a stop as a failure.
     pub fn lost_work(&self) -> bool {
-        self.forced.is_some() || self.requests_cut > 0
+        self.forced.is_some() || self.requests_cut > 0 || self.stuck_workers > 0
     }
 
     /// Folds in the report of another worker that shared this one's clock
@@ -121,6 +131,7 @@ impl DrainReport {
         self.upgraded_open += other.upgraded_open;
         self.upgraded_cut += other.upgraded_cut;
         self.reset_risk_closes += other.reset_risk_closes;
+        self.stuck_workers += other.stuck_workers;
     }
 
     /// Counts the decision to end a connection (its half-close, or its close
@@ -186,7 +197,13 @@ impl fmt::Display for DrainReport {
             self.upgraded_open,
             self.upgraded_cut,
             self.reset_risk_closes,
-        )
+        )?;
+        // Only when there are any: a driver with one core per process never
+        // has any, and the line stays as it was.
+        if self.stuck_workers > 0 {
+            write!(f, ", stuck workers given up on {}", self.stuck_workers)?;
+        }
+        Ok(())
     }
 }
 
@@ -214,5 +231,21 @@ mod tests {
         assert_eq!(a.forced, Some(Forced::Deadline));
         assert_eq!((a.requests_completed, a.requests_cut), (7, 1));
         assert!(a.lost_work());
+    }
+
+    #[test]
+    fn stuck_workers_are_summed_shown_and_lost_work() {
+        let mut a = DrainReport::new(Time::ZERO);
+        assert!(!a.to_string().contains("stuck"), "{a}");
+        let mut b = DrainReport::new(Time::ZERO);
+        b.stuck_workers = 1;
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(a.stuck_workers, 2);
+        assert!(a.lost_work());
+        assert!(
+            a.to_string().ends_with(", stuck workers given up on 2"),
+            "{a}"
+        );
     }
 }

@@ -36,6 +36,7 @@
 mod access_log;
 mod balance;
 mod builder;
+mod exit_deadline;
 mod handler;
 mod inflight;
 mod listener;

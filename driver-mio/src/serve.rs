@@ -10,11 +10,12 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ebb_core::{Config, DrainReport};
+use ebb_core::{Config, DrainReport, Time};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::balance::Balance;
+use crate::exit_deadline::ExitDeadline;
 use crate::handler::{Handler, Inbox};
 use crate::notify::notify;
 use crate::pidfile::PidFile;
@@ -93,7 +94,8 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             .spawn(move || {
                 let result = catch_unwind(AssertUnwindSafe(|| worker.run()))
                     .unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
-                // The coordinator outlives every worker, so this cannot fail.
+                // Fails only for a worker given up on (see `ExitDeadline`)
+                // whose handler returned after `serve` did: nobody waits.
                 let _ = done_tx.send((number, result));
                 if let Err(e) = waker.wake() {
                     log::error!("cannot wake the coordinator: {e}");
@@ -119,6 +121,9 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     let mut upgrades_seen = 0;
     let mut reports = Vec::with_capacity(count);
     let mut failure = None;
+    // Which workers have ended, by number: only those are joined.
+    let mut ended = vec![false; count];
+    let mut exit_deadline = ExitDeadline::new(setup.config.pre_stop, setup.config.drain_timeout);
     let mut events = Events::with_capacity(16);
     while reports.len() + usize::from(failure.is_some()) < count {
         // Signals that came before this loop first ran, even before the
@@ -150,6 +155,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             stops.wake_workers();
         }
         while let Ok((number, result)) = done_rx.try_recv() {
+            ended[number] = true;
             match result {
                 Ok(report) => reports.push(report),
                 Err(e) => {
@@ -164,14 +170,26 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         if reports.len() + usize::from(failure.is_some()) >= count {
             break;
         }
-        match poll.poll(&mut events, upgrader.timeout()) {
+        let now = Instant::now();
+        exit_deadline.observe(&setup.shutdown, now);
+        if exit_deadline.passed(now) {
+            reports.push(give_up_on_stuck(&ended, &exit_deadline, start, now));
+            break;
+        }
+        let timeout = match (upgrader.timeout(), exit_deadline.timeout(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
     setup.shutdown.set_waker(None);
-    for thread in threads {
+    // A worker given up on is left running, detached: its thread ends with
+    // the process, or by itself if its handler ever returns.
+    for (thread, _) in threads.into_iter().zip(ended).filter(|(_, ended)| *ended) {
         if thread.join().is_err() {
             log::error!("a worker thread panicked");
         }
@@ -262,6 +280,32 @@ impl Stops<'_> {
             inbox.wake();
         }
     }
+}
+
+/// The part of the report for the workers that have not ended by the time
+/// the exit could wait no longer (see [`ExitDeadline`]): each is logged, and
+/// counted as stuck; the exit counts as forced. Its times are on the
+/// workers' clock (epoch `start`), so it combines with their reports.
+fn give_up_on_stuck(
+    ended: &[bool],
+    exit_deadline: &ExitDeadline,
+    start: Instant,
+    now: Instant,
+) -> DrainReport {
+    let on_core_clock = |at: Instant| Time::from_duration(at.saturating_duration_since(start));
+    let stopped_at = exit_deadline.stopped_at().unwrap_or(now);
+    let mut report = DrainReport::new(on_core_clock(stopped_at));
+    for number in (0..ended.len()).filter(|&n| !ended[n]) {
+        log::error!(
+            "worker {number} has not exited {:?} after the stop: it is stuck, most likely in a \
+             handler that blocks; giving up on it, and on what it holds",
+            now.saturating_duration_since(stopped_at)
+        );
+        report.stuck_workers += 1;
+    }
+    report.forced = Some(exit_deadline.why());
+    report.exited_at = on_core_clock(now);
+    report
 }
 
 /// One report for all workers: counts summed, each phase from its earliest

@@ -150,6 +150,11 @@ impl ShutdownHandle {
         self.shared.state.load(Ordering::SeqCst) != 0
     }
 
+    /// Whether the listeners were handed to a successor.
+    pub(crate) fn handed_off(&self) -> bool {
+        self.shared.state.load(Ordering::SeqCst) & HANDED_OFF != 0
+    }
+
     /// Stop requests counted so far.
     pub(crate) fn requests(&self) -> usize {
         self.shared.state.load(Ordering::SeqCst) / ONE_STOP

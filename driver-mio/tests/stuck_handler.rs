@@ -1,0 +1,138 @@
+//! A handler that never returns holds its worker's loop, and with it the
+//! worker's drain deadline. `serve` must not wait for it forever: it gives
+//! up on such a worker a grace after the deadline, or soon after a second
+//! stop, and says so in its report.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ebb_mio::{Builder, DrainReport, Forced, Response, ShutdownHandle};
+
+/// A server whose `/block` handler waits until the test releases it.
+struct Blocking {
+    addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    /// Told each time a `/block` handler begins.
+    entered: Receiver<()>,
+    /// Dropped to release the blocked handlers once the test is done.
+    release: Sender<()>,
+    server: std::thread::JoinHandle<std::io::Result<DrainReport>>,
+}
+
+impl Blocking {
+    fn start(workers: usize, drain_timeout: Duration) -> Blocking {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let builder = Builder::new()
+            .listener(listener)
+            .workers(workers)
+            .signals(false)
+            .drain_timeout(drain_timeout);
+        let shutdown = builder.shutdown_handle();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let entered_tx = Mutex::new(entered_tx);
+        let released = Arc::new(Mutex::new(released));
+        let server = std::thread::spawn(move || {
+            builder.serve(move |req, res| {
+                if req.path() == "/block" {
+                    let _ = entered_tx.lock().unwrap().send(());
+                    // Blocks the worker until the sender is dropped.
+                    let _ = released.lock().unwrap().recv();
+                }
+                res.respond(Response::text(200, "done"));
+            })
+        });
+        Blocking {
+            addr,
+            shutdown,
+            entered,
+            release,
+            server,
+        }
+    }
+
+    /// Sends `GET /block` and waits until its handler has begun.
+    fn block_a_worker(&self) -> TcpStream {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        self.entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the handler began");
+        stream
+    }
+
+    /// Waits for `serve` to return; its report and how long it took.
+    fn stopped(self, since: Instant) -> (DrainReport, Duration) {
+        let report = self.server.join().unwrap().unwrap();
+        let took = since.elapsed();
+        drop(self.release);
+        (report, took)
+    }
+}
+
+#[test]
+fn a_worker_stuck_in_its_handler_is_given_up_on_after_the_deadline() {
+    let drain = Duration::from_millis(300);
+    let server = Blocking::start(2, drain);
+    let _client = server.block_a_worker();
+    let stop = Instant::now();
+    server.shutdown.shutdown();
+    let (report, took) = server.stopped(stop);
+    assert_eq!(report.forced, Some(Forced::Deadline), "{report}");
+    assert_eq!(report.stuck_workers, 1, "the other worker exited: {report}");
+    assert!(report.lost_work());
+    // The drain deadline and a 2 s grace, with room for a slow machine.
+    assert!(took >= drain, "gave up after {took:?}, before the deadline");
+    assert!(
+        took < Duration::from_secs(15),
+        "serve returned after {took:?}"
+    );
+}
+
+#[test]
+fn a_second_stop_gives_up_on_a_stuck_worker_without_waiting_for_the_deadline() {
+    let server = Blocking::start(1, Duration::from_secs(120));
+    let _client = server.block_a_worker();
+    let stop = Instant::now();
+    server.shutdown.shutdown();
+    server.shutdown.shutdown();
+    let (report, took) = server.stopped(stop);
+    assert_eq!(report.forced, Some(Forced::SecondTerminate), "{report}");
+    assert_eq!(report.stuck_workers, 1, "{report}");
+    // A 1 s grace, with room for a slow machine; the deadline is 120 s.
+    assert!(
+        took < Duration::from_secs(15),
+        "serve returned after {took:?}"
+    );
+}
+
+#[test]
+fn a_handler_that_returns_before_the_deadline_is_waited_for() {
+    let server = Blocking::start(1, Duration::from_secs(30));
+    let mut client = server.block_a_worker();
+    server.shutdown.shutdown();
+    std::thread::sleep(Duration::from_millis(200));
+    let Blocking {
+        server, release, ..
+    } = server;
+    drop(release);
+    // Answered, then closed by the drain once idle.
+    let mut answer = String::new();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Read::read_to_string(&mut client, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("done"), "{answer}");
+    drop(client);
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(report.forced, None, "{report}");
+    assert_eq!(report.stuck_workers, 0, "{report}");
+    assert!(!report.lost_work(), "{report}");
+}
