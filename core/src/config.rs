@@ -84,7 +84,86 @@ pub struct Config {
     pub idle_close_after: Duration,
 }
 
+/// A [`Config`] that no server should run with: a limit or timeout at zero
+/// that would refuse or cut every request of some kind. Zero is the value
+/// most often set by mistake, taken for "no limit"; where zero has a meaning
+/// (`keep_alive_timeout`, `drain_timeout`, `min_body_rate_bytes_per_sec`,
+/// `max_body_bytes`, ...) it is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field, as `Config` names it.
+    pub field: &'static str,
+    /// What a server running with it would do.
+    pub effect: &'static str,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is 0: {}", self.field, self.effect)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
+    /// Checks that no limit or timeout is zero where zero would refuse or cut
+    /// every request of some kind (see [`ConfigError`]). Core runs with any
+    /// `Config`, safely; a driver calls this before it serves, so the mistake
+    /// shows at start-up, not as a site answering only errors.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let zero = [
+            (
+                "max_head_bytes",
+                self.max_head_bytes == 0,
+                "every request would be refused with 431",
+            ),
+            (
+                "max_headers",
+                self.max_headers == 0,
+                "every HTTP/1.1 request (it must send Host) would be refused with 431",
+            ),
+            (
+                "max_target_bytes",
+                self.max_target_bytes == 0,
+                "every request would be refused with 414",
+            ),
+            (
+                "max_chunk_line_bytes",
+                self.max_chunk_line_bytes == 0,
+                "every chunked request body would be refused with 400",
+            ),
+            (
+                "max_stream_buffer_bytes",
+                self.max_stream_buffer_bytes == 0,
+                "no streamed body, response or request, could move a byte",
+            ),
+            (
+                "header_read_timeout",
+                self.header_read_timeout.is_zero(),
+                "a request head split across packets would time out at once (408)",
+            ),
+            (
+                "body_read_timeout",
+                self.body_read_timeout.is_zero(),
+                "a request body split across packets would time out at once (408)",
+            ),
+            (
+                "new_connection_timeout",
+                self.new_connection_timeout.is_zero(),
+                "a connection would be closed before its first request could arrive",
+            ),
+            (
+                "write_stall_timeout",
+                self.write_stall_timeout.is_zero(),
+                "a response the socket cannot take at once would be cut",
+            ),
+        ];
+        match zero.into_iter().find(|&(_, is_zero, _)| is_zero) {
+            Some((field, _, effect)) => Err(ConfigError { field, effect }),
+            None => Ok(()),
+        }
+    }
+
     /// The largest request body this configuration accepts: whole, or
     /// streamed.
     pub(crate) fn body_limit(&self) -> u64 {
@@ -153,6 +232,66 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             first_byte_grace: Duration::from_secs(1),
             idle_close_after: Duration::from_millis(250),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_where_it_means_something_is_valid() {
+        let config = Config {
+            keep_alive_timeout: Duration::ZERO,
+            drain_timeout: Duration::ZERO,
+            pre_stop: Duration::ZERO,
+            min_body_rate_bytes_per_sec: 0,
+            max_body_bytes: 0,
+            max_pipelined_bytes: 0,
+            linger_timeout: Duration::ZERO,
+            first_byte_grace: Duration::ZERO,
+            idle_close_after: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    /// A field's name, and how to set it to zero.
+    type Zeroing = (&'static str, fn(&mut Config));
+
+    #[test]
+    fn each_zero_that_refuses_everything_is_named() {
+        let cases: [Zeroing; 9] = [
+            ("max_head_bytes", |c| c.max_head_bytes = 0),
+            ("max_headers", |c| c.max_headers = 0),
+            ("max_target_bytes", |c| c.max_target_bytes = 0),
+            ("max_chunk_line_bytes", |c| c.max_chunk_line_bytes = 0),
+            ("max_stream_buffer_bytes", |c| c.max_stream_buffer_bytes = 0),
+            ("header_read_timeout", |c| {
+                c.header_read_timeout = Duration::ZERO
+            }),
+            ("body_read_timeout", |c| {
+                c.body_read_timeout = Duration::ZERO
+            }),
+            ("new_connection_timeout", |c| {
+                c.new_connection_timeout = Duration::ZERO
+            }),
+            ("write_stall_timeout", |c| {
+                c.write_stall_timeout = Duration::ZERO
+            }),
+        ];
+        for (field, set) in cases {
+            let mut config = Config::default();
+            set(&mut config);
+            let error = config.validate().unwrap_err();
+            assert_eq!(error.field, field);
+            assert!(error.to_string().starts_with(&format!("{field} is 0: ")));
         }
     }
 }

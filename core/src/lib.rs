@@ -106,7 +106,7 @@ mod write;
 pub use bytes::Bytes;
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedLimits};
 pub use close::CloseReason;
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use finished::{Finished, Outcome};
 pub use lifecycle::Phase;
 pub use reject::{Malformed, Reject, Unsupported};

@@ -246,12 +246,14 @@ impl Builder {
     /// all workers (counts summed, the earliest start and the latest end of
     /// each phase; each worker's own report is logged at debug level).
     ///
-    /// Signals are handled from the first thing `serve` does, before the
-    /// listener is bound: a stop signal that comes at any moment after that
-    /// is applied by every worker, even one not yet started.
+    /// Signals are handled from the start of `serve`, before the listener is
+    /// bound: a stop signal that comes at any moment after that is applied
+    /// by every worker, even one not yet started.
     ///
-    /// Fails if the signals or the listener cannot be set up, or if a
-    /// worker's loop fails.
+    /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the
+    /// configuration has a zero that would refuse or cut every request of
+    /// some kind ([`Config::validate`]); and fails if the signals or the
+    /// listener cannot be set up, or if a worker's loop fails.
     ///
     /// The handler is a closure or function; a closure's argument types are
     /// inferred from this bound (`.serve(|req, res| ...)`), which a generic
@@ -261,6 +263,11 @@ impl Builder {
         self,
         handler: impl Fn(&Request<'_>, Responder) + Send + Sync + 'static,
     ) -> io::Result<DrainReport> {
+        // Before anything is bound: a configuration that would refuse every
+        // request is a start-up error, not a server answering only errors.
+        self.config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let signals = if self.signals {
             Some(crate::signals::register()?)
         } else {

@@ -169,6 +169,15 @@ pub fn parse(
     if let Some(timeout) = env("SHUTDOWN_TIMEOUT_S") {
         args.drain_timeout = Some(seconds("SHUTDOWN_TIMEOUT_S", &timeout)?);
     }
+    // A zero that would refuse every request is bad usage, named by its flag.
+    if let Err(e) = args.config().validate() {
+        let flag = match e.field {
+            "header_read_timeout" => "--header-timeout",
+            "new_connection_timeout" => "--new-connection-timeout",
+            other => other,
+        };
+        return Err(format!("{flag} 0: {}", e.effect));
+    }
     Ok(args)
 }
 
@@ -387,6 +396,15 @@ mod tests {
     fn version_flag_in_both_spellings() {
         assert!(args(&["--version"], &[]).unwrap().version);
         assert!(args(&["-V"], &[]).unwrap().version);
+    }
+
+    #[test]
+    fn a_zero_that_would_refuse_every_request_is_bad_usage() {
+        let e = args(&["--header-timeout", "0"], &[]).unwrap_err();
+        assert!(e.starts_with("--header-timeout 0: "), "{e}");
+        let e = args(&["--new-connection-timeout=0"], &[]).unwrap_err();
+        assert!(e.starts_with("--new-connection-timeout 0: "), "{e}");
+        assert!(args(&["--keep-alive-timeout", "0", "--drain-timeout", "0"], &[]).is_ok());
     }
 
     #[test]

@@ -60,7 +60,12 @@ impl ExitDeadline {
                 self.pre_stop
             };
             self.stopped_at = Some(now);
-            self.give_up_at = Some(now + pre_stop + self.drain_timeout + DEADLINE_GRACE);
+            // A wait too long for the clock (a `Duration::MAX` meaning "no
+            // deadline") gives up never.
+            let wait = pre_stop
+                .saturating_add(self.drain_timeout)
+                .saturating_add(DEADLINE_GRACE);
+            self.give_up_at = now.checked_add(wait);
         }
         // The same rule as the workers': after a hand-off the first stop is
         // absorbed and not counted, so any counted one forces.
@@ -164,6 +169,19 @@ mod tests {
         deadline.observe(&handle, t0);
         assert_eq!(deadline.timeout(t0), Some(FORCE_GRACE));
         assert_eq!(deadline.why(), Forced::SecondTerminate);
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_clock_is_no_deadline_until_a_forced_exit() {
+        let mut deadline = ExitDeadline::new(Duration::MAX, Duration::MAX);
+        let handle = ShutdownHandle::new();
+        handle.request();
+        let t0 = Instant::now();
+        deadline.observe(&handle, t0);
+        assert_eq!(deadline.timeout(t0), None);
+        handle.request();
+        deadline.observe(&handle, t0);
+        assert_eq!(deadline.timeout(t0), Some(FORCE_GRACE));
     }
 
     #[test]

@@ -58,8 +58,8 @@ pub use builder::{Builder, DEFAULT_BACKLOG};
 // What the API above shows: request parts, the report `serve` returns (its
 // times and why it was forced), the config, and what an observer hears.
 pub use ebb_core::{
-    BodyLength, Bytes, CloseReason, Config, ConnId, DrainReport, Forced, Outcome, Phase, Reject,
-    Request, RequestId, Time, Version,
+    BodyLength, Bytes, CloseReason, Config, ConfigError, ConnId, DrainReport, Forced, Outcome,
+    Phase, Reject, Request, RequestId, Time, Version,
 };
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;

@@ -103,3 +103,20 @@ fn first_caught_signal() -> Option<i32> {
     .into_iter()
     .find(|&signal| caught & (1 << (signal - 1)) != 0)
 }
+
+#[test]
+fn a_config_that_would_refuse_every_request_is_refused_before_serving() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = ebb_mio::Config {
+        max_head_bytes: 0,
+        ..ebb_mio::Config::default()
+    };
+    let e = Builder::new()
+        .listener(listener)
+        .signals(false)
+        .config(config)
+        .serve(app)
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().starts_with("max_head_bytes is 0: "), "{e}");
+}
