@@ -24,7 +24,10 @@
 //! any wait.
 //!
 //! With `--reuse-port` each worker has a socket of its own and the kernel
-//! spreads connections by their addresses; there is nothing to balance.
+//! spreads connections by their addresses; there is nothing to balance, and
+//! no worker is ever ahead (nor is a lone worker). What the workers publish
+//! is kept all the same: the coordinator reads it to find a worker stuck in
+//! a handler ([`crate::stuck`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -80,10 +83,13 @@ pub(crate) struct Balance {
     /// Set once every worker exists; until then nobody is nudged, and
     /// [`WAIT_BOUND`] alone ends a wait for a worker not yet running.
     inboxes: OnceLock<Box<[Arc<Inbox>]>>,
+    /// The workers share one listener: only then is there a backlog to
+    /// spread.
+    shared: bool,
 }
 
 impl Balance {
-    pub(crate) fn new(workers: usize) -> Arc<Balance> {
+    pub(crate) fn new(workers: usize, shared: bool) -> Arc<Balance> {
         Arc::new(Balance {
             slots: (0..workers)
                 .map(|_| Slot {
@@ -93,6 +99,7 @@ impl Balance {
                 .collect(),
             emptied: AtomicUsize::new(0),
             inboxes: OnceLock::new(),
+            shared,
         })
     }
 
@@ -107,8 +114,11 @@ impl Balance {
     }
 
     /// The least-loaded worker, if worker `me` holds more than [`SLACK`]
-    /// connections more than it.
+    /// connections more than it and they share a listener.
     pub(crate) fn ahead_of(&self, me: usize) -> Option<usize> {
+        if !self.shared {
+            return None;
+        }
         let load = |slot: &Slot| slot.open.load(Ordering::Relaxed);
         let (least, fewest) = self
             .slots
@@ -144,6 +154,18 @@ impl Balance {
     fn set(&self, me: usize, change: impl FnOnce(u64) -> u64) {
         let steps = &self.slots[me].steps;
         steps.store(change(steps.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+
+    /// The handler call worker `worker` is in, if it is in one: a value
+    /// that stays the same until that call returns.
+    pub(crate) fn handler_call(&self, worker: usize) -> Option<u64> {
+        let steps = self.slots[worker].steps.load(Ordering::Relaxed);
+        (steps & HANDLING != 0).then_some(steps)
+    }
+
+    /// Worker `worker`'s open connections.
+    pub(crate) fn open(&self, worker: usize) -> usize {
+        self.slots[worker].open.load(Ordering::Relaxed)
     }
 
     /// Begins a wait for worker `worker` to accept, at `now`.
@@ -228,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_worker_is_ahead_only_beyond_the_slack_of_the_least_loaded() {
-        let balance = Balance::new(3);
+        let balance = Balance::new(3, true);
         for (worker, open) in [(0, 5), (1, 3), (2, 4)] {
             balance.record(worker, open);
         }
@@ -237,6 +259,28 @@ mod tests {
         assert_eq!(balance.ahead_of(0), Some(1));
         assert_eq!(balance.ahead_of(1), None, "the least-loaded is never ahead");
         assert_eq!(balance.ahead_of(2), None);
+        let unshared = Balance::new(3, false);
+        unshared.record(0, 6);
+        assert_eq!(unshared.ahead_of(0), None, "nothing to spread");
+    }
+
+    #[test]
+    fn a_handler_call_is_named_until_it_returns() {
+        let balance = Balance::new(1, false);
+        assert_eq!(balance.handler_call(0), None, "not yet running");
+        balance.step(0);
+        assert_eq!(balance.handler_call(0), None, "in its loop");
+        balance.handles(0);
+        let call = balance.handler_call(0);
+        assert!(call.is_some());
+        assert_eq!(balance.handler_call(0), call, "the same call");
+        balance.step(0);
+        assert_eq!(balance.handler_call(0), None, "returned");
+        balance.handles(0);
+        assert!(
+            balance.handler_call(0).is_some_and(|c| Some(c) != call),
+            "another call"
+        );
     }
 
     fn at(start: Instant) -> impl Fn(u64) -> Instant {
@@ -246,7 +290,7 @@ mod tests {
     #[test]
     fn an_asleep_worker_is_waited_for_until_the_bound() {
         let ms = at(Instant::now());
-        let balance = Balance::new(2);
+        let balance = Balance::new(2, true);
         // Worker 1 not yet running, or asleep in its poll: it will come.
         let mut wait = balance.wait_for(1, ms(0));
         for look in (10..200).step_by(10) {
@@ -258,7 +302,7 @@ mod tests {
     #[test]
     fn a_worker_in_its_own_loop_is_waited_for_until_the_bound() {
         let ms = at(Instant::now());
-        let balance = Balance::new(2);
+        let balance = Balance::new(2, true);
         // Awake and taking no step: not scheduled, its work being bounded.
         balance.step(1);
         let mut wait = balance.wait_for(1, ms(0));
@@ -271,7 +315,7 @@ mod tests {
     #[test]
     fn a_worker_in_one_handler_call_at_two_looks_is_given_up_on() {
         let ms = at(Instant::now());
-        let balance = Balance::new(2);
+        let balance = Balance::new(2, true);
         balance.handles(1);
         let mut wait = balance.wait_for(1, ms(0));
         assert!(wait.goes_on(&balance, ms(5)), "too soon to count");
@@ -295,7 +339,7 @@ mod tests {
     #[test]
     fn a_worker_that_falls_asleep_is_waited_for_again() {
         let ms = at(Instant::now());
-        let balance = Balance::new(2);
+        let balance = Balance::new(2, true);
         balance.handles(1);
         let mut wait = balance.wait_for(1, ms(0));
         assert!(wait.goes_on(&balance, ms(10)), "one look in the handler");
@@ -309,7 +353,7 @@ mod tests {
     #[test]
     fn a_wait_is_over_once_the_backlog_is_emptied() {
         let ms = at(Instant::now());
-        let balance = Balance::new(2);
+        let balance = Balance::new(2, true);
         let wait = balance.wait_for(1, ms(0));
         assert!(wait.is_for(1, &balance));
         assert!(!wait.is_for(0, &balance), "another worker's wait");

@@ -47,6 +47,7 @@ mod serve;
 mod shutdown;
 mod signals;
 mod stream;
+mod stuck;
 mod sys;
 mod upgrade;
 mod upgraded;

@@ -21,8 +21,9 @@ use crate::notify::notify;
 use crate::pidfile::PidFile;
 use crate::shutdown::{ShutdownHandle, Stop};
 use crate::signals::{meaning, Action};
+use crate::stuck::{self, StuckWatch};
 use crate::upgrade::{Program, Upgrader};
-use crate::worker::Worker;
+use crate::worker::{Common, Worker};
 
 const WAKE: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -70,22 +71,25 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     // Workers that share one socket spread its connections among them.
     let shared = count > 1 && crate::listener::distinct_sockets(&setup.listeners)?.len() == 1;
     let start = Instant::now();
-    let balance = shared.then(|| Balance::new(count));
+    let balance = Balance::new(count, shared);
     let handler = Arc::new(setup.handler);
     let (done_tx, done_rx) = mpsc::channel();
     let mut inboxes = Vec::with_capacity(count);
     let mut threads = Vec::with_capacity(count);
+    let common = Common {
+        stops: setup.shutdown.clone(),
+        start,
+        balance: balance.clone(),
+    };
     for (number, listener) in setup.listeners.into_iter().enumerate() {
         let (worker, inbox) = Worker::new(
             number,
             listener,
             setup.config.clone(),
-            setup.shutdown.clone(),
             handler.clone(),
-            start,
             setup.observing.clone(),
+            common.clone(),
         )?;
-        let worker = worker.balanced_by(balance.clone());
         inboxes.push(inbox);
         let done_tx = done_tx.clone();
         let waker = waker.clone();
@@ -103,9 +107,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             })?;
         threads.push(thread);
     }
-    if let Some(balance) = &balance {
-        balance.set_inboxes(inboxes.iter().cloned().collect());
-    }
+    balance.set_inboxes(inboxes.iter().cloned().collect());
     log::info!("ebb listening on {addr} with {count} workers");
     // Every worker's listener is registered on its poll: connections that
     // come from now on are seen. Say so.
@@ -124,6 +126,7 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
     // Which workers have ended, by number: only those are joined.
     let mut ended = vec![false; count];
     let mut exit_deadline = ExitDeadline::new(setup.config.pre_stop, setup.config.drain_timeout);
+    let mut stuck_watch = StuckWatch::new(count);
     let mut events = Events::with_capacity(16);
     while reports.len() + usize::from(failure.is_some()) < count {
         // Signals that came before this loop first ran, even before the
@@ -171,16 +174,24 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             break;
         }
         let now = Instant::now();
+        stuck_watch.look(&balance, now, |worker, lasted, open| {
+            log::warn!(
+                "worker {worker} has been in one handler call for {}s: a handler that blocks \
+                 holds its worker's loop, so its {open} connections wait (and would hold the \
+                 drain); answer from another thread",
+                lasted.as_secs()
+            );
+        });
         exit_deadline.observe(&setup.shutdown, now);
         if exit_deadline.passed(now) {
             reports.push(give_up_on_stuck(&ended, &exit_deadline, start, now));
             break;
         }
-        let timeout = match (upgrader.timeout(), exit_deadline.timeout(now)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match poll.poll(&mut events, timeout) {
+        let timeout = [upgrader.timeout(), exit_deadline.timeout(now)]
+            .into_iter()
+            .flatten()
+            .fold(stuck::LOOK_EVERY, Duration::min);
+        match poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

@@ -105,10 +105,10 @@ pub(crate) struct Worker<H> {
     draining_backlog: bool,
     /// Accepting is paused (EMFILE/ENFILE) until then, or until a close.
     accept_paused_until: Option<Instant>,
-    /// The other workers sharing this worker's listener, to spread new
-    /// connections over (see [`crate::balance`]); `None` when it is not
-    /// shared.
-    balance: Option<Arc<Balance>>,
+    /// Every worker's load and progress: to spread new connections over the
+    /// workers sharing this worker's listener (see [`crate::balance`]), and
+    /// for the coordinator to see a worker stuck in a handler.
+    balance: Arc<Balance>,
     /// This worker has left the backlog to a less-loaded one.
     deferral: Option<Wait>,
     /// Accept failed and the backlog has not been emptied since: the failure
@@ -147,6 +147,17 @@ pub(crate) struct Worker<H> {
     exit: Option<DrainReport>,
 }
 
+/// What every worker shares with the others and with the coordinator.
+#[derive(Clone)]
+pub(crate) struct Common {
+    /// The stop requests, counted.
+    pub(crate) stops: ShutdownHandle,
+    /// The epoch of core's clock, the same for all, so their reports combine.
+    pub(crate) start: Instant,
+    /// Every worker's load and progress.
+    pub(crate) balance: Arc<Balance>,
+}
+
 impl<H: Handler> Worker<H> {
     /// A worker ready to [`run`](Self::run), with its listener registered,
     /// and the inbox through which other threads reach it.
@@ -154,11 +165,15 @@ impl<H: Handler> Worker<H> {
         number: usize,
         listener: std::net::TcpListener,
         config: Config,
-        stops: ShutdownHandle,
         handler: Arc<H>,
-        start: Instant,
         observing: Observing,
+        common: Common,
     ) -> io::Result<(Worker<H>, Arc<Inbox>)> {
+        let Common {
+            stops,
+            start,
+            balance,
+        } = common;
         let stream_bodies = config.stream_request_bodies;
         let poll = Poll::new()?;
         let (tx, rx) = mpsc::channel();
@@ -190,7 +205,7 @@ impl<H: Handler> Worker<H> {
             to_write: Vec::new(),
             draining_backlog: false,
             accept_paused_until: None,
-            balance: None,
+            balance,
             deferral: None,
             accept_failing: false,
             next_date_at: start,
@@ -209,12 +224,6 @@ impl<H: Handler> Worker<H> {
             exit: None,
         };
         Ok((worker, inbox))
-    }
-
-    /// Makes this worker one of those sharing a listener through `balance`.
-    pub(crate) fn balanced_by(mut self, balance: Option<Arc<Balance>>) -> Worker<H> {
-        self.balance = balance;
-        self
     }
 
     /// Runs the loop until core emits [`Event::Exit`].
@@ -266,9 +275,7 @@ impl<H: Handler> Worker<H> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            if let Some(balance) = &self.balance {
-                balance.sleeps(self.number);
-            }
+            self.balance.sleeps(self.number);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 // The next pass only looks at the stop requests and the clock.
@@ -288,9 +295,7 @@ impl<H: Handler> Worker<H> {
     /// [`Worker::dispatch`]).
     fn wake_up(&mut self) {
         (self.awake_at, self.now) = read_clock(self.start);
-        if let Some(balance) = &self.balance {
-            balance.step(self.number);
-        }
+        self.balance.step(self.number);
         if self.awake_at >= self.next_date_at {
             self.refresh_date();
         }
@@ -591,9 +596,7 @@ impl<H: Handler> Worker<H> {
                 Ok((stream, peer)) => self.accepted(stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.deferral = None;
-                    if let Some(balance) = &self.balance {
-                        balance.emptied();
-                    }
+                    self.balance.emptied();
                     if self.accept_failing {
                         self.accept_failing = false;
                         log::info!("accepting again: the backlog is empty");
@@ -639,10 +642,10 @@ impl<H: Handler> Worker<H> {
     /// connection wakes this worker anyway — and otherwise accepting goes
     /// on if the other worker is no longer worth waiting for.
     fn look_again_at_deferral(&mut self) {
-        let (Some(deferral), Some(balance)) = (self.deferral, &self.balance) else {
+        let Some(deferral) = self.deferral else {
             return;
         };
-        if deferral.is_over(balance) {
+        if deferral.is_over(&self.balance) {
             self.deferral = None;
             return;
         }
@@ -655,9 +658,7 @@ impl<H: Handler> Worker<H> {
     /// empties the backlog whoever holds what — and while that worker is
     /// worth waiting for.
     fn defers_accepting(&mut self) -> bool {
-        let Some(balance) = &self.balance else {
-            return false;
-        };
+        let balance = &self.balance;
         if self.draining_backlog || self.server.is_stopping() {
             return false;
         }
@@ -678,9 +679,7 @@ impl<H: Handler> Worker<H> {
 
     /// This worker's open connections, for the other workers' balance.
     fn record_open(&self) {
-        if let Some(balance) = &self.balance {
-            balance.record(self.number, self.server.connections());
-        }
+        self.balance.record(self.number, self.server.connections());
     }
 
     /// Accept failed (EMFILE/ENFILE with no spare descriptor left, or
@@ -744,13 +743,9 @@ impl<H: Handler> Worker<H> {
         let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping(), body);
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
-        if let Some(balance) = &self.balance {
-            balance.handles(self.number);
-        }
+        self.balance.handles(self.number);
         let result = catch_unwind(AssertUnwindSafe(|| handler.call(&request, responder)));
-        if let Some(balance) = &self.balance {
-            balance.step(self.number);
-        }
+        self.balance.step(self.number);
         if self.observing.tracks_requests() {
             // The access log and the observer time each request: its
             // response is handed over after the handler, not when the

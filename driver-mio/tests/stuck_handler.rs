@@ -1,12 +1,13 @@
 //! A handler that never returns holds its worker's loop, and with it the
 //! worker's drain deadline. `serve` must not wait for it forever: it gives
 //! up on such a worker a grace after the deadline, or soon after a second
-//! stop, and says so in its report.
+//! stop, and says so in its report. While serving, a handler call that
+//! lasts is logged.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ebb_mio::{Builder, DrainReport, Forced, Response, ShutdownHandle};
@@ -135,4 +136,66 @@ fn a_handler_that_returns_before_the_deadline_is_waited_for() {
     assert_eq!(report.forced, None, "{report}");
     assert_eq!(report.stuck_workers, 0, "{report}");
     assert!(!report.lost_work(), "{report}");
+}
+
+/// Every line logged in this test binary, at warn level and above.
+fn warnings() -> &'static Mutex<Vec<String>> {
+    struct Capture(Mutex<Vec<String>>);
+    impl log::Log for Capture {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                self.0.lock().unwrap().push(record.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
+    let capture = CAPTURE.get_or_init(|| {
+        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        log::set_logger(capture).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+        capture
+    });
+    &capture.0
+}
+
+#[test]
+fn a_handler_call_that_lasts_is_logged_while_serving() {
+    let logged = warnings();
+    let server = Blocking::start(1, Duration::from_secs(30));
+    let _client = server.block_a_worker();
+    let since = Instant::now();
+    let warning = loop {
+        let found = logged
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|line| line.starts_with("worker 0 has been in one handler call"))
+            .cloned();
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "no warning after {:?}",
+            since.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Told after 10 s of the call, looked at every second.
+    assert!(since.elapsed() >= Duration::from_secs(9), "{warning}");
+    assert!(warning.contains("its 1 connections wait"), "{warning}");
+    let Blocking {
+        server,
+        release,
+        shutdown,
+        ..
+    } = server;
+    drop(release);
+    shutdown.shutdown();
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(report.stuck_workers, 0, "{report}");
 }
