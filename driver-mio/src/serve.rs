@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ebb_core::{Config, DrainReport, Time};
+use ebb_core::{Config, DrainReport};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook_mio::v1_0::Signals;
 
@@ -23,7 +23,7 @@ use crate::shutdown::{ShutdownHandle, Stop};
 use crate::signals::{meaning, Action};
 use crate::stuck::{self, StuckWatch};
 use crate::upgrade::{Program, Upgrader};
-use crate::worker::{Common, Worker};
+use crate::worker::{on_core_clock, Common, Worker};
 
 const WAKE: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -303,10 +303,9 @@ fn give_up_on_stuck(
     start: Instant,
     now: Instant,
 ) -> DrainReport {
-    let on_core_clock = |at: Instant| Time::from_duration(at.saturating_duration_since(start));
     let stopped_at = exit_deadline.stopped_at().unwrap_or(now);
-    let mut report = DrainReport::new(on_core_clock(stopped_at));
-    for number in (0..ended.len()).filter(|&n| !ended[n]) {
+    let mut report = DrainReport::new(on_core_clock(start, stopped_at));
+    for (number, _) in ended.iter().enumerate().filter(|(_, ended)| !**ended) {
         log::error!(
             "worker {number} has not exited {:?} after the stop: it is stuck, most likely in a \
              handler that blocks; giving up on it, and on what it holds",
@@ -315,7 +314,7 @@ fn give_up_on_stuck(
         report.stuck_workers += 1;
     }
     report.forced = Some(exit_deadline.why());
-    report.exited_at = on_core_clock(now);
+    report.exited_at = on_core_clock(start, now);
     report
 }
 

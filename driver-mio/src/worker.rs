@@ -1031,10 +1031,13 @@ impl Conn {
 /// `start`.
 fn read_clock(start: Instant) -> (Instant, Time) {
     let now = Instant::now();
-    (
-        now,
-        Time::from_duration(now.saturating_duration_since(start)),
-    )
+    (now, on_core_clock(start, now))
+}
+
+/// Instant `at` on core's clock, whose epoch is `start`: the same for every
+/// worker and the coordinator, so their reports combine.
+pub(crate) fn on_core_clock(start: Instant, at: Instant) -> Time {
+    Time::from_duration(at.saturating_duration_since(start))
 }
 
 /// The open connection `id`, if it is still the one in its slot. A free
