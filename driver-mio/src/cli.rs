@@ -1,7 +1,7 @@
 //! The `ebb` binary's command line. Hand-parsed: a handful of flags of three
 //! shapes do not need a parser crate.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,7 +23,7 @@ exit status:
 /// Usage text for `--help` and errors.
 pub const USAGE: &str = "\
 usage: ebb [options]
-  --bind ADDR                 listen address (default 127.0.0.1:8080; env PORT overrides the port)
+  --bind ADDR                 listen address, IP:PORT or HOST:PORT (default 127.0.0.1:8080; env PORT overrides the port)
   --workers N                 worker threads (default: available CPUs)
   --reuse-port                one SO_REUSEPORT listener per worker; other processes may share the port
   --drain-timeout SECONDS     drain deadline, may be fractional (default 30; env SHUTDOWN_TIMEOUT_S overrides)
@@ -137,7 +137,7 @@ pub fn parse(
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match name.as_str() {
-            "--bind" => args.bind = parse_value(&name, &value()?)?,
+            "--bind" => args.bind = bind_address(&name, &value()?)?,
             "--workers" => args.workers = Some(parse_value(&name, &value()?)?),
             "--reuse-port" => args.reuse_port = true,
             "--whole-bodies" => args.whole_bodies = true,
@@ -186,6 +186,22 @@ fn parse_value<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Strin
         .trim()
         .parse()
         .map_err(|_| format!("{name}: cannot parse {value:?}"))
+}
+
+/// An address to listen on: `IP:PORT`, or `HOST:PORT` with a name such as
+/// `localhost`, which is resolved now and taken at its first address, as
+/// std's `TcpListener::bind` does with a name.
+fn bind_address(name: &str, value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.trim().parse() {
+        return Ok(addr);
+    }
+    let mut resolved = value
+        .trim()
+        .to_socket_addrs()
+        .map_err(|e| format!("{name}: cannot resolve {value:?} as HOST:PORT ({e})"))?;
+    resolved
+        .next()
+        .ok_or_else(|| format!("{name}: {value:?} resolves to no address"))
 }
 
 fn seconds(name: &str, value: &str) -> Result<Duration, String> {
@@ -347,6 +363,22 @@ mod tests {
         .unwrap();
         assert_eq!(a.bind, "127.0.0.1:1234".parse().unwrap());
         assert_eq!(a.drain_timeout, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn bind_takes_a_host_name_at_its_first_address() {
+        let a = args(&["--bind", "localhost:9000"], &[("PORT", "9001")]).unwrap();
+        assert!(a.bind.ip().is_loopback(), "{}", a.bind);
+        assert_eq!(a.bind.port(), 9001);
+        assert_eq!(
+            args(&["--bind", "[::1]:9000"], &[]).unwrap().bind,
+            "[::1]:9000".parse().unwrap()
+        );
+        assert!(
+            args(&["--bind", "localhost"], &[]).is_err(),
+            "a port is needed"
+        );
+        assert!(args(&["--bind", "no-such-host.invalid:80"], &[]).is_err());
     }
 
     #[test]

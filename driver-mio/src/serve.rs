@@ -108,7 +108,8 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         threads.push(thread);
     }
     balance.set_inboxes(inboxes.iter().cloned().collect());
-    log::info!("ebb listening on {addr} with {count} workers");
+    let workers = if count == 1 { "worker" } else { "workers" };
+    log::info!("ebb listening on {addr} with {count} {workers}");
     // Every worker's listener is registered on its poll: connections that
     // come from now on are seen. Say so.
     announce_ready(setup.pid_file.as_ref(), setup.ready);
