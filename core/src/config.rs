@@ -58,12 +58,13 @@ pub struct Config {
     /// begins, while serving (during the drain, `first_byte_grace` applies).
     pub new_connection_timeout: Duration,
     /// The slowest a request body may arrive once `body_rate_grace` has
-    /// passed since the body began, in bytes per second (0: no minimum). A
+    /// passed since the request began, in bytes per second (0: no minimum). A
     /// body trickled slower is refused with 408, so a client cannot hold a
     /// connection by sending a byte now and then (in the spirit of Apache's
     /// `mod_reqtimeout` `MinRate`).
     pub min_body_rate_bytes_per_sec: u64,
-    /// How long a body may take before `min_body_rate_bytes_per_sec` applies.
+    /// How long a request may take, from its first byte, before
+    /// `min_body_rate_bytes_per_sec` applies to its body.
     pub body_rate_grace: Duration,
     /// Longest wait for the driver to report progress writing a response.
     /// Expired: the connection is closed and the response is lost.

@@ -26,13 +26,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A short word for logs: `complete`, `rejected`, `app-fault`, `cut`
-    /// (by the deadline or a forced exit), `client-gone` or `stalled`.
+    /// A short word for logs: `complete`, `rejected`, `app-fault` (also a
+    /// streamed body that broke its declared length), `cut` (by the
+    /// deadline or a forced exit), `client-gone` or `stalled`.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Complete => "complete",
             Outcome::Rejected(_) => "rejected",
-            Outcome::AppFault => "app-fault",
+            // The application broke its own streamed body: its fault, not
+            // the client's, though the response is cut short.
+            Outcome::AppFault | Outcome::Unfinished(CloseReason::StreamMismatch) => "app-fault",
             Outcome::Unfinished(reason) if reason.is_forced() => "cut",
             Outcome::Unfinished(CloseReason::WriteStall) => "stalled",
             Outcome::Unfinished(_) => "client-gone",
@@ -83,5 +86,26 @@ impl RequestLog {
             began_offset,
             dispatched: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_the_application_broke_is_its_fault_not_the_clients() {
+        let broke = Outcome::Unfinished(CloseReason::StreamMismatch);
+        assert_eq!(broke.label(), "app-fault");
+        assert_eq!(Outcome::AppFault.label(), "app-fault");
+        assert_eq!(
+            Outcome::Unfinished(CloseReason::ClientClosed).label(),
+            "client-gone"
+        );
+        assert_eq!(
+            Outcome::Unfinished(CloseReason::WriteStall).label(),
+            "stalled"
+        );
+        assert_eq!(Outcome::Unfinished(CloseReason::DeadlineCut).label(), "cut");
     }
 }

@@ -60,7 +60,7 @@ pub enum Version {
 
 /// A complete request, borrowed from core's buffers: reading it copies
 /// nothing. Copy out what an answer given later needs, or all of it with
-/// [`Request::to_owned`].
+/// [`Request::into_owned`].
 #[derive(Copy, Clone, Debug)]
 pub struct Request<'a> {
     pub(crate) raw: &'a [u8],
@@ -169,7 +169,7 @@ impl<'a> Request<'a> {
     /// Copies the request out of core's buffers, so that it can be answered
     /// later or on another thread. One allocation for the head and body and
     /// one for the field positions; the borrowed view costs none.
-    pub fn to_owned(self) -> OwnedRequest {
+    pub fn into_owned(self) -> OwnedRequest {
         let head_len = self.head.len;
         let mut bytes = Vec::with_capacity(head_len + self.body.len());
         bytes.extend_from_slice(&self.raw[..head_len]);
@@ -184,7 +184,7 @@ impl<'a> Request<'a> {
     }
 }
 
-/// A request copied out of core's buffers by [`Request::to_owned`]: `Send`
+/// A request copied out of core's buffers by [`Request::into_owned`]: `Send`
 /// and `'static`, so it can move to a worker thread while the connection's
 /// buffers are reused. It keeps the head as received and reads through the
 /// same code as [`Request`], so both give the same answers.
@@ -408,7 +408,7 @@ mod tests {
             .to_vec();
         let (head, body) = buffer.split_at(buffer.len() - 4);
         let owned = with_request(head, body, |req| {
-            let owned = req.to_owned();
+            let owned = req.into_owned();
             assert_eq!(
                 (owned.method(), owned.target(), owned.path(), owned.query()),
                 (req.method(), req.target(), req.path(), req.query())

@@ -29,7 +29,7 @@
 //! is kept all the same: the coordinator reads it to find a worker stuck in
 //! a handler ([`crate::stuck`]).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,10 @@ pub(crate) struct Balance {
     /// The workers share one listener: only then is there a backlog to
     /// spread.
     shared: bool,
+    /// The coordinator stopped waiting for the workers still running (see
+    /// [`crate::exit_deadline`]): `serve` has returned, so a worker whose
+    /// handler comes back serves nothing more.
+    given_up: AtomicBool,
 }
 
 impl Balance {
@@ -100,7 +104,18 @@ impl Balance {
             emptied: AtomicUsize::new(0),
             inboxes: OnceLock::new(),
             shared,
+            given_up: AtomicBool::new(false),
         })
+    }
+
+    /// The coordinator gives up on the workers still running.
+    pub(crate) fn give_up(&self) {
+        self.given_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the coordinator has given up on the workers still running.
+    pub(crate) fn given_up(&self) -> bool {
+        self.given_up.load(Ordering::Relaxed)
     }
 
     /// The workers' inboxes, in worker order.

@@ -130,7 +130,11 @@ impl Builder {
         self
     }
 
-    /// Every limit and timeout of core at once.
+    /// Every limit and timeout of core at once. It replaces the whole
+    /// config, also fields an earlier shortcut set (`drain_timeout`,
+    /// `pre_stop`, `first_byte_grace`, `keep_alive_timeout`,
+    /// `max_body_bytes`, `stream_request_bodies`): call it first, then the
+    /// shortcuts.
     pub fn config(mut self, config: Config) -> Builder {
         self.config = config;
         self

@@ -60,7 +60,7 @@ pub use builder::{Builder, DEFAULT_BACKLOG};
 // times and why it was forced), the config, and what an observer hears.
 pub use ebb_core::{
     BodyLength, Bytes, CloseReason, Config, ConfigError, ConnId, DrainReport, Forced, Outcome,
-    Phase, Reject, Request, RequestId, Time, Version,
+    OwnedRequest, Phase, Reject, Request, RequestId, Time, Version,
 };
 pub use handler::{Handler, Responder, Response};
 pub use listener::systemd_listener;

@@ -250,8 +250,10 @@ fn bind(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListe
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    // Named: "Address already in use" alone does not say which.
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    socket.bind(&addr.into()).map_err(named)?;
+    socket.listen(backlog).map_err(named)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 use std::net::TcpListener;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -81,6 +81,13 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         start,
         balance: balance.clone(),
     };
+    // Each worker's listening descriptor, with its socket's inode: what
+    // `stop_listening` shuts if the worker is given up on.
+    let listening = setup
+        .listeners
+        .iter()
+        .map(|l| Ok((l.as_raw_fd(), crate::listener::inode(l.as_raw_fd())?)))
+        .collect::<io::Result<Vec<_>>>()?;
     for (number, listener) in setup.listeners.into_iter().enumerate() {
         let (worker, inbox) = Worker::new(
             number,
@@ -186,6 +193,10 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         exit_deadline.observe(&setup.shutdown, now);
         if exit_deadline.passed(now) {
             reports.push(give_up_on_stuck(&ended, &exit_deadline, start, now));
+            balance.give_up();
+            if !setup.shutdown.handed_off() {
+                stop_listening(&listening, &ended);
+            }
             break;
         }
         let timeout = [upgrader.timeout(), exit_deadline.timeout(now)]
@@ -317,6 +328,28 @@ fn give_up_on_stuck(
     report.forced = Some(exit_deadline.why());
     report.exited_at = on_core_clock(start, now);
     report
+}
+
+/// Stops the listening sockets of the workers that have not ended, once
+/// given up on: no client is queued any more where nobody will accept it,
+/// and the port is free for the embedding program to bind again. Shut down
+/// rather than closed, as each descriptor is its worker's to close; and only
+/// while it is still the socket it was (its inode), as a worker may have
+/// closed it in its drain and the number been reused since. Not after a
+/// hand-off: the socket is the successor's too.
+fn stop_listening(listening: &[(RawFd, u64)], ended: &[bool]) {
+    for (&(fd, inode), _) in listening.iter().zip(ended).filter(|(_, ended)| !**ended) {
+        if crate::listener::inode(fd).is_ok_and(|now| now == inode) {
+            // SAFETY: a plain syscall on a descriptor that is open (its
+            // inode was just read); it changes no memory.
+            if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } < 0 {
+                log::warn!(
+                    "cannot stop listening on a stuck worker's socket: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
 }
 
 /// One report for all workers: counts summed, each phase from its earliest

@@ -88,9 +88,10 @@ struct PipeState {
 enum End {
     /// [`BodyWriter::finish`], with these trailers.
     Finish(Vec<(String, Vec<u8>)>),
-    /// The writer was dropped unfinished; `complete` when a declared length
-    /// had been written in full, so ending it normally is right.
-    Abandoned { complete: bool },
+    /// The writer was dropped unfinished. With a declared length, core can
+    /// tell whether the body is whole (and closes the connection if it is
+    /// short); without one, nothing can, so the connection closes.
+    Abandoned { length_declared: bool },
 }
 
 /// Why a stream is over on the worker's side.
@@ -190,6 +191,7 @@ impl BodyWriter {
     /// [`notify_when_writable`](Self::notify_when_writable) says when to
     /// try again), and as `write` does once the stream is gone.
     pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let data = self.within_declared(data)?;
         let pipe = self.pipe.clone();
         let state = pipe.lock();
         if let Some(gone) = state.gone {
@@ -262,6 +264,25 @@ impl BodyWriter {
         Ok(())
     }
 
+    /// The part of `data` a declared length still has room for. A write
+    /// once the length is reached fails with `InvalidInput` and takes
+    /// nothing: the bytes within it stay a whole response, and the
+    /// application learns of its mistake where it made it (`write_all`
+    /// fails) instead of from a broken response.
+    fn within_declared<'d>(&self, data: &'d [u8]) -> io::Result<&'d [u8]> {
+        let Some(declared) = self.declared else {
+            return Ok(data);
+        };
+        let left = declared.saturating_sub(self.written);
+        if left == 0 && !data.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the body is already as long as its declared length: the bytes are refused",
+            ));
+        }
+        Ok(&data[..usize::try_from(left).map_or(data.len(), |left| left.min(data.len()))])
+    }
+
     /// Copies as much of `data` as fits into the queue, which the caller
     /// checked is open, and tells the worker. How much it took.
     fn put(&mut self, pipe: &Pipe, mut state: MutexGuard<'_, PipeState>, data: &[u8]) -> usize {
@@ -314,6 +335,7 @@ fn wait_until(
 impl Write for BodyWriter {
     /// Waits until there is room, then takes as much of `buf` as fits.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let buf = self.within_declared(buf)?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -333,10 +355,10 @@ impl Drop for BodyWriter {
         if self.ended {
             return;
         }
-        let complete = self.declared == Some(self.written);
+        let length_declared = self.declared.is_some();
         let mut state = self.pipe.lock();
         if state.gone.is_none() {
-            state.end = Some(End::Abandoned { complete });
+            state.end = Some(End::Abandoned { length_declared });
             self.schedule(state);
         }
     }
@@ -425,13 +447,20 @@ impl Streams {
             gone = match state.end.take() {
                 None => None,
                 Some(End::Finish(trailers)) => Some(end(server, id, &trailers, now)),
-                Some(End::Abandoned { complete: true }) => Some(end(server, id, &[], now)),
-                Some(End::Abandoned { complete: false }) => {
-                    log::warn!(
-                        "stream of {id:?} dropped unfinished by the application: closing its connection"
-                    );
-                    server.handle_aborted(id.conn(), now);
-                    Some(Gone::Closed)
+                Some(End::Abandoned { length_declared }) => {
+                    let gone = if length_declared {
+                        end(server, id, &[], now)
+                    } else {
+                        // A chunked body must not end as if whole.
+                        server.handle_aborted(id.conn(), now);
+                        Gone::Closed
+                    };
+                    if !matches!(gone, Gone::Ended) {
+                        log::warn!(
+                            "stream of {id:?} dropped unfinished by the application: closing its connection"
+                        );
+                    }
+                    Some(gone)
                 }
             };
         }

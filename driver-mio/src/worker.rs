@@ -782,6 +782,10 @@ impl<H: Handler> Worker<H> {
             // Borrowed, not moved: a response is some 300 bytes.
             Some(Answer::Response(response)) => self.respond(id, response, &name),
             other => match other.take() {
+                // The panic dropped the responder: logged once, above.
+                Some(Answer::Failed) if result.is_err() => {
+                    self.server.handle_app_failure(id, self.now)
+                }
                 Some(answer) => self.answer(id, answer, &name),
                 None => {
                     if let Some(conn) = self.conn(id.conn()) {
@@ -797,6 +801,9 @@ impl<H: Handler> Worker<H> {
             // What came with the head: its `BodyReady` may be past.
             self.feed_upload(id, false);
         }
+        // Only a handler call can hold a worker past the exit's deadline:
+        // looked at as it returns, before its answer is written.
+        self.exit_if_given_up();
     }
 
     /// Gives core the application's answer to request `id`, named `name`
@@ -937,6 +944,28 @@ impl<H: Handler> Worker<H> {
             }
             self.pump();
         }
+        if self.exit_if_given_up() {
+            self.pump();
+        }
+    }
+
+    /// Exits now if the coordinator gave up on this worker: a handler held
+    /// it past the exit's deadline, and `serve` returned without it (see
+    /// [`crate::exit_deadline`]). It serves nothing more, not even the
+    /// answer of that handler: core closes everything, as a second stop
+    /// would make it. Whether it did.
+    fn exit_if_given_up(&mut self) -> bool {
+        if !self.balance.given_up() {
+            return false;
+        }
+        // At most three stops: serving, pre-stop or draining, exited.
+        for _ in 0..3 {
+            if matches!(self.server.phase(), Phase::Exited) {
+                break;
+            }
+            self.server.handle_terminate(self.now);
+        }
+        true
     }
 
     /// Reads the mailbox: deferred answers, stream data, closed upgrades.

@@ -6,15 +6,17 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use ebb_mio::{Builder, Bytes, Request, Responder, Response};
+use ebb_mio::{Builder, Bytes, OwnedRequest, Request, Responder, Response};
 
 fn app(req: &Request<'_>, res: Responder) {
     match req.path() {
         "/" => res.respond(Response::new(200).body(Bytes::from_static(b"static"))),
         "/later" => {
+            // Copied out of the worker's buffers, to read on another thread.
+            let req: OwnedRequest = req.into_owned();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(50));
-                res.respond(Response::text(201, "later"));
+                res.respond(Response::text(201, format!("later {}", req.target())));
             });
         }
         "/stopping" => {
@@ -60,7 +62,13 @@ fn handler_answers_now_later_and_after_failures_then_drains_on_request() {
         get(addr, "/"),
         ("HTTP/1.1 200 OK".to_owned(), "static".to_owned())
     );
-    assert_eq!(get(addr, "/later").0, "HTTP/1.1 201 Created");
+    assert_eq!(
+        get(addr, "/later?q=1"),
+        (
+            "HTTP/1.1 201 Created".to_owned(),
+            "later /later?q=1".to_owned()
+        )
+    );
     assert_eq!(get(addr, "/panic").0, "HTTP/1.1 500 Internal Server Error");
     assert_eq!(get(addr, "/drop").0, "HTTP/1.1 500 Internal Server Error");
     assert_eq!(get(addr, "/stopping").1, "false");
@@ -119,4 +127,18 @@ fn a_config_that_would_refuse_every_request_is_refused_before_serving() {
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     assert!(e.to_string().starts_with("max_head_bytes is 0: "), "{e}");
+}
+
+#[test]
+fn an_address_that_cannot_be_bound_is_named_in_the_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = Builder::new()
+        .bind(addr)
+        .workers(1)
+        .signals(false)
+        .serve(app)
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

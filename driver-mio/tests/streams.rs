@@ -121,6 +121,26 @@ fn a_writer_dropped_unfinished_cuts_the_chunked_body_and_closes() {
 }
 
 #[test]
+fn a_writer_dropped_short_of_its_length_sends_what_it_wrote_then_closes() {
+    let server = Server::start(256 << 10, |_req, res| {
+        let mut body = res.stream(Response::new(200), BodyLength::Known(10));
+        thread::spawn(move || body.write_all(b"abc").unwrap());
+    });
+    // Without `Connection: close`: the server closes, after the bytes it
+    // had, so the client sees a body short of its length.
+    let mut stream = connect(server.addr);
+    write!(stream, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("Content-Length: 10\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\nabc"),
+        "what it wrote, then the close: {text:?}"
+    );
+}
+
+#[test]
 fn a_known_length_written_in_full_ends_normally_even_unfinished() {
     let server = Server::start(256 << 10, |req, res| {
         if req.path() == "/next" {
@@ -159,6 +179,40 @@ fn finishing_short_of_the_declared_length_fails_and_closes() {
     let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
     assert!(body.len() < 10, "short, then closed: {text:?}");
     assert_eq!(rx.recv().unwrap(), Err(ErrorKind::InvalidData));
+}
+
+#[test]
+fn writing_past_the_declared_length_fails_and_the_response_stays_whole() {
+    let (tx, rx) = mpsc::channel();
+    let server = Server::start(256 << 10, move |_req, res| {
+        let mut body = res.stream(Response::new(200), BodyLength::Known(3));
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let past = body.write_all(b"abcdef").map_err(|e| e.kind());
+            let again = body.try_write(b"g").map_err(|e| e.kind());
+            tx.send((past, again, body.finish().map_err(|e| e.kind())))
+                .unwrap();
+        });
+    });
+    let mut stream = connect(server.addr);
+    write!(stream, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let text = read_until(&mut stream, "abc");
+    assert!(text.contains("Content-Length: 3\r\n"), "{text}");
+    let (past, again, finished) = rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(
+        past,
+        Err(ErrorKind::InvalidInput),
+        "write_all past the length"
+    );
+    assert_eq!(
+        again,
+        Err(ErrorKind::InvalidInput),
+        "and every write after it"
+    );
+    assert_eq!(finished, Ok(()), "the three bytes are the whole body");
+    // The connection stays usable: the response was whole.
+    write!(stream, "GET /next HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_until(&mut stream, "HTTP/1.1 200");
 }
 
 #[test]

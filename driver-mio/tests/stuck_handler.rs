@@ -4,7 +4,7 @@
 //! stop, and says so in its report. While serving, a handler call that
 //! lasts is logged.
 
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -94,6 +94,40 @@ fn a_worker_stuck_in_its_handler_is_given_up_on_after_the_deadline() {
         took < Duration::from_secs(15),
         "serve returned after {took:?}"
     );
+}
+
+#[test]
+fn a_worker_given_up_on_takes_no_client_and_serves_nothing_when_it_returns() {
+    let server = Blocking::start(1, Duration::from_millis(200));
+    let mut held = server.block_a_worker();
+    server.shutdown.shutdown();
+    let report = server.server.join().unwrap().unwrap();
+    assert_eq!(report.stuck_workers, 1, "{report}");
+    // The listening socket is stopped, though the stuck worker holds it: a
+    // client is refused, not queued where nobody accepts it, and the
+    // embedding program can bind the port again.
+    let refused = TcpStream::connect(server.addr).map(drop);
+    assert_eq!(
+        refused.map_err(|e| e.kind()),
+        Err(ErrorKind::ConnectionRefused)
+    );
+    let again = TcpListener::bind(server.addr).expect("the port is free");
+    // Released, the handler returns to a worker that serves nothing more:
+    // its held client gets no late answer, only the close.
+    drop(server.release);
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    match held.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(
+            e.kind(),
+            ErrorKind::ConnectionReset,
+            "closed, not left open: {e}"
+        ),
+    }
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    drop(again);
 }
 
 #[test]
