@@ -165,15 +165,28 @@ impl ShutdownHandle {
         self.shared.upgrades.load(Ordering::SeqCst)
     }
 
+    /// Whether a worker that has applied `applied` has an input to feed
+    /// its core ([`next_input`](Self::next_input) would give one).
+    pub(crate) fn has_input(&self, applied: &Applied) -> bool {
+        self.pending(applied).is_some()
+    }
+
     /// The next input a worker that has applied `applied` must feed its
     /// core, if any: the hand-off first, then one terminate per stop request.
     pub(crate) fn next_input(&self, applied: &mut Applied) -> Option<StopInput> {
+        let input = self.pending(applied)?;
+        match input {
+            StopInput::HandOff => applied.handed_off = true,
+            StopInput::Terminate => applied.stops += 1,
+        }
+        Some(input)
+    }
+
+    fn pending(&self, applied: &Applied) -> Option<StopInput> {
         let state = self.shared.state.load(Ordering::SeqCst);
         if state & HANDED_OFF != 0 && !applied.handed_off {
-            applied.handed_off = true;
             Some(StopInput::HandOff)
         } else if applied.stops < state / ONE_STOP {
-            applied.stops += 1;
             Some(StopInput::Terminate)
         } else {
             None

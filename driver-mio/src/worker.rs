@@ -233,19 +233,21 @@ impl<H: Handler> Worker<H> {
         let mut events = Events::with_capacity(1024);
         loop {
             self.wake_up();
-            // A stop counts before the connection events of the same
-            // wake-up: what is queued by then is drained as backlog.
-            self.apply_stops();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => {
-                        self.accept();
-                        self.pump();
-                    }
-                    WAKER => self.messages(),
-                    token => self.ready(token.0, event),
+            self.handle(&events);
+            if self.stops.has_input(&self.stops_applied) {
+                // What reached this worker's sockets before the stop is
+                // read before it: a request in the kernel's buffer was sent
+                // before the stop, so it is answered, not discarded by the
+                // close of an idle connection or left behind a pipelined
+                // one's `Connection: close`. One more look, without
+                // waiting, takes in what came while this pass ran.
+                match self.poll.poll(&mut events, Some(Duration::ZERO)) {
+                    Ok(()) => self.handle(&events),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                self.settle();
+                events.clear();
+                self.apply_stops();
             }
             if let Some(until) = self.accept_paused_until {
                 if self.awake_at >= until {
@@ -282,6 +284,23 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Handles the readiness `events` of one poll.
+    // Inlined: it is the loop's body, once or twice a pass.
+    #[inline(always)]
+    fn handle(&mut self, events: &Events) {
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => {
+                    self.accept();
+                    self.pump();
+                }
+                WAKER => self.messages(),
+                token => self.ready(token.0, event),
+            }
+            self.settle();
         }
     }
 
@@ -944,19 +963,16 @@ impl<H: Handler> Worker<H> {
             }
             self.pump();
         }
-        if self.exit_if_given_up() {
-            self.pump();
-        }
     }
 
     /// Exits now if the coordinator gave up on this worker: a handler held
     /// it past the exit's deadline, and `serve` returned without it (see
     /// [`crate::exit_deadline`]). It serves nothing more, not even the
     /// answer of that handler: core closes everything, as a second stop
-    /// would make it. Whether it did.
-    fn exit_if_given_up(&mut self) -> bool {
+    /// would make it.
+    fn exit_if_given_up(&mut self) {
         if !self.balance.given_up() {
-            return false;
+            return;
         }
         // At most three stops: serving, pre-stop or draining, exited.
         for _ in 0..3 {
@@ -965,7 +981,6 @@ impl<H: Handler> Worker<H> {
             }
             self.server.handle_terminate(self.now);
         }
-        true
     }
 
     /// Reads the mailbox: deferred answers, stream data, closed upgrades.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ebb_mio::{
     Builder, CloseReason, Observation, Outcome, Phase, Request, Responder, Response,
@@ -151,6 +151,13 @@ fn observer_counts_by_outcome_agree_with_the_drain_report() {
     refused.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(100));
     shutdown.shutdown();
+    // The rest of the bad head comes once both workers drain: a worker
+    // reads what its sockets hold before it applies a stop.
+    let since = Instant::now();
+    while heard.lock().unwrap().stopping_workers.len() < 2 {
+        assert!(since.elapsed() < IO_TIMEOUT, "the workers drain");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     refused.write_all(b"no colon here\r\n\r\n").unwrap();
 
     let mut answer = String::new();

@@ -270,3 +270,35 @@ fn close_race_without_pre_stop_prints_the_loss_rate() {
     );
     assert!(total.answered > 0);
 }
+
+/// A request that reached the server's socket before the stop was sent
+/// before it, so it is answered, even on a connection idle long enough for
+/// the drain to close at once. ebb is frozen (SIGSTOP) while the request
+/// arrives and the stop is sent, so both wait for it when it resumes: it
+/// must read the request before applying the stop. Several rounds, as the
+/// order in which its threads resume varies.
+#[test]
+fn a_request_already_in_the_socket_when_the_stop_comes_is_answered() {
+    let _serial = serial();
+    for round in 0..8 {
+        let ebb = Ebb::start(&["--workers", "1", "--no-access-log"]);
+        let mut client = Client::connect(ebb.addr, Duration::from_secs(10)).unwrap();
+        assert_eq!(client.get("/").unwrap().status, 200);
+        // Idle for longer than `idle_close_after` (250 ms).
+        thread::sleep(Duration::from_millis(400));
+        assert!(ebb_tests::kill(ebb.pid(), libc::SIGSTOP));
+        client.send_get("/").unwrap();
+        thread::sleep(Duration::from_millis(50));
+        ebb.signal(libc::SIGTERM);
+        thread::sleep(Duration::from_millis(50));
+        assert!(ebb_tests::kill(ebb.pid(), libc::SIGCONT));
+        let response = client.read_response();
+        assert!(
+            response.as_ref().is_ok_and(|r| r.status == 200),
+            "round {round}: {response:?}\n{}",
+            ebb.log()
+        );
+        drop(client);
+        ebb.expect_clean_exit(Duration::from_secs(10));
+    }
+}
