@@ -65,7 +65,11 @@ pub(crate) enum State {
         seq: u32,
         body: BodyProgress,
         done: bool,
-        continue_sent: bool,
+        /// When the application first asked for the body
+        /// ([`Server::handle_body_wanted`](crate::Server::handle_body_wanted)).
+        /// Until then a client that sent `Expect: 100-continue` may rightly
+        /// wait for a `100`: its body is not late, and is timed from then.
+        body_asked_at: Option<Time>,
     },
     /// The application streams the response to the request it was handed:
     /// the head is queued and body pieces follow until it ends the stream.

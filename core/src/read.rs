@@ -32,7 +32,17 @@ impl Server {
             State::Body { .. } | State::Receiving { done: false, .. } => {
                 let log = conn.bufs.as_ref().map(|b| b.log).unwrap_or_default();
                 let bytes = conn.received - log.began_offset;
-                if self.too_slow(log.began_at, bytes, now) {
+                // A body held back for a `100 Continue` is timed from when
+                // the application asked for it.
+                let since = match conn.state {
+                    State::Receiving {
+                        head,
+                        body_asked_at: Some(asked),
+                        ..
+                    } if head.expect_continue => asked,
+                    _ => log.began_at,
+                };
+                if self.too_slow(since, bytes, now) {
                     return self.reject(key, Reject::BodyTooSlow, now);
                 }
                 self.progress(key, now);
@@ -292,7 +302,7 @@ impl Server {
                 seq,
                 body,
                 done: false,
-                continue_sent: false,
+                body_asked_at: None,
             };
             return self.hand_over(key, receiving, now);
         }

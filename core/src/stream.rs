@@ -117,7 +117,7 @@ impl Server {
             let conn = &mut self.conns[key];
             if let State::Receiving {
                 head,
-                continue_sent,
+                body_asked_at,
                 done: false,
                 ..
             } = &mut conn.state
@@ -127,15 +127,20 @@ impl Server {
                     .as_mut()
                     .expect("a request being read has buffers");
                 let nothing_arrived = conn.received - bufs.log.began_offset == head.len as u64;
-                if head.expect_continue && !*continue_sent && nothing_arrived {
-                    *continue_sent = true;
-                    if bufs.pending_out() == 0 {
-                        bufs.write_progress_at = now;
+                let first_ask = body_asked_at.is_none();
+                body_asked_at.get_or_insert(now);
+                if head.expect_continue && first_ask {
+                    // Its body is due from now: the timer starts.
+                    bufs.body_progress_at = now;
+                    if nothing_arrived {
+                        if bufs.pending_out() == 0 {
+                            bufs.write_progress_at = now;
+                        }
+                        bufs.out.extend_from_slice(CONTINUE);
+                        conn.sent_any = true;
+                        self.queue_transmit(key);
                     }
-                    bufs.out.extend_from_slice(CONTINUE);
-                    conn.sent_any = true;
                     self.settle(key, now);
-                    self.queue_transmit(key);
                 }
             }
         }

@@ -123,8 +123,15 @@ pub(crate) fn timer_for(
             timeouts.body_read,
         ),
         // A streamed body waits on its client, unless the application has
-        // not read what came (then the client waits on it).
-        State::Receiving { done: false, .. } if !history.body_full() => (
+        // not read what came, or has not yet asked for a body its client
+        // may hold back until a `100 Continue` (then the client waits on
+        // it).
+        State::Receiving {
+            done: false,
+            head,
+            body_asked_at,
+            ..
+        } if !history.body_full() && (body_asked_at.is_some() || !head.expect_continue) => (
             TimerKind::Body,
             history.body_progress_at(),
             timeouts.body_read,

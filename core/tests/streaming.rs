@@ -643,6 +643,34 @@ fn continue_is_sent_when_the_application_first_wants_the_body() {
 }
 
 #[test]
+fn a_body_held_back_for_100_continue_is_timed_from_when_the_application_asks() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
+    // The client rightly waits for a 100 the application has not yet
+    // caused: long past the body timeout and the rate's grace, no 408.
+    h.advance_ms(60_000);
+    assert!(h.output(c).is_empty(), "{}", h.output(c));
+    assert!(!h.closed(c) && !h.half_closed(c));
+    let id = h.pending[0];
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    assert_eq!(h.output(c), "HTTP/1.1 100 Continue\r\n\r\n");
+    // Timed from the ask: a body trickled in soon after is not too slow.
+    h.advance_ms(1_000);
+    h.send(c, b"ab");
+    assert!(!h.output(c).contains("408"), "{}", h.output(c));
+    // And a client that then stalls hears 408 a body timeout (10 s) later.
+    h.advance_ms(9_000);
+    assert!(!h.output(c).contains("408"), "{}", h.output(c));
+    h.advance_ms(1_500);
+    assert!(h.output(c).contains("HTTP/1.1 408 "), "{}", h.output(c));
+}
+
+#[test]
 fn answering_before_the_body_is_read_closes_the_connection() {
     let mut h = streaming_bodies();
     let c = h.accept();
