@@ -832,6 +832,13 @@ impl<H: Handler> Worker<H> {
             Answer::Response(ref mut response) => self.respond(id, response, name),
             Answer::Stream(start) => self.start_stream(id, *start, name),
             Answer::Upgrade(start) => self.start_upgrade(id, *start, name),
+            // A request core no longer waits on (its client left, or core
+            // answered in the application's place, say a 408 for a body
+            // too slow) is one the application could not answer: not an
+            // error, or every hostile client would write an error line.
+            Answer::Failed if self.server.request(id).is_none() => {
+                log::debug!("responder for {name} dropped after its request ended");
+            }
             Answer::Failed => {
                 let from = self.peer_of(id.conn());
                 log::error!("handler dropped its responder for {name}{from}; answered 500");

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ebb_mio::{
-    Builder, CloseReason, Observation, Outcome, Phase, Request, Responder, Response,
+    Builder, CloseReason, Config, Observation, Outcome, Phase, Request, Responder, Response,
     ACCESS_LOG_TARGET,
 };
 use log::{Level, Log, Metadata, Record};
@@ -63,6 +63,13 @@ fn app(req: &Request<'_>, res: Responder) {
         "/never" => {
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(3));
+                drop(res);
+            });
+        }
+        // Given up on by its thread only after core ended the request.
+        "/late-drop" => {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(600));
                 drop(res);
             });
         }
@@ -381,4 +388,52 @@ fn without_the_access_log_error_lines_still_name_the_client() {
             "no access log: {records:#?}"
         );
     }
+}
+
+#[test]
+fn a_responder_dropped_after_core_ended_its_request_is_no_error() {
+    captured();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let builder = Builder::new()
+        .listener(listener)
+        .workers(1)
+        .signals(false)
+        .config(Config {
+            body_read_timeout: Duration::from_millis(200),
+            stream_request_bodies: true,
+            ..Config::default()
+        });
+    let shutdown = builder.shutdown_handle();
+    let server = std::thread::spawn(move || builder.serve(app));
+    // Its body never comes: core answers 408 in the application's place,
+    // and the application's thread drops its responder later.
+    let (_, answer) = exchange(
+        addr,
+        b"POST /late-drop HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab",
+    );
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    std::thread::sleep(Duration::from_millis(800));
+    shutdown.shutdown();
+    server.join().unwrap().unwrap();
+    let records = captured();
+    // Its connection is gone by then: the lines name the request by id.
+    let count = |level: Level, text: &str| {
+        records
+            .iter()
+            .filter(|(_, l, line)| *l == level && line.contains(text))
+            .count()
+    };
+    let by_id = records
+        .iter()
+        .filter(|(_, l, line)| {
+            *l == Level::Error && line.contains("dropped its responder for RequestId")
+        })
+        .count();
+    assert_eq!(by_id, 0, "{records:#?}");
+    assert_eq!(
+        count(Level::Debug, "dropped after its request ended"),
+        1,
+        "{records:#?}"
+    );
 }
