@@ -5,6 +5,8 @@
 //! a missing CRLF after data, a size that overflows — is an error rather than a
 //! guess, because lenient chunked parsing is how request smuggling starts.
 
+use crate::byteset::TCHAR;
+
 /// Why a chunked body was rejected.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ChunkedError {
@@ -50,8 +52,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
+    /// Inside a trailer field's name, a token that ends at its colon.
+    TrailerName,
+    /// Inside a trailer field's value, after the colon.
+    TrailerValue,
     /// Saw the CR ending a trailer field line.
     TrailerLf,
     /// Saw the CR of the final empty line.
@@ -200,14 +204,23 @@ impl ChunkedDecoder {
                     return Ok(());
                 }
                 self.count_trailer_byte(limits)?;
+                // A field line, as in a head: a name (so no whitespace
+                // first, which would be obsolete line folding), a colon, a
+                // value.
+                if !TCHAR[usize::from(b)] {
+                    return Err(ChunkedError::Malformed);
+                }
+                self.state = TrailerName;
+            }
+            TrailerName => {
+                self.count_trailer_byte(limits)?;
                 match b {
-                    // A trailer line may not start with whitespace (obsolete line folding).
-                    b'\n' | b' ' | b'\t' | b':' => return Err(ChunkedError::Malformed),
-                    _ if is_field_byte(b) => self.state = Trailer,
+                    b':' => self.state = TrailerValue,
+                    _ if TCHAR[usize::from(b)] => {}
                     _ => return Err(ChunkedError::Malformed),
                 }
             }
-            Trailer => {
+            TrailerValue => {
                 self.count_trailer_byte(limits)?;
                 match b {
                     b'\r' => self.state = TrailerLf,
@@ -435,5 +448,27 @@ mod tests {
             d.decode(b"0\r\nX: y\r\n z\r\n\r\n", &mut Vec::new(), &LIMITS),
             Err(ChunkedError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_trailer_line_is_a_field_line_with_a_name_and_a_colon() {
+        for line in [&b"no colon here"[..], b"X : y", b": y", b"X@: y", b"\x80: y"] {
+            let mut input = b"0\r\n".to_vec();
+            input.extend_from_slice(line);
+            input.extend_from_slice(b"\r\n\r\n");
+            let mut d = ChunkedDecoder::new();
+            assert_eq!(
+                d.decode(&input, &mut Vec::new(), &LIMITS),
+                Err(ChunkedError::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for line in [&b"X:y"[..], b"X-Y_z: ", b"x: a:b"] {
+            let mut input = b"0\r\n".to_vec();
+            input.extend_from_slice(line);
+            input.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(decode_bytewise(&input).unwrap().1, input.len());
+        }
     }
 }

@@ -102,7 +102,7 @@ fn streaming(input: &[u8], cuts: &[usize], limits: &ChunkedLimits) -> Outcome {
 /// chunk-size   = 1*HEXDIG            ; must fit in 64 bits
 /// chunk-ext    = *( HTAB / SP / VCHAR / obs-text )
 /// trailer-section = *( field-line CRLF )
-/// field-line   = a field byte other than SP, HTAB or ":", then field bytes
+/// field-line   = 1*tchar ":" *( field byte )
 /// ```
 ///
 /// Limits: the chunk-size line (CRLF excluded) is at most `max_line_bytes`;
@@ -255,16 +255,24 @@ impl Reference<'_> {
             match self.peek() {
                 None => return Ok(false),
                 Some(b'\r') => return Ok(self.crlf()?.is_some()),
-                Some(first) => {
-                    count(&mut section_bytes)?;
-                    // No obsolete line folding; a line starts with a name.
-                    if matches!(first, b' ' | b'\t' | b':') || !is_field_byte(first) {
-                        return Err(ChunkedError::Malformed);
-                    }
-                    self.pos += 1;
+                Some(_) => {}
+            }
+            // The name: at least one token byte, up to its colon. No
+            // obsolete line folding, as a line starts with a name.
+            let mut name_bytes = 0;
+            loop {
+                let Some(b) = self.peek() else {
+                    return Ok(false);
+                };
+                count(&mut section_bytes)?;
+                self.pos += 1;
+                match b {
+                    b':' if name_bytes > 0 => break,
+                    _ if is_tchar(b) => name_bytes += 1,
+                    _ => return Err(ChunkedError::Malformed),
                 }
             }
-            // The rest of the field line and its CRLF, each byte counted.
+            // The value and its CRLF, each byte counted.
             loop {
                 let Some(b) = self.peek() else {
                     return Ok(false);
@@ -288,6 +296,11 @@ impl Reference<'_> {
             self.pos += 1;
         }
     }
+}
+
+/// A token byte (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Visible ASCII, space, tab and obs-text.
