@@ -452,7 +452,13 @@ mod tests {
 
     #[test]
     fn a_trailer_line_is_a_field_line_with_a_name_and_a_colon() {
-        for line in [&b"no colon here"[..], b"X : y", b": y", b"X@: y", b"\x80: y"] {
+        for line in [
+            &b"no colon here"[..],
+            b"X : y",
+            b": y",
+            b"X@: y",
+            b"\x80: y",
+        ] {
             let mut input = b"0\r\n".to_vec();
             input.extend_from_slice(line);
             input.extend_from_slice(b"\r\n\r\n");

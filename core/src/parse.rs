@@ -426,7 +426,12 @@ fn head_of(
         keep_alive: !rules.close_token && (minor_version == 1 || rules.keep_alive_token),
         expect_continue: rules.expect_continue && minor_version == 1,
         is_head_method: standard_method == Some(Method::Head),
-        upgrade: rules.upgrade_token && rules.upgrade_field && minor_version == 1,
+        // A body that streams comes after the request is handed over, and
+        // the switch would have to wait for it: such an upgrade is ignored.
+        upgrade: rules.upgrade_token
+            && rules.upgrade_field
+            && minor_version == 1
+            && (framing == Framing::Empty || !config.stream_request_bodies),
     }))
 }
 

@@ -137,6 +137,17 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Whether the request offers a protocol upgrade that can be accepted
+    /// (`Responder::upgrade` in the driver, `Server::handle_upgrade` in
+    /// core): HTTP/1.1, an `upgrade` token in `Connection` and an `Upgrade`
+    /// field — and no body still to stream, as bodies stream when
+    /// `stream_request_bodies` is on. Otherwise the `Upgrade` field is
+    /// to be ignored (RFC 9110 §7.8: always in HTTP/1.0) and the request
+    /// answered as any other.
+    pub fn wants_upgrade(&self) -> bool {
+        self.head.upgrade
+    }
+
     /// The header fields in the order received, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
         let raw = self.raw;
@@ -248,6 +259,11 @@ impl OwnedRequest {
     /// See [`Request::version`].
     pub fn version(&self) -> Version {
         self.as_request().version()
+    }
+
+    /// See [`Request::wants_upgrade`].
+    pub fn wants_upgrade(&self) -> bool {
+        self.as_request().wants_upgrade()
     }
 
     /// See [`Request::headers`].

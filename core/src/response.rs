@@ -130,6 +130,7 @@ where
         write_length_line_end(out, len);
     }
     write_framing_tail(out, framing);
+    let mut offers_upgrade = false;
     for (name, value) in headers {
         let (name, value) = (name.as_ref(), value.as_ref());
         if !is_token(name) || !is_field_value(value) {
@@ -142,10 +143,17 @@ where
         {
             continue;
         }
+        offers_upgrade |= name.eq_ignore_ascii_case(b"upgrade");
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    }
+    if offers_upgrade && !switching {
+        // RFC 9110 §7.8: an `Upgrade` field goes with the `upgrade`
+        // connection option (a 426, say), so that no intermediary forwards
+        // it. Core owns `Connection`: a second line adds to its list.
+        out.extend_from_slice(b"Connection: upgrade\r\n");
     }
     out.extend_from_slice(b"\r\n");
     Ok(())

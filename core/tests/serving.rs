@@ -220,6 +220,38 @@ fn upgrade_requests_are_answered_as_plain_http11() {
 }
 
 #[test]
+fn a_response_naming_upgrade_also_names_it_in_connection() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/ws"));
+    let id = h.pending.remove(0);
+    h.server
+        .handle_response(
+            id,
+            426,
+            [("Upgrade", "echo"), ("Connection", "dropped")],
+            Bytes::from_static(b"use echo"),
+            h.now,
+        )
+        .unwrap();
+    h.pump();
+    let out = h.output(c);
+    assert!(out.starts_with("HTTP/1.1 426 "), "{out}");
+    assert!(out.contains("\r\nUpgrade: echo\r\n"), "{out}");
+    assert!(out.contains("\r\nConnection: upgrade\r\n"), "{out}");
+    assert!(!out.contains("dropped"), "core owns Connection: {out}");
+    // A response without one is as before.
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"ok");
+    assert_eq!(
+        h.output(c).matches("Connection:").count(),
+        1,
+        "{}",
+        h.output(c)
+    );
+}
+
+#[test]
 fn content_length_body_arrives_whole() {
     let mut h = Harness::new();
     let c = h.accept();

@@ -416,6 +416,40 @@ fn a_request_that_did_not_ask_to_upgrade_cannot_be_switched() {
 }
 
 #[test]
+fn an_upgrade_offered_in_http10_or_before_a_streamed_body_is_not_one() {
+    let cases: [(&[u8], bool, bool); 4] = [
+        (UPGRADE, false, true),
+        (b"GET /u HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", false, false),
+        (
+            b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 5\r\n\r\nhello",
+            true,
+            false,
+        ),
+        // Whole, a body comes before the switch.
+        (
+            b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 5\r\n\r\nhello",
+            false,
+            true,
+        ),
+    ];
+    for (request, stream_request_bodies, wanted) in cases {
+        let mut h = Harness::with(Config {
+            stream_request_bodies,
+            ..Config::default()
+        });
+        let c = h.accept();
+        h.send(c, request);
+        let id = h.pending[0];
+        assert_eq!(
+            h.server.request(id).unwrap().wants_upgrade(),
+            wanted,
+            "{}",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
+
+#[test]
 fn the_drain_tells_upgraded_connections_to_stop_and_the_deadline_closes_them() {
     let mut h = Harness::with(Config {
         drain_timeout: Duration::from_secs(2),

@@ -26,6 +26,7 @@
 //! - one of these paths with another method → 405, with `Allow` listing the
 //!   methods the path answers (`HEAD` wherever `GET` is)
 //! - any other path → 404
+//! - a method that is none of RFC 9110's or PATCH → 501, whatever the path
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -119,7 +120,7 @@ impl Handler for Demo {
                 }
                 None => Response::text(
                     400,
-                    "expected /stream?bytes=N&chunk=K (K from 1 to 16 MiB)\n",
+                    "expected /stream?bytes=N&chunk=K (K from 1 to 256 KiB)\n",
                 ),
             },
             Ok(Route::Sse) => match sse_params(req) {
@@ -132,7 +133,7 @@ impl Handler for Demo {
                 }
                 None => Response::text(400, "expected /sse?events=N&interval_ms=M\n"),
             },
-            Ok(Route::Upgrade) if !asks_for_echo(req) => {
+            Ok(Route::Upgrade) if !(req.wants_upgrade() && offers_echo(req)) => {
                 Response::text(426, "expected Connection: upgrade and Upgrade: echo\n")
                     .header("Upgrade", "echo")
             }
@@ -240,8 +241,10 @@ pub fn pattern() -> &'static [u8; 64] {
     b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-\n"
 }
 
-/// The largest write `/stream` makes.
-const MAX_CHUNK: usize = 16 << 20;
+/// The largest write `/stream` makes: the default stream buffer, which a
+/// larger write would fill in pieces anyway. Each stream holds a buffer of
+/// about this size, and a client must not choose how much memory that is.
+const MAX_CHUNK: usize = 256 << 10;
 
 fn stream_head() -> Response {
     Response::new(200).content_type("application/octet-stream")
@@ -315,14 +318,12 @@ fn send_events(mut body: BodyWriter, events: u64, interval: Duration) {
     finish(body);
 }
 
-/// Whether the request asks to switch to the echo protocol.
-fn asks_for_echo(req: &Request<'_>) -> bool {
-    let connection = req.header_str("connection").unwrap_or_default();
+/// Whether the request offers the echo protocol among those in `Upgrade`.
+fn offers_echo(req: &Request<'_>) -> bool {
     let upgrade = req.header_str("upgrade").unwrap_or_default();
-    connection
+    upgrade
         .split(',')
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-        && upgrade.trim().eq_ignore_ascii_case("echo")
+        .any(|protocol| protocol.trim().eq_ignore_ascii_case("echo"))
 }
 
 /// Echoes every byte until the client closes, or — unless `ignore_stop` —
@@ -413,6 +414,8 @@ impl Route {
 /// Why a request names no route.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Miss {
+    /// A method the server does not know at all (RFC 9110 §9.1): 501.
+    UnknownMethod,
     /// An unknown path: 404.
     NotFound,
     /// A known path asked with a method it does not answer: 405, whose
@@ -423,6 +426,7 @@ enum Miss {
 impl Miss {
     fn response(self) -> Response {
         match self {
+            Miss::UnknownMethod => Response::text(501, "Not Implemented\n"),
             Miss::NotFound => Response::text(404, "Not Found\n"),
             Miss::WrongMethod { allow } => {
                 Response::text(405, "Method Not Allowed\n").header("Allow", allow)
@@ -433,13 +437,18 @@ impl Miss {
 
 /// The route a request names.
 fn route(method: &str, path: &str) -> Result<Route, Miss> {
-    let route = Route::from_path(path).ok_or(Miss::NotFound)?;
-    if route.answers(method) {
-        Ok(route)
-    } else {
-        Err(Miss::WrongMethod {
+    /// RFC 9110's methods and PATCH (RFC 5789).
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    match Route::from_path(path) {
+        Some(route) if route.answers(method) => Ok(route),
+        // Off the common path: whether the method is one known at all.
+        _ if !KNOWN.contains(&method) => Err(Miss::UnknownMethod),
+        Some(route) => Err(Miss::WrongMethod {
             allow: route.allow(),
-        })
+        }),
+        None => Err(Miss::NotFound),
     }
 }
 
@@ -626,5 +635,21 @@ mod tests {
             Err(Miss::WrongMethod { allow: "GET" })
         );
         assert_eq!(route("POST", "/nope"), Err(Miss::NotFound));
+    }
+
+    #[test]
+    fn a_method_known_nowhere_is_501_on_any_path() {
+        for path in ["/", "/echo", "/nope"] {
+            assert_eq!(route("FOO", path), Err(Miss::UnknownMethod), "{path}");
+            assert_eq!(
+                route("get", path),
+                Err(Miss::UnknownMethod),
+                "methods are case-sensitive"
+            );
+            assert_eq!(
+                Miss::UnknownMethod.response(),
+                Response::text(501, "Not Implemented\n")
+            );
+        }
     }
 }
