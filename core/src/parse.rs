@@ -353,9 +353,16 @@ fn parse_general(
                 };
             }
         };
+        let target = req.path.unwrap_or_default().as_bytes();
+        // RFC 3986: a URI is ASCII (anything else is percent-encoded), and
+        // a request target has no fragment (RFC 9112 §3.2). A simple line
+        // has neither (see `line`); httparse takes both.
+        if target.iter().any(|&b| b == b'#' || !b.is_ascii()) {
+            return Err(Reject::Malformed(Malformed::TargetBytes));
+        }
         let parsed = Parsed {
             method: req.method.unwrap_or_default().as_bytes(),
-            target: req.path.unwrap_or_default().as_bytes(),
+            target,
             minor_version: req.version.unwrap_or(1),
             len,
             path_and_query: None,
@@ -1048,6 +1055,31 @@ mod tests {
         assert_eq!(status(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status(b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status(b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n"), 501);
+    }
+
+    #[test]
+    fn a_target_with_a_fragment_or_raw_non_ascii_is_400() {
+        for target in [
+            &b"/#frag"[..],
+            b"/a?b#c",
+            b"/\xc3\xa9",
+            b"/?a=\xc3\xa9",
+            b"http://x/#f",
+        ] {
+            let mut input = b"GET ".to_vec();
+            input.extend_from_slice(target);
+            input.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(
+                parse_three_ways(&input),
+                Err(Reject::Malformed(Malformed::TargetBytes)),
+                "{}",
+                String::from_utf8_lossy(target)
+            );
+        }
+        // Percent-encoded, they are what they should be.
+        assert!(parse(b"GET /%C3%A9?q=%23 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .is_some());
     }
 
     /// The path and query a head's spans pick out of `input`.

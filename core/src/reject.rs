@@ -74,6 +74,9 @@ pub enum Malformed {
     AsteriskTarget,
     /// A target neither origin-form nor absolute-form.
     TargetForm,
+    /// A target with a byte no URI holds: one from 0x80 (non-ASCII is
+    /// percent-encoded) or `#` (a fragment is never sent).
+    TargetBytes,
     /// A Host whose value is not a host and port.
     Host,
     /// An HTTP/1.1 request without a Host.
@@ -103,6 +106,7 @@ impl Malformed {
             Malformed::Head => "malformed request head",
             Malformed::AsteriskTarget => "asterisk-form target is only allowed with OPTIONS",
             Malformed::TargetForm => "request target is not origin-form or absolute-form",
+            Malformed::TargetBytes => "request target has a byte a URI cannot hold",
             Malformed::Host => "Host is not a valid host and port",
             Malformed::NoHost => "HTTP/1.1 request needs exactly one Host",
             Malformed::ManyHosts => "more than one Host",
