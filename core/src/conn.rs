@@ -65,11 +65,13 @@ pub(crate) enum State {
         seq: u32,
         body: BodyProgress,
         done: bool,
-        /// When the application first asked for the body
-        /// ([`Server::handle_body_wanted`](crate::Server::handle_body_wanted)).
-        /// Until then a client that sent `Expect: 100-continue` may rightly
-        /// wait for a `100`: its body is not late, and is timed from then.
-        body_asked_at: Option<Time>,
+        /// The application has asked for the body
+        /// ([`Server::handle_body_wanted`](crate::Server::handle_body_wanted)),
+        /// at [`Buffers::body_asked_at`]. Until then a client that sent
+        /// `Expect: 100-continue` may rightly wait for a `100`: its body is
+        /// not late, and is timed from the ask. (A flag here, the time
+        /// there: every state change copies the state.)
+        body_asked: bool,
     },
     /// The application streams the response to the request it was handed:
     /// the head is queued and body pieces follow until it ends the stream.
@@ -243,6 +245,9 @@ pub(crate) struct Buffers {
     pub write_progress_at: Time,
     /// When the body being read last made progress.
     pub body_progress_at: Time,
+    /// When the application first asked for the streamed body being read,
+    /// if `State::Receiving` says it has.
+    pub body_asked_at: Time,
 }
 
 impl Buffers {

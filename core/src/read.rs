@@ -34,12 +34,15 @@ impl Server {
                 let bytes = conn.received - log.began_offset;
                 // A body held back for a `100 Continue` is timed from when
                 // the application asked for it.
-                let since = match conn.state {
-                    State::Receiving {
-                        head,
-                        body_asked_at: Some(asked),
-                        ..
-                    } if head.expect_continue => asked,
+                let since = match (&conn.state, &conn.bufs) {
+                    (
+                        State::Receiving {
+                            head,
+                            body_asked: true,
+                            ..
+                        },
+                        Some(bufs),
+                    ) if head.expect_continue => bufs.body_asked_at,
                     _ => log.began_at,
                 };
                 if self.too_slow(since, bytes, now) {
@@ -302,7 +305,7 @@ impl Server {
                 seq,
                 body,
                 done: false,
-                body_asked_at: None,
+                body_asked: false,
             };
             return self.hand_over(key, receiving, now);
         }

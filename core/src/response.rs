@@ -143,7 +143,7 @@ where
         {
             continue;
         }
-        offers_upgrade |= name.eq_ignore_ascii_case(b"upgrade");
+        offers_upgrade |= name.len() == 7 && name.eq_ignore_ascii_case(b"upgrade");
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);

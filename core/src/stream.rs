@@ -117,7 +117,7 @@ impl Server {
             let conn = &mut self.conns[key];
             if let State::Receiving {
                 head,
-                body_asked_at,
+                body_asked,
                 done: false,
                 ..
             } = &mut conn.state
@@ -127,8 +127,10 @@ impl Server {
                     .as_mut()
                     .expect("a request being read has buffers");
                 let nothing_arrived = conn.received - bufs.log.began_offset == head.len as u64;
-                let first_ask = body_asked_at.is_none();
-                body_asked_at.get_or_insert(now);
+                let first_ask = !std::mem::replace(body_asked, true);
+                if first_ask {
+                    bufs.body_asked_at = now;
+                }
                 if head.expect_continue && first_ask {
                     // Its body is due from now: the timer starts.
                     bufs.body_progress_at = now;

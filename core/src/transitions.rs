@@ -129,9 +129,9 @@ pub(crate) fn timer_for(
         State::Receiving {
             done: false,
             head,
-            body_asked_at,
+            body_asked,
             ..
-        } if !history.body_full() && (body_asked_at.is_some() || !head.expect_continue) => (
+        } if !history.body_full() && (*body_asked || !head.expect_continue) => (
             TimerKind::Body,
             history.body_progress_at(),
             timeouts.body_read,

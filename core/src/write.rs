@@ -67,6 +67,14 @@ impl Server {
         self.finish_input();
     }
 
+    /// Whether request `id` still waits for the application's answer: not
+    /// once its client has left, or core has answered in the application's
+    /// place (a 408 for a body too slow, say). An answer to it then is
+    /// dropped, and a failure to answer is nobody's error.
+    pub fn awaits_answer(&self, id: RequestId) -> bool {
+        self.waiting(id).is_some()
+    }
+
     /// The connection of request `id`, if that request waits for its answer.
     #[inline]
     pub(crate) fn waiting(&self, id: RequestId) -> Option<usize> {

@@ -231,22 +231,40 @@ impl<H: Handler> Worker<H> {
         // Empty until the first poll: the first pass only applies the stop
         // requests made before this worker existed.
         let mut events = Events::with_capacity(1024);
+        // Whether this pass handles the events of the look taken before
+        // applying a stop (see below).
+        let mut looked_before_stop = false;
         loop {
             self.wake_up();
-            self.handle(&events);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => {
+                        self.accept();
+                        self.pump();
+                    }
+                    WAKER => self.messages(),
+                    token => self.ready(token.0, event),
+                }
+                self.settle();
+            }
             if self.stops.has_input(&self.stops_applied) {
                 // What reached this worker's sockets before the stop is
                 // read before it: a request in the kernel's buffer was sent
                 // before the stop, so it is answered, not discarded by the
                 // close of an idle connection or left behind a pipelined
                 // one's `Connection: close`. One more look, without
-                // waiting, takes in what came while this pass ran.
-                match self.poll.poll(&mut events, Some(Duration::ZERO)) {
-                    Ok(()) => self.handle(&events),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                // waiting, takes in what came while this pass ran; the
+                // next pass handles it, then applies the stop.
+                if !looked_before_stop {
+                    looked_before_stop = true;
+                    match self.poll.poll(&mut events, Some(Duration::ZERO)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                        Err(e) => return Err(e),
+                    }
+                    continue;
                 }
-                events.clear();
+                looked_before_stop = false;
                 self.apply_stops();
             }
             if let Some(until) = self.accept_paused_until {
@@ -284,23 +302,6 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
                 Err(e) => return Err(e),
             }
-        }
-    }
-
-    /// Handles the readiness `events` of one poll.
-    // Inlined: it is the loop's body, once or twice a pass.
-    #[inline(always)]
-    fn handle(&mut self, events: &Events) {
-        for event in events.iter() {
-            match event.token() {
-                LISTENER => {
-                    self.accept();
-                    self.pump();
-                }
-                WAKER => self.messages(),
-                token => self.ready(token.0, event),
-            }
-            self.settle();
         }
     }
 
@@ -836,7 +837,7 @@ impl<H: Handler> Worker<H> {
             // answered in the application's place, say a 408 for a body
             // too slow) is one the application could not answer: not an
             // error, or every hostile client would write an error line.
-            Answer::Failed if self.server.request(id).is_none() => {
+            Answer::Failed if !self.server.awaits_answer(id) => {
                 log::debug!("responder for {name} dropped after its request ended");
             }
             Answer::Failed => {
