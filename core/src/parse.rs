@@ -1076,6 +1076,10 @@ mod tests {
                 String::from_utf8_lossy(target)
             );
         }
+        assert_eq!(
+            Malformed::TargetBytes.explain(),
+            "request target has a byte a URI cannot hold"
+        );
         // Percent-encoded, they are what they should be.
         assert!(parse(b"GET /%C3%A9?q=%23 HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap()

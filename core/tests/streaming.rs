@@ -440,12 +440,14 @@ fn an_upgrade_offered_in_http10_or_before_a_streamed_body_is_not_one() {
         let c = h.accept();
         h.send(c, request);
         let id = h.pending[0];
+        let req = h.server.request(id).unwrap();
         assert_eq!(
-            h.server.request(id).unwrap().wants_upgrade(),
+            req.wants_upgrade(),
             wanted,
             "{}",
             String::from_utf8_lossy(request)
         );
+        assert_eq!(req.into_owned().wants_upgrade(), wanted);
     }
 }
 
@@ -702,6 +704,58 @@ fn a_body_held_back_for_100_continue_is_timed_from_when_the_application_asks() {
     assert!(!h.output(c).contains("408"), "{}", h.output(c));
     h.advance_ms(1_500);
     assert!(h.output(c).contains("HTTP/1.1 408 "), "{}", h.output(c));
+}
+
+#[test]
+fn a_body_sent_without_waiting_is_timed_from_the_request_however_late_it_is_asked_for() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    // Behind another request, 3 KB long: its bytes are not this body's.
+    let first = format!(
+        "GET /first HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(3000)
+    );
+    h.send(c, first.as_bytes());
+    h.respond(c, 200, b"ok");
+    h.send(c, UPLOAD_HEAD);
+    // A byte every 5 s keeps the body timer off, not the rate (500 B/s
+    // once 10 s have passed since the request began).
+    h.advance_ms(5_000);
+    h.send(c, b"a");
+    h.advance_ms(5_000);
+    h.send(c, b"b");
+    h.advance_ms(2_000);
+    let id = h.pending[0];
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    h.advance_ms(3_000);
+    h.send(c, b"c");
+    assert!(
+        h.output(c).contains("HTTP/1.1 408 "),
+        "too slow since the request began: {}",
+        h.output(c)
+    );
+}
+
+#[test]
+fn continue_is_sent_for_a_request_behind_another_on_its_connection() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(c, &ebb_testkit::harness::get("/first"));
+    h.respond(c, 200, b"ok");
+    let before = h.output(c).len();
+    h.send(
+        c,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let id = h.pending[0];
+    assert!(h.server.awaits_answer(id));
+    h.server.handle_body_wanted(id, h.now);
+    h.pump();
+    assert_eq!(&h.output(c)[before..], "HTTP/1.1 100 Continue\r\n\r\n");
+    h.send(c, b"abcd");
+    h.respond(c, 200, b"got it");
+    assert!(!h.server.awaits_answer(id), "answered");
 }
 
 #[test]
