@@ -285,7 +285,7 @@ impl Builder {
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
-        let (listeners, ready) = crate::listener::listeners(Plan {
+        let listeners = crate::listener::listeners(Plan {
             source: self.source,
             workers,
             reuse_port: self.reuse_port,
@@ -293,14 +293,15 @@ impl Builder {
             socket_activation: self.socket_activation,
         })?;
         crate::serve::run(crate::serve::Setup {
-            listeners,
+            listeners: listeners.all,
+            bound_here: listeners.bound_here,
             config: self.config,
             signals,
             shutdown: self.shutdown,
             handler,
             upgrade: (program, self.upgrade_timeout),
             pid_file: self.pid_file.map(PidFile::new),
-            ready,
+            ready: listeners.ready,
             observing: self.observing,
         })
     }

@@ -29,11 +29,23 @@ pub(crate) struct Plan {
     pub(crate) socket_activation: bool,
 }
 
+/// The workers' listeners, and where they came from.
+pub(crate) struct Listeners {
+    /// One per worker.
+    pub(crate) all: Vec<TcpListener>,
+    /// The readiness pipe of the process this one upgrades, if it does.
+    pub(crate) ready: Option<OwnedFd>,
+    /// Bound here, from the bind address: no other process (a service
+    /// manager, a predecessor) or part of the program holds the sockets, so
+    /// ebb may shut them down, not only close its descriptors.
+    pub(crate) bound_here: bool,
+}
+
 /// One non-blocking listener per worker: each its own socket on the same
 /// address with `reuse_port`, otherwise clones of one socket. Inherited
 /// sockets come first (see [`take_inherited`]); then the given listener or
 /// the bind address.
-pub(crate) fn listeners(plan: Plan) -> io::Result<(Vec<TcpListener>, Option<OwnedFd>)> {
+pub(crate) fn listeners(plan: Plan) -> io::Result<Listeners> {
     if let Some(inherited) = take_inherited(plan.socket_activation)? {
         let count = inherited.listeners.len();
         match &inherited.ready {
@@ -42,7 +54,7 @@ pub(crate) fn listeners(plan: Plan) -> io::Result<(Vec<TcpListener>, Option<Owne
             ),
             None => log::info!("using {count} listener(s) passed by systemd (LISTEN_FDS)"),
         }
-        let listeners = if count == 1 {
+        let all = if count == 1 {
             if plan.reuse_port {
                 log::warn!(
                     "reuse_port ignored: one listener was inherited, so all workers share it"
@@ -54,19 +66,34 @@ pub(crate) fn listeners(plan: Plan) -> io::Result<(Vec<TcpListener>, Option<Owne
         } else {
             spread(inherited.listeners, plan.workers)?
         };
-        return Ok((listeners, inherited.ready));
+        return Ok(Listeners {
+            all,
+            ready: inherited.ready,
+            bound_here: false,
+        });
     }
     let first = match plan.source {
         Source::Std(listener) => {
             if plan.reuse_port {
                 log::warn!("reuse_port ignored: the listener was given, so all workers share it");
             }
-            return Ok((share(listener, plan.workers)?, None));
+            return Ok(Listeners {
+                all: share(listener, plan.workers)?,
+                ready: None,
+                bound_here: false,
+            });
         }
         Source::Addr(addr) => bind(addr, plan.reuse_port, plan.backlog)?,
     };
+    let bound_here = |all| {
+        Ok(Listeners {
+            all,
+            ready: None,
+            bound_here: true,
+        })
+    };
     if !plan.reuse_port {
-        return Ok((share(first, plan.workers)?, None));
+        return bound_here(share(first, plan.workers)?);
     }
     warn_if_migrate_req_off();
     // Port 0 picks a port once; the siblings join the one picked.
@@ -75,7 +102,7 @@ pub(crate) fn listeners(plan: Plan) -> io::Result<(Vec<TcpListener>, Option<Owne
     for _ in 1..plan.workers {
         all.push(bind(addr, true, plan.backlog)?);
     }
-    Ok((all, None))
+    bound_here(all)
 }
 
 /// The first descriptor of the `LISTEN_FDS` protocol.

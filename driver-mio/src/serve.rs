@@ -32,6 +32,9 @@ const UPGRADE: Token = Token(2);
 /// What [`run`] needs.
 pub(crate) struct Setup<H> {
     pub(crate) listeners: Vec<TcpListener>,
+    /// The listeners were bound here (see `listener::Listeners`): a worker
+    /// given up on may have its socket shut down.
+    pub(crate) bound_here: bool,
     pub(crate) config: Config,
     /// The handled signals, registered before the listeners were made;
     /// `None` when the embedding program handles signals itself.
@@ -193,10 +196,12 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
         exit_deadline.observe(&setup.shutdown, now);
         if exit_deadline.passed(now) {
             reports.push(give_up_on_stuck(&ended, &exit_deadline, start, now));
-            balance.give_up();
-            if !setup.shutdown.handed_off() {
+            // Before the workers are told: one that comes back then exits
+            // and closes its descriptor, whose number could be reused.
+            if setup.bound_here && !setup.shutdown.handed_off() {
                 stop_listening(&listening, &ended);
             }
+            balance.give_up();
             break;
         }
         let timeout = [upgrader.timeout(), exit_deadline.timeout(now)]
@@ -335,10 +340,18 @@ fn give_up_on_stuck(
 /// and the port is free for the embedding program to bind again. Shut down
 /// rather than closed, as each descriptor is its worker's to close; and only
 /// while it is still the socket it was (its inode), as a worker may have
-/// closed it in its drain and the number been reused since. Not after a
-/// hand-off: the socket is the successor's too.
+/// closed it in its drain and the number been reused since. Only for
+/// sockets ebb bound itself, and not after a hand-off: a service manager's,
+/// a predecessor's, the embedding program's or a successor's socket would
+/// stop for them too (systemd fails a socket unit whose socket was shut).
+/// Workers sharing one socket have one inode: it is shut down once.
 fn stop_listening(listening: &[(RawFd, u64)], ended: &[bool]) {
+    let mut done: Vec<u64> = Vec::new();
     for (&(fd, inode), _) in listening.iter().zip(ended).filter(|(_, ended)| !**ended) {
+        if done.contains(&inode) {
+            continue;
+        }
+        done.push(inode);
         if crate::listener::inode(fd).is_ok_and(|now| now == inode) {
             // SAFETY: a plain syscall on a descriptor that is open (its
             // inode was just read); it changes no memory.

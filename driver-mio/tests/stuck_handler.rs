@@ -24,11 +24,34 @@ struct Blocking {
 }
 
 impl Blocking {
+    /// On a listener of the test's.
     fn start(workers: usize, drain_timeout: Duration) -> Blocking {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let builder = Builder::new()
-            .listener(listener)
+        Blocking::serve(
+            Builder::new().listener(listener),
+            addr,
+            workers,
+            drain_timeout,
+        )
+    }
+
+    /// On a port ebb binds itself: one found free, then let go.
+    fn start_bound(workers: usize, drain_timeout: Duration) -> Blocking {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        Blocking::serve(Builder::new().bind(addr), addr, workers, drain_timeout)
+    }
+
+    fn serve(
+        builder: Builder,
+        addr: SocketAddr,
+        workers: usize,
+        drain_timeout: Duration,
+    ) -> Blocking {
+        let builder = builder
             .workers(workers)
             .signals(false)
             .drain_timeout(drain_timeout);
@@ -58,7 +81,18 @@ impl Blocking {
 
     /// Sends `GET /block` and waits until its handler has begun.
     fn block_a_worker(&self) -> TcpStream {
-        let mut stream = TcpStream::connect(self.addr).unwrap();
+        // A server that binds its own port may not listen yet.
+        let since = Instant::now();
+        let mut stream = loop {
+            match TcpStream::connect(self.addr) {
+                Ok(stream) => break stream,
+                Err(e) if since.elapsed() < Duration::from_secs(10) => {
+                    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("the server never listened: {e}"),
+            }
+        };
         stream
             .write_all(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
@@ -98,7 +132,7 @@ fn a_worker_stuck_in_its_handler_is_given_up_on_after_the_deadline() {
 
 #[test]
 fn a_worker_given_up_on_takes_no_client_and_serves_nothing_when_it_returns() {
-    let server = Blocking::start(1, Duration::from_millis(200));
+    let server = Blocking::start_bound(2, Duration::from_millis(200));
     let mut held = server.block_a_worker();
     server.shutdown.shutdown();
     let report = server.server.join().unwrap().unwrap();
@@ -128,6 +162,29 @@ fn a_worker_given_up_on_takes_no_client_and_serves_nothing_when_it_returns() {
     }
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
     drop(again);
+}
+
+/// A socket ebb did not bind (the embedding program's here; systemd's or a
+/// predecessor's alike) may be held elsewhere too: it is not shut down.
+#[test]
+fn a_listener_passed_in_is_left_listening_when_its_worker_is_given_up_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let kept = listener.try_clone().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Blocking::serve(
+        Builder::new().listener(listener),
+        addr,
+        1,
+        Duration::from_millis(200),
+    );
+    let _held = server.block_a_worker();
+    server.shutdown.shutdown();
+    let report = server.server.join().unwrap().unwrap();
+    assert_eq!(report.stuck_workers, 1, "{report}");
+    let _client = TcpStream::connect(addr).expect("still listening");
+    kept.set_nonblocking(false).unwrap();
+    kept.accept().expect("the program's copy still accepts");
+    drop(server.release);
 }
 
 #[test]
