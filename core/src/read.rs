@@ -56,6 +56,10 @@ impl Server {
         let bufs = conn.bufs.get_or_insert_with(|| self.pool.take());
         bufs.input.extend(bytes);
         self.process_input(key, now);
+        // Bytes can come after core paused reading (the driver read them
+        // first): if they begin a head, its timer runs, so the pause that
+        // held back pipelined requests behind unread responses is over.
+        self.resume_reading_if_paused(key);
     }
 
     /// Advances connection `key` through the input it has buffered, as far as
