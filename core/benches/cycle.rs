@@ -1,6 +1,7 @@
 //! One keep-alive cycle through core — bytes in, request event, response,
-//! bytes out, written — for a realistic browser request, and a 16-deep
-//! pipelined batch. No sockets: this is core's own cost per request.
+//! bytes out, written — for a realistic browser request, and 16-deep
+//! pipelined batches of it and of the short request wrk sends in the peer
+//! benchmark. No sockets: this is core's own cost per request.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ebb_core::{Bytes, Config, ConnId, Event, Server, Time};
@@ -15,6 +16,10 @@ Accept-Encoding: gzip, deflate, br\r\n\
 Referer: https://www.example.com/\r\n\
 Connection: keep-alive\r\n\
 Sec-Fetch-Dest: script\r\n\r\n";
+
+/// The request `bench/pipeline.lua` has wrk send, 16 to a write, in the
+/// peer benchmark's pipelined run.
+const WRK_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
 
 const HEADERS: [(&str, &str); 1] = [("Content-Type", "text/plain")];
 
@@ -64,20 +69,25 @@ fn keep_alive_cycle(c: &mut Criterion) {
         });
     });
 
-    let batch: Vec<u8> = BROWSER_REQUEST.repeat(16);
     group.throughput(Throughput::Elements(16));
-    group.bench_function("pipelined_16", |b| {
-        let mut server = Server::new(Config::default());
-        let conn = warm(&mut server);
-        b.iter_batched_ref(
-            || (),
-            |_| {
-                server.handle_recv(conn, std::hint::black_box(&batch), Time::ZERO);
-                assert_eq!(answer_and_write(&mut server, Time::ZERO), 16);
-            },
-            BatchSize::SmallInput,
-        );
-    });
+    for (name, request) in [
+        ("pipelined_16", BROWSER_REQUEST),
+        ("pipelined_16_wrk", WRK_REQUEST),
+    ] {
+        let batch: Vec<u8> = request.repeat(16);
+        group.bench_function(name, |b| {
+            let mut server = Server::new(Config::default());
+            let conn = warm(&mut server);
+            b.iter_batched_ref(
+                || (),
+                |_| {
+                    server.handle_recv(conn, std::hint::black_box(&batch), Time::ZERO);
+                    assert_eq!(answer_and_write(&mut server, Time::ZERO), 16);
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
     group.finish();
 }
 

@@ -11,6 +11,7 @@
 
 use std::mem::MaybeUninit;
 
+mod fields;
 mod line;
 
 use crate::byteset::{alphanumeric_and, run_of};
@@ -296,10 +297,10 @@ fn parse_complete(
 /// with more goes to [`parse_general`].
 const SIMPLE_HEADERS: usize = 16;
 
-/// Parses a head whose request line [`line::simple`] has read, leaving only
-/// its fields to httparse; `None` if it has more than [`SIMPLE_HEADERS`]
-/// fields and more are allowed, for [`parse_general`] to parse with room for
-/// them all.
+/// Parses a head whose request line [`line::simple`] has read: its fields
+/// with [`fields::simple`] when they are all simple, else with httparse;
+/// `None` if it has more than [`SIMPLE_HEADERS`] fields and more are
+/// allowed, for [`parse_general`] to parse with room for them all.
 #[inline]
 fn parse_simple(
     buf: &[u8],
@@ -307,17 +308,15 @@ fn parse_simple(
     config: &Config,
     fields: &mut Vec<FieldSpan>,
 ) -> Option<Result<Option<Head>, Reject>> {
-    let mut headers = [httparse::EMPTY_HEADER; SIMPLE_HEADERS];
     let room = config.max_headers.min(SIMPLE_HEADERS);
-    let (fields_len, headers) =
-        match httparse::parse_headers(&buf[line.len..], &mut headers[..room]) {
-            Ok(httparse::Status::Complete(parsed)) => parsed,
-            Ok(httparse::Status::Partial) => return Some(Ok(None)),
-            Err(httparse::Error::TooManyHeaders) if config.max_headers > SIMPLE_HEADERS => {
-                return None
-            }
-            Err(e) => return Some(Err(reject_for(e, buf))),
-        };
+    let len = match fields::simple(buf, line.len, room, fields) {
+        Some(len) => len,
+        None => match httparse_fields(buf, line.len, room, config, fields)? {
+            Ok(Some(len)) => len,
+            Ok(None) => return Some(Ok(None)),
+            Err(reject) => return Some(Err(reject)),
+        },
+    };
     let parsed = Parsed {
         method: &buf[..line.method_len],
         target: &buf[line.method_len + 1..line.target_end],
@@ -326,10 +325,43 @@ fn parse_simple(
             buf.get(line.path_end + 1..line.target_end),
         )),
         minor_version: line.minor_version,
-        len: line.len + fields_len,
-        headers,
+        len,
     };
     Some(head_of(buf, parsed, config, fields))
+}
+
+/// Parses the fields that start at `at` in `buf` with httparse, for
+/// [`parse_simple`]; returns where the head ends, or `Ok(None)` if it has
+/// not ended yet.
+// Out of line: most heads never come here, and its array of headers would
+// make the common path's frame larger.
+#[inline(never)]
+fn httparse_fields(
+    buf: &[u8],
+    at: usize,
+    room: usize,
+    config: &Config,
+    fields: &mut Vec<FieldSpan>,
+) -> Option<Result<Option<usize>, Reject>> {
+    let mut headers = [httparse::EMPTY_HEADER; SIMPLE_HEADERS];
+    match httparse::parse_headers(&buf[at..], &mut headers[..room]) {
+        Ok(httparse::Status::Complete((len, headers))) => {
+            store_fields(buf, headers, fields);
+            Some(Ok(Some(at + len)))
+        }
+        Ok(httparse::Status::Partial) => Some(Ok(None)),
+        Err(httparse::Error::TooManyHeaders) if config.max_headers > SIMPLE_HEADERS => None,
+        Err(e) => Some(Err(reject_for(e, buf))),
+    }
+}
+
+/// Stores the fields httparse found in `buf` as spans.
+fn store_fields(buf: &[u8], headers: &[httparse::Header<'_>], fields: &mut Vec<FieldSpan>) {
+    fields.clear();
+    fields.extend(headers.iter().map(|h| FieldSpan {
+        name: Span::of(buf, h.name.as_bytes()),
+        value: Span::of(buf, h.value),
+    }));
 }
 
 /// Parses a head with httparse alone: any request line, any number of fields.
@@ -366,14 +398,15 @@ fn parse_general(
             minor_version: req.version.unwrap_or(1),
             len,
             path_and_query: None,
-            headers: req.headers,
         };
+        store_fields(buf, req.headers, fields);
         head_of(buf, parsed, config, fields)
     })
 }
 
-/// A head as httparse has read it (or would have: see [`line`]).
-struct Parsed<'b, 'h> {
+/// A head as httparse has read it (or would have: see [`line`]), but its
+/// fields, which are stored as spans.
+struct Parsed<'b> {
     method: &'b [u8],
     target: &'b [u8],
     /// The target's path and query when they were found with the line.
@@ -381,17 +414,16 @@ struct Parsed<'b, 'h> {
     minor_version: u8,
     /// Bytes of the head, blank line included.
     len: usize,
-    headers: &'h [httparse::Header<'b>],
 }
 
-/// Applies the rules that httparse does not know to a parsed head: the form
-/// of its target and the header rules; and stores its fields as spans.
+/// Applies the rules that httparse does not know to a parsed head and its
+/// `fields`: the form of its target and the header rules.
 #[inline(always)]
 fn head_of(
     buf: &[u8],
-    parsed: Parsed<'_, '_>,
+    parsed: Parsed<'_>,
     config: &Config,
-    fields: &mut Vec<FieldSpan>,
+    fields: &[FieldSpan],
 ) -> Result<Option<Head>, Reject> {
     let Parsed {
         method,
@@ -399,7 +431,6 @@ fn head_of(
         minor_version,
         len,
         path_and_query,
-        headers,
     } = parsed;
     if target.len() > config.max_target_bytes {
         return Err(Reject::TargetTooLong);
@@ -409,16 +440,9 @@ fn head_of(
         Some(found) if standard_method != Some(Method::Connect) => found,
         _ => split_target(standard_method, target)?,
     };
-    // Two passes: storing the spans is a copy the compiler sizes once,
-    // and the rules look only at the few names they know.
-    fields.clear();
-    fields.extend(headers.iter().map(|h| FieldSpan {
-        name: Span::of(buf, h.name.as_bytes()),
-        value: Span::of(buf, h.value),
-    }));
     let mut rules = HeaderRules::default();
-    for h in headers {
-        rules.observe(h.name, h.value)?;
+    for field in fields {
+        rules.observe(field.name.get(buf), field.value.get(buf))?;
     }
     let framing = rules.framing(minor_version, config)?;
     Ok(Some(Head {
@@ -677,18 +701,19 @@ struct HeaderRules {
 }
 
 impl HeaderRules {
-    /// Takes one field as httparse gives it: its value has no whitespace
-    /// around it (httparse skips SP and HTAB before a value and strips SP,
-    /// HTAB, CR and LF after it, and no other whitespace byte is valid in
-    /// one), so values are not trimmed again here.
+    /// Takes one field as httparse gives it (or would: see [`fields`]): its
+    /// value has no whitespace around it (httparse skips SP and HTAB before
+    /// a value and strips SP, HTAB, CR and LF after it, and no other
+    /// whitespace byte is valid in one), so values are not trimmed again
+    /// here.
     #[inline(always)]
-    fn observe(&mut self, name: &str, value: &[u8]) -> Result<(), Reject> {
+    fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<(), Reject> {
         // Most fields are none of these: the first letter and the length
         // tell at once. The names compared are lowercase letters and `-`, and
         // `name` is a token (httparse checked): the only token bytes that
         // setting the 0x20 bit turns into such a byte are that letter in
         // either case and `-` itself, so no case table is needed.
-        let first = name.as_bytes().first().map_or(0, |&b| b | 0x20);
+        let first = name.first().map_or(0, |&b| b | 0x20);
         if !matches!(first, b'c' | b'e' | b'h' | b't' | b'u') {
             return Ok(());
         }
@@ -696,7 +721,7 @@ impl HeaderRules {
             first == field.as_bytes()[0]
                 && name.len() == field.len()
                 && name
-                    .bytes()
+                    .iter()
                     .zip(field.bytes())
                     .fold(0, |differ, (a, b)| differ | ((a | 0x20) ^ b))
                     == 0
