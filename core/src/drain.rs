@@ -12,7 +12,7 @@ use crate::conn::State;
 use crate::lifecycle::{Drain, Lifecycle, Phase};
 use crate::report::{DrainReport, Forced};
 use crate::request::ConnId;
-use crate::response::CUT_WHILE_RECEIVING;
+use crate::response::{CUT_WHILE_RECEIVING, CUT_WHILE_RECEIVING_STATUS};
 use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
@@ -214,12 +214,13 @@ impl Server {
         for key in keys {
             let conn = &self.conns[key];
             let receiving = matches!(conn.state, State::Head { .. } | State::Body { .. });
-            if receiving && conn.pending_out() == 0 {
+            let farewell = receiving && conn.pending_out() == 0;
+            if farewell {
                 let id = self.id_of(key);
                 self.events
                     .push_back(Event::Farewell(id, CUT_WHILE_RECEIVING));
             }
-            self.close_now(key, reason);
+            self.close_now_with(key, reason, farewell.then_some(CUT_WHILE_RECEIVING_STATUS));
         }
         self.close_listener(now);
         if let Some(drain) = self.lifecycle.drain_mut() {

@@ -197,6 +197,9 @@ Content-Length: 34\r\n\
 \r\n\
 503 Service Unavailable: stopping\n";
 
+/// The status of [`CUT_WHILE_RECEIVING`], for its request's [`Finished`](crate::Finished).
+pub(crate) const CUT_WHILE_RECEIVING_STATUS: u16 = 503;
+
 /// The interim response that tells a client waiting on `Expect: 100-continue`
 /// to send its body.
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -519,8 +522,10 @@ mod tests {
     }
 
     #[test]
-    fn the_cut_response_announces_its_body_length() {
+    fn the_cut_response_announces_its_body_length_and_status() {
         let text = std::str::from_utf8(CUT_WHILE_RECEIVING).unwrap();
+        let status = CUT_WHILE_RECEIVING_STATUS.to_string();
+        assert_eq!(text.split(' ').nth(1), Some(&status[..]));
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }

@@ -284,7 +284,20 @@ impl Server {
     /// that had not finished finishes now, unfinished; the report counts the
     /// decision (unless a half-close already did) and what the close cut.
     pub(crate) fn close_now(&mut self, key: usize, reason: CloseReason) {
-        let cut = self.finish_unfinished(key, reason);
+        self.close_now_with(key, reason, None);
+    }
+
+    /// [`close_now`](Self::close_now), when the request still arriving was
+    /// answered with `farewell`'s status on the way out (the drain's 503 at
+    /// its deadline): its [`Finished`] says so, as its access-log line then
+    /// does, though the request was cut all the same.
+    pub(crate) fn close_now_with(
+        &mut self,
+        key: usize,
+        reason: CloseReason,
+        farewell: Option<u16>,
+    ) {
+        let cut = self.finish_unfinished(key, reason, farewell);
         self.timers.clear(&mut self.conns, key);
         let id = self.id_of(key);
         let conn = self.conns.remove(key);
@@ -318,9 +331,10 @@ impl Server {
 
     /// Emits a [`Finished`] for every request on connection `key` that will
     /// now never be completely answered: responses queued and unwritten, and
-    /// the request being read or waiting for the application. Returns how
-    /// many there were.
-    fn finish_unfinished(&mut self, key: usize, reason: CloseReason) -> u64 {
+    /// the request being read or waiting for the application, which was
+    /// answered with the status `farewell` if it is given. Returns how many
+    /// there were.
+    fn finish_unfinished(&mut self, key: usize, reason: CloseReason, farewell: Option<u16>) -> u64 {
         let now = self.now;
         let outcome = Outcome::Unfinished(reason);
         let id = self.id_of(key);
@@ -357,7 +371,7 @@ impl Server {
                     conn: id,
                     seq: conn.next_seq - 1,
                 }),
-                status: None,
+                status: farewell,
                 body_bytes: 0,
                 outcome,
                 began_at: log.began_at,

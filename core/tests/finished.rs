@@ -145,12 +145,18 @@ fn requests_cut_at_the_deadline_finish_as_cut_and_match_the_report() {
         .collect();
     assert_eq!(cut.len() as u64, report.requests_cut);
     assert_eq!(cut.len(), 2);
+    // The one still arriving was answered with the farewell 503 on the way
+    // out, and says so; the one the application had was not answered.
+    let statuses: Vec<_> = cut
+        .iter()
+        .map(|f| (f.request.is_some(), f.status))
+        .collect();
     assert!(
-        cut.iter().any(|f| f.request.is_some()),
-        "the dispatched one"
+        statuses.contains(&(true, None)),
+        "the dispatched one: {statuses:?}"
     );
     assert!(
-        cut.iter().any(|f| f.request.is_none()),
-        "the one still arriving"
+        statuses.contains(&(false, Some(503))),
+        "the one still arriving: {statuses:?}"
     );
 }
