@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 mod fields;
 mod line;
 
-use crate::byteset::{alphanumeric_and, run_of};
+use crate::byteset::{alphanumeric_and, run_of, TCHAR};
 use crate::config::Config;
 use crate::reject::{Malformed, Reject, Unsupported};
 
@@ -108,7 +108,8 @@ const STACK_HEADERS: usize = 128;
 ///
 /// The rules apply in the order their trigger appears in the byte stream, so
 /// the verdict is the same however the input was split:
-/// 1. a request line longer than the target allows, before its LF: 414;
+/// 1. a request line longer than the target allows, before its LF: 414, or
+///    501 if the method is what is long;
 /// 2. a request line that is not valid, at its LF: 400, or 505 if only its
 ///    version (a major version other than 1) is wrong;
 /// 3. a head larger than `max_head_bytes`, before its blank line: 431;
@@ -126,7 +127,7 @@ pub(crate) fn parse_head(
         // below, in rule order.
         if let Ok(Some(head)) = parse_complete(buf, config, fields) {
             if request_line_len(buf, &head) > line_limit {
-                return Err(Reject::TargetTooLong);
+                return Err(line_too_long(buf));
             }
             if head.len > config.max_head_bytes {
                 return Err(Reject::HeadTooLarge);
@@ -145,7 +146,7 @@ pub(crate) fn parse_head(
     }
     scan.searched = buf.len();
     if scan.line_end.unwrap_or(buf.len()) > line_limit {
-        return Err(Reject::TargetTooLong);
+        return Err(line_too_long(buf));
     }
     if let (false, Some(line_end)) = (line_was_known, scan.line_end) {
         check_request_line(&buf[..=line_end], config)?;
@@ -179,6 +180,20 @@ fn request_line_len(buf: &[u8], head: &Head) -> usize {
 /// Allowance for method, spaces and version around a target of the largest
 /// permitted length, so the early 414 never fires on a request that would pass.
 const MAX_LINE_OVERHEAD: usize = 64;
+
+/// The verdict on a request line (starting `buf`) longer than core reads:
+/// 501 when its method alone is longer than the allowance around a target
+/// (RFC 9112 §3: a method longer than any the server implements), else 414.
+/// The method's first bytes decide, and they are there whenever the line is
+/// found too long, however the input was split.
+#[cold]
+fn line_too_long(buf: &[u8]) -> Reject {
+    if run_of(buf, &TCHAR) > MAX_LINE_OVERHEAD {
+        Reject::NotImplemented(Unsupported::LongMethod)
+    } else {
+        Reject::TargetTooLong
+    }
+}
 
 /// Finds the end of a head: the index just past an empty line (CRLF CRLF or, as
 /// RFC 9112 §2.2 lets a recipient accept, LF LF).
@@ -1035,6 +1050,34 @@ mod tests {
             Ok(None)
         );
         assert_eq!(status(b"GET / HTTP/1.1\r\nBad@Name: x\r\n\r\n"), 400);
+    }
+
+    /// RFC 9112 §3: a method longer than any the server implements is a
+    /// 501, whole or still arriving, before any bad byte after it; a long
+    /// target after a method of an allowed length is still a 414.
+    #[test]
+    fn a_method_too_long_for_the_line_is_501() {
+        let method = "M".repeat(9 * 1024);
+        let whole = format!("{method} / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(status(whole.as_bytes()), 501);
+        assert_eq!(
+            parse(method.as_bytes()),
+            Err(Reject::NotImplemented(Unsupported::LongMethod))
+        );
+        let longest_allowed = "M".repeat(MAX_LINE_OVERHEAD);
+        let target = "/".repeat(9 * 1024);
+        assert_eq!(
+            status(format!("{longest_allowed} {target} HTTP/1.1\r\n").as_bytes()),
+            414
+        );
+        let head = format!("{method}\x01 / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            status(head.as_bytes()),
+            501,
+            "the method is long before its bad byte"
+        );
+        let short = format!("{longest_allowed} / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(parse_three_ways(short.as_bytes()).unwrap().is_some());
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub enum Unsupported {
     Connect,
     /// A transfer coding other than `chunked`.
     TransferCoding,
+    /// A method longer than any a server implements (RFC 9112 §3), found
+    /// when it made the request line longer than core reads.
+    LongMethod,
 }
 
 impl Unsupported {
@@ -136,6 +139,7 @@ impl Unsupported {
         match self {
             Unsupported::Connect => "CONNECT is not supported",
             Unsupported::TransferCoding => "unsupported transfer coding",
+            Unsupported::LongMethod => "method too long",
         }
     }
 }
