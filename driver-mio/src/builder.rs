@@ -75,7 +75,9 @@ impl Builder {
         }
     }
 
-    /// Binds this address (port 0 picks a free port; the chosen address is logged).
+    /// Binds this address. Port 0 picks a free port, which is logged; a
+    /// program that needs it binds a `TcpListener` itself, reads its
+    /// `local_addr`, and passes it to [`listener`](Self::listener).
     pub fn bind(mut self, addr: SocketAddr) -> Builder {
         self.source = Source::Addr(addr);
         self
@@ -111,7 +113,8 @@ impl Builder {
         self
     }
 
-    /// The listen backlog of sockets bound here.
+    /// The listen backlog of sockets bound here: at least 1 (the kernel caps
+    /// it at `net.core.somaxconn`).
     pub fn backlog(mut self, backlog: i32) -> Builder {
         self.backlog = backlog;
         self
@@ -256,8 +259,9 @@ impl Builder {
     ///
     /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the
     /// configuration has a zero that would refuse or cut every request of
-    /// some kind ([`Config::validate`]); and fails if the signals or the
-    /// listener cannot be set up, or if a worker's loop fails.
+    /// some kind ([`Config::validate`]) or the backlog is below 1; and fails
+    /// if the signals or the listener cannot be set up, or if a worker's
+    /// loop fails.
     ///
     /// The handler is a closure or function; a closure's argument types are
     /// inferred from this bound (`.serve(|req, res| ...)`), which a generic
@@ -272,6 +276,12 @@ impl Builder {
         self.config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Linux takes a negative backlog as the largest, and zero as one
+        // handshake queued at a time: either is a slip, not a choice.
+        if self.backlog < 1 {
+            let why = format!("backlog is {}: it must be at least 1", self.backlog);
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        }
         let signals = if self.signals {
             Some(crate::signals::register()?)
         } else {

@@ -130,6 +130,24 @@ fn a_config_that_would_refuse_every_request_is_refused_before_serving() {
 }
 
 #[test]
+fn a_backlog_below_one_is_refused_before_binding() {
+    for backlog in [0, -7] {
+        let e = Builder::new()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .backlog(backlog)
+            .signals(false)
+            .serve(app)
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("backlog is {backlog}: ")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn an_address_that_cannot_be_bound_is_named_in_the_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
