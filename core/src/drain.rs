@@ -12,7 +12,7 @@ use crate::conn::State;
 use crate::lifecycle::{Drain, Lifecycle, Phase};
 use crate::report::{DrainReport, Forced};
 use crate::request::ConnId;
-use crate::response::{CUT_WHILE_RECEIVING, CUT_WHILE_RECEIVING_STATUS};
+use crate::response::CUT_WHILE_RECEIVING;
 use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
@@ -218,9 +218,9 @@ impl Server {
             if farewell {
                 let id = self.id_of(key);
                 self.events
-                    .push_back(Event::Farewell(id, CUT_WHILE_RECEIVING));
+                    .push_back(Event::Farewell(id, CUT_WHILE_RECEIVING.bytes));
             }
-            self.close_now_with(key, reason, farewell.then_some(CUT_WHILE_RECEIVING_STATUS));
+            self.close_now_with(key, reason, farewell.then_some(&CUT_WHILE_RECEIVING));
         }
         self.close_listener(now);
         if let Some(drain) = self.lifecycle.drain_mut() {

@@ -51,8 +51,9 @@ pub struct Finished {
     /// Its id, if it was handed to the application.
     pub request: Option<RequestId>,
     /// The status of its response, if one was queued: for a request still
-    /// arriving when the drain deadline cut it, the 503 sent on the way out
-    /// (its outcome is still a cut).
+    /// arriving when the drain deadline (or a second stop) cut it, the 503
+    /// core queued on the way out, which the driver writes once without
+    /// waiting (its outcome is still a cut).
     pub status: Option<u16>,
     /// Bytes of response body queued (none for `HEAD`, 204 and 304).
     pub body_bytes: u64,

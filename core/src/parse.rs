@@ -109,7 +109,7 @@ const STACK_HEADERS: usize = 128;
 /// The rules apply in the order their trigger appears in the byte stream, so
 /// the verdict is the same however the input was split:
 /// 1. a request line longer than the target allows, before its LF: 414, or
-///    501 if the method is what is long;
+///    501 if the method alone is that long;
 /// 2. a request line that is not valid, at its LF: 400, or 505 if only its
 ///    version (a major version other than 1) is wrong;
 /// 3. a head larger than `max_head_bytes`, before its blank line: 431;
@@ -127,7 +127,7 @@ pub(crate) fn parse_head(
         // below, in rule order.
         if let Ok(Some(head)) = parse_complete(buf, config, fields) {
             if request_line_len(buf, &head) > line_limit {
-                return Err(line_too_long(buf));
+                return Err(line_too_long(buf, config, line_limit));
             }
             if head.len > config.max_head_bytes {
                 return Err(Reject::HeadTooLarge);
@@ -146,7 +146,7 @@ pub(crate) fn parse_head(
     }
     scan.searched = buf.len();
     if scan.line_end.unwrap_or(buf.len()) > line_limit {
-        return Err(line_too_long(buf));
+        return Err(line_too_long(buf, config, line_limit));
     }
     if let (false, Some(line_end)) = (line_was_known, scan.line_end) {
         check_request_line(&buf[..=line_end], config)?;
@@ -181,14 +181,18 @@ fn request_line_len(buf: &[u8], head: &Head) -> usize {
 /// permitted length, so the early 414 never fires on a request that would pass.
 const MAX_LINE_OVERHEAD: usize = 64;
 
-/// The verdict on a request line (starting `buf`) longer than core reads:
-/// 501 when its method alone is longer than the allowance around a target
-/// (RFC 9112 §3: a method longer than any the server implements), else 414.
-/// The method's first bytes decide, and they are there whenever the line is
+/// The verdict on a request line (starting `buf`) longer than `line_limit`,
+/// by whichever rule's trigger came first: 431 when `max_head_bytes` is
+/// smaller still (rule 3 fired first, however the bytes arrived); 501 when
+/// the method alone is longer than a line may be (RFC 9112 §3: a method
+/// longer than any the server implements); else 414. The first
+/// `line_limit + 1` bytes decide, and they are there whenever the line is
 /// found too long, however the input was split.
 #[cold]
-fn line_too_long(buf: &[u8]) -> Reject {
-    if run_of(buf, &TCHAR) > MAX_LINE_OVERHEAD {
+fn line_too_long(buf: &[u8], config: &Config, line_limit: usize) -> Reject {
+    if config.max_head_bytes < line_limit {
+        Reject::HeadTooLarge
+    } else if run_of(buf, &TCHAR) > line_limit {
         Reject::NotImplemented(Unsupported::LongMethod)
     } else {
         Reject::TargetTooLong
@@ -1054,21 +1058,16 @@ mod tests {
 
     /// RFC 9112 §3: a method longer than any the server implements is a
     /// 501, whole or still arriving, before any bad byte after it; a long
-    /// target after a method of an allowed length is still a 414.
+    /// target after a shorter method is still a 414.
     #[test]
     fn a_method_too_long_for_the_line_is_501() {
-        let method = "M".repeat(9 * 1024);
+        let line_limit = Config::default().max_target_bytes + MAX_LINE_OVERHEAD;
+        let method = "M".repeat(line_limit + 1);
         let whole = format!("{method} / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(status(whole.as_bytes()), 501);
         assert_eq!(
             parse(method.as_bytes()),
             Err(Reject::NotImplemented(Unsupported::LongMethod))
-        );
-        let longest_allowed = "M".repeat(MAX_LINE_OVERHEAD);
-        let target = "/".repeat(9 * 1024);
-        assert_eq!(
-            status(format!("{longest_allowed} {target} HTTP/1.1\r\n").as_bytes()),
-            414
         );
         let head = format!("{method}\x01 / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(
@@ -1076,8 +1075,40 @@ mod tests {
             501,
             "the method is long before its bad byte"
         );
-        let short = format!("{longest_allowed} / HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(parse_three_ways(short.as_bytes()).unwrap().is_some());
+        let shorter = "M".repeat(100);
+        let target = "/".repeat(line_limit);
+        assert_eq!(
+            status(format!("{shorter} {target} HTTP/1.1\r\n").as_bytes()),
+            414
+        );
+        let long_but_fits = "M".repeat(line_limit - 16);
+        let fits = format!("{long_but_fits} / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(parse_three_ways(fits.as_bytes()).unwrap().is_some());
+    }
+
+    /// Rule 3's trigger comes first when the head may be shorter than a
+    /// line: then a line too long is a head too large, however it arrives.
+    #[test]
+    fn a_line_too_long_for_a_smaller_head_limit_is_431() {
+        let config = Config {
+            max_head_bytes: 4096,
+            ..Config::default()
+        };
+        for line in [
+            format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "M".repeat(9000)),
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000)),
+        ] {
+            assert_eq!(
+                parse_with(line.as_bytes(), &config),
+                Err(Reject::HeadTooLarge)
+            );
+            let mut scan = HeadScan::default();
+            let mut fields = Vec::new();
+            let bytewise = (1..=line.len())
+                .map(|end| parse_head(&line.as_bytes()[..end], &mut scan, &config, &mut fields))
+                .find(|verdict| !matches!(verdict, Ok(None)));
+            assert_eq!(bytewise, Some(Err(Reject::HeadTooLarge)));
+        }
     }
 
     #[test]

@@ -185,20 +185,30 @@ pub(crate) fn write_rejection(out: &mut Vec<u8>, reject: &Reject, date_line: &[u
     body_len as u64
 }
 
+/// A response core queues on its own as it cuts a connection, written once
+/// without waiting, just before the close.
+pub(crate) struct Farewell {
+    pub bytes: &'static [u8],
+    /// Its status and body length, for its request's [`Finished`](crate::Finished).
+    pub status: u16,
+    pub body_bytes: u64,
+}
+
 /// What a client whose request was still arriving hears when the drain
-/// deadline cuts it: the server is going away, and it may retry elsewhere.
-/// Static, so it can outlive the connection's buffers; `Date` is optional on
-/// a 5xx (RFC 9110 §6.6.1).
-pub(crate) const CUT_WHILE_RECEIVING: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+/// deadline (or a second stop) cuts it: the server is going away, and it may
+/// retry elsewhere. Static, so it can outlive the connection's buffers;
+/// `Date` is optional on a 5xx (RFC 9110 §6.6.1).
+pub(crate) const CUT_WHILE_RECEIVING: Farewell = Farewell {
+    bytes: b"HTTP/1.1 503 Service Unavailable\r\n\
 Connection: close\r\n\
 Retry-After: 1\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
 Content-Length: 34\r\n\
 \r\n\
-503 Service Unavailable: stopping\n";
-
-/// The status of [`CUT_WHILE_RECEIVING`], for its request's [`Finished`](crate::Finished).
-pub(crate) const CUT_WHILE_RECEIVING_STATUS: u16 = 503;
+503 Service Unavailable: stopping\n",
+    status: 503,
+    body_bytes: 34,
+};
 
 /// The interim response that tells a client waiting on `Expect: 100-continue`
 /// to send its body.
@@ -522,12 +532,13 @@ mod tests {
     }
 
     #[test]
-    fn the_cut_response_announces_its_body_length_and_status() {
-        let text = std::str::from_utf8(CUT_WHILE_RECEIVING).unwrap();
-        let status = CUT_WHILE_RECEIVING_STATUS.to_string();
+    fn the_cut_response_announces_its_status_and_body_length() {
+        let text = std::str::from_utf8(CUT_WHILE_RECEIVING.bytes).unwrap();
+        let status = CUT_WHILE_RECEIVING.status.to_string();
         assert_eq!(text.split(' ').nth(1), Some(&status[..]));
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(CUT_WHILE_RECEIVING.body_bytes, body.len() as u64);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::conn::{Buffers, Conn, State};
 use crate::finished::{Finished, Outcome};
 use crate::lifecycle::Lifecycle;
 use crate::request::RequestId;
+use crate::response::Farewell;
 use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
@@ -287,15 +288,15 @@ impl Server {
         self.close_now_with(key, reason, None);
     }
 
-    /// [`close_now`](Self::close_now), when the request still arriving was
-    /// answered with `farewell`'s status on the way out (the drain's 503 at
-    /// its deadline): its [`Finished`] says so, as its access-log line then
+    /// [`close_now`](Self::close_now), when `farewell` was queued for the
+    /// request still arriving (the drain's 503 as its deadline or a second
+    /// stop cuts it): its [`Finished`] says so, as its access-log line then
     /// does, though the request was cut all the same.
     pub(crate) fn close_now_with(
         &mut self,
         key: usize,
         reason: CloseReason,
-        farewell: Option<u16>,
+        farewell: Option<&Farewell>,
     ) {
         let cut = self.finish_unfinished(key, reason, farewell);
         self.timers.clear(&mut self.conns, key);
@@ -331,10 +332,14 @@ impl Server {
 
     /// Emits a [`Finished`] for every request on connection `key` that will
     /// now never be completely answered: responses queued and unwritten, and
-    /// the request being read or waiting for the application, which was
-    /// answered with the status `farewell` if it is given. Returns how many
-    /// there were.
-    fn finish_unfinished(&mut self, key: usize, reason: CloseReason, farewell: Option<u16>) -> u64 {
+    /// the request being read or waiting for the application, for which
+    /// `farewell` was queued if it is given. Returns how many there were.
+    fn finish_unfinished(
+        &mut self,
+        key: usize,
+        reason: CloseReason,
+        farewell: Option<&Farewell>,
+    ) -> u64 {
         let now = self.now;
         let outcome = Outcome::Unfinished(reason);
         let id = self.id_of(key);
@@ -371,11 +376,11 @@ impl Server {
                     conn: id,
                     seq: conn.next_seq - 1,
                 }),
-                status: farewell,
-                body_bytes: 0,
+                status: farewell.map(|f| f.status),
+                body_bytes: farewell.map_or(0, |f| f.body_bytes),
                 outcome,
                 began_at: log.began_at,
-                responded_at: None,
+                responded_at: farewell.map(|_| now),
                 finished_at: now,
                 keeps_connection: false,
             }));

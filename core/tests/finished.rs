@@ -147,16 +147,17 @@ fn requests_cut_at_the_deadline_finish_as_cut_and_match_the_report() {
     assert_eq!(cut.len(), 2);
     // The one still arriving was answered with the farewell 503 on the way
     // out, and says so; the one the application had was not answered.
-    let statuses: Vec<_> = cut
+    let answers: Vec<_> = cut
         .iter()
-        .map(|f| (f.request.is_some(), f.status))
+        .map(|f| (f.request.is_some(), f.status, f.body_bytes, f.responded_at))
         .collect();
+    let at = Some(h.now);
     assert!(
-        statuses.contains(&(true, None)),
-        "the dispatched one: {statuses:?}"
+        answers.contains(&(true, None, 0, None)),
+        "the dispatched one: {answers:?}"
     );
     assert!(
-        statuses.contains(&(false, Some(503))),
-        "the one still arriving: {statuses:?}"
+        answers.contains(&(false, Some(503), 34, at)),
+        "the one still arriving: {answers:?}"
     );
 }
