@@ -259,9 +259,9 @@ impl Builder {
     ///
     /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the
     /// configuration has a zero that would refuse or cut every request of
-    /// some kind ([`Config::validate`]) or the backlog is below 1; and fails
-    /// if the signals or the listener cannot be set up, or if a worker's
-    /// loop fails.
+    /// some kind ([`Config::validate`]), or if it binds and the backlog is
+    /// below 1; and fails if the signals or the listener cannot be set up,
+    /// or if a worker's loop fails.
     ///
     /// The handler is a closure or function; a closure's argument types are
     /// inferred from this bound (`.serve(|req, res| ...)`), which a generic
@@ -276,12 +276,6 @@ impl Builder {
         self.config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // Linux takes a negative backlog as the largest, and zero as one
-        // handshake queued at a time: either is a slip, not a choice.
-        if self.backlog < 1 {
-            let why = format!("backlog is {}: it must be at least 1", self.backlog);
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
-        }
         let signals = if self.signals {
             Some(crate::signals::register()?)
         } else {

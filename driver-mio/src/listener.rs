@@ -272,6 +272,12 @@ pub(crate) fn inode(fd: RawFd) -> io::Result<u64> {
 }
 
 fn bind(addr: SocketAddr, reuse_port: bool, backlog: i32) -> io::Result<TcpListener> {
+    // Linux takes a negative backlog as the largest, and zero as one
+    // handshake queued at a time: either is a slip, not a choice.
+    if backlog < 1 {
+        let why = format!("backlog is {backlog}: it must be at least 1");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if reuse_port {

@@ -41,8 +41,9 @@ pub struct RequestEnd<'a> {
     /// Its target (path and query), when the method is known.
     pub target: Option<&'a str>,
     /// The status of its response, if one was queued: for a request still
-    /// arriving when the drain deadline cut it, the 503 sent on the way out
-    /// (its outcome is still a cut).
+    /// arriving when the drain deadline (or a second stop) cut it, the 503
+    /// core queued on the way out, which the driver writes once without
+    /// waiting (its outcome is still a cut).
     pub status: Option<u16>,
     /// Bytes of request body the application received whole (after chunked
     /// decoding), if it was dispatched. The head is not counted (core does

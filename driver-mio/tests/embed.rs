@@ -130,7 +130,7 @@ fn a_config_that_would_refuse_every_request_is_refused_before_serving() {
 }
 
 #[test]
-fn a_backlog_below_one_is_refused_before_binding() {
+fn a_backlog_below_one_is_refused_when_binding() {
     for backlog in [0, -7] {
         let e = Builder::new()
             .bind("127.0.0.1:0".parse().unwrap())
@@ -145,6 +145,16 @@ fn a_backlog_below_one_is_refused_before_binding() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn the_backlog_of_a_listener_bound_elsewhere_is_not_checked() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let builder = Builder::new().listener(listener).backlog(0).signals(false);
+    let stop = builder.shutdown_handle();
+    let server = std::thread::spawn(move || builder.serve(app));
+    stop.shutdown();
+    assert!(server.join().unwrap().is_ok());
 }
 
 #[test]
