@@ -242,6 +242,16 @@ impl Server {
     /// Input: time has reached `now`; act on every deadline at or before it.
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.advance(now);
+        // A request still arriving when the drain deadline cuts it hears the
+        // farewell 503, written at once. A 408 its own timer queued in the
+        // same pass would be cut unwritten with the rest: the client would
+        // hear nothing. So when the deadline falls due now, the timers that
+        // answer a request leave it to the deadline.
+        let cut_now = matches!(self.lifecycle, Lifecycle::Draining(_))
+            && self
+                .lifecycle
+                .deadline()
+                .is_some_and(|deadline| deadline <= now);
         for kind in [
             TimerKind::Header,
             TimerKind::Body,
@@ -250,6 +260,9 @@ impl Server {
             TimerKind::Write,
             TimerKind::Linger,
         ] {
+            if cut_now && matches!(kind, TimerKind::Header | TimerKind::Body) {
+                continue;
+            }
             while let Some(key) = self.timers.expired(&self.conns, kind, now) {
                 self.on_timer(key, kind, now);
             }

@@ -467,6 +467,36 @@ fn a_client_that_never_sends_fin_is_closed_at_the_linger_deadline_as_a_risk() {
     assert_eq!(report.total(), Duration::from_secs(2));
 }
 
+/// A head whose own timeout falls due at the very instant of the drain
+/// deadline: a 408 queued then would be cut unwritten, so the deadline's
+/// farewell 503 answers it instead.
+#[test]
+fn a_head_timing_out_at_the_deadline_hears_the_farewell() {
+    let mut h = Harness::with(Config {
+        drain_timeout: Duration::from_secs(5),
+        header_read_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, b"G");
+    h.terminate();
+    h.backlog_empty();
+    h.advance(Duration::from_secs(5));
+    let farewell = h.log.iter().position(
+        |e| matches!(e, Event::Farewell(id, b) if *id == c && b.starts_with(b"HTTP/1.1 503 ")),
+    );
+    let close = h
+        .log
+        .iter()
+        .position(|e| matches!(e, Event::Close(id, _) if *id == c));
+    assert!(
+        farewell.is_some() && farewell < close,
+        "the 503 comes before the close: {:?}",
+        h.log
+    );
+    assert_eq!(h.close_reason(c), Some(ebb_core::CloseReason::DeadlineCut));
+}
+
 #[test]
 fn an_upload_cut_while_arriving_hears_503_and_counts_as_cut_with_reset_risk() {
     let mut h = Harness::with(Config {
