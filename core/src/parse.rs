@@ -97,6 +97,8 @@ pub(crate) struct HeadScan {
     searched: usize,
     /// Where the request line ends, once its LF has arrived.
     line_end: Option<usize>,
+    /// Bytes of empty lines dropped before the request line.
+    pub blank: usize,
 }
 
 /// Most header fields parsed with a stack array; a configured `max_headers`

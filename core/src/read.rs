@@ -441,6 +441,8 @@ impl Server {
 /// Drops the empty lines before a request line (RFC 9112 §2.2: they are
 /// ignored), then parses the head at the start of the input. Only a head's
 /// first bytes can be blank, so the scan has not begun when any are dropped.
+/// More than `max_head_bytes` of them are a head too large: a client sending
+/// nothing else would otherwise keep a core reading until the header timeout.
 fn next_head(
     bufs: &mut Buffers,
     scan: &mut HeadScan,
@@ -452,6 +454,10 @@ fn next_head(
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
     bufs.input.consume(blank);
+    scan.blank += blank;
+    if scan.blank > config.max_head_bytes {
+        return Err(Reject::HeadTooLarge);
+    }
     if bufs.input.is_empty() {
         return Ok(None);
     }

@@ -78,6 +78,34 @@ fn a_client_sending_only_empty_lines_gets_408_at_the_header_timeout() {
     assert_eq!(responses[0].status, 408, "5 s after the first empty line");
 }
 
+/// Empty lines count toward the head: more than `max_head_bytes` of them,
+/// however they arrive, are a head too large, not a core kept reading until
+/// the header timeout. Fewer are dropped, and the request after them served.
+#[test]
+fn more_empty_lines_than_a_head_may_hold_are_431() {
+    let max = Config::default().max_head_bytes;
+    for piece in [max + 2, 4096, 2] {
+        let mut h = Harness::new();
+        let c = h.accept();
+        let mut sent = 0;
+        while h.responses(c).is_empty() && sent <= max + 2 {
+            h.send(c, &b"\r\n".repeat(piece / 2));
+            sent += piece;
+        }
+        let responses = h.responses(c);
+        assert_eq!(
+            (responses[0].status, responses[0].close),
+            (431, true),
+            "pieces of {piece}"
+        );
+        assert!(sent > max, "not before the limit ({sent} bytes sent)");
+    }
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &[&b"\r\n".repeat(max / 2)[..], &get("/")].concat());
+    assert_eq!(h.pending.len(), 1);
+}
+
 #[test]
 fn a_body_trickled_below_the_minimum_rate_gets_408_after_the_grace() {
     let mut h = Harness::new();
