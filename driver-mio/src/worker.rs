@@ -561,6 +561,15 @@ impl<H: Handler> Worker<H> {
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("deregistering {id:?}: {e}");
         }
+        if reason == CloseReason::WriteStall {
+            // The client stopped reading; what is queued for it would stay
+            // in the kernel after the close (up to the send buffer, in
+            // FIN-WAIT-1, for as long as the client answers the window
+            // probes). The response is lost either way: reset, and free it.
+            if let Err(e) = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO)) {
+                log::debug!("resetting {id:?}: {e}");
+            }
+        }
         if reason.is_forced() {
             // Closing with unread input resets the connection, which can
             // destroy a farewell 503 before its client reads it: read what is
