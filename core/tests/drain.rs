@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ebb_core::{Config, Event, Forced, Phase, Time};
+use ebb_core::{Config, ConnId, Event, Forced, Phase, Time};
 use ebb_testkit::harness::{get, Harness};
 
 fn draining() -> Harness {
@@ -467,6 +467,24 @@ fn a_client_that_never_sends_fin_is_closed_at_the_linger_deadline_as_a_risk() {
     assert_eq!(report.total(), Duration::from_secs(2));
 }
 
+/// Connection `c` was cut by the drain deadline, its farewell 503 coming
+/// before the close.
+fn assert_cut_with_farewell(h: &Harness, c: ConnId) {
+    let farewell = h.log.iter().position(
+        |e| matches!(e, Event::Farewell(id, b) if *id == c && b.starts_with(b"HTTP/1.1 503 ")),
+    );
+    let close = h
+        .log
+        .iter()
+        .position(|e| matches!(e, Event::Close(id, _) if *id == c));
+    assert!(
+        farewell.is_some() && farewell < close,
+        "the 503 comes before the close: {:?}",
+        h.log
+    );
+    assert_eq!(h.close_reason(c), Some(ebb_core::CloseReason::DeadlineCut));
+}
+
 /// A head whose own timeout falls due at the very instant of the drain
 /// deadline: a 408 queued then would be cut unwritten, so the deadline's
 /// farewell 503 answers it instead.
@@ -482,19 +500,7 @@ fn a_head_timing_out_at_the_deadline_hears_the_farewell() {
     h.terminate();
     h.backlog_empty();
     h.advance(Duration::from_secs(5));
-    let farewell = h.log.iter().position(
-        |e| matches!(e, Event::Farewell(id, b) if *id == c && b.starts_with(b"HTTP/1.1 503 ")),
-    );
-    let close = h
-        .log
-        .iter()
-        .position(|e| matches!(e, Event::Close(id, _) if *id == c));
-    assert!(
-        farewell.is_some() && farewell < close,
-        "the 503 comes before the close: {:?}",
-        h.log
-    );
-    assert_eq!(h.close_reason(c), Some(ebb_core::CloseReason::DeadlineCut));
+    assert_cut_with_farewell(&h, c);
 }
 
 #[test]
@@ -511,18 +517,7 @@ fn an_upload_cut_while_arriving_hears_503_and_counts_as_cut_with_reset_risk() {
     h.terminate();
     h.backlog_empty();
     h.advance(Duration::from_secs(1));
-    let farewell = h.log.iter().position(
-        |e| matches!(e, Event::Farewell(id, b) if *id == c && b.starts_with(b"HTTP/1.1 503 ")),
-    );
-    let close = h
-        .log
-        .iter()
-        .position(|e| matches!(e, Event::Close(id, _) if *id == c));
-    assert!(
-        farewell.is_some() && farewell < close,
-        "the 503 comes before the close"
-    );
-    assert_eq!(h.close_reason(c), Some(ebb_core::CloseReason::DeadlineCut));
+    assert_cut_with_farewell(&h, c);
     let report = h.exit.unwrap();
     assert_eq!((report.requests_cut, report.reset_risk_closes), (1, 1));
 }
