@@ -313,9 +313,10 @@ fn parse_complete(
     parse_general(buf, config, fields)
 }
 
-/// Fields of a head whose request line is simple ([`line::simple`]) are
-/// parsed into an array of this many, which must be initialized; a head
-/// with more goes to [`parse_general`].
+/// A head whose request line is simple ([`line::simple`]) has room for this
+/// many fields, read by [`fields::simple`] or else by httparse into an array
+/// of this many, which must be initialized; a head with more goes to
+/// [`parse_general`].
 const SIMPLE_HEADERS: usize = 16;
 
 /// Parses a head whose request line [`line::simple`] has read: its fields
