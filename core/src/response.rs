@@ -34,15 +34,21 @@ impl std::fmt::Display for RespondError {
 
 impl std::error::Error for RespondError {}
 
-/// Headers core writes itself; the application's copies are dropped so the
-/// framing on the wire is always the one core decided.
-const OWNED_HEADERS: [&[u8]; 5] = [
-    b"content-length",
-    b"transfer-encoding",
-    b"connection",
-    b"date",
-    b"keep-alive",
-];
+/// Whether core writes the header `name` itself, so that the application's
+/// copy is dropped and the framing on the wire is always the one core
+/// decided: `Content-Length`, `Transfer-Encoding`, `Connection`, `Date` and
+/// `Keep-Alive`. The length picks the candidates, so most names (every
+/// response's `Content-Type`, say) are told apart without a comparison.
+fn is_owned(name: &[u8]) -> bool {
+    let owned: &[&[u8]] = match name.len() {
+        4 => &[b"date"],
+        10 => &[b"connection", b"keep-alive"],
+        14 => &[b"content-length"],
+        17 => &[b"transfer-encoding"],
+        _ => return false,
+    };
+    owned.iter().any(|owned| name.eq_ignore_ascii_case(owned))
+}
 
 /// What the head needs beyond the application's status and headers.
 pub(crate) struct Framing<'a> {
@@ -130,25 +136,10 @@ where
         write_length_line_end(out, len);
     }
     write_framing_tail(out, framing);
-    let mut offers_upgrade = false;
-    for (name, value) in headers {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        if !is_token(name) || !is_field_value(value) {
-            out.truncate(rollback);
-            return Err(RespondError::InvalidHeader);
-        }
-        if OWNED_HEADERS
-            .iter()
-            .any(|owned| name.eq_ignore_ascii_case(owned))
-        {
-            continue;
-        }
-        offers_upgrade |= name.len() == 7 && name.eq_ignore_ascii_case(b"upgrade");
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    let Ok(offers_upgrade) = write_fields(out, headers) else {
+        out.truncate(rollback);
+        return Err(RespondError::InvalidHeader);
+    };
     if offers_upgrade && !switching {
         // RFC 9110 §7.8: an `Upgrade` field goes with the `upgrade`
         // connection option (a 426, say), so that no intermediary forwards
@@ -157,6 +148,33 @@ where
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// Writes the application's header (or trailer) fields, but those core
+/// owns ([`is_owned`]). Says whether one was `Upgrade`; `Err` at the first
+/// invalid one, with some written: the caller rolls `out` back.
+fn write_fields<H, N, V>(out: &mut Vec<u8>, fields: H) -> Result<bool, ()>
+where
+    H: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut has_upgrade = false;
+    for (name, value) in fields {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if !is_token(name) || !is_field_value(value) {
+            return Err(());
+        }
+        if is_owned(name) {
+            continue;
+        }
+        has_upgrade |= name.len() == 7 && name.eq_ignore_ascii_case(b"upgrade");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(has_upgrade)
 }
 
 /// Writes the whole response core sends for a rejected request; returns the
@@ -295,22 +313,9 @@ where
 {
     let rollback = out.len();
     out.extend_from_slice(b"0\r\n");
-    for (name, value) in trailers {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        if !is_token(name) || !is_field_value(value) {
-            out.truncate(rollback);
-            return Err(RespondError::InvalidHeader);
-        }
-        if OWNED_HEADERS
-            .iter()
-            .any(|owned| name.eq_ignore_ascii_case(owned))
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+    if write_fields(out, trailers).is_err() {
+        out.truncate(rollback);
+        return Err(RespondError::InvalidHeader);
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
@@ -439,6 +444,31 @@ pub(crate) fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fields_core_owns_are_known_in_any_case_and_no_others_are() {
+        for owned in [
+            "Content-Length",
+            "TRANSFER-ENCODING",
+            "connection",
+            "Date",
+            "keep-ALIVE",
+        ] {
+            assert!(is_owned(owned.as_bytes()), "{owned}");
+        }
+        for other in [
+            "Content-Type",
+            "Content-Lengths",
+            "Connectiom",
+            "Data",
+            "Keep-Alivf",
+            "Transfer-Encodinf",
+            "Upgrade",
+            "",
+        ] {
+            assert!(!is_owned(other.as_bytes()), "{other}");
+        }
+    }
 
     const DATE_LINE: &[u8] = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
 
