@@ -562,7 +562,7 @@ fn split_target(method: Option<Method>, target: &[u8]) -> Result<(&[u8], Option<
         return Err(Reject::NotImplemented(Unsupported::Connect));
     }
     if target.starts_with(b"/") {
-        return Ok(split_query(target));
+        return path_and_query_of(target);
     }
     if target == b"*" {
         return if method == Some(Method::Options) {
@@ -572,9 +572,26 @@ fn split_target(method: Option<Method>, target: &[u8]) -> Result<(&[u8], Option<
         };
     }
     if let Some(after_authority) = absolute_form_rest(target) {
-        return Ok(split_query(after_authority));
+        return path_and_query_of(after_authority);
     }
     Err(Reject::Malformed(Malformed::TargetForm))
+}
+
+/// The path and query of an origin-form target, or of what follows the
+/// authority of an absolute-form one; refused if a `%` in the path does not
+/// start two hex digits (RFC 3986 §2.1). Decoded, such a path would be
+/// ambiguous (`/a%zz` and `/a%25zz` alike), and nginx refuses it too. The
+/// query is the application's to decode, and is left as it is.
+fn path_and_query_of(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), Reject> {
+    let (path, query) = split_query(target);
+    let mut rest = path;
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        match rest.get(at + 1..at + 3) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => rest = &rest[at + 3..],
+            _ => return Err(Reject::Malformed(Malformed::PathEscape)),
+        }
+    }
+    Ok((path, query))
 }
 
 /// The path and the query (without its `?`) of what follows an authority.
@@ -714,6 +731,7 @@ struct HeaderRules {
     transfer_encoding: bool,
     last_coding_chunked: bool,
     chunked_count: u32,
+    chunked_parameters: bool,
     unknown_coding: bool,
     close_token: bool,
     keep_alive_token: bool,
@@ -765,9 +783,7 @@ impl HeaderRules {
                 _ => self.connection_options(value),
             },
             7 if is("upgrade") => self.upgrade_field |= !value.is_empty(),
-            6 if is("expect") => {
-                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue")
-            }
+            6 if is("expect") => self.expectations(value),
             _ => {}
         }
         Ok(())
@@ -779,17 +795,24 @@ impl HeaderRules {
     fn transfer_codings(&mut self, value: &[u8]) {
         self.transfer_encoding = true;
         for coding in tokens(value) {
-            // Parameters on a coding are ignored; only its name matters here.
-            let name = coding
-                .split(|&b| b == b';')
-                .next()
-                .unwrap_or(&[])
-                .trim_ascii();
+            // Only a coding's name matters here, but `chunked` has no
+            // parameters: a recipient that took `chunked;x` for another
+            // coding would frame the body otherwise.
+            let name_end = coding.iter().position(|&b| b == b';');
+            let name = coding[..name_end.unwrap_or(coding.len())].trim_ascii();
             let chunked = name.eq_ignore_ascii_case(b"chunked");
+            self.chunked_parameters |= chunked && name_end.is_some();
             self.chunked_count += u32::from(chunked);
             self.unknown_coding |= !chunked;
             self.last_coding_chunked = chunked;
         }
+    }
+
+    /// `Expect` is a list (RFC 9110 §10.1.1); `100-continue` is the one
+    /// expectation defined, and any others are ignored.
+    #[inline(never)]
+    fn expectations(&mut self, value: &[u8]) {
+        self.expect_continue |= tokens(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
     }
 
     #[inline(never)]
@@ -840,6 +863,9 @@ impl HeaderRules {
             if !self.last_coding_chunked || self.chunked_count != 1 {
                 return Err(Reject::Malformed(Malformed::NotChunkedLast));
             }
+            if self.chunked_parameters {
+                return Err(Reject::Malformed(Malformed::ChunkedParameters));
+            }
             if self.unknown_coding {
                 return Err(Reject::NotImplemented(Unsupported::TransferCoding));
             }
@@ -856,7 +882,6 @@ impl HeaderRules {
     }
 }
 
-/// The non-empty elements of a comma-separated list, trimmed of whitespace.
 /// Whether `token` is `lower`, a lowercase word, in any case. Clients send
 /// the lowercase spelling most of the time: a plain comparison settles that
 /// first.
@@ -864,6 +889,7 @@ fn is_word(token: &[u8], lower: &[u8]) -> bool {
     token == lower || token.eq_ignore_ascii_case(lower)
 }
 
+/// The non-empty elements of a comma-separated list, trimmed of whitespace.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
@@ -989,6 +1015,21 @@ mod tests {
         assert_eq!(te("chunked, chunked").unwrap_err().status(), 400);
         assert_eq!(te("gzip, chunked").unwrap_err().status(), 501);
         assert_eq!(te("x-custom, chunked").unwrap_err().status(), 501);
+        assert_eq!(te("gzip;level=1, chunked").unwrap_err().status(), 501);
+        // `chunked` has no parameters (RFC 9112 §7.1).
+        for with_parameters in [
+            "chunked;q=1",
+            "chunked ; x",
+            "chunked;",
+            "gzip, CHUNKED;a=b",
+        ] {
+            let reject = te(with_parameters).unwrap_err();
+            assert_eq!(
+                reject,
+                Reject::Malformed(Malformed::ChunkedParameters),
+                "{with_parameters}"
+            );
+        }
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
             400
@@ -1220,6 +1261,21 @@ mod tests {
     }
 
     #[test]
+    fn a_percent_that_starts_no_escape_in_the_path_is_400() {
+        for target in ["/a%zz", "/a%4", "/%", "/a%2x/b", "/%41%", "http://h/%zz"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let reject = parse_three_ways(head.as_bytes()).unwrap_err();
+            assert_eq!(reject, Reject::Malformed(Malformed::PathEscape), "{target}");
+            assert_eq!(reject.status(), 400);
+        }
+        // Whole escapes pass, and the query is the application's to decode.
+        for target in ["/a%2F%c3%A9", "/a?q=100%", "http://h/%41?%zz"] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            assert!(parse_three_ways(head.as_bytes()).is_ok(), "{target}");
+        }
+    }
+
+    #[test]
     fn absolute_form_needs_an_authority() {
         assert_eq!(status(b"GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
         assert_eq!(status(b"GET http://?a HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
@@ -1318,5 +1374,19 @@ mod tests {
         assert!(h.unwrap().unwrap().expect_continue);
         let h = parse(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.unwrap().unwrap().expect_continue);
+    }
+
+    #[test]
+    fn expect_is_a_list_that_may_hold_100_continue() {
+        let expects = |value: &str| {
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nExpect: {value}\r\nContent-Length: 1\r\n\r\n"
+            );
+            parse(head.as_bytes()).unwrap().unwrap().expect_continue
+        };
+        assert!(expects("100-continue, foo"));
+        assert!(expects("foo=bar,100-CONTINUE"));
+        assert!(!expects("foo"));
+        assert!(!expects("100-continue-not"));
     }
 }

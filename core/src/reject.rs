@@ -77,6 +77,8 @@ pub enum Malformed {
     /// A target with a byte no URI holds: one from 0x80 (non-ASCII is
     /// percent-encoded) or `#` (a fragment is never sent).
     TargetBytes,
+    /// A `%` in the target's path that does not start two hex digits.
+    PathEscape,
     /// A Host whose value is not a host and port.
     Host,
     /// An HTTP/1.1 request without a Host.
@@ -93,6 +95,8 @@ pub enum Malformed {
     CodingInHttp10,
     /// A Transfer-Encoding that does not end in a single `chunked`.
     NotChunkedLast,
+    /// `chunked` with parameters, which it has none of (RFC 9112 §7.1).
+    ChunkedParameters,
     /// A chunked body that breaks the chunked syntax.
     ChunkedBody,
     /// A chunk-size line longer than core reads.
@@ -107,6 +111,7 @@ impl Malformed {
             Malformed::AsteriskTarget => "asterisk-form target is only allowed with OPTIONS",
             Malformed::TargetForm => "request target is not origin-form or absolute-form",
             Malformed::TargetBytes => "request target has a byte a URI cannot hold",
+            Malformed::PathEscape => "a % in the path does not start two hex digits",
             Malformed::Host => "Host is not a valid host and port",
             Malformed::NoHost => "HTTP/1.1 request needs exactly one Host",
             Malformed::ManyHosts => "more than one Host",
@@ -115,6 +120,7 @@ impl Malformed {
             Malformed::LengthAndCoding => "both Transfer-Encoding and Content-Length",
             Malformed::CodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
             Malformed::NotChunkedLast => "Transfer-Encoding must end in a single chunked",
+            Malformed::ChunkedParameters => "the chunked coding takes no parameters",
             Malformed::ChunkedBody => "malformed chunked body",
             Malformed::ChunkLineTooLong => "chunk-size line too long",
         }

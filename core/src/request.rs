@@ -97,6 +97,27 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The host the request is for, with its port if it names one
+    /// (`example.com:8080`): the authority of an absolute-form target, which
+    /// a server uses instead of `Host` (RFC 9112 §3.2.2), or else the `Host`
+    /// field. Pick a virtual host by this rather than by `header("Host")`.
+    /// `None` when the request names no host: an HTTP/1.0 request without
+    /// `Host`, or an empty one. Core has checked it is a valid host, so it
+    /// is ASCII.
+    pub fn host(&self) -> Option<&'a str> {
+        let target = self.head.target.get(self.raw);
+        let authority = match target.windows(3).position(|w| w == b"://") {
+            // Only an absolute-form target holds `://` before any `/`.
+            Some(at) if !target.starts_with(b"/") => {
+                let rest = &target[at + 3..];
+                let end = rest.iter().position(|&b| b == b'/' || b == b'?');
+                &rest[..end.unwrap_or(rest.len())]
+            }
+            _ => self.header("host")?,
+        };
+        Some(text(authority)).filter(|host| !host.is_empty())
+    }
+
     /// The target's query, without the `?`.
     pub fn query(&self) -> Option<&'a str> {
         self.head.query.map(|q| text(q.get(self.raw)))
@@ -123,7 +144,9 @@ impl<'a> Request<'a> {
     /// means nothing special in a path. Bytes that are not UTF-8 become
     /// U+FFFD, and `%2F` becomes a `/` like any other: route by
     /// [`path`](Request::path) where that distinction matters. Borrowed when
-    /// there is nothing to decode.
+    /// there is nothing to decode. Every `%` in a path starts an escape:
+    /// core answers 400 to a path with one that does not (`/a%zz`), whose
+    /// decoding would be ambiguous.
     pub fn percent_decoded_path(&self) -> Cow<'a, str> {
         percent_encoding::percent_decode_str(self.path()).decode_utf8_lossy()
     }
@@ -236,6 +259,11 @@ impl OwnedRequest {
         self.as_request().path()
     }
 
+    /// See [`Request::host`].
+    pub fn host(&self) -> Option<&str> {
+        self.as_request().host()
+    }
+
     /// See [`Request::query`].
     pub fn query(&self) -> Option<&str> {
         self.as_request().query()
@@ -326,6 +354,32 @@ mod tests {
 
     fn get(target: &str) -> Vec<u8> {
         format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn the_host_is_the_absolute_target_s_authority_or_else_the_host_field() {
+        let host =
+            |head: &str| with_request(head.as_bytes(), b"", |req| req.host().map(str::to_owned));
+        let some = |host: &str| Some(host.to_owned());
+        assert_eq!(
+            host("GET /a HTTP/1.1\r\nHost: h.example:8080\r\n\r\n"),
+            some("h.example:8080")
+        );
+        assert_eq!(
+            host("GET http://a.example:81/x?y HTTP/1.1\r\nHost: h\r\n\r\n"),
+            some("a.example:81")
+        );
+        assert_eq!(
+            host("GET http://[::1]?y HTTP/1.1\r\nHost: h\r\n\r\n"),
+            some("[::1]")
+        );
+        assert_eq!(host("GET /http://x HTTP/1.1\r\nHost: h\r\n\r\n"), some("h"));
+        assert_eq!(host("GET / HTTP/1.1\r\nHost:\r\n\r\n"), None);
+        assert_eq!(host("GET / HTTP/1.0\r\n\r\n"), None);
+        let owned = with_request(b"GET http://a/ HTTP/1.1\r\nHost: h\r\n\r\n", b"", |req| {
+            req.into_owned()
+        });
+        assert_eq!(owned.host(), Some("a"));
     }
 
     #[test]
