@@ -151,6 +151,15 @@ impl<'a> Request<'a> {
         percent_encoding::percent_decode_str(self.path()).decode_utf8_lossy()
     }
 
+    /// Whether the client waits for a `100 Continue` before it sends its
+    /// body (`Expect: 100-continue`, HTTP/1.1 only). Core sends the 100 when
+    /// the body is first read, so an application that will refuse the
+    /// request can answer without reading it, and the client need not send
+    /// the body at all (RFC 9110 §10.1.1).
+    pub fn expects_continue(&self) -> bool {
+        self.head.expect_continue
+    }
+
     /// The request's HTTP version.
     pub fn version(&self) -> Version {
         if self.head.minor_version == 0 {
@@ -257,6 +266,11 @@ impl OwnedRequest {
     /// See [`Request::path`].
     pub fn path(&self) -> &str {
         self.as_request().path()
+    }
+
+    /// See [`Request::expects_continue`].
+    pub fn expects_continue(&self) -> bool {
+        self.as_request().expects_continue()
     }
 
     /// See [`Request::host`].

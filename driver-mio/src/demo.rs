@@ -77,11 +77,16 @@ impl Demo {
 impl Handler for Demo {
     fn call(&self, req: &Request<'_>, mut res: Responder) {
         let response = match route(req.method(), req.path()) {
+            // A client waiting for `100 Continue` hears the refusal instead,
+            // and need not send the body that reading it would ask for.
+            Err(miss) if req.expects_continue() => return res.respond(miss.response()),
             Err(miss) => miss.response(),
             // Answered in its arm, so the response is built where `answer`
             // takes it, not gathered from the arms and moved (the benchmark's
             // route: some 30 instructions).
             Ok(Route::Hello) => return self.answer(res, Response::text(200, "Hello, World!")),
+            // The methods some route answers.
+            Ok(Route::Server) => Response::new(200).header("Allow", "GET, HEAD, POST, OPTIONS"),
             Ok(Route::Healthz) if res.is_stopping() => Response::text(503, "stopping\n"),
             Ok(Route::Healthz) => Response::text(200, "ok\n"),
             Ok(Route::Echo) if req.body().is_empty() => {
@@ -368,6 +373,8 @@ enum Route {
     Stream,
     Sse,
     Upgrade,
+    /// `OPTIONS *`: the server as a whole (RFC 9110 §9.3.7).
+    Server,
 }
 
 impl Route {
@@ -381,6 +388,7 @@ impl Route {
             "/stream" => Some(Route::Stream),
             "/sse" => Some(Route::Sse),
             "/upgrade" => Some(Route::Upgrade),
+            "*" => Some(Route::Server),
             _ => None,
         }
     }
@@ -392,6 +400,7 @@ impl Route {
         match self {
             Route::Echo | Route::Upload => method == "POST",
             Route::Upgrade => method == "GET",
+            Route::Server => method == "OPTIONS",
             Route::Hello | Route::Sleep | Route::Healthz | Route::Stream | Route::Sse => {
                 method == "GET" || method == "HEAD"
             }
@@ -404,6 +413,7 @@ impl Route {
         match self {
             Route::Echo | Route::Upload => "POST",
             Route::Upgrade => "GET",
+            Route::Server => "OPTIONS",
             Route::Hello | Route::Sleep | Route::Healthz | Route::Stream | Route::Sse => {
                 "GET, HEAD"
             }
@@ -599,6 +609,7 @@ mod tests {
             Route::Stream,
             Route::Sse,
             Route::Upgrade,
+            Route::Server,
         ];
         for route in routes {
             for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"] {
@@ -606,6 +617,15 @@ mod tests {
                 assert_eq!(route.answers(method), listed, "{route:?} {method}");
             }
         }
+    }
+
+    #[test]
+    fn options_asterisk_is_the_server_s_and_only_options_s() {
+        assert_eq!(route("OPTIONS", "*"), Ok(Route::Server));
+        assert_eq!(
+            route("GET", "*"),
+            Err(Miss::WrongMethod { allow: "OPTIONS" })
+        );
     }
 
     #[test]

@@ -109,6 +109,25 @@ fn continue_is_sent_only_when_the_handler_reads() {
 }
 
 #[test]
+fn a_refusal_before_the_body_is_read_goes_out_with_no_continue() {
+    let server = Server::start(|req, res| {
+        assert!(req.expects_continue());
+        res.respond(Response::text(403, "no\n"));
+    });
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut got = String::new();
+    stream.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nno\n"), "{got}");
+}
+
+#[test]
 fn a_body_larger_than_the_buffers_arrives_whole_read_slowly() {
     let server = Server::start(|_req, mut res| {
         let mut body = res.body();

@@ -1,7 +1,7 @@
 //! End-to-end: the `ebb` binary's command line, its demo routes' methods, and
 //! the exit status that tells a complete drain from a forced one.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -58,6 +58,24 @@ fn known_path_with_another_method_is_405_with_allow() {
     assert_eq!(response.header("allow"), Some("POST"));
     assert_eq!(client.get("/nowhere").unwrap().status, 404);
     drop(client);
+    ebb.signal(libc::SIGTERM);
+    ebb.expect_clean_exit(Duration::from_secs(10));
+}
+
+#[test]
+fn a_miss_for_a_client_waiting_for_100_continue_is_answered_at_once() {
+    let _serial = serial();
+    let ebb = Ebb::start(&[]);
+    let mut client = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    client
+        .stream
+        .write_all(b"POST /nowhere HTTP/1.1\r\nHost: ebb\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .unwrap();
+    // No 100 first, and no body asked for: the 404, then the close.
+    let mut got = String::new();
+    client.stream.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 404 Not Found\r\n"), "{got}");
+    assert!(got.contains("Connection: close\r\n"), "{got}");
     ebb.signal(libc::SIGTERM);
     ebb.expect_clean_exit(Duration::from_secs(10));
 }
