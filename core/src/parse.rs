@@ -6,8 +6,9 @@
 //! been searched, so httparse runs at most three times per request — when the
 //! first bytes arrive, on the request line once it is complete (to reject a
 //! bad one early), and when the blank line ending the head has arrived.
-//! Errors are only reported from whole lines or whole heads, so the outcome
-//! never depends on how the input was split.
+//! Errors are reported from the method as it arrives, from whole lines and
+//! from whole heads, each from bytes that are there however the input was
+//! split, so the outcome never depends on the split.
 
 use std::mem::MaybeUninit;
 
@@ -97,6 +98,10 @@ pub(crate) struct HeadScan {
     searched: usize,
     /// Where the request line ends, once its LF has arrived.
     line_end: Option<usize>,
+    /// Bytes of the method found to be `tchar`s so far, and whether the
+    /// space after it has come (see [`check_method`]).
+    method_len: usize,
+    method_done: bool,
     /// Bytes of empty lines dropped before the request line.
     pub blank: usize,
 }
@@ -110,6 +115,10 @@ const STACK_HEADERS: usize = 128;
 ///
 /// The rules apply in the order their trigger appears in the byte stream, so
 /// the verdict is the same however the input was split:
+/// 0. a byte that is neither a `tchar` of the method nor the space after
+///    it, within the line's first `line_limit + 1` bytes, as it arrives:
+///    400 (the first byte of a TLS handshake, say, is refused at once, not
+///    at the header timeout);
 /// 1. a request line longer than the target allows, before its LF: 414, or
 ///    501 if the method alone is that long;
 /// 2. a request line that is not valid, at its LF: 400, or 505 if only its
@@ -137,6 +146,7 @@ pub(crate) fn parse_head(
             return Ok(Some(head));
         }
     }
+    check_method(buf, scan, line_limit)?;
     let from = scan.searched.saturating_sub(3);
     let end = find_blank_line(&buf[from..]).map(|e| from + e);
     let line_was_known = scan.line_end.is_some();
@@ -162,6 +172,27 @@ pub(crate) fn parse_head(
     match parse_complete(buf, config, fields)? {
         Some(head) => Ok(Some(head)),
         None => Err(Reject::Malformed(Malformed::Head)),
+    }
+}
+
+/// Rule 0 of [`parse_head`]: the line starts with a method of `tchar`s and
+/// the space after it, as httparse reads one. Only the first
+/// `line_limit + 1` bytes are looked at, so a method too long for the line
+/// is still rule 1's 501 whatever follows it; each byte is looked at once.
+fn check_method(buf: &[u8], scan: &mut HeadScan, line_limit: usize) -> Result<(), Reject> {
+    if scan.method_done {
+        return Ok(());
+    }
+    let window = &buf[..buf.len().min(line_limit + 1)];
+    let from = scan.method_len.min(window.len());
+    scan.method_len = from + run_of(&window[from..], &TCHAR);
+    match window.get(scan.method_len) {
+        None => Ok(()),
+        Some(b' ') if scan.method_len > 0 => {
+            scan.method_done = true;
+            Ok(())
+        }
+        Some(_) => Err(Reject::Malformed(Malformed::Method)),
     }
 }
 
@@ -1091,13 +1122,35 @@ mod tests {
     #[test]
     fn errors_wait_for_a_whole_line_or_head_so_splits_agree() {
         // Unfinished line, unfinished head: judged only once complete, as a
-        // byte-by-byte arrival would be.
-        assert_eq!(parse_three_ways(b"G@T / HT"), Ok(None));
+        // byte-by-byte arrival would be; but a method is judged as it comes.
+        assert_eq!(parse_three_ways(b"GET / H@"), Ok(None));
         assert_eq!(
             parse_three_ways(b"GET / HTTP/1.1\r\nBad@Name: x\r\n"),
             Ok(None)
         );
         assert_eq!(status(b"GET / HTTP/1.1\r\nBad@Name: x\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn a_line_that_starts_with_no_method_is_400_as_soon_as_that_shows() {
+        let no_method = Err(Reject::Malformed(Malformed::Method));
+        for start in [
+            &b"\x16\x03\x01\x00\xa5\x01"[..],
+            b"G@T",
+            b" / HTTP/1.1",
+            b"GET\r",
+            b"GET\t/",
+            b"\xc3\xa9T",
+        ] {
+            assert_eq!(parse_three_ways(start), no_method, "{start:?}");
+            let whole = [start, b" / HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
+            assert_eq!(parse_three_ways(&whole), no_method, "{whole:?}");
+        }
+        // A bad byte past the first `line_limit + 1` comes after rule 1's.
+        let line_limit = Config::default().max_target_bytes + MAX_LINE_OVERHEAD;
+        let long = ["M".repeat(line_limit + 1), "@".into()].concat();
+        assert_eq!(status(long.as_bytes()), 501);
+        assert_eq!(parse_three_ways(b"PROPFIND"), Ok(None));
     }
 
     /// RFC 9112 §3: a method longer than any the server implements is a

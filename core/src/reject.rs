@@ -93,6 +93,8 @@ pub enum Malformed {
     LengthAndCoding,
     /// Transfer-Encoding in an HTTP/1.0 request.
     CodingInHttp10,
+    /// A request line that does not start with a method and a space.
+    Method,
     /// A Transfer-Encoding that does not end in a single `chunked`.
     NotChunkedLast,
     /// `chunked` with parameters, which it has none of (RFC 9112 §7.1).
@@ -119,6 +121,7 @@ impl Malformed {
             Malformed::ConflictingLengths => "conflicting Content-Length values",
             Malformed::LengthAndCoding => "both Transfer-Encoding and Content-Length",
             Malformed::CodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
+            Malformed::Method => "the request line does not start with a method",
             Malformed::NotChunkedLast => "Transfer-Encoding must end in a single chunked",
             Malformed::ChunkedParameters => "the chunked coding takes no parameters",
             Malformed::ChunkedBody => "malformed chunked body",
