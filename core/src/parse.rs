@@ -857,7 +857,7 @@ impl HeaderRules {
 
     fn content_length(&mut self, digits: &[u8]) -> Result<(), Reject> {
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(Reject::Malformed(Malformed::ContentLength));
+            return self.content_length_list(digits);
         }
         let parsed = digits.iter().try_fold(0u64, |n, d| {
             n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
@@ -874,6 +874,19 @@ impl HeaderRules {
                 Ok(())
             }
         }
+    }
+
+    /// A `Content-Length` that is a list (`5, 5`) means what as many fields
+    /// would (RFC 9110 §8.6): each element is a length, and they must agree.
+    /// An empty element, or anything else that is not digits, is refused.
+    #[cold]
+    fn content_length_list(&mut self, value: &[u8]) -> Result<(), Reject> {
+        if !value.contains(&b',') {
+            return Err(Reject::Malformed(Malformed::ContentLength));
+        }
+        value
+            .split(|&b| b == b',')
+            .try_for_each(|element| self.content_length(element.trim_ascii()))
     }
 
     fn framing(&self, minor_version: u8, config: &Config) -> Result<Framing, Reject> {
@@ -1003,10 +1016,16 @@ mod tests {
             status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"),
             400
         );
+        // A list means what as many fields would: equal lengths are one.
+        let list = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n";
         assert_eq!(
-            status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n"),
-            400
+            parse_three_ways(list).unwrap().unwrap().framing,
+            Framing::Length(5)
         );
+        for refused in ["5, 6", "5,", ",5", "5,,5", "5, +5", "5 5", ","] {
+            let head = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {refused}\r\n\r\n");
+            assert_eq!(status(head.as_bytes()), 400, "{refused}");
+        }
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n"),
             400
