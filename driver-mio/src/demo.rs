@@ -89,6 +89,11 @@ impl Handler for Demo {
             Ok(Route::Server) => Response::new(200).header("Allow", "GET, HEAD, POST, OPTIONS"),
             Ok(Route::Healthz) if res.is_stopping() => Response::text(503, "stopping\n"),
             Ok(Route::Healthz) => Response::text(200, "ok\n"),
+            // A body announced too long is refused before it is read: the
+            // client is not left to upload it only to hear 413 after.
+            Ok(Route::Echo) if announced_length(req).is_some_and(|n| n > self.max_echo_bytes) => {
+                return res.respond(Response::text(413, "Content Too Large\n"));
+            }
             Ok(Route::Echo) if req.body().is_empty() => {
                 let (body, limit) = (res.body(), self.max_echo_bytes);
                 return spawn("ebb-demo-read", move || echo_body(body, limit, res));
@@ -157,6 +162,11 @@ impl Handler for Demo {
     }
 }
 
+/// The body length `Content-Length` announces, if it does.
+fn announced_length(req: &Request<'_>) -> Option<u64> {
+    req.header_str("content-length")?.parse().ok()
+}
+
 /// Reads `body` to its end, up to `limit` bytes, then answers with `response`
 /// (which closes the connection if the body was longer).
 fn discard_then(mut body: BodyReader, limit: u64, res: Responder, response: Response) {
@@ -174,7 +184,7 @@ fn echo_body(mut body: BodyReader, limit: u64, res: Responder) {
             .content_type("application/octet-stream")
             .body(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Response::text(413, "Payload Too Large\n")
+            Response::text(413, "Content Too Large\n")
         }
         Err(e) => return log::debug!("echo body: {e}"),
     };

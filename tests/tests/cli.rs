@@ -63,7 +63,7 @@ fn known_path_with_another_method_is_405_with_allow() {
 }
 
 #[test]
-fn a_miss_for_a_client_waiting_for_100_continue_is_answered_at_once() {
+fn a_refusal_for_a_client_waiting_for_100_continue_is_answered_at_once() {
     let _serial = serial();
     let ebb = Ebb::start(&[]);
     let mut client = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
@@ -76,6 +76,18 @@ fn a_miss_for_a_client_waiting_for_100_continue_is_answered_at_once() {
     client.stream.read_to_string(&mut got).unwrap();
     assert!(got.starts_with("HTTP/1.1 404 Not Found\r\n"), "{got}");
     assert!(got.contains("Connection: close\r\n"), "{got}");
+    // Nor for a body announced longer than /echo takes.
+    let mut client = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    client
+        .stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: ebb\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    client.stream.read_to_string(&mut got).unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+        "{got}"
+    );
     ebb.signal(libc::SIGTERM);
     ebb.expect_clean_exit(Duration::from_secs(10));
 }
