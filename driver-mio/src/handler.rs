@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -250,6 +251,7 @@ impl Inbox {
 /// Dropping it without answering makes core answer 500, so no request hangs.
 pub struct Responder {
     id: RequestId,
+    peer: SocketAddr,
     inbox: Arc<Inbox>,
     stopping: bool,
     answered: bool,
@@ -260,12 +262,14 @@ pub struct Responder {
 impl Responder {
     pub(crate) fn new(
         id: RequestId,
+        peer: SocketAddr,
         inbox: Arc<Inbox>,
         stopping: bool,
         body: Option<BodyReader>,
     ) -> Responder {
         Responder {
             id,
+            peer,
             inbox,
             stopping,
             answered: false,
@@ -354,6 +358,14 @@ impl Responder {
         let (start, pending) = crate::upgraded::start(headers);
         deliver(&self.inbox, self.id, Answer::Upgrade(Box::new(start)));
         pending
+    }
+
+    /// The address of the client's end of the connection, as accept gave
+    /// it. Behind a proxy or load balancer it is the proxy's: the client's
+    /// own is then in whatever header the proxy adds (`Forwarded`,
+    /// `X-Forwarded-For`), to be trusted only from that proxy.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
     }
 
     /// Whether the server was stopping (pre-stop or draining) when this

@@ -18,10 +18,8 @@ use std::net::SocketAddr;
 
 /// The requests of one connection dispatched and not yet finished, oldest
 /// first, and its peer's address as text.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    /// The peer's address.
-    addr: SocketAddr,
     /// The peer's address, as text.
     peer: String,
     /// Each name's method and target, back to back.
@@ -40,18 +38,6 @@ struct Name {
     body_bytes: Option<u64>,
 }
 
-impl Default for InFlight {
-    fn default() -> InFlight {
-        InFlight {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            peer: String::new(),
-            text: String::new(),
-            names: VecDeque::new(),
-            taken: 0,
-        }
-    }
-}
-
 /// A request as remembered: its method, its target, and its body's size if
 /// it came whole.
 pub(crate) type Named<'a> = (&'a str, &'a str, Option<u64>);
@@ -62,7 +48,6 @@ const KEEP_BYTES: usize = 16 * 1024;
 impl InFlight {
     /// Empties it for a new connection from `peer`.
     pub(crate) fn reset(&mut self, peer: SocketAddr) {
-        self.addr = peer;
         self.peer.clear();
         self.text.clear();
         self.names.clear();
@@ -75,11 +60,6 @@ impl InFlight {
     /// buffer of reasonable size.
     pub(crate) fn worth_keeping(&self) -> bool {
         self.peer.capacity() > 0 && self.text.capacity() <= KEEP_BYTES
-    }
-
-    /// The peer's address.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// The peer's address, as text.

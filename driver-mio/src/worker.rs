@@ -58,8 +58,11 @@ const ACCESS_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 struct Conn {
     id: ConnId,
     stream: TcpStream,
-    /// Its client's address and its requests dispatched and not yet
-    /// finished, while the access log or an observer wants them. Boxed, so
+    /// Its client's address, as accept gave it: for the application
+    /// ([`Responder::peer_addr`]) and to name a request in an error line.
+    peer: SocketAddr,
+    /// Its client's address as text and its requests dispatched and not
+    /// yet finished, while the access log or an observer wants them. Boxed, so
     /// without them a connection's slot stays as small as it was.
     inflight: Option<Box<InFlight>>,
     /// The request handed to the application and not yet answered, as
@@ -582,7 +585,7 @@ impl<H: Handler> Worker<H> {
             }
         }
         if let Some((_, request)) = &conn.deferred {
-            let from = FromPeer(conn.peer());
+            let from = FromPeer(Some(conn.peer));
             if reason.is_forced() {
                 log::warn!("request cut, unanswered ({reason}): {request}{from}");
             } else {
@@ -753,6 +756,7 @@ impl<H: Handler> Worker<H> {
         self.conns[index] = Some(Conn {
             id,
             stream,
+            peer,
             inflight,
             deferred: None,
             write_blocked: false,
@@ -769,7 +773,18 @@ impl<H: Handler> Worker<H> {
         // Only when bodies stream: otherwise dispatch costs nothing more.
         let streams_body = self.stream_bodies && self.server.request_body(id).is_some();
         let body = streams_body.then(|| self.uploads.start(id, &self.inbox));
-        let responder = Responder::new(id, self.inbox.clone(), self.server.is_stopping(), body);
+        let peer = lookup(&mut self.conns, id.conn()).map(|conn| conn.peer);
+        debug_assert!(peer.is_some(), "a request on a connection the worker lacks");
+        let Some(peer) = peer else {
+            return;
+        };
+        let responder = Responder::new(
+            id,
+            peer,
+            self.inbox.clone(),
+            self.server.is_stopping(),
+            body,
+        );
         begin_dispatch(&self.inbox, id);
         let handler = &self.handler;
         self.balance.handles(self.number);
@@ -894,17 +909,19 @@ impl<H: Handler> Worker<H> {
     /// ` from ADDR`, the peer of connection `id` if it is open, to name a
     /// request in an error line. Looked up only when there is one to log.
     fn peer_of(&mut self, id: ConnId) -> FromPeer {
-        FromPeer(self.conn(id).and_then(|conn| conn.peer()))
+        FromPeer(self.conn(id).map(|conn| conn.peer))
     }
 
     /// Logs and reports a finished request: the access log's line and the
     /// observer's [`Observation::Request`].
     fn finished(&mut self, finished: &Finished) {
-        let conn = lookup(&mut self.conns, finished.conn);
-        let Some(inflight) = conn.and_then(|c| c.inflight.as_deref_mut()) else {
+        let Some(conn) = lookup(&mut self.conns, finished.conn) else {
             return;
         };
-        let addr = inflight.addr();
+        let addr = conn.peer;
+        let Some(inflight) = conn.inflight.as_deref_mut() else {
+            return;
+        };
         let (peer, name) = match finished.request {
             Some(id) => inflight.finish(id.seq()),
             None => (inflight.peer(), None),
@@ -1075,17 +1092,6 @@ fn is_out_of_fds(e: &io::Error) -> bool {
 /// do). `None` when even this one cannot be had.
 fn spare_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
-}
-
-impl Conn {
-    /// The client's address: remembered when requests are tracked, else
-    /// asked of the socket (only to name a request in an error line).
-    fn peer(&self) -> Option<SocketAddr> {
-        match &self.inflight {
-            Some(inflight) => Some(inflight.addr()),
-            None => self.stream.peer_addr().ok(),
-        }
-    }
 }
 
 /// The clock now, and the same instant on core's clock, whose epoch is

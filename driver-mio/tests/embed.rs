@@ -23,6 +23,10 @@ fn app(req: &Request<'_>, res: Responder) {
             let stopping = res.is_stopping().to_string();
             res.respond(Response::text(200, stopping));
         }
+        "/peer" => {
+            let peer = res.peer_addr().to_string();
+            res.respond(Response::text(200, peer));
+        }
         "/panic" => panic!("the handler panics"),
         "/drop" => drop(res),
         _ => res.respond(Response::new(404)),
@@ -31,7 +35,11 @@ fn app(req: &Request<'_>, res: Responder) {
 
 /// One request on its own connection; the status line and body.
 fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    get_on(TcpStream::connect(addr).unwrap(), path)
+}
+
+/// [`get`] on a connection made already.
+fn get_on(mut stream: TcpStream, path: &str) -> (String, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -72,6 +80,9 @@ fn handler_answers_now_later_and_after_failures_then_drains_on_request() {
     assert_eq!(get(addr, "/panic").0, "HTTP/1.1 500 Internal Server Error");
     assert_eq!(get(addr, "/drop").0, "HTTP/1.1 500 Internal Server Error");
     assert_eq!(get(addr, "/stopping").1, "false");
+    let client = TcpStream::connect(addr).unwrap();
+    let client_addr = client.local_addr().unwrap().to_string();
+    assert_eq!(get_on(client, "/peer").1, client_addr);
     assert_eq!(
         get(addr, "/").0,
         "HTTP/1.1 200 OK",
