@@ -299,8 +299,9 @@ pub(crate) struct Conn {
     pub next_seq: u32,
     /// Bytes received on the connection so far.
     pub received: u64,
-    /// What [`received`](Self::received) was when the drain began (0 for a
-    /// connection accepted during it); `None` while serving. A request
+    /// What [`received`](Self::received) was when the drain began, with
+    /// what waited unread in its socket then ([`Server::handle_unread`](crate::Server::handle_unread));
+    /// 0 for a connection accepted during it; `None` while serving. A request
     /// followed by bytes received before the drain was not the last one its
     /// client sent before the drain, so its answer keeps the connection.
     pub received_before_drain: Option<u64>,
@@ -358,6 +359,21 @@ impl Conn {
             State::Idle => self.bufs.as_ref().is_some_and(|b| !b.unwritten.is_empty()),
             State::Lingering { .. } | State::Upgraded => false,
         }
+    }
+
+    /// Whether bytes its client sent may wait unread in its socket that core
+    /// would still read and answer: not once it is closing, lingering (what
+    /// comes then is discarded) or has left HTTP, nor after its client's
+    /// FIN (everything before it was read).
+    pub fn may_hold_unread(&self) -> bool {
+        !self.peer_eof
+            && !matches!(
+                self.state,
+                State::Closing { .. }
+                    | State::Lingering { .. }
+                    | State::Switching
+                    | State::Upgraded
+            )
     }
 
     /// Whether a request whose `len` bytes start the input buffer may be

@@ -102,6 +102,21 @@ impl Server {
         self.finish_input();
     }
 
+    /// Input: the answer to [`Event::CountUnread`]: the connection's socket
+    /// holds `unread` bytes core has not read. Every request in them counts
+    /// as sent before the drain: the answers before theirs keep the
+    /// connection, and core reads on until it has them.
+    pub fn handle_unread(&mut self, conn: ConnId, unread: usize, now: Time) {
+        self.advance(now);
+        if let Some(key) = self.key_of(conn) {
+            let conn = &mut self.conns[key];
+            if let Some(before) = &mut conn.received_before_drain {
+                *before = (*before).max(conn.received + unread as u64);
+            }
+        }
+        self.finish_input();
+    }
+
     /// Whether the server has been told to stop (PreStop or later). A readiness
     /// route should answer 503 once this is true.
     pub fn is_stopping(&self) -> bool {
@@ -136,12 +151,16 @@ impl Server {
         let upgraded = self.count_upgraded();
         for (key, conn) in self.conns.iter_mut() {
             conn.received_before_drain = Some(conn.received);
-            if matches!(conn.state, State::Upgraded) {
-                let id = ConnId {
-                    index: key as u32,
-                    generation: conn.generation,
-                };
-                self.events.push_back(Event::StopUpgraded(id));
+            let id = ConnId {
+                index: key as u32,
+                generation: conn.generation,
+            };
+            match conn.state {
+                State::Upgraded => self.events.push_back(Event::StopUpgraded(id)),
+                // First in the queue: a response queued before the count
+                // would close on what core had read alone.
+                _ if conn.may_hold_unread() => self.events.push_front(Event::CountUnread(id)),
+                _ => {}
             }
         }
         if let Some(drain) = self.lifecycle.drain_mut() {

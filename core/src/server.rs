@@ -43,6 +43,14 @@ pub enum Event {
     /// The drain began: tell the application owning this upgraded
     /// connection to wind it down; the deadline closes it otherwise.
     StopUpgraded(ConnId),
+    /// The drain began, or the connection was accepted during it: say with
+    /// [`Server::handle_unread`] how many bytes the connection's socket
+    /// holds that core has not read (`FIONREAD`).
+    /// Its client sent them before the drain, so the requests in them are
+    /// answered like those core had read; they may have waited unread
+    /// behind a response, or for a readiness not yet seen. (A driver that
+    /// cannot tell may skip it: then only what core had read is owed.)
+    CountUnread(ConnId),
     /// Core had asked the driver to stop reading this connection
     /// ([`Server::wants_read`] was false); read it again now.
     ResumeRead(ConnId),
@@ -181,6 +189,8 @@ impl Server {
                     drain.report.backlog_accepted += 1;
                 }
                 self.conns[key].received_before_drain = Some(0);
+                // What its client sent from the backlog is owed too.
+                self.events.push_back(Event::CountUnread(id));
                 self.settle(key, now);
             }
             Lifecycle::Serving | Lifecycle::PreStop { .. } => self.settle(key, now),

@@ -238,6 +238,56 @@ fn requests_received_before_the_drain_are_answered_in_order() {
     assert!(responses[2].close, "the last one closes");
 }
 
+/// The driver says how much waits unread in a socket (`FIONREAD`) when core
+/// asks: here requests pipelined behind /1 that reading had paused for.
+#[test]
+fn requests_still_in_the_socket_when_the_drain_began_are_answered_too() {
+    let mut h = Harness::with(Config {
+        max_pipelined_bytes: 64,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    let unread = [get("/2"), get("/3")].concat();
+    h.terminate();
+    assert!(h.log.contains(&Event::CountUnread(c)), "core asks");
+    h.server.handle_unread(c, unread.len(), h.now);
+    h.pump();
+    h.backlog_empty();
+    h.respond(c, 200, b"x");
+    assert!(!h.responses(c)[0].close, "/2 and /3 are owed");
+    h.send(c, &unread);
+    h.respond(c, 200, b"x");
+    h.respond(c, 200, b"x");
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 3);
+    assert!(!responses[1].close);
+    assert!(
+        responses[2].close,
+        "the last request sent before the drain closes"
+    );
+}
+
+#[test]
+fn what_a_backlog_connection_sent_before_its_accept_is_answered_whole() {
+    let mut h = draining();
+    h.terminate();
+    let c = h.accept();
+    assert!(
+        h.log.contains(&Event::CountUnread(c)),
+        "core asks at accept"
+    );
+    let batch = [get("/1"), get("/2")].concat();
+    h.server.handle_unread(c, batch.len(), h.now);
+    h.pump();
+    h.send(c, &batch);
+    h.respond(c, 200, b"x");
+    h.respond(c, 200, b"x");
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 2);
+    assert!(!responses[0].close && responses[1].close);
+}
+
 #[test]
 fn nothing_is_dispatched_after_the_close_response() {
     let mut h = draining();

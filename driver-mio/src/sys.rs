@@ -1,4 +1,5 @@
-//! A connection's reads and writes, as bare syscalls on Linux.
+//! A connection's reads and writes, as bare syscalls on Linux, and how
+//! much its socket holds unread.
 //!
 //! glibc's `recv` and `writev` (what std's `read` and `write_vectored` on a
 //! socket call) are cancellation points: a process with more than one
@@ -64,4 +65,17 @@ pub(crate) fn read(mut stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn write_vectored(mut stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     io::Write::write_vectored(&mut stream, slices)
+}
+
+/// How many bytes the socket holds that have not been read (`FIONREAD`),
+/// asked once per connection as the drain begins.
+pub(crate) fn unread(stream: &TcpStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, to a live local;
+    // the descriptor is the stream's own, open while it is borrowed.
+    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut unread) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(unread).unwrap_or(0))
 }

@@ -397,6 +397,7 @@ impl<H: Handler> Worker<H> {
                 Event::StreamWritable(id) => self.feed_stream(id, false),
                 Event::Upgraded(conn) => self.hand_over(conn),
                 Event::StopUpgraded(conn) => self.upgrades.stop(conn),
+                Event::CountUnread(conn) => self.count_unread(conn),
                 Event::Farewell(conn, bytes) => {
                     if let Some(c) = self.conn(conn) {
                         // Once, without waiting: the close follows at once.
@@ -894,6 +895,18 @@ impl<H: Handler> Worker<H> {
                 let from = self.peer_of(id.conn());
                 log::error!("handler gave an invalid response to {name}{from} ({e}); answered 500");
             }
+        }
+    }
+
+    /// Tells core how much the socket of `id` holds unread as the drain
+    /// begins: the requests in it were sent before the drain, and are owed.
+    fn count_unread(&mut self, id: ConnId) {
+        let Some(conn) = self.conn(id) else {
+            return;
+        };
+        match sys::unread(&conn.stream) {
+            Ok(unread) => self.server.handle_unread(id, unread, self.now),
+            Err(e) => log::debug!("unread bytes of {id:?}: {e}"),
         }
     }
 

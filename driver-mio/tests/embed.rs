@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use ebb_mio::{Builder, Bytes, OwnedRequest, Request, Responder, Response};
+use ebb_mio::{Builder, Bytes, Config, OwnedRequest, Request, Responder, Response};
 
 fn app(req: &Request<'_>, res: Responder) {
     match req.path() {
@@ -180,4 +180,66 @@ fn an_address_that_cannot_be_bound_is_named_in_the_error() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
+/// A stop while a client's pipelined requests wait in the socket, unread
+/// behind one the application holds (core paused reading once the answers
+/// queued behind it filled its room): they were sent before the stop, so
+/// every one is answered, and the last closes the connection.
+#[test]
+fn pipelined_requests_still_in_the_socket_at_the_stop_are_all_answered() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let builder = Builder::new()
+        .listener(listener)
+        .workers(1)
+        .signals(false)
+        .drain_timeout(Duration::from_secs(20))
+        .config(Config {
+            max_pipelined_bytes: 4096,
+            ..Config::default()
+        });
+    let shutdown = builder.shutdown_handle();
+    let server = std::thread::spawn(move || {
+        builder.serve(move |req: &Request<'_>, res: Responder| {
+            if req.path() == "/held" {
+                held_tx.send(()).unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(500));
+                    res.respond(Response::text(200, "held"));
+                });
+            } else {
+                // Answers that pile up behind /held's until reading pauses.
+                res.respond(Response::text(200, "x".repeat(2000)));
+            }
+        })
+    });
+    // Some 100 KB behind /held, whose answers come to 800 KB: more than
+    // core reads ahead (it pauses with some 70 KB read, its room here being
+    // 4 KiB), and little enough for the socket to take the rest at once.
+    const PIPELINED: usize = 400;
+    let pad = "p".repeat(200);
+    let mut batch = b"GET /held HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    for i in 0..PIPELINED {
+        batch.extend(format!("GET /{i} HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\n\r\n").bytes());
+    }
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let writing = std::thread::spawn(move || writer.write_all(&batch).unwrap());
+    held_rx.recv().unwrap();
+    writing.join().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    shutdown.shutdown();
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), PIPELINED + 1);
+    assert_eq!(text.matches("Connection: close\r\n").count(), 1);
+    drop(stream);
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(report.requests_cut, 0, "{report}");
 }

@@ -299,11 +299,6 @@ pub struct Cover {
     /// behind a response core closed with before the drain (in PreStop,
     /// every response closes), so never answered; their clients retry them.
     pub closed_before_drain_dropped: u64,
-    /// Known gap: requests that arrived whole at the socket before the
-    /// drain but that core had not read when it began (queued in the
-    /// backlog, or behind paused reads), pipelined behind a response the
-    /// drain closed with; never answered, their clients retry them.
-    pub unread_at_drain_dropped: u64,
     /// Farewell 503s a client read.
     pub farewells_read: u64,
     /// Final responses the successor wrote.
@@ -539,6 +534,15 @@ impl Checker {
                 self.counts.upgraded_open += 1;
             }
         }
+    }
+
+    /// The driver told core that connection `k` held `unread` bytes in its
+    /// socket (at the drain's start, or at its accept in the drain): they
+    /// count as received before the drain, as core counts them.
+    pub fn on_unread_in_drain(&mut self, k: usize, unread: usize) {
+        let w = &mut self.watches[k];
+        let before = w.received + unread;
+        w.received_at_drain = Some(w.received_at_drain.map_or(before, |b| b.max(before)));
     }
 
     /// A second terminate ended PreStop: the drain never began, and the
@@ -1694,16 +1698,8 @@ impl Checker {
                         continue;
                     }
                     // The drain closed after an answer although this request
-                    // had arrived before it: core keeps the connection for
-                    // what it had *read* before the drain, and cannot know
-                    // what waited unread in the socket.
-                    let read_before = w.received_at_drain.is_some_and(|r| s.end <= r as u64);
-                    if !read_before {
-                        if i >= w.client_finals {
-                            self.cover.unread_at_drain_dropped += 1;
-                        }
-                        continue;
-                    }
+                    // had arrived before it, read by core or waiting unread
+                    // in the socket (the driver told core how much): owed.
                 }
                 let answered = i < w.client_finals;
                 if answered && w.farewell_read == Some(i) {

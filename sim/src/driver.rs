@@ -31,6 +31,8 @@ pub enum Cause {
     Handoff,
     BacklogEmpty,
     Timeout,
+    /// `handle_unread`.
+    Unread,
 }
 
 /// An open socket, as every step's checks walk them: its connection's id
@@ -289,6 +291,20 @@ impl DriverModel {
                 None => env.fail(Failure::Safety(format!(
                     "driver contract: Finished on unknown {:?}",
                     f.conn
+                ))),
+            },
+            // As the mio driver does with FIONREAD.
+            Event::CountUnread(id) => match self.conn_of(id) {
+                Some(k) => {
+                    let unread = kernel.server_unread(k);
+                    checker.on_unread_in_drain(k, unread);
+                    trace!(env, "core input unread k{k} {unread}");
+                    self.input(core, checker, env, Cause::Unread, |s, now| {
+                        s.handle_unread(id, unread, now)
+                    });
+                }
+                None => env.fail(Failure::Safety(format!(
+                    "driver contract: CountUnread of unknown {id:?}"
                 ))),
             },
             // Written once, if the socket takes all of it now; the close

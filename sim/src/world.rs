@@ -527,10 +527,13 @@ impl World {
                     succ.app.closed(k);
                 }
             }
-            Event::Exit | Event::DrainBacklog | Event::CloseListener | Event::Farewell(..) => env
-                .fail(Failure::Safety(format!(
-                    "the successor, never stopped, emitted {ev:?}"
-                ))),
+            Event::Exit
+            | Event::DrainBacklog
+            | Event::CloseListener
+            | Event::Farewell(..)
+            | Event::CountUnread(_) => env.fail(Failure::Safety(format!(
+                "the successor, never stopped, emitted {ev:?}"
+            ))),
             other => succ
                 .driver
                 .carry_out(other, cause, &mut succ.core, kernel, checker, env),

@@ -467,6 +467,7 @@ impl Run<'_> {
                 e @ (Event::BodyReady(_) | Event::StreamWritable(_) | Event::StopUpgraded(_)) => {
                     panic!("{e:?}, but this application streams nothing and never stops")
                 }
+                e @ Event::CountUnread(_) => panic!("{e:?} without terminate"),
                 e @ (Event::DrainBacklog
                 | Event::CloseListener
                 | Event::Farewell(..)

@@ -39,9 +39,10 @@
 //!   [`close_may_lose`](props::close_may_lose) allows (S2);
 //! - S7: a response to a request begun in the drain, or answered in
 //!   PreStop, carries `Connection: close`; and a response the drain closes
-//!   with never leaves behind a request the driver had passed to core whole
-//!   before the drain began (known exactly on connections that were sent
-//!   only whole canned requests);
+//!   with never leaves behind a request the client had sent whole before
+//!   the drain began, whether the driver had passed it to core or still
+//!   held it unread then (known exactly on connections that were sent only
+//!   whole canned requests);
 //! - S6: `Exit` comes at most once, only after a stop, last among the
 //!   events, with no connection left and the listener closed; nothing happens
 //!   after it; while draining, once the listener is closed and no
@@ -1199,6 +1200,20 @@ impl World {
                 assert!(!c.told_to_stop, "StopUpgraded twice");
                 c.told_to_stop = true;
             }
+            Event::CountUnread(id) => {
+                assert!(
+                    matches!(self.server.phase(), Phase::Draining { .. }),
+                    "CountUnread outside the drain"
+                );
+                // What the driver holds unread was sent before the drain:
+                // S7 owes the requests in it as those core had received.
+                let i = self.index_of(id);
+                let c = &mut self.conns[i];
+                let unread = c.unread.len();
+                let before = c.received + unread as u64;
+                c.received_at_drain = Some(c.received_at_drain.map_or(before, |b| b.max(before)));
+                self.server.handle_unread(id, unread, self.now);
+            }
             Event::Farewell(id, bytes) => {
                 self.index_of(id);
                 assert!(
@@ -1779,8 +1794,8 @@ impl World {
 /// S7: the response to request `seq` on `c`, queued with `Connection:
 /// close` if `close`. It must close if the application answered it in
 /// PreStop, or if the request began in the drain; and the drain must not
-/// close after it if the client had sent the next request whole, and core
-/// had received it, before the drain began (unless the client asked to
+/// close after it if the client had sent the next request whole before the
+/// drain began, received by core or held unread (unless the client asked to
 /// close, or the response closes for its own sake — `inherent`: a `101`,
 /// or a body the close ends).
 fn judge_close(c: &ConnModel, seq: u32, close: bool, inherent: bool) {
@@ -1803,7 +1818,7 @@ fn judge_close(c: &ConnModel, seq: u32, close: bool, inherent: bool) {
     if let (Some(end), Some(before)) = (next_end, c.received_at_drain) {
         assert!(
             end > before,
-            "S7: the drain closed the connection after request {seq}, though core had received request {} whole before the drain began",
+            "S7: the drain closed the connection after request {seq}, though request {} had come whole before the drain began",
             seq + 1
         );
     }
