@@ -45,6 +45,8 @@
 //!         }
 //!         // Accept until accepting would block; here nothing is queued.
 //!         Some(Event::DrainBacklog) => server.handle_backlog_empty(now),
+//!         // What the socket holds unread (FIONREAD); here the Vec is read.
+//!         Some(Event::CountUnread(c)) => server.handle_unread(c, 0, now),
 //!         // shutdown(Write); this client reads its answer and closes too.
 //!         Some(Event::HalfClose(c, _)) => server.handle_peer_eof(c, now),
 //!         Some(Event::Close(_, reason)) => assert_eq!(reason, CloseReason::Stopping),
