@@ -1,6 +1,8 @@
 //! The reading side of a connection: bytes in, through head and body, to a
 //! request handed to the application — or a rejection.
 
+use std::collections::VecDeque;
+
 use crate::chunked::ChunkedLimits;
 use crate::close::CloseReason;
 use crate::config::Config;
@@ -371,11 +373,16 @@ impl Server {
             bufs.write_progress_at = now;
         }
         let body_bytes = write_rejection(&mut bufs.out, &reject, &self.date_line);
-        // A streamed body's request is the application's already.
-        let request = bufs.log.dispatched.then(|| RequestId {
+        // A streamed body's request is the application's already, unless
+        // it was handed over in this same input and the driver has not
+        // taken its `Request` yet (its body, buffered behind the head, was
+        // refused at once): then it is taken back whole, so the application
+        // never meets a request it could not read or answer.
+        let handed_over = bufs.log.dispatched.then(|| RequestId {
             conn: id,
             seq: conn.next_seq - 1,
         });
+        let request = handed_over.filter(|&id| !retract_request(&mut self.events, id));
         bufs.response_queued(Finished {
             conn: id,
             request,
@@ -436,6 +443,17 @@ impl Server {
             self.events.push_back(Event::ResumeRead(id));
         }
     }
+}
+
+/// Removes the events that hand request `id` to the driver (its `Request`,
+/// and any `BodyReady`) if it has not taken the `Request` yet; says
+/// whether it had not. Rare (see [`Server::reject`]), so a scan.
+fn retract_request(events: &mut VecDeque<Event>, id: RequestId) -> bool {
+    let untaken = events.contains(&Event::Request(id));
+    if untaken {
+        events.retain(|e| !matches!(e, Event::Request(r) | Event::BodyReady(r) if *r == id));
+    }
+    untaken
 }
 
 /// Drops the empty lines before a request line (RFC 9112 §2.2: they are

@@ -512,6 +512,33 @@ fn body(h: &Harness, id: ebb_core::RequestId) -> (Vec<u8>, bool) {
 
 const UPLOAD_HEAD: &[u8] = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n";
 
+/// A head and a malformed chunked body in one read: the request would be
+/// handed over at its head and refused at once. Its `Request` is taken
+/// back before the driver sees it, so the application never meets a
+/// request it could not read (the fuzzer found the driver's read failing).
+#[test]
+fn a_streamed_request_refused_in_the_input_that_handed_it_over_is_never_seen() {
+    let mut h = streaming_bodies();
+    let c = h.accept();
+    h.send(
+        c,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
+    assert!(h.pending.is_empty(), "no request handed over");
+    assert!(!h
+        .log
+        .iter()
+        .any(|e| matches!(e, Event::Request(_) | Event::BodyReady(_))));
+    let finished = h.log.iter().find_map(|e| match e {
+        Event::Finished(f) => Some(f.clone()),
+        _ => None,
+    });
+    let finished = finished.expect("the refusal finishes");
+    assert_eq!((finished.request, finished.status), (None, Some(400)));
+    assert!(matches!(finished.outcome, Outcome::Rejected(_)));
+    assert!(h.responses(c)[0].close);
+}
+
 #[test]
 fn body_ready_is_said_when_bytes_wait_unread_and_at_the_end_not_per_arrival() {
     let mut h = streaming_bodies();
