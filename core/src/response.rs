@@ -39,6 +39,7 @@ impl std::error::Error for RespondError {}
 /// decided: `Content-Length`, `Transfer-Encoding`, `Connection`, `Date` and
 /// `Keep-Alive`. The length picks the candidates, so most names (every
 /// response's `Content-Type`, say) are told apart without a comparison.
+#[inline]
 fn is_owned(name: &[u8]) -> bool {
     let owned: &[&[u8]] = match name.len() {
         4 => &[b"date"],
