@@ -292,8 +292,14 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     crate::logger::init(args.verbosity);
-    let served =
-        Demo::new(args.config().max_body_bytes).and_then(|demo| args.builder().serve_handler(demo));
+    let config = args.config();
+    // An upgraded echo is idle as long as a keep-alive connection may be
+    // (with keep-alive off, as long as it is by default).
+    let echo_idle = Some(config.keep_alive_timeout)
+        .filter(|idle| !idle.is_zero())
+        .unwrap_or(Config::default().keep_alive_timeout);
+    let served = Demo::new(config.max_body_bytes, echo_idle)
+        .and_then(|demo| args.builder().serve_handler(demo));
     match served {
         Ok(report) => ExitCode::from(exit_status(&report)),
         Err(e) => {

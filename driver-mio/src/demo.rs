@@ -47,15 +47,21 @@ pub struct Demo {
     timer: Timer,
     /// Longest body `/echo` answers (`--max-body`).
     max_echo_bytes: u64,
+    /// How long an upgraded echo waits on a quiet client, or on one that
+    /// reads none of what it sent, before it closes the connection: each
+    /// holds a thread, and nothing else would end one left open.
+    echo_idle: Duration,
 }
 
 impl Demo {
     /// The app, with its timer thread started; `/echo` answers bodies of up
-    /// to `max_echo_bytes`.
-    pub fn new(max_echo_bytes: u64) -> std::io::Result<Demo> {
+    /// to `max_echo_bytes`, and an upgraded echo closes after `echo_idle`
+    /// without progress.
+    pub fn new(max_echo_bytes: u64, echo_idle: Duration) -> std::io::Result<Demo> {
         Ok(Demo {
             timer: Timer::new()?,
             max_echo_bytes,
+            echo_idle,
         })
     }
 
@@ -150,10 +156,11 @@ impl Handler for Demo {
             Ok(Route::Upgrade) => {
                 let ignore_stop = req.query_param("ignore_stop").is_some_and(|v| v == "1");
                 let pending = res.upgrade([("Upgrade", "echo")]);
+                let idle = self.echo_idle;
                 return spawn("ebb-demo-echo", move || {
                     // The connection closed before the 101 was written: nothing to echo.
                     if let Ok(upgraded) = pending.wait() {
-                        echo(upgraded, ignore_stop);
+                        echo(upgraded, ignore_stop, idle);
                     }
                 });
             }
@@ -341,10 +348,17 @@ fn offers_echo(req: &Request<'_>) -> bool {
         .any(|protocol| protocol.trim().eq_ignore_ascii_case("echo"))
 }
 
-/// Echoes every byte until the client closes, or — unless `ignore_stop` —
-/// until the drain begins, which shuts the socket down so the blocked read
-/// returns.
-fn echo(mut upgraded: Upgraded, ignore_stop: bool) {
+/// Echoes every byte until the client closes, a read or write makes no
+/// progress for `idle`, or — unless `ignore_stop` — the drain begins, which
+/// shuts the socket down so the blocked read returns.
+fn echo(mut upgraded: Upgraded, ignore_stop: bool, idle: Duration) {
+    let socket = upgraded.get_ref();
+    if let Err(e) = socket
+        .set_read_timeout(Some(idle))
+        .and_then(|()| socket.set_write_timeout(Some(idle)))
+    {
+        log::error!("echo cannot time out: {e}");
+    }
     if !ignore_stop {
         match upgraded.get_ref().try_clone() {
             Ok(socket) => upgraded.on_stop(move || {

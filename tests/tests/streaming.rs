@@ -228,6 +228,30 @@ fn an_upgraded_echo_gets_early_bytes_and_closes_on_the_stop_notice() {
 }
 
 #[test]
+fn a_quiet_upgraded_echo_closes_after_the_keep_alive_timeout() {
+    let _serial = serial();
+    let ebb = Ebb::start(&["--keep-alive-timeout", "1"]);
+    let mut stream = upgrade(&ebb, "/upgrade", b"");
+    stream.write_all(b"ping").unwrap();
+    assert_eq!(echoed(&mut stream, 4), b"ping");
+    let quiet = Instant::now();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    let closed = quiet.elapsed();
+    println!(
+        "quiet upgraded echo closed after {:.0} ms",
+        closed.as_secs_f64() * 1000.0
+    );
+    assert!(rest.is_empty());
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(8),
+        "{closed:?}"
+    );
+    ebb.signal(libc::SIGTERM);
+    ebb.expect_clean_exit(Duration::from_secs(10));
+}
+
+#[test]
 fn the_drain_deadline_cuts_an_upgraded_connection_that_ignores_the_notice() {
     let _serial = serial();
     let ebb = Ebb::start(&["--drain-timeout", "1"]);
