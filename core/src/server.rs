@@ -112,6 +112,8 @@ pub enum Event {
 ///   [`handle_fd_pressure`](Self::handle_fd_pressure).
 /// - Accept would block after [`Event::DrainBacklog`]:
 ///   [`handle_backlog_empty`](Self::handle_backlog_empty).
+/// - After [`Event::CountUnread`], the bytes the socket holds unread
+///   (`FIONREAD`): [`handle_unread`](Self::handle_unread).
 /// - The deadline from [`poll_timeout`](Self::poll_timeout) passed:
 ///   [`handle_timeout`](Self::handle_timeout) (calling it early is harmless).
 ///
