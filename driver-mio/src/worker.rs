@@ -771,14 +771,14 @@ impl<H: Handler> Worker<H> {
         let Some(request) = self.server.request(id) else {
             return;
         };
-        // Only when bodies stream: otherwise dispatch costs nothing more.
-        let streams_body = self.stream_bodies && self.server.request_body(id).is_some();
-        let body = streams_body.then(|| self.uploads.start(id, &self.inbox));
         let peer = lookup(&mut self.conns, id.conn()).map(|conn| conn.peer);
         debug_assert!(peer.is_some(), "a request on a connection the worker lacks");
         let Some(peer) = peer else {
             return;
         };
+        // Only when bodies stream: otherwise dispatch costs nothing more.
+        let streams_body = self.stream_bodies && self.server.request_body(id).is_some();
+        let body = streams_body.then(|| self.uploads.start(id, &self.inbox));
         let responder = Responder::new(
             id,
             peer,
