@@ -12,6 +12,7 @@
 
 use std::mem::MaybeUninit;
 
+mod block;
 mod fields;
 mod line;
 

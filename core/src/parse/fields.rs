@@ -3,13 +3,16 @@
 //! httparse reads fields through a loop that takes most of a head's parsing
 //! time: it checks header names a byte at a time and handles cases (tabs,
 //! bare LF, obsolete line folding, trailing whitespace) most fields never
-//! have. Most fields have one simple shape, read here with a table for the
-//! name and eight bytes a step for the value. As with [`super::line`], only
-//! fields that httparse would read exactly so take this path: any other
-//! field, a head not yet complete, or more fields than there is room for,
-//! and the whole head is left to httparse, so the verdict on every input
-//! stays httparse's.
+//! have. Most fields have one simple shape, read here from the classes of
+//! their bytes, found a chunk at a time ([`super::block`]): a name ends at the
+//! first byte that is not a letter, digit or `-`, a value at the first that
+//! is not visible ASCII or space. As with [`super::line`], only fields that
+//! httparse would read exactly so take this path: any other field, a head
+//! not yet complete, or more fields than there is room for, and the whole
+//! head is left to httparse, so the verdict on every input stays
+//! httparse's.
 
+use super::block::{classify, Classes, CHUNK};
 use super::{FieldSpan, Span};
 use crate::byteset::{run_of, TCHAR};
 
@@ -26,36 +29,111 @@ use crate::byteset::{run_of, TCHAR};
 #[inline]
 pub(super) fn simple(
     buf: &[u8],
-    mut at: usize,
+    at: usize,
     room: usize,
     fields: &mut Vec<FieldSpan>,
 ) -> Option<usize> {
     fields.clear();
+    let mut bytes = Scan::new(buf.get(at..)?);
+    let mut line = 0;
     loop {
-        let rest = buf.get(at..)?;
+        let rest = bytes.bytes.get(line..)?;
         if rest.starts_with(b"\r\n") {
-            return Some(at + 2);
+            return Some(at + line + 2);
         }
-        let name_len = run_of(rest, &TCHAR);
-        if name_len == 0 || rest.get(name_len) != Some(&b':') {
-            return None;
-        }
-        let after_colon = name_len + 1;
-        let value_start = after_colon + spaces(&rest[after_colon..]);
-        let value_end = value_start + visible_run(&rest[value_start..]);
-        let value_ends_visibly = value_end > value_start && rest[value_end - 1] != b' ';
-        if !value_ends_visibly || rest.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
+        let colon = match bytes.next(line, |c| !c.name) {
+            Some(end) if end > line && bytes.bytes[end] == b':' => end,
+            // A name with other `tchar`s, or none.
+            _ => line + name_len(rest)?,
+        };
+        let value_start = colon + 1 + spaces(&bytes.bytes[colon + 1..]);
+        let value_end = bytes.next(value_start, |c| c.outside)?;
+        let value_ends_visibly = value_end > value_start && bytes.bytes[value_end - 1] != b' ';
+        if !value_ends_visibly || bytes.bytes.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
             return None;
         }
         if fields.len() == room {
             return None;
         }
         fields.push(FieldSpan {
-            name: span(at, 0, name_len),
+            name: span(at, line, colon),
             value: span(at, value_start, value_end),
         });
-        at += value_end + 2;
+        line = value_end + 2;
     }
+}
+
+/// The bytes of a head from where its fields start, and the classes of the
+/// chunk that the reading has got to. Chunks are classified in order, one
+/// after the other, so that classifying the next does not wait on where
+/// the last field ended: found a field at a time, each step waited on the
+/// last, and the head took longer than with the byte loops, whose every
+/// branch is predicted.
+struct Scan<'b> {
+    bytes: &'b [u8],
+    /// Where the chunk classified ends: `classes` are those of the
+    /// [`CHUNK`] bytes before.
+    end: usize,
+    classes: Classes,
+}
+
+impl<'b> Scan<'b> {
+    fn new(bytes: &'b [u8]) -> Self {
+        Scan {
+            bytes,
+            end: CHUNK,
+            classes: classify_at(bytes, 0),
+        }
+    }
+
+    /// The first byte from `from` on whose bit `class` sets, if the bytes
+    /// have one. `from` must not be behind the chunk classified.
+    #[inline(always)]
+    fn next(&mut self, from: usize, class: impl Fn(&Classes) -> u32) -> Option<usize> {
+        let mut from = from;
+        loop {
+            while from >= self.end {
+                if self.end >= self.bytes.len() {
+                    return None;
+                }
+                self.classes = classify_at(self.bytes, self.end);
+                self.end += CHUNK;
+            }
+            let bits = class(&self.classes) >> (from % CHUNK);
+            if bits != 0 {
+                let found = from + bits.trailing_zeros() as usize;
+                return (found < self.bytes.len()).then_some(found);
+            }
+            from = self.end;
+        }
+    }
+}
+
+/// The classes of the chunk of `bytes` from `start`.
+#[inline(always)]
+fn classify_at(bytes: &[u8], start: usize) -> Classes {
+    match bytes.get(start..start + CHUNK) {
+        Some(chunk) => classify(chunk.try_into().expect("a chunk")),
+        None => classify_last(&bytes[start.min(bytes.len())..]),
+    }
+}
+
+/// The classes of the last bytes, fewer than a chunk, as if zeros followed
+/// them: zeros are in no class but `outside`, and `Scan::next` finds
+/// nothing past the end.
+#[cold]
+fn classify_last(rest: &[u8]) -> Classes {
+    let mut padded = [0; CHUNK];
+    padded[..rest.len()].copy_from_slice(rest);
+    classify(&padded)
+}
+
+/// How long the name at the start of `rest` is, if a colon ends it: the
+/// table's way, for names with `tchar`s other than letters, digits and `-`.
+#[cold]
+fn name_len(rest: &[u8]) -> Option<usize> {
+    let len = run_of(rest, &TCHAR);
+    (len > 0 && rest.get(len) == Some(&b':')).then_some(len)
 }
 
 /// The span `start..end` of the bytes that begin at `base`.
@@ -71,63 +149,51 @@ fn spaces(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|&&b| b == b' ').count()
 }
 
-/// How many bytes at the start of `bytes` are visible ASCII or space
-/// (0x20 to 0x7e), eight a step: a value is mostly tens of bytes.
-fn visible_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH_BITS: u64 = ONES << 7;
-    let mut steps = bytes.chunks_exact(8);
-    let mut at = 0;
-    for step in steps.by_ref() {
-        let x = u64::from_le_bytes(step.try_into().expect("a step is eight bytes"));
-        // The high bit of each byte that is below 0x20 (which then borrows,
-        // but only from the bytes above it), of each that is 0x7f or above
-        // (whose 0xff carries, likewise upwards), and of each from 0x80.
-        // The lowest byte so marked is the first byte outside the run.
-        let below_space = x.wrapping_sub(ONES * 0x20) & !x;
-        let from_delete = x.wrapping_add(ONES) | x;
-        let outside = (below_space | from_delete) & HIGH_BITS;
-        if outside != 0 {
-            return at + (outside.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    at + steps
-        .remainder()
-        .iter()
-        .take_while(|&&b| is_visible_or_space(b))
-        .count()
-}
-
-fn is_visible_or_space(b: u8) -> bool {
-    (0x20..0x7f).contains(&b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Bytes of lengths around the chunks' edges, with bytes outside
+    /// visible ASCII at a few distances from one another wherever they
+    /// may be: `next` finds the first from every place, on a new scan, and
+    /// each in turn on one scan, asked from just after the last as the
+    /// parser asks.
     #[test]
-    fn the_visible_run_ends_at_the_first_byte_outside_it_wherever_it_is() {
-        let visible = b"Mozilla/5.0 (X11; Linux x86_64) ~ !";
-        assert_eq!(visible_run(visible), visible.len());
-        assert_eq!(visible_run(b""), 0);
-        for outside in [0x00, 0x09, 0x0a, 0x0d, 0x1f, 0x7f, 0x80, 0xa0, 0xff] {
-            for at in 0..visible.len() {
-                let mut bytes = *visible;
-                bytes[at] = outside;
-                // Bytes outside after the first must not move it.
-                for later in at + 1..visible.len() {
-                    bytes[later] = [0x00, 0xff, 0x7f][later % 3];
+    fn next_finds_the_first_byte_of_its_class_from_anywhere_before_it() {
+        for len in [0, 1, 15, 31, 32, 33, 63, 64, 65, 100] {
+            for outside in [0x00, b'\r', 0x7f, 0xff] {
+                for at in 0..len.max(1) {
+                    let marked: Vec<usize> = [0, 1, 31, 32, 70]
+                        .iter()
+                        .map(|d| at + d)
+                        .filter(|&m| m < len)
+                        .collect();
+                    let mut bytes = vec![b'a'; len];
+                    for &m in &marked {
+                        bytes[m] = outside;
+                    }
+                    let first_from = |from| marked.iter().copied().find(|&m| m >= from);
+                    for from in 0..=len + 1 {
+                        let fresh = Scan::new(&bytes).next(from, |c| c.outside);
+                        assert_eq!(fresh, first_from(from), "len {len}, at {at}, from {from}");
+                    }
+                    let mut scan = Scan::new(&bytes);
+                    let mut found = Vec::new();
+                    while let Some(m) = scan.next(found.last().map_or(0, |&m| m + 1), |c| c.outside)
+                    {
+                        found.push(m);
+                    }
+                    assert_eq!(found, marked, "len {len}, at {at}");
                 }
-                assert_eq!(visible_run(&bytes), at, "{outside:#04x} at {at}");
             }
         }
-        for b in 0..=255u8 {
-            let expected = usize::from(is_visible_or_space(b));
-            assert_eq!(visible_run(&[b; 8][..1]), expected, "{b:#04x}");
-            assert_eq!(visible_run(&[b; 8]).min(1), expected, "{b:#04x} in a step");
-        }
+    }
+
+    #[test]
+    fn a_name_ends_at_its_first_byte_other_than_a_letter_digit_or_dash() {
+        let bytes = b"X-Forwarded-For9: a\r\n";
+        assert_eq!(Scan::new(bytes).next(0, |c| !c.name), Some(16));
+        assert_eq!(Scan::new(bytes).next(17, |c| !c.name), Some(17));
     }
 
     /// A head's length and its fields' names and values.
@@ -237,17 +303,31 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8192))]
 
         /// Heads of up to five fields, each built of pieces good and bad,
-        /// and an end: where `simple` reads one, httparse reads the same.
+        /// some longer than a chunk, and an end: where `simple` reads one,
+        /// httparse reads the same.
         #[test]
         fn simple_agrees_with_httparse_on_any_head(
             fields in proptest::collection::vec(
                 (
-                    piece(&[b"Host", b"X-y"], &[b"", b"a b", b"\xff", b"\t", b"a\""]),
+                    piece(
+                        &[b"Host", b"X-y", b"Sec-Fetch-Dest-And-Then-Some-More", b"X_y"],
+                        &[b"", b"a b", b"\xff", b"\t", b"a\"", b"Sec-Fetch-Dest-And-Then-Some/"],
+                    ),
                     piece(&[b":"], &[b"", b" :", b"::"]),
                     piece(&[b"", b" ", b"  "], &[b"\t", b" \t"]),
                     piece(
-                        &[b"h", b"a b", b"*/*"],
-                        &[b"", b"a ", b"a\t", b"\x7f", b"\x00", b"\xff", b"a\tb", b":"],
+                        &[b"h", b"a b", b"*/*", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko"],
+                        &[
+                            b"",
+                            b"a ",
+                            b"a\t",
+                            b"\x7f",
+                            b"\x00",
+                            b"\xff",
+                            b"a\tb",
+                            b":",
+                            b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0)\x01Gecko",
+                        ],
                     ),
                     piece(&[b"\r\n"], &[b"\n", b"\r", b"", b"\rx"]),
                 ),
