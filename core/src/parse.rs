@@ -1245,6 +1245,20 @@ mod tests {
         assert_eq!(parse(unfinished.as_bytes()).unwrap_err().status(), 431);
     }
 
+    /// A target too long is 414 whatever the fields hold: the rules that
+    /// see the fields come after the target's.
+    #[test]
+    fn a_target_too_long_is_414_before_a_field_at_fault() {
+        let config = Config {
+            max_target_bytes: 8,
+            ..Config::default()
+        };
+        let req = b"GET /123456789 HTTP/1.1\r\nHost: a b\r\n\r\n";
+        assert_eq!(parse_with(req, &config).unwrap_err().status(), 414);
+        let fine = b"GET /1234567 HTTP/1.1\r\nHost: a b\r\n\r\n";
+        assert_eq!(parse_with(fine, &config).unwrap_err().status(), 400);
+    }
+
     #[test]
     fn too_many_headers_is_431() {
         let mut req = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
