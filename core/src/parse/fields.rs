@@ -34,41 +34,41 @@ pub(super) fn simple(
     fields: &mut Vec<FieldSpan>,
 ) -> Option<usize> {
     fields.clear();
-    let mut bytes = Scan::new(buf.get(at..)?);
-    let mut line = 0;
+    let mut bytes = Scan::new(buf, at);
+    let mut line = at;
     loop {
-        let rest = bytes.bytes.get(line..)?;
+        let rest = buf.get(line..)?;
         if rest.starts_with(b"\r\n") {
-            return Some(at + line + 2);
+            return Some(line + 2);
         }
         let colon = match bytes.next(line, |c| !c.name) {
-            Some(end) if end > line && bytes.bytes[end] == b':' => end,
+            Some(end) if end > line && buf[end] == b':' => end,
             // A name with other `tchar`s, or none.
             _ => line + name_len(rest)?,
         };
-        let value_start = colon + 1 + spaces(&bytes.bytes[colon + 1..]);
+        let value_start = colon + 1 + spaces(&buf[colon + 1..]);
         let value_end = bytes.next(value_start, |c| c.outside)?;
-        let value_ends_visibly = value_end > value_start && bytes.bytes[value_end - 1] != b' ';
-        if !value_ends_visibly || bytes.bytes.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
+        let value_ends_visibly = value_end > value_start && buf[value_end - 1] != b' ';
+        if !value_ends_visibly || buf.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
             return None;
         }
         if fields.len() == room {
             return None;
         }
         fields.push(FieldSpan {
-            name: span(at, line, colon),
-            value: span(at, value_start, value_end),
+            name: span(line, colon),
+            value: span(value_start, value_end),
         });
         line = value_end + 2;
     }
 }
 
-/// The bytes of a head from where its fields start, and the classes of the
-/// chunk that the reading has got to. Chunks are classified in order, one
-/// after the other, so that classifying the next does not wait on where
-/// the last field ended: found a field at a time, each step waited on the
-/// last, and the head took longer than with the byte loops, whose every
-/// branch is predicted.
+/// The bytes of a head, and the classes of the chunk that the reading of
+/// its fields has got to. Chunks are classified in order, one after the
+/// other, so that classifying the next does not wait on where the last
+/// field ended: found a field at a time, each step waited on the last, and
+/// the head took longer than with the byte loops, whose every branch is
+/// predicted.
 struct Scan<'b> {
     bytes: &'b [u8],
     /// Where the chunk classified ends: `classes` are those of the
@@ -78,11 +78,12 @@ struct Scan<'b> {
 }
 
 impl<'b> Scan<'b> {
-    fn new(bytes: &'b [u8]) -> Self {
+    /// A scan of `bytes` from `at` on.
+    fn new(bytes: &'b [u8], at: usize) -> Self {
         Scan {
             bytes,
-            end: CHUNK,
-            classes: classify_at(bytes, 0),
+            end: at + CHUNK,
+            classes: classify_at(bytes, at),
         }
     }
 
@@ -99,7 +100,7 @@ impl<'b> Scan<'b> {
                 self.classes = classify_at(self.bytes, self.end);
                 self.end += CHUNK;
             }
-            let bits = class(&self.classes) >> (from % CHUNK);
+            let bits = class(&self.classes) >> (from + CHUNK - self.end);
             if bits != 0 {
                 let found = from + bits.trailing_zeros() as usize;
                 return (found < self.bytes.len()).then_some(found);
@@ -114,18 +115,31 @@ impl<'b> Scan<'b> {
 fn classify_at(bytes: &[u8], start: usize) -> Classes {
     match bytes.get(start..start + CHUNK) {
         Some(chunk) => classify(chunk.try_into().expect("a chunk")),
-        None => classify_last(&bytes[start.min(bytes.len())..]),
+        None => classify_last(bytes, start),
     }
 }
 
-/// The classes of the last bytes, fewer than a chunk, as if zeros followed
-/// them: zeros are in no class but `outside`, and `Scan::next` finds
-/// nothing past the end.
-#[cold]
-fn classify_last(rest: &[u8]) -> Classes {
-    let mut padded = [0; CHUNK];
-    padded[..rest.len()].copy_from_slice(rest);
-    classify(&padded)
+/// The classes of the bytes from `start`, fewer than a chunk: those of the
+/// last chunk of `bytes`, shifted to start there, so that no byte past the
+/// end is in a class (and `Scan::next` finds nothing past the end). Only
+/// bytes shorter than a chunk are copied to classify.
+// Out of line: a copy inlined made every head's frame larger.
+#[inline(never)]
+fn classify_last(bytes: &[u8], start: usize) -> Classes {
+    let (last, shift) = match bytes.last_chunk::<CHUNK>() {
+        Some(last) => (*last, start - (bytes.len() - CHUNK)),
+        None => {
+            let mut padded = [0; CHUNK];
+            padded[..bytes.len()].copy_from_slice(bytes);
+            (padded, start)
+        }
+    };
+    let classes = classify(&last);
+    let keep = |mask: u32| mask.checked_shr(shift as u32).unwrap_or(0);
+    Classes {
+        outside: keep(classes.outside),
+        name: keep(classes.name),
+    }
 }
 
 /// How long the name at the start of `rest` is, if a colon ends it: the
@@ -136,10 +150,10 @@ fn name_len(rest: &[u8]) -> Option<usize> {
     (len > 0 && rest.get(len) == Some(&b':')).then_some(len)
 }
 
-/// The span `start..end` of the bytes that begin at `base`.
-fn span(base: usize, start: usize, end: usize) -> Span {
+/// The span `start..end`.
+fn span(start: usize, end: usize) -> Span {
     Span {
-        start: (base + start) as u32,
+        start: start as u32,
         len: (end - start) as u32,
     }
 }
@@ -155,14 +169,16 @@ mod tests {
 
     /// Bytes of lengths around the chunks' edges, with bytes outside
     /// visible ASCII at a few distances from one another wherever they
-    /// may be: `next` finds the first from every place, on a new scan, and
-    /// each in turn on one scan, asked from just after the last as the
-    /// parser asks.
+    /// may be, after a few bytes not scanned: `next` finds the first from
+    /// every place, on a new scan, and each in turn on one scan, asked from
+    /// just after the last as the parser asks.
     #[test]
     fn next_finds_the_first_byte_of_its_class_from_anywhere_before_it() {
-        for len in [0, 1, 15, 31, 32, 33, 63, 64, 65, 100] {
+        for (skipped, len) in [0, 5].into_iter().flat_map(|skipped| {
+            [0, 1, 15, 31, 32, 33, 63, 64, 65, 100].map(|len| (skipped, skipped + len))
+        }) {
             for outside in [0x00, b'\r', 0x7f, 0xff] {
-                for at in 0..len.max(1) {
+                for at in skipped..len.max(skipped + 1) {
                     let marked: Vec<usize> = [0, 1, 31, 32, 70]
                         .iter()
                         .map(|d| at + d)
@@ -173,15 +189,16 @@ mod tests {
                         bytes[m] = outside;
                     }
                     let first_from = |from| marked.iter().copied().find(|&m| m >= from);
-                    for from in 0..=len + 1 {
-                        let fresh = Scan::new(&bytes).next(from, |c| c.outside);
+                    for from in skipped..=len + 1 {
+                        let fresh = Scan::new(&bytes, skipped).next(from, |c| c.outside);
                         assert_eq!(fresh, first_from(from), "len {len}, at {at}, from {from}");
                     }
-                    let mut scan = Scan::new(&bytes);
+                    let mut scan = Scan::new(&bytes, skipped);
                     let mut found = Vec::new();
-                    while let Some(m) = scan.next(found.last().map_or(0, |&m| m + 1), |c| c.outside)
-                    {
+                    let mut from = skipped;
+                    while let Some(m) = scan.next(from, |c| c.outside) {
                         found.push(m);
+                        from = m + 1;
                     }
                     assert_eq!(found, marked, "len {len}, at {at}");
                 }
@@ -192,8 +209,8 @@ mod tests {
     #[test]
     fn a_name_ends_at_its_first_byte_other_than_a_letter_digit_or_dash() {
         let bytes = b"X-Forwarded-For9: a\r\n";
-        assert_eq!(Scan::new(bytes).next(0, |c| !c.name), Some(16));
-        assert_eq!(Scan::new(bytes).next(17, |c| !c.name), Some(17));
+        assert_eq!(Scan::new(bytes, 0).next(0, |c| !c.name), Some(16));
+        assert_eq!(Scan::new(bytes, 0).next(17, |c| !c.name), Some(17));
     }
 
     /// A head's length and its fields' names and values.
