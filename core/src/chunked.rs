@@ -40,8 +40,26 @@ enum State {
     Size,
     /// Whitespace after the size: only `;` may follow.
     SizeSpace,
-    /// Inside chunk extensions, which are bounded and ignored.
-    Extension,
+    /// After a `;`, in whitespace: an extension's name must come
+    /// (RFC 9112 §7.1.1: `BWS ";" BWS chunk-ext-name [ BWS "=" BWS
+    /// chunk-ext-val ]`). Extensions are checked, bounded and ignored.
+    ExtNameStart,
+    /// Inside an extension's name, a token.
+    ExtName,
+    /// Whitespace after a name: `=` or `;` must follow.
+    ExtNameSpace,
+    /// After `=`, in whitespace: a token or a quoted string must follow.
+    ExtValueStart,
+    /// Inside a token value.
+    ExtToken,
+    /// Inside a quoted-string value.
+    ExtQuoted,
+    /// After a backslash inside a quoted string.
+    ExtQuotedPair,
+    /// Just after a quoted string's closing quote.
+    ExtQuotedEnd,
+    /// Whitespace after a value: `;` must follow.
+    ExtValueSpace,
     /// Saw the CR ending a size line.
     SizeLf,
     /// Inside chunk data.
@@ -162,11 +180,13 @@ impl ChunkedDecoder {
                 b';' => self.enter_extension(limits)?,
                 _ => return Err(ChunkedError::Malformed),
             },
-            Extension => match b {
-                b'\r' => self.state = SizeLf,
-                b'\t' | b' '..=b'~' | 0x80..=0xff => self.count_line_byte(limits)?,
-                _ => return Err(ChunkedError::Malformed),
-            },
+            ExtName | ExtToken | ExtQuotedEnd if b == b'\r' => self.state = SizeLf,
+            ExtNameStart | ExtName | ExtNameSpace | ExtValueStart | ExtToken | ExtQuoted
+            | ExtQuotedPair | ExtQuotedEnd | ExtValueSpace => {
+                let next = extension_step(self.state, b).ok_or(ChunkedError::Malformed)?;
+                self.count_line_byte(limits)?;
+                self.state = next;
+            }
             SizeLf => {
                 if b != b'\n' {
                     return Err(ChunkedError::Malformed);
@@ -248,7 +268,7 @@ impl ChunkedDecoder {
 
     fn enter_extension(&mut self, limits: &ChunkedLimits) -> Result<(), ChunkedError> {
         self.count_line_byte(limits)?;
-        self.state = State::Extension;
+        self.state = State::ExtNameStart;
         Ok(())
     }
 
@@ -267,6 +287,41 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// The state after byte `b` (not the CR that ends the line) of a chunk
+/// extension in `state`, or `None` where the grammar has no place for it:
+///
+/// ```text
+/// chunk-ext     = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-val = token / quoted-string
+/// ```
+///
+/// A line may end after a name or a value, not after whitespace (BWS is
+/// only ever followed by `;` or `=`). llhttp's strict mode reads
+/// extensions so; nginx ignores them unread.
+fn extension_step(state: State, b: u8) -> Option<State> {
+    use State::*;
+    let space = matches!(b, b' ' | b'\t');
+    let token = TCHAR[usize::from(b)];
+    Some(match (state, b) {
+        (ExtNameStart, _) if space => ExtNameStart,
+        (ExtNameStart | ExtName, _) if token => ExtName,
+        (ExtName | ExtNameSpace, _) if space => ExtNameSpace,
+        (ExtName | ExtNameSpace, b'=') => ExtValueStart,
+        (ExtName | ExtNameSpace | ExtToken | ExtQuotedEnd | ExtValueSpace, b';') => ExtNameStart,
+        (ExtValueStart, _) if space => ExtValueStart,
+        (ExtValueStart, b'"') => ExtQuoted,
+        (ExtValueStart | ExtToken, _) if token => ExtToken,
+        (ExtToken | ExtQuotedEnd | ExtValueSpace, _) if space => ExtValueSpace,
+        (ExtQuoted, b'"') => ExtQuotedEnd,
+        (ExtQuoted, b'\\') => ExtQuotedPair,
+        // qdtext: whitespace, visible ASCII but `"` and `\`, obs-text.
+        (ExtQuoted, _) if space || b.is_ascii_graphic() || b >= 0x80 => ExtQuoted,
+        // quoted-pair: a backslash, then whitespace, VCHAR or obs-text.
+        (ExtQuotedPair, _) if space || b.is_ascii_graphic() || b >= 0x80 => ExtQuoted,
+        _ => return None,
+    })
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -401,6 +456,70 @@ mod tests {
             d.decode(long_trailer.as_bytes(), &mut Vec::new(), &LIMITS),
             Err(ChunkedError::TrailersTooLarge)
         );
+    }
+
+    /// RFC 9112 §7.1.1's grammar for extensions, and near misses of it.
+    #[test]
+    fn extensions_follow_their_grammar() {
+        for ext in [
+            ";a",
+            ";a=b",
+            " ;a=b",
+            "; a = b ;c",
+            ";a=b;c=\"\"",
+            ";a=\"x y;z=\\\"w\\\\\"",
+            ";a=\"\t\u{80}\"",
+            ";a=\"x\" ; b",
+            ";a=\"\\\u{80}\"",
+        ] {
+            let input = format!("1{ext}\r\nx\r\n0{ext}\r\n\r\n").into_bytes();
+            assert_eq!(
+                decode_whole(&input),
+                Ok((b"x".to_vec(), input.len())),
+                "{ext:?}"
+            );
+            assert_eq!(
+                decode_bytewise(&input),
+                Ok((b"x".to_vec(), input.len())),
+                "{ext:?}"
+            );
+        }
+        for ext in [
+            &b";"[..],
+            b"; ",
+            b";a ",
+            b";a=b ",
+            b";a=",
+            b";a= ",
+            b";=b",
+            b";@",
+            b";a b",
+            b";a=b c",
+            b";a=b=c",
+            b";a=\"x",
+            b";a=\"x\"y",
+            b";a=\"\x01\"",
+            b";a=\"x\\\x01\"",
+            b";a=\"\x7f\"",
+            b";a;",
+            b";;a",
+            b";a\x80",
+        ] {
+            let mut input = b"1".to_vec();
+            input.extend_from_slice(ext);
+            input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+            let shown = String::from_utf8_lossy(ext);
+            assert_eq!(
+                decode_whole(&input),
+                Err(ChunkedError::Malformed),
+                "{shown:?}"
+            );
+            assert_eq!(
+                decode_bytewise(&input),
+                Err(ChunkedError::Malformed),
+                "{shown:?}"
+            );
+        }
     }
 
     #[test]

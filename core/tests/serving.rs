@@ -327,6 +327,31 @@ fn chunked_body_arrives_decoded() {
     assert_eq!(h.server.request(h.pending[0]).unwrap().target(), "/next");
 }
 
+/// An extension that breaks RFC 9112 §7.1.1's grammar is a 400 and a
+/// close, as any malformed chunk line, and no request reaches the
+/// application: a front end that read the line otherwise could frame the
+/// body otherwise.
+#[test]
+fn a_chunk_extension_out_of_grammar_is_400() {
+    for line in [&b"5;@@@ ==="[..], b"5;a=\"unterminated", b"5;a \t"] {
+        let mut h = Harness::new();
+        let c = h.accept();
+        let mut request =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(line);
+        request.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        h.send(c, &request);
+        let responses = h.responses(c);
+        let shown = String::from_utf8_lossy(line);
+        assert_eq!(
+            (responses[0].status, responses[0].close),
+            (400, true),
+            "{shown}"
+        );
+        assert!(h.pending.is_empty(), "{shown}");
+    }
+}
+
 #[test]
 fn expect_continue_is_sent_only_when_the_body_will_be_read() {
     let mut h = Harness::new();

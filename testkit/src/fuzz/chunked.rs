@@ -100,7 +100,9 @@ fn streaming(input: &[u8], cuts: &[usize], limits: &ChunkedLimits) -> Outcome {
 /// chunk        = chunk-size [ *WS ";" chunk-ext ] CRLF chunk-data CRLF
 /// last-chunk   = 1*"0" [ *WS ";" chunk-ext ] CRLF
 /// chunk-size   = 1*HEXDIG            ; must fit in 64 bits
-/// chunk-ext    = *( HTAB / SP / VCHAR / obs-text )
+/// chunk-ext    = BWS ext-name [ BWS "=" BWS ext-val ] *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+/// ext-name     = token
+/// ext-val      = token / quoted-string
 /// trailer-section = *( field-line CRLF )
 /// field-line   = 1*tchar ":" *( field byte )
 /// ```
@@ -209,16 +211,8 @@ impl Reference<'_> {
             Some(b';') => {
                 self.pos += 1;
                 count(&mut line_bytes)?;
-                loop {
-                    match self.input.get(self.pos) {
-                        None => return Ok(None),
-                        Some(b'\r') => break,
-                        Some(&b) if is_field_byte(b) => {
-                            self.pos += 1;
-                            count(&mut line_bytes)?;
-                        }
-                        Some(_) => return Err(ChunkedError::Malformed),
-                    }
+                if self.chunk_ext(&mut || count(&mut line_bytes))?.is_none() {
+                    return Ok(None);
                 }
             }
             // Whitespace is only allowed before an extension.
@@ -226,6 +220,109 @@ impl Reference<'_> {
             Some(_) => return Err(ChunkedError::Malformed),
         }
         Ok(self.crlf()?.map(|()| size))
+    }
+
+    /// `chunk-ext` after its first `;`, up to the CR that ends the line,
+    /// each byte counted by `count`. The line may end after a name or a
+    /// value, not after whitespace.
+    fn chunk_ext(&mut self, count: &mut impl FnMut() -> Result<(), ChunkedError>) -> Parsed<()> {
+        loop {
+            let space = |b: u8| b == b' ' || b == b'\t';
+            if self.take_while(count, space)?.is_none() {
+                return Ok(None);
+            }
+            let Some(name) = self.take_while(count, is_tchar)? else {
+                return Ok(None);
+            };
+            if name == 0 {
+                return Err(ChunkedError::Malformed);
+            }
+            let Some(mut trailing_space) = self.take_while(count, space)? else {
+                return Ok(None);
+            };
+            if self.peek() == Some(b'=') {
+                self.pos += 1;
+                count()?;
+                if self.take_while(count, space)?.is_none() {
+                    return Ok(None);
+                }
+                let value = match self.peek() {
+                    None => return Ok(None),
+                    Some(b'"') => self.quoted_string(count)?,
+                    Some(b) if is_tchar(b) => self.take_while(count, is_tchar)?.map(|_| ()),
+                    Some(_) => return Err(ChunkedError::Malformed),
+                };
+                if value.is_none() {
+                    return Ok(None);
+                }
+                let Some(space_after) = self.take_while(count, space)? else {
+                    return Ok(None);
+                };
+                trailing_space = space_after;
+            }
+            match self.peek() {
+                None => return Ok(None),
+                Some(b';') => {
+                    self.pos += 1;
+                    count()?;
+                }
+                Some(b'\r') if trailing_space == 0 => return Ok(Some(())),
+                Some(_) => return Err(ChunkedError::Malformed),
+            }
+        }
+    }
+
+    /// `quoted-string`, from its opening quote.
+    fn quoted_string(
+        &mut self,
+        count: &mut impl FnMut() -> Result<(), ChunkedError>,
+    ) -> Parsed<()> {
+        // VCHAR, whitespace or obs-text: what may follow a backslash.
+        let quotable = |b: u8| b == b' ' || b == b'\t' || b.is_ascii_graphic() || b >= 0x80;
+        self.pos += 1;
+        count()?;
+        loop {
+            let Some(b) = self.peek() else {
+                return Ok(None);
+            };
+            let closing = b == b'"';
+            if b == b'\\' {
+                self.pos += 1;
+                count()?;
+                match self.peek() {
+                    None => return Ok(None),
+                    Some(b) if quotable(b) => {}
+                    Some(_) => return Err(ChunkedError::Malformed),
+                }
+            } else if !closing && !quotable(b) {
+                return Err(ChunkedError::Malformed);
+            }
+            self.pos += 1;
+            count()?;
+            if closing {
+                return Ok(Some(()));
+            }
+        }
+    }
+
+    /// Takes the bytes for which `wanted` holds, each counted; how many, or
+    /// `None` if the input ended among them.
+    fn take_while(
+        &mut self,
+        count: &mut impl FnMut() -> Result<(), ChunkedError>,
+        wanted: impl Fn(u8) -> bool,
+    ) -> Parsed<usize> {
+        let start = self.pos;
+        loop {
+            match self.peek() {
+                None => return Ok(None),
+                Some(b) if wanted(b) => {
+                    self.pos += 1;
+                    count()?;
+                }
+                Some(_) => return Ok(Some(self.pos - start)),
+            }
+        }
     }
 
     fn crlf(&mut self) -> Parsed<()> {
