@@ -24,7 +24,7 @@ exit status:
 pub const USAGE: &str = "\
 usage: ebb [options]
   --bind ADDR                 listen address, IP:PORT or HOST:PORT (default 127.0.0.1:8080; env PORT overrides the port)
-  --workers N                 worker threads (default: available CPUs)
+  --workers N                 worker threads, at least 1 (default: available CPUs)
   --reuse-port                one SO_REUSEPORT listener per worker; other processes may share the port
   --drain-timeout SECONDS     drain deadline, may be fractional (default 30; env SHUTDOWN_TIMEOUT_S overrides)
   --pre-stop SECONDS          keep serving this long after SIGTERM while /healthz answers 503 (default 0)
@@ -138,7 +138,7 @@ pub fn parse(
         };
         match name.as_str() {
             "--bind" => args.bind = bind_address(&name, &value()?)?,
-            "--workers" => args.workers = Some(parse_value(&name, &value()?)?),
+            "--workers" => args.workers = Some(workers(&name, &value()?)?),
             "--reuse-port" => args.reuse_port = true,
             "--whole-bodies" => args.whole_bodies = true,
             "--drain-timeout" => args.drain_timeout = Some(seconds(&name, &value()?)?),
@@ -179,6 +179,15 @@ pub fn parse(
         return Err(format!("{flag} 0: {}", e.effect));
     }
     Ok(args)
+}
+
+/// A count of workers: 0 would serve nothing, so it is bad usage rather
+/// than quietly one.
+fn workers(name: &str, value: &str) -> Result<usize, String> {
+    match parse_value(name, value)? {
+        0 => Err(format!("{name} 0: a server needs at least one worker")),
+        n => Ok(n),
+    }
 }
 
 fn parse_value<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
@@ -390,6 +399,10 @@ mod tests {
     #[test]
     fn bad_input_is_an_error() {
         assert!(args(&["--workers"], &[]).is_err());
+        assert_eq!(
+            args(&["--workers", "0"], &[]).unwrap_err(),
+            "--workers 0: a server needs at least one worker"
+        );
         assert!(args(&["--drain-timeout", "-1"], &[]).is_err());
         assert!(args(&["--nope"], &[]).is_err());
     }
