@@ -34,20 +34,20 @@ pub(super) fn simple(
     fields: &mut Vec<FieldSpan>,
 ) -> Option<usize> {
     fields.clear();
-    let mut bytes = Scan::new(buf, at);
+    let mut scan = Scan::new(buf, at);
     let mut line = at;
     loop {
         let rest = buf.get(line..)?;
         if rest.starts_with(b"\r\n") {
             return Some(line + 2);
         }
-        let colon = match bytes.next(line, |c| !c.name) {
+        let colon = match scan.next(line, |c| !c.name) {
             Some(end) if end > line && buf[end] == b':' => end,
             // A name with other `tchar`s, or none.
             _ => line + name_len(rest)?,
         };
         let value_start = colon + 1 + spaces(&buf[colon + 1..]);
-        let value_end = bytes.next(value_start, |c| c.outside)?;
+        let value_end = scan.next(value_start, |c| c.outside)?;
         let value_ends_visibly = value_end > value_start && buf[value_end - 1] != b' ';
         if !value_ends_visibly || buf.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
             return None;
