@@ -33,7 +33,8 @@ use ebb_testkit::rng::Rng;
 pub enum Kind {
     /// One to four requests, one at a time.
     Normal,
-    /// Two to eight requests written at once.
+    /// Two to eight requests written at once (more in some seeds: see
+    /// `Knobs::pipeline_depth`).
     Pipelined,
     /// Requests with idle think time between them on one connection.
     KeepAlive,
@@ -432,7 +433,7 @@ impl Client {
         let max_body = knobs.config.max_body_bytes as usize;
         let count = match kind {
             Kind::Normal | Kind::Aborting => rng.size(1, 4),
-            Kind::Pipelined => rng.size(2, 8),
+            Kind::Pipelined => rng.size(2, knobs.pipeline_depth),
             Kind::KeepAlive => rng.size(2, 5),
             Kind::Slowloris | Kind::HalfClosing => rng.size(1, 3),
             Kind::Silent => 0,

@@ -80,6 +80,12 @@ pub struct Knobs {
     pub accept_delay: Duration,
     /// Longest keep-alive think time between a client's requests.
     pub think: Duration,
+    /// Most requests a pipelining client writes at once: 8, or in about a
+    /// third of the seeds up to 64, enough to outrun `max_pipelined_bytes`
+    /// so that reading pauses with requests left unread in the socket when
+    /// the drain begins. Drawn last, so the other knobs of a seed are what
+    /// they were before it existed.
+    pub pipeline_depth: usize,
     /// When the first terminate arrives.
     pub terminate_at: Duration,
     /// When a second terminate arrives, if one does.
@@ -198,6 +204,11 @@ impl Knobs {
             backlog: rng.log(1, 128) as usize,
             accept_delay: rng.micros(1, 50_000),
             think: rng.micros(1, 3_000_000),
+            pipeline_depth: if rng.percent(50) {
+                rng.log(9, 256) as usize
+            } else {
+                8
+            },
             terminate_at,
             second_terminate_at,
             handoff,
@@ -225,7 +236,7 @@ impl fmt::Display for Knobs {
             .map(|(kind, w)| format!("{kind:?}={w}"))
             .collect();
         let kinds = Plain(kinds.join(" "));
-        let lines: [(&str, &dyn fmt::Debug); 43] = [
+        let lines: [(&str, &dyn fmt::Debug); 44] = [
             ("clients", &self.clients),
             ("client_kinds", &kinds),
             ("arrival_span", &self.arrival_span),
@@ -249,6 +260,7 @@ impl fmt::Display for Knobs {
             ("backlog", &self.backlog),
             ("accept_delay", &self.accept_delay),
             ("think", &self.think),
+            ("pipeline_depth", &self.pipeline_depth),
             ("terminate_at", &self.terminate_at),
             ("second_terminate_at", &self.second_terminate_at),
             ("handoff", &self.handoff),
