@@ -84,7 +84,10 @@
 //!   `max_stream_buffer`), how slowly the application reads them
 //!   (`upload_read_gap`) and how often it answers without reading them
 //!   (`upload_unread_percent`), how often an upgraded connection's
-//!   application ignores the drain's stop notice (`upgrade_ignore_stop`).
+//!   application ignores the drain's stop notice (`upgrade_ignore_stop`);
+//!   and how many requests a pipelining client writes at once
+//!   (`pipeline_depth`: up to 256 in half the seeds, so that reading
+//!   pauses with requests unread in the socket when the drain begins).
 //! - [`kernel`]: a bounded listen backlog (beyond it: refused); connections
 //!   as two byte pipes with latency, arbitrary segmentation (data due at
 //!   one instant arrives as one segment) and bounded buffers; FIN each way; RST that destroys the receiver's unread bytes. A
