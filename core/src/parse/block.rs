@@ -97,8 +97,9 @@ mod sse2 {
     #[inline]
     #[target_feature(enable = "sse2")]
     unsafe fn block_masks(block: &[u8; 16]) -> (u16, u16) {
-        // Two 8-byte loads, which LLVM fuses into one `movdqu`: loading a
-        // vector from a pointer would need more `unsafe`.
+        // Two 8-byte loads from the array, which LLVM fuses into one
+        // `movdqu`: `_mm_loadu_si128` would add a raw pointer to the
+        // unsafety, which is now only the target feature.
         let low = i64::from_le_bytes(block[..8].try_into().expect("eight bytes"));
         let high = i64::from_le_bytes(block[8..].try_into().expect("eight bytes"));
         let x = _mm_set_epi64x(high, low);
