@@ -1407,7 +1407,9 @@ impl World {
                 self.upgraded_open += 1;
             }
             if c.open {
-                c.received_at_drain = Some(c.received);
+                // Core asks for the unread count (`CountUnread`) as the
+                // drain begins, before this is seen: what that added stays.
+                c.received_at_drain = Some(c.received_at_drain.unwrap_or(0).max(c.received));
                 if idle.as_ref().is_some_and(|idle| idle.contains(&i)) {
                     c.begun_in_drain_from = Some(c.is_head.len() as u32);
                 }

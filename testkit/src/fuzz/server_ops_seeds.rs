@@ -1157,6 +1157,43 @@ fn seeds() -> Vec<(&'static str, Scenario)> {
                 ],
             },
         ),
+        // Requests pipelined behind a slow answer until reading paused
+        // (`max_pipelined_bytes` is 64: the fourth is read, the fifth and
+        // sixth wait unread in the socket) and then the stop: all six were
+        // sent before the drain and are owed (S7), the unread ones counted
+        // through `CountUnread`.
+        (
+            "corpus/drain-owes-pipelined-requests-unread-in-the-socket",
+            Scenario {
+                pre_stop: 0,
+                stream_bodies: false,
+                ops: vec![
+                    Op::Accept,
+                    get(0),
+                    get(0),
+                    get(0),
+                    get(0),
+                    get(0),
+                    get(0),
+                    Op::Terminate,
+                    Op::BacklogEmpty,
+                    respond(),
+                    write(0),
+                    respond(),
+                    write(0),
+                    respond(),
+                    write(0),
+                    respond(),
+                    write(0),
+                    respond(),
+                    write(0),
+                    respond(),
+                    write(0),
+                    Op::Wake,
+                    Op::Eof { conn: 0 },
+                ],
+            },
+        ),
         (
             "corpus/drain-idle-and-silent-timing",
             Scenario {
