@@ -316,10 +316,9 @@ fn extension_step(state: State, b: u8) -> Option<State> {
         (ExtToken | ExtQuotedEnd | ExtValueSpace, _) if space => ExtValueSpace,
         (ExtQuoted, b'"') => ExtQuotedEnd,
         (ExtQuoted, b'\\') => ExtQuotedPair,
-        // qdtext: whitespace, visible ASCII but `"` and `\`, obs-text.
-        (ExtQuoted, _) if space || b.is_ascii_graphic() || b >= 0x80 => ExtQuoted,
-        // quoted-pair: a backslash, then whitespace, VCHAR or obs-text.
-        (ExtQuotedPair, _) if space || b.is_ascii_graphic() || b >= 0x80 => ExtQuoted,
+        // qdtext (whitespace, visible ASCII but `"` and `\`, obs-text), and
+        // the byte a backslash quotes (whitespace, VCHAR or obs-text).
+        (ExtQuoted | ExtQuotedPair, _) if space || b.is_ascii_graphic() || b >= 0x80 => ExtQuoted,
         _ => return None,
     })
 }
