@@ -496,7 +496,11 @@ fn head_of(
     };
     let mut rules = HeaderRules::default();
     for field in fields {
-        rules.observe(field.name.get(buf), field.value.get(buf))?;
+        // Most fields are none of the rules' (see `HeaderRules::observe`):
+        // their first letter tells, before any span is cut.
+        if HeaderRules::may_concern(buf, field.name) {
+            rules.observe(field.name.get(buf), field.value.get(buf))?;
+        }
     }
     let framing = rules.framing(minor_version, config)?;
     Ok(Some(Head {
@@ -773,6 +777,18 @@ struct HeaderRules {
 }
 
 impl HeaderRules {
+    /// Whether the field whose name is `name` in `buf` may be one of those
+    /// [`observe`](Self::observe) looks at: most fields are not, and the
+    /// first letter tells at once. The names compared are lowercase letters
+    /// and `-`, and a name is a token: the only token bytes that setting the
+    /// 0x20 bit turns into such a byte are that letter in either case and
+    /// `-` itself, so no case table is needed.
+    #[inline(always)]
+    fn may_concern(buf: &[u8], name: Span) -> bool {
+        let first = buf.get(name.start as usize).map_or(0, |&b| b | 0x20);
+        matches!(first, b'c' | b'e' | b'h' | b't' | b'u')
+    }
+
     /// Takes one field as httparse gives it (or would: see [`fields`]): its
     /// value has no whitespace around it (httparse skips SP and HTAB before
     /// a value and strips SP, HTAB, CR and LF after it, and no other
@@ -780,15 +796,7 @@ impl HeaderRules {
     /// here.
     #[inline(always)]
     fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<(), Reject> {
-        // Most fields are none of these: the first letter and the length
-        // tell at once. The names compared are lowercase letters and `-`, and
-        // `name` is a token (httparse checked): the only token bytes that
-        // setting the 0x20 bit turns into such a byte are that letter in
-        // either case and `-` itself, so no case table is needed.
         let first = name.first().map_or(0, |&b| b | 0x20);
-        if !matches!(first, b'c' | b'e' | b'h' | b't' | b'u') {
-            return Ok(());
-        }
         let is = |field: &str| {
             first == field.as_bytes()[0]
                 && name.len() == field.len()
