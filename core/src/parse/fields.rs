@@ -12,7 +12,9 @@
 //! head is left to httparse, so the verdict on every input stays
 //! httparse's.
 
-use super::block::{classify, Classes, CHUNK};
+#[cfg(target_arch = "x86_64")]
+use super::block::Avx2;
+use super::block::{Baseline, Classes, Classify, CHUNK};
 use super::{FieldSpan, Span};
 use crate::byteset::{run_of, TCHAR};
 
@@ -33,8 +35,41 @@ pub(super) fn simple(
     room: usize,
     fields: &mut Vec<FieldSpan>,
 ) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = Avx2::detect() {
+        // SAFETY: `avx2` is proof that the CPU has AVX2.
+        return unsafe { simple_avx2(avx2, buf, at, room, fields) };
+    }
+    read(Baseline, buf, at, room, fields)
+}
+
+/// [`read`] with AVX2's classes, compiled for AVX2 so that they inline.
+///
+/// # Safety
+/// The CPU must have AVX2, as `avx2` shows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn simple_avx2(
+    avx2: Avx2,
+    buf: &[u8],
+    at: usize,
+    room: usize,
+    fields: &mut Vec<FieldSpan>,
+) -> Option<usize> {
+    read(avx2, buf, at, room, fields)
+}
+
+/// [`simple`], with the chunks classified `way`.
+#[inline(always)]
+fn read(
+    way: impl Classify,
+    buf: &[u8],
+    at: usize,
+    room: usize,
+    fields: &mut Vec<FieldSpan>,
+) -> Option<usize> {
     fields.clear();
-    let mut scan = Scan::new(buf, at);
+    let mut scan = Scan::new(way, buf, at);
     let mut line = at;
     loop {
         let rest = buf.get(line..)?;
@@ -69,7 +104,8 @@ pub(super) fn simple(
 /// field ended: found a field at a time, each step waited on the last, and
 /// the head took longer than with the byte loops, whose every branch is
 /// predicted.
-struct Scan<'b> {
+struct Scan<'b, C> {
+    way: C,
     bytes: &'b [u8],
     /// Where the chunk classified ends: `classes` are those of the
     /// [`CHUNK`] bytes before.
@@ -77,13 +113,15 @@ struct Scan<'b> {
     classes: Classes,
 }
 
-impl<'b> Scan<'b> {
-    /// A scan of `bytes` from `at` on.
-    fn new(bytes: &'b [u8], at: usize) -> Self {
+impl<'b, C: Classify> Scan<'b, C> {
+    /// A scan of `bytes` from `at` on, classified `way`.
+    #[inline(always)]
+    fn new(way: C, bytes: &'b [u8], at: usize) -> Self {
         Scan {
+            way,
             bytes,
             end: at + CHUNK,
-            classes: classify_at(bytes, at),
+            classes: classify_at(way, bytes, at),
         }
     }
 
@@ -97,7 +135,7 @@ impl<'b> Scan<'b> {
                 if self.end >= self.bytes.len() {
                     return None;
                 }
-                self.classes = classify_at(self.bytes, self.end);
+                self.classes = classify_at(self.way, self.bytes, self.end);
                 self.end += CHUNK;
             }
             let bits = class(&self.classes) >> (from + CHUNK - self.end);
@@ -112,10 +150,10 @@ impl<'b> Scan<'b> {
 
 /// The classes of the chunk of `bytes` from `start`.
 #[inline(always)]
-fn classify_at(bytes: &[u8], start: usize) -> Classes {
+fn classify_at(way: impl Classify, bytes: &[u8], start: usize) -> Classes {
     match bytes.get(start..start + CHUNK) {
-        Some(chunk) => classify(chunk.try_into().expect("a chunk")),
-        None => classify_last(bytes, start),
+        Some(chunk) => way.classify(chunk.try_into().expect("a chunk")),
+        None => classify_last(way, bytes, start),
     }
 }
 
@@ -125,7 +163,7 @@ fn classify_at(bytes: &[u8], start: usize) -> Classes {
 /// bytes shorter than a chunk are copied to classify.
 // Out of line: a copy inlined made every head's frame larger.
 #[inline(never)]
-fn classify_last(bytes: &[u8], start: usize) -> Classes {
+fn classify_last(way: impl Classify, bytes: &[u8], start: usize) -> Classes {
     let (last, shift) = match bytes.last_chunk::<CHUNK>() {
         Some(last) => (*last, start - (bytes.len() - CHUNK)),
         None => {
@@ -134,7 +172,7 @@ fn classify_last(bytes: &[u8], start: usize) -> Classes {
             (padded, start)
         }
     };
-    let classes = classify(&last);
+    let classes = way.classify(&last);
     let keep = |mask: u32| mask.checked_shr(shift as u32).unwrap_or(0);
     Classes {
         outside: keep(classes.outside),
@@ -172,8 +210,39 @@ mod tests {
     /// may be, after a few bytes not scanned: `next` finds the first from
     /// every place, on a new scan, and each in turn on one scan, asked from
     /// just after the last as the parser asks.
+    /// Runs `check` with each way of classifying that this CPU has.
+    fn each_way(check: impl Fn(&dyn Fn(&[u8], usize) -> Scan<'_, Way>)) {
+        check(&|bytes, at| Scan::new(Way::Baseline(Baseline), bytes, at));
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = Avx2::detect() {
+            check(&|bytes, at| Scan::new(Way::Avx2(avx2), bytes, at));
+        }
+    }
+
+    /// Either way of classifying, chosen at run time, for the tests.
+    #[derive(Copy, Clone)]
+    enum Way {
+        Baseline(Baseline),
+        #[cfg(target_arch = "x86_64")]
+        Avx2(Avx2),
+    }
+
+    impl Classify for Way {
+        fn classify(self, chunk: &[u8; CHUNK]) -> Classes {
+            match self {
+                Way::Baseline(way) => way.classify(chunk),
+                #[cfg(target_arch = "x86_64")]
+                Way::Avx2(way) => way.classify(chunk),
+            }
+        }
+    }
+
     #[test]
     fn next_finds_the_first_byte_of_its_class_from_anywhere_before_it() {
+        each_way(|scan| next_finds_the_first_byte_of_its_class(scan));
+    }
+
+    fn next_finds_the_first_byte_of_its_class(new_scan: &dyn Fn(&[u8], usize) -> Scan<'_, Way>) {
         for (skipped, len) in [0, 5].into_iter().flat_map(|skipped| {
             [0, 1, 15, 31, 32, 33, 63, 64, 65, 100].map(|len| (skipped, skipped + len))
         }) {
@@ -190,10 +259,10 @@ mod tests {
                     }
                     let first_from = |from| marked.iter().copied().find(|&m| m >= from);
                     for from in skipped..=len + 1 {
-                        let fresh = Scan::new(&bytes, skipped).next(from, |c| c.outside);
+                        let fresh = new_scan(&bytes, skipped).next(from, |c| c.outside);
                         assert_eq!(fresh, first_from(from), "len {len}, at {at}, from {from}");
                     }
-                    let mut scan = Scan::new(&bytes, skipped);
+                    let mut scan = new_scan(&bytes, skipped);
                     let mut found = Vec::new();
                     let mut from = skipped;
                     while let Some(m) = scan.next(from, |c| c.outside) {
@@ -209,8 +278,10 @@ mod tests {
     #[test]
     fn a_name_ends_at_its_first_byte_other_than_a_letter_digit_or_dash() {
         let bytes = b"X-Forwarded-For9: a\r\n";
-        assert_eq!(Scan::new(bytes, 0).next(0, |c| !c.name), Some(16));
-        assert_eq!(Scan::new(bytes, 0).next(17, |c| !c.name), Some(17));
+        each_way(|scan| {
+            assert_eq!(scan(bytes, 0).next(0, |c| !c.name), Some(16));
+            assert_eq!(scan(bytes, 0).next(17, |c| !c.name), Some(17));
+        });
     }
 
     /// A head's length and its fields' names and values.
@@ -233,10 +304,15 @@ mod tests {
         }
     }
 
-    /// Whether `simple` read `head`, after checking it against httparse.
+    /// Whether `simple` read `head`, after checking it against httparse,
+    /// and the baseline's reader against it where `simple` took AVX2's.
     fn agrees(head: &[u8]) -> bool {
         let mut fields = Vec::new();
-        let Some(end) = simple(head, 0, 4, &mut fields) else {
+        let end = simple(head, 0, 4, &mut fields);
+        let mut baseline = Vec::new();
+        assert_eq!(read(Baseline, head, 0, 4, &mut baseline), end);
+        assert_eq!(baseline, fields);
+        let Some(end) = end else {
             return false;
         };
         let shown = String::from_utf8_lossy(head);
