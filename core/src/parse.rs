@@ -793,7 +793,8 @@ impl HeaderRules {
     /// value has no whitespace around it (httparse skips SP and HTAB before
     /// a value and strips SP, HTAB, CR and LF after it, and no other
     /// whitespace byte is valid in one), so values are not trimmed again
-    /// here.
+    /// here. Fields [`may_concern`](Self::may_concern) rules out need not
+    /// come here; names are compared in any case as it explains.
     #[inline(always)]
     fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<(), Reject> {
         let first = name.first().map_or(0, |&b| b | 0x20);
