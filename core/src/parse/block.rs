@@ -99,6 +99,34 @@ fn bytewise(chunk: &[u8; CHUNK]) -> Classes {
     }
 }
 
+/// The vectors of the two classes of the bytes of `x` (visible, the
+/// complement of `outside`, and `name`), spelt once for every vector width
+/// with its `within`, or, splat and compare-equal.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vector_classes {
+    ($x:expr, $within:ident, $or:ident, $splat:ident, $equal:ident) => {{
+        let x = $x;
+        let lower = $or(x, $splat(0x20));
+        let name = $or(
+            $or($within(lower, b'a', b'z'), $within(x, b'0', b'9')),
+            $equal(x, $splat(b'-' as i8)),
+        );
+        ($within(x, 0x20, 0x7e), name)
+    }};
+}
+
+/// How the vector classes find the bytes `from..=to` (as unsigned): bytes
+/// are compared signed, so subtracting `shift` (`from - 0x80`) moves the
+/// range to the bottom of the signed bytes, where they are exactly those
+/// below `bound`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+const fn range(from: u8, to: u8) -> (i8, i8) {
+    let shift = from.wrapping_sub(0x80) as i8;
+    let bound = (to - from).wrapping_add(0x81) as i8;
+    (shift, bound)
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2 {
     use super::{Classes, CHUNK};
@@ -107,18 +135,12 @@ mod sse2 {
         _mm_set_epi64x, _mm_sub_epi8,
     };
 
-    /// Bytes `from..=to` (as unsigned) of `x`: bytes are compared signed,
-    /// so subtracting `from - 0x80` moves the range to the bottom of the
-    /// signed bytes, where one compare bounds it.
+    /// Bytes `from..=to` (as unsigned) of `x` (see [`super::range`]).
     #[inline]
     #[target_feature(enable = "sse2")]
     unsafe fn within(x: __m128i, from: u8, to: u8) -> __m128i {
-        let shift = from.wrapping_sub(0x80) as i8;
-        let top = (to - from).wrapping_add(0x80) as i8;
-        _mm_cmplt_epi8(
-            _mm_sub_epi8(x, _mm_set1_epi8(shift)),
-            _mm_set1_epi8(top + 1),
-        )
+        let (shift, bound) = super::range(from, to);
+        _mm_cmplt_epi8(_mm_sub_epi8(x, _mm_set1_epi8(shift)), _mm_set1_epi8(bound))
     }
 
     /// See [`super::classify`].
@@ -151,12 +173,8 @@ mod sse2 {
         let high = i64::from_le_bytes(block[8..].try_into().expect("eight bytes"));
         let x = _mm_set_epi64x(high, low);
         let mask = |v: __m128i| _mm_movemask_epi8(v) as u16;
-        let visible = within(x, 0x20, 0x7e);
-        let lower = _mm_or_si128(x, _mm_set1_epi8(0x20));
-        let name = _mm_or_si128(
-            _mm_or_si128(within(lower, b'a', b'z'), within(x, b'0', b'9')),
-            _mm_cmpeq_epi8(x, _mm_set1_epi8(b'-' as i8)),
-        );
+        let (visible, name) =
+            vector_classes!(x, within, _mm_or_si128, _mm_set1_epi8, _mm_cmpeq_epi8);
         (!mask(visible), mask(name))
     }
 }
@@ -169,14 +187,13 @@ mod avx2 {
         _mm256_or_si256, _mm256_set1_epi8, _mm256_sub_epi8,
     };
 
-    /// Bytes `from..=to` (as unsigned) of `x`, as in SSE2's `within`.
+    /// Bytes `from..=to` (as unsigned) of `x` (see [`super::range`]).
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn within(x: __m256i, from: u8, to: u8) -> __m256i {
-        let shift = from.wrapping_sub(0x80) as i8;
-        let top = (to - from).wrapping_add(0x80) as i8;
+        let (shift, bound) = super::range(from, to);
         _mm256_cmpgt_epi8(
-            _mm256_set1_epi8(top + 1),
+            _mm256_set1_epi8(bound),
             _mm256_sub_epi8(x, _mm256_set1_epi8(shift)),
         )
     }
@@ -193,11 +210,12 @@ mod avx2 {
         // SSE2's `block_masks`, became five instructions, not one.
         let x = _mm256_loadu_si256(chunk.as_ptr().cast());
         let mask = |v: __m256i| _mm256_movemask_epi8(v) as u32;
-        let visible = within(x, 0x20, 0x7e);
-        let lower = _mm256_or_si256(x, _mm256_set1_epi8(0x20));
-        let name = _mm256_or_si256(
-            _mm256_or_si256(within(lower, b'a', b'z'), within(x, b'0', b'9')),
-            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'-' as i8)),
+        let (visible, name) = vector_classes!(
+            x,
+            within,
+            _mm256_or_si256,
+            _mm256_set1_epi8,
+            _mm256_cmpeq_epi8
         );
         Classes {
             outside: !mask(visible),
