@@ -1,4 +1,6 @@
-//! A chunk of a head's bytes classified at once, for [`super::fields`].
+//! A chunk of a head's bytes classified at once, for [`super::fields`];
+//! and the run of a long target's bytes, a chunk at a time, for
+//! [`super::line`].
 //!
 //! A field's name and value end at the first byte outside a class. Found a
 //! byte (or a table lookup) at a time, that was most of the cost of a head;
@@ -70,6 +72,71 @@ impl Classify for Avx2 {
         // `avx2::classify` reads no memory but `chunk`.
         unsafe { avx2::classify(chunk) }
     }
+}
+
+/// Visible ASCII (`!` to `~`) but a few bytes: what a simple target's
+/// path or query is made of (see [`super::line`]).
+pub(super) struct VisibleBut {
+    /// The set as a table.
+    table: [bool; 256],
+    /// The visible bytes left out.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    but: &'static [u8],
+}
+
+impl VisibleBut {
+    pub(super) const fn new(but: &'static [u8]) -> VisibleBut {
+        let mut table = [false; 256];
+        let mut b = b'!';
+        while b <= b'~' {
+            table[b as usize] = true;
+            b += 1;
+        }
+        let mut i = 0;
+        while i < but.len() {
+            table[but[i] as usize] = false;
+            i += 1;
+        }
+        VisibleBut { table, but }
+    }
+
+    /// How many bytes at the start of `bytes` are in the set, a table
+    /// lookup at a time.
+    #[inline(always)]
+    fn run_by_table(&self, bytes: &[u8]) -> usize {
+        bytes
+            .iter()
+            .position(|&b| !self.table[usize::from(b)])
+            .unwrap_or(bytes.len())
+    }
+}
+
+/// How many bytes at the start of `bytes` are in `set`: a table lookup at a
+/// time for the first chunk's worth, where nearly every target ends, and
+/// past it a chunk at a time where the CPU has AVX2, so that a long target
+/// (a query of a few hundred bytes, say) costs a fraction of the lookups.
+/// Vectors from the first byte cost the usual short target more than the
+/// lookups they save.
+#[inline(always)]
+pub(super) fn run_of(bytes: &[u8], set: &VisibleBut) -> usize {
+    let Some(first) = bytes.get(..CHUNK) else {
+        return set.run_by_table(bytes);
+    };
+    match set.run_by_table(first) {
+        CHUNK => CHUNK + long_run_of(&bytes[CHUNK..], set),
+        end => end,
+    }
+}
+
+/// [`run_of`] past its first chunk.
+#[inline(never)]
+fn long_run_of(bytes: &[u8], set: &VisibleBut) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = Avx2::detect() {
+        // SAFETY: `avx2` is proof that the CPU has AVX2.
+        return unsafe { avx2::run_of(avx2, bytes, set) };
+    }
+    set.run_by_table(bytes)
 }
 
 /// The classes of the bytes of `chunk`.
@@ -181,10 +248,10 @@ mod sse2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Classes, CHUNK};
+    use super::{Avx2, Classes, VisibleBut, CHUNK};
     use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8, _mm256_sub_epi8,
+        __m256i, _mm256_andnot_si256, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+        _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_sub_epi8,
     };
 
     /// Bytes `from..=to` (as unsigned) of `x` (see [`super::range`]).
@@ -222,6 +289,30 @@ mod avx2 {
             name: mask(name),
         }
     }
+
+    /// See [`super::run_of`]: a chunk at a time while a whole one is
+    /// left, then the table.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, as `_proof` shows.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn run_of(_proof: Avx2, bytes: &[u8], set: &VisibleBut) -> usize {
+        let mut at = 0;
+        while let Some(chunk) = bytes.get(at..at + CHUNK) {
+            let x = _mm256_loadu_si256(chunk.as_ptr().cast());
+            let mut inside = within(x, b'!', b'~');
+            for &b in set.but {
+                inside =
+                    _mm256_andnot_si256(_mm256_cmpeq_epi8(x, _mm256_set1_epi8(b as i8)), inside);
+            }
+            let outside = !(_mm256_movemask_epi8(inside) as u32);
+            if outside != 0 {
+                return at + outside.trailing_zeros() as usize;
+            }
+            at += CHUNK;
+        }
+        at + set.run_by_table(&bytes[at..])
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +347,37 @@ mod tests {
             Some(avx2) => agrees_with_bytewise_on_every_byte_in_every_position(avx2),
             None => eprintln!("this CPU has no AVX2: nothing to compare"),
         }
+    }
+
+    /// Every byte value, in every position of runs of a target's bytes of
+    /// lengths around the chunks' edges: `run_of` (with AVX2 past the
+    /// first chunk where the CPU has it) stops where the table does.
+    #[test]
+    fn run_of_stops_where_the_table_does() {
+        for set in [&VisibleBut::new(b"#?%"), &VisibleBut::new(b"#")] {
+            for len in [0, 1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 130] {
+                let run = vec![b'a'; len];
+                assert_eq!(run_of(&run, set), len, "{len}");
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut bytes = run.clone();
+                        bytes[at] = b;
+                        let shown = format!("{b:#04x} at {at} of {len}");
+                        assert_eq!(run_of(&bytes, set), set.run_by_table(&bytes), "{shown}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_set_is_visible_ascii_but_the_bytes_left_out() {
+        let path = VisibleBut::new(b"#?%");
+        let inside: Vec<u8> = (0..=255u8)
+            .filter(|&b| path.table[usize::from(b)])
+            .collect();
+        let expected: Vec<u8> = (b'!'..=b'~').filter(|b| !b"#?%".contains(b)).collect();
+        assert_eq!(inside, expected);
     }
 
     #[test]

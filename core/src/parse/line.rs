@@ -7,10 +7,11 @@
 //! the tables, another target form or version, a line not yet complete — is
 //! left to httparse, so the verdict on every input stays httparse's.
 
+use super::block::{self, VisibleBut};
 use crate::byteset::TCHAR;
 
 /// How many bytes at the start of `bytes` are in `table`, one at a time:
-/// methods and most targets are a few bytes, shorter than the runs
+/// methods are a few bytes, shorter than the runs
 /// [`run_of`](crate::byteset::run_of) is made for.
 fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
     bytes
@@ -44,7 +45,7 @@ pub(super) fn simple(buf: &[u8]) -> Option<Line> {
     if method_len == 0 || buf.get(method_len..=target_start) != Some(&b" /"[..]) {
         return None;
     }
-    let mut path_end = target_start + run_of(&buf[target_start..], &PATH);
+    let mut path_end = target_start + block::run_of(&buf[target_start..], &PATH);
     // A `%` starts two hex digits (RFC 3986 §2.1); a path with a stray one
     // is left to httparse, and refused after it (see `parse::split_target`).
     while buf.get(path_end) == Some(&b'%') {
@@ -56,10 +57,10 @@ pub(super) fn simple(buf: &[u8]) -> Option<Line> {
         {
             return None;
         }
-        path_end = after + run_of(&buf[after..], &PATH);
+        path_end = after + block::run_of(&buf[after..], &PATH);
     }
     let target_end = match buf.get(path_end) {
-        Some(b'?') => path_end + 1 + run_of(&buf[path_end + 1..], &VISIBLE_ASCII),
+        Some(b'?') => path_end + 1 + block::run_of(&buf[path_end + 1..], &QUERY),
         _ => path_end,
     };
     let (version, end) = buf[target_end..].split_first_chunk::<9>()?;
@@ -85,29 +86,15 @@ pub(super) fn simple(buf: &[u8]) -> Option<Line> {
     })
 }
 
-/// VCHAR, `!` to `~`, but `#`: the bytes of a simple target. httparse also
-/// takes `#` and bytes from 0x80 in a target (and then checks its UTF-8);
-/// such a target is left to it, and refused after it (see
+/// VCHAR, `!` to `~`, but `#`: the bytes of a simple target's query.
+/// httparse also takes `#` and bytes from 0x80 in a target (and then checks
+/// its UTF-8); such a target is left to it, and refused after it (see
 /// `parse::parse_general`).
-const VISIBLE_ASCII: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = b'!';
-    while b <= b'~' {
-        table[b as usize] = true;
-        b += 1;
-    }
-    table[b'#' as usize] = false;
-    table
-};
+const QUERY: VisibleBut = VisibleBut::new(b"#");
 
-/// [`VISIBLE_ASCII`] but `?`, which ends a path, and `%`, which starts an
+/// [`QUERY`]'s bytes but `?`, which ends a path, and `%`, which starts an
 /// escape.
-const PATH: [bool; 256] = {
-    let mut table = VISIBLE_ASCII;
-    table[b'?' as usize] = false;
-    table[b'%' as usize] = false;
-    table
-};
+const PATH: VisibleBut = VisibleBut::new(b"#?%");
 
 #[cfg(test)]
 mod tests {
@@ -156,7 +143,14 @@ mod tests {
             b"PROPFIND",
         ];
         let gaps: [&[u8]; 4] = [b" ", b"  ", b"\t", b""];
-        let targets: [&[u8]; 16] = [
+        // Past the first chunk too, where the runs go a chunk at a time:
+        // an escape, a query, `#`, DEL and a stray `%` there.
+        let long_escaped = [&b"/"[..], &[b'a'; 40], b"/b%41", &[b'c'; 30]].concat();
+        let long_query = [&b"/"[..], &[b'p'; 35], b"?q=", &[b'x'; 50], b"?y"].concat();
+        let long_fragment = [&b"/"[..], &[b'a'; 50], b"#frag"].concat();
+        let long_del = [&b"/"[..], &[b'a'; 33], b"\x7fb"].concat();
+        let long_stray = [&b"/"[..], &[b'a'; 64], b"%zz"].concat();
+        let targets: [&[u8]; 21] = [
             b"/",
             b"/a",
             b"/a?b",
@@ -173,6 +167,11 @@ mod tests {
             b"/a%2",
             b"/%2f%ZZ?%zz",
             b"/%2F%a1?%zz",
+            &long_escaped,
+            &long_query,
+            &long_fragment,
+            &long_del,
+            &long_stray,
         ];
         let versions: [&[u8]; 6] = [
             b"HTTP/1.1",
@@ -198,10 +197,10 @@ mod tests {
                 }
             }
         }
-        // 3 methods × 6 targets (not the one with `#`, nor those with a `%`
-        // that starts no escape in their path) × 2 versions × 2 line ends,
-        // with one space for each gap.
-        assert_eq!(read, 72);
+        // 3 methods × 8 targets (not those with `#` or DEL, nor those with
+        // a `%` that starts no escape in their path) × 2 versions × 2 line
+        // ends, with one space for each gap.
+        assert_eq!(read, 96);
     }
 
     /// Whether `simple` read `line`, after checking it against httparse.
