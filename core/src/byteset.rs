@@ -19,6 +19,16 @@ pub(crate) fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
     at + bytes[at..].iter().take_while(|&&b| is_in(b)).count()
 }
 
+/// [`run_of`] one byte at a time: for runs of a few bytes (a method, the
+/// start of a target), shorter than the steps of four are made for.
+#[inline]
+pub(crate) fn short_run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| !table[usize::from(b)])
+        .unwrap_or(bytes.len())
+}
+
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a token, so of a method and of a
 /// field name.
 pub(crate) const TCHAR: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");

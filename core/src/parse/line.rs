@@ -8,17 +8,7 @@
 //! left to httparse, so the verdict on every input stays httparse's.
 
 use super::block::{self, VisibleBut};
-use crate::byteset::TCHAR;
-
-/// How many bytes at the start of `bytes` are in `table`, one at a time:
-/// methods are a few bytes, shorter than the runs
-/// [`run_of`](crate::byteset::run_of) is made for.
-fn run_of(bytes: &[u8], table: &[bool; 256]) -> usize {
-    bytes
-        .iter()
-        .position(|&b| !table[usize::from(b)])
-        .unwrap_or(bytes.len())
-}
+use crate::byteset::{short_run_of, TCHAR};
 
 /// A simple request line, as offsets into the buffer it starts.
 pub(super) struct Line {
@@ -40,7 +30,7 @@ pub(super) struct Line {
 /// ends each) and has no error to find in it.
 #[inline]
 pub(super) fn simple(buf: &[u8]) -> Option<Line> {
-    let method_len = run_of(buf, &TCHAR);
+    let method_len = short_run_of(buf, &TCHAR);
     let target_start = method_len + 1;
     if method_len == 0 || buf.get(method_len..=target_start) != Some(&b" /"[..]) {
         return None;
