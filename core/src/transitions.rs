@@ -212,6 +212,24 @@ impl Server {
         self.settle(key, now);
     }
 
+    /// Moves connection `key` into `Idle` at `now` and reads the next
+    /// request from its buffered input at once. The state that reading
+    /// enters settles the connection, so that a pipelined request costs
+    /// one [`settle`](Self::settle) here, not two (about 90 instructions,
+    /// a twentieth of core's work for a short request); if it enters none
+    /// (reading waits: see `process_input`), it is settled in `Idle`.
+    pub(crate) fn enter_idle_and_read(&mut self, key: usize, now: Time) {
+        self.conns[key].state = State::Idle;
+        self.process_input(key, now);
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|conn| matches!(conn.state, State::Idle))
+        {
+            self.settle(key, now);
+        }
+    }
+
     /// Records progress of the body being read or the output being written
     /// at `now`, then settles the connection.
     pub(crate) fn progress(&mut self, key: usize, now: Time) {

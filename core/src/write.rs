@@ -169,15 +169,11 @@ impl Server {
         conn.sent_any = true;
         match close {
             Some(reason) => self.enter(key, State::Closing { reason }, now),
-            None => {
-                self.enter(key, State::Idle, now);
-                // The next pipelined request, if one is buffered. Without
-                // input there is nothing to read, and the response just
-                // queued keeps the buffers.
-                if self.conns[key].buffered_input() > 0 {
-                    self.process_input(key, now);
-                }
-            }
+            // The next pipelined request, if one is buffered. Without
+            // input there is nothing to read, and the response just
+            // queued keeps the buffers.
+            None if self.conns[key].buffered_input() > 0 => self.enter_idle_and_read(key, now),
+            None => self.enter(key, State::Idle, now),
         }
         if self.conns.contains(key) {
             self.queue_transmit(key);
