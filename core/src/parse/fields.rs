@@ -307,21 +307,65 @@ mod tests {
     /// Whether `simple` read `head`, after checking it against httparse,
     /// and the baseline's reader against it where `simple` took AVX2's.
     fn agrees(head: &[u8]) -> bool {
+        agrees_at(head, 0)
+    }
+
+    /// [`agrees`] for fields that start at `at` in `buf`.
+    fn agrees_at(buf: &[u8], at: usize) -> bool {
         let mut fields = Vec::new();
-        let end = simple(head, 0, 4, &mut fields);
+        let end = simple(buf, at, 4, &mut fields);
         let mut baseline = Vec::new();
-        assert_eq!(read(Baseline, head, 0, 4, &mut baseline), end);
+        assert_eq!(read(Baseline, buf, at, 4, &mut baseline), end);
         assert_eq!(baseline, fields);
         let Some(end) = end else {
             return false;
         };
-        let shown = String::from_utf8_lossy(head);
+        let shown = String::from_utf8_lossy(buf);
         let read: Vec<_> = fields
             .iter()
-            .map(|f| (f.name.get(head).to_vec(), f.value.get(head).to_vec()))
+            .map(|f| (f.name.get(buf).to_vec(), f.value.get(buf).to_vec()))
             .collect();
-        assert_eq!(httparse_fields(head), Ok(Some((end, read))), "{shown:?}");
+        let expected = Ok(Some((end - at, read)));
+        assert_eq!(
+            httparse_fields(&buf[at..]),
+            expected,
+            "at {at} of {shown:?}"
+        );
         true
+    }
+
+    /// Fields of every part, long enough to cross two chunks' edges.
+    const FIELDS: &[u8] = b"Host: www.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101\r\n\
+Accept:   */*\r\n\
+X-y:z\r\n\r\n";
+
+    /// The fields above starting at every place in a chunk, with the next
+    /// pipelined request after them, and cut short at every length; and,
+    /// at every place, each of their bytes in turn made each byte that
+    /// plays a part in a field or that no simple field has: where `simple`
+    /// reads them, httparse reads the same, and they are read whole.
+    #[test]
+    fn simple_agrees_with_httparse_wherever_the_chunks_cut() {
+        let bytes = [
+            b'\r', b'\n', b':', b' ', b'a', b'-', b'_', b'\t', 0x00, 0x7f, 0x80,
+        ];
+        for at in 0..CHUNK {
+            let mut buf = vec![b'x'; at];
+            buf.extend_from_slice(FIELDS);
+            buf.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            assert!(agrees_at(&buf, at), "at {at}");
+            for len in at..at + FIELDS.len() {
+                assert!(!agrees_at(&buf[..len], at), "at {at}, cut at {len}");
+            }
+            for place in at..at + FIELDS.len() {
+                for b in bytes {
+                    let mut changed = buf.clone();
+                    changed[place] = b;
+                    agrees_at(&changed, at);
+                }
+            }
+        }
     }
 
     /// Every head of one or two fields built from these pieces, near
