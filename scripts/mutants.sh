@@ -3,8 +3,10 @@
 # core's own tests (see MUTANTS.md for the survivors and why each lives).
 #
 #   scripts/mutants.sh [extra cargo-mutants args]     e.g. --iterate, -j 2
+#   MUTANT_FILES="parse parse/* byteset chunked" scripts/mutants.sh -j 2
 #
-# Each mutant of the files below is built in a fast profile (release, with
+# Each mutant of the files below (or of MUTANT_FILES, named as under
+# core/src without `.rs`; globs pass through to cargo-mutants) is built in a fast profile (release, with
 # debug assertions, no debug info) and judged by `cargo test -p ebb-core
 # -p ebb-sim --lib --tests`: core's unit tests and the simulator's seeds
 # test, which runs seeds 1..=1000 here (EBB_SIM_SEEDS). A mutant is caught
@@ -15,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 
-files=(drain conn read write server transitions timers)
+read -r -a files <<<"${MUTANT_FILES:-drain conn read write server transitions timers}"
 args=()
 for f in "${files[@]}"; do args+=(--file "core/src/$f.rs"); done
 

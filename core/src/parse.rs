@@ -1212,6 +1212,51 @@ mod tests {
         assert!(parse_three_ways(fits.as_bytes()).unwrap().is_some());
     }
 
+    /// The edges of rules 0 and 1, whole and byte by byte: a line whose LF
+    /// is at `line_limit` is read, one byte longer is a 414; a method as
+    /// long as a line may be is not too long alone (414, not 501); a bad
+    /// byte at `line_limit` is still in the method's window (400).
+    #[test]
+    fn the_longest_request_line_is_read_and_one_byte_more_is_not() {
+        let line_limit = Config::default().max_target_bytes + MAX_LINE_OVERHEAD;
+        // The method, a space, `/`, ` HTTP/1.1` and CR come before the LF.
+        let line =
+            |method_len: usize| format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "M".repeat(method_len));
+        let longest = line(line_limit - 12);
+        assert_eq!(longest.find('\n'), Some(line_limit));
+        assert!(parse_three_ways(longest.as_bytes()).unwrap().is_some());
+        assert_eq!(status(line(line_limit - 11).as_bytes()), 414);
+        assert_eq!(status(line(line_limit).as_bytes()), 414);
+        assert_eq!(status(line(line_limit + 1).as_bytes()), 501);
+        let bad_byte_last_in_window = ["M".repeat(line_limit), "@".into()].concat();
+        assert_eq!(status(bad_byte_last_in_window.as_bytes()), 400);
+    }
+
+    /// Rules 1 and 3 fire at the same byte when `max_head_bytes` is the
+    /// line limit: rule 1 comes first, however the bytes arrive.
+    #[test]
+    fn a_line_too_long_at_the_head_limit_is_414() {
+        let line_limit = Config::default().max_target_bytes + MAX_LINE_OVERHEAD;
+        let config = Config {
+            max_head_bytes: line_limit,
+            ..Config::default()
+        };
+        let line = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(line_limit)
+        );
+        assert_eq!(
+            parse_with(line.as_bytes(), &config),
+            Err(Reject::TargetTooLong)
+        );
+        let mut scan = HeadScan::default();
+        let mut fields = Vec::new();
+        let bytewise = (1..=line.len())
+            .map(|end| parse_head(&line.as_bytes()[..end], &mut scan, &config, &mut fields))
+            .find(|verdict| !matches!(verdict, Ok(None)));
+        assert_eq!(bytewise, Some(Err(Reject::TargetTooLong)));
+    }
+
     /// Rule 3's trigger comes first when the head may be shorter than a
     /// line: then a line too long is a head too large, however it arrives.
     #[test]
@@ -1358,14 +1403,23 @@ mod tests {
 
     #[test]
     fn a_percent_that_starts_no_escape_in_the_path_is_400() {
-        for target in ["/a%zz", "/a%4", "/%", "/a%2x/b", "/%41%", "http://h/%zz"] {
+        for target in [
+            "/a%zz",
+            "/a%4",
+            "/%",
+            "/a%2x/b",
+            "/%41%",
+            "/a%41%zz",
+            "/abc%41/%4",
+            "http://h/%zz",
+        ] {
             let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
             let reject = parse_three_ways(head.as_bytes()).unwrap_err();
             assert_eq!(reject, Reject::Malformed(Malformed::PathEscape), "{target}");
             assert_eq!(reject.status(), 400);
         }
         // Whole escapes pass, and the query is the application's to decode.
-        for target in ["/a%2F%c3%A9", "/a?q=100%", "http://h/%41?%zz"] {
+        for target in ["/a%2F%c3%A9", "/abcdef%41", "/a?q=100%", "http://h/%41?%zz"] {
             let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
             assert!(parse_three_ways(head.as_bytes()).is_ok(), "{target}");
         }
@@ -1446,6 +1500,46 @@ mod tests {
         assert_eq!(framing("Content-Lengtg"), Framing::Empty);
         let h = parse(b"GET / HTTP/1.1\r\nHost: x\r\nCONNECTION: close\r\n\r\n");
         assert!(!h.unwrap().unwrap().keep_alive);
+    }
+
+    /// A name as long as a rule's, with its first letter, is another field:
+    /// each of these, taken for the rule's, would change the head.
+    #[test]
+    fn a_name_the_length_of_a_rule_s_is_not_taken_for_it() {
+        // What the rules decide for a POST with these fields after its Host.
+        let decided = |fields: &str| {
+            let req = format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+            let head = parse_three_ways(req.as_bytes()).unwrap().unwrap();
+            let Head {
+                framing,
+                keep_alive,
+                expect_continue,
+                upgrade,
+                ..
+            } = head;
+            (framing, keep_alive, expect_continue, upgrade)
+        };
+        let plain = decided("");
+        for other in [
+            "Hose: x",
+            "Transfer-Encodinx: chunked",
+            "Connectiom: close",
+            "Connection: upgrade\r\nUpgradx: echo",
+            "Connection: upgrade\r\nTrailer: echo",
+            "Content-Length: 1\r\nExpecx: 100-continue",
+            "Content-Length: 1\r\nCookie: 100-continue",
+        ] {
+            let mut expected = plain;
+            if other.starts_with("Content-Length") {
+                expected.0 = Framing::Length(1);
+            }
+            assert_eq!(decided(&format!("{other}\r\n")), expected, "{other}");
+        }
+        // And the rules' own names are taken, as a check of the above.
+        let upgrade = decided("Connection: upgrade\r\nUpgrade: echo\r\n");
+        assert!(upgrade.3);
+        let expect = decided("Content-Length: 1\r\nExpect: 100-continue\r\n");
+        assert!(expect.2);
     }
 
     #[test]

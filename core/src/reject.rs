@@ -152,3 +152,58 @@ impl Unsupported {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal explains itself in its body, each in its own words, so
+    /// that a client (or whoever reads its log) can tell them apart.
+    #[test]
+    fn each_refusal_says_why_in_words_of_its_own() {
+        use Malformed as M;
+        let malformed = [
+            M::Head,
+            M::AsteriskTarget,
+            M::TargetForm,
+            M::TargetBytes,
+            M::PathEscape,
+            M::Host,
+            M::NoHost,
+            M::ManyHosts,
+            M::ContentLength,
+            M::ConflictingLengths,
+            M::LengthAndCoding,
+            M::CodingInHttp10,
+            M::Method,
+            M::NotChunkedLast,
+            M::ChunkedParameters,
+            M::ChunkedBody,
+            M::ChunkLineTooLong,
+        ]
+        .map(Reject::Malformed);
+        let unsupported = [
+            Unsupported::Connect,
+            Unsupported::TransferCoding,
+            Unsupported::LongMethod,
+        ]
+        .map(Reject::NotImplemented);
+        let others = [
+            Reject::TargetTooLong,
+            Reject::HeadTooLarge,
+            Reject::TooManyHeaders,
+            Reject::TrailersTooLarge,
+            Reject::BodyTooLarge,
+            Reject::HeadTimeout,
+            Reject::BodyTimeout,
+            Reject::BodyTooSlow,
+            Reject::VersionNotSupported,
+        ];
+        let all: Vec<Reject> = [&malformed[..], &unsupported, &others].concat();
+        let mut details: Vec<&str> = all.iter().map(Reject::detail).collect();
+        assert!(details.iter().all(|d| d.len() > 5), "{details:?}");
+        details.sort_unstable();
+        details.dedup();
+        assert_eq!(details.len(), all.len(), "a detail said twice");
+    }
+}

@@ -507,10 +507,47 @@ mod tests {
         assert_eq!(owned.path(), "/J%C3%BCrgen");
         assert_eq!(owned.percent_decoded_path(), "/Jürgen");
         assert_eq!(owned.query_param("q").as_deref(), Some("a b"));
-        assert_eq!(owned.query_pairs().count(), 1);
+        let pairs: Vec<_> = owned.query_pairs().collect();
+        assert_eq!(pairs, [(Cow::Borrowed("q"), Cow::Owned("a b".into()))]);
         assert_eq!(owned.header("x-name"), Some(&b"v"[..]));
         assert_eq!(owned.header_str("X-NAME"), Some("v"));
         assert_eq!(owned.body(), &Bytes::from_static(b"body"));
+    }
+
+    #[test]
+    fn expects_continue_only_when_the_client_waits_for_100() {
+        let head = |expect: &str| {
+            format!("POST / HTTP/1.1\r\nHost: h\r\n{expect}Content-Length: 1\r\n\r\n")
+        };
+        for (expect, waits) in [("Expect: 100-continue\r\n", true), ("", false)] {
+            with_request(head(expect).as_bytes(), b"", |req| {
+                assert_eq!(req.expects_continue(), waits, "{expect:?}");
+                assert_eq!(req.into_owned().expects_continue(), waits, "{expect:?}");
+            });
+        }
+    }
+
+    /// The index is the slot, small and reused; the number tells a
+    /// reused slot's connections apart.
+    #[test]
+    fn a_connection_id_is_its_slot_and_its_generation() {
+        let id = ConnId {
+            index: 7,
+            generation: 3,
+        };
+        assert_eq!(id.index(), 7);
+        assert_eq!(id.as_u64(), 3 << 32 | 7);
+        let reused = ConnId {
+            index: 7,
+            generation: 4,
+        };
+        assert_eq!(reused.index(), id.index());
+        assert_ne!(reused.as_u64(), id.as_u64());
+        let first = ConnId {
+            index: 0,
+            generation: 0,
+        };
+        assert_eq!((first.index(), first.as_u64()), (0, 0));
     }
 
     #[test]

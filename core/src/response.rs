@@ -446,6 +446,22 @@ pub(crate) fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The driver logs these: each names its own problem.
+    #[test]
+    fn each_refused_response_is_told_in_words_of_its_own() {
+        let errors = [
+            RespondError::UnknownRequest,
+            RespondError::InvalidStatus,
+            RespondError::InvalidHeader,
+            RespondError::NotAnUpgrade,
+        ];
+        let mut shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().all(|s| s.len() > 5), "{shown:?}");
+        shown.sort_unstable();
+        shown.dedup();
+        assert_eq!(shown.len(), errors.len(), "an error told twice");
+    }
+
     #[test]
     fn the_fields_core_owns_are_known_in_any_case_and_no_others_are() {
         for owned in [
@@ -660,6 +676,28 @@ mod tests {
             let mut v = value;
             v[at] = b'\t';
             assert!(is_field_value(&v));
+        }
+    }
+
+    /// The word-at-a-time test against the byte-at-a-time definition: each
+    /// bad byte at each place of values whole words long and not, among
+    /// each other byte, so that no word of odd bytes (controls, or bytes
+    /// from 0x80) slips a CR, LF or NUL through.
+    #[test]
+    fn field_values_are_judged_as_byte_by_byte_among_any_other_bytes() {
+        let allowed = |b: u8| !matches!(b, b'\r' | b'\n' | 0);
+        for other in (0..=255u8).filter(|&b| allowed(b)) {
+            for len in [8, 16, 17] {
+                let value = vec![other; len];
+                assert!(is_field_value(&value), "{other:#04x} × {len}");
+                for at in 0..len {
+                    for bad in [b'\r', b'\n', 0] {
+                        let mut v = value.clone();
+                        v[at] = bad;
+                        assert!(!is_field_value(&v), "{bad:#04x} at {at} among {other:#04x}");
+                    }
+                }
+            }
         }
     }
 

@@ -212,23 +212,26 @@ fn a_broken_stream_still_lets_the_responses_before_it_be_written() {
     assert_eq!(h.server.active_requests(), 0);
 }
 
+/// Neither sends a body; a HEAD announces the length it would have had,
+/// and a 204 none (RFC 9110 §8.6: never a `Content-Length` in a 204).
 #[test]
 fn head_and_204_send_no_body_however_much_is_streamed() {
-    for request in [
+    let requests = [
         &b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
         &b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-    ] {
+    ];
+    for (request, length) in requests
+        .into_iter()
+        .flat_map(|r| [(r, BodyLength::Unknown), (r, BodyLength::Known(17))])
+    {
         let mut h = Harness::new();
         let c = h.accept();
         h.send(c, request);
         let id = h.pending.remove(0);
-        let status = if request.starts_with(b"HEAD") {
-            200
-        } else {
-            204
-        };
+        let head = request.starts_with(b"HEAD");
+        let status = if head { 200 } else { 204 };
         h.server
-            .handle_stream_start(id, status, NONE, BodyLength::Unknown, h.now)
+            .handle_stream_start(id, status, NONE, length, h.now)
             .unwrap();
         h.pump();
         data(&mut h, id, b"never on the wire").unwrap();
@@ -236,6 +239,9 @@ fn head_and_204_send_no_body_however_much_is_streamed() {
         let out = h.output(c);
         assert!(out.ends_with("\r\n\r\n") && !out.contains("never"), "{out}");
         assert!(!out.contains("\r\n0\r\n"), "no last chunk either: {out}");
+        let announced = head && length == BodyLength::Known(17);
+        assert_eq!(out.contains("Content-Length: 17\r\n"), announced, "{out}");
+        assert_eq!(out.contains("Content-Length"), announced, "{out}");
         let counted = h.log.iter().find_map(|e| match e {
             Event::Finished(f) => Some(f.body_bytes),
             _ => None,
@@ -1049,4 +1055,47 @@ fn an_early_answer_to_a_request_that_asked_to_close_lingers_for_its_body() {
         "a plain close would reset the client still sending"
     );
     assert_eq!(h.half_close_reason(c), Some(CloseReason::BodyUnread));
+}
+
+/// A streamed body is found by its own request's id alone: not by another
+/// connection's, nor by an earlier request's on the same connection.
+#[test]
+fn a_streamed_body_answers_to_its_own_request_id_alone() {
+    let mut h = streaming_bodies();
+    let first = h.accept();
+    let second = h.accept();
+    h.send(first, UPLOAD_HEAD);
+    h.send(first, b"1111");
+    let on_first = h.pending[0];
+    h.send(second, &get("/before"));
+    let answered = h.pending[1];
+    h.respond(second, 200, b"ok");
+    h.send(second, UPLOAD_HEAD);
+    h.send(second, b"22");
+    let on_second = h.pending[1];
+    assert_eq!(on_second.conn(), second);
+    assert_eq!(body(&h, on_first), (b"1111".to_vec(), false));
+    assert_eq!(body(&h, on_second), (b"22".to_vec(), false));
+    assert_eq!(h.server.request_body(answered), None, "answered already");
+    // Consumed and asked for by the same ids, each on its own.
+    h.server.handle_body_consumed(on_second, 2, h.now);
+    h.server.handle_body_consumed(answered, 4, h.now);
+    h.pump();
+    assert_eq!(body(&h, on_first), (b"1111".to_vec(), false));
+    assert_eq!(body(&h, on_second), (Vec::new(), false));
+}
+
+/// The driver logs these: each names its own problem.
+#[test]
+fn each_stream_error_is_told_in_words_of_its_own() {
+    let errors = [
+        StreamError::UnknownStream,
+        StreamError::LengthMismatch,
+        StreamError::InvalidTrailer,
+    ];
+    let mut shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(shown.iter().all(|s| s.len() > 5), "{shown:?}");
+    shown.sort_unstable();
+    shown.dedup();
+    assert_eq!(shown.len(), errors.len(), "an error told twice");
 }
