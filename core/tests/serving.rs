@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ebb_core::{Bytes, Config, Event, RespondError};
+use ebb_core::{Bytes, CloseReason, Config, Event, RespondError};
 use ebb_testkit::harness::{get, Harness};
 
 #[test]
@@ -463,6 +463,44 @@ fn a_write_stall_closes_the_connection_and_releases_the_count() {
     h.advance(Duration::from_secs(1));
     assert!(h.closed(c));
     assert_eq!(h.server.active_requests(), 0);
+}
+
+/// Queuing is not progress: a response queued behind one the client is
+/// not reading does not put off the stall, which counts from when the
+/// connection began to wait on its output.
+#[test]
+fn a_response_queued_behind_a_stalled_one_does_not_restart_the_stall() {
+    let mut h = Harness::with(Config {
+        write_stall_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &[get("/1"), get("/2")].concat());
+    h.respond(c, 200, b"first");
+    h.advance(Duration::from_secs(4));
+    h.respond(c, 200, b"second");
+    assert!(!h.closed(c));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.close_reason(c), Some(CloseReason::WriteStall));
+}
+
+/// Nor is a rejection queued behind it (here of bytes that are no request).
+#[test]
+fn a_rejection_queued_behind_a_stalled_response_does_not_restart_the_stall() {
+    let mut h = Harness::with(Config {
+        write_stall_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    h.respond(c, 200, b"first");
+    h.advance(Duration::from_secs(4));
+    h.send(c, b"\x16\x03\x01 not HTTP\r\n\r\n");
+    assert!(!h.closed(c));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.close_reason(c), Some(CloseReason::WriteStall));
 }
 
 #[test]

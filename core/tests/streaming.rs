@@ -492,6 +492,31 @@ fn a_second_terminate_in_pre_stop_counts_an_upgraded_connection_open_and_cut() {
     assert_eq!((report.upgraded_open, report.upgraded_cut), (1, 1));
 }
 
+/// A `101` still being written as the drain begins leaves HTTP during it:
+/// told to stop as it does, and counted open in the report all the same.
+#[test]
+fn an_upgrade_written_during_the_drain_is_told_to_stop_and_counted() {
+    let mut h = Harness::new();
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, UPGRADE);
+    let id = h.pending.remove(0);
+    h.server
+        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+        .unwrap();
+    h.pump();
+    h.terminate();
+    h.backlog_empty();
+    assert!(!h.log.contains(&Event::StopUpgraded(c)), "not upgraded yet");
+    h.write(c, usize::MAX);
+    assert!(h.log.contains(&Event::Upgraded(c)));
+    assert!(h.log.contains(&Event::StopUpgraded(c)));
+    h.server.handle_upgraded_closed(c, h.now);
+    h.pump();
+    let report = h.exit.expect("nothing left");
+    assert_eq!((report.upgraded_open, report.upgraded_cut), (1, 0));
+}
+
 #[test]
 fn an_upgraded_connection_closed_by_the_application_lets_the_drain_exit() {
     let mut h = Harness::new();
@@ -1057,6 +1082,102 @@ fn an_early_answer_to_a_request_that_asked_to_close_lingers_for_its_body() {
     assert_eq!(h.half_close_reason(c), Some(CloseReason::BodyUnread));
 }
 
+/// A chunked stream whose buffer is full takes nothing, and writes no
+/// empty chunk (which would end the body): the body arrives whole.
+#[test]
+fn a_chunked_stream_with_no_room_takes_nothing_and_writes_no_chunk() {
+    let mut h = Harness::with(Config {
+        max_stream_buffer_bytes: 1000,
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = start(&mut h, BodyLength::Unknown);
+    let body: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut rest = &body[..];
+    while !rest.is_empty() {
+        let taken = data(&mut h, id, rest).unwrap();
+        assert!(taken > 0, "room was made before each offer");
+        rest = &rest[taken..];
+        if !rest.is_empty() {
+            assert_eq!(data(&mut h, id, rest), Ok(0), "no room left");
+        }
+        h.write(c, usize::MAX);
+    }
+    end(&mut h, id).unwrap();
+    h.write(c, usize::MAX);
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].body, body);
+}
+
+/// A client that reads nothing is not kept by a producer that keeps
+/// offering: what it offers finds no room and is no progress, so the
+/// write stall closes the connection on time.
+#[test]
+fn a_producer_offering_into_a_full_buffer_does_not_hold_off_the_write_stall() {
+    let mut h = Harness::with(Config {
+        max_stream_buffer_bytes: 1000,
+        write_stall_timeout: Duration::from_secs(5),
+        ..Config::default()
+    });
+    h.auto_write = false;
+    let c = h.accept();
+    h.send(c, &get("/"));
+    let id = start(&mut h, BodyLength::Unknown);
+    assert!(data(&mut h, id, &[b'x'; 2000]).unwrap() > 0);
+    for _ in 0..4 {
+        h.advance_ms(1_000);
+        assert_eq!(data(&mut h, id, b"more"), Ok(0));
+    }
+    // Nor does its end, queued behind what waits.
+    end(&mut h, id).unwrap();
+    assert!(!h.closed(c));
+    h.advance_ms(1_000);
+    assert_eq!(h.close_reason(c), Some(CloseReason::WriteStall));
+}
+
+/// Nor is a streamed response's head, or a `101`, queued behind a
+/// response the client is not reading.
+#[test]
+fn a_stream_or_a_switch_queued_behind_a_stalled_response_does_not_restart_the_stall() {
+    for switch in [false, true] {
+        let mut h = Harness::with(Config {
+            write_stall_timeout: Duration::from_secs(5),
+            ..Config::default()
+        });
+        h.auto_write = false;
+        let c = h.accept();
+        let second: &[u8] = if switch {
+            UPGRADE
+        } else {
+            b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n"
+        };
+        h.send(c, &[&get("/1")[..], second].concat());
+        h.respond(c, 200, b"first");
+        h.advance_ms(4_000);
+        let id = h.pending.remove(0);
+        if switch {
+            h.server
+                .handle_upgrade(id, [("Upgrade", "echo")], h.now)
+                .unwrap();
+        } else {
+            h.server
+                .handle_stream_start(id, 200, NONE, BodyLength::Unknown, h.now)
+                .unwrap();
+        }
+        h.pump();
+        assert!(!h.closed(c), "switch: {switch}");
+        h.advance_ms(1_000);
+        assert_eq!(
+            h.close_reason(c),
+            Some(CloseReason::WriteStall),
+            "switch: {switch}"
+        );
+    }
+}
+
 /// A streamed body is found by its own request's id alone: not by another
 /// connection's, nor by an earlier request's on the same connection.
 #[test]
@@ -1083,6 +1204,31 @@ fn a_streamed_body_answers_to_its_own_request_id_alone() {
     h.pump();
     assert_eq!(body(&h, on_first), (b"1111".to_vec(), false));
     assert_eq!(body(&h, on_second), (Vec::new(), false));
+}
+
+/// So is a streamed response: an earlier request's id on the same
+/// connection feeds nothing into it.
+#[test]
+fn a_streamed_response_takes_data_for_its_own_request_id_alone() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/before"));
+    let answered = h.pending[0];
+    h.respond(c, 200, b"ok");
+    h.send(c, &get("/stream"));
+    let id = start(&mut h, BodyLength::Unknown);
+    assert_eq!(
+        data(&mut h, answered, b"not mine"),
+        Err(StreamError::UnknownStream)
+    );
+    assert_eq!(
+        h.server.handle_stream_end(answered, NONE, h.now),
+        Err(StreamError::UnknownStream)
+    );
+    data(&mut h, id, b"mine").unwrap();
+    end(&mut h, id).unwrap();
+    let responses = h.responses(c);
+    assert_eq!(responses[1].body, b"mine");
 }
 
 /// The driver logs these: each names its own problem.
