@@ -446,22 +446,6 @@ pub(crate) fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    /// The driver logs these: each names its own problem.
-    #[test]
-    fn each_refused_response_is_told_in_words_of_its_own() {
-        let errors = [
-            RespondError::UnknownRequest,
-            RespondError::InvalidStatus,
-            RespondError::InvalidHeader,
-            RespondError::NotAnUpgrade,
-        ];
-        let mut shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert!(shown.iter().all(|s| s.len() > 5), "{shown:?}");
-        shown.sort_unstable();
-        shown.dedup();
-        assert_eq!(shown.len(), errors.len(), "an error told twice");
-    }
-
     #[test]
     fn the_fields_core_owns_are_known_in_any_case_and_no_others_are() {
         for owned in [

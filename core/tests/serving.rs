@@ -465,17 +465,24 @@ fn a_write_stall_closes_the_connection_and_releases_the_count() {
     assert_eq!(h.server.active_requests(), 0);
 }
 
-/// Queuing is not progress: a response queued behind one the client is
-/// not reading does not put off the stall, which counts from when the
-/// connection began to wait on its output.
-#[test]
-fn a_response_queued_behind_a_stalled_one_does_not_restart_the_stall() {
+/// A harness whose client reads nothing and whose writes stall after 5 s,
+/// and a connection.
+fn stalls_in_five_seconds() -> (Harness, ebb_core::ConnId) {
     let mut h = Harness::with(Config {
         write_stall_timeout: Duration::from_secs(5),
         ..Config::default()
     });
     h.auto_write = false;
     let c = h.accept();
+    (h, c)
+}
+
+/// Queuing is not progress: a response queued behind one the client is
+/// not reading does not put off the stall, which counts from when the
+/// connection began to wait on its output.
+#[test]
+fn a_response_queued_behind_a_stalled_one_does_not_restart_the_stall() {
+    let (mut h, c) = stalls_in_five_seconds();
     h.send(c, &[get("/1"), get("/2")].concat());
     h.respond(c, 200, b"first");
     h.advance(Duration::from_secs(4));
@@ -488,12 +495,7 @@ fn a_response_queued_behind_a_stalled_one_does_not_restart_the_stall() {
 /// Nor is a rejection queued behind it (here of bytes that are no request).
 #[test]
 fn a_rejection_queued_behind_a_stalled_response_does_not_restart_the_stall() {
-    let mut h = Harness::with(Config {
-        write_stall_timeout: Duration::from_secs(5),
-        ..Config::default()
-    });
-    h.auto_write = false;
-    let c = h.accept();
+    let (mut h, c) = stalls_in_five_seconds();
     h.send(c, &get("/1"));
     h.respond(c, 200, b"first");
     h.advance(Duration::from_secs(4));

@@ -266,15 +266,22 @@ fn trailers_follow_a_chunked_body() {
         .ends_with("3\r\nabc\r\n0\r\nX-Checksum: 900150983cd24fb0\r\n\r\n"));
 }
 
-#[test]
-fn a_fast_producer_is_held_to_the_stream_buffer_and_told_when_it_may_go_on() {
-    let mut h = Harness::with(Config {
-        max_stream_buffer_bytes: 1000,
-        ..Config::default()
-    });
+/// A harness whose client reads nothing, with `config`, and a connection
+/// with a `GET /` on it.
+fn unread(config: Config) -> (Harness, ebb_core::ConnId) {
+    let mut h = Harness::with(config);
     h.auto_write = false;
     let c = h.accept();
     h.send(c, &get("/"));
+    (h, c)
+}
+
+#[test]
+fn a_fast_producer_is_held_to_the_stream_buffer_and_told_when_it_may_go_on() {
+    let (mut h, c) = unread(Config {
+        max_stream_buffer_bytes: 1000,
+        ..Config::default()
+    });
     let id = h.pending.remove(0);
     h.server
         .handle_stream_start(id, 200, NONE, BodyLength::Known(5000), h.now)
@@ -352,7 +359,7 @@ const UPGRADE: &[u8] =
     b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly bytes";
 
 /// A connection of `h` whose request to upgrade was answered `101` and
-/// written: it has left HTTP.
+/// written (unless `h` writes only when told): it has left HTTP.
 fn upgraded(h: &mut Harness) -> ebb_core::ConnId {
     let c = h.accept();
     h.send(c, UPGRADE);
@@ -498,13 +505,7 @@ fn a_second_terminate_in_pre_stop_counts_an_upgraded_connection_open_and_cut() {
 fn an_upgrade_written_during_the_drain_is_told_to_stop_and_counted() {
     let mut h = Harness::new();
     h.auto_write = false;
-    let c = h.accept();
-    h.send(c, UPGRADE);
-    let id = h.pending.remove(0);
-    h.server
-        .handle_upgrade(id, [("Upgrade", "echo")], h.now)
-        .unwrap();
-    h.pump();
+    let c = upgraded(&mut h);
     h.terminate();
     h.backlog_empty();
     assert!(!h.log.contains(&Event::StopUpgraded(c)), "not upgraded yet");
@@ -1086,13 +1087,10 @@ fn an_early_answer_to_a_request_that_asked_to_close_lingers_for_its_body() {
 /// empty chunk (which would end the body): the body arrives whole.
 #[test]
 fn a_chunked_stream_with_no_room_takes_nothing_and_writes_no_chunk() {
-    let mut h = Harness::with(Config {
+    let (mut h, c) = unread(Config {
         max_stream_buffer_bytes: 1000,
         ..Config::default()
     });
-    h.auto_write = false;
-    let c = h.accept();
-    h.send(c, &get("/"));
     let id = start(&mut h, BodyLength::Unknown);
     let body: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let mut rest = &body[..];
@@ -1117,14 +1115,11 @@ fn a_chunked_stream_with_no_room_takes_nothing_and_writes_no_chunk() {
 /// write stall closes the connection on time.
 #[test]
 fn a_producer_offering_into_a_full_buffer_does_not_hold_off_the_write_stall() {
-    let mut h = Harness::with(Config {
+    let (mut h, c) = unread(Config {
         max_stream_buffer_bytes: 1000,
         write_stall_timeout: Duration::from_secs(5),
         ..Config::default()
     });
-    h.auto_write = false;
-    let c = h.accept();
-    h.send(c, &get("/"));
     let id = start(&mut h, BodyLength::Unknown);
     assert!(data(&mut h, id, &[b'x'; 2000]).unwrap() > 0);
     for _ in 0..4 {
@@ -1143,18 +1138,16 @@ fn a_producer_offering_into_a_full_buffer_does_not_hold_off_the_write_stall() {
 #[test]
 fn a_stream_or_a_switch_queued_behind_a_stalled_response_does_not_restart_the_stall() {
     for switch in [false, true] {
-        let mut h = Harness::with(Config {
+        let (mut h, c) = unread(Config {
             write_stall_timeout: Duration::from_secs(5),
             ..Config::default()
         });
-        h.auto_write = false;
-        let c = h.accept();
         let second: &[u8] = if switch {
             UPGRADE
         } else {
             b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n"
         };
-        h.send(c, &[&get("/1")[..], second].concat());
+        h.send(c, second);
         h.respond(c, 200, b"first");
         h.advance_ms(4_000);
         let id = h.pending.remove(0);
@@ -1231,17 +1224,30 @@ fn a_streamed_response_takes_data_for_its_own_request_id_alone() {
     assert_eq!(responses[1].body, b"mine");
 }
 
-/// The driver logs these: each names its own problem.
+/// The driver logs these: each error names its own problem.
 #[test]
-fn each_stream_error_is_told_in_words_of_its_own() {
-    let errors = [
+fn each_error_is_told_in_words_of_its_own() {
+    let mut shown: Vec<String> = [
         StreamError::UnknownStream,
         StreamError::LengthMismatch,
         StreamError::InvalidTrailer,
-    ];
-    let mut shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain(
+        [
+            RespondError::UnknownRequest,
+            RespondError::InvalidStatus,
+            RespondError::InvalidHeader,
+            RespondError::NotAnUpgrade,
+        ]
+        .iter()
+        .map(ToString::to_string),
+    )
+    .collect();
+    let count = shown.len();
     assert!(shown.iter().all(|s| s.len() > 5), "{shown:?}");
     shown.sort_unstable();
     shown.dedup();
-    assert_eq!(shown.len(), errors.len(), "an error told twice");
+    assert_eq!(shown.len(), count, "an error told twice");
 }
