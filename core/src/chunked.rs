@@ -421,6 +421,18 @@ mod tests {
             d.decode(overflow, &mut Vec::new(), &limits),
             Err(ChunkedError::Malformed)
         );
+        // The largest size a u64 holds is a number, only too large; so is
+        // one behind any number of zeros.
+        for largest in [
+            &b"ffffffffffffffff\r\n"[..],
+            b"0000000000000000000fffffffffffffff0\r\n",
+        ] {
+            let mut d = ChunkedDecoder::new();
+            assert_eq!(
+                d.decode(largest, &mut Vec::new(), &limits),
+                Err(ChunkedError::BodyTooLarge)
+            );
+        }
     }
 
     #[test]
@@ -524,6 +536,8 @@ mod tests {
     #[test]
     fn allows_whitespace_only_before_an_extension() {
         assert!(decode_whole(b"1 ;x\r\na\r\n0\r\n\r\n").is_ok());
+        assert!(decode_whole(b"1 \t ;x\r\na\r\n0\r\n\r\n").is_ok());
+        assert!(decode_bytewise(b"1\t\t;x\r\na\r\n0\r\n\r\n").is_ok());
         let mut d = ChunkedDecoder::new();
         assert_eq!(
             d.decode(b"1 \r\n", &mut Vec::new(), &LIMITS),
