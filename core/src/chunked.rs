@@ -455,6 +455,13 @@ mod tests {
 
     #[test]
     fn bounds_extensions_and_trailers() {
+        // The size, `;` and the extension count: 32 bytes fit, 33 do not.
+        let line = |ext: usize| format!("1;{}\r\na\r\n0\r\n\r\n", "e".repeat(ext));
+        assert!(decode_whole(line(30).as_bytes()).is_ok());
+        assert_eq!(
+            decode_whole(line(31).as_bytes()),
+            Err(ChunkedError::LineTooLong)
+        );
         let mut d = ChunkedDecoder::new();
         let long_ext = format!("1;{}\r\n", "e".repeat(40));
         assert_eq!(

@@ -119,3 +119,52 @@ impl fmt::Display for CloseReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reject::Reject;
+
+    /// Each reason a log line gives is its own, and a refusal names its
+    /// status and why.
+    #[test]
+    fn each_close_is_told_in_words_of_its_own() {
+        use CloseReason as C;
+        let reasons = [
+            C::ClientAsked,
+            C::ClientClosed,
+            C::Aborted,
+            C::Rejected(Reject::HeadTimeout),
+            C::KeepAliveTimeout,
+            C::KeepAliveOff,
+            C::NewConnectionTimeout,
+            C::FdPressure,
+            C::IdleInDrain,
+            C::FirstByteGrace,
+            C::Stopping,
+            C::WriteStall,
+            C::LingerTimeout,
+            C::LingerOverflow,
+            C::DeadlineCut,
+            C::ForcedExit,
+            C::AfterExit,
+            C::StreamMismatch,
+            C::CloseDelimited,
+            C::UpgradedClosed,
+            C::BodyUnread,
+        ];
+        let mut told: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+        assert!(told.iter().all(|t| t.len() > 5), "{told:?}");
+        assert_eq!(
+            told[3],
+            "rejected with 408: request head not received in time"
+        );
+        told.sort_unstable();
+        told.dedup();
+        assert_eq!(told.len(), reasons.len(), "a reason told twice");
+        let mut explained: Vec<&str> = reasons.iter().map(|r| r.explain()).collect();
+        explained.sort_unstable();
+        explained.dedup();
+        assert_eq!(explained.len(), reasons.len(), "a reason explained twice");
+    }
+}
