@@ -469,6 +469,12 @@ mod tests {
         assert_eq!(again.body.capacity(), 0, "dropped above the bound");
         assert_eq!(again.out.capacity(), 0, "dropped above the bound");
         assert_eq!(again.fields.capacity(), 0, "dropped above its bound");
+        let mut bufs = again;
+        bufs.input.clear();
+        bufs.input.shrink_away();
+        bufs.input.extend(&[b'x'; POOL_KEEP_BYTES + 1]);
+        pool.give(bufs);
+        assert_eq!(pool.take().input.capacity(), 0, "input above the bound");
     }
 
     #[test]

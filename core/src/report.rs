@@ -233,6 +233,58 @@ mod tests {
         assert!(a.lost_work());
     }
 
+    /// Every count is summed, and each of the three signs of lost work
+    /// is one alone; a clean drain lost none.
+    #[test]
+    fn merging_sums_every_count_and_each_sign_of_lost_work_counts_alone() {
+        let counts = |r: &DrainReport| {
+            [
+                r.backlog_accepted,
+                r.silent_closed,
+                r.idle_closed,
+                r.requests_completed,
+                r.requests_rejected,
+                r.requests_cut,
+                r.upgraded_open,
+                r.upgraded_cut,
+                r.reset_risk_closes,
+                r.stuck_workers,
+            ]
+        };
+        let mut b = DrainReport::new(Time::ZERO);
+        b.handed_off = true;
+        [
+            b.backlog_accepted,
+            b.silent_closed,
+            b.idle_closed,
+            b.requests_completed,
+            b.requests_rejected,
+            b.requests_cut,
+            b.upgraded_open,
+            b.upgraded_cut,
+            b.reset_risk_closes,
+            b.stuck_workers,
+        ] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        let mut a = DrainReport::new(Time::ZERO);
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(counts(&a), [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
+        assert!(a.handed_off);
+        let mut clean = DrainReport::new(Time::ZERO);
+        clean.merge(&DrainReport::new(Time::ZERO));
+        assert!(!clean.handed_off);
+        assert!(!clean.lost_work());
+        for sign in 0..3 {
+            let mut r = DrainReport::new(Time::ZERO);
+            match sign {
+                0 => r.forced = Some(Forced::SecondTerminate),
+                1 => r.requests_cut = 1,
+                _ => r.stuck_workers = 1,
+            }
+            assert!(r.lost_work(), "sign {sign}");
+        }
+    }
+
     #[test]
     fn stuck_workers_are_summed_shown_and_lost_work() {
         let mut a = DrainReport::new(Time::ZERO);

@@ -152,6 +152,38 @@ fn pipelined_batches_in_steady_state_allocate_nothing() {
     ebb_testkit::properties::assert_invariants(&server);
 }
 
+/// Reads that each end mid-request (as TCP may cut a pipelined stream)
+/// keep only the unread part: the bytes already handed over are let go of
+/// as more arrive, so the input buffer does not grow, and nothing is
+/// allocated in steady state.
+#[test]
+fn reads_that_end_mid_request_keep_only_what_is_unread() {
+    TRACKED.with(|t| t.set(true));
+    let mut server = Server::new(Config::default());
+    let now = Time::ZERO;
+    let conn = server.handle_accept(now);
+    let half = REQUEST.len() / 2;
+    // Half a request, then a request's length each time: every read
+    // completes the request before it and leaves half of the next.
+    let stream = REQUEST.repeat(1_200);
+    let mut reads = std::iter::once(&stream[..half]).chain(stream[half..].chunks(REQUEST.len()));
+    for read in reads.by_ref().take(100) {
+        pipelined_batch(&mut server, conn, read, now);
+    }
+    let before = allocations();
+    let mut answered = 0;
+    for read in reads.take(1_000) {
+        answered += pipelined_batch(&mut server, conn, read, now);
+    }
+    assert_eq!(answered, 1_000);
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations in 1,000 split reads"
+    );
+    ebb_testkit::properties::assert_invariants(&server);
+}
+
 #[test]
 fn idle_connections_hold_no_buffers_and_steady_state_allocates_nothing() {
     TRACKED.with(|t| t.set(true));
