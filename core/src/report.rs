@@ -285,6 +285,19 @@ mod tests {
         }
     }
 
+    /// A response written whole counts by its outcome; one whose request
+    /// was left unfinished (a stream that broke its length) counts as
+    /// neither completed nor rejected.
+    #[test]
+    fn a_written_response_counts_by_its_outcome() {
+        let mut r = DrainReport::new(Time::ZERO);
+        r.record_written(Outcome::Unfinished(CloseReason::StreamMismatch));
+        assert_eq!((r.requests_completed, r.requests_rejected), (0, 0));
+        r.record_written(Outcome::Rejected(crate::reject::Reject::HeadTimeout));
+        r.record_written(Outcome::Complete);
+        assert_eq!((r.requests_completed, r.requests_rejected), (1, 1));
+    }
+
     #[test]
     fn stuck_workers_are_summed_shown_and_lost_work() {
         let mut a = DrainReport::new(Time::ZERO);

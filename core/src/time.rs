@@ -99,3 +99,32 @@ impl fmt::Debug for Time {
         write!(f, "t+{:.6}s", self.since_epoch().as_secs_f64())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanoseconds_read_back_as_given() {
+        for ns in [0, 1, 1_500_000_000, u64::MAX] {
+            assert_eq!(Time::from_nanos(ns).as_nanos(), ns);
+        }
+    }
+
+    /// A timeout longer than 584 years means "never": it saturates, and
+    /// never wraps round to a short one.
+    #[test]
+    fn a_huge_duration_saturates_and_never_wraps() {
+        let never = Time::from_nanos(u64::MAX);
+        assert_eq!(Time::ZERO + Duration::MAX, never);
+        assert_eq!(Time::from_millis(5) + Duration::from_secs(u64::MAX), never);
+        let longest = Duration::from_nanos(u64::MAX);
+        assert_eq!(Time::ZERO + longest, never);
+        let just_over = longest + Duration::from_nanos(1);
+        assert_eq!(Time::ZERO + just_over, never);
+        assert_eq!(
+            Time::from_nanos(7) + Duration::from_nanos(3),
+            Time::from_nanos(10)
+        );
+    }
+}
