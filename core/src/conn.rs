@@ -288,6 +288,18 @@ impl Buffers {
     }
 }
 
+/// Why core asks the driver how much waits unread in a connection's socket.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum UnreadAsk {
+    /// The drain began, or the connection was accepted during it: what
+    /// waits was sent before the drain (or from the backlog), and the
+    /// requests in it are owed like those core had read.
+    Drain,
+    /// The drain's timer would close the idle connection: a request that
+    /// reached its socket first would be lost by the close.
+    Close,
+}
+
 #[derive(Debug)]
 pub(crate) struct Conn {
     /// Distinguishes this connection from earlier ones in the same slot.
@@ -305,6 +317,13 @@ pub(crate) struct Conn {
     /// followed by bytes received before the drain was not the last one its
     /// client sent before the drain, so its answer keeps the connection.
     pub received_before_drain: Option<u64>,
+    /// Why core asked the driver how much waits unread in the socket
+    /// ([`Event::CountUnread`](crate::Event::CountUnread)), while it waits
+    /// for the answer.
+    pub unread_asked: Option<UnreadAsk>,
+    /// [`received`](Self::received) plus what the driver last said waited
+    /// unread in the socket: the bytes it will read.
+    pub unread_until: u64,
     /// When the connection last finished a response (or was accepted).
     pub last_active: Time,
     pub peer_eof: bool,
@@ -328,6 +347,8 @@ impl Conn {
             next_seq: 0,
             received: 0,
             received_before_drain: None,
+            unread_asked: None,
+            unread_until: 0,
             last_active: now,
             peer_eof: false,
             sent_any: false,
@@ -374,6 +395,15 @@ impl Conn {
                     | State::Switching
                     | State::Upgraded
             )
+    }
+
+    /// Whether an idle connection in the drain waits on bytes in its socket
+    /// rather than on a timer: core asked how many there are and has no
+    /// answer yet, or was told of more than it has read. A request may be
+    /// among them, and a close would lose it. The driver answers and reads
+    /// at once; the drain deadline bounds the wait.
+    pub fn waits_on_unread(&self) -> bool {
+        self.unread_asked.is_some() || self.unread_until > self.received
     }
 
     /// Whether a request whose `len` bytes start the input buffer may be

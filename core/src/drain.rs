@@ -8,7 +8,7 @@
 //! `terminate` exits at once.
 
 use crate::close::CloseReason;
-use crate::conn::State;
+use crate::conn::{State, UnreadAsk};
 use crate::lifecycle::{Drain, Lifecycle, Phase};
 use crate::report::{DrainReport, Forced};
 use crate::request::ConnId;
@@ -16,6 +16,7 @@ use crate::response::CUT_WHILE_RECEIVING;
 use crate::server::{Event, Server};
 use crate::time::Time;
 use crate::timers::TimerKind;
+use crate::transitions::implied_timer;
 
 /// What becomes of the connections queued in the listen backlog when the
 /// drain begins.
@@ -103,18 +104,39 @@ impl Server {
     }
 
     /// Input: the answer to [`Event::CountUnread`]: the connection's socket
-    /// holds `unread` bytes core has not read. Every request in them counts
-    /// as sent before the drain: the answers before theirs keep the
-    /// connection, and core reads on until it has them.
+    /// holds `unread` bytes core has not read. Core reads on until it has
+    /// them, and an idle connection waits for them untimed. Asked as the
+    /// drain began, every request in them counts as sent before it: the
+    /// answers before theirs keep the connection.
     pub fn handle_unread(&mut self, conn: ConnId, unread: usize, now: Time) {
-        self.advance(now);
+        let now = self.advance(now);
         if let Some(key) = self.key_of(conn) {
             let conn = &mut self.conns[key];
-            if let Some(before) = &mut conn.received_before_drain {
-                *before = (*before).max(conn.received + unread as u64);
+            let until = conn.received + unread as u64;
+            conn.unread_until = conn.unread_until.max(until);
+            if conn.unread_asked.take() == Some(UnreadAsk::Drain) {
+                if let Some(before) = &mut conn.received_before_drain {
+                    *before = (*before).max(until);
+                }
             }
+            self.settle_counted(key, now);
         }
         self.finish_input();
+    }
+
+    /// Settles connection `key` once the driver has counted what its socket
+    /// holds. An idle one whose drain timer passed while core waited for
+    /// the count, with nothing unread, closes at once, as that timer does:
+    /// settled first, it would go back on its list out of order.
+    fn settle_counted(&mut self, key: usize, now: Time) {
+        let conn = &self.conns[key];
+        let timer = implied_timer(conn, self.drain_times(), &self.config, &self.timeouts);
+        match timer {
+            Some((kind @ (TimerKind::Idle | TimerKind::FirstByte), due)) if due <= now => {
+                self.close_for_timer(key, kind, now)
+            }
+            _ => self.settle(key, now),
+        }
     }
 
     /// Whether the server has been told to stop (PreStop or later). A readiness
@@ -159,7 +181,12 @@ impl Server {
                 State::Upgraded => self.events.push_back(Event::StopUpgraded(id)),
                 // First in the queue: a response queued before the count
                 // would close on what core had read alone.
-                _ if conn.may_hold_unread() => self.events.push_front(Event::CountUnread(id)),
+                // Idle ones are asked in the order of their timers, below.
+                _ if conn.link.kind().is_some_and(TimerKind::is_idle) => {}
+                _ if conn.may_hold_unread() => {
+                    conn.unread_asked = Some(UnreadAsk::Drain);
+                    self.events.push_front(Event::CountUnread(id));
+                }
                 _ => {}
             }
         }
@@ -172,9 +199,13 @@ impl Server {
     /// Idle connections take their drain timers: a never-used one gets
     /// `first_byte_grace` from now, a keep-alive one the rest of
     /// `idle_close_after` since its last response — and closes now if it has
-    /// been quiet that long already. The idle list is ordered by last
+    /// been quiet that long already. Each whose socket may hold a request
+    /// sent before the drain is asked first what waits unread, and waits
+    /// untimed for the answer ([`Self::handle_unread`]): a close before it
+    /// would lose such a request. The idle list is ordered by last
     /// activity, so re-arming it front to back keeps every list ordered (the
-    /// never-used ones all get the same deadline).
+    /// never-used ones all get the same deadline); the counts are asked in
+    /// that order too, so that the answers re-arm the lists at their tails.
     fn retime_idle_connections(&mut self, now: Time) {
         let mut idle = Vec::new();
         for kind in [TimerKind::Idle, TimerKind::FirstByte] {
@@ -187,6 +218,15 @@ impl Server {
         // Off the list first, so each is appended to an emptied list in order.
         for &key in &idle {
             self.timers.clear(&mut self.conns, key);
+        }
+        // Pushed to the front from the last, so the first is asked first.
+        for &key in idle.iter().rev() {
+            let conn = &mut self.conns[key];
+            if conn.may_hold_unread() {
+                conn.unread_asked = Some(UnreadAsk::Drain);
+                let id = self.id_of(key);
+                self.events.push_front(Event::CountUnread(id));
+            }
         }
         for key in idle {
             self.settle(key, now);

@@ -6,7 +6,7 @@ use slab::Slab;
 
 use crate::close::CloseReason;
 use crate::config::{Config, Timeouts};
-use crate::conn::{Conn, Pool, State};
+use crate::conn::{Conn, Pool, State, UnreadAsk};
 use crate::finished::Finished;
 use crate::lifecycle::Lifecycle;
 use crate::reject::Reject;
@@ -43,13 +43,16 @@ pub enum Event {
     /// The drain began: tell the application owning this upgraded
     /// connection to wind it down; the deadline closes it otherwise.
     StopUpgraded(ConnId),
-    /// The drain began, or the connection was accepted during it: say with
-    /// [`Server::handle_unread`] how many bytes the connection's socket
-    /// holds that core has not read (`FIONREAD`).
-    /// Its client sent them before the drain, so the requests in them are
-    /// answered like those core had read; they may have waited unread
-    /// behind a response, or for a readiness not yet seen. (A driver that
-    /// cannot tell may skip it: then only what core had read is owed.)
+    /// Say with [`Server::handle_unread`] how many bytes the connection's
+    /// socket holds that core has not read (`FIONREAD`), before the next
+    /// input. Asked in the drain only: as it begins (or as the connection
+    /// is accepted during it), when its client sent them before the drain,
+    /// so the requests in them are answered like those core had read —
+    /// they may have waited unread behind a response, or for a readiness
+    /// not yet seen; and before the drain closes an idle connection, which
+    /// it does only once nothing waits there. (A driver that cannot tell
+    /// answers 0: then only what core had read is owed, and a request that
+    /// reached the socket just before a close may be lost.)
     CountUnread(ConnId),
     /// Core had asked the driver to stop reading this connection
     /// ([`Server::wants_read`] was false); read it again now.
@@ -190,7 +193,9 @@ impl Server {
                 if !drain.listener_closed() {
                     drain.report.backlog_accepted += 1;
                 }
-                self.conns[key].received_before_drain = Some(0);
+                let conn = &mut self.conns[key];
+                conn.received_before_drain = Some(0);
+                conn.unread_asked = Some(UnreadAsk::Drain);
                 // What its client sent from the backlog is owed too.
                 self.events.push_back(Event::CountUnread(id));
                 self.settle(key, now);
@@ -410,7 +415,30 @@ impl Server {
             .then_some(key)
     }
 
+    /// The `kind` timer of connection `key` fell due at `now`. The drain
+    /// closes an idle connection only once the driver has said that its
+    /// socket holds nothing unread: a request there, sent before the close,
+    /// would be lost (with a driver that reads sockets in its own time,
+    /// not only in a race of microseconds). At the drain deadline there is
+    /// nothing to ask: it ends every connection.
     fn on_timer(&mut self, key: usize, kind: TimerKind, now: Time) {
+        let deadline_due = self.lifecycle.deadline().is_some_and(|d| d <= now);
+        if kind.is_idle()
+            && self.lifecycle.drain().is_some()
+            && !deadline_due
+            && self.conns[key].may_hold_unread()
+        {
+            let conn = &mut self.conns[key];
+            conn.unread_asked = Some(UnreadAsk::Close);
+            self.events.push_back(Event::CountUnread(self.id_of(key)));
+            return self.settle(key, now);
+        }
+        self.close_for_timer(key, kind, now);
+    }
+
+    /// Closes connection `key`, whose `kind` timer fell due at `now`, as
+    /// that timer closes.
+    pub(crate) fn close_for_timer(&mut self, key: usize, kind: TimerKind, now: Time) {
         match kind {
             TimerKind::Header => self.reject(key, Reject::HeadTimeout, now),
             TimerKind::Body => self.reject(key, Reject::BodyTimeout, now),

@@ -1,9 +1,13 @@
 //! Connection deadlines: one intrusive, deadline-ordered list per concern.
 //!
-//! Every concern has a fixed duration, so a deadline set later is never
-//! earlier than one set before it: appending at the tail keeps each list
-//! sorted, removal is O(1), and the earliest deadline of a concern is its
-//! head. The next deadline of the whole server is the minimum of a handful of
+//! Every concern has a fixed duration, so a deadline set later is almost
+//! never earlier than one set before it: appending at the tail keeps each
+//! list sorted, removal is O(1), and the earliest deadline of a concern is
+//! its head. (The exception: an idle connection in the drain waits untimed
+//! while the driver counts what its socket holds, and then takes back a
+//! deadline that runs from its last response. It is placed by walking back
+//! from the tail; the drain asks the counts in timer order, so that the
+//! answers, which come in that order, find their place at the tail.) The next deadline of the whole server is the minimum of a handful of
 //! heads — no scan of the connection table, no allocation, no periodic tick.
 //! A connection is on at most one list, because its state names the one
 //! concern that applies to it.
@@ -60,6 +64,13 @@ impl Default for Link {
     }
 }
 
+impl TimerKind {
+    /// Whether this is a timer of an idle connection: `Idle` or `FirstByte`.
+    pub fn is_idle(self) -> bool {
+        matches!(self, TimerKind::Idle | TimerKind::FirstByte)
+    }
+}
+
 impl Link {
     pub fn kind(&self) -> Option<TimerKind> {
         self.kind
@@ -87,8 +98,9 @@ impl Default for Timers {
 }
 
 impl Timers {
-    /// Puts connection `key` on the `kind` list (leaving any list it was on).
-    /// `deadline` must not be earlier than the list's tail.
+    /// Puts connection `key` on the `kind` list (leaving any list it was on),
+    /// in deadline order: at the tail, unless `deadline` is earlier than the
+    /// tail's.
     // Inlined, like `clear`: `settle` moves a connection between lists
     // several times per request, and the call costs as much as the move.
     #[inline]
@@ -101,24 +113,37 @@ impl Timers {
     ) {
         self.unlink(conns, key);
         let k = kind as usize;
-        let tail = self.tail[k];
-        if tail != NIL {
-            let tail_link = &mut conns[tail as usize].link_mut();
-            debug_assert!(
-                tail_link.deadline <= deadline,
-                "timer list {kind:?} out of order"
-            );
-            tail_link.next = key as u32;
-        } else {
-            self.head[k] = key as u32;
+        let mut prev = self.tail[k];
+        if prev != NIL && conns[prev as usize].link().deadline > deadline {
+            prev = Self::last_due_by(conns, prev, deadline);
         }
-        self.tail[k] = key as u32;
+        let next = match prev {
+            NIL => std::mem::replace(&mut self.head[k], key as u32),
+            prev => std::mem::replace(&mut conns[prev as usize].link_mut().next, key as u32),
+        };
+        match next {
+            NIL => self.tail[k] = key as u32,
+            next => conns[next as usize].link_mut().prev = key as u32,
+        }
         *conns[key].link_mut() = Link {
             kind: Some(kind),
             deadline,
-            prev: tail,
-            next: NIL,
+            prev,
+            next,
         };
+    }
+
+    /// The last entry from `from` back that is due by `deadline` (`NIL` if
+    /// none is): where a deadline earlier than its list's tail goes. Rare,
+    /// so out of line.
+    #[cold]
+    #[inline(never)]
+    fn last_due_by<C: Linked>(conns: &Slab<C>, from: u32, deadline: Time) -> u32 {
+        let mut at = from;
+        while at != NIL && conns[at as usize].link().deadline > deadline {
+            at = conns[at as usize].link().prev;
+        }
+        at
     }
 
     /// Takes connection `key` off whatever list it is on.
@@ -249,6 +274,31 @@ mod tests {
         assert_eq!(timers.check(&conns, claimed(&conns)), Ok(()));
         assert_eq!(timers.first(TimerKind::Idle), Some(0));
         assert_eq!(timers.after(&conns, 0), Some(2));
+    }
+
+    /// A deadline earlier than its list's tail goes after the last entry
+    /// due by it: before every entry, between two, or after equals.
+    #[test]
+    fn an_earlier_deadline_takes_its_place_in_order() {
+        let (mut timers, mut conns) = three();
+        for ms in [1, 0, 1] {
+            let key = conns.insert(Entry::default());
+            timers.set(&mut conns, key, TimerKind::Idle, Time::from_millis(ms));
+            assert_eq!(timers.check(&conns, claimed(&conns)), Ok(()));
+        }
+        let early = conns.insert(Entry::default());
+        timers.set(&mut conns, early, TimerKind::Idle, Time::ZERO);
+        let mut order = Vec::new();
+        let mut at = timers.first(TimerKind::Idle);
+        while let Some(key) = at {
+            order.push(key);
+            at = timers.after(&conns, key);
+        }
+        assert_eq!(order, [0, 4, 6, 1, 3, 5, 2]);
+        assert_eq!(timers.check(&conns, claimed(&conns)), Ok(()));
+        // Taken off, an entry in the middle leaves the list whole.
+        timers.clear(&mut conns, 3);
+        assert_eq!(timers.check(&conns, claimed(&conns)), Ok(()));
     }
 
     #[test]

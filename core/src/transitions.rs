@@ -12,6 +12,7 @@
 //! | `Body` | `Body` | last progress + `body_read_timeout` |
 //! | output unwritten | `Write` | last write progress + `write_stall_timeout` |
 //! | `Dispatched`, `Streaming`, `Upgraded` | none | the application's time is its own |
+//! | `Idle`, draining, waiting on unread bytes (counting or reading them) | none | the driver answers and reads at once; the drain deadline bounds the wait |
 //! | `Idle`, never used, draining | `FirstByte` | the later of accept and drain start + `first_byte_grace`, never past the drain deadline |
 //! | `Idle`, draining | `Idle` | last activity + `idle_close_after` |
 //! | `Idle`, never used | `FirstByte` | accept + `new_connection_timeout` |
@@ -49,6 +50,8 @@ pub(crate) struct History<'a> {
     /// `max_stream_buffer_bytes`: a streamed request body this long fills
     /// its buffer.
     stream_buffer_bytes: usize,
+    /// It waits on bytes in its socket ([`Conn::waits_on_unread`]).
+    waits_on_unread: bool,
 }
 
 impl<'a> History<'a> {
@@ -61,6 +64,7 @@ impl<'a> History<'a> {
             last_active: conn.last_active,
             bufs: conn.bufs.as_deref(),
             stream_buffer_bytes: config.max_stream_buffer_bytes,
+            waits_on_unread: conn.waits_on_unread(),
         }
     }
 
@@ -150,6 +154,7 @@ pub(crate) fn timer_for(
                 None,
                 _,
             ) => return None,
+            (State::Idle, None, Some(_)) if history.waits_on_unread => return None,
             (State::Idle, None, Some(drain)) if history.fresh => {
                 let from = history.last_active.max(drain.started_at);
                 let deadline = from + timeouts.first_byte_grace;
@@ -513,6 +518,7 @@ mod tests {
             last_active: at(9_900),
             bufs: Some(bufs),
             stream_buffer_bytes: Config::default().max_stream_buffer_bytes,
+            waits_on_unread: false,
         }
     }
 
@@ -523,6 +529,7 @@ mod tests {
             last_active: at(10_000),
             bufs: None,
             stream_buffer_bytes: Config::default().max_stream_buffer_bytes,
+            waits_on_unread: false,
         }
     }
 

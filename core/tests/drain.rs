@@ -181,6 +181,58 @@ fn a_quiet_idle_connection_is_closed_cleanly_when_the_drain_starts() {
     assert_eq!(report.reset_risk_closes, 0);
 }
 
+/// A keep-alive client sends its next request just before the stop, after
+/// `idle_close_after` of quiet: the request waits unread in the socket
+/// (a driver reads sockets in its own time), and closing the connection
+/// at the drain's start would lose it. Core asks first, and serves it.
+#[test]
+fn a_request_unread_in_a_quiet_connection_when_the_drain_starts_is_answered() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    h.respond(c, 200, b"x");
+    h.advance_ms(1_000);
+    let unread = get("/2");
+    h.unread.insert(c, unread.len());
+    h.terminate();
+    h.backlog_empty();
+    assert!(!h.half_closed(c), "its request waits in the socket");
+    assert_eq!(h.server.poll_timeout(), Some(Time::from_millis(31_000)));
+    h.advance_ms(29_000);
+    assert!(!h.half_closed(c), "no timer but the drain's own");
+    h.unread.remove(&c);
+    h.send(c, &unread);
+    h.respond(c, 200, b"y");
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 2);
+    assert!(responses[1].close, "the last request sent before the drain");
+    h.eof(c);
+    let report = h.exit.clone().expect("exit once it is answered");
+    assert_eq!(report.idle_closed, 0);
+    assert!(!report.lost_work());
+}
+
+/// Core decides on a connection quiet past `idle_close_after` at the
+/// drain's start only once the driver has said what its socket holds
+/// unread: asked first, closed on the answer "nothing".
+#[test]
+fn a_quiet_connection_closes_on_the_count_of_its_unread_bytes() {
+    let mut h = draining();
+    let c = h.accept();
+    h.send(c, &get("/"));
+    h.respond(c, 200, b"x");
+    h.advance_ms(1_000);
+    h.server.handle_terminate(h.now);
+    let events: Vec<Event> = std::iter::from_fn(|| h.server.poll_event()).collect();
+    assert_eq!(events, [Event::CountUnread(c), Event::DrainBacklog]);
+    h.server.handle_unread(c, 0, h.now);
+    h.pump();
+    assert_eq!(
+        h.half_close_reason(c),
+        Some(ebb_core::CloseReason::IdleInDrain)
+    );
+}
+
 #[test]
 fn a_recently_busy_connection_gets_the_rest_of_its_quiet_window() {
     let mut h = draining();
@@ -249,10 +301,10 @@ fn requests_still_in_the_socket_when_the_drain_began_are_answered_too() {
     let c = h.accept();
     h.send(c, &get("/1"));
     let unread = [get("/2"), get("/3")].concat();
+    h.unread.insert(c, unread.len());
     h.terminate();
     assert!(h.log.contains(&Event::CountUnread(c)), "core asks");
-    h.server.handle_unread(c, unread.len(), h.now);
-    h.pump();
+    h.unread.remove(&c);
     h.backlog_empty();
     h.respond(c, 200, b"x");
     assert!(!h.responses(c)[0].close, "/2 and /3 are owed");
@@ -272,14 +324,13 @@ fn requests_still_in_the_socket_when_the_drain_began_are_answered_too() {
 fn what_a_backlog_connection_sent_before_its_accept_is_answered_whole() {
     let mut h = draining();
     h.terminate();
-    let c = h.accept();
+    let batch = [get("/1"), get("/2")].concat();
+    let c = h.accept_holding(batch.len());
     assert!(
         h.log.contains(&Event::CountUnread(c)),
         "core asks at accept"
     );
-    let batch = [get("/1"), get("/2")].concat();
-    h.server.handle_unread(c, batch.len(), h.now);
-    h.pump();
+    h.unread.remove(&c);
     h.send(c, &batch);
     h.respond(c, 200, b"x");
     h.respond(c, 200, b"x");

@@ -898,16 +898,21 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Tells core how much the socket of `id` holds unread as the drain
-    /// begins: the requests in it were sent before the drain, and are owed.
+    /// Tells core how much the socket of `id` holds unread (`FIONREAD`): as
+    /// the drain begins, the requests in it were sent before the drain and
+    /// are owed; before the drain closes an idle connection, a request there
+    /// keeps it open.
     fn count_unread(&mut self, id: ConnId) {
         let Some(conn) = self.conn(id) else {
             return;
         };
-        match sys::unread(&conn.stream) {
-            Ok(unread) => self.server.handle_unread(id, unread, self.now),
-            Err(e) => log::debug!("unread bytes of {id:?}: {e}"),
-        }
+        // Core waits for the answer before it closes an idle connection, so
+        // one that cannot be counted is answered as holding nothing.
+        let unread = sys::unread(&conn.stream).unwrap_or_else(|e| {
+            log::debug!("unread bytes of {id:?}: {e}");
+            0
+        });
+        self.server.handle_unread(id, unread, self.now);
     }
 
     /// A deferred answer to request `id`.

@@ -134,6 +134,10 @@ struct Watch {
     received_last: Time,
     /// `received` when the drain began.
     received_at_drain: Option<usize>,
+    /// The driver told core what waited unread as the drain began (or at
+    /// the accept in it); a later count, before the drain closes the
+    /// connection, owes nothing more.
+    counted_at_drain: bool,
     accepted_at: Option<Time>,
     /// When its last response was written, if nothing arrived since (idle).
     idle_since: Option<Time>,
@@ -422,6 +426,7 @@ impl Checker {
             received: 0,
             received_last: Time::ZERO,
             received_at_drain: self.drain_began_at.map(|_| 0),
+            counted_at_drain: false,
             accepted_at: None,
             idle_since: None,
             head_since: None,
@@ -537,10 +542,14 @@ impl Checker {
     }
 
     /// The driver told core that connection `k` held `unread` bytes in its
-    /// socket (at the drain's start, or at its accept in the drain): they
-    /// count as received before the drain, as core counts them.
+    /// socket. The first time (at the drain's start, or at its accept in
+    /// the drain) they count as received before the drain, as core counts
+    /// them; a later count, before an idle close, changes nothing here.
     pub fn on_unread_in_drain(&mut self, k: usize, unread: usize) {
         let w = &mut self.watches[k];
+        if std::mem::replace(&mut w.counted_at_drain, true) {
+            return;
+        }
         let before = w.received + unread;
         w.received_at_drain = Some(w.received_at_drain.map_or(before, |b| b.max(before)));
     }
@@ -1321,13 +1330,16 @@ impl Checker {
         let wrong = match reason {
             CloseReason::FirstByteGrace => {
                 self.counts.silent += 1;
-                !(silent && draining && cause == Cause::Timeout)
+                !(silent && draining && matches!(cause, Cause::Timeout | Cause::Unread))
             }
             CloseReason::IdleInDrain => {
                 self.counts.idle += 1;
                 !(idle
                     && draining
-                    && matches!(cause, Cause::Timeout | Cause::Terminate | Cause::Handoff))
+                    && matches!(
+                        cause,
+                        Cause::Timeout | Cause::Terminate | Cause::Handoff | Cause::Unread
+                    ))
             }
             // Closing a connection that is not idle could lose a request (S7).
             CloseReason::KeepAliveTimeout => {

@@ -44,6 +44,9 @@ pub struct Harness {
     pub listener_closed: bool,
     /// The report of `Exit`, once it came (at most once).
     pub exit: Option<DrainReport>,
+    /// Bytes each connection's socket holds unread, told to core when it
+    /// asks ([`Event::CountUnread`]); none where a connection is absent.
+    pub unread: BTreeMap<ConnId, usize>,
     /// By connection, for each request handed over: whether it was `HEAD`.
     heads: BTreeMap<ConnId, Vec<bool>>,
 }
@@ -71,6 +74,7 @@ impl Harness {
             auto_write: true,
             listener_closed: false,
             exit: None,
+            unread: BTreeMap::new(),
             heads: BTreeMap::new(),
         }
     }
@@ -78,6 +82,16 @@ impl Harness {
     /// A new connection.
     pub fn accept(&mut self) -> ConnId {
         let id = self.server.handle_accept(self.now);
+        self.pump();
+        id
+    }
+
+    /// A new connection whose socket holds `unread` bytes core has not read
+    /// (see [`unread`](Self::unread)), as a backlog connection's client may
+    /// have sent before its accept.
+    pub fn accept_holding(&mut self, unread: usize) -> ConnId {
+        let id = self.server.handle_accept(self.now);
+        self.unread.insert(id, unread);
         self.pump();
         id
     }
@@ -194,6 +208,11 @@ impl Harness {
                     out.extend_from_slice(a);
                     out.extend_from_slice(b);
                     self.server.handle_sent(conn, n, self.now);
+                }
+                // Answered at once, as a driver must: the FIONREAD of `unread`.
+                Event::CountUnread(conn) => {
+                    let unread = self.unread.get(conn).copied().unwrap_or(0);
+                    self.server.handle_unread(*conn, unread, self.now);
                 }
                 Event::CloseListener => self.listener_closed = true,
                 Event::Exit => {

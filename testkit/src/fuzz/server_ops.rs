@@ -354,6 +354,10 @@ struct ConnModel {
     received: u64,
     /// `received` when the drain began.
     received_at_drain: Option<u64>,
+    /// Core asked what waited unread at the drain's start (or at the
+    /// accept in it), and had its answer: a later count, before the drain
+    /// closes the connection, owes nothing more.
+    counted_at_drain: bool,
     /// Bytes the client sent (into `unread`) in all.
     fed: u64,
     /// Where each request the client sent ends in its byte stream, while it
@@ -1205,13 +1209,20 @@ impl World {
                     matches!(self.server.phase(), Phase::Draining { .. }),
                     "CountUnread outside the drain"
                 );
-                // What the driver holds unread was sent before the drain:
-                // S7 owes the requests in it as those core had received.
+                // Asked first as the drain begins (or at the accept in it):
+                // what the driver holds unread then was sent before the
+                // drain, and S7 owes the requests in it as those core had
+                // received. Asked again before an idle close, it owes
+                // nothing more.
                 let i = self.index_of(id);
                 let c = &mut self.conns[i];
                 let unread = c.unread.len();
-                let before = c.received + unread as u64;
-                c.received_at_drain = Some(c.received_at_drain.map_or(before, |b| b.max(before)));
+                if !c.counted_at_drain {
+                    c.counted_at_drain = true;
+                    let before = c.received + unread as u64;
+                    c.received_at_drain =
+                        Some(c.received_at_drain.map_or(before, |b| b.max(before)));
+                }
                 self.server.handle_unread(id, unread, self.now);
             }
             Event::Farewell(id, bytes) => {
@@ -1848,6 +1859,7 @@ impl ConnModel {
             accepted_at: now,
             received: 0,
             received_at_drain: None,
+            counted_at_drain: false,
             fed: 0,
             ends: Some(Vec::new()),
             last_done: now,
