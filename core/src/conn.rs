@@ -295,8 +295,8 @@ pub(crate) enum UnreadAsk {
     /// waits was sent before the drain (or from the backlog), and the
     /// requests in it are owed like those core had read.
     Drain,
-    /// The drain's timer would close the idle connection: a request that
-    /// reached its socket first would be lost by the close.
+    /// A timer would close the idle connection: a request that reached its
+    /// socket first would be lost by the close.
     Close,
 }
 
@@ -397,11 +397,11 @@ impl Conn {
             )
     }
 
-    /// Whether an idle connection in the drain waits on bytes in its socket
-    /// rather than on a timer: core asked how many there are and has no
-    /// answer yet, or was told of more than it has read. A request may be
-    /// among them, and a close would lose it. The driver answers and reads
-    /// at once; the drain deadline bounds the wait.
+    /// Whether an idle connection waits on bytes in its socket rather than
+    /// on a timer: core asked how many there are and has no answer yet, or
+    /// was told of more than it has read. A request may be among them, and
+    /// a close would lose it. The driver answers and reads at once; in the
+    /// drain, its deadline bounds the wait.
     pub fn waits_on_unread(&self) -> bool {
         self.unread_asked.is_some() || self.unread_until > self.received
     }

@@ -125,8 +125,8 @@ impl Server {
     }
 
     /// Settles connection `key` once the driver has counted what its socket
-    /// holds. An idle one whose drain timer passed while core waited for
-    /// the count, with nothing unread, closes at once, as that timer does:
+    /// holds. An idle one whose timer passed while core waited for the
+    /// count, with nothing unread, closes at once, as that timer does:
     /// settled first, it would go back on its list out of order.
     fn settle_counted(&mut self, key: usize, now: Time) {
         let conn = &self.conns[key];

@@ -45,14 +45,14 @@ pub enum Event {
     StopUpgraded(ConnId),
     /// Say with [`Server::handle_unread`] how many bytes the connection's
     /// socket holds that core has not read (`FIONREAD`), before the next
-    /// input. Asked in the drain only: as it begins (or as the connection
-    /// is accepted during it), when its client sent them before the drain,
-    /// so the requests in them are answered like those core had read —
-    /// they may have waited unread behind a response, or for a readiness
-    /// not yet seen; and before the drain closes an idle connection, which
-    /// it does only once nothing waits there. (A driver that cannot tell
-    /// answers 0: then only what core had read is owed, and a request that
-    /// reached the socket just before a close may be lost.)
+    /// input. Asked as the drain begins (or as the connection is accepted
+    /// during it), when its client sent them before the drain, so the
+    /// requests in them are answered like those core had read — they may
+    /// have waited unread behind a response, or for a readiness not yet
+    /// seen; and before a timer closes an idle connection, which it does
+    /// only once nothing waits there. (A driver that cannot tell answers 0:
+    /// then only what core had read is owed, and a request that reached
+    /// the socket just before a close may be lost.)
     CountUnread(ConnId),
     /// Core had asked the driver to stop reading this connection
     /// ([`Server::wants_read`] was false); read it again now.
@@ -415,19 +415,15 @@ impl Server {
             .then_some(key)
     }
 
-    /// The `kind` timer of connection `key` fell due at `now`. The drain
-    /// closes an idle connection only once the driver has said that its
-    /// socket holds nothing unread: a request there, sent before the close,
-    /// would be lost (with a driver that reads sockets in its own time,
-    /// not only in a race of microseconds). At the drain deadline there is
-    /// nothing to ask: it ends every connection.
+    /// The `kind` timer of connection `key` fell due at `now`. Core closes
+    /// an idle connection only once the driver has said that its socket
+    /// holds nothing unread: a request there, sent before the close, would
+    /// be lost (with a driver that reads sockets in its own time, not only
+    /// in a race of microseconds). At the drain deadline there is nothing
+    /// to ask: it ends every connection.
     fn on_timer(&mut self, key: usize, kind: TimerKind, now: Time) {
         let deadline_due = self.lifecycle.deadline().is_some_and(|d| d <= now);
-        if kind.is_idle()
-            && self.lifecycle.drain().is_some()
-            && !deadline_due
-            && self.conns[key].may_hold_unread()
-        {
+        if kind.is_idle() && !deadline_due && self.conns[key].may_hold_unread() {
             let conn = &mut self.conns[key];
             conn.unread_asked = Some(UnreadAsk::Close);
             self.events.push_back(Event::CountUnread(self.id_of(key)));

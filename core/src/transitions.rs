@@ -12,7 +12,7 @@
 //! | `Body` | `Body` | last progress + `body_read_timeout` |
 //! | output unwritten | `Write` | last write progress + `write_stall_timeout` |
 //! | `Dispatched`, `Streaming`, `Upgraded` | none | the application's time is its own |
-//! | `Idle`, draining, waiting on unread bytes (counting or reading them) | none | the driver answers and reads at once; the drain deadline bounds the wait |
+//! | `Idle`, waiting on unread bytes (counting or reading them) | none | the driver answers and reads at once (the drain deadline bounds the wait) |
 //! | `Idle`, never used, draining | `FirstByte` | the later of accept and drain start + `first_byte_grace`, never past the drain deadline |
 //! | `Idle`, draining | `Idle` | last activity + `idle_close_after` |
 //! | `Idle`, never used | `FirstByte` | accept + `new_connection_timeout` |
@@ -154,7 +154,7 @@ pub(crate) fn timer_for(
                 None,
                 _,
             ) => return None,
-            (State::Idle, None, Some(_)) if history.waits_on_unread => return None,
+            (State::Idle, None, _) if history.waits_on_unread => return None,
             (State::Idle, None, Some(drain)) if history.fresh => {
                 let from = history.last_active.max(drain.started_at);
                 let deadline = from + timeouts.first_byte_grace;

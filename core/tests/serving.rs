@@ -878,3 +878,28 @@ fn fd_pressure_closes_the_longest_idle_keep_alive_connections_cleanly() {
         "a request in progress is never closed for room"
     );
 }
+
+/// A request that reached the socket as the keep-alive timeout fell due,
+/// but that the driver had not read yet, is not lost to the close: core
+/// asks what waits unread before it closes an idle connection.
+#[test]
+fn a_request_unread_when_the_keep_alive_timeout_falls_due_is_answered() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &get("/1"));
+    h.respond(c, 200, b"x");
+    let unread = get("/2");
+    h.unread.insert(c, unread.len());
+    h.advance_ms(60_000);
+    assert!(h.log.contains(&Event::CountUnread(c)), "core asks first");
+    assert!(!h.half_closed(c), "its request waits in the socket");
+    assert_eq!(h.server.poll_timeout(), None, "and no timer runs");
+    h.unread.remove(&c);
+    h.send(c, &unread);
+    h.respond(c, 200, b"y");
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 2);
+    assert!(!responses[1].close);
+    h.advance_ms(60_000);
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::KeepAliveTimeout));
+}

@@ -297,7 +297,7 @@ impl DriverModel {
             Event::CountUnread(id) => match self.conn_of(id) {
                 Some(k) => {
                     let unread = kernel.server_unread(k);
-                    checker.on_unread_in_drain(k, unread);
+                    checker.on_unread(k, unread);
                     trace!(env, "core input unread k{k} {unread}");
                     self.input(core, checker, env, Cause::Unread, |s, now| {
                         s.handle_unread(id, unread, now)

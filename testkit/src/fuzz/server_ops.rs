@@ -1205,19 +1205,16 @@ impl World {
                 c.told_to_stop = true;
             }
             Event::CountUnread(id) => {
-                assert!(
-                    matches!(self.server.phase(), Phase::Draining { .. }),
-                    "CountUnread outside the drain"
-                );
-                // Asked first as the drain begins (or at the accept in it):
-                // what the driver holds unread then was sent before the
+                // Asked first in the drain as it begins (or at the accept in
+                // it): what the driver holds unread then was sent before the
                 // drain, and S7 owes the requests in it as those core had
-                // received. Asked again before an idle close, it owes
-                // nothing more.
+                // received. Asked before an idle close (in the drain or
+                // not), it owes nothing more.
+                let draining = matches!(self.server.phase(), Phase::Draining { .. });
                 let i = self.index_of(id);
                 let c = &mut self.conns[i];
                 let unread = c.unread.len();
-                if !c.counted_at_drain {
+                if draining && !c.counted_at_drain {
                     c.counted_at_drain = true;
                     let before = c.received + unread as u64;
                     c.received_at_drain =
