@@ -422,7 +422,7 @@ impl Server {
     /// in a race of microseconds). At the drain deadline there is nothing
     /// to ask: it ends every connection.
     fn on_timer(&mut self, key: usize, kind: TimerKind, now: Time) {
-        let deadline_due = self.lifecycle.deadline().is_some_and(|d| d <= now);
+        let deadline_due = self.lifecycle.drain().is_some_and(|d| d.deadline <= now);
         if kind.is_idle() && !deadline_due && self.conns[key].may_hold_unread() {
             let conn = &mut self.conns[key];
             conn.unread_asked = Some(UnreadAsk::Close);
