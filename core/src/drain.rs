@@ -127,7 +127,8 @@ impl Server {
     /// Settles connection `key` once the driver has counted what its socket
     /// holds. An idle one whose timer passed while core waited for the
     /// count, with nothing unread, closes at once, as that timer does:
-    /// settled first, it would go back on its list out of order.
+    /// settled first, it would walk back through its list to a place at
+    /// the front, only to leave it at the next timeout.
     fn settle_counted(&mut self, key: usize, now: Time) {
         let conn = &self.conns[key];
         let timer = implied_timer(conn, self.drain_times(), &self.config, &self.timeouts);
