@@ -10,6 +10,7 @@
 //! stamped with a [`Tick`]: one counter over the whole run.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use ebb_core::{CloseReason, Config, DrainReport, Finished, Forced, Outcome, Phase, RequestId};
 use ebb_core::{Server, Time};
@@ -156,6 +157,11 @@ struct Watch {
     sent: Vec<Sent>,
     /// How many of `sent` have arrived whole at the server's socket.
     arrived: usize,
+    /// When the bytes not yet passed to `handle_recv` reached the server's
+    /// socket: the stream's length after each arrival, and its time. The
+    /// driver reads them up to `read_lag` later; until then they are the
+    /// driver's, not core's.
+    unread_arrivals: VecDeque<(u64, Time)>,
     /// Final responses the client read (each answers the next of `sent`).
     client_finals: usize,
     /// Which of them was core's farewell 503, if one was.
@@ -194,6 +200,11 @@ impl Watch {
             Ending::Closed(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// When the oldest byte still unread in the server's socket arrived.
+    fn oldest_unread(&self) -> Option<Time> {
+        self.unread_arrivals.front().map(|&(_, at)| at)
     }
 
     fn silent(&self) -> bool {
@@ -354,11 +365,14 @@ pub struct Checker {
     tick: Tick,
     cover: Cover,
     config: Config,
+    /// The longest a readable socket waits for the driver to read it.
+    read_lag: Duration,
 }
 
 impl Checker {
-    /// A checker for a server configured with `config`.
-    pub fn new(config: Config) -> Checker {
+    /// A checker for a server configured with `config`, whose driver reads
+    /// a readable socket up to `read_lag` late.
+    pub fn new(config: Config, read_lag: Duration) -> Checker {
         Checker {
             watches: Vec::new(),
             in_http: Vec::new(),
@@ -376,6 +390,7 @@ impl Checker {
             tick: 0,
             cover: Cover::default(),
             config,
+            read_lag,
         }
     }
 
@@ -436,6 +451,7 @@ impl Checker {
             half_closed_for: None,
             sent: Vec::new(),
             arrived: 0,
+            unread_arrivals: VecDeque::new(),
             client_finals: 0,
             farewell_read: None,
             close_response: None,
@@ -461,9 +477,10 @@ impl Checker {
 
     /// The server's socket of `k` has received `total` bytes in all: the
     /// requests that ended within them have arrived (S7's "completely sent").
-    pub fn on_delivered(&mut self, k: usize, total: u64) {
+    pub fn on_delivered(&mut self, k: usize, total: u64, env: &Env) {
         let tick = self.next_tick();
         let w = &mut self.watches[k];
+        w.unread_arrivals.push_back((total, env.now));
         while let Some(s) = w.sent.get_mut(w.arrived) {
             if s.end > total {
                 break;
@@ -594,6 +611,14 @@ impl Checker {
             w.head_since = Some(env.now);
         }
         w.received += n;
+        let received = w.received as u64;
+        while w
+            .unread_arrivals
+            .front()
+            .is_some_and(|&(end, _)| end <= received)
+        {
+            w.unread_arrivals.pop_front();
+        }
         w.received_last = env.now;
         w.idle_since = None;
     }
@@ -1201,7 +1226,10 @@ impl Checker {
             Ending::Closed(_) => {}
         }
         let loss_allowed = match reason {
-            CloseReason::LingerTimeout => kernel.server_unread(k) == 0,
+            // What arrived within the driver's lag is not yet core's to read.
+            CloseReason::LingerTimeout => {
+                kernel.server_unread(k) == 0 || self.read_by_lag(k).is_some_and(|by| env.now <= by)
+            }
             other => props::close_may_lose(other) || app_broke_response(other),
         };
         if self.watches[k].upgraded && reason.is_forced() && !self.watches[k].successor {
@@ -1249,6 +1277,13 @@ impl Checker {
         self.end(k, Ending::Closed(closing));
     }
 
+    /// When the driver reads, at the latest, the oldest byte unread in
+    /// `k`'s socket (`None` if it has none, or reads without lag).
+    fn read_by_lag(&self, k: usize) -> Option<Time> {
+        let at = self.watches[k].oldest_unread()?;
+        (!self.read_lag.is_zero()).then(|| at + self.read_lag)
+    }
+
     /// Checks the reason core gave for ending `k` against what the world
     /// saw of it, and whether the drain ended it in time (S9); counts the
     /// closes the drain report counts.
@@ -1277,7 +1312,9 @@ impl Checker {
                 )),
                 _ => None,
             }
-            .filter(|&(_, by)| env.now > by);
+            // Bytes that reached the socket by then, unread as the driver
+            // lags, were counted by the close's ask: core waits for them.
+            .filter(|&(_, by)| env.now > by && !w.oldest_unread().is_some_and(|at| at <= by));
             if let Some((what, by)) = late {
                 return env.fail(Failure::Safety(format!(
                     "S9: k{k}: a {what} connection due to close by {by:?} was ended only now, for {reason:?}"

@@ -278,8 +278,8 @@ pub struct Client {
     /// Until when it leaves it unread, on its present connection.
     stall_until: ebb_core::Time,
     /// Longest time between the first empty line and the 408 for it:
-    /// the header timeout, then an accept delay, latency both ways and a
-    /// read delay.
+    /// the header timeout, then an accept delay, latency both ways and the
+    /// server's and the client's read delays.
     head_timeout_bound: (Duration, Duration),
     /// Longest time between the last byte of a body stopped short and the
     /// 408 for it: the same, with the body timeout.
@@ -561,10 +561,14 @@ impl Client {
             slack: knobs.latency.1 * 3,
         });
         // From a timeout's start to its 408 read: an accept that comes
-        // late, latency both ways, a read delayed.
+        // late, latency both ways, the server's read and the client's
+        // delayed.
         let one_way = knobs.latency.1 + knobs.latency.1 / 4;
-        let slack =
-            knobs.accept_delay + one_way * 2 + Duration::from_millis(1) + knobs.client_read_delay;
+        let slack = knobs.accept_delay
+            + one_way * 2
+            + Duration::from_millis(1)
+            + knobs.read_lag
+            + knobs.client_read_delay;
         Client {
             id,
             kind,
@@ -1416,7 +1420,7 @@ impl Client {
                 if r.expect == Expect::BodyTimeout && !r.got_byte && !excused {
                     let tok = request::token(self.id, i, r.attempt);
                     env.fail(Failure::Safety(format!(
-                        "body timeout: client {}: {tok}, its body stopped short on k{k}, has no 408 {:?} after its last byte (body_read_timeout, accept delay, latency both ways, read delay)",
+                        "body timeout: client {}: {tok}, its body stopped short on k{k}, has no 408 {:?} after its last byte (body_read_timeout, accept delay, latency both ways, read delays)",
                         self.id, self.body_timeout_by
                     )));
                 }

@@ -26,6 +26,9 @@ pub enum Ev {
     ClientRead(usize, usize),
     /// The next segment of a direction of connection `k` arrives.
     Arrive(usize, Dir),
+    /// The driver gets round to reading server socket `k`, readable a
+    /// `read_lag` ago.
+    ServerRead(usize),
     /// The listener is readable: the driver accepts what is queued.
     AcceptReady,
     /// The application (of the server under test, or of the successor)

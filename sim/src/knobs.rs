@@ -86,6 +86,13 @@ pub struct Knobs {
     /// the drain begins. Drawn last, so the other knobs of a seed are what
     /// they were before it existed.
     pub pipeline_depth: usize,
+    /// Longest delay between bytes becoming readable in a server socket and
+    /// the driver reading them (zero in half the seeds, as the mio driver,
+    /// which reads every ready socket before it takes a stop): a driver
+    /// busy elsewhere, or one that reads in its own time, leaves what
+    /// clients sent just before the stop unread in the socket when the
+    /// drain begins. Drawn last, like `pipeline_depth` before it.
+    pub read_lag: Duration,
     /// When the first terminate arrives.
     pub terminate_at: Duration,
     /// When a second terminate arrives, if one does.
@@ -209,6 +216,11 @@ impl Knobs {
             } else {
                 8
             },
+            read_lag: if rng.percent(50) {
+                Duration::ZERO
+            } else {
+                rng.micros(1, 20_000)
+            },
             terminate_at,
             second_terminate_at,
             handoff,
@@ -236,7 +248,7 @@ impl fmt::Display for Knobs {
             .map(|(kind, w)| format!("{kind:?}={w}"))
             .collect();
         let kinds = Plain(kinds.join(" "));
-        let lines: [(&str, &dyn fmt::Debug); 44] = [
+        let lines: [(&str, &dyn fmt::Debug); 45] = [
             ("clients", &self.clients),
             ("client_kinds", &kinds),
             ("arrival_span", &self.arrival_span),
@@ -261,6 +273,7 @@ impl fmt::Display for Knobs {
             ("accept_delay", &self.accept_delay),
             ("think", &self.think),
             ("pipeline_depth", &self.pipeline_depth),
+            ("read_lag", &self.read_lag),
             ("terminate_at", &self.terminate_at),
             ("second_terminate_at", &self.second_terminate_at),
             ("handoff", &self.handoff),

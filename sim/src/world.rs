@@ -139,7 +139,7 @@ impl World {
             kernel: Kernel::new(&knobs),
             driver: DriverModel::new(knobs.read_buf, false),
             app: App::new(&knobs, false),
-            checker: Checker::new(knobs.config.clone()),
+            checker: Checker::new(knobs.config.clone(), knobs.read_lag),
             successor: None,
             clients,
             knobs,
@@ -357,9 +357,10 @@ impl World {
             Ev::Arrive(k, dir) => {
                 if let Some(total) = kernel.arrive(k, dir, env) {
                     debug_assert_eq!(dir, Dir::C2s);
-                    checker.on_delivered(k, total);
+                    checker.on_delivered(k, total, env);
                 }
             }
+            Ev::ServerRead(k) => self.carry_notice(Notice::ServerReadable(k)),
             Ev::AcceptReady => {
                 if kernel.listener_woke() {
                     match (kernel.owner(), &mut self.successor) {
@@ -416,6 +417,20 @@ impl World {
     }
 
     fn notice(&mut self, notice: Notice) {
+        // The driver reads a readable socket after its lag, if it has one.
+        if let Notice::ServerReadable(k) = notice {
+            let lag = self.knobs.read_lag;
+            if !lag.is_zero() {
+                let d = self.env.rng.upto(lag);
+                return self.env.after(d, Ev::ServerRead(k));
+            }
+        }
+        self.carry_notice(notice);
+    }
+
+    /// What the driver (or an upgraded connection's application) does on
+    /// `notice`, now.
+    fn carry_notice(&mut self, notice: Notice) {
         // An upgraded connection's socket is its application's.
         if let Notice::ServerReadable(k) | Notice::ServerWritable(k) | Notice::ServerReset(k) =
             notice
