@@ -87,7 +87,10 @@
 //!   application ignores the drain's stop notice (`upgrade_ignore_stop`);
 //!   and how many requests a pipelining client writes at once
 //!   (`pipeline_depth`: up to 256 in half the seeds, so that reading
-//!   pauses with requests unread in the socket when the drain begins).
+//!   pauses with requests unread in the socket when the drain begins); and
+//!   how late the driver reads a readable socket (`read_lag`: up to 20 ms
+//!   in half the seeds, as a driver busy elsewhere or reading in its own
+//!   time would, so that bytes wait unread when a timer falls due).
 //! - [`kernel`]: a bounded listen backlog (beyond it: refused); connections
 //!   as two byte pipes with latency, arbitrary segmentation (data due at
 //!   one instant arrives as one segment) and bounded buffers; FIN each way; RST that destroys the receiver's unread bytes. A
@@ -96,7 +99,8 @@
 //!   without `tcp_migrate_req`) — unless it was handed to a successor, who
 //!   accepts from the same queue. It tells endpoints what happened through
 //!   queued notices (readable, writable, reset).
-//! - [`driver`]: the sim's driver — reads until empty asking `wants_read`
+//! - [`driver`]: the sim's driver — reads until empty (after `read_lag`)
+//!   asking `wants_read`
 //!   before each read, pauses until `ResumeRead`, writes what `transmit` gives
 //!   as far as the socket has room, accepts the backlog on `DrainBacklog`,
 //!   writes a `Farewell` once if the socket has room for all of it, and
@@ -284,7 +288,9 @@
 //! was still being written left reading paused, so its body timer ran out
 //! on a client whose whole body waited unread in the kernel; core's
 //! self-check now names that state (a head, body or linger timer while
-//! reading is paused).
+//! reading is paused). Its lagging driver (`read_lag`) found another: an
+//! idle connection's timer closed it while a request waited unread in its
+//! socket (core now counts the socket first, `Event::CountUnread`).
 //!
 //! Judged loosely: a stream ended well after its last byte was written (a
 //! 204's, or a declared length met, which some producers never end). Its
@@ -292,6 +298,13 @@
 //! still holds the stream open, so core begins that request later than the
 //! client's clock says: the minimum body rate and the body stopper's 408
 //! are not judged from the client's side then; core's tests cover it.
+//!
+//! A lagging driver's bytes: what reached a socket and waits, within
+//! `read_lag`, for the driver to read it is the driver's, not yet core's.
+//! An idle or silent connection is not late to close while bytes that
+//! arrived by its close time wait so (core counted them, and waits); a
+//! linger that gives up with such bytes unread may lose its response, as
+//! one that gives up on a client still sending may.
 //!
 //! Not checked: a request whose last byte arrived after core half-closed
 //! its connection — one in flight when an idle connection closes is
