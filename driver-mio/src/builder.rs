@@ -234,7 +234,9 @@ impl Builder {
     }
 
     /// How long a hot upgrade waits for the successor to serve before it
-    /// gives up, stops the successor and keeps serving (30 s by default).
+    /// gives up, stops the successor and keeps serving (30 s by default). A
+    /// timeout too long for the clock (`Duration::MAX`) never runs out: the
+    /// upgrade waits until the successor serves or exits.
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Builder {
         self.upgrade_timeout = timeout;
         self
@@ -243,7 +245,8 @@ impl Builder {
     /// Writes this process's pid to `path` (atomically: a temporary file,
     /// then a rename) once it serves; a successor rewrites it once it
     /// serves, so `kill -USR2 $(cat path)` always reaches the process
-    /// serving. Removed at exit if it still names this process.
+    /// serving. Removed at exit if it still names this process. One that
+    /// cannot be written fails [`serve`](Self::serve) at start.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Builder {
         self.pid_file = Some(path.into());
         self
@@ -260,8 +263,9 @@ impl Builder {
     /// Fails at once, with [`io::ErrorKind::InvalidInput`], if the
     /// configuration has a zero that would refuse or cut every request of
     /// some kind ([`Config::validate`]), or if it binds and the backlog is
-    /// below 1; and fails if the signals or the listener cannot be set up,
-    /// or if a worker's loop fails.
+    /// below 1; fails, before it binds, if the pid file cannot be written
+    /// (its directory is missing, say); and fails if the signals or the
+    /// listener cannot be set up, or if a worker's loop fails.
     ///
     /// The handler is a closure or function; a closure's argument types are
     /// inferred from this bound (`.serve(|req, res| ...)`), which a generic
@@ -276,6 +280,10 @@ impl Builder {
         self.config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let pid_file = self.pid_file.map(PidFile::new);
+        if let Some(pid_file) = &pid_file {
+            pid_file.check()?;
+        }
         let signals = if self.signals {
             Some(crate::signals::register()?)
         } else {
@@ -304,7 +312,7 @@ impl Builder {
             shutdown: self.shutdown,
             handler,
             upgrade: (program, self.upgrade_timeout),
-            pid_file: self.pid_file.map(PidFile::new),
+            pid_file,
             ready: listeners.ready,
             observing: self.observing,
         })

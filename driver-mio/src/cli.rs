@@ -130,6 +130,11 @@ pub fn parse(
             }
             _ => (flag, None),
         };
+        // `--reuse-port=false` would otherwise turn reuse on.
+        let switch = || match &inline {
+            Some(value) => Err(format!("{name} takes no value, but was given {value:?}")),
+            None => Ok(true),
+        };
         let mut value = || {
             inline
                 .clone()
@@ -139,8 +144,8 @@ pub fn parse(
         match name.as_str() {
             "--bind" => args.bind = bind_address(&name, &value()?)?,
             "--workers" => args.workers = Some(workers(&name, &value()?)?),
-            "--reuse-port" => args.reuse_port = true,
-            "--whole-bodies" => args.whole_bodies = true,
+            "--reuse-port" => args.reuse_port = switch()?,
+            "--whole-bodies" => args.whole_bodies = switch()?,
             "--drain-timeout" => args.drain_timeout = Some(seconds(&name, &value()?)?),
             "--pre-stop" => args.pre_stop = Some(seconds(&name, &value()?)?),
             "--keep-alive-timeout" => args.keep_alive_timeout = Some(seconds(&name, &value()?)?),
@@ -151,12 +156,12 @@ pub fn parse(
             "--new-connection-timeout" => {
                 args.new_connection_timeout = Some(seconds(&name, &value()?)?)
             }
-            "--no-access-log" => args.access_log = false,
-            "-h" | "--help" => args.help = true,
-            "-V" | "--version" => args.version = true,
-            "--pid-file" => args.pid_file = Some(value()?.into()),
+            "--no-access-log" => args.access_log = !switch()?,
+            "-h" | "--help" => args.help = switch()?,
+            "-V" | "--version" => args.version = switch()?,
+            "--pid-file" => args.pid_file = Some(path(&name, value()?)?),
             "--upgrade-timeout" => args.upgrade_timeout = Some(seconds(&name, &value()?)?),
-            "--upgrade-command" => args.upgrade_command = Some(value()?.into()),
+            "--upgrade-command" => args.upgrade_command = Some(path(&name, value()?)?),
             v if v.len() > 1 && v.starts_with('-') && v[1..].bytes().all(|b| b == b'v') => {
                 args.verbosity = args.verbosity.saturating_add((v.len() - 1) as u8);
             }
@@ -178,7 +183,18 @@ pub fn parse(
         };
         return Err(format!("{flag} 0: {}", e.effect));
     }
+    if args.upgrade_timeout == Some(Duration::ZERO) {
+        return Err("--upgrade-timeout 0: every hot upgrade would fail".to_owned());
+    }
     Ok(args)
+}
+
+/// A path: an empty one names no file.
+fn path(name: &str, value: String) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err(format!("{name}: an empty path"));
+    }
+    Ok(value.into())
 }
 
 /// A count of workers: 0 would serve nothing, so it is bad usage rather
@@ -282,22 +298,28 @@ pub fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("ebb: {e}\n{USAGE}");
+            say(std::io::stderr(), format_args!("ebb: {e}\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
     if args.help {
-        println!("{USAGE}\n{EXIT_STATUS}");
+        say(std::io::stdout(), format_args!("{USAGE}\n{EXIT_STATUS}"));
         return ExitCode::SUCCESS;
     }
     if args.version {
-        println!("ebb {}", env!("CARGO_PKG_VERSION"));
+        say(
+            std::io::stdout(),
+            format_args!("ebb {}", env!("CARGO_PKG_VERSION")),
+        );
         return ExitCode::SUCCESS;
     }
     // Before the demo's timer thread exists, so that it inherits the mask
     // and no stop signal can land on it while `serve` installs its handlers.
     if let Err(e) = ebb_mio::hold_back_signals() {
-        eprintln!("ebb: cannot hold back signals: {e}");
+        say(
+            std::io::stderr(),
+            format_args!("ebb: cannot hold back signals: {e}"),
+        );
         return ExitCode::FAILURE;
     }
     crate::logger::init(args.verbosity);
@@ -316,6 +338,12 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `text` and a newline to `out`, as `println!` does, but a closed
+/// pipe (`ebb --help | head -1`) is not a panic: there is no one to tell.
+fn say(mut out: impl std::io::Write, text: std::fmt::Arguments<'_>) {
+    let _ = writeln!(out, "{text}");
 }
 
 /// The exit status after a drain that ended with `report`, as
@@ -405,6 +433,39 @@ mod tests {
         );
         assert!(args(&["--drain-timeout", "-1"], &[]).is_err());
         assert!(args(&["--nope"], &[]).is_err());
+    }
+
+    #[test]
+    fn a_switch_given_a_value_is_an_error() {
+        for switch in [
+            "--reuse-port",
+            "--whole-bodies",
+            "--no-access-log",
+            "--help",
+            "--version",
+        ] {
+            for value in ["false", "no", ""] {
+                let e = args(&[&format!("{switch}={value}")], &[]).unwrap_err();
+                assert!(e.starts_with(&format!("{switch} takes no value")), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_path_and_a_zero_upgrade_timeout_are_errors() {
+        for flag in ["--pid-file", "--upgrade-command"] {
+            assert_eq!(
+                args(&[flag, ""], &[]).unwrap_err(),
+                format!("{flag}: an empty path")
+            );
+        }
+        assert_eq!(
+            args(&["--upgrade-timeout", "0"], &[]).unwrap_err(),
+            "--upgrade-timeout 0: every hot upgrade would fail"
+        );
+        // Too long for the clock is allowed: it never runs out.
+        let a = args(&["--upgrade-timeout", "1e19"], &[]).unwrap();
+        assert!(a.upgrade_timeout.unwrap() > Duration::from_secs(u64::MAX / 2));
     }
 
     #[test]

@@ -20,11 +20,32 @@ impl PidFile {
         PidFile { path }
     }
 
-    /// Writes `pid` atomically.
-    pub(crate) fn write(&self, pid: u32) -> io::Result<()> {
+    /// Whether it can be written, found before serving by writing the
+    /// temporary file a write starts with (then removing it): a pid file
+    /// that cannot be written is a mistake to report at start, not once
+    /// `kill -USR2 $(cat PATH)` finds nothing.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        let temporary = self.temporary();
+        let created = std::fs::File::create(&temporary).map(drop);
+        let _ = std::fs::remove_file(&temporary);
+        created.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot write the pid file {}: {e}", self.path.display()),
+            )
+        })
+    }
+
+    /// The file a write fills before renaming it to the pid file.
+    fn temporary(&self) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_owned();
         name.push(format!(".{}.tmp", std::process::id()));
-        let temporary = self.path.with_file_name(name);
+        self.path.with_file_name(name)
+    }
+
+    /// Writes `pid` atomically.
+    pub(crate) fn write(&self, pid: u32) -> io::Result<()> {
+        let temporary = self.temporary();
         let written = (|| {
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(format!("{pid}\n").as_bytes())?;
@@ -84,6 +105,19 @@ mod tests {
         assert!(!file.path.exists());
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pid_file_that_cannot_be_written_fails_the_check() {
+        let dir = std::env::temp_dir().join(format!("ebb-pidfile-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = PidFile::new(dir.join("ebb.pid"));
+        file.check().unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing left");
+        let missing = PidFile::new(dir.join("no-such-dir").join("ebb.pid"));
+        let e = missing.check().unwrap_err();
+        assert!(e.to_string().contains("no-such-dir"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -110,7 +110,11 @@ struct Successor {
     /// What it has written so far.
     said: Vec<u8>,
     started: Instant,
-    deadline: Instant,
+    /// How long it may take to be ready.
+    timeout: Duration,
+    /// When that runs out; `None` for a timeout too long for the clock,
+    /// which never runs out.
+    deadline: Option<Instant>,
 }
 
 /// Where a starting successor is.
@@ -193,7 +197,8 @@ impl Successor {
             ready: receiver,
             said: Vec::new(),
             started,
-            deadline: started + timeout,
+            timeout,
+            deadline: started.checked_add(timeout),
         })
     }
 
@@ -206,9 +211,10 @@ impl Successor {
         self.started.elapsed()
     }
 
-    /// How long until the deadline.
-    fn timeout(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+    /// How long until the deadline, if it has one.
+    fn timeout(&self) -> Option<Duration> {
+        self.deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
 
     /// Reads the pipe and checks the clock; a successor that failed is told
@@ -236,11 +242,13 @@ impl Successor {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() < self.deadline {
+                    if self
+                        .deadline
+                        .map_or(true, |deadline| Instant::now() < deadline)
+                    {
                         return Progress::Waiting;
                     }
-                    let timeout = self.deadline - self.started;
-                    break format!("it was not ready within {timeout:?}");
+                    break format!("it was not ready within {:?}", self.timeout);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break format!("reading its readiness pipe failed: {e}"),
@@ -583,7 +591,7 @@ impl Upgrader {
     /// How long the coordinator may sleep: until a starting successor's deadline.
     pub(crate) fn timeout(&self) -> Option<Duration> {
         match &self.state {
-            UpgradeState::Starting(successor) => Some(successor.timeout()),
+            UpgradeState::Starting(successor) => successor.timeout(),
             _ => None,
         }
     }

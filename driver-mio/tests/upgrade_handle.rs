@@ -99,3 +99,31 @@ fn upgrade_from_code_hands_the_listener_to_the_successor() {
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A timeout too long for the clock (`Duration::MAX`, or a `--upgrade-timeout`
+/// of 1e19 seconds) never runs out: the upgrade waits on its successor, here
+/// one that exits at once, so the upgrade fails and the server keeps serving.
+#[test]
+fn an_upgrade_timeout_too_long_for_the_clock_never_runs_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let builder = Builder::new()
+        .listener(listener)
+        .workers(1)
+        .signals(false)
+        .upgrade_timeout(Duration::MAX)
+        .upgrade_command("/bin/false", Vec::<std::ffi::OsString>::new());
+    let handle = builder.shutdown_handle();
+    let server = std::thread::spawn(move || {
+        builder.serve(|_req, res| res.respond(Response::text(200, "embedded")))
+    });
+    assert!(get(addr).ends_with("embedded"));
+    handle.upgrade();
+    // The failed upgrade leaves the server serving; give it time to fail.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(get(addr).ends_with("embedded"));
+    handle.shutdown();
+    let report = server.join().expect("serve returns").unwrap();
+    assert!(!report.handed_off, "{report}");
+    assert_eq!(report.forced, None, "{report}");
+}

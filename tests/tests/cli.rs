@@ -2,6 +2,7 @@
 //! the exit status that tells a complete drain from a forced one.
 
 use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -39,6 +40,47 @@ fn help_lists_version_and_the_exit_statuses() {
     for status in ["  0  ", "  1  ", "  2  ", "  3  ", "  4  "] {
         assert!(help.contains(status), "exit status {status:?}:\n{help}");
     }
+}
+
+#[test]
+fn help_into_a_closed_pipe_is_no_panic() {
+    // A pipe whose reader is gone before ebb starts: its write fails with
+    // EPIPE.
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills `fds` with two new descriptors; the read end is
+    // closed at once and the write end owned by `write_end` alone.
+    let write_end = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::os::fd::OwnedFd::from_raw_fd(fds[1])
+    };
+    let output = Command::new(ebb_binary())
+        .arg("--help")
+        .stdout(std::process::Stdio::from(write_end))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_pid_file_that_cannot_be_written_fails_the_start() {
+    let missing = std::env::temp_dir()
+        .join(format!("ebb-no-such-dir-{}", std::process::id()))
+        .join("ebb.pid");
+    let output = Command::new(ebb_binary())
+        .args(["--bind", "127.0.0.1:0", "--pid-file"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the pid file"), "{stderr}");
+    assert!(
+        !stderr.contains("listening"),
+        "it fails before it serves: {stderr}"
+    );
 }
 
 #[test]
