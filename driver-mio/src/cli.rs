@@ -331,13 +331,15 @@ pub fn main() -> ExitCode {
         .unwrap_or(Config::default().keep_alive_timeout);
     let served = Demo::new(config.max_body_bytes, echo_idle)
         .and_then(|demo| args.builder().serve_handler(demo));
-    match served {
+    let status = match served {
         Ok(report) => ExitCode::from(exit_status(&report)),
         Err(e) => {
             log::error!("ebb: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    crate::logger::finish();
+    status
 }
 
 /// Writes `text` and a newline to `out`, as `println!` does, but a closed

@@ -211,6 +211,13 @@ impl Ebb {
         );
     }
 
+    /// Stops reading its stderr while the guard lives: the reader takes
+    /// this lock for every line, so the pipe fills, as behind a log reader
+    /// that stalled. [`log`](Self::log) must not be called meanwhile.
+    pub fn stall_log(&self) -> MutexGuard<'_, String> {
+        self.log.lock().unwrap()
+    }
+
     /// Everything it has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

@@ -429,3 +429,38 @@ fn space_inside_the_method_is_400() {
     ebb.signal(libc::SIGTERM);
     ebb.expect_clean_exit(Duration::from_secs(5));
 }
+
+/// A stderr that stops taking lines (a paused pipe reader, a stuck log
+/// shipper) once the pipe is full: the access log's lines wait, then drop,
+/// but requests are served and a SIGTERM drains and exits as ever (what is
+/// still queued then has a bounded time to be written).
+#[test]
+fn a_stalled_stderr_holds_up_neither_requests_nor_the_exit() {
+    let _serial = serial();
+    let ebb = Ebb::start(&["--workers", "2"]);
+    let stall = ebb.stall_log();
+    // Some 150 bytes of access log each: several times the 64 KiB a pipe
+    // holds, and more than the logger queues.
+    let requests = 10_000;
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = ebb.addr;
+            thread::spawn(move || {
+                let mut client = Client::connect(addr, IO_TIMEOUT).unwrap();
+                for _ in 0..requests / 2 {
+                    assert_eq!(client.get("/").unwrap().status, 200);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every request answered");
+    }
+    ebb.signal(libc::SIGTERM);
+    let exited = ebb.wait_exit(Duration::from_secs(15));
+    drop(stall);
+    let (status, _) = exited.unwrap_or_else(|| panic!("no exit behind the stalled stderr"));
+    assert!(status.success(), "{status}");
+    ebb.expect_clean_exit(Duration::from_secs(5));
+    assert!(ebb.log().contains("ebb listening"), "{}", ebb.log());
+}
