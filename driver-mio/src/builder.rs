@@ -291,7 +291,10 @@ impl Builder {
         };
         // Resolved now, before the binary can be replaced on disk.
         let program = match self.upgrade_command {
-            Some(program) => Ok(program),
+            Some(program) => {
+                program.warn_unless_runnable();
+                Ok(program)
+            }
             None => Program::this_process(),
         };
         let workers = self
@@ -303,7 +306,8 @@ impl Builder {
             reuse_port: self.reuse_port,
             backlog: self.backlog,
             socket_activation: self.socket_activation,
-        })?;
+        })
+        .map_err(crate::serve::short_of_descriptors(workers))?;
         crate::serve::run(crate::serve::Setup {
             listeners: listeners.all,
             bound_here: listeners.bound_here,

@@ -99,7 +99,8 @@ pub(crate) fn run<H: Handler>(setup: Setup<H>) -> io::Result<DrainReport> {
             handler.clone(),
             setup.observing.clone(),
             common.clone(),
-        )?;
+        )
+        .map_err(short_of_descriptors(count))?;
         inboxes.push(inbox);
         let done_tx = done_tx.clone();
         let waker = waker.clone();
@@ -373,4 +374,20 @@ fn combine(reports: &[DrainReport]) -> DrainReport {
         all.merge(report);
     }
     all
+}
+
+/// Names the likely cause of a failure for want of descriptors (`EMFILE`)
+/// at start: each of `workers` needs a few of its own (a listener, a poll,
+/// a waker), and many workers can outrun the process's limit.
+pub(crate) fn short_of_descriptors(workers: usize) -> impl Fn(io::Error) -> io::Error {
+    move |e| {
+        if e.raw_os_error() == Some(libc::EMFILE) {
+            io::Error::new(
+                e.kind(),
+                format!("{e}, with {workers} workers: each needs descriptors of its own (see `ulimit -n`)"),
+            )
+        } else {
+            e
+        }
+    }
 }

@@ -80,6 +80,22 @@ impl Program {
         Ok(Program { path, args })
     }
 
+    /// Warns, at start, when the program could not be run now: a hot upgrade
+    /// would fail unless it can be by then (a deploy may put it in place
+    /// later, so this is no error).
+    pub(crate) fn warn_unless_runnable(&self) {
+        match self.resolve() {
+            Ok(path) if is_executable(&path) => {}
+            Ok(path) => log::warn!(
+                "upgrade command {}: not an executable file now; a hot upgrade will fail unless it is one by then",
+                path.display()
+            ),
+            Err(e) => log::warn!(
+                "upgrade command: {e}; a hot upgrade will fail unless it is found by then"
+            ),
+        }
+    }
+
     /// The executable to run: a bare name is looked up in `PATH` now.
     fn resolve(&self) -> io::Result<PathBuf> {
         if self.path.as_os_str().as_bytes().contains(&b'/') {

@@ -84,6 +84,44 @@ fn a_pid_file_that_cannot_be_written_fails_the_start() {
 }
 
 #[test]
+fn too_many_workers_for_the_descriptor_limit_is_named_at_start() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(ebb_binary());
+    command.args(["--bind", "127.0.0.1:0", "--workers", "100"]);
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("with 100 workers"), "{stderr}");
+}
+
+#[test]
+fn an_upgrade_command_not_runnable_at_start_is_warned_of() {
+    let _serial = serial();
+    let ebb = Ebb::start(&["--upgrade-command", "/nonexistent/ebb"]);
+    assert!(
+        ebb.log()
+            .contains("upgrade command /nonexistent/ebb: not an executable file now"),
+        "{}",
+        ebb.log()
+    );
+    ebb.signal(libc::SIGTERM);
+    ebb.expect_exit_code(Duration::from_secs(10), 0);
+}
+
+#[test]
 fn known_path_with_another_method_is_405_with_allow() {
     let _serial = serial();
     let ebb = Ebb::start(&[]);
