@@ -24,7 +24,19 @@ impl PidFile {
     /// temporary file a write starts with (then removing it): a pid file
     /// that cannot be written is a mistake to report at start, not once
     /// `kill -USR2 $(cat PATH)` finds nothing.
+    ///
+    /// Warns if it names a running process other than this one's parent (the
+    /// server this one upgrades): two servers sharing one pid file would
+    /// take it from each other.
     pub(crate) fn check(&self) -> io::Result<()> {
+        if let Some(pid) = self.read().filter(|&pid| is_running(pid)) {
+            if pid != std::os::unix::process::parent_id() && pid != std::process::id() {
+                log::warn!(
+                    "pid file {} names process {pid}, which is running: this process takes it over",
+                    self.path.display()
+                );
+            }
+        }
         let temporary = self.temporary();
         let created = std::fs::File::create(&temporary).map(drop);
         let _ = std::fs::remove_file(&temporary);
@@ -86,6 +98,17 @@ impl PidFile {
     }
 }
 
+/// Whether a process with this pid exists (one this process may not signal
+/// exists too).
+fn is_running(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +129,15 @@ mod tests {
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_running_process_is_told_from_a_pid_no_process_has() {
+        assert!(is_running(std::process::id()));
+        assert!(is_running(1), "init, which this process may not signal");
+        assert!(!is_running(u32::MAX), "not a pid");
+        // pid_max is at most 2^22 on Linux.
+        assert!(!is_running(1 << 23));
     }
 
     #[test]

@@ -122,6 +122,26 @@ fn an_upgrade_command_not_runnable_at_start_is_warned_of() {
 }
 
 #[test]
+fn a_pid_file_of_another_running_server_is_warned_of_and_taken_over() {
+    let _serial = serial();
+    let dir = ebb_tests::TempDir::new("shared-pid");
+    let pid_file = dir.join("ebb.pid");
+    let path = pid_file.to_str().unwrap();
+    let first = Ebb::start(&["--pid-file", path]);
+    let first_pid = ebb_tests::wait_pid_file_change(&pid_file, None, IO_TIMEOUT);
+    let second = Ebb::start(&["--pid-file", path]);
+    let second_pid = ebb_tests::wait_pid_file_change(&pid_file, first_pid, IO_TIMEOUT);
+    assert!(second_pid.is_some() && second_pid != first_pid);
+    let warning = format!("names process {}, which is running", first_pid.unwrap());
+    assert!(second.log().contains(&warning), "{}", second.log());
+    assert!(!first.log().contains("which is running"), "{}", first.log());
+    for ebb in [&first, &second] {
+        ebb.signal(libc::SIGTERM);
+        ebb.expect_exit_code(Duration::from_secs(10), 0);
+    }
+}
+
+#[test]
 fn known_path_with_another_method_is_405_with_allow() {
     let _serial = serial();
     let ebb = Ebb::start(&[]);
