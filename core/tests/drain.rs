@@ -233,6 +233,29 @@ fn a_quiet_connection_closes_on_the_count_of_its_unread_bytes() {
     );
 }
 
+/// Only a connection that may still read a request is asked what waits in
+/// its socket: not one lingering (what comes is discarded), nor one whose
+/// client sent its FIN (everything before it was read).
+#[test]
+fn the_drain_asks_no_count_of_a_connection_that_reads_no_more_requests() {
+    let mut h = draining();
+    let lingering = h.accept();
+    h.send(lingering, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n{\r\n\r\n");
+    h.respond(lingering, 200, b"x");
+    assert!(
+        h.half_closed(lingering),
+        "a 400 for the garbage, then linger"
+    );
+    let finished = h.accept();
+    h.send(finished, &get("/"));
+    h.eof(finished);
+    let open = h.accept();
+    h.send(open, &get("/"));
+    h.server.handle_terminate(h.now);
+    let events: Vec<Event> = std::iter::from_fn(|| h.server.poll_event()).collect();
+    assert_eq!(events, [Event::CountUnread(open), Event::DrainBacklog]);
+}
+
 #[test]
 fn a_recently_busy_connection_gets_the_rest_of_its_quiet_window() {
     let mut h = draining();
