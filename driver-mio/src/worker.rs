@@ -49,6 +49,14 @@ const FORCED_CLOSE_READS: usize = 4;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Most [`InFlight`] buffers of closed connections kept for new ones.
 const SPARE_INFLIGHT: usize = 256;
+/// Messages the mailbox gives per pass of the loop. Producers can refill it
+/// as fast as it is read — a thousand streams to clients that read
+/// nothing, each writing again as soon as its bytes reach the socket — and
+/// a mailbox read to the end would hold the loop until every socket's send
+/// buffer filled (seconds, with no new connection, request, timer or stop
+/// looked at). A pass of this many is short, and few enough passes empty
+/// a mailbox in the ordinary case.
+const MESSAGES_PER_PASS: usize = 64;
 /// Access-log lines are flushed at most this often, and no later than this
 /// after they are logged: a busy worker hands the logger many lines per
 /// flush (as nginx's `access_log … flush=` does).
@@ -91,6 +99,9 @@ pub(crate) struct Worker<H> {
     handler: Arc<H>,
     inbox: Arc<Inbox>,
     rx: Receiver<Message>,
+    /// The mailbox may hold messages not yet read: the waker said so, or a
+    /// pass read its share ([`MESSAGES_PER_PASS`]) and stopped.
+    mail: bool,
     /// The epoch of core's clock, shared by all workers so their reports combine.
     start: Instant,
     /// When the loop last woke up: the clock is read once per wake-up, and
@@ -199,6 +210,7 @@ impl<H: Handler> Worker<H> {
             handler,
             inbox: inbox.clone(),
             rx,
+            mail: false,
             start,
             awake_at: start,
             now: Time::ZERO,
@@ -245,9 +257,13 @@ impl<H: Handler> Worker<H> {
                         self.accept();
                         self.pump();
                     }
-                    WAKER => self.messages(),
+                    WAKER => self.mail = true,
                     token => self.ready(token.0, event),
                 }
+                self.settle();
+            }
+            if self.mail {
+                self.messages();
                 self.settle();
             }
             if self.stops.has_input(&self.stops_applied) {
@@ -295,6 +311,8 @@ impl<H: Handler> Worker<H> {
             }
             let flush_in = self.flush_access_log(false);
             let timeout = match (self.poll_timeout(deadline), flush_in) {
+                // Messages left for the next pass: it comes at once.
+                _ if self.mail => Some(Duration::ZERO),
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -1035,9 +1053,15 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Reads the mailbox: deferred answers, stream data, closed upgrades.
+    /// Reads the mailbox — deferred answers, stream data, closed upgrades —
+    /// up to this pass's share ([`MESSAGES_PER_PASS`]); [`Worker::mail`]
+    /// says whether messages may be left.
     fn messages(&mut self) {
-        while let Ok(message) = self.rx.try_recv() {
+        for _ in 0..MESSAGES_PER_PASS {
+            let Ok(message) = self.rx.try_recv() else {
+                self.mail = false;
+                return;
+            };
             match message {
                 Message::Answer(id, answer) => self.answer_deferred(id, *answer),
                 Message::Stream(id) => self.feed_stream(id, true),
