@@ -69,17 +69,17 @@ fn a_pid_file_that_cannot_be_written_fails_the_start() {
     let missing = std::env::temp_dir()
         .join(format!("ebb-no-such-dir-{}", std::process::id()))
         .join("ebb.pid");
-    let output = Command::new(ebb_binary())
-        .args(["--bind", "127.0.0.1:0", "--pid-file"])
-        .arg(&missing)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot write the pid file"), "{stderr}");
+    // Launched, not run to its end: a server that serves without its pid
+    // file would never exit on its own.
+    let ebb = Ebb::launch(&["--pid-file", missing.to_str().unwrap()]);
+    let exit = ebb.wait_exit(Duration::from_secs(10));
+    let log = ebb.log();
+    let (status, _) = exit.unwrap_or_else(|| panic!("still running:\n{log}"));
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("cannot write the pid file"), "{log}");
     assert!(
-        !stderr.contains("listening"),
-        "it fails before it serves: {stderr}"
+        !log.contains("listening"),
+        "it fails before it serves: {log}"
     );
 }
 
