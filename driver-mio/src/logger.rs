@@ -212,7 +212,7 @@ impl Stderr {
         if access {
             buf.push_str("access ");
         } else {
-            self.push_prefix(buf, record.level());
+            push_prefix(buf, self.start, record.level());
         }
         match record.args().as_str() {
             Some(message) => buf.push_str(message),
@@ -222,10 +222,6 @@ impl Stderr {
             }
         }
         buf.push('\n');
-    }
-
-    fn push_prefix(&self, buf: &mut String, level: Level) {
-        push_prefix(buf, self.start, level);
     }
 }
 

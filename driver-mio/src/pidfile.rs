@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn a_running_process_is_told_from_a_pid_no_process_has() {
         assert!(is_running(std::process::id()));
-        assert!(is_running(1), "init, which this process may not signal");
+        assert!(
+            is_running(1),
+            "init: running, whether this process may signal it or not"
+        );
         assert!(!is_running(u32::MAX), "not a pid");
         // pid_max is at most 2^22 on Linux.
         assert!(!is_running(1 << 23));
