@@ -366,6 +366,16 @@ impl Conn {
         self.bufs.as_ref().map_or(0, |b| b.input.len())
     }
 
+    /// Whether core holds bytes of another request after the first `len`
+    /// bytes of its input: a client pipelined it. Empty lines, which some
+    /// clients send after a body, are none.
+    pub fn holds_request_after(&self, len: usize) -> bool {
+        self.bufs
+            .as_ref()
+            .and_then(|b| b.input.get(len..))
+            .is_some_and(|rest| rest.iter().any(|&b| b != b'\r' && b != b'\n'))
+    }
+
     /// Whether a request is in progress: begun and its response not yet
     /// completely handed to the driver.
     pub fn is_active(&self) -> bool {

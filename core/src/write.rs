@@ -198,9 +198,11 @@ impl Server {
 
     /// Why the connection of the request `key` has dispatched closes after
     /// its response, if it does: the client asked, its FIN came and nothing
-    /// follows, keep-alive is off, or the server is stopping (in PreStop
-    /// every response closes, so clients leave before the drain and no close
-    /// races a request).
+    /// follows, keep-alive is off, or the server is stopping. In PreStop a
+    /// response closes unless core has bytes of a later request, so clients
+    /// leave before the drain and no close races a request; what a client
+    /// pipelined before it could see the close is answered, as in the
+    /// drain, rather than dropped for it to send again.
     /// `head` and `len` are what [`answering`](Self::answering) says.
     #[inline]
     pub(crate) fn close_after(&self, key: usize, head: &Head, len: usize) -> Option<CloseReason> {
@@ -223,7 +225,8 @@ impl Server {
             Some(CloseReason::ClientClosed)
         } else if self.config.keep_alive_timeout.is_zero() {
             Some(CloseReason::KeepAliveOff)
-        } else if matches!(self.lifecycle, Lifecycle::PreStop { .. })
+        } else if (matches!(self.lifecycle, Lifecycle::PreStop { .. })
+            && !conn.holds_request_after(len))
             || !conn.drain_keeps_open(draining, len)
         {
             Some(CloseReason::Stopping)

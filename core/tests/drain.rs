@@ -62,6 +62,68 @@ fn pre_stop_keeps_serving_while_reporting_stopping() {
     assert_eq!(report.terminated_at, Time::ZERO);
 }
 
+/// A client that pipelined requests before it could see PreStop's close
+/// has them answered, the last with the close, as the drain answers what
+/// came before it; it is not left to send them again.
+#[test]
+fn pre_stop_answers_what_was_pipelined_before_it_closes() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.terminate();
+    h.send(c, &[get("/1"), get("/2")].concat());
+    h.respond(c, 200, b"1");
+    h.respond(c, 200, b"2");
+    let responses = h.responses(c);
+    assert_eq!(responses.len(), 2, "/2 was answered");
+    assert!(!responses[0].close, "/2 follows /1");
+    assert!(responses[1].close, "nothing follows /2");
+    assert_eq!(
+        h.half_close_reason(c),
+        Some(ebb_core::CloseReason::Stopping)
+    );
+}
+
+/// Part of a request behind the one answered is a request too: the close
+/// waits for it, and it is answered when the rest comes.
+#[test]
+fn pre_stop_waits_for_a_request_begun_behind_the_one_answered() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.terminate();
+    let second = get("/2");
+    h.send(c, &[&get("/1")[..], &second[..3]].concat());
+    h.respond(c, 200, b"1");
+    assert!(!h.responses(c)[0].close);
+    h.send(c, &second[3..]);
+    h.respond(c, 200, b"2");
+    assert!(h.responses(c)[1].close);
+}
+
+/// Empty lines after a request (some clients send CRLF after a body) are
+/// no request: PreStop's response closes, so the client leaves.
+#[test]
+fn pre_stop_closes_after_a_request_followed_only_by_empty_lines() {
+    let mut h = Harness::with(Config {
+        pre_stop: Duration::from_secs(5),
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.terminate();
+    h.send(c, &[&get("/1")[..], b"\r\n\r\n"].concat());
+    h.respond(c, 200, b"1");
+    assert!(h.responses(c)[0].close);
+    assert_eq!(
+        h.half_close_reason(c),
+        Some(ebb_core::CloseReason::Stopping)
+    );
+}
+
 #[test]
 fn an_early_timeout_call_does_not_end_pre_stop() {
     let mut h = Harness::with(Config {

@@ -110,6 +110,10 @@ struct CloseResponse {
     /// The application answered in the drain (so core chose to close, and
     /// must not have while more had arrived before the drain: S7).
     answered_in_drain: bool,
+    /// The application answered in PreStop (so core chose to close): what
+    /// core had received then. A request of which core held a byte is
+    /// owed its answer (S7).
+    pre_stop_received: Option<usize>,
 }
 
 /// What the checker knows of one connection.
@@ -243,6 +247,13 @@ struct Handed {
     answered: Option<Tick>,
     /// The server was in PreStop then.
     answered_in_pre_stop: bool,
+    /// Where its bytes end in the connection's byte stream.
+    end: usize,
+    /// Core had received bytes past `end` when the application answered:
+    /// a request pipelined behind it, which PreStop answers before closing.
+    read_past_it: bool,
+    /// `received` when the application answered.
+    received_when_answered: usize,
     /// The application answered before reading its streamed body to the
     /// end (so core closes the connection: the application's choice, not
     /// the drain's).
@@ -308,11 +319,16 @@ pub struct Cover {
     /// Responses in the drain that kept their connection open, for a
     /// request its client had pipelined before the drain.
     pub kept_open_in_drain: u64,
-    /// Responses the application gave in PreStop (each closes).
+    /// Responses the application gave in PreStop (each closes, unless a
+    /// request follows it).
     pub pre_stop_responses: u64,
+    /// Responses in PreStop that kept their connection open, for a request
+    /// its client had pipelined behind.
+    pub kept_open_in_pre_stop: u64,
     /// Known gap: requests that arrived whole before the drain, pipelined
-    /// behind a response core closed with before the drain (in PreStop,
-    /// every response closes), so never answered; their clients retry them.
+    /// behind a response core closed with before the drain (in PreStop)
+    /// while they waited unread in the socket, so never answered; their
+    /// clients retry them.
     pub closed_before_drain_dropped: u64,
     /// Farewell 503s a client read.
     pub farewells_read: u64,
@@ -720,6 +736,7 @@ impl Checker {
             streams_body: got.streams_body,
         });
         w.handed_bytes += got.raw_len;
+        let end = w.handed_bytes;
         w.handed.push((
             id,
             Handed {
@@ -729,6 +746,9 @@ impl Checker {
                 sent_fully: false,
                 answered: None,
                 answered_in_pre_stop: false,
+                end,
+                read_past_it: false,
+                received_when_answered: 0,
                 body_unread: false,
                 streamed: false,
                 framing: None,
@@ -743,9 +763,12 @@ impl Checker {
     /// `phase`; `body_unread` if its streamed body was not read to the end.
     pub fn on_app_answered(&mut self, k: usize, id: RequestId, phase: Phase, body_unread: bool) {
         let tick = self.next_tick();
+        let received = self.watches[k].received;
         if let Some(h) = self.watches[k].handed_mut(id) {
             h.answered = Some(tick);
             h.answered_in_pre_stop = matches!(phase, Phase::PreStop { .. });
+            h.read_past_it = received > h.end;
+            h.received_when_answered = received;
             h.body_unread = body_unread;
         }
     }
@@ -857,8 +880,9 @@ impl Checker {
         }
         if let Some(owed) = front {
             let pre_stop = handed.is_some_and(|h| h.answered_in_pre_stop);
+            let read_past_it = handed.is_some_and(|h| h.read_past_it);
             let begun_in_drain = w.received_at_drain.is_some_and(|r| owed.start >= r);
-            if props::response_must_close(pre_stop, begun_in_drain)
+            if props::response_must_close(pre_stop && !read_past_it, begun_in_drain)
                 && !resp.close
                 && resp.status != 101
             {
@@ -866,10 +890,21 @@ impl Checker {
                     "S7: k{k}: {} {}, but its response keeps the connection",
                     owed.token,
                     if pre_stop {
-                        "was answered in PreStop"
+                        "was answered in PreStop with nothing after it"
                     } else {
                         "began after the drain began"
                     }
+                ));
+            }
+            // The close is the response's own for a 101, a body the close
+            // ends, or a streamed body the application left unread.
+            let inherent = resp.status == 101
+                || resp.framing == Framing::UntilClose
+                || handed.is_some_and(|h| h.body_unread);
+            if props::pre_stop_dropped_pipelined(pre_stop, read_past_it, resp.close, inherent) {
+                return Err(format!(
+                    "S7: k{k}: {} was answered in PreStop with `Connection: close`, though core had received a request after it",
+                    owed.token
                 ));
             }
         }
@@ -933,6 +968,7 @@ impl Checker {
             };
             let mut streamed = false;
             let mut answered_in_drain = false;
+            let mut pre_stop_received = None;
             if answers_front {
                 let Some(owed) = w.owed.pop_front() else {
                     return env.fail(Failure::Safety(format!(
@@ -954,17 +990,19 @@ impl Checker {
                     // A close the application chose (its body unread) is
                     // not the drain's.
                     // Nor is the close a body without a length needs.
+                    let chosen = !h.body_unread && resp.framing != Framing::UntilClose;
                     answered_in_drain = match (h.answered, self.drain_began) {
-                        (Some(a), Some(d)) => {
-                            a > d && !h.body_unread && resp.framing != Framing::UntilClose
-                        }
+                        (Some(a), Some(d)) => a > d && chosen,
                         _ => false,
                     };
+                    pre_stop_received = (pre_stop && chosen).then_some(h.received_when_answered);
                 }
                 if w.successor {
                     self.cover.successor_responses += 1;
                 }
                 self.cover.pre_stop_responses += u64::from(pre_stop && token.is_some());
+                self.cover.kept_open_in_pre_stop +=
+                    u64::from(pre_stop && token.is_some() && !resp.close && resp.status != 101);
                 if answered_in_drain && !resp.close && !w.successor {
                     self.cover.kept_open_in_drain += 1;
                 }
@@ -979,6 +1017,7 @@ impl Checker {
                 w.close_response = Some(CloseResponse {
                     nth,
                     answered_in_drain,
+                    pre_stop_received,
                 });
             }
             // A stream is over when core says so (`Finished`), whatever
@@ -1724,7 +1763,8 @@ impl Checker {
     /// it, or it followed a request answered with `Connection: close`
     /// (its client had pipelined it before reading that), except where the
     /// drain chose that close for a request although this one had arrived
-    /// before the drain began. S2/S8 cross-check: every response `Finished`
+    /// before the drain began, or PreStop chose it although core held a
+    /// byte of this one. S2/S8 cross-check: every response `Finished`
     /// says was handed over, the client read.
     fn check_ledger(&mut self, kernel: &Kernel, env: &mut Env) {
         let drain = self.drain_began.unwrap_or(Tick::MAX);
@@ -1745,7 +1785,11 @@ impl Checker {
                 }
                 if let Some(cr) = w.close_response.filter(|cr| i > cr.nth) {
                     let before_drain = arrived < drain;
-                    if !(cr.answered_in_drain && before_drain) {
+                    // Where it begins: where the request before it ends.
+                    let start = i.checked_sub(1).map_or(0, |p| w.sent[p].end);
+                    let read_in_pre_stop = cr.pre_stop_received.is_some_and(|r| start < r as u64);
+                    let owed = (cr.answered_in_drain && before_drain) || read_in_pre_stop;
+                    if !owed {
                         if before_drain && !w.successor && i >= w.client_finals {
                             self.cover.closed_before_drain_dropped += 1;
                         }
@@ -1753,7 +1797,8 @@ impl Checker {
                     }
                     // The drain closed after an answer although this request
                     // had arrived before it, read by core or waiting unread
-                    // in the socket (the driver told core how much): owed.
+                    // in the socket (the driver told core how much), or
+                    // PreStop closed although core held part of it: owed.
                 }
                 let answered = i < w.client_finals;
                 // Core refuses only a request it has not read whole: one

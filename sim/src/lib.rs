@@ -21,7 +21,8 @@
 //! happened (the counters are printed one per line: backlog accepted, each
 //! kind of forced exit, idle and silent closes, cuts, responses that kept a
 //! connection in the drain for a request pipelined before it, PreStop
-//! responses, application faults, farewells read, hand-offs and what the
+//! responses and those that kept a connection for a request pipelined
+//! behind, application faults, farewells read, hand-offs and what the
 //! successor served, 408s to CRLF and body tricklers and to bodies
 //! stopped short, racing clients answered in the drain, streams
 //! completed, cut by the deadline and stopped by their producer, producers
@@ -195,7 +196,9 @@
 //!   in this very step; the exit is no later than the deadline;
 //! - PreStop (DESIGN, drain phase 2): `is_stopping()` is true, the listener
 //!   stays open, no drain close happens, every response the application
-//!   gives in it carries `Connection: close`;
+//!   gives in it carries `Connection: close` unless core had received bytes
+//!   after its request, and none that does drops them (S7: they are a
+//!   request its client pipelined before it could see the close);
 //! - S9: each close's reason matches what the world saw (idle, silent,
 //!   client FIN, abort, deadline, second terminate), an idle connection is
 //!   ended within `idle_close_after` of its last response (or at the drain's
@@ -267,17 +270,17 @@
 //!   client had pipelined it behind a request answered with `Connection:
 //!   close`. That last excuse does not hold when the drain chose the close
 //!   although the request had arrived before the drain began and core had
-//!   read it by then: that is the drain dropping pipelined requests.
+//!   read it by then, nor when PreStop chose it although core had read a
+//!   byte of the request: that is dropping pipelined requests.
 //! - S2/S8: every response `Finished` says was completely handed over, the
 //!   client read (unless a close that may lose responses came first).
 //!
 //! Known gaps, counted and printed, not failed: requests that arrived
-//! before the drain behind a response core closed with before it (PreStop
-//! closes every response: its clients retry what they had pipelined), and
-//! requests that arrived before the drain but that core had not read when
-//! it began — queued in the backlog, or behind reads paused for
-//! pipelining — behind a response the drain closed with (core decides by
-//! what it has read, and cannot see the socket's queue).
+//! before the drain but that core had not read when it chose to close —
+//! behind a response PreStop closed with, or queued in the backlog or
+//! behind reads paused for pipelining when the drain began, behind a
+//! response the drain closed with. Core decides by what it has read, and
+//! cannot see the socket's queue; the clients retry them.
 //!
 //! Core bugs its streaming clients found, fixed with a core test each: an
 //! early answer to a streamed-body request that asked to close was closed

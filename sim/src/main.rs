@@ -115,6 +115,11 @@ const COUNTERS: &[Counter] = &[
         count: |o| o.stats.cover.pre_stop_responses,
     },
     Counter {
+        name: "kept_open_in_pre_stop",
+        enabled: |k| !k.config.pre_stop.is_zero() && kind_on(k, Kind::Pipelined),
+        count: |o| o.stats.cover.kept_open_in_pre_stop,
+    },
+    Counter {
         name: "app_faults_answered",
         enabled: |k| k.app_fault_percent > 0,
         count: |o| o.stats.faulted,

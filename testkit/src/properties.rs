@@ -185,12 +185,30 @@ pub fn must_exit_at_once(
 }
 
 /// S7, DESIGN's drain phases 2 and 3: whether a response must carry
-/// `Connection: close`: one the application gave in PreStop (clients leave
-/// before the drain), and one to a request whose first byte core received
-/// after the drain began (its client has nothing more that the drain could
-/// lose).
-pub fn response_must_close(answered_in_pre_stop: bool, begun_in_drain: bool) -> bool {
-    answered_in_pre_stop || begun_in_drain
+/// `Connection: close`: one the application gave in PreStop while core had
+/// received nothing after its request (clients leave before the drain; a
+/// request pipelined behind it is answered first, as in the drain), and one
+/// to a request whose first byte core received after the drain began (its
+/// client has nothing more that the drain could lose).
+///
+/// `pre_stop_alone`: answered in PreStop, with core holding no byte after
+/// the request.
+pub fn response_must_close(pre_stop_alone: bool, begun_in_drain: bool) -> bool {
+    pre_stop_alone || begun_in_drain
+}
+
+/// S7 in PreStop: whether a response in PreStop closed its connection
+/// although core had received bytes after its request (`read_past_it`),
+/// dropping a request its client pipelined before it could see the close.
+/// A close the response needs for its own sake, or that its client asked
+/// for, is not PreStop's (`inherent`).
+pub fn pre_stop_dropped_pipelined(
+    answered_in_pre_stop: bool,
+    read_past_it: bool,
+    close: bool,
+    inherent: bool,
+) -> bool {
+    answered_in_pre_stop && read_past_it && close && !inherent
 }
 
 /// S2, S6: the drain report `r` emitted at `now`, against `config`:

@@ -311,7 +311,19 @@ fn healthz_fails_during_pre_stop_while_still_serving() {
     assert!(answer.close);
     let mut again = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
     assert_eq!(again.get("/").unwrap().status, 200);
-    drop((client, late, again));
+    // Requests pipelined in one write are all answered; the last closes.
+    let mut pipelining = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
+    let batch = "GET / HTTP/1.1\r\nHost: ebb\r\n\r\n".repeat(3);
+    pipelining.stream.write_all(batch.as_bytes()).unwrap();
+    let closes: Vec<bool> = (0..3)
+        .map(|_| pipelining.read_response().unwrap().close)
+        .collect();
+    assert_eq!(
+        closes,
+        [false, false, true],
+        "each pipelined request is answered"
+    );
+    drop((client, late, again, pipelining));
     ebb.expect_clean_exit(Duration::from_secs(5));
     assert!(ebb.log().contains("pre-stop"), "{}", ebb.log());
 }

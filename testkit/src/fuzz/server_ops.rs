@@ -374,6 +374,8 @@ struct ConnModel {
     /// By request seq: the phase the application answered in (0 serving,
     /// 1 PreStop, 2 draining).
     answered_in: Vec<u8>,
+    /// By request seq: `received` when the application answered.
+    received_when_answered: Vec<u64>,
     /// Responses (by seq) whose close rules were judged.
     judged: u32,
     /// By request seq: whether it was HTTP/1.0.
@@ -863,8 +865,10 @@ impl World {
         let seq = id.seq() as usize;
         if c.answered_in.len() <= seq {
             c.answered_in.resize(seq + 1, 0);
+            c.received_when_answered.resize(seq + 1, 0);
         }
         c.answered_in[seq] = phase;
+        c.received_when_answered[seq] = c.received;
         // A streamed body not read to its end is discarded with the
         // connection (`BodyUnread`), whatever the drain: where the next
         // request ends no longer tells whether the drain closed it.
@@ -1803,25 +1807,41 @@ impl World {
 
 /// S7: the response to request `seq` on `c`, queued with `Connection:
 /// close` if `close`. It must close if the application answered it in
-/// PreStop, or if the request began in the drain; and the drain must not
-/// close after it if the client had sent the next request whole before the
-/// drain began, received by core or held unread (unless the client asked to
-/// close, or the response closes for its own sake — `inherent`: a `101`,
-/// or a body the close ends).
+/// PreStop with nothing after it received, or if the request began in the
+/// drain. Unless the client asked to close, or the response closes for its
+/// own sake (`inherent`: a `101`, or a body the close ends), PreStop must
+/// not close after it if core had received bytes after it, and the drain
+/// must not if the client had sent the next request whole before the drain
+/// began, received by core or held unread. Where a request ends is known
+/// only while the client sent whole canned requests: the PreStop rules
+/// wait for that.
 fn judge_close(c: &ConnModel, seq: u32, close: bool, inherent: bool) {
     let n = seq as usize;
     let answered_in = c.answered_in.get(n).copied().unwrap_or(0);
     let begun_in_drain = c.begun_in_drain_from.is_some_and(|from| seq >= from);
+    let end = c.ends.as_ref().and_then(|ends| ends.get(n).copied());
+    let read_past_it = end.map(|end| c.received_when_answered.get(n).is_some_and(|&r| r > end));
+    let pre_stop_alone = answered_in == 1 && read_past_it == Some(false);
     assert!(
-        close || !props::response_must_close(answered_in == 1, begun_in_drain),
+        close || !props::response_must_close(pre_stop_alone, begun_in_drain),
         "S7: the response to request {seq} keeps the connection, though {}",
-        if answered_in == 1 {
-            "it was answered in PreStop"
+        if pre_stop_alone {
+            "it was answered in PreStop with nothing after it"
         } else {
             "the request began in the drain"
         }
     );
-    if !close || inherent || answered_in != 2 || c.asks_to_close.get(n).copied().unwrap_or(true) {
+    let asked_to_close = c.asks_to_close.get(n).copied().unwrap_or(true);
+    assert!(
+        !props::pre_stop_dropped_pipelined(
+            answered_in == 1,
+            read_past_it == Some(true),
+            close,
+            inherent || asked_to_close
+        ),
+        "S7: the response to request {seq} in PreStop closes, though core had received bytes after it"
+    );
+    if !close || inherent || answered_in != 2 || asked_to_close {
         return;
     }
     let next_end = c.ends.as_ref().and_then(|ends| ends.get(n + 1).copied());
@@ -1863,6 +1883,7 @@ impl ConnModel {
             received_since_done: false,
             begun_in_drain_from: None,
             answered_in: Vec::new(),
+            received_when_answered: Vec::new(),
             judged: 0,
             http10: Vec::new(),
             asks_upgrade: Vec::new(),
