@@ -62,17 +62,23 @@ fn pre_stop_keeps_serving_while_reporting_stopping() {
     assert_eq!(report.terminated_at, Time::ZERO);
 }
 
-/// A client that pipelined requests before it could see PreStop's close
-/// has them answered, the last with the close, as the drain answers what
-/// came before it; it is not left to send them again.
-#[test]
-fn pre_stop_answers_what_was_pipelined_before_it_closes() {
+/// A server in a 5 s PreStop, with a connection accepted before it began.
+fn in_pre_stop() -> (Harness, ConnId) {
     let mut h = Harness::with(Config {
         pre_stop: Duration::from_secs(5),
         ..Config::default()
     });
     let c = h.accept();
     h.terminate();
+    (h, c)
+}
+
+/// A client that pipelined requests before it could see PreStop's close
+/// has them answered, the last with the close, as the drain answers what
+/// came before it; it is not left to send them again.
+#[test]
+fn pre_stop_answers_what_was_pipelined_before_it_closes() {
+    let (mut h, c) = in_pre_stop();
     h.send(c, &[get("/1"), get("/2")].concat());
     h.respond(c, 200, b"1");
     h.respond(c, 200, b"2");
@@ -90,12 +96,7 @@ fn pre_stop_answers_what_was_pipelined_before_it_closes() {
 /// waits for it, and it is answered when the rest comes.
 #[test]
 fn pre_stop_waits_for_a_request_begun_behind_the_one_answered() {
-    let mut h = Harness::with(Config {
-        pre_stop: Duration::from_secs(5),
-        ..Config::default()
-    });
-    let c = h.accept();
-    h.terminate();
+    let (mut h, c) = in_pre_stop();
     let second = get("/2");
     h.send(c, &[&get("/1")[..], &second[..3]].concat());
     h.respond(c, 200, b"1");
@@ -109,12 +110,7 @@ fn pre_stop_waits_for_a_request_begun_behind_the_one_answered() {
 /// no request: PreStop's response closes, so the client leaves.
 #[test]
 fn pre_stop_closes_after_a_request_followed_only_by_empty_lines() {
-    let mut h = Harness::with(Config {
-        pre_stop: Duration::from_secs(5),
-        ..Config::default()
-    });
-    let c = h.accept();
-    h.terminate();
+    let (mut h, c) = in_pre_stop();
     h.send(c, &[&get("/1")[..], b"\r\n\r\n"].concat());
     h.respond(c, 200, b"1");
     assert!(h.responses(c)[0].close);
