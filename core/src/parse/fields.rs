@@ -60,13 +60,6 @@ unsafe fn simple_avx2(
 }
 
 /// [`simple`], with the chunks classified `way`.
-///
-/// Each field is read from the classes of the chunk that starts with it:
-/// its name ends at the first byte in it that is not a name byte, and its
-/// value, most often, at the first byte in it outside visible ASCII; only a
-/// value that goes on past the chunk takes more, of the `outside` class
-/// alone. Bits are counted from the field's first byte, so a field costs
-/// one classification and a few shifts, whatever chunk it starts in.
 #[inline(always)]
 fn read(
     way: impl Classify,
@@ -76,38 +69,23 @@ fn read(
     fields: &mut Vec<FieldSpan>,
 ) -> Option<usize> {
     fields.clear();
+    let mut scan = Scan::new(way, buf, at);
     let mut line = at;
     loop {
-        if buf.get(line..line + 2)? == b"\r\n" {
+        let rest = buf.get(line..)?;
+        if rest.starts_with(b"\r\n") {
             return Some(line + 2);
         }
-        let classes = classify_at(way, buf, line);
-        let name_end = line + (!classes.name).trailing_zeros() as usize;
-        let colon = if name_end > line && buf.get(name_end) == Some(&b':') {
-            name_end
-        } else {
+        let colon = match scan.next(line, |c| !c.name) {
+            Some(end) if end > line && buf[end] == b':' => end,
             // A name with other `tchar`s, or none.
-            line + name_len(&buf[line..])?
+            _ => line + name_len(rest)?,
         };
-        let mut value_start = colon + 1;
-        if buf.get(value_start) == Some(&b' ') {
-            // Mostly one space, and then the loop is one test.
-            value_start += 1;
-            while buf.get(value_start) == Some(&b' ') {
-                value_start += 1;
-            }
-        }
-        let value_end = match classes.outside.checked_shr((value_start - line) as u32) {
-            Some(bits) if bits != 0 => value_start + bits.trailing_zeros() as usize,
-            _ => outside_from(way, buf, value_start.max(line + CHUNK))?,
-        };
-        if value_end <= value_start {
+        let value_start = colon + 1 + spaces(&buf[colon + 1..]);
+        let value_end = scan.next(value_start, |c| c.outside)?;
+        let value_ends_visibly = value_end > value_start && buf[value_end - 1] != b' ';
+        if !value_ends_visibly || buf.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
             return None;
-        }
-        // The value's last byte, then CRLF: one look for both.
-        match buf.get(value_end - 1..value_end + 2) {
-            Some(&[last, b'\r', b'\n']) if last != b' ' => {}
-            _ => return None,
         }
         if fields.len() == room {
             return None;
@@ -120,24 +98,57 @@ fn read(
     }
 }
 
-/// Where the first byte from `from` on that is outside visible ASCII and
-/// space is, if `buf` has one there: for the rest of a value longer than
-/// the chunk its field starts.
-#[inline(always)]
-fn outside_from(way: impl Classify, buf: &[u8], from: usize) -> Option<usize> {
-    let mut from = from;
-    while from < buf.len() {
-        let outside = classify_at(way, buf, from).outside;
-        if outside != 0 {
-            return Some(from + outside.trailing_zeros() as usize);
-        }
-        from += CHUNK;
-    }
-    None
+/// The bytes of a head, and the classes of the chunk that the reading of
+/// its fields has got to. Chunks are classified in order, one after the
+/// other, so that classifying the next does not wait on where the last
+/// field ended: found a field at a time, each step waited on the last, and
+/// the head took longer than with the byte loops, whose every branch is
+/// predicted.
+struct Scan<'b, C> {
+    way: C,
+    bytes: &'b [u8],
+    /// Where the chunk classified ends: `classes` are those of the
+    /// [`CHUNK`] bytes before.
+    end: usize,
+    classes: Classes,
 }
 
-/// The classes of the chunk of `bytes` from `start` (which must be within
-/// `bytes`).
+impl<'b, C: Classify> Scan<'b, C> {
+    /// A scan of `bytes` from `at` on, classified `way`.
+    #[inline(always)]
+    fn new(way: C, bytes: &'b [u8], at: usize) -> Self {
+        Scan {
+            way,
+            bytes,
+            end: at + CHUNK,
+            classes: classify_at(way, bytes, at),
+        }
+    }
+
+    /// The first byte from `from` on whose bit `class` sets, if the bytes
+    /// have one. `from` must not be behind the chunk classified.
+    #[inline(always)]
+    fn next(&mut self, from: usize, class: impl Fn(&Classes) -> u32) -> Option<usize> {
+        let mut from = from;
+        loop {
+            while from >= self.end {
+                if self.end >= self.bytes.len() {
+                    return None;
+                }
+                self.classes = classify_at(self.way, self.bytes, self.end);
+                self.end += CHUNK;
+            }
+            let bits = class(&self.classes) >> (from + CHUNK - self.end);
+            if bits != 0 {
+                let found = from + bits.trailing_zeros() as usize;
+                return (found < self.bytes.len()).then_some(found);
+            }
+            from = self.end;
+        }
+    }
+}
+
+/// The classes of the chunk of `bytes` from `start`.
 #[inline(always)]
 fn classify_at(way: impl Classify, bytes: &[u8], start: usize) -> Classes {
     match bytes.get(start..start + CHUNK) {
@@ -148,22 +159,21 @@ fn classify_at(way: impl Classify, bytes: &[u8], start: usize) -> Classes {
 
 /// The classes of the bytes from `start`, fewer than a chunk: those of the
 /// last chunk of `bytes`, shifted to start there, so that no byte past the
-/// end is in a class (and a search finds nothing past the end). Only bytes
-/// shorter than a chunk are copied, into one padded with zeros, whose
-/// classes are masked off.
+/// end is in a class (and `Scan::next` finds nothing past the end). Only
+/// bytes shorter than a chunk are copied to classify.
 // Out of line: a copy inlined made every head's frame larger.
 #[inline(never)]
 fn classify_last(way: impl Classify, bytes: &[u8], start: usize) -> Classes {
-    let (last, shift, within) = match bytes.last_chunk::<CHUNK>() {
-        Some(last) => (*last, start - (bytes.len() - CHUNK), u32::MAX),
+    let (last, shift) = match bytes.last_chunk::<CHUNK>() {
+        Some(last) => (*last, start - (bytes.len() - CHUNK)),
         None => {
             let mut padded = [0; CHUNK];
             padded[..bytes.len()].copy_from_slice(bytes);
-            (padded, start, (1 << bytes.len()) - 1)
+            (padded, start)
         }
     };
     let classes = way.classify(&last);
-    let keep = |mask: u32| (mask & within).checked_shr(shift as u32).unwrap_or(0);
+    let keep = |mask: u32| mask.checked_shr(shift as u32).unwrap_or(0);
     Classes {
         outside: keep(classes.outside),
         name: keep(classes.name),
@@ -186,16 +196,26 @@ fn span(start: usize, end: usize) -> Span {
     }
 }
 
+/// How many spaces `bytes` starts with: mostly one.
+fn spaces(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|&&b| b == b' ').count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Bytes of lengths around the chunks' edges, with bytes outside
+    /// visible ASCII at a few distances from one another wherever they
+    /// may be, after a few bytes not scanned: `next` finds the first from
+    /// every place, on a new scan, and each in turn on one scan, asked from
+    /// just after the last as the parser asks.
     /// Runs `check` with each way of classifying that this CPU has.
-    fn each_way(check: impl Fn(Way)) {
-        check(Way::Baseline(Baseline));
+    fn each_way(check: impl Fn(&dyn Fn(&[u8], usize) -> Scan<'_, Way>)) {
+        check(&|bytes, at| Scan::new(Way::Baseline(Baseline), bytes, at));
         #[cfg(target_arch = "x86_64")]
         if let Some(avx2) = Avx2::detect() {
-            check(Way::Avx2(avx2));
+            check(&|bytes, at| Scan::new(Way::Avx2(avx2), bytes, at));
         }
     }
 
@@ -217,69 +237,50 @@ mod tests {
         }
     }
 
-    /// Bytes of lengths around the chunks' edges, with bytes outside
-    /// visible ASCII at a few distances from one another wherever they may
-    /// be: from every place, `outside_from` finds the first, and nothing
-    /// past the end.
     #[test]
-    fn outside_from_finds_the_first_byte_outside_from_anywhere_before_it() {
-        each_way(|way| {
-            for len in [0, 1, 15, 31, 32, 33, 63, 64, 65, 100] {
-                for outside in [0x00, b'\r', 0x7f, 0xff] {
-                    for at in 0..len.max(1) {
-                        let marked: Vec<usize> = [0, 1, 31, 32, 70]
-                            .iter()
-                            .map(|d| at + d)
-                            .filter(|&m| m < len)
-                            .collect();
-                        let mut bytes = vec![b'a'; len];
-                        for &m in &marked {
-                            bytes[m] = outside;
-                        }
-                        for from in 0..=len + 1 {
-                            let first = marked.iter().copied().find(|&m| m >= from);
-                            let found = outside_from(way, &bytes, from);
-                            assert_eq!(found, first, "len {len}, at {at}, from {from}");
-                        }
-                    }
-                }
-            }
-        });
+    fn next_finds_the_first_byte_of_its_class_from_anywhere_before_it() {
+        each_way(|scan| next_finds_the_first_byte_of_its_class(scan));
     }
 
-    /// The classes of the chunk from every place in bytes of lengths
-    /// around the chunks' edges are those of the bytes there, byte by
-    /// byte, with none past the end.
-    #[test]
-    fn classify_at_gives_the_classes_of_the_bytes_from_there_and_none_past_the_end() {
-        let pattern = b"Host: a\r\n\x7f\x80\t_~Z9-x:";
-        each_way(|way| {
-            for len in [1, 2, 15, 31, 32, 33, 63, 64, 65] {
-                let bytes: Vec<u8> = pattern.iter().copied().cycle().take(len).collect();
-                for start in 0..len {
-                    let mut expected = Classes {
-                        outside: 0,
-                        name: 0,
-                    };
-                    for (i, &b) in bytes[start..].iter().take(CHUNK).enumerate() {
-                        expected.outside |= u32::from(!(0x20..0x7f).contains(&b)) << i;
-                        expected.name |= u32::from(b.is_ascii_alphanumeric() || b == b'-') << i;
+    fn next_finds_the_first_byte_of_its_class(new_scan: &dyn Fn(&[u8], usize) -> Scan<'_, Way>) {
+        for (skipped, len) in [0, 5].into_iter().flat_map(|skipped| {
+            [0, 1, 15, 31, 32, 33, 63, 64, 65, 100].map(|len| (skipped, skipped + len))
+        }) {
+            for outside in [0x00, b'\r', 0x7f, 0xff] {
+                for at in skipped..len.max(skipped + 1) {
+                    let marked: Vec<usize> = [0, 1, 31, 32, 70]
+                        .iter()
+                        .map(|d| at + d)
+                        .filter(|&m| m < len)
+                        .collect();
+                    let mut bytes = vec![b'a'; len];
+                    for &m in &marked {
+                        bytes[m] = outside;
                     }
-                    assert_eq!(
-                        classify_at(way, &bytes, start),
-                        expected,
-                        "{start} of {len}"
-                    );
+                    let first_from = |from| marked.iter().copied().find(|&m| m >= from);
+                    for from in skipped..=len + 1 {
+                        let fresh = new_scan(&bytes, skipped).next(from, |c| c.outside);
+                        assert_eq!(fresh, first_from(from), "len {len}, at {at}, from {from}");
+                    }
+                    let mut scan = new_scan(&bytes, skipped);
+                    let mut found = Vec::new();
+                    let mut from = skipped;
+                    while let Some(m) = scan.next(from, |c| c.outside) {
+                        found.push(m);
+                        from = m + 1;
+                    }
+                    assert_eq!(found, marked, "len {len}, at {at}");
                 }
             }
-        });
+        }
     }
 
     #[test]
     fn a_name_ends_at_its_first_byte_other_than_a_letter_digit_or_dash() {
         let bytes = b"X-Forwarded-For9: a\r\n";
-        each_way(|way| {
-            assert_eq!((!classify_at(way, bytes, 0).name).trailing_zeros(), 16);
+        each_way(|scan| {
+            assert_eq!(scan(bytes, 0).next(0, |c| !c.name), Some(16));
+            assert_eq!(scan(bytes, 0).next(17, |c| !c.name), Some(17));
         });
     }
 
