@@ -81,11 +81,22 @@ fn read(
             // A name with other `tchar`s, or none.
             _ => line + name_len(rest)?,
         };
-        let value_start = colon + 1 + spaces(&buf[colon + 1..]);
+        let mut value_start = colon + 1;
+        if buf.get(value_start) == Some(&b' ') {
+            // Mostly one space, and then the loop is one test.
+            value_start += 1;
+            while buf.get(value_start) == Some(&b' ') {
+                value_start += 1;
+            }
+        }
         let value_end = scan.next(value_start, |c| c.outside)?;
-        let value_ends_visibly = value_end > value_start && buf[value_end - 1] != b' ';
-        if !value_ends_visibly || buf.get(value_end..value_end + 2) != Some(&b"\r\n"[..]) {
+        if value_end <= value_start {
             return None;
+        }
+        // The value's last byte, visible, then CRLF: one look for both.
+        match buf.get(value_end - 1..value_end + 2) {
+            Some(&[last, b'\r', b'\n']) if last != b' ' => {}
+            _ => return None,
         }
         if fields.len() == room {
             return None;
@@ -194,11 +205,6 @@ fn span(start: usize, end: usize) -> Span {
         start: start as u32,
         len: (end - start) as u32,
     }
-}
-
-/// How many spaces `bytes` starts with: mostly one.
-fn spaces(bytes: &[u8]) -> usize {
-    bytes.iter().take_while(|&&b| b == b' ').count()
 }
 
 #[cfg(test)]
