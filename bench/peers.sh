@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # ebb's demo server against two peers built from crates.io — hyper
-# (bench/peers/hyper-hello) and actix-web (bench/peers/actix-hello) — measured
-# back to back on this machine. Every server answers GET / with the 13-byte
-# text/plain `Hello, World!`.
+# (bench/peers/hyper-hello) and actix-web (bench/peers/actix-hello) — and
+# a floor (bench/peers/floor-hello: a mio loop that parses nothing and
+# answers every empty line with a canned response), measured back to back on
+# this machine. Every server answers GET / with the 13-byte text/plain
+# `Hello, World!`. The floor shows what this machine's kernel, wrk and an
+# event loop cost on their own today: this VM's speed drifts from hour to
+# hour, and a figure in µs means little without it.
 #
 #   bench/peers.sh                          # DURATION=5s ROUNDS=3 CONNS=64
 #   DURATION=10s ROUNDS=5 bench/peers.sh
@@ -21,13 +25,14 @@
 #               tells the servers apart)
 #   pipelined   16 requests per write (bench/pipeline.lua)
 # It prints each round as it goes, then the medians over the rounds and
-# ebb's ratio to each peer.
+# ebb's ratio to each peer and to the floor.
 #
 # WORKERS=N with N > 1 checks only that each server runs and scales with N
 # workers: nothing is pinned, wrk shares the cores with the server, and only
 # keep-alive req/s is printed, with each busy thread's share of the server's
 # CPU (so a worker that starves shows). Its figures say little about the
-# servers. ebb runs without its access log, as the peers keep none.
+# servers; the floor, one loop by design, sits it out. ebb runs without its
+# access log, as the peers keep none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
@@ -49,18 +54,21 @@ else
 fi
 CLK_TCK=$(getconf CLK_TCK)
 
-servers=(ebb hyper actix)
-declare -A port=([ebb]=18080 [hyper]=18081 [actix]=18082)
+servers=(ebb hyper actix floor)
+((WORKERS == 1)) || servers=(ebb hyper actix)
+declare -A port=([ebb]=18080 [hyper]=18081 [actix]=18082 [floor]=18083)
 declare -A binary=(
     [ebb]=./target/release/ebb
     [hyper]=bench/peers/hyper-hello/target/release/hyper-hello
     [actix]=bench/peers/actix-hello/target/release/actix-hello
+    [floor]=bench/peers/floor-hello/target/release/floor-hello
 )
 
-echo "building ebb, hyper-hello and actix-hello (release)" >&2
+echo "building ebb, hyper-hello, actix-hello and floor-hello (release)" >&2
 cargo build --release -q -p ebb-mio --bin ebb
-(cd bench/peers/hyper-hello && cargo build --release -q)
-(cd bench/peers/actix-hello && cargo build --release -q)
+for peer in hyper-hello actix-hello floor-hello; do
+    (cd "bench/peers/$peer" && cargo build --release -q)
+done
 
 results=$(mktemp -d)
 pid=
@@ -188,8 +196,8 @@ fi
 for round in $(seq "$ROUNDS"); do
     echo "round $round"
     # Rotate the order so no server always runs first or follows the same one.
-    for i in 0 1 2; do
-        measure "${servers[(i + round - 1) % 3]}"
+    for i in "${!servers[@]}"; do
+        measure "${servers[(i + round - 1) % ${#servers[@]}]}"
     done
 done
 
@@ -207,7 +215,7 @@ for server in "${servers[@]}"; do
     done
     echo
 done
-for peer in hyper actix; do
+for peer in "${servers[@]:1}"; do
     printf '%-10s' "ebb/$peer"
     for f in "${figures[@]}"; do
         printf ' %19.2f' "$(awk -v e="${med[ebb.$f]}" -v p="${med[$peer.$f]}" 'BEGIN {print e / p}')"
