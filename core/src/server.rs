@@ -282,6 +282,13 @@ impl Server {
             }
             while let Some(key) = self.timers.expired(&self.conns, kind, now) {
                 self.on_timer(key, kind, now);
+                // Each timer handled is moved or gone: one still first and
+                // due would spin this loop, and the driver with it.
+                debug_assert_ne!(
+                    self.timers.expired(&self.conns, kind, now),
+                    Some(key),
+                    "a {kind:?} timer still due after it was handled"
+                );
             }
         }
         self.handle_phase_timeout(now);

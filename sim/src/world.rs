@@ -121,6 +121,12 @@ struct Successor {
     app: App,
 }
 
+/// How many times in a row a core may be handed the same deadline before
+/// the run fails as a spin. Core moves every deadline it handles (its
+/// tests assert it after each `handle_timeout`), so once is already wrong;
+/// the margin keeps a failure's message about the spin, not its first step.
+const SPIN_REPEATS: u32 = 100;
+
 /// Which server a step or an event is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Srv {
@@ -165,12 +171,32 @@ impl World {
         );
         let cap = bound + 10 * LIVENESS_SLACK;
         let mut same_time_steps = 0u32;
+        // The deadline the last step handled, and how many steps in a row
+        // handled it: a deadline still due after `handle_timeout` would
+        // spin a driver. Said so after a hundred, rather than as no
+        // progress after the hundred thousand steps at one instant below.
+        let mut last_deadline = None;
+        let mut deadline_repeats = 0u32;
         while !self.env.failed() {
             let Some((t, core_first)) = self.next_step() else {
                 break;
             };
             if t > bound.max(self.env.answered_at + LIVENESS_SLACK).min(cap) {
                 break;
+            }
+            if let Some(srv) = core_first {
+                if last_deadline == Some((srv, t)) {
+                    deadline_repeats += 1;
+                    if deadline_repeats >= SPIN_REPEATS {
+                        self.env.fail(Failure::Liveness(format!(
+                            "core spins: its deadline at {t:?} ({srv:?}) was still due after {SPIN_REPEATS} handle_timeout calls"
+                        )));
+                        break;
+                    }
+                } else {
+                    deadline_repeats = 0;
+                }
+                last_deadline = Some((srv, t));
             }
             if t > self.env.now {
                 same_time_steps = 0;

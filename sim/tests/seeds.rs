@@ -1,5 +1,9 @@
 //! A fixed set of seeds, and determinism.
 
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
 use ebb_sim::{run_seed, TraceMode};
 
 /// A fixed run of seeds: every kind of client, drain and signal timing occurs
@@ -20,12 +24,41 @@ fn seeds() -> std::ops::Range<u64> {
     }
 }
 
+/// Longest a seed may run, in wall time, before the test calls it hung. A
+/// seed takes milliseconds; one that never ends is a loop in core (or in the
+/// simulator) that no step returns from, which the simulator's own bounds,
+/// counted in steps and virtual time, cannot see.
+const SEED_WALL_LIMIT: Duration = Duration::from_secs(60);
+
 #[test]
 fn fixed_seeds_hold_every_property() {
+    // The seeds run on a thread of their own, so that a hung one fails the
+    // test instead of holding it (and CI) for ever: the test ends, and the
+    // process with it, while the thread still spins.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for seed in seeds() {
+            let failure = run_seed(seed, TraceMode::Off).failure;
+            if tx.send((seed, failure)).is_err() {
+                return;
+            }
+        }
+    });
     let mut failures = Vec::new();
-    for seed in seeds() {
-        if let Some(why) = run_seed(seed, TraceMode::Off).failure {
-            failures.push(format!("seed {seed}: {why}"));
+    let mut last = None;
+    loop {
+        match rx.recv_timeout(SEED_WALL_LIMIT) {
+            Ok((seed, failure)) => {
+                last = Some(seed);
+                if let Some(why) = failure {
+                    failures.push(format!("seed {seed}: {why}"));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let next = last.map_or(seeds().start, |s| s + 1);
+                panic!("seed {next} ran for over {SEED_WALL_LIMIT:?}: a loop that never returns");
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
