@@ -249,10 +249,8 @@ struct Handed {
     answered_in_pre_stop: bool,
     /// Where its bytes end in the connection's byte stream.
     end: usize,
-    /// Core had received bytes past `end` when the application answered:
-    /// a request pipelined behind it, which PreStop answers before closing.
-    read_past_it: bool,
-    /// `received` when the application answered.
+    /// `received` when the application answered: past `end`, core held a
+    /// request pipelined behind it, which PreStop answers before closing.
     received_when_answered: usize,
     /// The application answered before reading its streamed body to the
     /// end (so core closes the connection: the application's choice, not
@@ -747,7 +745,6 @@ impl Checker {
                 answered: None,
                 answered_in_pre_stop: false,
                 end,
-                read_past_it: false,
                 received_when_answered: 0,
                 body_unread: false,
                 streamed: false,
@@ -767,7 +764,6 @@ impl Checker {
         if let Some(h) = self.watches[k].handed_mut(id) {
             h.answered = Some(tick);
             h.answered_in_pre_stop = matches!(phase, Phase::PreStop { .. });
-            h.read_past_it = received > h.end;
             h.received_when_answered = received;
             h.body_unread = body_unread;
         }
@@ -880,7 +876,7 @@ impl Checker {
         }
         if let Some(owed) = front {
             let pre_stop = handed.is_some_and(|h| h.answered_in_pre_stop);
-            let read_past_it = handed.is_some_and(|h| h.read_past_it);
+            let read_past_it = handed.is_some_and(|h| h.received_when_answered > h.end);
             let begun_in_drain = w.received_at_drain.is_some_and(|r| owed.start >= r);
             if props::response_must_close(pre_stop && !read_past_it, begun_in_drain)
                 && !resp.close
