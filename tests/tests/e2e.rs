@@ -292,7 +292,7 @@ fn reuse_port_sibling_serves_on_when_one_instance_drains() {
 #[test]
 fn healthz_fails_during_pre_stop_while_still_serving() {
     let _serial = serial();
-    let ebb = Ebb::start(&["--pre-stop", "0.5"]);
+    let ebb = Ebb::start(&["--pre-stop", "1"]);
     let mut client = Client::connect(ebb.addr, IO_TIMEOUT).unwrap();
     assert_eq!(client.get("/healthz").unwrap().status, 200);
     ebb.signal(libc::SIGTERM);
