@@ -4,8 +4,9 @@
 #
 #   scripts/planted-run.sh [fuzz-seconds] [patch...]   (default 120, all)
 #
-# The simulator runs seeds 1..=SEEDS (default 200; 0 skips it) and reports
-# the first failing seed; the fuzzer runs server_ops without a sanitizer
+# The simulator runs seeds 1..=SEEDS (default 200; 0 skips it), for at most
+# SIM_LIMIT seconds (default 600: a bug that loops inside core never returns),
+# and reports the first failing seed; the fuzzer runs server_ops without a sanitizer
 # from a copy of CORPUS (default fuzz/corpus/server_ops) and reports the
 # seconds to the first crash. Core is restored
 # with `git checkout core/` after each patch: the bugs are never committed.
