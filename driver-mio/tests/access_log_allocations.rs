@@ -4,14 +4,16 @@
 //! thread, and read on the worker thread by an observer that allocates
 //! nothing itself.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ebb_mio::{Builder, Observation, Response};
+use ebb_mio::{Observation, Response};
 use log::{Log, Metadata, Record};
 
 struct Counting;
@@ -70,19 +72,13 @@ const WARM_UP: usize = 50;
 fn allocations_per_request(access_log: bool) -> Vec<u64> {
     let counts = Arc::new(Mutex::new(Vec::with_capacity(REQUESTS + 8)));
     let sink = counts.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(1)
-        .signals(false)
-        .access_log(access_log)
-        .observe(move |observation| {
-            if let Observation::Request(_) = observation {
-                let allocations = ALLOCATIONS.with(Cell::get);
-                sink.lock().unwrap().push(allocations);
-            }
-        });
+    let (builder, addr) = common::on_loopback(1);
+    let builder = builder.access_log(access_log).observe(move |observation| {
+        if let Observation::Request(_) = observation {
+            let allocations = ALLOCATIONS.with(Cell::get);
+            sink.lock().unwrap().push(allocations);
+        }
+    });
     let shutdown = builder.shutdown_handle();
     let server = std::thread::spawn(move || {
         builder.serve(|_req, res| res.respond(Response::text(200, "ok")))

@@ -1,12 +1,14 @@
 //! Workers sharing one listener spread a burst of connections among them,
 //! instead of the first to wake taking it all.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ebb_mio::{Builder, Observation, Request, Responder, Response};
+use ebb_mio::{Observation, Request, Responder, Response};
 
 const CONNECTIONS: usize = 40;
 
@@ -16,19 +18,14 @@ fn app(_req: &Request<'_>, res: Responder) {
 
 #[test]
 fn a_burst_of_connections_is_spread_over_the_workers() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (builder, addr) = common::on_loopback(2);
     let served = Arc::new(Mutex::new([0usize; 2]));
     let sink = served.clone();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(2)
-        .signals(false)
-        .observe(move |observation| {
-            if let Observation::Request(end) = *observation {
-                sink.lock().unwrap()[end.worker] += 1;
-            }
-        });
+    let builder = builder.observe(move |observation| {
+        if let Observation::Request(end) = *observation {
+            sink.lock().unwrap()[end.worker] += 1;
+        }
+    });
     let shutdown = builder.shutdown_handle();
     let server = std::thread::spawn(move || builder.serve(app));
 

@@ -2,6 +2,8 @@
 //! from another thread, by panicking and by dropping its responder; then a
 //! drain started through the `ShutdownHandle`, with ebb's signal handling off.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -56,13 +58,8 @@ fn get_on(mut stream: TcpStream, path: &str) -> (String, String) {
 
 #[test]
 fn handler_answers_now_later_and_after_failures_then_drains_on_request() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(2)
-        .signals(false)
-        .drain_timeout(Duration::from_secs(5));
+    let (builder, addr) = common::on_loopback(2);
+    let builder = builder.drain_timeout(Duration::from_secs(5));
     let shutdown = builder.shutdown_handle();
     let server = std::thread::spawn(move || builder.serve(app));
 

@@ -3,14 +3,16 @@
 //! embedder's access log goes to its own logger on `ebb::access`; the error
 //! lines of a failing handler name the client.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ebb_mio::{
-    Builder, CloseReason, Config, Observation, Outcome, Phase, Request, Responder, Response,
+    CloseReason, Config, Observation, Outcome, Phase, Request, Responder, Response,
     ACCESS_LOG_TARGET,
 };
 use log::{Level, Log, Metadata, Record};
@@ -94,14 +96,10 @@ fn closing_get(path: &str) -> Vec<u8> {
 
 #[test]
 fn observer_counts_by_outcome_agree_with_the_drain_report() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (builder, addr) = common::on_loopback(2);
     let heard = Arc::new(Mutex::new(Heard::default()));
     let sink = heard.clone();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(2)
-        .signals(false)
+    let builder = builder
         .drain_timeout(Duration::from_secs(1))
         .observe(move |observation| {
             let mut heard = sink.lock().unwrap();
@@ -310,13 +308,8 @@ fn captured() -> Vec<(String, Level, String)> {
 /// path on a connection of its own, and stops; the client address of each.
 fn serve_paths(access_log: bool, paths: &[&str]) -> Vec<SocketAddr> {
     captured();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(1)
-        .signals(false)
-        .access_log(access_log);
+    let (builder, addr) = common::on_loopback(1);
+    let builder = builder.access_log(access_log);
     let shutdown = builder.shutdown_handle();
     let server = std::thread::spawn(move || builder.serve(app));
     let peers = paths
@@ -393,17 +386,12 @@ fn without_the_access_log_error_lines_still_name_the_client() {
 #[test]
 fn a_responder_dropped_after_core_ended_its_request_is_no_error() {
     captured();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(1)
-        .signals(false)
-        .config(Config {
-            body_read_timeout: Duration::from_millis(200),
-            stream_request_bodies: true,
-            ..Config::default()
-        });
+    let (builder, addr) = common::on_loopback(1);
+    let builder = builder.config(Config {
+        body_read_timeout: Duration::from_millis(200),
+        stream_request_bodies: true,
+        ..Config::default()
+    });
     let shutdown = builder.shutdown_handle();
     let server = std::thread::spawn(move || builder.serve(app));
     // Its body never comes: core answers 408 in the application's place,

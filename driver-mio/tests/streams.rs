@@ -2,15 +2,15 @@
 //! it is finished, dropped, held back or misused, and an upgraded connection
 //! carrying a WebSocket (tungstenite) end to end.
 
+mod common;
+
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use ebb_mio::{
-    BodyLength, Builder, Config, DrainReport, Request, Responder, Response, ShutdownHandle,
-};
+use ebb_mio::{BodyLength, Config, DrainReport, Request, Responder, Response, ShutdownHandle};
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -30,17 +30,12 @@ impl Server {
         stream_buffer_bytes: usize,
         handler: impl Fn(&Request<'_>, Responder) + Send + Sync + 'static,
     ) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let builder = Builder::new()
-            .listener(listener)
-            .workers(1)
-            .signals(false)
-            .config(Config {
-                max_stream_buffer_bytes: stream_buffer_bytes,
-                drain_timeout: Duration::from_secs(5),
-                ..Config::default()
-            });
+        let (builder, addr) = common::on_loopback(1);
+        let builder = builder.config(Config {
+            max_stream_buffer_bytes: stream_buffer_bytes,
+            drain_timeout: Duration::from_secs(5),
+            ..Config::default()
+        });
         let shutdown = builder.shutdown_handle();
         let thread = thread::spawn(move || builder.serve(handler));
         Server {

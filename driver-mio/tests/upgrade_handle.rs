@@ -2,11 +2,13 @@
 //! hands its listener to the successor named with `Builder::upgrade_command`
 //! (here the `ebb` binary), and `serve` returns a report that says so.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ebb_mio::{Builder, Response};
+use ebb_mio::Response;
 
 /// Kills the process named, unless it is this one, when dropped.
 struct Reap(Option<String>);
@@ -42,12 +44,8 @@ fn upgrade_from_code_hands_the_listener_to_the_successor() {
     let dir = std::env::temp_dir().join(format!("ebb-embed-upgrade-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pid_file = dir.join("ebb.pid");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(2)
-        .signals(false)
+    let (builder, addr) = common::on_loopback(2);
+    let builder = builder
         .pid_file(&pid_file)
         .upgrade_timeout(Duration::from_secs(20))
         // The successor takes the inherited socket (its --bind is unused)
@@ -105,12 +103,8 @@ fn upgrade_from_code_hands_the_listener_to_the_successor() {
 /// one that exits at once, so the upgrade fails and the server keeps serving.
 #[test]
 fn an_upgrade_timeout_too_long_for_the_clock_never_runs_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(1)
-        .signals(false)
+    let (builder, addr) = common::on_loopback(1);
+    let builder = builder
         .upgrade_timeout(Duration::MAX)
         .upgrade_command("/bin/false", Vec::<std::ffi::OsString>::new());
     let handle = builder.shutdown_handle();

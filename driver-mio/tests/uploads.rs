@@ -2,14 +2,16 @@
 //! thread, `100 Continue` sent only once the application reads, and a
 //! reader told when the connection goes.
 
+mod common;
+
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use ebb_mio::{Builder, DrainReport, Request, Responder, Response, ShutdownHandle};
+use ebb_mio::{DrainReport, Request, Responder, Response, ShutdownHandle};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -22,12 +24,8 @@ struct Server {
 
 impl Server {
     fn start(handler: impl Fn(&Request<'_>, Responder) + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let builder = Builder::new()
-            .listener(listener)
-            .workers(1)
-            .signals(false)
+        let (builder, addr) = common::on_loopback(1);
+        let builder = builder
             .drain_timeout(Duration::from_secs(5))
             .stream_request_bodies(true);
         let shutdown = builder.shutdown_handle();

@@ -3,12 +3,14 @@
 //! close would leave the unsent bytes in the kernel, on an orphaned socket
 //! in FIN-WAIT-1, for as long as the client keeps answering window probes.
 
+mod common;
+
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ebb_mio::{Builder, Bytes, Config, Observation, Response};
+use ebb_mio::{Bytes, Config, Observation, Response};
 
 /// The sockets of local port `port` in state FIN-WAIT-1, from the kernel's
 /// table (`/proc/net/tcp`: the local address is `IP:PORT` in hex, the state
@@ -28,23 +30,17 @@ fn fin_wait_1(port: u16) -> usize {
 
 #[test]
 fn a_client_that_stops_reading_is_reset_and_its_unsent_bytes_freed() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (builder, addr) = common::on_loopback(1);
     let config = Config {
         write_stall_timeout: Duration::from_secs(1),
         ..Config::default()
     };
     let (ended, requests_ended) = mpsc::channel();
-    let builder = Builder::new()
-        .listener(listener)
-        .workers(1)
-        .signals(false)
-        .config(config)
-        .observe(move |o| {
-            if let Observation::Request(end) = o {
-                let _ = ended.send(end.outcome.label());
-            }
-        });
+    let builder = builder.config(config).observe(move |o| {
+        if let Observation::Request(end) = o {
+            let _ = ended.send(end.outcome.label());
+        }
+    });
     let shutdown = builder.shutdown_handle();
     // 64 MiB: more than the two sockets' buffers hold, so the write stalls.
     let body = Bytes::from(vec![b'x'; 64 << 20]);
