@@ -259,7 +259,13 @@
 //! and 60 s more of virtual time, or 60 s after a client last read a
 //! complete response, at most ten minutes later): core exited; every request handed to the
 //! application was answered completely, unless its client aborted or its
-//! loss is allowed as above (S2); every client finished. Then the ledger:
+//! loss is allowed as above (S2); every client finished. On the way, a
+//! run fails as a spin when core is handed the same deadline a hundred
+//! times in a row (one still due after `handle_timeout` would spin a
+//! driver), or after 100,000 steps at one instant. A loop inside one of
+//! core's calls never comes back to be counted: core's debug assertions
+//! and the wall-clock limit of the fixed seeds' test catch that. Then the
+//! ledger:
 //!
 //! - S7, exactly: every request whose last byte reached the server's socket
 //!   (or the socket queued in the backlog) before core half-closed or
