@@ -36,7 +36,7 @@ fn fixed_seeds_hold_every_property() {
     // test instead of holding it (and CI) for ever: the test ends, and the
     // process with it, while the thread still spins.
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
+    let runner = thread::spawn(move || {
         for seed in seeds() {
             let failure = run_seed(seed, TraceMode::Off).failure;
             if tx.send((seed, failure)).is_err() {
@@ -54,7 +54,14 @@ fn fixed_seeds_hold_every_property() {
                     failures.push(format!("seed {seed}: {why}"));
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            // Every seed ran, or the runner panicked: its panic is the
+            // test's, not a pass with the seeds after it never run.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if let Err(panic) = runner.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let next = last.map_or(seeds().start, |s| s + 1);
                 panic!("seed {next} ran for over {SEED_WALL_LIMIT:?}: a loop that never returns");

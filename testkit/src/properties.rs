@@ -192,7 +192,8 @@ pub fn must_exit_at_once(
 /// client has nothing more that the drain could lose).
 ///
 /// `pre_stop_alone`: answered in PreStop, with core holding no byte after
-/// the request.
+/// the request. (Core takes empty lines behind a request for none; the
+/// checkers' clients send none there, so a byte behind is a request.)
 pub fn response_must_close(pre_stop_alone: bool, begun_in_drain: bool) -> bool {
     pre_stop_alone || begun_in_drain
 }
