@@ -37,6 +37,12 @@ pub struct Config {
     /// Pipelined input core buffers behind the request being answered before it
     /// asks the driver to stop reading (see [`Server::wants_read`](crate::Server::wants_read)).
     pub max_pipelined_bytes: usize,
+    /// Most requests of one connection the application holds at once. While
+    /// it works on one, complete requests pipelined behind it are handed
+    /// over too, up to this many in all, and may be answered in any order;
+    /// responses still leave in request order. 1 (or 0) hands the next
+    /// request only once the one before is answered.
+    pub max_pipelined_requests: usize,
     /// Most bytes discarded while lingering before the connection is closed anyway.
     pub max_linger_bytes: u64,
     /// Most bytes of a streamed body buffered per connection, each way: an
@@ -219,6 +225,7 @@ impl Default for Config {
             max_chunk_line_bytes: 1024,
             max_trailer_bytes: 8 * 1024,
             max_pipelined_bytes: 64 * 1024,
+            max_pipelined_requests: 16,
             max_linger_bytes: 1024 * 1024,
             max_stream_buffer_bytes: 256 * 1024,
             header_read_timeout: Duration::from_secs(5),

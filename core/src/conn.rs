@@ -28,6 +28,7 @@ use std::cell::Cell;
 
 use bytes::Bytes;
 
+use crate::ahead::AheadQueue;
 use crate::chunked::ChunkedDecoder;
 use crate::close::CloseReason;
 use crate::finished::{Finished, Outcome, RequestLog};
@@ -238,6 +239,8 @@ pub(crate) struct Buffers {
     pub log: RequestLog,
     /// Responses queued and not yet completely handed over, in order.
     pub unwritten: UnwrittenQueue,
+    /// Requests handed to the application ahead of their turn.
+    pub ahead: AheadQueue,
     /// Output bytes handed to the driver over the connection's life.
     pub handed: u64,
     /// When the driver last reported write progress (or output became
@@ -270,6 +273,7 @@ impl Buffers {
         self.input.consume(len);
         self.fields.clear();
         self.body.clear();
+        self.ahead.consumed(len);
     }
 
     /// Empties the buffers, keeping capacity for reuse.
@@ -284,6 +288,7 @@ impl Buffers {
         }
         self.log = RequestLog::default();
         self.unwritten.clear();
+        self.ahead.clear();
         self.handed = 0;
     }
 }
@@ -387,7 +392,10 @@ impl Conn {
             | State::Streaming(_)
             | State::Closing { .. }
             | State::Switching => true,
-            State::Idle => self.bufs.as_ref().is_some_and(|b| !b.unwritten.is_empty()),
+            State::Idle => self
+                .bufs
+                .as_ref()
+                .is_some_and(|b| !b.unwritten.is_empty() || !b.ahead.is_empty()),
             State::Lingering { .. } | State::Upgraded => false,
         }
     }
@@ -482,6 +490,7 @@ impl Pool {
         if bufs.fields.capacity() > 256 {
             bufs.fields = Vec::new();
         }
+        bufs.ahead.shrink();
         self.free.push(bufs);
     }
 }

@@ -82,6 +82,7 @@
 
 #![warn(missing_docs)]
 
+mod ahead;
 mod byteset;
 mod chunked;
 mod close;

@@ -90,6 +90,11 @@ impl Server {
                     {
                         break;
                     }
+                    // A request handed ahead of its turn: the turn came.
+                    if !bufs.ahead.is_empty() {
+                        self.take_turn(key, now);
+                        continue;
+                    }
                     // A request begins with its first byte, even an empty
                     // line before its request line: the header timeout bounds
                     // a client that sends nothing but empty lines. A head
@@ -133,8 +138,11 @@ impl Server {
                     self.read_streamed_body(key, now);
                     break;
                 }
-                State::Dispatched { .. }
-                | State::Receiving { .. }
+                State::Dispatched { .. } => {
+                    self.dispatch_ahead(key, now);
+                    break;
+                }
+                State::Receiving { .. }
                 | State::Streaming(_)
                 | State::Closing { .. }
                 | State::Lingering { .. }
@@ -148,7 +156,8 @@ impl Server {
         // on, and the rest of the input moves up as it does.
         let conn = &self.conns[key];
         let never_finished = || match conn.state {
-            State::Idle | State::Head { .. } | State::Body { .. } => true,
+            State::Idle => conn.bufs.as_ref().map_or(true, |b| b.ahead.is_empty()),
+            State::Head { .. } | State::Body { .. } => true,
             State::Receiving { done: false, .. } => {
                 conn.bufs.as_deref().map_or(0, |b| b.body.len())
                     < self.config.max_stream_buffer_bytes

@@ -352,7 +352,17 @@ impl Server {
             },
             // The body comes in pieces: see `request_body`.
             State::Receiving { head, seq, .. } if *seq == id.seq => (head, &[][..]),
-            _ => return None,
+            _ => {
+                let index = bufs.ahead.waiting(id.seq)?;
+                let ahead = bufs.ahead.get(index);
+                let raw = &bufs.input[ahead.start..ahead.end()];
+                return Some(Request {
+                    raw,
+                    head: &ahead.head,
+                    fields: bufs.ahead.fields_of(ahead),
+                    body: &raw[ahead.head.len..],
+                });
+            }
         };
         Some(Request {
             raw: &bufs.input,

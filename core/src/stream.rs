@@ -11,6 +11,9 @@
 //! An upgraded connection is no request: it is counted apart, told when the
 //! drain begins ([`Event::StopUpgraded`]), and closed at the deadline.
 
+use bytes::Bytes;
+
+use crate::ahead::Parked;
 use crate::close::CloseReason;
 use crate::conn::{State, Stream, StreamFraming};
 use crate::finished::{Finished, Outcome};
@@ -21,7 +24,7 @@ use crate::response::{
 };
 use crate::server::{Event, Server};
 use crate::time::Time;
-use crate::write::connection_header;
+use crate::write::{connection_header, Turn};
 
 /// The length of a streamed body, as the application declares it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -182,18 +185,22 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let now = self.advance(now);
-        let key = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
-        let result = self.start_stream(key, status, headers, length, now);
+        let (key, turn) = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
+        let result = self.start_stream(key, turn, status, headers, length, now);
         if result.is_err() {
-            self.respond_internal_error(key, now);
+            self.respond_internal_error(key, turn, now);
         }
         self.finish_input();
         result
     }
 
+    /// Starts the stream answering a request connection `key` has handed
+    /// over; one whose `turn` has not come is parked, and takes body bytes
+    /// from its turn on ([`Event::StreamWritable`] says when).
     fn start_stream<H, N, V>(
         &mut self,
         key: usize,
+        turn: Turn,
         status: u16,
         headers: H,
         length: BodyLength,
@@ -204,8 +211,8 @@ impl Server {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let (head, seq, len) = self.answering(key);
-        let mut close = self.close_after(key, &head, len);
+        let (head, seq, len, end) = self.answering(key, turn);
+        let mut close = self.close_after(key, &head, end);
         let has_body = status_has_body(status);
         let framing = match length {
             _ if !has_body || head.is_head_method => StreamFraming::Bodiless,
@@ -230,21 +237,7 @@ impl Server {
             .bufs
             .as_mut()
             .expect("a dispatched request has buffers");
-        let was_idle = bufs.pending_out() == 0;
-        write_head(
-            &mut bufs.out,
-            status,
-            headers,
-            &head_framing,
-            &mut self.head_start,
-        )?;
-        let began_at = bufs.log.began_at;
-        bufs.let_go_of_request(len);
-        if was_idle {
-            bufs.write_progress_at = now;
-        }
-        conn.sent_any = true;
-        let stream = Stream {
+        let stream = |began_at| Stream {
             seq,
             status,
             framing,
@@ -254,6 +247,36 @@ impl Server {
             close,
             blocked: false,
         };
+        if let Turn::Ahead(index) = turn {
+            let mut bytes = Vec::new();
+            write_head(
+                &mut bytes,
+                status,
+                headers,
+                &head_framing,
+                &mut self.head_start,
+            )?;
+            let ahead = bufs.ahead.get_mut(index);
+            ahead.answer = Some(Parked::Stream {
+                head: bytes,
+                stream: stream(ahead.log.began_at),
+            });
+            return Ok(());
+        }
+        let was_idle = bufs.pending_out() == 0;
+        write_head(
+            &mut bufs.out,
+            status,
+            headers,
+            &head_framing,
+            &mut self.head_start,
+        )?;
+        let stream = stream(bufs.log.began_at);
+        bufs.let_go_of_request(len);
+        if was_idle {
+            bufs.write_progress_at = now;
+        }
+        conn.sent_any = true;
         self.enter(key, State::Streaming(stream), now);
         self.queue_transmit(key);
         Ok(())
@@ -293,10 +316,45 @@ impl Server {
         now: Time,
     ) -> Result<usize, StreamError> {
         let now = self.advance(now);
-        let key = self.streaming(id).ok_or(StreamError::UnknownStream)?;
-        let result = self.stream_data(key, data, now);
+        let result = match (self.streaming(id), self.parked_stream(id)) {
+            (Some(key), _) => self.stream_data(key, data, now),
+            (None, Some((key, index))) => self.parked_stream_data(key, index, data.len(), now),
+            (None, None) => Err(StreamError::UnknownStream),
+        };
         self.finish_input();
         result
+    }
+
+    /// A piece of a stream parked until its turn, `len` bytes long: taken
+    /// as by a stream with no room — none of it, unless there is no body
+    /// to send (then all), or it breaks a declared length.
+    fn parked_stream_data(
+        &mut self,
+        key: usize,
+        index: usize,
+        len: usize,
+        now: Time,
+    ) -> Result<usize, StreamError> {
+        let id = self.id_of(key);
+        let bufs = self.conns[key]
+            .bufs
+            .as_mut()
+            .expect("a request ahead has buffers");
+        let ahead = bufs.ahead.get_mut(index);
+        let Some(Parked::Stream { head, stream }) = &mut ahead.answer else {
+            unreachable!("checked by the caller");
+        };
+        match stream.framing {
+            StreamFraming::Bodiless => {
+                stream.sent += len as u64;
+                Ok(len)
+            }
+            StreamFraming::Length(declared) if stream.sent + len as u64 > declared => {
+                ahead.answer = Some(broken(id, head, stream, now));
+                Err(StreamError::LengthMismatch)
+            }
+            _ => Ok(0),
+        }
     }
 
     fn stream_data(&mut self, key: usize, data: &[u8], now: Time) -> Result<usize, StreamError> {
@@ -359,10 +417,64 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let now = self.advance(now);
-        let key = self.streaming(id).ok_or(StreamError::UnknownStream)?;
-        let result = self.end_stream(key, trailers, now);
+        let result = match (self.streaming(id), self.parked_stream(id)) {
+            (Some(key), _) => self.end_stream(key, trailers, now),
+            (None, Some((key, index))) => self.end_parked_stream(key, index, trailers, now),
+            (None, None) => Err(StreamError::UnknownStream),
+        };
         self.finish_input();
         result
+    }
+
+    /// The connection of request `id`, and its index among the requests
+    /// handed ahead, if its streamed answer is parked until its turn.
+    fn parked_stream(&self, id: RequestId) -> Option<(usize, usize)> {
+        let key = self.key_of(id.conn)?;
+        let index = self.conns[key].bufs.as_ref()?.ahead.parked_stream(id.seq)?;
+        Some((key, index))
+    }
+
+    /// Ends a stream parked until its turn, which took no body bytes: it
+    /// becomes a whole response, parked like one. An end short of a
+    /// declared length breaks it, as a stream's would at its turn.
+    fn end_parked_stream<H, N, V>(
+        &mut self,
+        key: usize,
+        index: usize,
+        trailers: H,
+        now: Time,
+    ) -> Result<(), StreamError>
+    where
+        H: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let id = self.id_of(key);
+        let bufs = self.conns[key]
+            .bufs
+            .as_mut()
+            .expect("a request ahead has buffers");
+        let ahead = bufs.ahead.get_mut(index);
+        let Some(Parked::Stream { head, stream }) = &mut ahead.answer else {
+            unreachable!("checked by the caller");
+        };
+        match stream.framing {
+            StreamFraming::Length(declared) if stream.sent < declared => {
+                ahead.answer = Some(broken(id, head, stream, now));
+                return Err(StreamError::LengthMismatch);
+            }
+            StreamFraming::Chunked => {
+                write_last_chunk(head, trailers).map_err(|_| StreamError::InvalidTrailer)?;
+            }
+            _ => {}
+        }
+        ahead.answer = Some(Parked::Whole {
+            bytes: std::mem::take(head),
+            tail: Bytes::new(),
+            finished: stream.finished(id, Outcome::Complete, now),
+            close: stream.close,
+        });
+        Ok(())
     }
 
     fn end_stream<H, N, V>(&mut self, key: usize, trailers: H, now: Time) -> Result<(), StreamError>
@@ -454,10 +566,14 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let now = self.advance(now);
-        let key = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
-        let result = self.switch(key, headers, now);
+        let (key, turn) = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
+        // No upgrade is handed ahead of its turn.
+        let result = match turn {
+            Turn::Now => self.switch(key, headers, now),
+            Turn::Ahead(_) => Err(RespondError::NotAnUpgrade),
+        };
         if result.is_err() {
-            self.respond_internal_error(key, now);
+            self.respond_internal_error(key, turn, now);
         }
         self.finish_input();
         result
@@ -551,5 +667,19 @@ impl Server {
             }
         }
         self.finish_input();
+    }
+}
+
+/// A stream parked until its turn (on connection `id`, with `head`) that
+/// broke its declared length: at its turn its head goes out, cut short of
+/// the length so the client can tell, and the connection closes, as a
+/// stream broken at its turn would.
+fn broken(id: ConnId, head: &mut Vec<u8>, stream: &Stream, now: Time) -> Parked {
+    let reason = CloseReason::StreamMismatch;
+    Parked::Whole {
+        bytes: std::mem::take(head),
+        tail: Bytes::new(),
+        finished: stream.finished(id, Outcome::Unfinished(reason), now),
+        close: Some(reason),
     }
 }

@@ -25,6 +25,7 @@
 //! *Active* connections (see [`Conn::is_active`](crate::conn::Conn)) are
 //! counted in [`Server::active`]; `settle` is the only place the count moves.
 
+use crate::ahead::Parked;
 use crate::close::CloseReason;
 use crate::config::{Config, Timeouts};
 use crate::conn::{Buffers, Conn, State};
@@ -393,12 +394,14 @@ impl Server {
         ) {
             count += 1;
             let log = bufs.log;
+            // Requests handed ahead come after it.
+            let seq = match conn.state {
+                State::Dispatched { seq, .. } | State::Receiving { seq, .. } => seq,
+                _ => conn.next_seq.wrapping_sub(1),
+            };
             self.events.push_back(Event::Finished(Finished {
                 conn: id,
-                request: log.dispatched.then(|| RequestId {
-                    conn: id,
-                    seq: conn.next_seq - 1,
-                }),
+                request: log.dispatched.then_some(RequestId { conn: id, seq }),
                 status: farewell.map(|f| f.status),
                 body_bytes: farewell.map_or(0, |f| f.body_bytes),
                 outcome,
@@ -406,6 +409,47 @@ impl Server {
                 responded_at: farewell.map(|_| now),
                 finished_at: now,
                 keeps_connection: false,
+            }));
+        }
+        count + self.finish_ahead(key, reason)
+    }
+
+    /// Emits a [`Finished`] for every request connection `key` handed
+    /// ahead of its turn, which now never comes, as the connection ends for
+    /// `reason`; forgets them. Returns how many there were.
+    pub(crate) fn finish_ahead(&mut self, key: usize, reason: CloseReason) -> u64 {
+        let now = self.now;
+        let outcome = Outcome::Unfinished(reason);
+        let id = self.id_of(key);
+        let Some(bufs) = self.conns[key].bufs.as_mut() else {
+            return 0;
+        };
+        let mut count = 0;
+        for ahead in bufs.ahead.drain() {
+            count += 1;
+            let finished = match ahead.answer {
+                Some(Parked::Whole { finished, .. }) => finished,
+                Some(Parked::Stream { stream, .. }) => stream.finished(id, outcome, now),
+                None => Finished {
+                    conn: id,
+                    request: Some(RequestId {
+                        conn: id,
+                        seq: ahead.seq,
+                    }),
+                    status: None,
+                    body_bytes: 0,
+                    outcome,
+                    began_at: ahead.log.began_at,
+                    responded_at: None,
+                    finished_at: now,
+                    keeps_connection: false,
+                },
+            };
+            self.events.push_back(Event::Finished(Finished {
+                outcome,
+                finished_at: now,
+                keeps_connection: false,
+                ..finished
             }));
         }
         count
@@ -420,6 +464,11 @@ impl Server {
             return self.close_now(key, reason);
         }
         debug_assert_eq!(conn.pending_out(), 0, "half-close with output queued");
+        // Only an application that broke a stream closes a connection with
+        // requests handed ahead (see `ahead`): they end with it, after the
+        // responses before them.
+        self.finish_ahead(key, reason);
+        let conn = &mut self.conns[key];
         if let Some(bufs) = conn.bufs.take() {
             self.pool.give(bufs);
         }

@@ -4,6 +4,7 @@
 
 use bytes::{Buf, Bytes};
 
+use crate::ahead::Parked;
 use crate::close::CloseReason;
 use crate::conn::State;
 use crate::finished::{Finished, Outcome};
@@ -11,7 +12,8 @@ use crate::lifecycle::Lifecycle;
 use crate::parse::Head;
 use crate::request::{ConnId, RequestId};
 use crate::response::{
-    status_has_body, write_head, ConnectionHeader, Framing as ResponseFraming, RespondError,
+    status_has_body, write_head, ConnectionHeader, Framing as ResponseFraming, HeadStart,
+    RespondError,
 };
 use crate::server::{Event, Server};
 use crate::time::Time;
@@ -47,10 +49,10 @@ impl Server {
         V: AsRef<[u8]>,
     {
         let now = self.advance(now);
-        let key = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
-        let result = self.respond(key, status, headers, body, false, now);
+        let (key, turn) = self.waiting(id).ok_or(RespondError::UnknownRequest)?;
+        let result = self.respond(key, turn, status, headers, body, false, now);
         if result.is_err() {
-            self.respond_internal_error(key, now);
+            self.respond_internal_error(key, turn, now);
         }
         self.finish_input();
         result
@@ -61,8 +63,8 @@ impl Server {
     /// any other response (so with `Connection: close` during the drain).
     pub fn handle_app_failure(&mut self, id: RequestId, now: Time) {
         let now = self.advance(now);
-        if let Some(key) = self.waiting(id) {
-            self.respond_internal_error(key, now);
+        if let Some((key, turn)) = self.waiting(id) {
+            self.respond_internal_error(key, turn, now);
         }
         self.finish_input();
     }
@@ -75,34 +77,42 @@ impl Server {
         self.waiting(id).is_some()
     }
 
-    /// The connection of request `id`, if that request waits for its answer.
+    /// The connection of request `id`, and whose turn it is, if that
+    /// request waits for its answer.
     #[inline]
-    pub(crate) fn waiting(&self, id: RequestId) -> Option<usize> {
+    pub(crate) fn waiting(&self, id: RequestId) -> Option<(usize, Turn)> {
         let key = self.key_of(id.conn)?;
-        match self.conns[key].state {
+        let conn = &self.conns[key];
+        match conn.state {
             State::Dispatched { seq, .. } | State::Receiving { seq, .. } if seq == id.seq => {
-                Some(key)
+                Some((key, Turn::Now))
             }
-            _ => None,
+            _ => {
+                let index = conn.bufs.as_ref()?.ahead.waiting(id.seq)?;
+                Some((key, Turn::Ahead(index)))
+            }
         }
     }
 
     // Cold: only a faulty application comes here.
     #[cold]
-    pub(crate) fn respond_internal_error(&mut self, key: usize, now: Time) {
+    pub(crate) fn respond_internal_error(&mut self, key: usize, turn: Turn, now: Time) {
         let headers = [("Content-Type", "text/plain; charset=utf-8")];
         let body = Bytes::from_static(b"500 Internal Server Error\n");
-        self.respond(key, 500, headers, body, true, now)
+        self.respond(key, turn, 500, headers, body, true, now)
             .expect("core's own 500 is a valid response");
     }
 
-    /// Queues the response to the request connection `key` has dispatched;
-    /// `app_fault` for core's 500 in place of a faulty application's answer.
-    /// The request's bytes are let go at once, so the next pipelined request
-    /// is read while this response waits to be written.
+    /// Queues the response to a request connection `key` has handed over,
+    /// or parks it if its `turn` has not come; `app_fault` for core's 500
+    /// in place of a faulty application's answer. A queued request's bytes
+    /// are let go at once, so the next pipelined request is read while this
+    /// response waits to be written.
+    #[allow(clippy::too_many_arguments)]
     fn respond<H, N, V>(
         &mut self,
         key: usize,
+        turn: Turn,
         status: u16,
         headers: H,
         body: Bytes,
@@ -114,40 +124,22 @@ impl Server {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let (head, seq, len) = self.answering(key);
-        let close = self.close_after(key, &head, len);
-        let connection = connection_header(close, head.minor_version);
-        let has_body = status_has_body(status);
-        let framing = ResponseFraming {
-            date_line: &self.date_line,
-            content_length: has_body.then_some(body.len() as u64),
-            chunked: false,
-            connection,
-        };
+        let (head, seq, len, end) = self.answering(key, turn);
+        let close = self.close_after(key, &head, end);
         let id = self.id_of(key);
+        let whole = Whole {
+            status,
+            body,
+            head: &head,
+            connection: connection_header(close, head.minor_version),
+            date_line: &self.date_line,
+        };
         let conn = &mut self.conns[key];
         let bufs = conn
             .bufs
             .as_mut()
             .expect("a dispatched request has buffers");
-        let was_idle = bufs.pending_out() == 0;
-        write_head(
-            &mut bufs.out,
-            status,
-            headers,
-            &framing,
-            &mut self.head_start,
-        )?;
-        let sends_body = has_body && !head.is_head_method;
-        let body_bytes = if sends_body { body.len() as u64 } else { 0 };
-        if sends_body {
-            if body.len() <= COPY_BODY_MAX {
-                bufs.out.extend_from_slice(&body);
-            } else {
-                bufs.out_tail = body;
-            }
-        }
-        bufs.response_queued(Finished {
+        let finished = |body_bytes, began_at| Finished {
             conn: id,
             request: Some(RequestId { conn: id, seq }),
             status: Some(status),
@@ -157,16 +149,32 @@ impl Server {
             } else {
                 Outcome::Complete
             },
-            began_at: bufs.log.began_at,
+            began_at,
             responded_at: Some(now),
             finished_at: now,
             keeps_connection: close.is_none(),
-        });
-        bufs.let_go_of_request(len);
-        if was_idle {
-            bufs.write_progress_at = now;
+        };
+        if let Turn::Ahead(index) = turn {
+            let (mut bytes, mut tail) = (Vec::new(), Bytes::new());
+            let body_bytes = whole.write(&mut bytes, &mut tail, headers, &mut self.head_start)?;
+            let ahead = bufs.ahead.get_mut(index);
+            ahead.answer = Some(Parked::Whole {
+                bytes,
+                tail,
+                finished: finished(body_bytes, ahead.log.began_at),
+                close,
+            });
+            return Ok(());
         }
-        conn.sent_any = true;
+        let was_idle = bufs.pending_out() == 0;
+        let body_bytes = whole.write(
+            &mut bufs.out,
+            &mut bufs.out_tail,
+            headers,
+            &mut self.head_start,
+        )?;
+        let finished = finished(body_bytes, bufs.log.began_at);
+        self.note_queued(key, finished, len, was_idle, now);
         match close {
             Some(reason) => self.enter(key, State::Closing { reason }, now),
             // The next pipelined request, if one is buffered. Without
@@ -184,14 +192,44 @@ impl Server {
         Ok(())
     }
 
-    /// The request connection `key` has handed to the application: its
-    /// head, its number, and how many input bytes belong to it (its head
-    /// alone while its body streams: the body is consumed as it comes).
+    /// Notes a response just put in connection `key`'s output for the
+    /// request whose `len` bytes start the input, which becomes `finished`
+    /// once it is written; `was_idle` if nothing waited to be written before.
+    /// The request's bytes are let go.
     #[inline]
-    pub(crate) fn answering(&self, key: usize) -> (Head, u32, usize) {
-        match self.conns[key].state {
-            State::Dispatched { head, seq, len } => (head, seq, len),
-            State::Receiving { head, seq, .. } => (head, seq, head.len),
+    pub(crate) fn note_queued(
+        &mut self,
+        key: usize,
+        finished: Finished,
+        len: usize,
+        was_idle: bool,
+        now: Time,
+    ) {
+        let conn = &mut self.conns[key];
+        let bufs = conn.bufs.as_mut().expect("a response was queued");
+        bufs.response_queued(finished);
+        bufs.let_go_of_request(len);
+        if was_idle {
+            bufs.write_progress_at = now;
+        }
+        conn.sent_any = true;
+    }
+
+    /// A request connection `key` has handed to the application, at `turn`:
+    /// its head, its number, how many input bytes belong to it (its head
+    /// alone while its body streams: the body is consumed as it comes), and
+    /// where they end in the input.
+    #[inline]
+    pub(crate) fn answering(&self, key: usize, turn: Turn) -> (Head, u32, usize, usize) {
+        let conn = &self.conns[key];
+        match (turn, &conn.state) {
+            (Turn::Now, &State::Dispatched { head, seq, len }) => (head, seq, len, len),
+            (Turn::Now, &State::Receiving { head, seq, .. }) => (head, seq, head.len, head.len),
+            (Turn::Ahead(index), _) => {
+                let bufs = conn.bufs.as_ref().expect("a request ahead has buffers");
+                let ahead = bufs.ahead.get(index);
+                (ahead.head, ahead.seq, ahead.len, ahead.end())
+            }
             _ => unreachable!("only a request handed to the application is answered"),
         }
     }
@@ -203,7 +241,8 @@ impl Server {
     /// leave before the drain and no close races a request; what a client
     /// pipelined before it could see the close is answered, as in the
     /// drain, rather than dropped for it to send again.
-    /// `head` and `len` are what [`answering`](Self::answering) says.
+    /// `head` and `len` (where the request ends in the input) are what
+    /// [`answering`](Self::answering) says.
     #[inline]
     pub(crate) fn close_after(&self, key: usize, head: &Head, len: usize) -> Option<CloseReason> {
         let conn = &self.conns[key];
@@ -377,6 +416,64 @@ impl Server {
             let id = self.id_of(key);
             self.events.push_back(Event::Transmit(id));
         }
+    }
+}
+
+/// Whose turn it is to be answered, of the requests a connection has
+/// handed over.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// The request dispatched: its answer is queued at once.
+    Now,
+    /// The request at this index among those handed ahead: its answer is
+    /// parked until its turn.
+    Ahead(usize),
+}
+
+/// A whole response, as the application gave it, to the request with
+/// `head`, on a connection whose `Connection` header is decided.
+struct Whole<'a> {
+    status: u16,
+    body: Bytes,
+    head: &'a Head,
+    connection: ConnectionHeader,
+    date_line: &'a [u8],
+}
+
+impl Whole<'_> {
+    /// Writes it to `out`, a large body into `tail` as it is; returns how
+    /// many body bytes it sends. On an invalid header `out` is left as it
+    /// was.
+    fn write<H, N, V>(
+        self,
+        out: &mut Vec<u8>,
+        tail: &mut Bytes,
+        headers: H,
+        head_start: &mut HeadStart,
+    ) -> Result<u64, RespondError>
+    where
+        H: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let has_body = status_has_body(self.status);
+        let framing = ResponseFraming {
+            date_line: self.date_line,
+            content_length: has_body.then_some(self.body.len() as u64),
+            chunked: false,
+            connection: self.connection,
+        };
+        write_head(out, self.status, headers, &framing, head_start)?;
+        if !has_body || self.head.is_head_method {
+            return Ok(0);
+        }
+        let len = self.body.len() as u64;
+        if self.body.len() <= COPY_BODY_MAX {
+            out.extend_from_slice(&self.body);
+        } else {
+            *tail = self.body;
+        }
+        Ok(len)
     }
 }
 

@@ -86,18 +86,22 @@ fn a_client_that_asked_to_close_is_lingered_on_if_reading_paused_during_its_stre
 }
 
 #[test]
-fn the_next_pipelined_request_waits_for_the_stream_to_end() {
+fn the_answer_to_a_pipelined_request_waits_for_the_stream_before_it_to_end() {
     let mut h = Harness::new();
     let c = h.accept();
     let mut two = get("/a");
     two.extend_from_slice(&get("/b"));
     h.send(c, &two);
     let id = start(&mut h, BodyLength::Unknown);
-    assert!(h.pending.is_empty(), "/b waits while /a streams");
-    data(&mut h, id, b"x").unwrap();
-    end(&mut h, id).unwrap();
-    assert_eq!(h.pending.len(), 1);
+    assert_eq!(h.pending.len(), 1, "/b was handed ahead of its turn");
     h.respond(c, 200, b"b");
+    data(&mut h, id, b"x").unwrap();
+    assert_eq!(
+        h.responses(c).len(),
+        0,
+        "/b's answer waits while /a streams"
+    );
+    end(&mut h, id).unwrap();
     let responses = h.responses(c);
     assert_eq!(
         (responses[0].body.as_slice(), responses[1].body.as_slice()),

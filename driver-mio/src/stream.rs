@@ -374,11 +374,13 @@ impl std::fmt::Debug for BodyWriter {
     }
 }
 
-/// The worker's open streams, by connection (a connection streams at most
-/// one response at a time).
+/// The worker's open streams, by connection. A connection writes one
+/// streamed response at a time, but the application may start streams for
+/// pipelined requests handed over ahead of their turn: those wait, open,
+/// until core says they may write. (Each slot's vector keeps its capacity.)
 #[derive(Default)]
 pub(crate) struct Streams {
-    open: Vec<Option<(RequestId, Arc<Pipe>)>>,
+    open: Vec<Vec<(RequestId, Arc<Pipe>)>>,
 }
 
 impl Streams {
@@ -407,9 +409,12 @@ impl Streams {
         }
         let index = id.conn().index();
         if self.open.len() <= index {
-            self.open.resize_with(index + 1, || None);
+            self.open.resize_with(index + 1, Vec::new);
         }
-        self.open[index] = Some((id, start.pipe));
+        // Streams of a connection this slot held before are gone with it.
+        let slot = &mut self.open[index];
+        slot.retain(|(open, _)| open.conn() == id.conn());
+        slot.push((id, start.pipe));
         self.feed(server, id, false, now);
         Ok(())
     }
@@ -468,7 +473,7 @@ impl Streams {
         let notify = if let Some(gone) = gone {
             state.gone = Some(gone);
             state.queue = VecDeque::new();
-            self.open[id.conn().index()] = None;
+            self.open[id.conn().index()].retain(|(open, _)| *open != id);
             state.notify.take()
         } else if freed {
             state.notify.take()
@@ -485,21 +490,22 @@ impl Streams {
         }
     }
 
-    /// Connection `conn` closed: a stream still open on it is gone.
+    /// Connection `conn` closed: the streams still open on it are gone.
     pub(crate) fn closed(&mut self, conn: ConnId) {
         let Some(slot) = self.open.get_mut(conn.index()) else {
             return;
         };
-        if let Some((_, pipe)) = slot.take_if(|(id, _)| id.conn() == conn) {
-            close_pipe(&pipe, Gone::Closed);
+        for (id, pipe) in slot.drain(..) {
+            if id.conn() == conn {
+                close_pipe(&pipe, Gone::Closed);
+            }
         }
     }
 
     fn pipe(&self, id: RequestId) -> Option<Arc<Pipe>> {
-        match self.open.get(id.conn().index()) {
-            Some(Some((open, pipe))) if *open == id => Some(pipe.clone()),
-            _ => None,
-        }
+        let slot = self.open.get(id.conn().index())?;
+        let (_, pipe) = slot.iter().find(|(open, _)| *open == id)?;
+        Some(pipe.clone())
     }
 }
 

@@ -332,3 +332,61 @@ fn a_websocket_handshake_and_echo_run_over_an_upgraded_connection() {
     let report = server.stop();
     assert_eq!(report.forced, None, "{report}");
 }
+
+/// Pipelined requests are handed over together: the first is answered only
+/// once the handler has seen the last (one at a time, it would wait in
+/// vain), the others from threads in reverse order, one of them streamed;
+/// their responses leave in request order.
+#[test]
+fn pipelined_requests_answered_out_of_order_from_threads_leave_in_order() {
+    let (saw_last, seen) = mpsc::channel::<()>();
+    let seen = std::sync::Mutex::new(Some(seen));
+    let server = Server::start(256 << 10, move |req, res| {
+        let n: u64 = req.path().trim_start_matches('/').parse().unwrap();
+        let delay = Duration::from_millis(300 - 100 * n);
+        if n == 2 {
+            let _ = saw_last.send(());
+        }
+        if n == 0 {
+            let seen = seen.lock().unwrap().take().unwrap();
+            thread::spawn(move || {
+                let with = match seen.recv_timeout(Duration::from_secs(10)) {
+                    Ok(()) => "with-2",
+                    Err(_) => "alone",
+                };
+                res.respond(Response::text(200, format!("whole-0-{with}")));
+            });
+        } else if n == 1 {
+            let mut body = res.stream(Response::new(200), BodyLength::Unknown);
+            thread::spawn(move || {
+                thread::sleep(delay);
+                body.write_all(b"streamed-1").unwrap();
+                body.finish().unwrap();
+            });
+        } else {
+            thread::spawn(move || {
+                thread::sleep(delay);
+                res.respond(Response::text(200, format!("whole-{n}")));
+            });
+        }
+    });
+    let mut stream = connect(server.addr);
+    let batch: String = (0..3)
+        .map(|n| {
+            let close = if n == 2 { "Connection: close\r\n" } else { "" };
+            format!("GET /{n} HTTP/1.1\r\nHost: t\r\n{close}\r\n")
+        })
+        .collect();
+    stream.write_all(batch.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let zero = text
+        .find("whole-0-with-2")
+        .expect("/0 answered after /2 came");
+    let one = text.find("streamed-1").expect("the streamed answer");
+    let two = text.find("whole-2").expect("the last answer");
+    assert!(zero < one && one < two, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
+    let report = server.stop();
+    assert_eq!(report.requests_cut, 0);
+}

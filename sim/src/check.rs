@@ -182,9 +182,10 @@ struct Watch {
     upgraded: bool,
     /// The head of the response still arriving was judged.
     pending_judged: bool,
-    /// The streamed response in progress: core has not said it ended
-    /// (`Finished`), whatever its framing let the parser see.
-    stream_open: Option<RequestId>,
+    /// The streamed responses begun: core has not said they ended
+    /// (`Finished`), whatever their framing let the parser see. (Those
+    /// answering requests handed ahead wait for their turn.)
+    streams_open: Vec<RequestId>,
 }
 
 impl Watch {
@@ -221,7 +222,7 @@ impl Watch {
             && self.responses > 0
             && !self.closed_resp
             && !self.upgraded
-            && self.stream_open.is_none()
+            && self.streams_open.is_empty()
     }
 
     /// Core is reading a request on it: bytes past the requests handed
@@ -231,7 +232,7 @@ impl Watch {
             && self.owed.is_empty()
             && !self.closed_resp
             && !self.upgraded
-            && self.stream_open.is_none()
+            && self.streams_open.is_empty()
     }
 }
 
@@ -266,6 +267,8 @@ struct Handed {
     /// Its application broke the declared length of its streamed body: it
     /// ended, failed, with its response as far as it went.
     broke: bool,
+    /// Core said it ended (`Finished`).
+    ended: bool,
 }
 
 /// Counts the drain report is held against.
@@ -474,7 +477,7 @@ impl Checker {
             offered: false,
             upgraded: false,
             pending_judged: false,
-            stream_open: None,
+            streams_open: Vec::new(),
         });
     }
 
@@ -524,8 +527,14 @@ impl Checker {
     /// Whether core still holds open on `k` a stream its client may have
     /// read whole (its producer met the length and never ended it): core
     /// reads no further request there until it ends.
+    /// Whether core said request `id` on `k` ended (`Finished`): a stream
+    /// answering it is gone, though its connection may still be open.
+    pub fn request_ended(&self, k: usize, id: RequestId) -> bool {
+        self.watches[k].handed(id).is_some_and(|h| h.ended)
+    }
+
     pub fn stream_open(&self, k: usize) -> bool {
-        self.watches[k].stream_open.is_some()
+        !self.watches[k].streams_open.is_empty()
     }
 
     /// The request of `k`'s client that core hands over next: (request
@@ -751,6 +760,7 @@ impl Checker {
                 framing: None,
                 refused: false,
                 broke: false,
+                ended: false,
             },
         ));
         true
@@ -774,7 +784,7 @@ impl Checker {
         let w = &mut self.watches[k];
         if let Some(h) = w.handed_mut(id) {
             h.streamed = true;
-            w.stream_open = Some(id);
+            w.streams_open.push(id);
         }
     }
 
@@ -1124,8 +1134,13 @@ impl Checker {
             }
         }
         // (Unfinished, it ends with its connection, whose close follows.)
-        if f.outcome == Outcome::Complete && f.request == self.watches[k].stream_open {
-            self.watches[k].stream_open = None;
+        if f.outcome == Outcome::Complete {
+            self.watches[k]
+                .streams_open
+                .retain(|&id| Some(id) != f.request);
+        }
+        if let Some(h) = f.request.and_then(|id| self.watches[k].handed_mut(id)) {
+            h.ended = true;
         }
         // A stream's end: its response complete on the wire (S2), and done.
         if let (Outcome::Complete, Some(h)) = (f.outcome, handed) {

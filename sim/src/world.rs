@@ -784,8 +784,11 @@ impl World {
             return;
         };
         // The stream lives as long as its connection: only its end, or a
-        // close, ends it.
-        let live = driver.conn_of(id.conn()).is_some();
+        // close, ends it — or, for one answering a request handed ahead,
+        // a close decided before its turn (core says it ended).
+        let live = driver
+            .conn_of(id.conn())
+            .is_some_and(|k| !checker.request_ended(k, id));
         let (offered, result, want) = match piece {
             Piece::Stop => return checker.on_producer_stopped(id),
             Piece::Data(bytes, crosses) => {
