@@ -130,6 +130,12 @@ impl Knobs {
         let mut config = Config::default();
         config.max_body_bytes = rng.log(1024, 64 * 1024);
         config.max_pipelined_bytes = rng.log(512, 64 * 1024) as usize;
+        // A quarter of the seeds hand requests over one at a time.
+        config.max_pipelined_requests = if rng.percent(25) {
+            1
+        } else {
+            rng.log(2, 32) as usize
+        };
         config.max_linger_bytes = rng.log(64 * 1024, 1024 * 1024);
         config.header_read_timeout = rng.micros(50_000, 5_000_000);
         config.body_read_timeout = rng.micros(50_000, 5_000_000);
@@ -248,7 +254,7 @@ impl fmt::Display for Knobs {
             .map(|(kind, w)| format!("{kind:?}={w}"))
             .collect();
         let kinds = Plain(kinds.join(" "));
-        let lines: [(&str, &dyn fmt::Debug); 45] = [
+        let lines: [(&str, &dyn fmt::Debug); 46] = [
             ("clients", &self.clients),
             ("client_kinds", &kinds),
             ("arrival_span", &self.arrival_span),
@@ -279,6 +285,7 @@ impl fmt::Display for Knobs {
             ("handoff", &self.handoff),
             ("max_body_bytes", &c.max_body_bytes),
             ("max_pipelined_bytes", &c.max_pipelined_bytes),
+            ("max_pipelined_requests", &c.max_pipelined_requests),
             ("max_linger_bytes", &c.max_linger_bytes),
             ("header_read_timeout", &c.header_read_timeout),
             ("body_read_timeout", &c.body_read_timeout),
