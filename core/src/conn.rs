@@ -17,7 +17,10 @@
 //! answered, its response is queued and the next pipelined request is read
 //! at once, so a batch of pipelined requests answered at once leaves in one
 //! write. Responses queued and not yet handed to the driver are
-//! [`Unwritten`], in request order.
+//! [`Unwritten`], in request order. Nor need the application wait: while
+//! it works on the request dispatched, the complete requests behind it are
+//! handed over too, ahead of their turn (see `ahead.rs`), and their
+//! answers wait, parked, for it.
 //!
 //! A connection is *active* from a request's first byte until its response
 //! has been handed to the kernel: in `Head`, `Body`, `Dispatched` and

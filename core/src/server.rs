@@ -23,7 +23,10 @@ const FD_PRESSURE_BATCH: usize = 32;
 #[must_use]
 pub enum Event {
     /// A complete request is ready. Read it with [`Server::request`], answer
-    /// it with [`Server::handle_response`] — now or later.
+    /// it with [`Server::handle_response`] — now or later. Several requests
+    /// of one pipelining connection may be out at once (up to
+    /// `max_pipelined_requests`); answer them in any order: their responses
+    /// leave in request order.
     Request(RequestId),
     /// The connection has bytes to write: call [`Server::transmit`], write
     /// them, report with [`Server::handle_sent`]. Write again when the socket

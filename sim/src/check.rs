@@ -326,6 +326,12 @@ pub struct Cover {
     /// Responses in PreStop that kept their connection open, for a request
     /// its client had pipelined behind.
     pub kept_open_in_pre_stop: u64,
+    /// Requests handed over while one before them on their connection
+    /// still waited for its answer (pipelined, handed ahead).
+    pub handed_ahead: u64,
+    /// Answers the application gave while a request before theirs on the
+    /// connection still waited for one.
+    pub answered_out_of_order: u64,
     /// Known gap: requests that arrived whole before the drain, pipelined
     /// behind a response core closed with before the drain (in PreStop)
     /// while they waited unread in the socket, so never answered; their
@@ -734,6 +740,9 @@ impl Checker {
             )));
             return false;
         }
+        if w.handed.iter().any(|(_, h)| h.answered.is_none()) {
+            self.cover.handed_ahead += 1;
+        }
         w.owed.push_back(Owed {
             id,
             token: got.token.clone(),
@@ -770,7 +779,12 @@ impl Checker {
     /// `phase`; `body_unread` if its streamed body was not read to the end.
     pub fn on_app_answered(&mut self, k: usize, id: RequestId, phase: Phase, body_unread: bool) {
         let tick = self.next_tick();
-        let received = self.watches[k].received;
+        let w = &self.watches[k];
+        let received = w.received;
+        let before = &w.handed[..(id.seq() as usize).min(w.handed.len())];
+        if before.iter().any(|(_, h)| h.answered.is_none()) {
+            self.cover.answered_out_of_order += 1;
+        }
         if let Some(h) = self.watches[k].handed_mut(id) {
             h.answered = Some(tick);
             h.answered_in_pre_stop = matches!(phase, Phase::PreStop { .. });

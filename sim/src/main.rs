@@ -120,6 +120,16 @@ const COUNTERS: &[Counter] = &[
         count: |o| o.stats.cover.kept_open_in_pre_stop,
     },
     Counter {
+        name: "handed_ahead",
+        enabled: |k| kind_on(k, Kind::Pipelined) && k.config.max_pipelined_requests > 1,
+        count: |o| o.stats.cover.handed_ahead,
+    },
+    Counter {
+        name: "answered_out_of_order",
+        enabled: |k| kind_on(k, Kind::Pipelined) && k.config.max_pipelined_requests > 1,
+        count: |o| o.stats.cover.answered_out_of_order,
+    },
+    Counter {
         name: "app_faults_answered",
         enabled: |k| k.app_fault_percent > 0,
         count: |o| o.stats.faulted,
