@@ -425,7 +425,7 @@ impl Server {
             }
             Some(Parked::Stream {
                 head: bytes,
-                stream,
+                mut stream,
             }) => {
                 let was_idle = bufs.pending_out() == 0;
                 bufs.out.extend_from_slice(&bytes);
@@ -434,11 +434,15 @@ impl Server {
                     bufs.write_progress_at = now;
                 }
                 conn.sent_any = true;
+                // It took nothing before its turn: if it was offered some,
+                // it may take it now.
+                let blocked = std::mem::take(&mut stream.blocked);
                 self.enter(key, State::Streaming(stream), now);
                 self.queue_transmit(key);
-                // It took nothing before its turn: it may now.
-                self.events
-                    .push_back(Event::StreamWritable(RequestId { conn: id, seq }));
+                if blocked {
+                    self.events
+                        .push_back(Event::StreamWritable(RequestId { conn: id, seq }));
+                }
             }
         }
     }

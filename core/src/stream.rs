@@ -325,9 +325,21 @@ impl Server {
         result
     }
 
+    /// The id of connection `key`, and the answer parked for the request
+    /// at `index` among those it handed ahead.
+    fn parked_answer(&mut self, key: usize, index: usize) -> (ConnId, &mut Option<Parked>) {
+        let id = self.id_of(key);
+        let bufs = self.conns[key]
+            .bufs
+            .as_mut()
+            .expect("a request ahead has buffers");
+        (id, &mut bufs.ahead.get_mut(index).answer)
+    }
+
     /// A piece of a stream parked until its turn, `len` bytes long: taken
-    /// as by a stream with no room — none of it, unless there is no body
-    /// to send (then all), or it breaks a declared length.
+    /// as by a stream with no room — none of it (the application hears of
+    /// room at its turn), unless there is no body to send (then all), or it
+    /// breaks a declared length.
     fn parked_stream_data(
         &mut self,
         key: usize,
@@ -335,13 +347,8 @@ impl Server {
         len: usize,
         now: Time,
     ) -> Result<usize, StreamError> {
-        let id = self.id_of(key);
-        let bufs = self.conns[key]
-            .bufs
-            .as_mut()
-            .expect("a request ahead has buffers");
-        let ahead = bufs.ahead.get_mut(index);
-        let Some(Parked::Stream { head, stream }) = &mut ahead.answer else {
+        let (id, answer) = self.parked_answer(key, index);
+        let Some(Parked::Stream { head, stream }) = answer else {
             unreachable!("checked by the caller");
         };
         match stream.framing {
@@ -350,10 +357,14 @@ impl Server {
                 Ok(len)
             }
             StreamFraming::Length(declared) if stream.sent + len as u64 > declared => {
-                ahead.answer = Some(broken(id, head, stream, now));
+                *answer = Some(broken(id, head, stream, now));
                 Err(StreamError::LengthMismatch)
             }
-            _ => Ok(0),
+            _ => {
+                // Told at its turn ([`Event::StreamWritable`]).
+                stream.blocked |= len > 0;
+                Ok(0)
+            }
         }
     }
 
@@ -449,18 +460,13 @@ impl Server {
         N: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let id = self.id_of(key);
-        let bufs = self.conns[key]
-            .bufs
-            .as_mut()
-            .expect("a request ahead has buffers");
-        let ahead = bufs.ahead.get_mut(index);
-        let Some(Parked::Stream { head, stream }) = &mut ahead.answer else {
+        let (id, answer) = self.parked_answer(key, index);
+        let Some(Parked::Stream { head, stream }) = answer else {
             unreachable!("checked by the caller");
         };
         match stream.framing {
             StreamFraming::Length(declared) if stream.sent < declared => {
-                ahead.answer = Some(broken(id, head, stream, now));
+                *answer = Some(broken(id, head, stream, now));
                 return Err(StreamError::LengthMismatch);
             }
             StreamFraming::Chunked => {
@@ -468,7 +474,7 @@ impl Server {
             }
             _ => {}
         }
-        ahead.answer = Some(Parked::Whole {
+        *answer = Some(Parked::Whole {
             bytes: std::mem::take(head),
             tail: Bytes::new(),
             finished: stream.finished(id, Outcome::Complete, now),

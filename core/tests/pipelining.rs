@@ -338,3 +338,24 @@ fn one_at_a_time_is_still_to_be_had() {
     h.respond(c, 200, b"0");
     assert_eq!(targets(&h), ["/1"]);
 }
+
+#[test]
+fn a_stream_started_ahead_and_offered_nothing_is_told_nothing_at_its_turn() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &batch(&[&get("/0"), &get("/1")]));
+    let ids = h.pending.clone();
+    h.server
+        .handle_stream_start(ids[1], 200, NONE, BodyLength::Known(2), h.now)
+        .unwrap();
+    h.pump();
+    answer(&mut h, ids[0], b"0");
+    assert!(
+        !h.log.contains(&Event::StreamWritable(ids[1])),
+        "it was never held back"
+    );
+    assert_eq!(h.server.handle_stream_data(ids[1], b"ok", h.now), Ok(2));
+    h.server.handle_stream_end(ids[1], NONE, h.now).unwrap();
+    h.pump();
+    assert_eq!(bodies(&h, c), ["0", "ok"]);
+}

@@ -73,9 +73,10 @@ struct Conn {
     /// yet finished, while the access log or an observer wants them. Boxed, so
     /// without them a connection's slot stays as small as it was.
     inflight: Option<Box<InFlight>>,
-    /// The request handed to the application and not yet answered, as
-    /// `METHOD target`, to name it in the log if the drain cuts it.
-    deferred: Option<(RequestId, Box<str>)>,
+    /// The requests handed to the application and not yet answered (more
+    /// than one when it pipelines), each as `METHOD target`, to name it in
+    /// the log if the drain cuts it.
+    deferred: Vec<(RequestId, Box<str>)>,
     /// Its last write fell short or would have blocked. Only then is a
     /// writable readiness news: epoll reports one with every change of the
     /// socket, every arriving request included.
@@ -603,7 +604,7 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
-        if let Some((_, request)) = &conn.deferred {
+        for (_, request) in &conn.deferred {
             let from = FromPeer(Some(conn.peer));
             if reason.is_forced() {
                 log::warn!("request cut, unanswered ({reason}): {request}{from}");
@@ -777,7 +778,7 @@ impl<H: Handler> Worker<H> {
             stream,
             peer,
             inflight,
-            deferred: None,
+            deferred: Vec::new(),
             write_blocked: false,
             read_ended: false,
         });
@@ -852,7 +853,7 @@ impl<H: Handler> Worker<H> {
                 Some(answer) => self.answer(id, answer, &name),
                 None => {
                     if let Some(conn) = self.conn(id.conn()) {
-                        conn.deferred = Some((id, name.as_str().into()));
+                        conn.deferred.push((id, name.as_str().into()));
                     }
                 }
             },
@@ -937,7 +938,10 @@ impl<H: Handler> Worker<H> {
     fn answer_deferred(&mut self, id: RequestId, answer: Answer) {
         let name = self
             .conn(id.conn())
-            .and_then(|conn| conn.deferred.take_if(|(r, _)| *r == id))
+            .and_then(|conn| {
+                let at = conn.deferred.iter().position(|(r, _)| *r == id)?;
+                Some(conn.deferred.swap_remove(at))
+            })
             .map_or_else(|| format!("{id:?}").into_boxed_str(), |(_, name)| name);
         self.answer(id, answer, &name);
     }

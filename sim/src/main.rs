@@ -52,6 +52,12 @@ fn kind_on(k: &Knobs, kind: Kind) -> bool {
     k.weight(kind) > 0
 }
 
+/// Whether clients pipeline in seeds with `k`, and core may hand their
+/// requests over ahead of their turn.
+fn hands_ahead(k: &Knobs) -> bool {
+    kind_on(k, Kind::Pipelined) && k.config.max_pipelined_requests > 1
+}
+
 /// Whether the application streams some responses in seeds with `k`.
 fn streams(k: &Knobs) -> bool {
     k.stream_percent > 0 || kind_on(k, Kind::SlowReader)
@@ -121,12 +127,12 @@ const COUNTERS: &[Counter] = &[
     },
     Counter {
         name: "handed_ahead",
-        enabled: |k| kind_on(k, Kind::Pipelined) && k.config.max_pipelined_requests > 1,
+        enabled: hands_ahead,
         count: |o| o.stats.cover.handed_ahead,
     },
     Counter {
         name: "answered_out_of_order",
-        enabled: |k| kind_on(k, Kind::Pipelined) && k.config.max_pipelined_requests > 1,
+        enabled: hands_ahead,
         count: |o| o.stats.cover.answered_out_of_order,
     },
     Counter {

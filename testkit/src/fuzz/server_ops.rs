@@ -268,8 +268,10 @@ enum Fed {
     /// Core was given an input.
     Input,
     /// The application broke the stream on this connection (a length
-    /// mismatch): core closes it once what was queued is written.
-    Broke(usize),
+    /// mismatch): core closes it once what was queued is written — or, for
+    /// a stream answering a request handed ahead of its turn (`true`),
+    /// once its turn has come and what was queued then is written.
+    Broke(usize, bool),
 }
 
 const AFTER_CLOSE: &str = "S4: bytes written after a Connection: close response";
@@ -336,7 +338,7 @@ struct ConnModel {
     is_head: Vec<bool>,
     /// By request seq: whether the client asked to close after it.
     asks_to_close: Vec<bool>,
-    /// Request seqs the application answered, in order.
+    /// Request seqs the application answered, in request order.
     answered: Vec<u32>,
     /// Request seqs the application failed, so core answered 500.
     faulted: Vec<u32>,
@@ -473,7 +475,7 @@ struct Step {
     closed_with_unread: Vec<usize>,
     /// The connection whose stream the application broke (a length
     /// mismatch): core closes it once what was queued is written.
-    broken: Option<usize>,
+    broken: Option<(usize, bool)>,
     exit: Option<DrainReport>,
 }
 
@@ -639,12 +641,12 @@ impl World {
             Op::StreamData { nth, len } => match self.stream_data(*nth, *len) {
                 Fed::Nothing => return,
                 Fed::Input => {}
-                Fed::Broke(i) => step.broken = Some(i),
+                Fed::Broke(i, ahead) => step.broken = Some((i, ahead)),
             },
             Op::StreamEnd { nth, trailer } => match self.end_stream(*nth, *trailer) {
                 Fed::Nothing => return,
                 Fed::Input => {}
-                Fed::Broke(i) => step.broken = Some(i),
+                Fed::Broke(i, ahead) => step.broken = Some((i, ahead)),
             },
             Op::BodyWanted { nth } => {
                 let Some((_, id, i)) = self.nth_waiting(*nth) else {
@@ -879,7 +881,12 @@ impl World {
         }
         self.pending.remove(k);
         self.answered.push(id);
-        c.answered.push(id.seq());
+        // In request order, as responses leave: an answer may come before
+        // those of requests handed over ahead of it, never after one of
+        // theirs is written.
+        let at = c.answered.partition_point(|&seq| seq < id.seq());
+        debug_assert!(at >= c.completed, "an answer behind a written response");
+        c.answered.insert(at, id.seq());
     }
 
     /// The application streams its answer to the `nth` waiting request.
@@ -951,6 +958,19 @@ impl World {
     /// The application offers `len` bytes to the `nth` stream: core takes
     /// what fits the stream buffer, and refuses bytes beyond a declared
     /// length by closing the connection.
+    /// Whether the `s`th stream answers a request handed ahead of its
+    /// turn: one before it on its connection still waits for its answer,
+    /// or for the end of its stream.
+    fn waits_for_turn(&self, s: usize) -> bool {
+        let id = self.streams[s].id;
+        let earlier = |other: RequestId| other.conn() == id.conn() && other.seq() < id.seq();
+        self.pending.iter().any(|&p| earlier(p))
+            || self
+                .streams
+                .iter()
+                .any(|o| earlier(o.id) && !o.ended && !o.broken)
+    }
+
     fn stream_data(&mut self, nth: u8, len: u8) -> Fed {
         let data = body(usize::from(len));
         let Some(s) = self.live_stream(nth, |server, id, now| {
@@ -964,6 +984,7 @@ impl World {
             room <= self.config.max_stream_buffer_bytes,
             "stream room {room} beyond max_stream_buffer_bytes"
         );
+        let ahead = self.waits_for_turn(s);
         let result = self.server.handle_stream_data(id, &data, self.now);
         let st = &mut self.streams[s];
         match st.body {
@@ -974,7 +995,7 @@ impl World {
                     "bytes beyond the declared length"
                 );
                 st.broken = true;
-                return Fed::Broke(st.conn);
+                return Fed::Broke(st.conn, ahead);
             }
             // No body: whatever is offered is taken and dropped.
             None => assert_eq!(result, Ok(data.len()), "a bodiless stream"),
@@ -1006,6 +1027,7 @@ impl World {
         };
         let id = self.streams[s].id;
         let http10 = self.conns[self.streams[s].conn].http10[id.seq() as usize];
+        let ahead = self.waits_for_turn(s);
         let result = self
             .server
             .handle_stream_end(id, trailers.iter().copied(), self.now);
@@ -1018,7 +1040,7 @@ impl World {
                     "an end short of the declared length"
                 );
                 st.broken = true;
-                return Fed::Broke(st.conn);
+                return Fed::Broke(st.conn, ahead);
             }
             // Trailers follow a chunked body only; elsewhere they are dropped.
             Some(None) if !http10 && trailer % 3 == 2 => {
@@ -1250,6 +1272,15 @@ impl World {
                     "half-close with output queued"
                 );
                 self.conns[i].write_shut = true;
+                // Requests handed ahead of a stream the application broke
+                // end with their connection, and so do streams begun for
+                // them: core said so (`Finished`) as it half-closed.
+                if reason == CloseReason::StreamMismatch {
+                    self.drop_pending(i, reason, step);
+                    for s in self.streams.iter_mut().filter(|s| s.conn == i) {
+                        s.ended |= !s.broken;
+                    }
+                }
             }
             Event::Close(id, reason) => {
                 let i = self.index_of(id);
@@ -1287,15 +1318,7 @@ impl World {
                 let unwritten =
                     (c.answered.len() - c.completed).saturating_sub(usize::from(c.broke));
                 step.lost.extend((0..unwritten).map(|_| (i, true, reason)));
-                let answered = &mut self.answered;
-                self.pending.retain(|r| {
-                    let dropped = r.conn() == id;
-                    if dropped {
-                        step.lost.push((i, false, reason));
-                        answered.push(*r);
-                    }
-                    !dropped
-                });
+                self.drop_pending(i, reason, step);
             }
             Event::DrainBacklog => {
                 assert!(
@@ -1358,19 +1381,22 @@ impl World {
         }
         for &i in &step.closed_with_unread {
             assert!(
-                forced || step.reset == Some(i) || step.broken == Some(i) || step.timeout,
+                forced
+                    || step.reset == Some(i)
+                    || step.broken.map(|b| b.0) == Some(i)
+                    || step.timeout,
                 "S5: core closed a connection whose input the driver had not read"
             );
         }
         if let Some(i) = step.reset {
             assert!(!self.conns[i].open, "a reset connection was not closed");
         }
-        if let Some(i) = step.broken {
+        if let Some((i, ahead)) = step.broken {
             let c = &mut self.conns[i];
             c.broke = true;
             let queued = self.server.transmit(c.id) != [&[][..], &[]];
             assert!(
-                !c.open || c.write_shut || queued,
+                !c.open || c.write_shut || queued || ahead,
                 "a stream broke, but its connection goes on"
             );
         }
@@ -1530,10 +1556,25 @@ impl World {
     /// input in flight: the response under way is broken, so there is no
     /// well-formed one left to protect from a reset — though responses
     /// queued before it on the same connection go too.
+    /// The requests handed over on the `i`th connection and unanswered are
+    /// lost, as it ends for `reason`.
+    fn drop_pending(&mut self, i: usize, reason: CloseReason, step: &mut Step) {
+        let id = self.conns[i].id;
+        let answered = &mut self.answered;
+        self.pending.retain(|r| {
+            let dropped = r.conn() == id;
+            if dropped {
+                step.lost.push((i, false, reason));
+                answered.push(*r);
+            }
+            !dropped
+        });
+    }
+
     fn check_stream_close(&self, i: usize, reason: CloseReason, step: &Step) {
         if reason == CloseReason::StreamMismatch {
             assert!(
-                step.broken == Some(i) || self.conns[i].broke,
+                step.broken.map(|b| b.0) == Some(i) || self.conns[i].broke,
                 "closed for StreamMismatch, but no stream broke on it"
             );
         }

@@ -32,8 +32,8 @@ fn seq_of(r: &Response) -> Option<u32> {
 pub(super) struct AppLog<'a> {
     /// By request seq: whether the request was `HEAD`.
     pub is_head: &'a [bool],
-    /// The requests it answered (validly or not), in the order answered —
-    /// which is request order, as core hands over one request at a time.
+    /// The requests it answered (validly or not), in request order — the
+    /// order their responses leave in, whatever order the answers came in.
     pub answered: &'a [u32],
     /// The requests it failed, which core answers with 500 in their place.
     pub faulted: &'a [u32],
