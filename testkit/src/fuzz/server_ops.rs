@@ -1276,7 +1276,7 @@ impl World {
                 // end with their connection, and so do streams begun for
                 // them: core said so (`Finished`) as it half-closed.
                 if reason == CloseReason::StreamMismatch {
-                    self.drop_pending(i, reason, step);
+                    self.lose_what_is_left(i, reason, step);
                     for s in self.streams.iter_mut().filter(|s| s.conn == i) {
                         s.ended |= !s.broken;
                     }
@@ -1312,13 +1312,7 @@ impl World {
                 if !c.unread.is_empty() {
                     step.closed_with_unread.push(i);
                 }
-                // A broken stream's request ended already, failed (its
-                // `Finished` came with the break, or once what was queued
-                // before it was written).
-                let unwritten =
-                    (c.answered.len() - c.completed).saturating_sub(usize::from(c.broke));
-                step.lost.extend((0..unwritten).map(|_| (i, true, reason)));
-                self.drop_pending(i, reason, step);
+                self.lose_what_is_left(i, reason, step);
             }
             Event::DrainBacklog => {
                 assert!(
@@ -1556,10 +1550,18 @@ impl World {
     /// input in flight: the response under way is broken, so there is no
     /// well-formed one left to protect from a reset — though responses
     /// queued before it on the same connection go too.
-    /// The requests handed over on the `i`th connection and unanswered are
-    /// lost, as it ends for `reason`.
-    fn drop_pending(&mut self, i: usize, reason: CloseReason, step: &mut Step) {
-        let id = self.conns[i].id;
+    /// What the `i`th connection still owed is lost, as it ends for
+    /// `reason`: answers not completely written, and requests handed over
+    /// and unanswered.
+    fn lose_what_is_left(&mut self, i: usize, reason: CloseReason, step: &mut Step) {
+        let c = &mut self.conns[i];
+        // A broken stream's request ended already, failed (its `Finished`
+        // came with the break, or once what was queued before it was
+        // written).
+        let unwritten = (c.answered.len() - c.completed).saturating_sub(usize::from(c.broke));
+        step.lost.extend((0..unwritten).map(|_| (i, true, reason)));
+        c.completed += unwritten;
+        let id = c.id;
         let answered = &mut self.answered;
         self.pending.retain(|r| {
             let dropped = r.conn() == id;
