@@ -292,6 +292,7 @@ pub fn server_ops(data: &[u8]) {
         conns: Vec::new(),
         pending: Vec::new(),
         answered: Vec::new(),
+        finished: Default::default(),
         listener: Listener::Open,
         terminates: 0,
         handed_off: false,
@@ -430,6 +431,8 @@ struct World {
     pending: Vec<RequestId>,
     /// Requests answered or dropped: core must refuse answers to them.
     answered: Vec<RequestId>,
+    /// Requests core said ended (`Finished`).
+    finished: std::collections::HashSet<RequestId>,
     listener: Listener,
     terminates: u32,
     handed_off: bool,
@@ -1168,6 +1171,9 @@ impl World {
                 if f.outcome.label() == "cut" {
                     self.cut += 1;
                 }
+                if let Some(id) = f.request {
+                    assert!(self.finished.insert(id), "{id:?} finished twice");
+                }
                 if f.keeps_connection {
                     let c = &mut self.conns[i];
                     c.last_done = self.now;
@@ -1562,10 +1568,12 @@ impl World {
         step.lost.extend((0..unwritten).map(|_| (i, true, reason)));
         c.completed += unwritten;
         let id = c.id;
-        let answered = &mut self.answered;
+        let (answered, finished) = (&mut self.answered, &self.finished);
         self.pending.retain(|r| {
             let dropped = r.conn() == id;
             if dropped {
+                // S2: every request core drops ends, and says so first.
+                assert!(finished.contains(r), "{r:?} dropped without a Finished");
                 step.lost.push((i, false, reason));
                 answered.push(*r);
             }
