@@ -123,6 +123,13 @@ struct Lookahead {
 }
 
 impl Lookahead {
+    /// Makes the search stale: the next look starts afresh. (One store:
+    /// it is done for every request.)
+    #[inline]
+    fn forget(&mut self) {
+        self.from = usize::MAX;
+    }
+
     fn restart(&mut self, from: usize) {
         self.from = from;
         self.at = from;
@@ -183,7 +190,7 @@ impl AheadQueue {
     #[inline]
     pub fn consumed(&mut self, n: usize) {
         if self.items.is_empty() {
-            self.next.restart(0);
+            self.next.forget();
             return;
         }
         for ahead in &mut self.items {
@@ -208,14 +215,14 @@ impl AheadQueue {
     /// Takes every request handed ahead, in order.
     pub fn drain(&mut self) -> std::collections::vec_deque::Drain<'_, Ahead> {
         self.fields.clear();
-        self.next.restart(0);
+        self.next.forget();
         self.items.drain(..)
     }
 
     pub fn clear(&mut self) {
         self.items.clear();
         self.fields.clear();
-        self.next.restart(0);
+        self.next.forget();
         self.next.fields.clear();
     }
 
@@ -324,10 +331,40 @@ fn keeps_whatever_the_answer(head: &Head) -> bool {
 }
 
 impl Server {
+    /// Notes that connection `key`, which has dispatched a request, holds
+    /// input behind it: if the request still waits once the driver has
+    /// carried out every event, what follows is handed over ahead of its
+    /// turn ([`hand_over_ahead`](Self::hand_over_ahead)).
+    #[inline]
+    pub(crate) fn note_input_behind(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.ahead_queued && self.config.max_pipelined_requests > 1 {
+            conn.ahead_queued = true;
+            let id = self.id_of(key);
+            self.hand_ahead.push(id);
+        }
+    }
+
+    /// The driver has carried out every event: the connections noted by
+    /// [`note_input_behind`](Self::note_input_behind) whose request still
+    /// waits hand over what follows it. Returns the first event that made.
+    // Out of line: a request answered at once never comes here.
+    #[inline(never)]
+    pub(crate) fn hand_over_ahead(&mut self) -> Option<Event> {
+        let now = self.now;
+        while let Some(id) = self.hand_ahead.pop() {
+            if let Some(key) = self.key_of(id) {
+                self.conns[key].ahead_queued = false;
+                self.dispatch_ahead(key, now);
+            }
+        }
+        self.events.pop_front()
+    }
+
     /// Hands the application the complete requests pipelined behind the
     /// one connection `key` has dispatched, as far as the rules above let
     /// it: each may be answered in any order.
-    pub(crate) fn dispatch_ahead(&mut self, key: usize, now: Time) {
+    fn dispatch_ahead(&mut self, key: usize, now: Time) {
         let conn = &self.conns[key];
         let State::Dispatched { head, len, .. } = conn.state else {
             return;

@@ -343,6 +343,9 @@ pub(crate) struct Conn {
     pub read_paused: Cell<bool>,
     /// Whether an [`Event::Transmit`](crate::Event::Transmit) is queued.
     pub transmit_queued: bool,
+    /// Whether it is among the server's connections to hand requests
+    /// over ahead of their turn.
+    pub ahead_queued: bool,
 }
 
 impl Conn {
@@ -363,6 +366,7 @@ impl Conn {
             counted: false,
             read_paused: Cell::new(false),
             transmit_queued: false,
+            ahead_queued: false,
         }
     }
 

@@ -138,8 +138,11 @@ impl Server {
                     self.read_streamed_body(key, now);
                     break;
                 }
-                State::Dispatched { .. } => {
-                    self.dispatch_ahead(key, now);
+                State::Dispatched { len, .. } => {
+                    let len = *len;
+                    if conn.buffered_input() > len {
+                        self.note_input_behind(key);
+                    }
                     break;
                 }
                 State::Receiving { .. }

@@ -146,6 +146,12 @@ pub struct Server {
     /// so writing a head copies it once.
     pub(crate) date_line: Vec<u8>,
     pub(crate) head_start: HeadStart,
+    /// Connections whose dispatched request has pipelined input behind it.
+    /// Once the driver has carried out every event and the request still
+    /// waits for its answer, the complete requests behind it are handed
+    /// over too (see `ahead.rs`); a request answered at once (most are)
+    /// costs nothing of that.
+    pub(crate) hand_ahead: Vec<ConnId>,
     next_generation: u32,
 }
 
@@ -164,6 +170,7 @@ impl Server {
             lifecycle: Lifecycle::Serving,
             date_line: b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n".to_vec(),
             head_start: HeadStart::default(),
+            hand_ahead: Vec::new(),
             next_generation: 0,
         }
     }
@@ -326,10 +333,14 @@ impl Server {
     pub fn poll_event(&mut self) -> Option<Event> {
         // Returned as popped, so the event is copied once.
         let event = self.events.pop_front();
-        if let Some(Event::Transmit(id)) = event {
-            if let Some(key) = self.key_of(id) {
-                self.conns[key].transmit_queued = false;
+        match event {
+            Some(Event::Transmit(id)) => {
+                if let Some(key) = self.key_of(id) {
+                    self.conns[key].transmit_queued = false;
+                }
             }
+            None if !self.hand_ahead.is_empty() => return self.hand_over_ahead(),
+            _ => {}
         }
         event
     }
