@@ -347,10 +347,10 @@ impl Server {
 
     /// The driver has carried out every event: the connections noted by
     /// [`note_input_behind`](Self::note_input_behind) whose request still
-    /// waits hand over what follows it. Returns the first event that made.
+    /// waits hand over what follows it.
     // Out of line: a request answered at once never comes here.
     #[inline(never)]
-    pub(crate) fn hand_over_ahead(&mut self) -> Option<Event> {
+    pub(crate) fn hand_over_ahead(&mut self) {
         let now = self.now;
         while let Some(id) = self.hand_ahead.pop() {
             if let Some(key) = self.key_of(id) {
@@ -358,7 +358,6 @@ impl Server {
                 self.dispatch_ahead(key, now);
             }
         }
-        self.events.pop_front()
     }
 
     /// Hands the application the complete requests pipelined behind the

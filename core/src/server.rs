@@ -331,16 +331,17 @@ impl Server {
     #[must_use]
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
+        // Every event carried out: requests still waiting hand over those
+        // pipelined behind them (see `ahead.rs`).
+        if self.events.is_empty() && !self.hand_ahead.is_empty() {
+            self.hand_over_ahead();
+        }
         // Returned as popped, so the event is copied once.
         let event = self.events.pop_front();
-        match event {
-            Some(Event::Transmit(id)) => {
-                if let Some(key) = self.key_of(id) {
-                    self.conns[key].transmit_queued = false;
-                }
+        if let Some(Event::Transmit(id)) = event {
+            if let Some(key) = self.key_of(id) {
+                self.conns[key].transmit_queued = false;
             }
-            None if !self.hand_ahead.is_empty() => return self.hand_over_ahead(),
-            _ => {}
         }
         event
     }

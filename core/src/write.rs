@@ -4,7 +4,7 @@
 
 use bytes::{Buf, Bytes};
 
-use crate::ahead::Parked;
+use crate::ahead::{Ahead, Parked};
 use crate::close::CloseReason;
 use crate::conn::State;
 use crate::finished::{Finished, Outcome};
@@ -155,16 +155,8 @@ impl Server {
             keeps_connection: close.is_none(),
         };
         if let Turn::Ahead(index) = turn {
-            let (mut bytes, mut tail) = (Vec::new(), Bytes::new());
-            let body_bytes = whole.write(&mut bytes, &mut tail, headers, &mut self.head_start)?;
             let ahead = bufs.ahead.get_mut(index);
-            ahead.answer = Some(Parked::Whole {
-                bytes,
-                tail,
-                finished: finished(body_bytes, ahead.log.began_at),
-                close,
-            });
-            return Ok(());
+            return park_whole(ahead, whole, headers, &mut self.head_start, close, finished);
         }
         let was_idle = bufs.pending_out() == 0;
         let body_bytes = whole.write(
@@ -428,6 +420,36 @@ pub(crate) enum Turn {
     /// The request at this index among those handed ahead: its answer is
     /// parked until its turn.
     Ahead(usize),
+}
+
+/// Parks `whole`, the answer to request `ahead` handed over ahead of its
+/// turn, until that turn comes; `finished` gives its [`Finished`] from the
+/// body bytes sent and when the request began.
+// Out of line: most answers are queued at once, and a second copy of the
+// writer inlined in `respond` slows every one of them.
+#[inline(never)]
+fn park_whole<H, N, V>(
+    ahead: &mut Ahead,
+    whole: Whole<'_>,
+    headers: H,
+    head_start: &mut HeadStart,
+    close: Option<CloseReason>,
+    finished: impl FnOnce(u64, Time) -> Finished,
+) -> Result<(), RespondError>
+where
+    H: IntoIterator<Item = (N, V)>,
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let (mut bytes, mut tail) = (Vec::new(), Bytes::new());
+    let body_bytes = whole.write(&mut bytes, &mut tail, headers, head_start)?;
+    ahead.answer = Some(Parked::Whole {
+        bytes,
+        tail,
+        finished: finished(body_bytes, ahead.log.began_at),
+        close,
+    });
+    Ok(())
 }
 
 /// A whole response, as the application gave it, to the request with
