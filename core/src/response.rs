@@ -115,9 +115,6 @@ impl HeadStart {
 
 /// Writes a response head into `out`, its start from `start`. On an invalid
 /// header, `out` is left as it was and the error is returned.
-// Inlined: once per response, and left to itself the compiler keeps it out
-// of line now that answers parked until their turn call it too.
-#[inline]
 pub(crate) fn write_head<H, N, V>(
     out: &mut Vec<u8>,
     status: u16,
