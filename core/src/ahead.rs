@@ -8,9 +8,10 @@
 //! the input, which `max_pipelined_bytes` bounds — so the application may
 //! work on them together. An answer given before its turn is *parked*,
 //! serialised, until the answers before it are queued; then it joins the
-//! output, and the next request's turn comes at once. (Parking is the one
-//! allocation an out-of-order answer costs; answers given in order park
-//! nothing.)
+//! output, and the next request's turn comes at once. (Answers given in
+//! order park nothing; a parked answer's buffer goes back to the server's
+//! pool once it is queued, so in steady state parking allocates nothing
+//! either.)
 //!
 //! What an answer says about the connection — whether it closes — is
 //! decided when it is given, as for any answer, from what core holds then.
@@ -448,6 +449,7 @@ impl Server {
             }) => {
                 let was_idle = bufs.pending_out() == 0;
                 bufs.out.extend_from_slice(&bytes);
+                self.pool.give_answer(bytes);
                 if !tail.is_empty() {
                     bufs.out_tail = tail;
                 }
@@ -465,6 +467,7 @@ impl Server {
             }) => {
                 let was_idle = bufs.pending_out() == 0;
                 bufs.out.extend_from_slice(&bytes);
+                self.pool.give_answer(bytes);
                 bufs.let_go_of_request(len);
                 if was_idle {
                     bufs.write_progress_at = now;

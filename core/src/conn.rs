@@ -459,14 +459,19 @@ impl Linked for Conn {
     }
 }
 
-/// Buffers of idle connections, kept for reuse. Bounded in count and in the
-/// capacity each may keep, so a burst of large requests does not pin memory.
+/// Buffers of idle connections, and of answers given before their turn
+/// (see `ahead.rs`) and since queued, kept for reuse. Bounded in count and
+/// in the capacity each may keep, so a burst of large requests does not
+/// pin memory.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     // Boxed because a connection holds its buffers as `Option<Box<Buffers>>`
     // (8 bytes while idle), and moving the box moves a pointer, not the struct.
     #[allow(clippy::vec_box)]
     free: Vec<Box<Buffers>>,
+    /// Empty buffers for answers to park: an application that answers
+    /// pipelined requests out of order parks one per request.
+    answers: Vec<Vec<u8>>,
 }
 
 /// Most buffer sets kept for reuse.
@@ -499,6 +504,19 @@ impl Pool {
         }
         bufs.ahead.shrink();
         self.free.push(bufs);
+    }
+
+    /// An empty buffer to park an answer in.
+    pub fn take_answer(&mut self) -> Vec<u8> {
+        self.answers.pop().unwrap_or_default()
+    }
+
+    /// Takes back the buffer of a parked answer once it is queued.
+    pub fn give_answer(&mut self, mut answer: Vec<u8>) {
+        if self.answers.len() < POOL_MAX && answer.capacity() <= POOL_KEEP_BYTES {
+            answer.clear();
+            self.answers.push(answer);
+        }
     }
 }
 
@@ -550,5 +568,23 @@ mod tests {
             pool.give(Box::default());
         }
         assert_eq!(pool.free.len(), POOL_MAX);
+    }
+
+    #[test]
+    fn answer_buffers_come_back_empty_and_only_up_to_the_bounds() {
+        let mut pool = Pool::default();
+        let mut answer = pool.take_answer();
+        answer.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let kept = answer.capacity();
+        pool.give_answer(answer);
+        let again = pool.take_answer();
+        assert!(again.is_empty(), "given back empty");
+        assert_eq!(again.capacity(), kept, "its capacity kept");
+        pool.give_answer(Vec::with_capacity(POOL_KEEP_BYTES + 1));
+        assert_eq!(pool.take_answer().capacity(), 0, "dropped above the bound");
+        for _ in 0..POOL_MAX + 3 {
+            pool.give_answer(Vec::with_capacity(1));
+        }
+        assert_eq!(pool.answers.len(), POOL_MAX);
     }
 }

@@ -248,7 +248,7 @@ impl Server {
             blocked: false,
         };
         if let Turn::Ahead(index) = turn {
-            let mut bytes = Vec::new();
+            let mut bytes = self.pool.take_answer();
             write_head(
                 &mut bytes,
                 status,

@@ -156,7 +156,16 @@ impl Server {
         };
         if let Turn::Ahead(index) = turn {
             let ahead = bufs.ahead.get_mut(index);
-            return park_whole(ahead, whole, headers, &mut self.head_start, close, finished);
+            let answer = self.pool.take_answer();
+            return park_whole(
+                ahead,
+                answer,
+                whole,
+                headers,
+                &mut self.head_start,
+                close,
+                finished,
+            );
         }
         let was_idle = bufs.pending_out() == 0;
         let body_bytes = whole.write(
@@ -423,13 +432,14 @@ pub(crate) enum Turn {
 }
 
 /// Parks `whole`, the answer to request `ahead` handed over ahead of its
-/// turn, until that turn comes; `finished` gives its [`Finished`] from the
+/// turn, in `bytes` (empty, from the pool) until that turn comes; `finished` gives its [`Finished`] from the
 /// body bytes sent and when the request began.
 // Out of line: most answers are queued at once, and a second copy of the
 // writer inlined in `respond` slows every one of them.
 #[inline(never)]
 fn park_whole<H, N, V>(
     ahead: &mut Ahead,
+    mut bytes: Vec<u8>,
     whole: Whole<'_>,
     headers: H,
     head_start: &mut HeadStart,
@@ -441,7 +451,7 @@ where
     N: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    let (mut bytes, mut tail) = (Vec::new(), Bytes::new());
+    let mut tail = Bytes::new();
     let body_bytes = whole.write(&mut bytes, &mut tail, headers, head_start)?;
     ahead.answer = Some(Parked::Whole {
         bytes,

@@ -152,6 +152,61 @@ fn pipelined_batches_in_steady_state_allocate_nothing() {
     ebb_testkit::properties::assert_invariants(&server);
 }
 
+/// A batch of pipelined requests answered last first, as an application
+/// that works on them together may: every answer but the first is parked
+/// until its turn, and in steady state the parked answers reuse buffers
+/// rather than allocate.
+#[test]
+fn pipelined_batches_answered_out_of_order_allocate_nothing() {
+    TRACKED.with(|t| t.set(true));
+    let mut server = Server::new(Config::default());
+    let now = Time::ZERO;
+    let batch = REQUEST.repeat(16);
+    let conn = server.handle_accept(now);
+    let mut ids = Vec::with_capacity(16);
+    let mut batch_answered_last_first = |server: &mut Server| {
+        server.handle_recv(conn, &batch, now);
+        ids.clear();
+        while let Some(event) = server.poll_event() {
+            if let Event::Request(id) = event {
+                ids.push(id);
+            }
+        }
+        assert_eq!(ids.len(), 16, "the whole batch is handed over");
+        for &id in ids.iter().rev() {
+            server
+                .handle_response(
+                    id,
+                    200,
+                    [("Content-Type", "text/plain")],
+                    Bytes::from_static(b"Hello, World!"),
+                    now,
+                )
+                .unwrap();
+        }
+        while let Some(event) = server.poll_event() {
+            if let Event::Transmit(c) = event {
+                let n: usize = server.transmit(c).iter().map(|s| s.len()).sum();
+                server.handle_sent(c, n, now);
+            }
+        }
+    };
+    for _ in 0..10 {
+        batch_answered_last_first(&mut server);
+    }
+    let before = allocations();
+    for _ in 0..100 {
+        batch_answered_last_first(&mut server);
+    }
+    let allocations = allocations() - before;
+    assert_eq!(
+        allocations, 0,
+        "allocations in 100 steady-state batches of 16 requests answered last first"
+    );
+    assert_eq!(server.active_requests(), 0);
+    ebb_testkit::properties::assert_invariants(&server);
+}
+
 /// Reads that each end mid-request (as TCP may cut a pipelined stream)
 /// keep only the unread part: the bytes already handed over are let go of
 /// as more arrive, so the input buffer does not grow, and nothing is
