@@ -292,13 +292,15 @@ impl Server {
             }
             while let Some(key) = self.timers.expired(&self.conns, kind, now) {
                 self.on_timer(key, kind, now);
-                // Each timer handled is moved or gone: one still first and
-                // due would spin this loop, and the driver with it.
-                debug_assert_ne!(
-                    self.timers.expired(&self.conns, kind, now),
-                    Some(key),
-                    "a {kind:?} timer still due after it was handled"
-                );
+                // Each timer handled is moved or gone. One still first and
+                // due is a bug in core: debug builds stop at it; a release
+                // build leaves it due rather than spin here for ever, so
+                // the driver keeps serving (and the simulator, which fails
+                // a deadline still due after a hundred calls, reports it).
+                if self.timers.expired(&self.conns, kind, now) == Some(key) {
+                    debug_assert!(false, "a {kind:?} timer still due after it was handled");
+                    break;
+                }
             }
         }
         self.handle_phase_timeout(now);
