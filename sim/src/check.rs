@@ -1231,6 +1231,19 @@ impl Checker {
         }
     }
 
+    /// S2: when core closes a connection, every request it handed over on
+    /// it has ended with its `Finished` — answered, or unfinished with the
+    /// close — including requests handed ahead of their turn.
+    fn every_handed_ended(&self, k: usize, env: &mut Env) {
+        let w = &self.watches[k];
+        if let Some((id, h)) = w.handed.iter().find(|(_, h)| !h.ended) {
+            env.fail(Failure::Safety(format!(
+                "S2: k{k}: closed, but request {id:?} (script {}.{}.{}) handed over on it never had its Finished",
+                h.client, h.no, h.attempt
+            )));
+        }
+    }
+
     /// `Close` of `k`: judged as a decision unless a half-close came first,
     /// and remembered for judging what its client loses. `eof`: the driver
     /// had told core of the client's FIN.
@@ -1252,6 +1265,7 @@ impl Checker {
     ) {
         let ending = self.watches[k].ending;
         self.all_finished(k, env);
+        self.every_handed_ended(k, env);
         match ending {
             Ending::Open => {
                 self.judge_decision(k, reason, cause, phase, kernel, env);
