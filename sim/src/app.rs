@@ -56,6 +56,8 @@ pub struct Got {
     pub delay: Option<Duration>,
     /// An HTTP/1.0 request (never answered chunked).
     pub http10: bool,
+    /// It asked to close the connection after its answer (RFC 9112 §9.6).
+    pub asks_close: bool,
     /// Its body streams: core handed it over at its head.
     pub streams_body: bool,
     /// The application reads its streamed body before answering.
@@ -466,6 +468,7 @@ impl App {
             fault,
             delay,
             http10: shape.http10,
+            asks_close: shape.close,
             streams_body,
             reads_body,
         })

@@ -74,6 +74,8 @@ struct Owed {
     faulted: bool,
     /// HTTP/1.0: never answered chunked.
     http10: bool,
+    /// It asked to close: the connection ends with its answer.
+    asks_close: bool,
     /// Its body streams: core may still refuse it (408, 413, 400) after
     /// handing it over, in its place.
     streams_body: bool,
@@ -114,6 +116,9 @@ struct CloseResponse {
     /// core had received then. A request of which core held a byte is
     /// owed its answer (S7).
     pre_stop_received: Option<usize>,
+    /// Its request asked to close: nothing behind it is owed, whatever the
+    /// phase (RFC 9112 §9.6).
+    client_asked: bool,
 }
 
 /// What the checker knows of one connection.
@@ -129,6 +134,10 @@ struct Watch {
     /// The requests handed to the application on this connection, in
     /// order: a request's `seq` is its index.
     handed: Vec<(RequestId, Handed)>,
+    /// Its client sent a request behind one that asked to close (RFC 9112
+    /// §9.6 forbids it): core's plain close after that answer may reset
+    /// it, and what it had not read yet is its own loss (S5, S8).
+    sent_past_close: bool,
     /// Final responses completely written.
     responses: u32,
     /// A final response with `Connection: close` was completely written.
@@ -459,6 +468,7 @@ impl Checker {
             owed: VecDeque::new(),
             handed_bytes: 0,
             handed: Vec::new(),
+            sent_past_close: false,
             responses: 0,
             closed_resp: false,
             received: 0,
@@ -489,6 +499,11 @@ impl Checker {
 
     /// The client of `k` wrote a request whose last byte is at `end` in the
     /// connection's byte stream.
+    /// The client of `k` sent a request behind one that asked to close.
+    pub fn on_sent_past_close(&mut self, k: usize) {
+        self.watches[k].sent_past_close = true;
+    }
+
     pub fn on_sent(&mut self, k: usize, no: usize, attempt: u32, end: u64) {
         self.watches[k].sent.push(Sent {
             no,
@@ -730,6 +745,15 @@ impl Checker {
             )));
             return false;
         }
+        // RFC 9112 §9.6: nothing behind a request that asked to close is
+        // processed, even handed ahead of its turn.
+        if let Some(closer) = w.owed.iter().find(|o| o.asks_close) {
+            env.fail(Failure::Safety(format!(
+                "S3: k{k}: request {} handed to the application behind {}, which asked to close",
+                got.token, closer.token
+            )));
+            return false;
+        }
         // Requests on a connection are numbered in order.
         if id.seq() as usize != w.handed.len() {
             env.fail(Failure::Safety(format!(
@@ -749,6 +773,7 @@ impl Checker {
             start: w.handed_bytes,
             faulted: got.fault.is_some(),
             http10: got.http10,
+            asks_close: got.asks_close,
             streams_body: got.streams_body,
         });
         w.handed_bytes += got.raw_len;
@@ -920,7 +945,8 @@ impl Checker {
             // ends, or a streamed body the application left unread.
             let inherent = resp.status == 101
                 || resp.framing == Framing::UntilClose
-                || handed.is_some_and(|h| h.body_unread);
+                || handed.is_some_and(|h| h.body_unread)
+                || owed.asks_close;
             if props::pre_stop_dropped_pipelined(pre_stop, read_past_it, resp.close, inherent) {
                 return Err(format!(
                     "S7: k{k}: {} was answered in PreStop with `Connection: close`, though core had received a request after it",
@@ -989,6 +1015,7 @@ impl Checker {
             let mut streamed = false;
             let mut answered_in_drain = false;
             let mut pre_stop_received = None;
+            let mut client_asked = false;
             if answers_front {
                 let Some(owed) = w.owed.pop_front() else {
                     return env.fail(Failure::Safety(format!(
@@ -1001,6 +1028,7 @@ impl Checker {
                         owed.token
                     )));
                 }
+                client_asked = owed.asks_close;
                 let mut pre_stop = false;
                 if let Some(h) = w.handed_mut(owed.id) {
                     h.sent_fully = true;
@@ -1038,6 +1066,7 @@ impl Checker {
                     nth,
                     answered_in_drain,
                     pre_stop_received,
+                    client_asked,
                 });
             }
             // A stream is over when core says so (`Finished`), whatever
@@ -1492,7 +1521,10 @@ impl Checker {
     /// core made in the ordinary course.
     pub fn lost(&mut self, k: usize, what: &str, kernel: &Kernel, env: &mut Env) {
         let w = &mut self.watches[k];
-        if kernel.client_aborted(k) || std::mem::replace(&mut w.loss_judged, true) {
+        if kernel.client_aborted(k)
+            || w.sent_past_close
+            || std::mem::replace(&mut w.loss_judged, true)
+        {
             return;
         }
         match w.closing() {
@@ -1521,7 +1553,7 @@ impl Checker {
     /// A reset reached the client of `k`. S8: only a close at a deadline, a
     /// timer or a forced exit may reset a client that did nothing wrong.
     pub fn reset_reached(&mut self, k: usize, kernel: &Kernel, env: &mut Env) {
-        if kernel.client_aborted(k) {
+        if kernel.client_aborted(k) || self.watches[k].sent_past_close {
             return;
         }
         match self.watches[k].closing() {
@@ -1761,7 +1793,9 @@ impl Checker {
                 .expect("handed requests are in a script");
             let complete = (req.fate == Fate::Complete || h.refused) && req.attempt == h.attempt;
             let closing = self.watches[k].closing();
-            let allowed = kernel.client_aborted(k) || closing.is_some_and(|cl| cl.loss_allowed);
+            let allowed = kernel.client_aborted(k)
+                || closing.is_some_and(|cl| cl.loss_allowed)
+                || self.watches[k].sent_past_close;
             if !complete && !allowed {
                 return env.fail(Failure::Liveness(format!(
                     "S2: request {}.{}.{} ({id:?}) handed to the application on k{k} but never answered completely (client fate {:?}, core close {closing:?})",
@@ -1803,7 +1837,8 @@ impl Checker {
     /// (its client had pipelined it before reading that), except where the
     /// drain chose that close for a request although this one had arrived
     /// before the drain began, or PreStop chose it although core held a
-    /// byte of this one. S2/S8 cross-check: every response `Finished`
+    /// byte of this one. (A request behind one that itself asked to close
+    /// is never owed: its client broke RFC 9112 §9.6.) S2/S8 cross-check: every response `Finished`
     /// says was handed over, the client read.
     fn check_ledger(&mut self, kernel: &Kernel, env: &mut Env) {
         let drain = self.drain_began.unwrap_or(Tick::MAX);
@@ -1827,7 +1862,8 @@ impl Checker {
                     // Where it begins: where the request before it ends.
                     let start = i.checked_sub(1).map_or(0, |p| w.sent[p].end);
                     let read_in_pre_stop = cr.pre_stop_received.is_some_and(|r| start < r as u64);
-                    let owed = (cr.answered_in_drain && before_drain) || read_in_pre_stop;
+                    let owed = !cr.client_asked
+                        && ((cr.answered_in_drain && before_drain) || read_in_pre_stop);
                     if !owed {
                         if before_drain && !w.successor && i >= w.client_finals {
                             self.cover.closed_before_drain_dropped += 1;
@@ -1859,6 +1895,11 @@ impl Checker {
                     self.cover.owed_lost_to_timers += 1;
                     continue;
                 }
+                // Reset by the close its client asked for, with more sent
+                // behind it: the client's own loss.
+                if w.sent_past_close {
+                    continue;
+                }
                 let whose = if w.successor { "the successor" } else { "core" };
                 return env.fail(Failure::Safety(format!(
                     "S7: k{k}: request #{i} arrived whole before {whose} ended the connection{}, but its client never read a response (core's close: {closing:?})",
@@ -1866,7 +1907,7 @@ impl Checker {
                 )));
             }
             let parsed = w.client_finals - usize::from(w.farewell_read.is_some());
-            let excused = closing.is_some_and(|cl| cl.loss_allowed);
+            let excused = closing.is_some_and(|cl| cl.loss_allowed) || w.sent_past_close;
             if w.finished_responses != parsed && !excused {
                 return env.fail(Failure::Safety(format!(
                     "S2/S8: k{k}: Finished says {} responses were handed over, but the client read {parsed}",

@@ -34,7 +34,8 @@ pub enum Kind {
     /// One to four requests, one at a time.
     Normal,
     /// Two to eight requests written at once (more in some seeds: see
-    /// `Knobs::pipeline_depth`).
+    /// `Knobs::pipeline_depth`); a fifth of them ask to close mid-batch and
+    /// send the rest all the same (`Client::rude`).
     Pipelined,
     /// Requests with idle think time between them on one connection.
     KeepAlive,
@@ -268,6 +269,12 @@ pub struct Client {
     think: Duration,
     conns_left: u32,
     retries_left: u32,
+    /// A pipelining client that breaks RFC 9112 §9.6: it asks to close in
+    /// the middle of its batch and sends the rest behind that request all
+    /// the same. Core must not hand those over (nor answer them); they go
+    /// again on a new connection. Its own close may reset what it sent
+    /// behind, and with it the answer it has not read yet: its fault.
+    rude: bool,
     /// For a racing client: the moments worth racing (the drain's start,
     /// and how long the server keeps an idle connection while draining and
     /// while serving), and the slack around them.
@@ -320,6 +327,8 @@ pub struct ClientCover {
     pub streams_read: u64,
     /// Echo messages that came back intact on an upgraded connection.
     pub echoes_read: u64,
+    /// Requests rude clients sent behind one that asked to close.
+    pub sent_past_close: u64,
 }
 
 /// What a racing client aims at.
@@ -531,6 +540,11 @@ impl Client {
         if let Some(last) = reqs.last_mut() {
             last.shape.close |= kind == Kind::Normal && rng.percent(20);
         }
+        let rude = kind == Kind::Pipelined && rng.percent(20);
+        if rude {
+            let at = rng.below(count as u64 - 1) as usize;
+            reqs[at].shape.close = true;
+        }
         let abort = match kind {
             Kind::Aborting => Some(match rng.below(4) {
                 0 => AbortAt::MidHead,
@@ -599,6 +613,7 @@ impl Client {
             think: knobs.think,
             conns_left: count as u32 + 3,
             retries_left: 3,
+            rude,
             race,
             // Well within the liveness bound (60 s past the deadline).
             stall: if kind == Kind::Stalling {
@@ -737,9 +752,14 @@ impl Client {
             return;
         }
         while link.inflight.len() < self.depth {
-            // RFC 9112 §9.6: nothing more after a request that closes.
+            // RFC 9112 §9.6: nothing more after a request that closes (a
+            // rude client sends more all the same).
             if link.inflight.iter().any(|&i| self.reqs[i].shape.close) {
-                break;
+                if !self.rude {
+                    break;
+                }
+                checker.on_sent_past_close(k);
+                self.cover.sent_past_close += 1;
             }
             let Some(i) = self.reqs.iter().position(|r| r.fate == Fate::Unsent) else {
                 break;
@@ -1509,6 +1529,7 @@ impl Clients {
             sum.racing_in_drain += c.cover.racing_in_drain;
             sum.streams_read += c.cover.streams_read;
             sum.echoes_read += c.cover.echoes_read;
+            sum.sent_past_close += c.cover.sent_past_close;
         }
         sum
     }

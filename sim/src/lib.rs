@@ -182,7 +182,8 @@
 //! - S4: what core writes parses as HTTP/1.1, responses come in request
 //!   order, no byte follows a `Connection: close` response, nothing is
 //!   written after `HalfClose`; S3: nothing is handed to the application
-//!   after the close response; a request whose first byte core received
+//!   after the close response, nor behind a request that asked to close
+//!   (even ahead of its turn); a request whose first byte core received
 //!   after the drain began is answered with `Connection: close`;
 //! - S5, S8: no client that did not abort loses owed response bytes to a
 //!   reset (or to a close mid-response), nor receives a reset at all, unless
@@ -277,7 +278,12 @@
 //!   close`. That last excuse does not hold when the drain chose the close
 //!   although the request had arrived before the drain began and core had
 //!   read it by then, nor when PreStop chose it although core had read a
-//!   byte of the request: that is dropping pipelined requests.
+//!   byte of the request: that is dropping pipelined requests. A fifth of
+//!   pipelining clients are rude: they ask to close mid-batch and send the
+//!   rest behind it anyway (RFC 9112 §9.6 forbids it); what a reset then
+//!   costs them is their own loss, and none of it is owed.
+//! - S2: when core closes a connection, every request handed over on it
+//!   has had its `Finished`.
 //! - S2/S8: every response `Finished` says was completely handed over, the
 //!   client read (unless a close that may lose responses came first).
 //!

@@ -161,6 +161,11 @@ const COUNTERS: &[Counter] = &[
         count: |o| o.stats.cover.successor_responses,
     },
     Counter {
+        name: "sent_past_close",
+        enabled: |k| kind_on(k, Kind::Pipelined),
+        count: |o| o.stats.clients.sent_past_close,
+    },
+    Counter {
         name: "crlf_trickler_408",
         enabled: |k| kind_on(k, Kind::CrlfTrickler),
         count: |o| o.stats.clients.crlf_408,

@@ -631,6 +631,7 @@ impl World {
                 fault: None,
                 delay: None,
                 http10: want.shape.http10,
+                asks_close: want.shape.close,
                 streams_body: true,
                 reads_body: false,
             };
