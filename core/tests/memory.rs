@@ -83,6 +83,12 @@ fn cycle(server: &mut Server, conn: ebb_core::ConnId, now: Time) {
         }
     }
     let id = request.expect("request dispatched");
+    answer(server, id, now);
+    write_all(server, now);
+}
+
+/// Answers request `id` with the demo's `Hello, World!`.
+fn answer(server: &mut Server, id: ebb_core::RequestId, now: Time) {
     server
         .handle_response(
             id,
@@ -92,6 +98,10 @@ fn cycle(server: &mut Server, conn: ebb_core::ConnId, now: Time) {
             now,
         )
         .unwrap();
+}
+
+/// Writes everything core transmits, whole, until it has no more events.
+fn write_all(server: &mut Server, now: Time) {
     while let Some(event) = server.poll_event() {
         if let Event::Transmit(c) = event {
             let n: usize = server.transmit(c).iter().map(|s| s.len()).sum();
@@ -109,15 +119,7 @@ fn pipelined_batch(server: &mut Server, conn: ebb_core::ConnId, batch: &[u8], no
     while let Some(event) = server.poll_event() {
         match event {
             Event::Request(id) => {
-                server
-                    .handle_response(
-                        id,
-                        200,
-                        [("Content-Type", "text/plain")],
-                        Bytes::from_static(b"Hello, World!"),
-                        now,
-                    )
-                    .unwrap();
+                answer(server, id, now);
                 answered += 1;
             }
             Event::Transmit(c) => {
@@ -174,22 +176,9 @@ fn pipelined_batches_answered_out_of_order_allocate_nothing() {
         }
         assert_eq!(ids.len(), 16, "the whole batch is handed over");
         for &id in ids.iter().rev() {
-            server
-                .handle_response(
-                    id,
-                    200,
-                    [("Content-Type", "text/plain")],
-                    Bytes::from_static(b"Hello, World!"),
-                    now,
-                )
-                .unwrap();
+            answer(server, id, now);
         }
-        while let Some(event) = server.poll_event() {
-            if let Event::Transmit(c) = event {
-                let n: usize = server.transmit(c).iter().map(|s| s.len()).sum();
-                server.handle_sent(c, n, now);
-            }
-        }
+        write_all(server, now);
     };
     for _ in 0..10 {
         batch_answered_last_first(&mut server);
