@@ -497,13 +497,13 @@ impl Checker {
         });
     }
 
-    /// The client of `k` wrote a request whose last byte is at `end` in the
-    /// connection's byte stream.
     /// The client of `k` sent a request behind one that asked to close.
     pub fn on_sent_past_close(&mut self, k: usize) {
         self.watches[k].sent_past_close = true;
     }
 
+    /// The client of `k` wrote a request whose last byte is at `end` in the
+    /// connection's byte stream.
     pub fn on_sent(&mut self, k: usize, no: usize, attempt: u32, end: u64) {
         self.watches[k].sent.push(Sent {
             no,
@@ -1838,8 +1838,8 @@ impl Checker {
     /// drain chose that close for a request although this one had arrived
     /// before the drain began, or PreStop chose it although core held a
     /// byte of this one. (A request behind one that itself asked to close
-    /// is never owed: its client broke RFC 9112 §9.6.) S2/S8 cross-check: every response `Finished`
-    /// says was handed over, the client read.
+    /// is never owed: its client broke RFC 9112 §9.6.) S2/S8 cross-check:
+    /// every response `Finished` says was handed over, the client read.
     fn check_ledger(&mut self, kernel: &Kernel, env: &mut Env) {
         let drain = self.drain_began.unwrap_or(Tick::MAX);
         for (k, w) in self.watches.iter().enumerate() {
