@@ -432,8 +432,9 @@ pub(crate) enum Turn {
 }
 
 /// Parks `whole`, the answer to request `ahead` handed over ahead of its
-/// turn, in `bytes` (empty, from the pool) until that turn comes; `finished` gives its [`Finished`] from the
-/// body bytes sent and when the request began.
+/// turn, in `bytes` (empty, from the pool) until that turn comes;
+/// `finished` gives its [`Finished`] from the body bytes sent and when the
+/// request began.
 // Out of line: most answers are queued at once, and a second copy of the
 // writer inlined in `respond` slows every one of them.
 #[inline(never)]
