@@ -9,7 +9,10 @@
 //! and a fresh connection reset before its first response — the kernel
 //! completed the handshake, but the connection was still in the listen
 //! backlog when the listener closed, so ebb never had it (the same event as a
-//! refused connect, a little later).
+//! refused connect, a little later). A connect that fails otherwise once the
+//! listener may have closed (the close met the handshake: a reset, or a
+//! hang-up with no error left to read) is that event too; before then, any
+//! failed connect fails the test.
 //!
 //! With `--pre-stop` longer than the clients' idle gaps every client has been
 //! told `Connection: close` before the drain begins, so no idle keep-alive
@@ -27,6 +30,7 @@
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::ops::AddAssign;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,6 +58,8 @@ struct Tally {
     /// Lost with no FIN seen before sending: the close crossed the request.
     lost_in_flight: u64,
     refused: u64,
+    /// Reset before the first response, or the connect itself failed, once
+    /// the listener may have closed.
     reset_in_backlog: u64,
     /// No response and no close within the I/O timeout.
     timeouts: u64,
@@ -115,7 +121,12 @@ fn closed_by_server(client: &Client) -> bool {
 
 /// One keep-alive client: request, response, pause, until a connect is
 /// refused (or `until`).
-fn run_client(addr: SocketAddr, seed: u64, until: Instant) -> Tally {
+fn run_client(
+    addr: SocketAddr,
+    seed: u64,
+    until: Instant,
+    listener_closes: Arc<OnceLock<Instant>>,
+) -> Tally {
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();
     let pause = |rng: &mut Rng| Duration::from_millis(rng.range(PAUSE_MS.0, PAUSE_MS.1));
@@ -135,7 +146,17 @@ fn run_client(addr: SocketAddr, seed: u64, until: Instant) -> Tally {
                     tally.refused += 1;
                     break;
                 }
-                Err(_) => {
+                Err(e)
+                    if listener_closes
+                        .get()
+                        .is_some_and(|&at| Instant::now() >= at) =>
+                {
+                    eprintln!("connect failed as the listener closed: {e}");
+                    tally.reset_in_backlog += 1;
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("connect failed before the listener could close: {e}");
                     tally.connect_errors += 1;
                     break;
                 }
@@ -190,22 +211,29 @@ fn seed() -> u64 {
 }
 
 /// Runs `DRAINS` drains of a fresh server started with `args`, each under
-/// `CLIENTS` clients; what they saw, summed.
-fn drains_under_load(name: &str, args: &[&str]) -> Tally {
+/// `CLIENTS` clients; what they saw, summed. `pre_stop` is how long the
+/// listener stays open after SIGTERM.
+fn drains_under_load(name: &str, args: &[&str], pre_stop: Duration) -> Tally {
     let seed = seed();
     eprintln!("{name}: seed {seed} (CLOSE_RACE_SEED={seed} repeats the pauses)");
     let mut total = Tally::default();
     for drain in 0..DRAINS {
         let ebb = Ebb::start(args);
         let until = Instant::now() + Duration::from_secs(20);
+        let listener_closes = Arc::new(OnceLock::new());
         let clients: Vec<_> = (0..CLIENTS)
             .map(|i| {
                 let addr = ebb.addr;
                 let seed = seed ^ ((drain * CLIENTS + i) as u64).wrapping_mul(0x9e37_79b9);
-                thread::spawn(move || run_client(addr, seed, until))
+                let listener_closes = Arc::clone(&listener_closes);
+                thread::spawn(move || run_client(addr, seed, until, listener_closes))
             })
             .collect();
         thread::sleep(RUN);
+        // Set before the signal: the listener cannot close earlier.
+        listener_closes
+            .set(Instant::now() + pre_stop)
+            .expect("a fresh cell each drain");
         ebb.signal(libc::SIGTERM);
         let terminated = Instant::now();
         let exited = ebb.expect_clean_exit(Duration::from_secs(10));
@@ -256,6 +284,7 @@ fn close_race_with_pre_stop_loses_no_request() {
             "--pre-stop",
             PRE_STOP,
         ],
+        Duration::from_secs_f64(PRE_STOP.parse().expect("seconds")),
     );
     assert!(total.answered > 0);
     assert_eq!(total.lost(), 0, "{}", total.line());
@@ -267,6 +296,7 @@ fn close_race_without_pre_stop_prints_the_loss_rate() {
     let total = drains_under_load(
         "without pre-stop",
         &["--workers", "2", "--drain-timeout", "5"],
+        Duration::ZERO,
     );
     assert!(total.answered > 0);
 }
