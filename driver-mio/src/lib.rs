@@ -40,6 +40,7 @@ mod exit_deadline;
 mod handler;
 mod inflight;
 mod listener;
+mod nodelay;
 mod notify;
 mod observer;
 mod pidfile;

@@ -32,6 +32,7 @@ use crate::handler::{
     Responder, Response,
 };
 use crate::inflight::InFlight;
+use crate::nodelay::NoDelay;
 use crate::observer::{Observation, Observing, RequestEnd};
 use crate::shutdown::{Applied, ShutdownHandle, StopInput};
 use crate::stream::Streams;
@@ -93,6 +94,8 @@ pub(crate) struct Worker<H> {
     poll: Poll,
     server: Server,
     listener: Option<TcpListener>,
+    /// Whether accepted connections still need `TCP_NODELAY` set.
+    nodelay: NoDelay,
     /// Where the stop requests are counted.
     stops: ShutdownHandle,
     /// The stop requests and hand-off applied so far.
@@ -198,6 +201,7 @@ impl<H: Handler> Worker<H> {
             stream_buffer_bytes: config.max_stream_buffer_bytes,
             stops: stops.clone(),
         });
+        let nodelay = NoDelay::on_listener(&listener);
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -206,6 +210,7 @@ impl<H: Handler> Worker<H> {
             poll,
             server: Server::new(config),
             listener: Some(listener),
+            nodelay,
             stops,
             stops_applied: Applied::default(),
             handler,
@@ -750,9 +755,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn accepted(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if let Err(e) = stream.set_nodelay(true) {
-            log::debug!("TCP_NODELAY: {e}");
-        }
+        self.nodelay.accepted(&stream);
         let id = self.server.handle_accept(self.now);
         self.record_open();
         let index = id.index();
