@@ -486,3 +486,80 @@ impl Server {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+
+    /// A queue holding the `count` requests at the start of `input` as
+    /// handed ahead, numbered from `first`, as `dispatch_ahead` holds them.
+    fn queue_of(input: &[u8], first: u32, count: u32) -> AheadQueue {
+        let config = Config::default();
+        let mut queue = AheadQueue::default();
+        let mut from = 0;
+        for seq in first..first + count {
+            let found = queue.look(input, from, &config).expect("a whole request");
+            from = found.start + found.len;
+            queue.items.push_back(Ahead {
+                seq,
+                head: found.head,
+                start: found.start,
+                len: found.len,
+                fields: found.fields,
+                log: RequestLog::default(),
+                answer: None,
+            });
+        }
+        queue
+    }
+
+    #[test]
+    fn only_the_requests_handed_ahead_are_found_by_number() {
+        let queue = queue_of(&GET.repeat(2), 5, 2);
+        assert_eq!(
+            [4, 5, 6, 7].map(|seq| queue.waiting(seq)),
+            [None, Some(0), Some(1), None]
+        );
+    }
+
+    #[test]
+    fn clear_forgets_the_requests_their_fields_and_the_search() {
+        // The third request's head is whole, its body not: the search
+        // holds its head and fields.
+        let input = [
+            GET,
+            GET,
+            b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nabc",
+        ]
+        .concat();
+        let mut queue = queue_of(&input, 0, 2);
+        let from = queue.items[1].end();
+        assert!(queue.look(&input, from, &Config::default()).is_none());
+        assert!(!queue.next.fields.is_empty());
+        queue.clear();
+        assert!(queue.is_empty());
+        assert!(queue.fields.is_empty());
+        assert!(queue.next.fields.is_empty());
+        assert_eq!(queue.next.from, usize::MAX, "the search starts afresh");
+    }
+
+    #[test]
+    fn shrink_gives_back_only_outsized_field_buffers() {
+        let with = |fields: usize, next: usize| {
+            let mut queue = AheadQueue {
+                fields: Vec::with_capacity(fields),
+                ..AheadQueue::default()
+            };
+            queue.next.fields = Vec::with_capacity(next);
+            queue.shrink();
+            (queue.fields.capacity(), queue.next.fields.capacity())
+        };
+        assert_eq!(with(1024, 256), (1024, 256), "kept up to the bounds");
+        assert_eq!(with(1025, 0), (0, 0));
+        assert_eq!(with(2000, 8), (0, 0));
+        assert_eq!(with(8, 257), (0, 0));
+        assert_eq!(with(8, 300), (0, 0));
+    }
+}

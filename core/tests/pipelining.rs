@@ -359,3 +359,24 @@ fn a_stream_started_ahead_and_offered_nothing_is_told_nothing_at_its_turn() {
     h.pump();
     assert_eq!(bodies(&h, c), ["0", "ok"]);
 }
+
+#[test]
+fn empty_lines_before_a_request_ahead_count_as_at_its_turn() {
+    // Up to `max_head_bytes` of them, it goes ahead; one byte more, and it
+    // waits for its turn to be refused, as it would be had it come alone.
+    for (blank, handed_ahead, status) in [(256, true, 200), (257, false, 431)] {
+        let mut h = Harness::with(Config {
+            max_head_bytes: 256,
+            ..Config::default()
+        });
+        let c = h.accept();
+        h.send(c, &batch(&[&get("/0"), &b"\n".repeat(blank), &get("/1")]));
+        let expected: &[&str] = if handed_ahead { &["/0", "/1"] } else { &["/0"] };
+        assert_eq!(targets(&h), expected, "{blank} bytes of empty lines");
+        while !h.pending.is_empty() {
+            h.respond(c, 200, b"ok");
+        }
+        let statuses: Vec<u16> = h.responses(c).iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, status], "{blank} bytes of empty lines");
+    }
+}
