@@ -113,6 +113,22 @@ fn nothing_is_handed_ahead_past_a_request_that_closes() {
 }
 
 #[test]
+fn with_keep_alive_off_nothing_is_handed_ahead() {
+    // Every response closes its connection: the request behind the first
+    // would be stranded behind that close.
+    let mut h = Harness::with(Config {
+        keep_alive_timeout: std::time::Duration::ZERO,
+        ..Config::default()
+    });
+    let c = h.accept();
+    h.send(c, &batch(&[&get("/0"), &get("/never")]));
+    assert_eq!(targets(&h), ["/0"]);
+    h.respond(c, 200, b"0");
+    assert!(h.responses(c)[0].close);
+    assert!(h.pending.is_empty(), "/never is not handed over");
+}
+
+#[test]
 fn chunked_bodies_and_upgrades_wait_for_their_turn_and_so_does_what_follows() {
     let mut h = Harness::new();
     let c = h.accept();

@@ -942,11 +942,13 @@ impl Checker {
                 ));
             }
             // The close is the response's own for a 101, a body the close
-            // ends, or a streamed body the application left unread.
+            // ends, a streamed body the application left unread, a request
+            // that asked for it, or keep-alive off.
             let inherent = resp.status == 101
                 || resp.framing == Framing::UntilClose
                 || handed.is_some_and(|h| h.body_unread)
-                || owed.asks_close;
+                || owed.asks_close
+                || self.config.keep_alive_timeout.is_zero();
             if props::pre_stop_dropped_pipelined(pre_stop, read_past_it, resp.close, inherent) {
                 return Err(format!(
                     "S7: k{k}: {} was answered in PreStop with `Connection: close`, though core had received a request after it",
@@ -1037,8 +1039,11 @@ impl Checker {
                     pre_stop = h.answered_in_pre_stop;
                     // A close the application chose (its body unread) is
                     // not the drain's.
-                    // Nor is the close a body without a length needs.
-                    let chosen = !h.body_unread && resp.framing != Framing::UntilClose;
+                    // Nor is the close a body without a length needs, or
+                    // the one keep-alive off puts on every response.
+                    let chosen = !h.body_unread
+                        && resp.framing != Framing::UntilClose
+                        && !self.config.keep_alive_timeout.is_zero();
                     answered_in_drain = match (h.answered, self.drain_began) {
                         (Some(a), Some(d)) => a > d && chosen,
                         _ => false,

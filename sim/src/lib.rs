@@ -76,8 +76,9 @@
 //!   [`trace`](mod@trace), and the first [`failure`].
 //! - [`knobs`]: swarm testing — per seed some client kinds are off and the
 //!   rest skewed; latency, segment size, buffer sizes, read delays,
-//!   application delays and faults, backlog, timeouts, `pre_stop`,
-//!   `drain_timeout`, signal times all vary; and streaming: the share of
+//!   application delays and faults, backlog, timeouts (about one seed in
+//!   twenty with keep-alive off, so that every response closes),
+//!   `pre_stop`, `drain_timeout`, signal times all vary; and streaming: the share of
 //!   answers whose body streams (`stream_percent`), of producers that stop
 //!   without ending (`stream_stop_percent`) and of declared lengths broken
 //!   (`stream_mismatch_percent`), the gap between pieces (`stream_gap`),
