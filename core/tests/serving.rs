@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ebb_core::{Bytes, CloseReason, Config, Event, RespondError};
+use ebb_core::{BodyLength, Bytes, CloseReason, Config, Event, RespondError};
 use ebb_testkit::harness::{get, Harness};
 
 #[test]
@@ -506,6 +506,44 @@ fn a_rejection_queued_behind_a_stalled_response_does_not_restart_the_stall() {
     assert!(!h.closed(c));
     h.advance(Duration::from_secs(1));
     assert_eq!(h.close_reason(c), Some(CloseReason::WriteStall));
+}
+
+/// Nor is an answer given before its turn (whole, or a stream's head),
+/// queued when its turn comes behind a response the client is not reading.
+#[test]
+fn an_answer_parked_until_its_turn_does_not_restart_the_stall() {
+    for streamed in [false, true] {
+        let (mut h, c) = stalls_in_five_seconds();
+        h.send(c, &[get("/1"), get("/2"), get("/3")].concat());
+        let [first, second, third] = <[_; 3]>::try_from(std::mem::take(&mut h.pending))
+            .expect("all three handed over at once");
+        h.server
+            .handle_response(first, 200, [("A", "b")], Bytes::from_static(b"1"), h.now)
+            .unwrap();
+        if streamed {
+            h.server
+                .handle_stream_start(third, 200, [("A", "b")], BodyLength::Unknown, h.now)
+                .unwrap();
+        } else {
+            h.server
+                .handle_response(third, 200, [("A", "b")], Bytes::from_static(b"3"), h.now)
+                .unwrap();
+        }
+        h.pump();
+        h.advance(Duration::from_secs(4));
+        // The second's answer is queued, and the third's turn comes.
+        h.server
+            .handle_response(second, 200, [("A", "b")], Bytes::from_static(b"2"), h.now)
+            .unwrap();
+        h.pump();
+        assert!(!h.closed(c), "streamed: {streamed}");
+        h.advance(Duration::from_secs(1));
+        assert_eq!(
+            h.close_reason(c),
+            Some(CloseReason::WriteStall),
+            "streamed: {streamed}"
+        );
+    }
 }
 
 #[test]
