@@ -396,3 +396,93 @@ fn empty_lines_before_a_request_ahead_count_as_at_its_turn() {
         assert_eq!(statuses, [200, status], "{blank} bytes of empty lines");
     }
 }
+
+#[test]
+fn a_bodiless_stream_started_ahead_takes_what_it_is_offered_and_sends_none_of_it() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    let head = b"HEAD /1 HTTP/1.1\r\nHost: h\r\n\r\n";
+    h.send(c, &batch(&[&get("/0"), head]));
+    let ids = h.pending.clone();
+    h.server
+        .handle_stream_start(ids[1], 200, NONE, BodyLength::Unknown, h.now)
+        .unwrap();
+    assert_eq!(h.server.handle_stream_data(ids[1], b"early", h.now), Ok(5));
+    h.pump();
+    answer(&mut h, ids[0], b"0");
+    assert!(
+        !h.log.contains(&Event::StreamWritable(ids[1])),
+        "it took what it was offered: it was never held back"
+    );
+    h.server.handle_stream_end(ids[1], NONE, h.now).unwrap();
+    h.pump();
+    assert_eq!(bodies(&h, c), ["0", ""]);
+    assert!(!h.output(c).contains("early"));
+    let ended: Vec<_> = finished(&h)
+        .iter()
+        .map(|f| (f.outcome, f.body_bytes))
+        .collect();
+    assert_eq!(ended, [(Outcome::Complete, 1), (Outcome::Complete, 0)]);
+}
+
+#[test]
+fn a_stream_ahead_offered_more_than_it_declared_is_broken_at_once() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &batch(&[&get("/0"), &get("/1")]));
+    let ids = h.pending.clone();
+    h.server
+        .handle_stream_start(ids[1], 200, NONE, BodyLength::Known(3), h.now)
+        .unwrap();
+    assert_eq!(
+        h.server.handle_stream_data(ids[1], b"four", h.now),
+        Err(StreamError::LengthMismatch)
+    );
+    h.pump();
+    answer(&mut h, ids[0], b"0");
+    assert_eq!(h.half_close_reason(c), Some(CloseReason::StreamMismatch));
+    let outcomes: Vec<_> = finished(&h).iter().map(|f| f.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Complete,
+            Outcome::Unfinished(CloseReason::StreamMismatch)
+        ]
+    );
+}
+
+#[test]
+fn a_stream_ahead_offered_an_empty_piece_is_told_nothing_at_its_turn() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &batch(&[&get("/0"), &get("/1")]));
+    let ids = h.pending.clone();
+    h.server
+        .handle_stream_start(ids[1], 200, NONE, BodyLength::Unknown, h.now)
+        .unwrap();
+    assert_eq!(h.server.handle_stream_data(ids[1], b"", h.now), Ok(0));
+    h.pump();
+    answer(&mut h, ids[0], b"0");
+    assert!(
+        !h.log.contains(&Event::StreamWritable(ids[1])),
+        "it was offered nothing, so held nothing back"
+    );
+}
+
+#[test]
+fn an_empty_stream_of_declared_length_zero_ended_ahead_is_sent_whole() {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &batch(&[&get("/0"), &get("/1")]));
+    let ids = h.pending.clone();
+    h.server
+        .handle_stream_start(ids[1], 200, NONE, BodyLength::Known(0), h.now)
+        .unwrap();
+    h.server.handle_stream_end(ids[1], NONE, h.now).unwrap();
+    h.pump();
+    answer(&mut h, ids[0], b"0");
+    assert_eq!(bodies(&h, c), ["0", ""]);
+    assert!(!h.closed(c), "the connection serves on");
+    let outcomes: Vec<_> = finished(&h).iter().map(|f| f.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Complete, Outcome::Complete]);
+}
