@@ -3,7 +3,8 @@
 //! whatever cannot go ahead waits for its turn.
 
 use ebb_core::{
-    BodyLength, Bytes, CloseReason, Config, Event, Finished, Outcome, RequestId, StreamError,
+    BodyLength, Bytes, CloseReason, Config, ConnId, Event, Finished, Outcome, RequestId,
+    StreamError,
 };
 use ebb_testkit::harness::{get, Harness};
 
@@ -35,7 +36,7 @@ fn targets(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-fn bodies(h: &Harness, c: ebb_core::ConnId) -> Vec<String> {
+fn bodies(h: &Harness, c: ConnId) -> Vec<String> {
     h.responses(c)
         .iter()
         .map(|r| String::from_utf8_lossy(&r.body).into_owned())
@@ -50,6 +51,25 @@ fn finished(h: &Harness) -> Vec<&Finished> {
             _ => None,
         })
         .collect()
+}
+
+/// A connection with `/0` dispatched and `second` handed ahead behind
+/// it, whose answer is a stream of `length` started before its turn.
+fn stream_started_ahead(second: &[u8], length: BodyLength) -> (Harness, ConnId, [RequestId; 2]) {
+    let mut h = Harness::new();
+    let c = h.accept();
+    h.send(c, &batch(&[&get("/0"), second]));
+    let ids: [RequestId; 2] = h.pending[..].try_into().expect("both handed over");
+    h.server
+        .handle_stream_start(ids[1], 200, NONE, length, h.now)
+        .unwrap();
+    (h, c, ids)
+}
+
+/// `/0` is answered: the stream's turn comes.
+fn its_turn_comes(h: &mut Harness, ids: [RequestId; 2]) {
+    h.pump();
+    answer(h, ids[0], b"0");
 }
 
 #[test]
@@ -226,17 +246,10 @@ fn a_head_request_ahead_gets_no_body_and_a_failure_ahead_gets_500_in_its_turn() 
 
 #[test]
 fn a_stream_started_ahead_takes_bytes_from_its_turn() {
-    let mut h = Harness::new();
-    let c = h.accept();
-    h.send(c, &batch(&[&get("/0"), &get("/1")]));
-    let ids = h.pending.clone();
-    h.server
-        .handle_stream_start(ids[1], 200, NONE, BodyLength::Unknown, h.now)
-        .unwrap();
+    let (mut h, c, ids) = stream_started_ahead(&get("/1"), BodyLength::Unknown);
     assert_eq!(h.server.handle_stream_data(ids[1], b"early", h.now), Ok(0));
     assert_eq!(h.server.stream_room(ids[1]), 0);
-    h.pump();
-    answer(&mut h, ids[0], b"0");
+    its_turn_comes(&mut h, ids);
     assert!(
         h.log.contains(&Event::StreamWritable(ids[1])),
         "its turn came: it may write"
@@ -357,15 +370,8 @@ fn one_at_a_time_is_still_to_be_had() {
 
 #[test]
 fn a_stream_started_ahead_and_offered_nothing_is_told_nothing_at_its_turn() {
-    let mut h = Harness::new();
-    let c = h.accept();
-    h.send(c, &batch(&[&get("/0"), &get("/1")]));
-    let ids = h.pending.clone();
-    h.server
-        .handle_stream_start(ids[1], 200, NONE, BodyLength::Known(2), h.now)
-        .unwrap();
-    h.pump();
-    answer(&mut h, ids[0], b"0");
+    let (mut h, c, ids) = stream_started_ahead(&get("/1"), BodyLength::Known(2));
+    its_turn_comes(&mut h, ids);
     assert!(
         !h.log.contains(&Event::StreamWritable(ids[1])),
         "it was never held back"
@@ -399,17 +405,10 @@ fn empty_lines_before_a_request_ahead_count_as_at_its_turn() {
 
 #[test]
 fn a_bodiless_stream_started_ahead_takes_what_it_is_offered_and_sends_none_of_it() {
-    let mut h = Harness::new();
-    let c = h.accept();
-    let head = b"HEAD /1 HTTP/1.1\r\nHost: h\r\n\r\n";
-    h.send(c, &batch(&[&get("/0"), head]));
-    let ids = h.pending.clone();
-    h.server
-        .handle_stream_start(ids[1], 200, NONE, BodyLength::Unknown, h.now)
-        .unwrap();
+    let (mut h, c, ids) =
+        stream_started_ahead(b"HEAD /1 HTTP/1.1\r\nHost: h\r\n\r\n", BodyLength::Unknown);
     assert_eq!(h.server.handle_stream_data(ids[1], b"early", h.now), Ok(5));
-    h.pump();
-    answer(&mut h, ids[0], b"0");
+    its_turn_comes(&mut h, ids);
     assert!(
         !h.log.contains(&Event::StreamWritable(ids[1])),
         "it took what it was offered: it was never held back"
@@ -427,19 +426,12 @@ fn a_bodiless_stream_started_ahead_takes_what_it_is_offered_and_sends_none_of_it
 
 #[test]
 fn a_stream_ahead_offered_more_than_it_declared_is_broken_at_once() {
-    let mut h = Harness::new();
-    let c = h.accept();
-    h.send(c, &batch(&[&get("/0"), &get("/1")]));
-    let ids = h.pending.clone();
-    h.server
-        .handle_stream_start(ids[1], 200, NONE, BodyLength::Known(3), h.now)
-        .unwrap();
+    let (mut h, c, ids) = stream_started_ahead(&get("/1"), BodyLength::Known(3));
     assert_eq!(
         h.server.handle_stream_data(ids[1], b"four", h.now),
         Err(StreamError::LengthMismatch)
     );
-    h.pump();
-    answer(&mut h, ids[0], b"0");
+    its_turn_comes(&mut h, ids);
     assert_eq!(h.half_close_reason(c), Some(CloseReason::StreamMismatch));
     let outcomes: Vec<_> = finished(&h).iter().map(|f| f.outcome).collect();
     assert_eq!(
@@ -453,16 +445,9 @@ fn a_stream_ahead_offered_more_than_it_declared_is_broken_at_once() {
 
 #[test]
 fn a_stream_ahead_offered_an_empty_piece_is_told_nothing_at_its_turn() {
-    let mut h = Harness::new();
-    let c = h.accept();
-    h.send(c, &batch(&[&get("/0"), &get("/1")]));
-    let ids = h.pending.clone();
-    h.server
-        .handle_stream_start(ids[1], 200, NONE, BodyLength::Unknown, h.now)
-        .unwrap();
+    let (mut h, _, ids) = stream_started_ahead(&get("/1"), BodyLength::Unknown);
     assert_eq!(h.server.handle_stream_data(ids[1], b"", h.now), Ok(0));
-    h.pump();
-    answer(&mut h, ids[0], b"0");
+    its_turn_comes(&mut h, ids);
     assert!(
         !h.log.contains(&Event::StreamWritable(ids[1])),
         "it was offered nothing, so held nothing back"
@@ -471,16 +456,9 @@ fn a_stream_ahead_offered_an_empty_piece_is_told_nothing_at_its_turn() {
 
 #[test]
 fn an_empty_stream_of_declared_length_zero_ended_ahead_is_sent_whole() {
-    let mut h = Harness::new();
-    let c = h.accept();
-    h.send(c, &batch(&[&get("/0"), &get("/1")]));
-    let ids = h.pending.clone();
-    h.server
-        .handle_stream_start(ids[1], 200, NONE, BodyLength::Known(0), h.now)
-        .unwrap();
+    let (mut h, c, ids) = stream_started_ahead(&get("/1"), BodyLength::Known(0));
     h.server.handle_stream_end(ids[1], NONE, h.now).unwrap();
-    h.pump();
-    answer(&mut h, ids[0], b"0");
+    its_turn_comes(&mut h, ids);
     assert_eq!(bodies(&h, c), ["0", ""]);
     assert!(!h.closed(c), "the connection serves on");
     let outcomes: Vec<_> = finished(&h).iter().map(|f| f.outcome).collect();
