@@ -402,6 +402,12 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// Keep-alive is off: every response closes its connection, whatever
+    /// the phase, so such a close is no choice of the drain's or PreStop's.
+    fn every_response_closes(&self) -> bool {
+        self.config.keep_alive_timeout.is_zero()
+    }
+
     /// A checker for a server configured with `config`, whose driver reads
     /// a readable socket up to `read_lag` late.
     pub fn new(config: Config, read_lag: Duration) -> Checker {
@@ -948,7 +954,7 @@ impl Checker {
                 || resp.framing == Framing::UntilClose
                 || handed.is_some_and(|h| h.body_unread)
                 || owed.asks_close
-                || self.config.keep_alive_timeout.is_zero();
+                || self.every_response_closes();
             if props::pre_stop_dropped_pipelined(pre_stop, read_past_it, resp.close, inherent) {
                 return Err(format!(
                     "S7: k{k}: {} was answered in PreStop with `Connection: close`, though core had received a request after it",
@@ -988,6 +994,7 @@ impl Checker {
                     self.note_framing(k, resp.framing);
                 }
             }
+            let every_response_closes = self.every_response_closes();
             let w = &mut self.watches[k];
             let nth = w.responses as usize;
             w.responses += 1;
@@ -1043,7 +1050,7 @@ impl Checker {
                     // the one keep-alive off puts on every response.
                     let chosen = !h.body_unread
                         && resp.framing != Framing::UntilClose
-                        && !self.config.keep_alive_timeout.is_zero();
+                        && !every_response_closes;
                     answered_in_drain = match (h.answered, self.drain_began) {
                         (Some(a), Some(d)) => a > d && chosen,
                         _ => false,
